@@ -1,0 +1,38 @@
+"""Shared timing and table printing for the benchmark scripts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+
+def best_of(func: Callable[[], object], number: int = 1000, repeat: int = 5) -> float:
+    """Seconds per call of ``func``: the best of ``repeat`` runs of ``number`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            func()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def us(seconds: float) -> str:
+    """Seconds as microseconds, for a table cell."""
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def ms(seconds: float) -> str:
+    """Seconds as milliseconds, for a table cell."""
+    return f"{seconds * 1e3:,.2f} ms"
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A plain aligned text table (readable in a terminal and in a CI log)."""
+    cells = [list(map(str, header))] + [list(map(str, row)) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))

@@ -1,0 +1,175 @@
+"""Digests of numpy arrays, scalars and dtypes (imported only once numpy is in use).
+
+An array is its dtype, its shape and its values in C order, little-endian. A
+C-contiguous little-endian buffer is hashed straight from memory (no copy);
+anything else (Fortran order, strided views, big-endian) is copied in pieces of
+at most ``CHUNK_BYTES``, never whole. So a Fortran-ordered array and a sliced
+view digest like their C-ordered copies.
+
+Decisions:
+
+- Array values are hashed by their bits: NaN payloads and -0.0 in arrays are
+  not canonicalised (that would cost a pass over the data). numpy *scalars*
+  canonicalise NaN like Python floats.
+- Scalars are tagged by dtype: ``np.float64(1) != 1.0 != np.float32(1)``.
+- Structured arrays are hashed field by field (padding bytes never enter).
+- Object arrays digest every element with the general rules.
+- ``np.ma.MaskedArray`` digests its data *and* its mask (data under the mask counts).
+- ``np.memmap`` and ``np.recarray`` digest as plain arrays; ``np.matrix`` is
+  tagged as a subclass. Other ndarray subclasses are refused (see fleche.digest).
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from fleche._digest_scheme import (
+    Encoder,
+    Tag,
+    composite,
+    encode,
+    header,
+    named_callable,
+    qualname,
+    relocate,
+    stream,
+    subclass_encoder,
+)
+from fleche.errors import Indigestible
+
+CHUNK_BYTES = 16 << 20
+"""Largest piece copied at once when an array is not C-contiguous little-endian."""
+
+_H_NDARRAY = header(Tag.NDARRAY)
+_H_STRUCT = header(Tag.NDARRAY_STRUCT)
+_H_OBJECT = header(Tag.NDARRAY_OBJECT)
+_H_SCALAR = header(Tag.NPSCALAR)
+_H_DTYPE = header(Tag.DTYPE)
+_H_MASKED = header(Tag.MASKED)
+_H_REDUCTION = header(Tag.REDUCTION)
+
+
+def _describe(dtype: np.dtype) -> Any:
+    """A plain, packing-independent description of a dtype (byte order made little)."""
+    if dtype.fields is not None:
+        return ("struct", tuple((name, _describe(dtype.fields[name][0])) for name in dtype.names))
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return ("subarray", _describe(base), shape)
+    return dtype.newbyteorder("<").str
+
+
+@functools.lru_cache(maxsize=1024)
+def dtype_digest(dtype: np.dtype) -> bytes:
+    """Digest of a dtype; cached, as a few dtypes are met again and again."""
+    return composite(_H_DTYPE, [encode(_describe(dtype))])
+
+
+def _pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndarray]:
+    """Byte views of ``arr`` in C order as ``canonical``; at most CHUNK_BYTES copied at a time."""
+    if arr.flags.c_contiguous and arr.dtype == canonical:
+        yield arr.reshape(-1).view(np.uint8)  # zero copy: the hot path for big arrays
+        return
+    if arr.ndim == 0:
+        yield arr.astype(canonical).reshape(-1).view(np.uint8)
+        return
+    row_bytes = arr.nbytes // len(arr)
+    if row_bytes > CHUNK_BYTES:
+        for row in arr:
+            yield from _pieces(row, canonical)
+        return
+    rows = CHUNK_BYTES // row_bytes
+    for start in range(0, len(arr), rows):
+        piece = np.ascontiguousarray(arr[start : start + rows], dtype=canonical)
+        yield piece.reshape(-1).view(np.uint8)
+
+
+def encode_array(arr: np.ndarray) -> bytes:
+    """Digest of a plain ndarray by dtype, shape and values."""
+    dtype = arr.dtype
+    if dtype.fields is not None:
+        return _encode_structured(arr)
+    if dtype.hasobject:
+        return _encode_objects(arr)
+    shape = struct.pack(f"<Q{arr.ndim}Q", arr.ndim, *arr.shape)
+    prefix = dtype_digest(dtype) + shape
+    pieces = _pieces(arr, dtype.newbyteorder("<")) if arr.size else ()
+    return stream(_H_NDARRAY, len(prefix) + arr.nbytes, _chain(prefix, pieces))
+
+
+def _chain(first: bytes, rest: Any) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _encode_structured(arr: np.ndarray) -> bytes:
+    names = arr.dtype.names
+    try:
+        fields = [encode_array(arr[name]) for name in names]
+    except Indigestible:
+        relocate((f"[{name!r}]", arr[name]) for name in names)
+        raise
+    return composite(_H_STRUCT, [dtype_digest(arr.dtype), encode(arr.shape)] + fields)
+
+
+def _encode_objects(arr: np.ndarray) -> bytes:
+    flat = arr.ravel(order="C")  # a copy of the pointers only if arr is not C-contiguous
+    try:
+        parts = [encode(x) for x in flat]
+    except Indigestible:
+        relocate((_index(i, arr.shape), x) for i, x in enumerate(flat))
+        raise
+    return composite(_H_OBJECT, [encode(arr.shape)] + parts)
+
+
+def _index(flat_index: int, shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(int(k)) for k in np.unravel_index(flat_index, shape)) + "]"
+
+
+def _encode_masked(arr: np.ma.MaskedArray) -> bytes:
+    data = encode_array(np.ma.getdata(arr).view(np.ndarray))
+    mask = encode_array(np.ma.getmaskarray(arr).view(np.ndarray))
+    return composite(_H_MASKED, [data, mask])
+
+
+def _encode_scalar(value: np.generic) -> bytes:
+    arr = np.array(value)
+    if arr.dtype.kind in "fc":  # one NaN per dtype, like Python floats
+        for part in (arr.real, arr.imag) if arr.dtype.kind == "c" else (arr,):
+            np.copyto(part, np.nan, where=np.isnan(part))
+    return composite(_H_SCALAR, [encode_array(arr)])
+
+
+def _state_encoder(cls: type, state: Any) -> Encoder:
+    name = encode(qualname(cls))
+    return lambda obj: composite(_H_REDUCTION, [name, encode(state(obj))])
+
+
+def resolve(cls: type) -> Encoder | None:
+    """The encoder for a class defined by numpy, or None if numpy has no rule for it."""
+    if cls is np.ndarray:
+        return encode_array
+    if issubclass(cls, np.ma.MaskedArray):
+        return _encode_masked
+    if issubclass(cls, np.matrix):
+        return subclass_encoder(cls, lambda obj: encode_array(obj.view(np.ndarray)))
+    if issubclass(cls, (np.memmap, np.recarray)):
+        return lambda obj: encode_array(obj.view(np.ndarray))
+    if issubclass(cls, np.generic):
+        return _encode_scalar
+    if issubclass(cls, np.dtype):
+        return dtype_digest
+    if issubclass(cls, np.ufunc):
+        return lambda func: named_callable(f"numpy.{func.__name__}")
+    if issubclass(cls, np.random.Generator):
+        return _state_encoder(cls, lambda rng: rng.bit_generator.state)
+    if issubclass(cls, np.random.RandomState):
+        return _state_encoder(cls, lambda rng: rng.get_state(legacy=False))
+    if issubclass(cls, np.random.BitGenerator):
+        return _state_encoder(cls, lambda bits: bits.state)
+    return None

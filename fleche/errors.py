@@ -1,0 +1,87 @@
+"""Every exception and warning fleche raises, each also a built-in type.
+
+Messages say what failed, where, what was expected and what to do; the
+structured parts are kept as attributes so the command line can render
+them without parsing text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class FlecheError(Exception):
+    """Base class of every fleche error."""
+
+
+class FlecheWarning(UserWarning):
+    """Base class of every fleche warning."""
+
+
+class CacheWarning(FlecheWarning):
+    """The cache could not do its part; the user's result was kept anyway."""
+
+
+class CorruptEntryWarning(FlecheWarning):
+    """A stored entry could not be read and was treated as a miss."""
+
+
+class Indigestible(FlecheError, TypeError):
+    """A value has no digest rule.
+
+    ``path`` is where the value sits inside the digested object, e.g.
+    ``arguments['cfg']['solver'][2]``.
+    """
+
+    def __init__(self, type_: type, path: str = "", reason: str = "") -> None:
+        self.type = type_
+        self.path = path
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        why = f" ({self.reason})" if self.reason else ""
+        name = f"{self.type.__module__}.{self.type.__qualname__}"
+        return (
+            f"cannot digest an object of type {name}{where}{why}; register a hook with "
+            "fleche.digest.add_hook, give the class a __digest__ method, or ignore the argument"
+        )
+
+    def located(self, prefix: str) -> Indigestible:
+        """The same error with ``prefix`` put in front of its path."""
+        return Indigestible(self.type, prefix + self.path, self.reason)
+
+
+class AmbiguousDigestError(FlecheError, ValueError):
+    """A short digest matches more than one stored key."""
+
+    def __init__(self, prefix: str, candidates: Sequence[str], needed: int) -> None:
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        self.needed = needed
+        shown = ", ".join(self.candidates[:5]) + (" …" if len(self.candidates) > 5 else "")
+        super().__init__(
+            f"digest prefix {prefix!r} is ambiguous: it matches {len(self.candidates)} keys "
+            f"({shown}); give at least {needed} characters"
+        )
+
+
+class SaveError(FlecheError):
+    """A value or call could not be stored."""
+
+
+class ConfigError(FlecheError, ValueError):
+    """A configuration file, cache name or storage spec is wrong."""
+
+
+class ReadOnlyError(FlecheError, PermissionError):
+    """A write was attempted on a read-only cache or storage."""
+
+
+class SignatureError(FlecheError, ValueError):
+    """Data that must be signed is unsigned, tampered or signed with an unknown key.
+
+    The data was not deserialized.  Storages report such an entry as a miss
+    with a :class:`CorruptEntryWarning`.
+    """

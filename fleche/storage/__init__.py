@@ -1,0 +1,60 @@
+"""Storage layer: primitive backends, behaviour mixins and their compositions.
+
+Backends that need optional packages (SQLAlchemy, h5py, bagofholding) are
+imported on first use of their name, so ``import fleche`` stays light; a
+missing package raises an ``ImportError`` that says which extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import AmbiguousDigestError, SaveError
+from .base import CallMixin, CallStorage, KeyManagement, StorageBackend, ValueMixin, ValueStorage
+from .destructuring import DestructuringMixin
+from .file import FileStorage
+from .memory import CallMemory, MemoryBackend, ValueMemory
+from .pickle_file import CallPickleFile, PickleFileBackend, ValuePickleFile
+from .thread_safe import PerKeyLockMixin, SerializingMixin
+from .void import CallVoid, ValueVoid, VoidBackend
+
+#: Public name -> (module, pip extra that provides its dependencies).
+_LAZY: dict[str, tuple[str, str | None]] = {"Sql": ("sql", "sql")}
+
+__all__ = [
+    "AmbiguousDigestError",
+    "CallMemory",
+    "CallMixin",
+    "CallPickleFile",
+    "CallStorage",
+    "CallVoid",
+    "DestructuringMixin",
+    "FileStorage",
+    "KeyManagement",
+    "MemoryBackend",
+    "PerKeyLockMixin",
+    "PickleFileBackend",
+    "SaveError",
+    "SerializingMixin",
+    "StorageBackend",
+    "ValueMemory",
+    "ValueMixin",
+    "ValuePickleFile",
+    "ValueStorage",
+    "ValueVoid",
+    "VoidBackend",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, extra = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'fleche.storage' has no attribute {name!r}") from None
+    try:
+        return getattr(importlib.import_module(f".{module}", __name__), name)
+    except ImportError as err:
+        hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
+        raise ImportError(f"fleche.storage.{name} needs {err.name or 'a missing package'}{hint}") from err

@@ -1,0 +1,1 @@
+"""Test helpers shipped with fleche, so third-party backends can run the same suite."""

@@ -1,0 +1,374 @@
+"""The ``@fleche`` decorator: a function whose calls are cached and queryable.
+
+Everything that depends only on the function is decided once, when it is
+decorated: the identity prefix of its keys, how its arguments bind, which
+are ignored.  A hit then costs one pass over the arguments, one record read
+and one value read.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from .caches import Cache
+from .call import (
+    DigestedCall,
+    Ignored,
+    LazyCall,
+    PreparedCall,
+    QueryCall,
+    Required,
+    argument_digests,
+    function_prefix,
+    key_of,
+    marked,
+)
+from .digest import DIGEST_LENGTH, Digest, digest
+from .errors import CacheWarning, Indigestible
+from .metadata import Metadata, record
+from .methods import bind_descriptor, unwrap_method
+from .query import QueryIterator
+from .state import active_cache, active_metadata, resolve
+
+if TYPE_CHECKING:
+    from .explain import Explanation
+
+__all__ = ["CachedFunction", "fleche"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    try:  # resolve string annotations (PEP 563) to find Ignored/Required
+        return inspect.signature(func, eval_str=True)
+    except Exception:
+        return inspect.signature(func)
+
+
+class _Binder:
+    """Binds call arguments to parameter names, defaults applied, ignored ones dropped.
+
+    Plain positional calls take a fast path that skips ``Signature.bind``
+    (about 3 µs of the 5 µs budget of a key; benchmarks/bench_core.py).
+    """
+
+    def __init__(self, signature: inspect.Signature, ignored: frozenset[str]) -> None:
+        params = list(signature.parameters.values())
+        self.signature = signature
+        self.names = tuple(p.name for p in params)
+        self.simple = all(p.kind in _POSITIONAL for p in params)
+        self.ignored = ignored
+        # _fill[n]: the defaults completing a call with n positional arguments,
+        # or None when some parameter after the n-th has no default.
+        self._fill: list[tuple[tuple[str, Any], ...] | None] = []
+        for n in range(len(params) + 1):
+            rest = params[n:]
+            usable = all(p.default is not p.empty for p in rest)
+            self._fill.append(tuple((p.name, p.default) for p in rest) if usable else None)
+
+    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if self.simple and not kwargs and len(args) <= len(self.names):
+            fill = self._fill[len(args)]
+            if fill is not None:
+                arguments = dict(zip(self.names, args, strict=False))
+                if fill:
+                    arguments.update(fill)
+                return self._drop_ignored(arguments) if self.ignored else arguments
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return self._drop_ignored(dict(bound.arguments))
+
+    def _drop_ignored(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        for name in self.ignored:
+            arguments.pop(name, None)
+        return arguments
+
+
+def _names(signature: inspect.Signature, given: Iterable[str], marker: Any, what: str) -> frozenset[str]:
+    names = frozenset(given) | {n for n, p in signature.parameters.items() if marked(p.annotation, marker)}
+    unknown = names - signature.parameters.keys()
+    if unknown:
+        raise ValueError(f"{what}= names {sorted(unknown)}, which are not parameters of the function")
+    return names
+
+
+class CachedFunction(Generic[P, R]):
+    """A function whose calls are stored in the active cache (see :func:`fleche`)."""
+
+    def __new__(cls, func: Callable[P, R], **options: Any) -> CachedFunction[P, R]:
+        # An ``async def`` gets the awaitable variant (fleche/asynchronous.py).
+        if cls is CachedFunction and inspect.iscoroutinefunction(unwrap_method(func)[0]):
+            from .asynchronous import AsyncCachedFunction
+
+            cls = AsyncCachedFunction
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        version: str | None = None,
+        ignore: Iterable[str] = (),
+        require: Iterable[str] = (),
+        hash_code: bool = False,
+        meta: Iterable[Metadata] = (),
+        hash_module: bool = True,
+        hash_version: bool = True,
+        cache: Cache | str | None = None,
+    ) -> None:
+        func, self._method_kind = unwrap_method(func)  # @fleche() above @classmethod/@staticmethod
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.version = version
+        signature = _signature(func)
+        self.ignored = _names(signature, ignore, Ignored, "ignore")
+        self.required = _names(signature, require, Required, "require")
+        both = self.ignored & self.required
+        if both:
+            raise ValueError(f"arguments {sorted(both)} cannot be both ignored and required")
+        self.name = func.__qualname__
+        self.module = func.__module__
+        self.code = digest(func) if hash_code else None
+        self.unkeyed = frozenset(
+            field for field, keep in (("module", hash_module), ("version", hash_version)) if not keep
+        )
+        self.prefix = function_prefix(self.name, self.module, version, self.code, self.unkeyed)
+        self.meta = tuple(meta)
+        self._bind = _Binder(signature, self.ignored)
+        self._cache = None if cache is None else resolve(cache)
+
+    # -- the call ------------------------------------------------------------
+
+    @property
+    def cache(self) -> Cache:
+        """The cache this function uses now (its own, else the active one)."""
+        return self._cache or active_cache()
+
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        cache = self._cache or active_cache()
+        try:
+            arguments = self._bind(args, kwargs)
+            digests = self._digests(cache, arguments)
+        except Indigestible as err:
+            if self.required and any(err.path.startswith(f"arguments[{n!r}]") for n in self.required):
+                raise
+            warnings.warn(f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=2)
+            return self.func(*args, **kwargs)
+        key = key_of(self.prefix, digests)
+        try:
+            return cache.load_result(key)
+        except KeyError:
+            pass
+        except Exception as err:
+            warnings.warn(
+                f"fleche could not read call {key[:12]} of {self.name} ({type(err).__name__}: {err}); computing it",
+                CacheWarning,
+                stacklevel=2,
+            )
+        return self._compute(cache, key, arguments, digests, args, kwargs)
+
+    def _digests(self, cache: Cache, arguments: dict[str, Any]) -> dict[str, bytes]:
+        """Raw argument digests; short :class:`Digest` arguments are expanded in place."""
+        try:
+            return argument_digests(arguments)
+        except ValueError:  # a short digest cannot be digested: expand it (rare path)
+            for name, value in arguments.items():
+                if type(value) is Digest and len(value) != DIGEST_LENGTH:
+                    arguments[name] = cache.expand(value)
+            return argument_digests(arguments)
+
+    def _compute(
+        self,
+        cache: Cache,
+        key: Digest,
+        arguments: dict[str, Any],
+        digests: dict[str, bytes],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        """Run the body and store the call; a storage failure costs a warning, never the result."""
+        args, kwargs, prepared, stop = self._start(cache, key, arguments, digests, args, kwargs)
+        try:
+            result = self.func(*args, **kwargs)
+        except BaseException:
+            if prepared is not None:
+                prepared.abandon()
+            raise
+        self._store(cache, key, prepared, stop, result)
+        return result
+
+    def _start(
+        self,
+        cache: Cache,
+        key: Digest,
+        arguments: dict[str, Any],
+        digests: dict[str, bytes],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[tuple, dict, PreparedCall | None, Callable[[], Any]]:
+        """Before the body runs (shared with the async variant): store the arguments, start metadata.
+
+        Returns the arguments to call the body with (short digests replaced by
+        their values), the prepared call (``None`` if it could not be stored)
+        and the function that stops the metadata recorders.
+        """
+        args, kwargs = self._expand_values(cache, args, kwargs)
+        stored_arguments = {n: v for n, v in arguments.items() if type(v) is not Digest}
+        draft = DigestedCall(
+            name=self.name,
+            module=self.module,
+            arguments={n: Digest.from_raw(raw) for n, raw in digests.items()},
+            version=self.version,
+            code=self.code,
+            unkeyed=self.unkeyed,
+        )
+        prepared = cache.save_guarded(lambda: cache.prepare(draft, stored_arguments, key), key)
+        _, stop = record(active_metadata() + self.meta)
+        return args, kwargs, prepared, stop
+
+    @staticmethod
+    def _store(
+        cache: Cache, key: Digest, prepared: PreparedCall | None, stop: Callable[[], Any], result: Any
+    ) -> None:
+        """After the body returned: stop the metadata, store the result and the record."""
+        metadata = stop()
+        if prepared is not None:
+            cache.save_guarded(lambda: prepared.commit(result, metadata), key)
+
+    @staticmethod
+    def _expand_values(cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+        """The call's arguments with every :class:`Digest` replaced by the value it names."""
+
+        def value(v: Any) -> Any:
+            return cache.load_value(v) if type(v) is Digest else v
+
+        if not any(type(v) is Digest for v in (*args, *kwargs.values())):
+            return args, kwargs
+        return tuple(value(v) for v in args), {k: value(v) for k, v in kwargs.items()}
+
+    # -- helpers -------------------------------------------------------------
+
+    def bind(self, /, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        """The arguments as they enter the key: by name, defaults applied, ignored ones left out."""
+        return self._bind(args, kwargs)
+
+    def digest(self, /, *args: P.args, **kwargs: P.kwargs) -> Digest:
+        """The lookup key of this call (nothing is run or read)."""
+        cache = self._cache or active_cache()
+        return key_of(self.prefix, self._digests(cache, self._bind(args, kwargs)))
+
+    def contains(self, /, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Whether this call is stored."""
+        return self.cache.contains(self.digest(*args, **kwargs))
+
+    def load(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The stored result of this call (``KeyError`` if it is not stored; nothing runs)."""
+        return self.cache.load_result(self.digest(*args, **kwargs))
+
+    def call(self, /, *args: P.args, **kwargs: P.kwargs) -> LazyCall:
+        """The stored record of this call: arguments, result and metadata."""
+        return self.cache.load(self.digest(*args, **kwargs))
+
+    def rerun(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Compute this call again and store the new result over the old one."""
+        cache = self.cache
+        arguments = self._bind(args, kwargs)
+        digests = self._digests(cache, arguments)
+        return self._compute(cache, key_of(self.prefix, digests), arguments, digests, args, kwargs)
+
+    def query(self, /, *, metadata: Mapping[str, Mapping[str, Any]] | None = None, **arguments: Any) -> QueryIterator:
+        """Stored calls of this function whose arguments equal the ones given.
+
+        Arguments not named are wildcards; ``metadata`` filters on recorded
+        metadata, e.g. ``metadata={"tags": {"project": "x"}}``.  Calls of
+        every version of the function are found.
+        """
+        unknown = arguments.keys() - self._bind.signature.parameters.keys()
+        if unknown:
+            raise TypeError(f"{self.name}.query() got arguments {sorted(unknown)} the function does not take")
+        module = None if "module" in self.unkeyed else self.module
+        template = QueryCall(name=self.name, module=module, arguments=arguments or None, metadata=metadata)
+        return self.cache.query(template)
+
+    def explain(self, /, *args: P.args, **kwargs: P.kwargs) -> Explanation:
+        """Why this call is (not) stored: the nearest stored calls and what differs.
+
+        Nothing runs; see :mod:`fleche.explain`.
+        """
+        from .explain import explain
+
+        return explain(self, args, kwargs)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        # A method: bind the instance (or the class) like a function does (fleche/methods.py).
+        return bind_descriptor(self, self._method_kind, instance, owner)
+
+    def __repr__(self) -> str:
+        return f"<fleche cached function {self.module}.{self.name}>"
+
+
+@overload
+def fleche(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+@overload
+def fleche(
+    *,
+    version: str | None = None,
+    ignore: Iterable[str] = (),
+    require: Iterable[str] = (),
+    hash_code: bool = False,
+    meta: Iterable[Metadata] = (),
+    hash_module: bool = True,
+    hash_version: bool = True,
+    cache: Cache | str | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Cache the calls of a function persistently, by the content of its arguments.
+
+    Parameters
+    ----------
+    version
+        Part of every key: change it to invalidate the calls of older code.
+    ignore, require
+        Parameter names left out of the key (also ``Ignored[T]`` annotations),
+        and names that must be part of it (``Required[T]``): an argument that
+        cannot be digested then raises instead of running uncached.
+    hash_code
+        Make the function's code (and captured state) part of the key.
+    meta
+        Metadata recorders added for this function's calls.
+    hash_module, hash_version
+        Set to ``False`` to leave the module or the version out of the key
+        (a function moved between modules keeps its calls).
+    cache
+        A cache (or name) this function always uses, instead of the active one.
+
+    Notes
+    -----
+    Methods: it decorates instance methods, classmethods and staticmethods
+    (above or below ``@classmethod``/``@staticmethod``).  ``self`` is an
+    argument like any other: a dataclass instance is keyed by its fields,
+    while a plain class instance has no digest rule, so the call runs
+    uncached with a warning; give the class a ``__digest__`` method or pass
+    ``ignore=("self",)`` (see :mod:`fleche.methods`).  The function identity
+    is its ``__qualname__``, which includes the class.
+
+    ``async def`` functions give an awaitable cached function; concurrent
+    awaits of one call run its body once (see :mod:`fleche.asynchronous`).
+
+    Notebooks and scripts: the identity is ``__module__`` (``"__main__"``)
+    and ``__qualname__``, never an object id or a cell number, so a key
+    survives kernel restarts and re-runs of a cell.  Two different functions
+    of one name in one notebook share keys unless ``hash_code=True`` (or a
+    ``version``) tells them apart.  Use :meth:`CachedFunction.explain` to
+    see why a call misses.
+    """
+    if func is None:
+        return lambda f: CachedFunction(f, **options)
+    return CachedFunction(func, **options)

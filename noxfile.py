@@ -1,0 +1,27 @@
+"""Developer sessions: tests, lint, docs and benchmarks."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (PostgreSQL tests need FLECHE_TEST_POSTGRES_URL; see .ci/start-postgres)."""
+    session.install("-e", ".[all]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests and benchmarks."""
+    session.install("ruff")
+    session.run("ruff", "check", "fleche", "tests", "benchmarks")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark script, each printing its table with same-run references."""
+    session.install("-e", ".[all]")
+    for script in sorted(__import__("pathlib").Path("benchmarks").glob("bench_*.py")):
+        session.run("python", str(script))

@@ -1,0 +1,117 @@
+"""Every storage composition the conformance suite runs against: one entry each.
+
+Factories are module-level functions of a directory, so that a storage can
+be rebuilt anywhere; a backend that needs a server skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from fleche.digest import Digest
+from fleche.storage import CallMemory, CallPickleFile, FileStorage, ValueMemory, ValuePickleFile
+from fleche.testing.storage import Backend
+
+
+def memory_values(root: Path) -> ValueMemory:
+    return ValueMemory()
+
+
+def memory_calls(root: Path) -> CallMemory:
+    return CallMemory()
+
+
+def pickle_values(root: Path) -> ValuePickleFile:
+    return ValuePickleFile(root=root)
+
+
+def pickle_calls(root: Path) -> CallPickleFile:
+    return CallPickleFile(root=root)
+
+
+def cloudpickle_values(root: Path) -> ValuePickleFile:
+    return ValuePickleFile(root=root, serializer="cloudpickle")
+
+
+def cloudpickle_calls(root: Path) -> CallPickleFile:
+    return CallPickleFile(root=root, serializer="cloudpickle")
+
+
+def dill_values(root: Path) -> ValuePickleFile:
+    return ValuePickleFile(root=root, serializer="dill", compression="zlib")
+
+
+def dill_calls(root: Path) -> CallPickleFile:
+    return CallPickleFile(root=root, serializer="dill")
+
+
+def signed_pickle_values(root: Path) -> ValuePickleFile:
+    return ValuePickleFile(root=root, secret_key=["conformance-key", "retired-key"])
+
+
+def signed_pickle_calls(root: Path) -> CallPickleFile:
+    return CallPickleFile(root=root, secret_key="conformance-key")
+
+
+def corrupt_file(storage: FileStorage, key: Digest) -> None:
+    """Tear the file of ``key``: keep its first half, as a crash mid-write without rename would."""
+    path = storage._path(key)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def sqlite_calls(root: Path):
+    from fleche.storage import Sql
+
+    return Sql(url=str(root / "calls.db"))
+
+
+def postgres_calls(root: Path):
+    """Calls on the test server, in a schema of their own for each ``root``."""
+    import pytest
+
+    url = os.environ.get("FLECHE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("FLECHE_TEST_POSTGRES_URL is not set: start a server with .ci/start-postgres")
+    from fleche.storage import Sql
+
+    return Sql(url=_private_schema(url, root))
+
+
+def _private_schema(url: str, root: Path) -> str:
+    """``url`` with its search path set to a fresh schema, the same one each time for ``root``."""
+    import sqlalchemy
+
+    marker = root / ".postgres-url"
+    if marker.exists():
+        return marker.read_text()
+    schema = f"fleche_{uuid.uuid4().hex[:16]}"
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+    private = sqlalchemy.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(private.render_as_string(hide_password=False))
+    return marker.read_text()
+
+
+BACKENDS: list[Backend] = [
+    Backend("memory", values=memory_values, calls=memory_calls),
+    Backend("pickle", values=pickle_values, calls=pickle_calls, corrupt=corrupt_file, processes=True),
+    Backend(
+        "cloudpickle", values=cloudpickle_values, calls=cloudpickle_calls, corrupt=corrupt_file, processes=True
+    ),
+    Backend("dill", values=dill_values, calls=dill_calls, corrupt=corrupt_file, processes=True),
+    Backend(
+        "signed-pickle",
+        values=signed_pickle_values,
+        calls=signed_pickle_calls,
+        corrupt=corrupt_file,
+        processes=True,
+    ),
+    Backend("sqlite", values=pickle_values, calls=sqlite_calls, corrupt=corrupt_file, processes=True),
+    Backend("postgres", values=pickle_values, calls=postgres_calls, corrupt=corrupt_file, processes=True),
+]
