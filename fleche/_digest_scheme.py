@@ -1,7 +1,7 @@
 """The digest encoding scheme: node framing, type dispatch, and built-in encoders.
 
-Every value becomes one *node*: ``version | tag | length | payload``, hashed with
-xxh3-128 by its own hasher. Composite values put their children's raw 16-byte
+Every value becomes one *node*: ``version (1 byte) | tag (1 byte) | payload
+length (u64, little-endian) | payload``, hashed with xxh3-128 by its own hasher. Composite values put their children's raw 16-byte
 digests in the payload (a Merkle tree), so a child can be replaced by its digest.
 Tags and framing are frozen for ``SCHEME_VERSION``; changing either is a new
 scheme version, and the golden vectors in ``tests/golden_digests.json`` catch

@@ -11,6 +11,8 @@ Decisions a user may notice:
 - Numbers are exact and tagged by type: ``True``, ``1``, ``1.0``, ``Decimal(1)``,
   ``Fraction(1)``, ``np.int64(1)`` and ``np.float64(1)`` all differ. Every float
   NaN (Python or numpy scalar) has one digest; ``-0.0`` differs from ``0.0``.
+  Inside numpy arrays values are hashed by their bits, so NaN payloads there
+  are not canonicalised (that would cost a pass over the data).
 - ``Decimal("1.0")`` and ``Decimal("1.00")`` differ: they are distinct decimals
   (precision is part of the value); the same holds for ``Decimal("-0")``.
 - ``list``/``tuple``, ``set``/``frozenset``, ``bytes``/``bytearray`` are distinct.
@@ -247,7 +249,7 @@ def _forget_resolutions() -> None:
 def _resolve(cls: type) -> Encoder:
     """Find, cache and return the encoder for a type missing from the dispatch table."""
     generation = _generation
-    encoder = _find_encoder(cls)
+    encoder = BUILTIN.get(cls) or _find_encoder(cls)  # BUILTIN: a reset() may be under way
     if encoder is None and not _entry_points_loaded:
         _load_entry_points()
         generation = _generation
