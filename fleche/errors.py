@@ -72,7 +72,16 @@ class SaveError(FlecheError):
 
 
 class ConfigError(FlecheError, ValueError):
-    """A configuration file, cache name or storage spec is wrong."""
+    """A configuration file, cache name or storage spec is wrong.
+
+    ``file`` and ``key`` say where, when it is known (``key`` as in
+    ``[project].layers[1].root``).
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        super().__init__(message)
 
 
 class ReadOnlyError(FlecheError, PermissionError):

@@ -98,11 +98,49 @@ def _private_schema(url: str, root: Path) -> str:
     return marker.read_text()
 
 
+def hdf5_values(root: Path):
+    from fleche.storage import ValueBagOfHoldingH5File
+
+    return ValueBagOfHoldingH5File(root=root)
+
+
+def hdf5_calls(root: Path):
+    from fleche.storage import CallBagOfHoldingH5File
+
+    return CallBagOfHoldingH5File(root=root)
+
+
+def hdf5_grouped_values(root: Path):
+    """Values grouped 16 shared files to a store, so most writes land in a file with others."""
+    from fleche.storage import ValueBagOfHoldingH5File
+
+    return ValueBagOfHoldingH5File(root=root, prefix_length=1)
+
+
+def hdf5_grouped_calls(root: Path):
+    from fleche.storage import CallBagOfHoldingH5File
+
+    return CallBagOfHoldingH5File(root=root, prefix_length=1)
+
+
+def corrupt_hdf5(storage, key: Digest) -> None:
+    """Tear the HDF5 file holding ``key`` (its shared file when grouped) to its first half."""
+    path, _ = storage.location(key)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
 BACKENDS: list[Backend] = [
     Backend("memory", values=memory_values, calls=memory_calls),
-    Backend("pickle", values=pickle_values, calls=pickle_calls, corrupt=corrupt_file, processes=True),
     Backend(
-        "cloudpickle", values=cloudpickle_values, calls=cloudpickle_calls, corrupt=corrupt_file, processes=True
+        "pickle", values=pickle_values, calls=pickle_calls, corrupt=corrupt_file, processes=True
+    ),
+    Backend(
+        "cloudpickle",
+        values=cloudpickle_values,
+        calls=cloudpickle_calls,
+        corrupt=corrupt_file,
+        processes=True,
     ),
     Backend("dill", values=dill_values, calls=dill_calls, corrupt=corrupt_file, processes=True),
     Backend(
@@ -112,6 +150,18 @@ BACKENDS: list[Backend] = [
         corrupt=corrupt_file,
         processes=True,
     ),
-    Backend("sqlite", values=pickle_values, calls=sqlite_calls, corrupt=corrupt_file, processes=True),
-    Backend("postgres", values=pickle_values, calls=postgres_calls, corrupt=corrupt_file, processes=True),
+    Backend(
+        "sqlite", values=pickle_values, calls=sqlite_calls, corrupt=corrupt_file, processes=True
+    ),
+    Backend(
+        "postgres", values=pickle_values, calls=postgres_calls, corrupt=corrupt_file, processes=True
+    ),
+    Backend("hdf5", values=hdf5_values, calls=hdf5_calls, corrupt=corrupt_hdf5, processes=True),
+    Backend(
+        "hdf5-grouped",
+        values=hdf5_grouped_values,
+        calls=hdf5_grouped_calls,
+        corrupt=corrupt_hdf5,
+        processes=True,
+    ),
 ]

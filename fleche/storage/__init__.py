@@ -20,7 +20,12 @@ from .thread_safe import PerKeyLockMixin, SerializingMixin
 from .void import CallVoid, ValueVoid, VoidBackend
 
 #: Public name -> (module, pip extra that provides its dependencies).
-_LAZY: dict[str, tuple[str, str | None]] = {"Sql": ("sql", "sql")}
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "Sql": ("sql", "sql"),
+    "BagOfHoldingH5FileBackend": ("bagofholding_file", "hdf5"),
+    "ValueBagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+    "CallBagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+}
 
 __all__ = [
     "AmbiguousDigestError",
@@ -57,4 +62,6 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(f".{module}", __name__), name)
     except ImportError as err:
         hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
-        raise ImportError(f"fleche.storage.{name} needs {err.name or 'a missing package'}{hint}") from err
+        raise ImportError(
+            f"fleche.storage.{name} needs {err.name or 'a missing package'}{hint}"
+        ) from err

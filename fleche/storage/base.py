@@ -52,7 +52,9 @@ def _common_prefix(a: str, b: str) -> int:
 
 def needed_length(candidates: list[str]) -> int:
     """How many characters tell every one of the (sorted) candidates apart."""
-    return 1 + max((_common_prefix(a, b) for a, b in zip(candidates, candidates[1:], strict=False)), default=0)
+    return 1 + max(
+        (_common_prefix(a, b) for a, b in zip(candidates, candidates[1:], strict=False)), default=0
+    )
 
 
 def constructor_arguments(storage: Any) -> dict[str, Any]:
@@ -155,6 +157,15 @@ class KeyManagement(ABC):
         if len(candidates) > 1:
             raise AmbiguousDigestError(key, candidates, needed_length(candidates))
         return candidates[0]
+
+    def stored_at(self, key: Digest) -> float | None:
+        """When the entry under a full key was last written (epoch seconds); ``None`` if unknown.
+
+        Garbage collection keeps values younger than its grace period, which
+        may belong to a call another process is still running.  The default
+        knows nothing; storages that keep a write time override it.
+        """
+        return None
 
     def shrink(self, key: Digest | str) -> Digest:
         """The shortest prefix (at least 4 characters) naming only this key.

@@ -110,7 +110,11 @@ class DestructuringMixin(StorageBackend):
             children = [self._child(getattr(value, f.name)) for f in dataclasses.fields(value)]
             depth = max((d for _, d in children), default=0)
             names = tuple(f.name for f in dataclasses.fields(value))
-            node = Node("dataclass", tuple(zip(names, (form for form, _ in children), strict=True)), type(value))
+            node = Node(
+                "dataclass",
+                tuple(zip(names, (form for form, _ in children), strict=True)),
+                type(value),
+            )
         return node, depth + 1
 
     def _child(self, value: Any) -> tuple[Any, float]:
@@ -139,7 +143,8 @@ class DestructuringMixin(StorageBackend):
             if type(form) is Ref:
                 found.append(form.key)
             elif type(form) is Node:
-                todo.extend(x[1] if form.kind == "dataclass" else x for x in form.items)
+                # reversed onto the stack: children come out in container order (lineage shows them so)
+                todo.extend(reversed([x[1] if form.kind == "dataclass" else x for x in form.items]))
         return found
 
     def _reassemble(self, form: Any) -> Any:

@@ -202,7 +202,12 @@ def _absent_prefix(keys: list[Digest]) -> str:
 
 
 def _call(i: int, result: Any = None) -> Call:
-    return Call(name="simulate", module="tests.model", arguments={"temperature": i, "steps": 10}, result=result)
+    return Call(
+        name="simulate",
+        module="tests.model",
+        arguments={"temperature": i, "steps": 10},
+        result=result,
+    )
 
 
 class CallStorageTests:
@@ -222,7 +227,9 @@ class CallStorageTests:
 
     def test_metadata_round_trip(self, backend: Backend, tmp_path: Path) -> None:
         calls = _calls(backend, tmp_path)
-        call = dataclasses.replace(_call(1), metadata={"tags": {"project": "x", "n": 3}, "runtime": {"walltime": 0.5}})
+        call = dataclasses.replace(
+            _call(1), metadata={"tags": {"project": "x", "n": 3}, "runtime": {"walltime": 0.5}}
+        )
         record = calls.load(calls.save(call))
         assert record.metadata == {"tags": {"project": "x", "n": 3}, "runtime": {"walltime": 0.5}}
 
@@ -243,7 +250,10 @@ class CallStorageTests:
         }
         found = list(calls.query(QueryCall(arguments={"temperature": 3})))
         assert len(found) == 2
-        assert len(list(calls.query(QueryCall(name="simulate", arguments={"temperature": digest(3)})))) == 1
+        assert (
+            len(list(calls.query(QueryCall(name="simulate", arguments={"temperature": digest(3)}))))
+            == 1
+        )
         assert len(list(calls.query(QueryCall(name="simulate", result=0)))) == 4
         assert list(calls.query(QueryCall(arguments={"pressure": 1}))) == []
 
@@ -391,7 +401,10 @@ def value_state_machine(make: Callable[[], ValueStorage]) -> type:
 
     leaves = st.none() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
     values = st.recursive(
-        leaves, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=3), kids, max_size=3),
+        leaves,
+        lambda kids: (
+            st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=3), kids, max_size=3)
+        ),
         max_leaves=8,
     )
 

@@ -1,0 +1,222 @@
+"""Serializers: how an object becomes bytes, as small strategy objects.
+
+A backend takes one :class:`Serializer` (or its registered name) as a field
+instead of there being a class per combination: ``pickle``,
+``cloudpickle`` and ``dill`` produce the bytes, :class:`Compressed` wraps
+any of them, and :class:`fleche.security.Signed` signs any of them.
+cloudpickle and dill are optional and imported on first use.
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import importlib
+import lzma
+import pickle
+import sys
+import zlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from .errors import ConfigError
+
+__all__ = [
+    "CODECS",
+    "CloudpickleSerializer",
+    "Compressed",
+    "DillSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "compress",
+    "decompress",
+    "get_serializer",
+    "register_serializer",
+]
+
+Buffer = bytes | bytearray | memoryview
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns objects into bytes and back; ``name`` is recorded with the bytes."""
+
+    name: str
+
+    def dumps(self, obj: Any) -> bytes:
+        """The bytes of ``obj``."""
+        ...
+
+    def loads(self, data: Buffer) -> Any:
+        """The object whose bytes are ``data``."""
+        ...
+
+
+def _optional(module: str) -> ModuleType:
+    """Import an optional serializer package, or say which extra provides it."""
+    found = sys.modules.get(module)
+    if found is not None:
+        return found
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"the {module!r} serializer needs the {module} package; "
+            f"install it with: pip install 'fleche[{module}]'",
+            name=module,
+        ) from err
+
+
+@dataclasses.dataclass(frozen=True)
+class PickleSerializer:
+    """The standard library's pickle (protocol 5 by default: large buffers copied once)."""
+
+    protocol: int = 5
+    name: ClassVar[str] = "pickle"
+
+    def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
+        return pickle.dumps(obj, protocol=self.protocol)
+
+    def loads(self, data: Buffer) -> Any:
+        # docstring inherited
+        return pickle.loads(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudpickleSerializer:
+    """cloudpickle: also lambdas, closures and classes defined in ``__main__``."""
+
+    protocol: int = 5
+    name: ClassVar[str] = "cloudpickle"
+
+    def __post_init__(self) -> None:
+        _optional("cloudpickle")  # fail when configured, not at the first store
+
+    def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
+        return _optional("cloudpickle").dumps(obj, protocol=self.protocol)
+
+    def loads(self, data: Buffer) -> Any:
+        # docstring inherited
+        return _optional("cloudpickle").loads(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class DillSerializer:
+    """dill: most objects pickle refuses (nested functions, generators' code, …)."""
+
+    protocol: int = 5
+    name: ClassVar[str] = "dill"
+
+    def __post_init__(self) -> None:
+        _optional("dill")
+
+    def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
+        return _optional("dill").dumps(obj, protocol=self.protocol)
+
+    def loads(self, data: Buffer) -> Any:
+        # docstring inherited
+        return _optional("dill").loads(data)
+
+
+# -- compression -------------------------------------------------------------------
+
+#: Codec name -> (compress(data, level), decompress(data)); ``level=None`` is the codec default.
+CODECS: dict[str, tuple[Callable[[Buffer, int | None], bytes], Callable[[Buffer], bytes]]] = {
+    "zlib": (
+        lambda data, level: zlib.compress(data, 6 if level is None else level),
+        zlib.decompress,
+    ),
+    "bz2": (
+        lambda data, level: bz2.compress(data, 9 if level is None else level),
+        bz2.decompress,
+    ),
+    "lzma": (
+        lambda data, level: lzma.compress(data, preset=level),
+        lzma.decompress,
+    ),
+}
+
+
+def _codec(name: str) -> tuple[Callable[[Buffer, int | None], bytes], Callable[[Buffer], bytes]]:
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise ConfigError(f"unknown compression {name!r}; choose one of {sorted(CODECS)}") from None
+
+
+def compress(codec: str, data: Buffer, level: int | None = None) -> bytes:
+    """``data`` compressed with ``codec`` (``"zlib"``, ``"bz2"`` or ``"lzma"``)."""
+    return _codec(codec)[0](data, level)
+
+
+def decompress(codec: str, data: Buffer) -> bytes:
+    """The bytes ``compress(codec, …)`` was given."""
+    return _codec(codec)[1](data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compressed:
+    """Any serializer's bytes, compressed: ``Compressed(PickleSerializer(), "lzma")``."""
+
+    inner: Serializer
+    codec: str = "zlib"
+    level: int | None = None
+
+    def __post_init__(self) -> None:
+        _codec(self.codec)
+
+    @property
+    def name(self) -> str:
+        return f"{self.codec}+{self.inner.name}"
+
+    def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
+        return compress(self.codec, self.inner.dumps(obj), self.level)
+
+    def loads(self, data: Buffer) -> Any:
+        # docstring inherited
+        return self.inner.loads(decompress(self.codec, data))
+
+
+# -- registry ----------------------------------------------------------------------
+
+_REGISTRY: dict[str, Callable[[], Serializer]] = {
+    "pickle": PickleSerializer,
+    "cloudpickle": CloudpickleSerializer,
+    "dill": DillSerializer,
+}
+
+
+def register_serializer(
+    name: str, factory: Callable[[], Serializer], *, replace: bool = False
+) -> None:
+    """Make ``factory()`` available as ``serializer=name`` (and for reading files that name it)."""
+    if name in _REGISTRY and not replace:
+        raise ValueError(
+            f"a serializer named {name!r} is already registered; pass replace=True to replace it"
+        )
+    _REGISTRY[name] = factory
+
+
+def get_serializer(spec: str | Serializer) -> Serializer:
+    """The serializer a name stands for (a :class:`Serializer` is returned as is).
+
+    An unknown name raises :class:`~fleche.errors.ConfigError` listing the
+    known ones; a known one whose package is missing raises ``ImportError``
+    naming the extra to install.
+    """
+    if not isinstance(spec, str):
+        if not isinstance(spec, Serializer):
+            raise TypeError(f"a serializer needs name, dumps and loads; got {type(spec).__name__}")
+        return spec
+    try:
+        factory = _REGISTRY[spec]
+    except KeyError:
+        raise ConfigError(
+            f"unknown serializer {spec!r}; choose one of {sorted(_REGISTRY)}"
+        ) from None
+    return factory()

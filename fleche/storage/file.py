@@ -1,0 +1,287 @@
+"""One file per key under a directory: the base of every file-backed storage.
+
+A key ``a3f9c1…`` lives at ``root/a3f/9c1…``: one fan-out level of three
+hex characters, 4,096 directories.  A lookup is one path, and a short
+digest (``expand``/``shrink``) reads one directory instead of the whole
+store: ~245 names at a million keys (about 0.13 ms to list on ext4,
+benchmarks/bench_files.py).  Two levels (``a3/f9/…``, 65,536 leaves) would
+list only ~15 names there, but a young store would pay one or two
+``mkdir`` (as costly as the file itself) for almost every new entry until
+it held ~100,000 keys, and at full fan-out hold 256 MiB of directory
+blocks; reads of the current level stay below 1 ms up to ~7 million keys.
+A prefix shorter than the level walks only the directories it matches.
+
+Writes go to a temporary sibling and are renamed into place, so a reader
+sees the old entry, the new one or none, and a killed writer leaves at most
+a stray ``.<name>.<random>.tmp`` file, which no operation ever reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..digest import DIGEST_LENGTH, Digest
+from ..errors import CorruptEntryWarning
+from .base import StorageBackend
+
+__all__ = ["FileStorage"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
+    """Names in ``directory`` of ``length`` hex characters starting with ``prefix``, sorted.
+
+    ``os.listdir`` rather than ``os.scandir``: only names are needed, and
+    it is about three times faster per entry.
+    """
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = [n for n in names if n.startswith(prefix) and len(n) == length and _HEX.issuperset(n)]
+    found.sort()
+    return found
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FileStorage(StorageBackend):
+    """Objects stored one file per key under ``root``, written atomically.
+
+    Subclasses write and read one file (``_to_file``/``_from_file``); this
+    class owns the layout, atomic replacement and the corrupt-entry rule.
+
+    Parameters
+    ----------
+    root
+        The directory of the store (a ``str`` or a ``Path``); created on the
+        first write, so naming a store never touches the disk.
+    lock_timeout, lock_wait_start
+        How long, and starting from which pause (doubled each try), to
+        retry replacing a file that another process holds open — the only
+        contention a rename can meet (Windows; never on POSIX).  No file
+        lock is needed: every writer renames its own complete temporary
+        file into place, so concurrent writers of one key cannot tear it.
+    fsync
+        Flush each file and its directory to the device before the rename
+        returns.  Off by default: without it a killed process still leaves
+        a readable store, and after a power loss an entry may be lost or
+        read as a miss (the format detects it) but never as a wrong value;
+        with it each write costs a few milliseconds more.
+    """
+
+    root: Path
+    lock_timeout: float = 1.0
+    lock_wait_start: float = 0.001
+    fsync: bool = False
+    #: Keys that read as corrupt in this process: the next put rewrites them.
+    _damaged: set[str] = dataclasses.field(
+        default_factory=set, init=False, repr=False, compare=False
+    )
+    _root: str = dataclasses.field(default="", init=False, repr=False, compare=False)
+
+    #: Key characters per fan-out directory level (see the module docstring).
+    #: A class constant: a store written with one layout is not read with another.
+    fanout: ClassVar[tuple[int, ...]] = (3,)
+
+    persistent: ClassVar[bool] = True
+    supports_prefix_range: ClassVar[bool] = True
+    #: Entries are named by their content: a put of an existing key is skipped.
+    #: Storages whose entries may change under one key (call records) keep False.
+    content_addressed: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        root = Path(self.root).expanduser()
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "_root", str(root))
+
+    # -- layout ----------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        """The file of a full key: ``root/abc/<rest>`` (see :attr:`fanout`)."""
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        # The hot path works on plain strings: building a Path costs more than the stat.
+        if len(key) != DIGEST_LENGTH:
+            raise KeyError(f"{key!r} is not a full digest of {DIGEST_LENGTH} characters")
+        parts = [self._root]
+        start = 0
+        for width in self.fanout:
+            parts.append(key[start : start + width])
+            start += width
+        parts.append(key[start:])
+        return os.sep.join(parts)
+
+    def _key_of(self, path: Path | str) -> Digest:
+        """The key a file stands for; also for the temporary file written for it."""
+        path = Path(path)
+        name = path.name
+        if name.startswith("."):  # ".<rest>.<random>.tmp" while being written
+            name = name[1 : 1 + DIGEST_LENGTH - sum(self.fanout)]
+        levels = [p.name for p in path.parents[: len(self.fanout)]]
+        return Digest("".join(reversed(levels)) + name)
+
+    # -- primitives ------------------------------------------------------------
+
+    def put(self, value: Any, key: Digest) -> Digest:
+        # docstring inherited
+        final = self._file(key)
+        if self.content_addressed and key not in self._damaged and os.path.exists(final):
+            return key  # the same content is already there: nothing to write
+        directory, name = os.path.split(final)
+        temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            try:
+                self._write(value, key, temporary)
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)  # first entry under this fan-out prefix
+                self._write(value, key, temporary)
+            if self.fsync:
+                _sync(temporary)
+            self._replace(temporary, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        if self.fsync:
+            _sync(directory)
+        self._damaged.discard(key)
+        return key
+
+    def get(self, key: Digest) -> Any:
+        # docstring inherited
+        file = self._file(key)
+        try:
+            return self._read(key, file)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except PermissionError:
+            raise  # not corruption: the user must fix access rights
+        except Exception as err:
+            self._damaged.add(key)
+            warnings.warn(
+                f"fleche: the entry {key} in {self._root} cannot be read "
+                f"({type(err).__name__}: {err}); treating it as a miss (it is rewritten when stored again)",
+                CorruptEntryWarning,
+                stacklevel=2,
+            )
+            raise KeyError(key) from err
+
+    def _contains(self, key: Digest) -> bool:
+        # One stat; a damaged file still counts as stored (``get`` reports it).
+        try:
+            return os.path.isfile(self._file(key))
+        except KeyError:
+            return False
+
+    def stored_at(self, key: Digest) -> float | None:
+        # docstring inherited
+        try:
+            return os.stat(self._file(key)).st_mtime
+        except (OSError, KeyError):
+            return None
+
+    def _evict(self, key: Digest) -> None:
+        # Empty fan-out directories are kept: removing one could race with
+        # a writer that is about to put its temporary file in it.
+        try:
+            os.unlink(self._file(key))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        self._damaged.discard(key)
+
+    def list(self) -> Iterator[Digest]:
+        # docstring inherited
+        return self._walk("")
+
+    def _prefix_range(self, prefix: str) -> Iterator[Digest]:
+        # A prefix as long as the fan-out names one leaf directory; a shorter
+        # one walks only the fan-out directories it matches, lazily and sorted.
+        return self._walk(prefix.lower())
+
+    def _walk(
+        self, prefix: str, directory: str = "", head: str = "", level: int = 0
+    ) -> Iterator[Digest]:
+        """Sorted keys starting with ``prefix`` in ``directory``, the fan-out ``level`` named ``head``."""
+        directory = directory or self._root
+        start = len(head)
+        if level == len(self.fanout):
+            for rest in _sorted_names(directory, DIGEST_LENGTH - start, prefix[start:]):
+                yield Digest._trusted(head + rest)  # names already checked as hex
+            return
+        width = self.fanout[level]
+        part = prefix[start : start + width]
+        # A prefix that names this level's directory goes straight into it, unlisted.
+        names = [part] if len(part) == width else _sorted_names(directory, width, part)
+        for name in names:
+            yield from self._walk(prefix, f"{directory}{os.sep}{name}", head + name, level + 1)
+
+    # -- one file ----------------------------------------------------------------
+
+    @abstractmethod
+    def _to_file(self, value: Any, path: Path) -> None:
+        """Write ``value`` to the new file ``path`` (a temporary name; create it exclusively).
+
+        Raise on failure; the caller removes the partial file and renames a
+        complete one into place, so this need not be atomic.
+        """
+
+    @abstractmethod
+    def _from_file(self, path: Path) -> Any:
+        """The object in the file ``path``.
+
+        ``FileNotFoundError`` means a miss; any other exception (except
+        ``PermissionError``) marks the entry corrupt: ``get`` warns and
+        reports a miss.  Never return a value the file does not hold.
+        """
+
+    def _write(self, value: Any, key: Digest, temporary: str) -> None:
+        """Write the entry of ``key`` to the new file ``temporary``; defaults to :meth:`_to_file`.
+
+        Override when the key is useful (e.g. to bind a checksum to it) or a
+        ``Path`` per write costs too much.  ``FileNotFoundError`` makes the
+        caller create the directory and call again, so create the file
+        before doing expensive work.
+        """
+        self._to_file(value, Path(temporary))
+
+    def _read(self, key: Digest, file: str) -> Any:
+        """The entry of ``key`` from ``file``; defaults to :meth:`_from_file`.
+
+        The hit path: override to skip building a ``Path`` (a few µs).
+        """
+        return self._from_file(Path(file))
+
+    def _replace(self, source: str, target: str) -> None:
+        """``os.replace``, retried while the target is held open elsewhere (Windows)."""
+        pause = self.lock_wait_start
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                os.replace(source, target)
+                return
+            except PermissionError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause *= 2
+
+
+def _sync(path: str) -> None:
+    """Flush a file or a directory to the device (directories only on POSIX)."""
+    if os.path.isdir(path) and os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

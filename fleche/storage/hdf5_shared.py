@@ -1,0 +1,203 @@
+"""Shared HDF5 files: many keys in one file, written copy-on-write under a file lock.
+
+h5py cannot open a file that another process is writing, and HDF5 marks a
+file it has open for writing, so a writer killed mid-write would leave the
+whole file, and every entry in it, unreadable.  So a shared file is never
+written in place: the writer holds a :class:`filelock.FileLock`, writes a
+copy with the change, flushes it to the device and renames it over the old
+file.  Readers take no lock: they open the old file or the new one.  The
+lock files (``.<name>.lock``) stay: one cannot be removed safely while
+another process may be waiting on it.
+
+Also here: reading the directory tree of an HDF5 store (fan-out
+directories, per-key files and shared files side by side).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+
+import h5py
+from filelock import FileLock
+
+from ..digest import DIGEST_LENGTH
+from ..errors import CorruptEntryWarning
+from .file import _sync
+from .hdf5_entry import copy_entry
+
+__all__ = [
+    "SUFFIX",
+    "Moved",
+    "copy_in",
+    "holds",
+    "is_hex",
+    "keys_for_update",
+    "listed",
+    "locked",
+    "rewrite",
+    "scan",
+]
+
+#: The file name suffix of a shared file (per-key files have none).
+SUFFIX = ".h5"
+#: Characters of a key spent on the two fan-out directories; the rest names a per-key file.
+SPLIT = 4
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_hex(name: str, length: int) -> bool:
+    """Whether ``name`` is ``length`` lowercase hex characters."""
+    return len(name) == length and _HEX.issuperset(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Moved:
+    """An entry to copy as it is (no decoding) from ``file``: its group ``group``, or its root."""
+
+    file: str
+    group: str | None
+
+
+def locked(file: str) -> FileLock:
+    """The lock every writer of a shared file holds (a hidden sibling file)."""
+    directory, name = os.path.split(file)
+    return FileLock(os.path.join(directory, f".{name}.lock"))
+
+
+def _read_keys(file: str) -> set[str]:
+    with h5py.File(file, "r") as handle:
+        return {name for name in handle if is_hex(name, DIGEST_LENGTH)}
+
+
+def holds(file: str, key: str) -> bool:
+    """Whether a shared file has an entry for ``key``; a damaged or vanished file has none."""
+    try:
+        with h5py.File(file, "r") as handle:
+            return key in handle
+    except PermissionError:
+        raise
+    except Exception:
+        return False  # ``get`` warns about a damaged file
+
+
+def listed(file: str) -> set[str]:
+    """The keys in a shared file; a damaged one is reported and lists nothing."""
+    try:
+        return _read_keys(file)
+    except FileNotFoundError:
+        return set()
+    except PermissionError:
+        raise
+    except Exception as err:
+        warnings.warn(
+            f"fleche: the shared file {file} cannot be read ({type(err).__name__}: {err}); "
+            "its entries read as misses (the next write to it sets it aside)",
+            CorruptEntryWarning,
+            stacklevel=4,
+        )
+        return set()
+
+
+def keys_for_update(file: str) -> set[str] | None:
+    """The keys of a shared file about to be rewritten (lock held); ``None`` if there is no file.
+
+    A damaged file is renamed aside (``.<name>.corrupt-<random>``) with a
+    warning, so that writes go on; its entries were unreadable anyway.
+    """
+    try:
+        return _read_keys(file)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise
+    except Exception as err:
+        directory, name = os.path.split(file)
+        aside = os.path.join(directory, f".{name}.corrupt-{os.urandom(4).hex()}")
+        os.replace(file, aside)
+        warnings.warn(
+            f"fleche: the shared file {file} cannot be read ({type(err).__name__}: {err}); "
+            f"moved aside to {aside} and starting a new one",
+            CorruptEntryWarning,
+            stacklevel=4,
+        )
+        return None
+
+
+def rewrite(
+    file: str,
+    keys: set[str] | None,
+    drop: set[str],
+    add: Callable[[str], None] | None,
+    replace: Callable[[str, str], None] = os.replace,
+) -> None:
+    """Replace a shared file (its lock held) by a copy without ``drop``, plus what ``add`` writes.
+
+    ``keys`` are the keys in it now (``None``: no file yet); ``add`` gets
+    the path of the copy.  The copy is flushed to the device before it is
+    renamed into place, so the entries already there are never at risk;
+    a file left with no entry is removed.
+    """
+    keep = set() if keys is None else keys - drop
+    if add is None and not keep:
+        os.unlink(file)
+        return
+    directory, name = os.path.split(file)
+    temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+    try:
+        if keys is not None and not drop:
+            shutil.copyfile(file, temporary)  # only adding: the bytes as they are
+        else:
+            with h5py.File(temporary, "w-") as target:
+                if keep:  # copying object by object also drops the space of removed ones
+                    with h5py.File(file, "r") as source:
+                        for key in sorted(keep):
+                            source.copy(source[key], target, name=key)
+        if add is not None:
+            add(temporary)
+        _sync(temporary)
+        replace(temporary, file)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _sync(directory)
+
+
+def copy_in(file: str, entries: dict[str, Moved]) -> None:
+    """Copy each entry as it is into the HDF5 file ``file``, as the group named by its key."""
+    with h5py.File(file, "r+") as target:
+        for key, source in sorted(entries.items()):
+            with h5py.File(source.file, "r") as handle:
+                entry = handle if source.group is None else handle[source.group]
+                copy_entry(entry, target.create_group(key))
+
+
+def scan(directory: str) -> tuple[list[str], list[str], list[str]]:
+    """Fan-out subdirectories (sorted), per-key file names and shared-file stems in ``directory``.
+
+    Hidden files (temporary copies, locks, damaged files set aside) are skipped.
+    """
+    subdirs: list[str] = []
+    names: list[str] = []
+    stems: list[str] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if is_hex(name, 2):
+                    subdirs.append(name)
+                elif is_hex(name, DIGEST_LENGTH - SPLIT):
+                    names.append(name)
+                elif name.endswith(SUFFIX) and is_hex(
+                    name[: -len(SUFFIX)], len(name) - len(SUFFIX)
+                ):
+                    stems.append(name[: -len(SUFFIX)])
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    subdirs.sort()
+    return subdirs, names, stems

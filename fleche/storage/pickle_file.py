@@ -1,0 +1,226 @@
+"""Pickled files: values and call records, one self-describing file per key.
+
+Each file is a small header, a check and the payload::
+
+    magic "\\x89FLE" | format version | flags | codec | name length | serializer name
+    check: HMAC-SHA256 tag (32 bytes) when signed, else xxh3-64 (8 bytes)
+    payload: the serializer's bytes, compressed when the flags say so
+
+The check covers the storage key, the header and the payload, so a
+truncated, garbled or renamed file is detected before anything is
+unpickled.  A reader follows the header, not its own settings, to
+decompress and choose the serializer; it only insists on a valid signature
+when it has a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from ..digest import Digest
+from ..errors import ConfigError, SignatureError
+from ..security import TAG_SIZE, SecretKey, Signer, secret_keys
+from ..serializers import Serializer, compress, decompress, get_serializer
+from .base import CallMixin, ValueMixin
+from .destructuring import DestructuringMixin
+from .file import FileStorage
+from .thread_safe import PerKeyLockMixin
+
+__all__ = ["CallPickleFile", "FORMAT_VERSION", "MAGIC", "PickleFileBackend", "ValuePickleFile"]
+
+MAGIC = b"\x89FLE"
+FORMAT_VERSION = 1
+SIGNED = 0x01
+COMPRESSED = 0x02
+#: magic, format version, flags, codec id, length of the serializer name.
+_HEAD = struct.Struct("<4sBBBB")
+_CHECK_SIZE = 8
+#: Files up to this size are read and written with one system call.
+_SMALL = 1 << 16
+_OPEN = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+#: Codec ids in the header: stable, never reused.
+_CODEC_IDS = {"zlib": 1, "bz2": 2, "lzma": 3}
+_CODEC_NAMES = {v: k for k, v in _CODEC_IDS.items()}
+
+
+class UnreadableEntry(ValueError):
+    """The bytes of a file are not an entry this reader can trust (internal)."""
+
+
+def _check(key: bytes, head: bytes, payload: bytes | memoryview) -> bytes:
+    """The xxh3-64 of an unsigned entry: catches torn, garbled and misplaced files, not forgers."""
+    hasher = xxhash.xxh3_64(key)
+    hasher.update(head)
+    hasher.update(payload)
+    return hasher.digest()
+
+
+@functools.lru_cache(maxsize=32)
+def _registered(name: str) -> Serializer:
+    return get_serializer(name)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PickleFileBackend(FileStorage):
+    """Objects pickled into files (see :class:`FileStorage` for the layout and writes).
+
+    Parameters
+    ----------
+    serializer
+        ``"pickle"`` (default), ``"cloudpickle"``, ``"dill"``, another
+        registered name, or a :class:`~fleche.serializers.Serializer`.
+    compression, compression_level
+        ``"zlib"``, ``"bz2"`` or ``"lzma"`` to compress new entries (and
+        the codec's level); entries are read whatever they were written with.
+    secret_key
+        Sign every entry with HMAC-SHA256 and refuse, as a corrupt miss, any
+        entry not validly signed with one of the keys.  A key or a sequence
+        of keys (the first signs, all verify); ``None`` reads
+        ``FLECHE_SECRET_KEY`` (comma-separated), an empty sequence turns
+        signing off.  See :mod:`fleche.security`.
+    """
+
+    serializer: str | Serializer = "pickle"
+    compression: str | None = None
+    compression_level: int | None = None
+    secret_key: SecretKey | None = dataclasses.field(default=None, repr=False)
+    _serializer: Serializer = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _signer: Signer | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _head: bytes = dataclasses.field(default=b"", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        serializer = get_serializer(self.serializer)
+        name = serializer.name.encode()
+        if not 0 < len(name) < 256:
+            raise ConfigError(
+                f"a serializer name must have 1 to 255 bytes; got {serializer.name!r}"
+            )
+        if self.compression is not None and self.compression not in _CODEC_IDS:
+            raise ConfigError(
+                f"unknown compression {self.compression!r}; choose one of {sorted(_CODEC_IDS)}"
+            )
+        keys = secret_keys(self.secret_key)
+        signer = Signer(keys) if keys else None
+        flags = (SIGNED if signer else 0) | (COMPRESSED if self.compression else 0)
+        codec = _CODEC_IDS.get(self.compression, 0) if self.compression else 0
+        head = _HEAD.pack(MAGIC, FORMAT_VERSION, flags, codec, len(name)) + name
+        object.__setattr__(self, "_serializer", serializer)
+        object.__setattr__(self, "_signer", signer)
+        object.__setattr__(self, "_head", head)
+
+    def _to_file(self, value: Any, path: Path) -> None:
+        # docstring inherited
+        self._write(value, self._key_of(path), str(path))
+
+    def _from_file(self, path: Path) -> Any:
+        # docstring inherited
+        return self._read(self._key_of(path), str(path))
+
+    def _write(self, value: Any, key: Digest, temporary: str) -> None:
+        # docstring inherited
+        fd = os.open(temporary, _CREATE, 0o666)  # first: a missing directory fails before pickling
+        try:
+            payload = self._serializer.dumps(value)
+            if self.compression:
+                payload = compress(self.compression, payload, self.compression_level)
+            head = self._head
+            name = key.encode()
+            signer = self._signer
+            check = signer.sign(name, head, payload) if signer else _check(name, head, payload)
+            if len(payload) <= _SMALL:
+                _write_all(fd, head + check + payload)  # one system call
+            else:
+                _write_all(fd, head + check)
+                _write_all(fd, payload)  # no copy of a large payload
+        finally:
+            os.close(fd)
+
+    def _read(self, key: Digest, file: str) -> Any:
+        # docstring inherited
+        return self._decode(_read_all(file), key.encode())
+
+    def _decode(self, data: bytes, key: bytes) -> Any:
+        """The object in the bytes of one file, or an exception saying why they cannot be trusted."""
+        if len(data) < _HEAD.size or data[:4] != MAGIC:
+            raise UnreadableEntry(f"not a fleche pickle file ({len(data)} bytes, no header)")
+        _, version, flags, codec, length = _HEAD.unpack_from(data)
+        if version != FORMAT_VERSION:
+            raise UnreadableEntry(
+                f"written in format {version}; this fleche reads format {FORMAT_VERSION}"
+            )
+        start = _HEAD.size + length
+        head = bytes(data[:start])
+        view = memoryview(data)
+        if flags & SIGNED:
+            if self._signer is None:
+                raise SignatureError(
+                    "the entry is signed but no secret key is configured to verify it"
+                )
+            tag, payload = view[start : start + TAG_SIZE], view[start + TAG_SIZE :]
+            if not self._signer.verify(tag, key, head, payload):
+                raise SignatureError(
+                    "the signature does not match (tampered, truncated or an unknown key)"
+                )
+        else:
+            if self._signer is not None:
+                raise SignatureError(
+                    "the entry is unsigned and this storage only reads signed entries"
+                )
+            check, payload = view[start : start + _CHECK_SIZE], view[start + _CHECK_SIZE :]
+            if _check(key, head, payload) != check:
+                raise UnreadableEntry("the checksum does not match (truncated or damaged)")
+        if flags & COMPRESSED:
+            if codec not in _CODEC_NAMES:
+                raise UnreadableEntry(f"unknown compression codec id {codec}")
+            payload = decompress(_CODEC_NAMES[codec], payload)
+        name = head[_HEAD.size :].decode()
+        serializer = self._serializer if name == self._serializer.name else _registered(name)
+        return serializer.loads(payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_all(file: str) -> bytes:
+    """The whole file: one system call for a small one (the hit path)."""
+    fd = os.open(file, _OPEN)
+    try:
+        data = os.read(fd, _SMALL)
+        if len(data) < _SMALL:
+            return data
+        os.lseek(fd, 0, os.SEEK_SET)  # a large one: read again into one buffer of the right size
+        with open(fd, "rb", buffering=0, closefd=False) as handle:
+            return handle.readall()
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ValuePickleFile(ValueMixin, DestructuringMixin, PerKeyLockMixin, PickleFileBackend):
+    """Values in pickle files, e.g. ``ValuePickleFile(root="store/values")``.
+
+    Containers are split into deduplicated children; an entry already on
+    disk is never rewritten (its name is its content).
+    """
+
+    content_addressed = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CallPickleFile(CallMixin, PerKeyLockMixin, PickleFileBackend):
+    """Call records in pickle files, e.g. ``CallPickleFile(root="store/calls")``.
+
+    Saving a call again (a rerun) replaces its record atomically.
+    """

@@ -1,0 +1,277 @@
+"""Call records in SQL: SQLite (embedded, the default) or PostgreSQL, through SQLAlchemy.
+
+``Sql(url="runs/calls.db")`` keeps the records in a SQLite file;
+``Sql(url="postgresql+psycopg://user@host/db")`` on a server a team or a
+cluster shares.  Short digests are index range scans and templates are
+answered by set-based SQL.  The tables are in :mod:`.sql_schema`, the
+per-process connections in :mod:`.sql_connection`, templates as SQL in
+:mod:`.sql_query`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from ..call import Call, DigestedCall, QueryCall
+from ..digest import Digest
+from ..errors import CorruptEntryWarning
+from .base import CallStorage
+from .sql_connection import Runtime, resolve_url
+from .sql_query import (
+    argument_joins,
+    batched,
+    call_conditions,
+    metadata_condition,
+    normalize_value,
+)
+from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, Statements, calls, decode_row, encode_record
+
+__all__ = ["Sql"]
+
+#: Keys per ``IN (...)`` when records are loaded in bulk.
+_CHUNK = 500
+
+_OPEN_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=lambda: globals().__setitem__("_OPEN_LOCK", threading.Lock()))
+
+
+def _remove(path: str, pid: int) -> None:
+    if pid == os.getpid():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sql(CallStorage):
+    """Call records in a SQL database, queried with indexed set-based SQL.
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy URL (``sqlite:///runs/calls.db``,
+        ``postgresql+psycopg://user@host/db``) or a bare file path for
+        SQLite; ``None`` (or an in-memory SQLite URL) is a private scratch
+        database that lives as long as this object.
+    echo
+        Log every statement SQLAlchemy runs.
+
+    Each process opens its own engine (re-created after a fork) and each
+    thread its own connection; pickling keeps ``url`` and ``echo`` only.
+    SQLite runs in WAL mode and waits up to 30 s for a lock, so many
+    threads and processes of one machine may write at once; WAL needs a
+    local disk, so a store shared across machines belongs on PostgreSQL.
+    """
+
+    url: str | None = None
+    echo: bool = False
+    _box: list[Any] = dataclasses.field(
+        default_factory=lambda: [None, None], init=False, repr=False, compare=False
+    )
+
+    persistent = True
+    supports_prefix_range = True
+    supports_query_pushdown = True
+
+    def __post_init__(self) -> None:
+        self._runtime()  # fail early on a bad URL, an unreachable server or a newer schema
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "echo": self.echo}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_box", [None, None])
+
+    # -- connections -----------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """This process's SQLAlchemy engine."""
+        return self._runtime().engine
+
+    @property
+    def session(self) -> Callable[[], contextlib.AbstractContextManager[Connection]]:
+        """Opens a connection in a transaction for one operation: ``with sql.session() as c: ...``."""
+        return self._runtime().engine.begin
+
+    def _runtime(self) -> Runtime:
+        runtime = self._box[0]
+        if runtime is not None and runtime.pid == os.getpid():
+            return runtime
+        with _OPEN_LOCK:
+            runtime = self._box[0]
+            if runtime is None or runtime.pid != os.getpid():
+                url, where = resolve_url(self.url, self._scratch)
+                runtime = self._box[0] = Runtime(url, where, self.echo)
+        return runtime
+
+    def _scratch(self) -> Path:
+        """The file of this object's private database (made on first use, removed with it)."""
+        if self._box[1] is None:
+            path = tempfile.mkdtemp(prefix="fleche-sql-")
+            weakref.finalize(self, _remove, path, os.getpid())
+            self._box[1] = path
+        return Path(self._box[1]) / "calls.db"
+
+    # -- primitives --------------------------------------------------------------
+
+    def put(self, call: Any, key: Digest) -> Digest:
+        """Store the record of ``call`` under ``key``: one transaction, an upsert."""
+        record = call.digested()
+        row = encode_record(record, key)
+        names = list(record.arguments)
+        values = [str(v) for v in record.arguments.values()]
+
+        def work(cursor: Any, statements: Statements) -> int:
+            statements.write(cursor, row, names, values)
+            return 1
+
+        runtime = self._runtime()
+        runtime.write(work, transaction=not runtime.statements.postgres)
+        return key
+
+    def get(self, key: Digest) -> DigestedCall:
+        """The record under a full key; ``KeyError`` if none (or if it is damaged, with a warning)."""
+        runtime = self._runtime()
+        rows = runtime.read(runtime.statements.load, {"key": key})
+        if not rows:
+            raise KeyError(key)
+        return self._decode(key, rows[0])
+
+    @staticmethod
+    def _decode(key: str, row: tuple[Any, ...]) -> DigestedCall:
+        try:
+            return decode_row(row)
+        except Exception as err:
+            warnings.warn(
+                f"the call record {key} in the SQL store cannot be read ({type(err).__name__}: {err}); "
+                "treating it as missing",
+                CorruptEntryWarning,
+                stacklevel=3,
+            )
+            raise KeyError(key) from err
+
+    def _contains(self, key: Digest) -> bool:
+        runtime = self._runtime()
+        return bool(runtime.read(runtime.statements.contains, {"key": key}))
+
+    def _evict(self, key: Digest) -> None:
+        def work(cursor: Any, statements: Statements) -> int:
+            cursor.execute(statements.evict, {"key": key})  # arguments go by ON DELETE CASCADE
+            return cursor.rowcount
+
+        if not self._runtime().write(work, transaction=False):
+            raise KeyError(key)
+
+    def list(self) -> Iterator[Digest]:
+        """Every key, in key order, read a page at a time (no connection held between pages)."""
+        after = ""
+        while True:
+            runtime = self._runtime()
+            rows = runtime.read(runtime.statements.page, {"after": after})
+            for (key,) in rows:
+                yield Digest(key)
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def _prefix_range(self, prefix: str) -> Iterator[Digest]:
+        # An index range scan over the primary key, a page at a time.
+        bounds = {"low": prefix, "high": prefix + "g", "after": ""}  # keys are hex: all below 'g'
+        while True:
+            runtime = self._runtime()
+            rows = runtime.read(runtime.statements.prefix, bounds)
+            for (key,) in rows:
+                yield Digest(key)
+            if len(rows) < PREFIX_PAGE:
+                return
+            bounds["after"] = rows[-1][0]
+
+    # -- the domain ---------------------------------------------------------------
+
+    def save(self, call: Call) -> Digest:
+        # docstring inherited
+        record = call.digested()
+        key = record.key()
+        with self._operation_context(key):
+            return self.put(record, key)
+
+    def load(self, key: Digest | str) -> DigestedCall:
+        # docstring inherited
+        key = self.expand(key)
+        with self._operation_context(key):
+            return self.get(key)
+
+    # -- queries ------------------------------------------------------------------
+
+    @staticmethod
+    def _normalize_value(value: Any) -> str:
+        """The stored form of an argument or result value: its hex digest."""
+        return normalize_value(value)
+
+    def _build_call_conditions(self, template: QueryCall) -> list[Any]:
+        """Conditions on the ``calls`` row itself: function identity and result."""
+        return call_conditions(template)
+
+    def _apply_argument_filters(
+        self, statement: Any, arguments_template: dict[str, Any] | None
+    ) -> Any:
+        """``statement`` joined with the argument index once per templated argument."""
+        return argument_joins(statement, arguments_template)
+
+    def _apply_metadata_filters(
+        self, statement: Any, meta_specs: dict[str, dict[str, Any]] | None
+    ) -> Any:
+        """``statement`` narrowed to calls whose metadata may match (see :mod:`.sql_query`)."""
+        postgres = not self._runtime().sqlite
+        for namespace, entries in (meta_specs or {}).items():
+            condition = metadata_condition(namespace, entries, postgres)
+            if condition is not None:
+                statement = statement.where(condition)
+        return statement
+
+    def query(self, template: QueryCall) -> Iterator[DigestedCall]:
+        """The records matching ``template``, found by SQL and checked exactly.
+
+        One statement selects the matching keys (argument filters as joins on
+        the argument index, metadata filters as JSON expressions); the records
+        are then read ``_CHUNK`` at a time by primary key, so the number of
+        statements does not grow with the number of calls stored.  Every
+        record is finally checked with :meth:`QueryCall.matches`, so the
+        answer is exactly that of a scan.
+        """
+        template = template.digested()
+        statement = select(calls.c.key).where(*self._build_call_conditions(template))
+        statement = self._apply_argument_filters(statement, template.arguments)
+        statement = self._apply_metadata_filters(statement, template.metadata)
+        engine = self.engine
+        with engine.connect() as connection:
+            keys = sorted(connection.execute(statement).scalars())
+        for chunk in batched(keys, _CHUNK):
+            load = (
+                select(calls.c.key, *ROW_COLUMNS)
+                .where(calls.c.key.in_(chunk))
+                .order_by(calls.c.key)
+            )
+            with engine.connect() as connection:
+                rows = connection.execute(load).all()
+            for key, *row in rows:
+                try:
+                    record = self._decode(key, tuple(row))
+                except KeyError:
+                    continue
+                if template.matches(record):
+                    yield record

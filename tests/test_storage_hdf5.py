@@ -1,0 +1,331 @@
+"""HDF5-specific behaviour of the bagofholding/h5py storages.
+
+What every storage does is in the conformance suite (``-k hdf5``); here:
+files other HDF5 tools can read, shared files under concurrent writers,
+changing the layout, the version check and damaged files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+h5py = pytest.importorskip("h5py")
+np = pytest.importorskip("numpy")
+pd = pytest.importorskip("pandas")
+
+from fleche.call import Call  # noqa: E402
+from fleche.digest import Digest, digest  # noqa: E402
+from fleche.errors import ConfigError, CorruptEntryWarning  # noqa: E402
+from fleche.storage import (  # noqa: E402
+    BagOfHoldingH5FileBackend,
+    CallBagOfHoldingH5File,
+    ValueBagOfHoldingH5File,
+)
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and digest(a) == digest(b)
+
+
+# -- readable by plain h5py ------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix_length", [0, 2])
+def test_array_is_a_plain_dataset(tmp_path: Path, prefix_length: int) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    array = np.linspace(0, 1, 600).reshape(20, 30)
+    key = values.save(array)
+    file, path = values.location(key[:8])
+    with h5py.File(file, "r") as handle:
+        dataset = handle[path]["array"]
+        assert isinstance(dataset, h5py.Dataset)
+        assert dataset.dtype == np.float64 and dataset.shape == (20, 30)
+        np.testing.assert_array_equal(dataset[()], array)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.float64(2.5).reshape(()),
+        np.arange(3, dtype=">i4"),
+        np.zeros((0, 3)),
+        np.array([1 + 2j]),
+        np.ones(3, bool),
+    ],
+    ids=["0-d", "big-endian", "empty", "complex", "bool"],
+)
+def test_arrays_round_trip_exactly(tmp_path: Path, array: np.ndarray) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    loaded = values.load(values.save(array))
+    assert _same(loaded, array) and loaded.dtype == array.dtype and loaded.shape == array.shape
+
+
+def test_dict_of_arrays_keeps_each_array_a_dataset(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    result = {"energy": np.arange(5.0), "positions": np.ones((3, 3), dtype=np.int32), "steps": 5}
+    values.save(result)
+    for name in ("energy", "positions"):
+        file, path = values.location(digest(result[name]))
+        with h5py.File(file, "r") as handle:
+            np.testing.assert_array_equal(handle[path]["array"][()], result[name])
+
+
+def test_dataframe_columns_are_datasets(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    frame = pd.DataFrame(
+        {
+            "temperature": np.linspace(250, 350, 50),
+            "run": np.arange(50),
+            "label": [f"r{i}" for i in range(50)],
+        }
+    )
+    key = values.save(frame)
+    file, path = values.location(key)
+    with h5py.File(file, "r") as handle:
+        columns = handle[path]["columns"]
+        assert [columns[str(i)].attrs["label"] for i in range(3)] == ["temperature", "run", "label"]
+        np.testing.assert_array_equal(columns["0"][()], frame["temperature"].to_numpy())
+        assert list(columns["2"].asstr()[()]) == list(frame["label"])
+    assert _same(values.load(key), frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"x": [1.5, np.nan], "n": pd.array([1, None], dtype="Int64")}),
+        pd.DataFrame(
+            {"s": pd.array(["a", None, "c"], dtype="str")}, index=pd.Index([7, 8, 9], name="id")
+        ),
+        pd.DataFrame(
+            {"o": np.array(["a", "b"], dtype=object)}, columns=pd.Index(["o"], dtype=object)
+        ),
+        pd.DataFrame(
+            {"t": pd.to_datetime(["2020-01-01", "2021-06-30"])},
+            index=pd.Index(["a", "b"], name="k"),
+        ),
+        pd.DataFrame(
+            {"t": pd.date_range("2020", periods=3, tz="Europe/Paris")}, index=pd.Index([1, 2, 3])
+        ),
+        pd.Series(np.arange(5.0), index=pd.bdate_range("2024-01-01", periods=5, name="day")),
+        pd.DataFrame(np.eye(3)),
+        pd.Series(np.arange(4.0), name="series"),
+        pd.DataFrame({"c": pd.Categorical(["u", "v", "u"])}),  # through bagofholding
+    ],
+    ids=[
+        "nan-and-nullable",
+        "string-with-missing",
+        "object-strings",
+        "datetimes",
+        "time-zone",
+        "frequency",
+        "range-columns",
+        "series",
+        "categorical",
+    ],
+)
+def test_frames_round_trip_exactly(tmp_path: Path, frame: object) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    loaded = values.load(values.save(frame))
+    assert _same(loaded, frame)
+    assert loaded.index.dtype == frame.index.dtype
+    assert getattr(loaded.index, "freq", None) == getattr(frame.index, "freq", None)
+    if isinstance(frame, pd.DataFrame):
+        assert list(loaded.dtypes) == list(frame.dtypes)
+        assert loaded.columns.dtype == frame.columns.dtype
+
+
+# -- shared files under concurrent writers ----------------------------------------
+
+
+def _write_many(root: str, worker: int, count: int) -> None:
+    storage = BagOfHoldingH5FileBackend(root=root, prefix_length=2)
+    for i in range(count):
+        key = Digest(f"aa{worker:02x}{i:04x}".ljust(32, "0"))
+        storage.put({"worker": worker, "i": i, "data": list(range(i % 7))}, key)
+
+
+def test_processes_writing_one_shared_file_lose_nothing(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_many, args=(str(tmp_path), w, 25)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+        assert process.exitcode == 0
+    assert _files(tmp_path) == [tmp_path / "aa.h5"]  # one shared file took every write
+    storage = BagOfHoldingH5FileBackend(root=tmp_path, prefix_length=2)
+    keys = list(storage.list())
+    assert len(keys) == 100
+    for key in keys:
+        value = storage.get(key)
+        assert key == Digest(f"aa{value['worker']:02x}{value['i']:04x}".ljust(32, "0"))
+        assert value["data"] == list(range(value["i"] % 7))
+
+
+def test_shared_file_rewrites_leave_no_garbage(tmp_path: Path) -> None:
+    calls = BagOfHoldingH5FileBackend(root=tmp_path, prefix_length=1)
+    key = Digest("b" * 32)
+    calls.put("first version " * 100, key)
+    size = (tmp_path / "b.h5").stat().st_size
+    for _ in range(5):
+        calls.put("first version " * 100, key)  # overwritten each time (not content-addressed)
+    assert (tmp_path / "b.h5").stat().st_size == size
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    calls.evict(key)
+    assert not (tmp_path / "b.h5").exists()
+
+
+# -- changing the layout ---------------------------------------------------------
+
+
+SAMPLES = [
+    np.arange(100.0),
+    pd.DataFrame({"x": np.arange(3), "y": list("abc")}),
+    {"a": np.ones(4), "b": [1, 2, {"c": "deep"}]},
+    "text" * 100,
+    list(range(50)),
+]
+
+
+def test_refix_round_trip(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    keys = [values.save(v) for v in SAMPLES]
+    stored = sorted(values.list())
+    for prefix_length, pattern in [
+        (2, "??.h5"),
+        (5, "??/??/?????.h5"),
+        (1, "?.h5"),
+        (3, "??/???.h5"),
+        (0, "??/??/*"),
+    ]:
+        values = values.refix(prefix_length)
+        assert values.prefix_length == prefix_length
+        assert sorted(values.list()) == stored
+        expected = {p for p in tmp_path.glob(pattern) if not p.name.startswith(".")}
+        assert set(_files(tmp_path)) == expected, prefix_length
+        for key, value in zip(keys, SAMPLES, strict=True):
+            assert _same(values.load(key), value)
+    assert values.consolidate() == 0  # already in place
+
+
+def test_consolidate_gathers_per_key_files(tmp_path: Path) -> None:
+    per_key = CallBagOfHoldingH5File(root=tmp_path)
+    grouped = CallBagOfHoldingH5File(root=tmp_path, prefix_length=2)
+    records = [Call(name="f", module="m", arguments={"x": i}, result=i * i) for i in range(30)]
+    keys = [per_key.save(r) for r in records[:20]] + [grouped.save(r) for r in records[20:]]
+    # Mixed layouts read the same from either storage.
+    for storage in (per_key, grouped):
+        assert sorted(storage.list()) == sorted(keys)
+        assert all(storage.load(k).result == digest(i * i) for i, k in enumerate(keys))
+    assert grouped.consolidate() == 20
+    assert all(p.name.endswith(".h5") for p in _files(tmp_path))
+    assert sorted(per_key.list()) == sorted(keys)
+
+
+def test_interrupted_refix_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    keys = [values.save(i * 1000) for i in range(40)]
+    original = BagOfHoldingH5FileBackend._copy_in
+    done = []
+
+    def flaky(self, target, entries):  # the fourth target file fails, as if killed
+        if len(done) == 3:
+            raise RuntimeError("interrupted")
+        done.append(target)
+        return original(self, target, entries)
+
+    monkeypatch.setattr(BagOfHoldingH5FileBackend, "_copy_in", flaky)
+    with pytest.raises(RuntimeError):
+        values.refix(2)
+    grouped = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=2)
+    for storage in (values, grouped):
+        assert sorted(storage.list()) == sorted(keys)
+        assert [storage.load(k) for k in keys] == [i * 1000 for i in range(40)]
+    monkeypatch.undo()
+    assert grouped.consolidate() > 0
+    assert all(p.name.endswith(".h5") for p in _files(tmp_path))
+    assert [grouped.load(k) for k in keys] == [i * 1000 for i in range(40)]
+
+
+# -- configuration, versions, damage -------------------------------------------------
+
+
+def test_bad_configuration_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prefix_length"):
+        ValueBagOfHoldingH5File(root=tmp_path, prefix_length=9)
+    with pytest.raises(ConfigError, match="version_validator"):
+        ValueBagOfHoldingH5File(root=tmp_path, version_validator="strict")
+
+
+def _age_package_versions(file: Path) -> None:
+    """Pretend every object in ``file`` was saved with package version 0.0.1."""
+    with h5py.File(file, "r+") as handle:
+
+        def age(name: str, item: object) -> None:
+            if "version" in item.attrs and "content_type" in item.attrs:
+                item.attrs["version"] = "0.0.1"
+
+        handle.visititems(age)
+
+
+def test_loads_survive_package_upgrades_by_default(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    assert values.version_validator == "none"
+    scalar = np.float64(2.5)  # stored through bagofholding, which records numpy's version
+    key = values.save(scalar)
+    _age_package_versions(values.location(key)[0])
+    assert _same(values.load(key), scalar)
+    strict = ValueBagOfHoldingH5File(root=tmp_path, version_validator="semantic-major")
+    with pytest.warns(CorruptEntryWarning, match="0.0.1"):
+        with pytest.raises(KeyError):
+            strict.load(key)
+
+
+@pytest.mark.parametrize("prefix_length", [0, 1])
+def test_damaged_file_is_a_warned_miss_and_is_replaced(tmp_path: Path, prefix_length: int) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    key = values.save(np.arange(1000))
+    file, _ = values.location(key)
+    file.write_bytes(file.read_bytes()[:700])
+    with pytest.warns(CorruptEntryWarning):
+        with pytest.raises(KeyError):
+            values.load(key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)  # a damaged shared file is set aside
+        values.save(np.arange(1000))
+    np.testing.assert_array_equal(values.load(key), np.arange(1000))
+
+
+def test_garbage_file_is_a_warned_miss(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path)
+    key = values.save({"x": 1})
+    values.location(key)[0].write_bytes(b"not an HDF5 file at all")
+    with pytest.warns(CorruptEntryWarning):
+        assert not _loads(values, key)
+
+
+def _loads(values: ValueBagOfHoldingH5File, key: str) -> bool:
+    try:
+        values.load(key)
+    except KeyError:
+        return False
+    return True
+
+
+def test_import_fleche_does_not_import_h5py() -> None:
+    code = "import sys, fleche, fleche.storage; print('h5py' in sys.modules, 'bagofholding' in sys.modules)"
+    repository = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repository
+    )
+    assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,370 @@
+"""SQL-specific behaviour of ``Sql``; what every call storage does is in the conformance suite."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import pickle
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("sqlalchemy")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from sqlalchemy import delete, event, func, select, update  # noqa: E402
+
+from fleche.call import Call, Exactly, QueryCall  # noqa: E402
+from fleche.digest import digest  # noqa: E402
+from fleche.errors import AmbiguousDigestError, ConfigError, CorruptEntryWarning  # noqa: E402
+from fleche.storage import CallMemory, Sql  # noqa: E402
+from fleche.storage.sql_schema import SCHEMA_VERSION, arguments, calls, schema  # noqa: E402
+
+from .backends import postgres_calls  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Sql:
+    """An empty store on a SQLite file, and one on the test PostgreSQL server (or a skip)."""
+    if request.param == "sqlite":
+        return Sql(url=str(tmp_path / "calls.db"))
+    return postgres_calls(tmp_path)
+
+
+def _clear(store: Sql) -> None:
+    with store.session() as connection:
+        connection.execute(delete(arguments))
+        connection.execute(delete(calls))
+
+
+def _call(i: int, **changes: Any) -> Call:
+    call = Call(name="simulate", module="tests.sql", arguments={"x": i % 7, "i": i}, result=i)
+    return dataclasses.replace(call, **changes)
+
+
+# -- opening a store --------------------------------------------------------------
+
+
+def test_bare_path_is_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "calls.db"
+    store = Sql(url=str(path))
+    key = store.save(_call(1))
+    assert path.is_file()
+    assert store.engine.dialect.name == "sqlite"
+    assert Sql(url=f"sqlite:///{path}").load(key) == store.load(key)
+
+
+def test_no_url_is_a_private_scratch_store() -> None:
+    first, second = Sql(), Sql()
+    key = first.save(_call(1))
+    assert first.contains(key)
+    assert not second.contains(key)
+
+
+def test_sqlite_connections_are_set_up_for_concurrency(tmp_path: Path) -> None:
+    store = Sql(url=str(tmp_path / "calls.db"))
+    with store.engine.connect() as connection:
+        pragma = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 30_000,
+        "foreign_keys": 1,
+    }
+
+
+def test_schema_version_is_recorded(store: Sql) -> None:
+    with store.session() as connection:
+        assert connection.execute(select(schema.c.component, schema.c.version)).all() == [
+            ("calls", SCHEMA_VERSION)
+        ]
+
+
+def test_newer_schema_is_refused(store: Sql) -> None:
+    key = store.save(_call(1))
+    with store.session() as connection:
+        connection.execute(update(schema).values(version=SCHEMA_VERSION + 1))
+    with pytest.raises(ConfigError, match="upgrade fleche") as info:
+        Sql(url=store.url)
+    assert isinstance(info.value, ValueError)
+    with store.session() as connection:  # an older fleche's refusal leaves the store untouched
+        assert connection.execute(select(func.count()).select_from(calls)).scalar() == 1
+        connection.execute(update(schema).values(version=SCHEMA_VERSION))
+    assert Sql(url=store.url).load(key).result == digest(1)
+
+
+def test_import_fleche_does_not_import_sqlalchemy() -> None:
+    code = "import sys, fleche, fleche.storage; assert 'sqlalchemy' not in sys.modules, 'imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+# -- records ------------------------------------------------------------------------
+
+
+def test_record_round_trips_exactly(store: Sql) -> None:
+    call = Call(
+        name="f",
+        module="m",
+        arguments={"a": 1, "b": None},
+        result=[1, 2],
+        metadata={
+            "tags": {
+                "project": "x",
+                "n": 3,
+                "ratio": 0.1,
+                "on": True,
+                "none": None,
+                "list": [1, "a", [2.5]],
+            },
+            "awkward": {
+                "tuple": (1, 2),
+                "big": 1e20,
+                "negative zero": -0.0,
+                "inf": math.inf,
+                "nul": "a\x00b",
+            },
+            "runtime": {"walltime": 3.2e-05},
+            'weird "name"': {"ü": "é", "": 1},
+            7: {"not": "a text namespace"},
+            "not a mapping": [1, 2],
+        },
+        version=None,
+        code=None,
+        unkeyed=frozenset({"module", "version"}),
+        created=1700000000.123456789,
+    )
+    record = store.load(store.save(call))
+    assert record == call.digested()
+    assert type(record.metadata["awkward"]["tuple"]) is tuple
+    assert math.copysign(1.0, record.metadata["awkward"]["negative zero"]) == -1.0
+    assert record.version is None and record.code is None
+    assert record.created == call.created
+    plain = store.load(store.save(_call(2, version="1.2", code=digest("source"))))
+    assert (plain.version, plain.code, plain.unkeyed, plain.metadata) == (
+        "1.2",
+        digest("source"),
+        frozenset(),
+        {},
+    )
+
+
+def test_rerun_replaces_argument_rows_and_evict_cascades(store: Sql) -> None:
+    key = store.save(_call(1, result="old", metadata={"tags": {"run": 1}}))
+    store.put(
+        _call(1, result="new", metadata={"tags": {"run": 2}}).replace(arguments={"z": 9}), key
+    )
+    record = store.load(key)
+    assert record.result == digest("new") and record.metadata == {"tags": {"run": 2}}
+    assert record.arguments == {"z": digest(9)}
+    with store.session() as connection:
+        assert connection.execute(
+            select(arguments.c.name).where(arguments.c.call_key == key)
+        ).scalars().all() == ["z"]
+    store.evict(key)
+    with store.session() as connection:
+        assert connection.execute(select(func.count()).select_from(arguments)).scalar() == 0
+
+
+def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
+    key = store.save(_call(1))
+    with store.session() as connection:
+        connection.execute(update(calls).where(calls.c.key == key).values(arguments="{not json"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyError):
+            store.load(key)
+        assert list(store.query(QueryCall(name="simulate"))) == []
+    assert sum(issubclass(w.category, CorruptEntryWarning) for w in caught) == 2
+
+
+def test_expand_is_a_range_scan_naming_candidates(store: Sql) -> None:
+    keys = [f"abc{n:029x}" for n in range(40)] + [f"abd{n:029x}" for n in range(3)]
+    row = {"name": "f", "module": "m", "unkeyed": "", "created": 0.0, "arguments": "{}", "meta": {}}
+    with store.session() as connection:
+        connection.execute(calls.insert(), [{"key": k, **row} for k in keys])
+    with pytest.raises(AmbiguousDigestError) as info:
+        store.expand("abc")
+    assert info.value.candidates == keys[:20] and info.value.needed == 32
+    assert sorted(store._prefix_range("abc")) == keys[:40]  # paged past the first 32
+    assert store.expand("abd" + "0" * 28 + "2") == keys[42]
+    with pytest.raises(KeyError):
+        store.expand("abe")
+    assert list(store.list()) == keys
+
+
+# -- queries ------------------------------------------------------------------------
+
+
+def _count_statements(store: Sql) -> list[str]:
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_query_runs_a_bounded_number_of_statements(store: Sql) -> None:
+    for i in range(300):
+        store.save(_call(i, metadata={"tags": {"few": i < 10}}))
+    seen = _count_statements(store)
+    assert len(list(store.query(QueryCall(metadata={"tags": {"few": True}})))) == 10
+    few = len(seen)
+    seen.clear()
+    assert len(list(store.query(QueryCall(name="simulate", metadata={"tags": {}})))) == 300
+    assert len(seen) == few == 2  # the keys, then the records in one chunk
+
+
+def test_filters_are_pushed_down(store: Sql) -> None:
+    for i in range(50):
+        store.save(_call(i, metadata={"tags": {"project": f"p{i % 5}", "n": i % 3}}))
+    seen = _count_statements(store)
+    template = QueryCall(arguments={"x": 3}, metadata={"tags": {"project": "p1", "n": 1}})
+    found = list(store.query(template))
+    assert {r.arguments["i"] for r in found} == {
+        digest(i) for i in range(50) if i % 7 == 3 and i % 5 == 1 and i % 3 == 1
+    }
+    # the key query itself selected only the matching calls: the records were loaded by key
+    assert len(seen) == 2
+    key_query = store._apply_metadata_filters(
+        store._apply_argument_filters(select(calls.c.key), {"x": 3}),
+        {"tags": {"project": "p1", "n": 1}},
+    )
+    with store.engine.connect() as connection:
+        assert sorted(connection.execute(key_query).scalars()) == sorted(r.key() for r in found)
+
+
+_NAMESPACES = st.sampled_from(["tags", "runtime", 'quo"te', "é"])
+_NAMES = st.sampled_from(["project", "n", "flag", "", "ü", 'q"', "back\\slash"])
+_VALUES = st.one_of(
+    st.sampled_from(
+        [0, 1, 2, -1, 2**70, 10**400, True, False, None, "x", "y", "1", "", "a\x00", "\ud800"]
+    ),
+    st.sampled_from([0.0, -0.0, 1.0, 0.1, 1e16, 1e-5, 2.5, math.inf, math.nan]),
+    st.lists(st.sampled_from([1, "x"]), max_size=2),
+    st.tuples(st.sampled_from([1, "x"])),
+)
+_METADATA = st.dictionaries(
+    _NAMESPACES, st.one_of(st.dictionaries(_NAMES, _VALUES, max_size=3), st.just(None)), max_size=3
+)
+_ARGUMENT_VALUES = st.sampled_from([0, 1, 1.0, True, None, "x", (1,), [1]])
+_ARGUMENTS = st.dictionaries(st.sampled_from(["x", "y", "z"]), _ARGUMENT_VALUES, max_size=3)
+_CALLS = st.builds(
+    Call,
+    name=st.sampled_from(["f", "g"]),
+    module=st.sampled_from(["m", "n"]),
+    arguments=_ARGUMENTS,
+    result=st.sampled_from([0, 1, None, "r"]),
+    metadata=_METADATA,
+    version=st.sampled_from([None, "1", "2"]),
+    code=st.sampled_from([None, digest("code")]),
+)
+_TEMPLATES = st.builds(
+    QueryCall,
+    name=st.sampled_from([None, "f", "g"]),
+    module=st.sampled_from([None, "m"]),
+    arguments=st.one_of(st.none(), _ARGUMENTS),
+    result=st.sampled_from([None, 0, "r", Exactly(None)]),
+    metadata=st.one_of(
+        st.none(),
+        st.dictionaries(_NAMESPACES, st.dictionaries(_NAMES, _VALUES, max_size=2), max_size=2),
+    ),
+    version=st.sampled_from([None, "1", Exactly(None)]),
+    code=st.sampled_from([None, Exactly(None), digest("code")]),
+)
+
+
+@st.composite
+def _templates_like(draw: st.DrawFn, stored: list[Call]) -> QueryCall:
+    """A template that often matches: parts copied from a stored call, the rest random."""
+    template = draw(_TEMPLATES)
+    if not stored or draw(st.booleans()):
+        return template
+    model = draw(st.sampled_from(stored))
+    metadata = {
+        namespace: {n: v for n, v in entries.items() if draw(st.booleans())}
+        for namespace, entries in model.metadata.items()
+        if isinstance(entries, dict) and draw(st.booleans())
+    }
+    arguments = {n: v for n, v in model.arguments.items() if draw(st.booleans())}
+    return dataclasses.replace(
+        template, metadata=metadata or template.metadata, arguments=arguments
+    )
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), stored=st.lists(_CALLS, min_size=1, max_size=8))
+def test_query_equals_the_generic_scan(store: Sql, data: st.DataObject, stored: list[Call]) -> None:
+    _clear(store)
+    scan = CallMemory()
+    for call in stored:
+        store.save(call)
+        scan.save(call)
+    for template in data.draw(st.lists(_templates_like(stored), min_size=1, max_size=4)):
+        expected = sorted(r.key() for r in scan.query(template))
+        assert sorted(r.key() for r in store.query(template)) == expected
+
+
+# -- concurrency and processes ------------------------------------------------------
+
+
+def test_many_threads_write_at_once(store: Sql) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(40):
+                key = store.save(
+                    _call((i + 5 * worker) % 40, metadata={"tags": {"worker": worker}})
+                )
+                assert store.load(key).name == "simulate"
+                if i % 10 == 0:
+                    list(store.query(QueryCall(arguments={"x": i % 7})))
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(list(store.list())) == 40
+    assert len(list(store.query(QueryCall()))) == 40
+
+
+def test_pickling_keeps_the_url_only(store: Sql) -> None:
+    key = store.save(_call(1))
+    engine = store.engine
+    data = pickle.dumps(store)
+    assert store.__getstate__() == {"url": store.url, "echo": False}
+    assert b"Engine" not in data and len(data) < 500
+    clone = pickle.loads(data)
+    assert clone == store and clone.engine is not engine
+    assert clone.load(key) == store.load(key)
+
+
+def _save_in_child(store: Sql) -> None:
+    store.save(_call(99))
+
+
+def test_fork_gets_a_fresh_engine(store: Sql) -> None:
+    key = store.save(_call(1))
+    store.load(key)  # the parent's connection is open when the child is forked
+    child = multiprocessing.get_context("fork").Process(target=_save_in_child, args=(store,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert store.contains(_call(99).key())
+    assert store.load(key).result == digest(1)  # the parent's connection still works
