@@ -15,6 +15,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,7 +85,9 @@ def _environment() -> dict[str, str]:
 class Git:
     """Commit, branch and dirtiness of the git tree around the working directory.
 
-    Asked of ``git`` once per process and working tree, not per call.
+    Asked of ``git`` once per process and working tree, not per call (so a
+    tree edited while the process runs keeps the state it had first); a
+    directory outside any git tree records nothing and runs no ``git``.
     """
 
     name = "git"
@@ -93,7 +96,25 @@ class Git:
         return None
 
     def stop(self, token: None) -> dict[str, Any]:
-        return _git_state(Path.cwd())
+        tree = _work_tree(Path.cwd())
+        if tree is None:
+            return {}
+        with _GIT_LOCK:  # concurrent first calls ask git once
+            return _git_state(tree)
+
+
+_GIT_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=lambda: globals().__setitem__("_GIT_LOCK", threading.Lock()))
+
+
+def _work_tree(cwd: Path) -> Path | None:
+    """The top of the git tree holding ``cwd`` (the nearest directory with ``.git``), or ``None``."""
+    if "GIT_DIR" in os.environ:  # git is told where the repository is: trust it
+        return cwd
+    for directory in (cwd, *cwd.parents):
+        if os.path.exists(os.path.join(directory, ".git")):
+            return directory
+    return None
 
 
 @functools.cache

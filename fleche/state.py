@@ -8,11 +8,12 @@ both correct under threads and asyncio tasks.
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
-from .caches import Cache, memory_cache, void_cache
+from .caches import Cache, CacheBase, memory_cache, void_cache
 from .metadata import Environment, Git, Metadata, Runtime, Tags
 
 __all__ = ["active_cache", "active_metadata", "active_tags", "cache", "meta", "project", "tags"]
@@ -21,23 +22,27 @@ _cache: contextvars.ContextVar[Cache | None] = contextvars.ContextVar("fleche_ca
 _metadata: contextvars.ContextVar[tuple[Metadata, ...]] = contextvars.ContextVar(
     "fleche_metadata", default=(Runtime(), Environment(), Git(), Tags())
 )
-_tags: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("fleche_tags", default={})
+_tags: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "fleche_tags", default=MappingProxyType({})
+)
 
 #: Cache names every process knows without a configuration file.
 RESERVED = {"memory": memory_cache, "void": void_cache}
 
 
 def resolve(spec: Cache | str) -> Cache:
-    """A cache from a :class:`Cache` or a name (reserved, or one in ``fleche.toml``)."""
-    if isinstance(spec, Cache):
+    """A cache from a cache, a name (reserved, or one in ``fleche.toml``), a path or a URL."""
+    if isinstance(spec, CacheBase):
         return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"cache() takes a Cache or a cache name, not {type(spec).__name__}")
+    if not isinstance(spec, str | os.PathLike):
+        raise TypeError(
+            f"cache() takes a cache, a cache name, a path or a URL, not {type(spec).__name__}"
+        )
     if spec in RESERVED:
         return RESERVED[spec]()
-    from .config import named_cache
+    from .config import open_cache
 
-    return named_cache(spec)
+    return open_cache(spec)
 
 
 def default_cache() -> Cache:
@@ -77,7 +82,12 @@ class _Activation:
     def __enter__(self) -> Any:
         return self.value
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._var.reset(self._token)
 
 
@@ -94,8 +104,14 @@ def cache(spec: Cache | str) -> _Activation:
 def meta(*recorders: Metadata, replace: bool = False) -> _Activation:
     """Add metadata recorders (or, with ``replace``, use only these)."""
     for r in recorders:
-        if not (hasattr(r, "name") and callable(getattr(r, "start", None)) and callable(getattr(r, "stop", None))):
-            raise TypeError(f"{r!r} is not a metadata recorder (needs name, start() and stop(token))")
+        if not (
+            hasattr(r, "name")
+            and callable(getattr(r, "start", None))
+            and callable(getattr(r, "stop", None))
+        ):
+            raise TypeError(
+                f"{r!r} is not a metadata recorder (needs name, start() and stop(token))"
+            )
     current = () if replace else _metadata.get()
     return _Activation(_metadata, current + recorders)
 
@@ -108,4 +124,3 @@ def tags(**entries: Any) -> _Activation:
 def project(name: str) -> _Activation:
     """Tag the calls made from here on with a project name: ``tags(project=name)``."""
     return tags(project=name)
-

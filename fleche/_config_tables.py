@@ -1,0 +1,496 @@
+"""The one translator between configuration tables and cache objects.
+
+A table is what a ``fleche.toml`` section holds (a ``dict``): a
+``template`` naming a common shape, or explicit ``values``/``calls``
+storage tables, plus modifiers.  :func:`build` turns a table into exactly
+the constructors of :mod:`fleche.caches` and :mod:`fleche.storage`;
+:func:`describe` turns such an object back into a table.  Every unknown
+key, template or storage is a :class:`~fleche.errors.ConfigError` saying
+which file and which key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
+from .caches.base import seconds
+from .errors import ConfigError
+
+__all__ = ["STORAGES", "TEMPLATES", "Where", "build", "describe", "register_storage", "validate"]
+
+#: Storage name in a table -> ("module:Class", pip extra providing its dependencies).
+STORAGES: dict[str, tuple[str, str | None]] = {
+    "ValueMemory": ("fleche.storage.memory:ValueMemory", None),
+    "CallMemory": ("fleche.storage.memory:CallMemory", None),
+    "ValueVoid": ("fleche.storage.void:ValueVoid", None),
+    "CallVoid": ("fleche.storage.void:CallVoid", None),
+    "ValuePickleFile": ("fleche.storage.pickle_file:ValuePickleFile", None),
+    "CallPickleFile": ("fleche.storage.pickle_file:CallPickleFile", None),
+    "ValueBagOfHoldingH5File": ("fleche.storage.bagofholding_file:ValueBagOfHoldingH5File", "hdf5"),
+    "CallBagOfHoldingH5File": ("fleche.storage.bagofholding_file:CallBagOfHoldingH5File", "hdf5"),
+    "Sql": ("fleche.storage.sql:Sql", "sql"),
+}
+
+_FILE_OPTIONS = frozenset({"serializer", "compression", "compression_level"})
+_CACHE_KEYS = frozenset({"ttl", "max_bytes", "policy", "index"})
+#: Template -> the keys it takes besides ``template``, ``read_only`` and the cache keys.
+TEMPLATES: dict[str, frozenset[str]] = {
+    "memory": frozenset(),
+    "void": frozenset(),
+    "pickle": frozenset({"root"}) | _FILE_OPTIONS,
+    "sql": frozenset({"root", "url"}) | _FILE_OPTIONS,
+    "hdf5": frozenset({"root", "url", "calls"}),
+    "stack": frozenset({"layers", "retry_after"}),
+    "pool": frozenset({"caches", "retry_after"}),
+}
+_EXPLICIT = frozenset({"values", "calls"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: Size index of a size-limited file store, under its root.
+SIZE_INDEX = "size-index.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """Where a table comes from: a file (or other source), a key path, the directory paths resolve against."""
+
+    file: str
+    key: str
+    base: Path
+
+    def at(self, key: str) -> Where:
+        sep = "" if key.startswith("[") else "."
+        return Where(self.file, f"{self.key}{sep}{key}" if self.key else key, self.base)
+
+    def error(self, message: str) -> ConfigError:
+        where = f"{self.file}: {self.key}: " if self.key else f"{self.file}: "
+        return ConfigError(where + message, file=self.file, key=self.key or None)
+
+    def path(self, value: Any) -> Path:
+        if not isinstance(value, str | os.PathLike) or not str(value):
+            raise self.error(f"expected a path (a string), got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+
+def register_storage(
+    name: str, target: str, extra: str | None = None, *, replace: bool = False
+) -> None:
+    """Make a storage class usable in tables as ``{type = name, ...}``; ``target`` is ``"module:Class"``."""
+    if name in STORAGES and not replace:
+        raise ConfigError(
+            f"a storage named {name!r} is registered already ({STORAGES[name][0]}); pass replace=True"
+        )
+    STORAGES[name] = (target, extra)
+
+
+def _storage_class(name: Any, where: Where) -> type:
+    if name not in STORAGES:
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group="fleche.storages"):
+            if point.name == name:
+                STORAGES[name] = (point.value, None)
+                break
+        else:
+            raise where.error(
+                f"unknown storage type {name!r}; known types: {', '.join(sorted(STORAGES))}"
+            )
+    target, extra = STORAGES[name]
+    module, _, qualname = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), qualname)
+    except ImportError as err:
+        hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
+        raise ImportError(
+            f"the storage {name} needs {err.name or 'a missing package'}{hint}"
+        ) from err
+
+
+def duration(value: Any, where: Where) -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"12h"``, ``"7d"``, ``"2w"``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise where.error(
+                f"expected seconds or a duration such as '12h' or '7d', got {value!r}"
+            )
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return seconds(value, "a duration")
+    except (TypeError, ValueError) as err:
+        raise where.error(str(err)) from None
+
+
+def _get(
+    table: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: Where,
+    default: Any = None,
+) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise where.at(key).error(f"expected {names}, got {value!r}")
+    return value
+
+
+# -- tables to objects -------------------------------------------------------------
+
+
+def validate(table: Any, where: Where) -> str | None:
+    """Check a table's template, keys and modifiers (nothing is opened); returns the template."""
+    if not isinstance(table, Mapping):
+        raise where.error(f"a cache is described by a table, got {table!r}")
+    template = table.get("template")
+    if template is None and not _EXPLICIT & table.keys():
+        raise where.error(
+            f"no 'template' (one of {', '.join(TEMPLATES)}) and no explicit 'values'/'calls' storages"
+        )
+    if template is not None and template not in TEMPLATES:
+        raise where.at("template").error(
+            f"unknown template {template!r}; known templates: {', '.join(TEMPLATES)}"
+        )
+    allowed = {"template", "read_only"} | (TEMPLATES[template] if template else _EXPLICIT)
+    if template not in ("stack", "pool"):
+        allowed |= _CACHE_KEYS
+    for key in table:
+        if key not in allowed:
+            kind = f"a {template}" if template else "an explicit"
+            raise where.at(key).error(
+                f"unknown key for {kind} cache; allowed: {', '.join(sorted(allowed))}"
+            )
+    _get(table, "read_only", bool, where)
+    if template in ("stack", "pool"):
+        key = "layers" if template == "stack" else "caches"
+        if not _get(table, key, list, where):
+            raise where.at(key).error(
+                f"a {template} needs a non-empty list of caches (tables or names)"
+            )
+    if "ttl" in table:
+        duration(table["ttl"], where.at("ttl"))
+    if "retry_after" in table:
+        duration(table["retry_after"], where.at("retry_after"))
+    _get(table, "max_bytes", int, where)
+    _get(table, "policy", str, where)
+    if "max_bytes" not in table and ("policy" in table or "index" in table):
+        raise where.at("policy" if "policy" in table else "index").error(
+            "only meaningful with max_bytes"
+        )
+    return template
+
+
+def build(table: Any, where: Where, named: Callable[[str, Where], CacheBase]) -> CacheBase:
+    """The cache a table describes; ``named(name, where)`` opens a cache named in ``layers``/``caches``."""
+    template = validate(table, where)
+    if template in ("stack", "pool"):
+        cache = _layered(table, template, where, named)
+    else:
+        cache = _cache(table, template, where)
+    if _get(table, "read_only", bool, where, False):
+        cache = ReadOnlyCache(cache)
+    return cache
+
+
+def _layered(
+    table: Mapping[str, Any], template: str, where: Where, named: Callable[[str, Where], CacheBase]
+) -> CacheBase:
+    key = "layers" if template == "stack" else "caches"
+    items = table[key]
+    members = []
+    for i, item in enumerate(items):
+        at = where.at(f"{key}[{i}]")
+        members.append(named(item, at) if isinstance(item, str) else build(item, at, named))
+    options = {}
+    if "retry_after" in table:
+        options["retry_after"] = duration(table["retry_after"], where.at("retry_after"))
+    return (CacheStack if template == "stack" else CachePool)(members, **options)
+
+
+def _construct(cls: Callable[..., Any], where: Where, **fields: Any) -> Any:
+    try:
+        return cls(**fields)
+    except ConfigError as err:
+        raise where.error(str(err)) from err
+    except (TypeError, ValueError) as err:
+        raise where.error(f"{getattr(cls, '__name__', cls)}: {err}") from err
+
+
+def _storage(table: Any, where: Where) -> Any:
+    if not isinstance(table, Mapping) or "type" not in table:
+        raise where.error(
+            f"a storage is a table with a 'type' (one of {', '.join(sorted(STORAGES))}), got {table!r}"
+        )
+    cls = _storage_class(table["type"], where.at("type"))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    arguments = {}
+    for key, value in table.items():
+        if key == "type":
+            continue
+        if key not in fields or key == "storage":
+            raise where.at(key).error(
+                f"{table['type']} has no setting {key!r}; settings: {', '.join(sorted(fields))}"
+            )
+        if key == "root":
+            value = where.at(key).path(value)
+        elif key == "url" and isinstance(value, str):
+            value = _url(value, where.at(key))
+        arguments[key] = tuple(value) if isinstance(value, list) else value
+    return _construct(cls, where, **arguments)
+
+
+def _url(value: str, where: Where) -> str:
+    """A URL with a relative SQLite path made absolute against the file naming it."""
+    if "://" not in value:
+        return str(where.path(value))
+    scheme, _, rest = value.partition(":///")
+    if (
+        scheme.startswith("sqlite")
+        and rest
+        and not rest.startswith("/")
+        and not rest.startswith(":memory:")
+    ):
+        return f"{scheme}:///{where.base / rest}"
+    return value
+
+
+def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> CacheBase:
+    storages = _file_storages if template in ("pickle", "sql", "hdf5") else _plain_storages
+    values, calls, root = storages(table, template, where)
+    ttl = duration(table["ttl"], where.at("ttl")) if "ttl" in table else None
+    cache: CacheBase = Cache(values, calls, ttl=ttl)
+    if "max_bytes" in table:
+        index = table.get("index")
+        if index is not None:
+            index = where.at("index").path(index)
+        elif root is not None:
+            index = root / SIZE_INDEX
+        cache = _construct(
+            SizeLimitedCache,
+            where,
+            cache=cache,
+            max_bytes=_get(table, "max_bytes", int, where),
+            policy=_get(table, "policy", str, where, "lru"),
+            index=index,
+        )
+    return cache
+
+
+def _plain_storages(
+    table: Mapping[str, Any], template: str | None, where: Where
+) -> tuple[Any, Any, None]:
+    if template == "memory":
+        from .storage.memory import CallMemory, ValueMemory
+
+        return ValueMemory(), CallMemory(), None
+    if template == "void":
+        from .storage.void import CallVoid, ValueVoid
+
+        return ValueVoid(), CallVoid(), None
+    for key in _EXPLICIT:
+        if key not in table:
+            raise where.error(
+                f"an explicit cache needs both 'values' and 'calls' storages; '{key}' is missing"
+            )
+    return (
+        _storage(table["values"], where.at("values")),
+        _storage(table["calls"], where.at("calls")),
+        None,
+    )
+
+
+def _file_storages(
+    table: Mapping[str, Any], template: str | None, where: Where
+) -> tuple[Any, Any, Path]:
+    if "root" not in table:
+        raise where.error(f"the {template} template needs a 'root' directory")
+    root = where.at("root").path(table["root"])
+    options = {k: table[k] for k in _FILE_OPTIONS if k in table}
+    sql = {"type": "Sql", "url": _get(table, "url", str, where, str(root / "calls.db"))}
+    if template == "pickle":
+        values = {"type": "ValuePickleFile", "root": str(root / "values"), **options}
+        calls = {"type": "CallPickleFile", "root": str(root / "calls"), **options}
+    elif template == "sql":
+        values = {"type": "ValuePickleFile", "root": str(root / "values"), **options}
+        calls = sql
+    else:
+        values = {"type": "ValueBagOfHoldingH5File", "root": str(root / "values")}
+        kind = _get(table, "calls", str, where, "sql")
+        if kind not in ("sql", "pickle"):
+            raise where.at("calls").error(
+                f"the hdf5 template keeps calls in 'sql' or 'pickle', not {kind!r}"
+            )
+        if kind == "pickle" and "url" in table:
+            raise where.at("url").error("a url is only used with calls = 'sql'")
+        calls = sql if kind == "sql" else {"type": "CallPickleFile", "root": str(root / "calls")}
+    return _storage(values, where), _storage(calls, where), root
+
+
+# -- objects to tables -------------------------------------------------------------
+
+
+def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any]:
+    """The table :func:`build` turns back into an equal cache; ``ConfigError`` if there is none."""
+    kind = type(cache)
+    if kind is ReadOnlyCache:
+        table = describe(cache.cache, relative_to)
+        if "read_only" in table:
+            raise ConfigError(
+                "a read-only cache inside a read-only cache cannot be written to a configuration"
+            )
+        return {**table, "read_only": True}
+    if kind in (CacheStack, CachePool):
+        _default_clock(cache)
+        key, members = ("layers", cache.layers) if kind is CacheStack else ("caches", cache.caches)
+        table: dict[str, Any] = {"template": "stack" if kind is CacheStack else "pool"}
+        table[key] = [describe(member, relative_to) for member in members]
+        if cache.retry_after != 60.0:
+            table["retry_after"] = cache.retry_after
+        return table
+    if kind is SizeLimitedCache:
+        _default_clock(cache)
+        table = describe(cache.cache, relative_to)
+        if "read_only" in table:
+            raise ConfigError(
+                "a size limit around a read-only cache cannot be written to a configuration"
+            )
+        table["max_bytes"] = cache.max_bytes
+        if cache.policy != "lru":
+            table["policy"] = cache.policy
+        root = table.get("root")
+        default = None if root is None else _absolute(root, relative_to) / SIZE_INDEX
+        if cache.index != default:
+            if cache.index is None:
+                raise ConfigError(
+                    "a file store with a size index in memory cannot be written to a configuration"
+                )
+            table["index"] = _plain(cache.index, relative_to)
+        return table
+    if kind is Cache:
+        _default_clock(cache)
+        table = _shape(cache.values, cache.calls, relative_to)
+        if cache.ttl is not None:
+            table["ttl"] = cache.ttl
+        return table
+    raise ConfigError(
+        f"a {kind.__name__} cannot be written to a configuration (it holds code or live state)"
+    )
+
+
+def _default_clock(cache: Any) -> None:
+    if cache.clock is not time.time:
+        raise ConfigError(
+            f"a {type(cache).__name__} with a custom clock cannot be written to a configuration"
+        )
+
+
+def _absolute(path: str, relative_to: Path | None) -> Path:
+    return Path(path) if relative_to is None else relative_to / path
+
+
+def _plain(value: Any, relative_to: Path | None) -> Any:
+    if isinstance(value, os.PathLike):
+        path = Path(value)
+        return (
+            os.path.relpath(path, relative_to)
+            if relative_to is not None and path.is_absolute()
+            else str(path)
+        )
+    if isinstance(value, tuple | list):
+        return [_plain(v, relative_to) for v in value]
+    if isinstance(value, bool | int | float | str):
+        return value
+    name = getattr(value, "name", None)  # a Serializer: by its registered name
+    if isinstance(name, str) and hasattr(value, "dumps"):
+        return name
+    raise ConfigError(f"{value!r} cannot be written to a configuration")
+
+
+def storage_table(storage: Any, relative_to: Path | None = None) -> dict[str, Any]:
+    """``{type = ..., <settings that differ from their defaults>}`` of a storage."""
+    kind = type(storage)
+    name = next(
+        (n for n, (t, _) in STORAGES.items() if t == f"{kind.__module__}:{kind.__qualname__}"), None
+    )
+    if name is None:
+        raise ConfigError(
+            f"the storage class {kind.__qualname__} is not registered; see register_storage()"
+        )
+    table: dict[str, Any] = {"type": name}
+    for field in dataclasses.fields(storage):
+        if not field.init or field.name == "storage":
+            continue
+        value = getattr(storage, field.name)
+        if field.default is not dataclasses.MISSING and value == field.default:
+            continue
+        if field.name == "secret_key":
+            if value is None or value == ():
+                continue
+            raise ConfigError(
+                "secret keys are never written to a configuration; set FLECHE_SECRET_KEY instead"
+            )
+        if field.name == "url" and isinstance(value, str) and "://" not in value:
+            value = Path(value)
+        table[field.name] = _plain(value, relative_to)
+    return table
+
+
+def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
+    """The template a pair of storages fits, else the explicit form."""
+    v, c = storage_table(values, relative_to), storage_table(calls, relative_to)
+    kinds = (v.pop("type"), c.pop("type"))
+    if kinds == ("ValueMemory", "CallMemory") and not v and not c:
+        return {"template": "memory"}
+    if kinds == ("ValueVoid", "CallVoid") and not v and not c:
+        return {"template": "void"}
+    shaped = _file_shape(kinds, dict(v), dict(c), values, relative_to)
+    if shaped is not None:
+        return shaped
+    return {"values": {"type": kinds[0], **v}, "calls": {"type": kinds[1], **c}}
+
+
+def _file_shape(
+    kinds: tuple[str, str], v: dict, c: dict, values: Any, relative_to: Path | None
+) -> dict | None:
+    if kinds[0] not in ("ValuePickleFile", "ValueBagOfHoldingH5File"):
+        return None
+    root_path = Path(values.root).parent
+    if Path(values.root).name != "values":
+        return None
+    root = _plain(root_path, relative_to)
+    v.pop("root")
+    table: dict[str, Any] = {"root": root}
+    if kinds[1] == "Sql":
+        url = c.pop("url", None)
+        if c or url is None:
+            return None
+        if url != _plain(root_path / "calls.db", relative_to):
+            table["url"] = url
+        template = "sql" if kinds[0] == "ValuePickleFile" else "hdf5"
+    elif kinds[1] == "CallPickleFile" and Path(c.pop("root")) == Path(
+        _plain(root_path / "calls", relative_to)
+    ):
+        template = "pickle" if kinds[0] == "ValuePickleFile" else "hdf5"
+        if template == "pickle" and c != v:
+            return None
+        if template == "hdf5":
+            if c:
+                return None
+            table["calls"] = "pickle"
+        c = {}
+    else:
+        return None
+    if c or not set(v) <= (_FILE_OPTIONS if template != "hdf5" else set()):
+        return None
+    return {"template": template, **table, **v}

@@ -1,0 +1,397 @@
+"""What every cache offers, and the maintenance built on it once for all of them.
+
+:class:`CacheBase` declares the operations a cache implements (``save``,
+``prepare``, ``load``, ``load_result``, ``load_value``, ``contains``,
+``evict``, ``query``, ``expand``, ``referenced``, ``gc``, ``now``).  The rest
+— short digests, pruning, history, transfer, filtering and the guarded store
+step — is derived from those here, so a wrapper that forwards the
+operations gets them right without re-implementing them.
+
+Expiry lives in the call record: a call stored with a time to live carries
+``metadata["expiry"] = {"ttl": seconds, "expires": epoch seconds}``, so every
+process reading the store agrees on when it expires.
+"""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
+from ..digest import DIGEST_LENGTH, Digest
+from ..errors import AmbiguousDigestError, CacheWarning
+from ..storage.base import MIN_PREFIX, needed_length
+
+if TYPE_CHECKING:
+    import pandas
+
+    from ..lineage import Lineage
+    from ..query import QueryIterator
+    from .wrapping import FilteredCache
+
+__all__ = [
+    "EXPIRY",
+    "CacheBase",
+    "Duration",
+    "expires_at",
+    "is_expired",
+    "merge_expansions",
+    "seconds",
+]
+
+#: Metadata namespace of a call's expiry: ``{"ttl": seconds, "expires": epoch seconds}``.
+EXPIRY = "expiry"
+
+Duration = float | int | datetime.timedelta
+
+
+def seconds(duration: Duration, what: str = "a duration") -> float:
+    """``duration`` (seconds or a ``timedelta``) as a non-negative number of seconds."""
+    if isinstance(duration, datetime.timedelta):
+        value = duration.total_seconds()
+    elif isinstance(duration, int | float) and not isinstance(duration, bool):
+        value = float(duration)
+    else:
+        raise TypeError(
+            f"{what} must be seconds or a datetime.timedelta, not {type(duration).__name__}"
+        )
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"{what} must be zero or positive seconds; got {duration!r}")
+    return value
+
+
+def expires_at(record: Call) -> float | None:
+    """When a stored call expires (epoch seconds), or ``None`` if it never does."""
+    entry = record.metadata.get(EXPIRY)
+    return None if entry is None else entry.get("expires")
+
+
+def is_expired(record: Call, now: float) -> bool:
+    """Whether a stored call has expired by ``now``."""
+    entry = record.metadata.get(EXPIRY)
+    if entry is None:
+        return False
+    expires = entry.get("expires")
+    return expires is not None and expires <= now
+
+
+def stamp_expiry(
+    metadata: Mapping[str, Mapping[str, Any]], now: float, ttl: float | None
+) -> Mapping[str, Mapping[str, Any]]:
+    """``metadata`` with its absolute expiry filled in.
+
+    A ``ttl`` already in the metadata (from ``@fleche(ttl=...)``) wins over
+    the cache's ``ttl``; an ``expires`` already there is kept as it is (a
+    copied record keeps the expiry it was stored with).
+    """
+    entry = metadata.get(EXPIRY)
+    if entry is not None:
+        if "expires" in entry or entry.get("ttl") is None:
+            return metadata
+        ttl = entry["ttl"]
+    elif ttl is None:
+        return metadata
+    return {**metadata, EXPIRY: {"ttl": ttl, "expires": now + ttl}}
+
+
+def merge_expansions(key: Digest | str, attempts: Iterable[Callable[[], Digest]]) -> Digest:
+    """The one full digest several stores agree a prefix names.
+
+    Each attempt is one store's ``expand``; ``KeyError`` if none knows the
+    prefix, :class:`AmbiguousDigestError` (with every candidate) if they
+    name different things or one of them is ambiguous.
+    """
+    found: set[Digest] = set()
+    candidates: list[str] = []
+    for attempt in attempts:
+        try:
+            found.add(attempt())
+        except KeyError:
+            pass
+        except AmbiguousDigestError as err:
+            candidates.extend(err.candidates)
+    if candidates or len(found) > 1:
+        everything = sorted(set(candidates) | found)
+        raise AmbiguousDigestError(str(key), everything, needed_length(everything))
+    if not found:
+        raise KeyError(f"no stored call or value starts with {str(key)!r}")
+    return found.pop()
+
+
+def where_stored(storage: Any) -> str:
+    """Where a storage keeps its entries, for messages: its root, its URL or its kind."""
+    for name in ("root", "url"):
+        value = getattr(storage, name, None)
+        if value is not None:
+            return str(value)
+    return type(storage).__name__
+
+
+def _warn(what: str, key: str | None, err: Exception) -> None:
+    where = f" for call {key[:12]}" if key else ""
+    warnings.warn(
+        f"fleche could not {what}{where}: {type(err).__name__}: {err}; the result is returned uncached",
+        CacheWarning,
+        stacklevel=4,
+    )
+
+
+class CacheBase(ABC):
+    """The interface of every cache: :class:`~fleche.caches.Cache` and its compositions.
+
+    Capabilities are declared: ``read_only`` (writes raise
+    :class:`~fleche.errors.ReadOnlyError`) and ``persistent`` (something
+    outlives the process).
+    """
+
+    def __str__(self) -> str:
+        """A short name for messages: the kind of cache and where it stores."""
+        return type(self).__name__
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes raise :class:`~fleche.errors.ReadOnlyError`."""
+        return False
+
+    @property
+    def persistent(self) -> bool:
+        """Whether stored calls outlive this process."""
+        return False
+
+    # -- what a cache implements -----------------------------------------------
+
+    @abstractmethod
+    def now(self) -> float:
+        """The current time (epoch seconds) by this cache's clock; injected in tests."""
+
+    @abstractmethod
+    def save(self, call: Call | LazyCall) -> Digest:
+        """Store every value of ``call`` and then its record; returns the call key.
+
+        A :class:`~fleche.call.LazyCall` (e.g. from another cache) is stored
+        under the digests it already has, without digesting its values again.
+        """
+
+    @abstractmethod
+    def prepare(
+        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+    ) -> PreparedCall:
+        """Store the arguments of a call about to run and seal its key.
+
+        The argument values stay pinned against :meth:`gc` until the
+        returned call is committed or abandoned.
+        """
+
+    @abstractmethod
+    def load(self, key: Digest | str) -> LazyCall:
+        """The call stored under ``key`` (full or short); values load on access.
+
+        An expired call is a ``KeyError``, like a missing one.
+        """
+
+    @abstractmethod
+    def load_result(self, key: Digest | str) -> Any:
+        """The result of the call under ``key``; ``KeyError`` if none (or expired).
+
+        The decorator's hit path.
+        """
+
+    @abstractmethod
+    def load_value(self, key: Digest | str) -> Any:
+        """The value stored under ``key`` (full or short)."""
+
+    @abstractmethod
+    def contains(self, key: Digest | str) -> bool:
+        """Whether a call that has not expired is stored under ``key``."""
+
+    @abstractmethod
+    def evict(self, key: Digest | str) -> None:
+        """Remove the call under ``key``; ``KeyError`` if none.  Its values stay until :meth:`gc`."""
+
+    @abstractmethod
+    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+        """Stored calls matching ``template`` (all without one), lazily.
+
+        Expired calls are left out unless ``expired`` is true (maintenance).
+        """
+
+    @abstractmethod
+    def expand(self, key: Digest | str) -> Digest:
+        """The full digest a prefix names among calls and values together.
+
+        ``KeyError`` if it names nothing, :class:`AmbiguousDigestError` if it
+        names several things.
+        """
+
+    @abstractmethod
+    def referenced(self) -> set[Digest]:
+        """Every value digest some stored call refers to, with the children of containers."""
+
+    @abstractmethod
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+        """Remove values no stored call refers to; returns their keys.
+
+        Values of calls in flight in this process are kept; values written
+        less than ``grace`` seconds ago (where the storage knows when) are
+        kept too, for calls in flight in other processes.  With ``dry_run``
+        nothing is removed.
+        """
+
+    # -- derived once for every cache --------------------------------------------
+
+    def save_guarded(self, store: Callable[[], Any], key: str | None = None) -> Any:
+        """Run a store step; on failure warn (:class:`CacheWarning`) and return ``None``.
+
+        The single place where fleche trades caching for the user's result:
+        backends raise, this decides.  Only ``Exception`` is caught, so an
+        interrupt still interrupts.
+        """
+        try:
+            return store()
+        except Exception as err:
+            _warn("store the call", key, err)
+            return None
+
+    def shrink(self, key: Digest | str) -> Digest:
+        """The shortest prefix (at least 4 characters) naming ``key`` among calls and values."""
+        key = self.expand(key)
+        for length in range(MIN_PREFIX, DIGEST_LENGTH):
+            try:
+                if self.expand(key[:length]) == key:
+                    return Digest(key[:length])
+            except AmbiguousDigestError:
+                continue
+        return key
+
+    def filter(self, predicate: Callable[[LazyCall], bool] | QueryCall) -> FilteredCache:
+        """This cache showing only the calls ``predicate`` accepts (a function or a template)."""
+        from .wrapping import FilteredCache
+
+        return FilteredCache(self, predicate)
+
+    def transfer(
+        self, target: CacheBase, template: QueryCall | None = None, *, overwrite: bool = False
+    ) -> int:
+        """Copy the calls matching ``template`` (all without one), with their values, into ``target``.
+
+        Calls ``target`` already holds are skipped unless ``overwrite``.
+        Values are copied under the digests they have, not digested again.
+        Returns how many calls were copied.
+        """
+        copied = 0
+        for call in self.query(template):
+            if not overwrite and target.contains(call.key()):
+                continue
+            target.save(call)
+            copied += 1
+        return copied
+
+    def prune(
+        self,
+        older_than: Duration | None = None,
+        func: Any = None,
+        *,
+        expired: bool | None = None,
+        dry_run: bool = False,
+    ) -> list[Digest]:
+        """Remove the calls matching every criterion given; returns their keys.
+
+        Parameters
+        ----------
+        older_than
+            Calls stored more than this long ago (seconds or a ``timedelta``).
+        func
+            Calls of this function: a decorated function, a plain one, or its
+            (qualified) name as a string.
+        expired
+            ``True``: only expired calls; ``False``: only live ones.  With no
+            criterion at all, ``prune()`` removes the expired calls.
+        dry_run
+            Only report what would be removed.
+
+        Values of removed calls stay until :meth:`gc`.
+        """
+        if older_than is None and func is None and expired is None:
+            expired = True
+        now = self.now()
+        cutoff = None if older_than is None else now - seconds(older_than, "older_than")
+        template, wanted = _function_filter(func)
+        doomed = []
+        for call in self.query(template, expired=True):
+            record = call.digested_call
+            if cutoff is not None and not record.created < cutoff:
+                continue
+            if wanted is not None and not wanted(record):
+                continue
+            if expired is not None and is_expired(record, now) != expired:
+                continue
+            doomed.append(call.key())
+        if not dry_run:
+            for key in doomed:
+                try:
+                    self.evict(key)
+                except KeyError:
+                    pass  # removed meanwhile
+        return doomed
+
+    def history(self, func: Any = None) -> pandas.DataFrame:
+        """Every stored call (expired ones too), oldest first, with its timestamps.
+
+        Columns: ``key``, ``function``, the argument and result digests,
+        ``created``, ``expires`` (``NaT`` if never), ``expired`` and the
+        metadata columns.  No value is loaded.
+        """
+        import pandas
+
+        template, wanted = _function_filter(func)
+        now = self.now()
+        query = self.query(template, expired=True)
+        if wanted is not None:
+            query = query.filter(lambda call: wanted(call.digested_call))
+        table = query.table(values=False)
+        if table.empty:
+            return pandas.DataFrame(
+                columns=["key", "function", "result", "created", "expires", "expired"]
+            )
+        column = f"{EXPIRY}.expires"
+        ends = table[column] if column in table else pandas.Series(float("nan"), index=table.index)
+        table["expires"] = pandas.to_datetime(ends, unit="s")
+        table["expired"] = (ends <= now).fillna(False).astype(bool)
+        return table.sort_values("created", kind="stable").reset_index(drop=True)
+
+    def lineage(
+        self,
+        key: Digest | str,
+        *,
+        used_by: bool = False,
+        depth: int | None = None,
+        summaries: bool = True,
+    ) -> Lineage:
+        """Which calls produced the value or call ``key`` (or, with ``used_by``, used it).
+
+        See :func:`fleche.lineage.lineage`.
+        """
+        from ..lineage import lineage
+
+        return lineage(self, key, used_by=used_by, depth=depth, summaries=summaries)
+
+
+def _function_filter(func: Any) -> tuple[QueryCall | None, Callable[[DigestedCall], bool] | None]:
+    """A template (pushed down to the storage) and a check for the calls of ``func``."""
+    if func is None:
+        return None, None
+    if isinstance(func, str):
+        return None, lambda record: func in (record.name, record.qualified_name)
+    name = getattr(func, "name", None) if hasattr(func, "prefix") else None  # a CachedFunction
+    if name is not None:
+        module = None if "module" in getattr(func, "unkeyed", frozenset()) else func.module
+        return QueryCall(name=name, module=module), None
+    try:
+        return QueryCall(name=func.__qualname__, module=func.__module__), None
+    except AttributeError:
+        raise TypeError(
+            f"func= takes a function or a function name, not {type(func).__name__}"
+        ) from None

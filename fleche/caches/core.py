@@ -1,0 +1,312 @@
+"""Caches: a value storage and a call storage working together.
+
+:class:`Cache` knows calls: it stores their values and records, loads them
+back, names them by short digests and collects values no call uses.  It is
+also the one place that decides to degrade instead of failing: a value or
+record that cannot be stored costs a warning, never the user's result
+(:meth:`~fleche.caches.base.CacheBase.save_guarded`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
+from ..digest import Digest, digest
+from ..query import QueryIterator
+from ..storage.base import CallStorage, ValueStorage
+from ..storage.memory import CallMemory, ValueMemory
+from ..storage.void import CallVoid, ValueVoid
+from .base import EXPIRY, CacheBase, Duration, merge_expansions, seconds, stamp_expiry, where_stored
+
+if TYPE_CHECKING:
+    from ..verify import VerifyReport
+
+__all__ = ["GC_GRACE", "Cache", "memory_cache", "void_cache"]
+
+#: Values younger than this (seconds) are never collected by default: another
+#: process may have stored them for a call it is still running.
+GC_GRACE = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Cache(CacheBase):
+    """A value storage and a call storage, e.g. ``Cache(values=ValueMemory(), calls=CallMemory())``.
+
+    Values are stored once under their digest; a call is stored as a
+    :class:`~fleche.call.DigestedCall` under its lookup key.  Both may be
+    given positionally too: ``Cache(ValueMemory(), CallMemory())``.
+
+    Parameters
+    ----------
+    ttl
+        Time to live (seconds or a ``timedelta``) of the calls stored here
+        that have none of their own (``@fleche(ttl=...)`` wins).  The expiry
+        is written into each record, so every process agrees on it.
+    clock
+        Returns the current time in epoch seconds (``time.time``); tests
+        inject their own so that nothing ever sleeps.
+    """
+
+    values: ValueStorage
+    calls: CallStorage
+    _: dataclasses.KW_ONLY
+    ttl: Duration | None = None
+    clock: Callable[[], float] = time.time
+    _pins: Counter[Digest] = dataclasses.field(
+        default_factory=Counter, init=False, repr=False, compare=False
+    )
+    _pins_lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.ttl is not None:
+            object.__setattr__(self, "ttl", seconds(self.ttl, "ttl"))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        options = {"ttl": self.ttl, "clock": self.clock}
+        return (_rebuild, (type(self), self.values, self.calls, options))
+
+    def __str__(self) -> str:
+        return f"Cache({where_stored(self.values)}, {where_stored(self.calls)})"
+
+    @property
+    def persistent(self) -> bool:
+        # docstring inherited
+        return bool(self.values.persistent and self.calls.persistent)
+
+    def now(self) -> float:
+        # docstring inherited
+        return self.clock()
+
+    # -- storing -------------------------------------------------------------
+
+    def save(self, call: Call | LazyCall) -> Digest:
+        """Store every value of ``call`` and then its record; returns the call key.
+
+        Values go first, so a record never refers to a value not stored.  A
+        :class:`~fleche.call.LazyCall` is stored under the digests it has.
+        """
+        if isinstance(call, LazyCall):
+            record = call.digested_call
+            for name, key in record.arguments.items():
+                self.values.save(call.arguments[name], key)
+        else:
+            record = call.digested()
+            for name, value in call.arguments.items():
+                self.values.save(value, record.arguments[name])
+        self.values.save(call.result, record.result)
+        metadata = stamp_expiry(record.metadata, self.clock(), self.ttl)
+        if metadata is not record.metadata:
+            record = dataclasses.replace(record, metadata=metadata)
+        return self.calls.save(record)
+
+    def prepare(
+        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+    ) -> PreparedCall:
+        """Store the arguments of a call about to run and seal its key.
+
+        ``record`` holds the argument digests (its result is not used yet),
+        ``arguments`` the values.  The argument values stay pinned against
+        :meth:`gc` until the returned call is committed or abandoned.
+        """
+        pinned = list(record.arguments.values())
+        self._pin(pinned)
+        try:
+            for name, value in arguments.items():
+                self.values.save(value, record.arguments[name])
+        except BaseException:
+            self._unpin(pinned)
+            raise
+        return PreparedCall(record, key, self._finish, lambda: self._unpin(pinned))
+
+    def _finish(self, record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
+        result_key = digest(result)
+        self._pin([result_key])
+        try:
+            self.values.save(result, result_key)
+            meta = {**record.metadata, **metadata} if metadata else record.metadata
+            meta = stamp_expiry(meta, self.clock(), self.ttl)
+            return self.calls.save(dataclasses.replace(record, result=result_key, metadata=meta))
+        finally:
+            self._unpin([result_key])
+
+    def _pin(self, keys: Iterable[Digest]) -> None:
+        with self._pins_lock:
+            self._pins.update(keys)
+
+    def _unpin(self, keys: Iterable[Digest]) -> None:
+        with self._pins_lock:
+            self._pins.subtract(keys)
+            for key in keys:
+                if self._pins[key] <= 0:
+                    del self._pins[key]
+
+    # -- reading -------------------------------------------------------------
+
+    def _live(self, key: Digest | str) -> DigestedCall:
+        """The record under ``key``; ``KeyError`` if it is missing or has expired."""
+        record = self.calls.load(key)
+        expiry = record.metadata.get(EXPIRY)
+        if expiry is not None and expiry.get("expires", float("inf")) <= self.clock():
+            raise KeyError(f"the call {str(key)[:12]} expired")
+        return record
+
+    def load(self, key: Digest | str) -> LazyCall:
+        # docstring inherited
+        return LazyCall(self._live(key), self.values)
+
+    def load_result(self, key: Digest | str) -> Any:
+        """The result of the call under ``key``; ``KeyError`` if none (or expired).
+
+        The decorator's hit path: one record read, one value read, no
+        :class:`LazyCall` in between.
+        """
+        # Inlined _live: a hit pays one dict lookup for expiry (benchmarks/bench_core.py).
+        record = self.calls.load(key)
+        expiry = record.metadata.get(EXPIRY)
+        if expiry is not None and expiry.get("expires", float("inf")) <= self.clock():
+            raise KeyError(f"the call {str(key)[:12]} expired")
+        return self.values.load(record.result)
+
+    def load_value(self, key: Digest | str) -> Any:
+        # docstring inherited
+        return self.values.load(key)
+
+    def contains(self, key: Digest | str) -> bool:
+        # docstring inherited
+        try:
+            self._live(key)
+        except KeyError:
+            return False
+        return True
+
+    def evict(self, key: Digest | str) -> None:
+        # docstring inherited
+        self.calls.evict(key)
+
+    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+        # docstring inherited
+        template = template or QueryCall()
+
+        def source() -> Iterator[LazyCall]:
+            now = self.clock()
+            for record in self.calls.query(template):
+                if not expired:
+                    expiry = record.metadata.get(EXPIRY)
+                    if expiry is not None and expiry.get("expires", float("inf")) <= now:
+                        continue
+                yield LazyCall(record, self.values)
+
+        return QueryIterator(source, self)
+
+    def expand(self, key: Digest | str) -> Digest:
+        # docstring inherited
+        return merge_expansions(
+            key, (lambda: self.calls.expand(key), lambda: self.values.expand(key))
+        )
+
+    # -- maintenance ---------------------------------------------------------
+
+    def referenced(self) -> set[Digest]:
+        # docstring inherited
+        live: set[Digest] = set()
+        todo: list[Digest] = []
+        for key in self.calls.list():
+            try:
+                record = self.calls.load(key)
+            except KeyError:
+                continue
+            todo.extend(record.values())
+        with self._pins_lock:
+            todo.extend(self._pins)
+        while todo:
+            key = todo.pop()
+            if key in live:
+                continue
+            live.add(key)
+            try:
+                todo.extend(self.values.children(key))
+            except KeyError:
+                continue  # a dangling reference: nothing below it to keep
+        return live
+
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+        """Remove values no stored call refers to; returns their keys.
+
+        Values of calls in flight in this process (prepared, not yet
+        committed) are kept.  Values written less than ``grace`` seconds ago
+        (default :data:`GC_GRACE`, an hour) are kept too, where the value
+        storage knows when an entry was written
+        (:meth:`~fleche.storage.base.KeyManagement.stored_at`): another
+        process may be running a call whose arguments they are.  With
+        ``dry_run`` nothing is removed.
+        """
+        horizon = self.clock() - seconds(GC_GRACE if grace is None else grace, "grace")
+        live = self.referenced()
+        dead = []
+        for key in self.values.list():
+            if key in live:
+                continue
+            written = self.values.stored_at(key)
+            if written is not None and written > horizon:
+                continue  # maybe an argument of a call running in another process
+            dead.append(key)
+        if dry_run:
+            with self._pins_lock:
+                return [key for key in dead if key not in self._pins]
+        removed = []
+        for key in dead:
+            # Checked and evicted under the pin lock: a prepare pins before it
+            # stores, so it either sees the value gone and stores it again, or
+            # pinned it first and the value is kept.
+            with self._pins_lock:
+                if key in self._pins:
+                    continue
+                try:
+                    self.values.evict(key)
+                except KeyError:
+                    continue
+            removed.append(key)
+        return removed
+
+    def verify(
+        self, fix: bool = False, progress: Callable[[int, int], Any] | None = None
+    ) -> VerifyReport:
+        """Re-read every value and record and check it; with ``fix``, remove the broken ones.
+
+        Returns a report listing each problem with its key; see
+        :mod:`fleche.verify` for what is checked and what a repair removes.
+        ``progress(done, total)`` is called after each entry.
+        """
+        from ..verify import verify
+
+        return verify(self, fix=fix, progress=progress)
+
+
+def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:
+    return cls(values, calls, **options)
+
+
+_MEMORY: Cache | None = None
+_MEMORY_LOCK = threading.Lock()
+
+
+def memory_cache() -> Cache:
+    """The process-wide in-memory cache (``cache("memory")``)."""
+    global _MEMORY
+    with _MEMORY_LOCK:
+        if _MEMORY is None:
+            _MEMORY = Cache(ValueMemory(), CallMemory())
+        return _MEMORY
+
+
+def void_cache() -> Cache:
+    """A cache that stores nothing (``cache("void")``): every call computes."""
+    return Cache(ValueVoid(), CallVoid())

@@ -1,0 +1,408 @@
+"""Caches made of several caches: a stack of layers (the pool is in :mod:`.pool`).
+
+A :class:`CacheStack` is, e.g., memory in front of a persistent store: reads
+try the layers top-down and a hit in a lower layer is copied into the
+layers above it (once, however many threads read it); writes go to every
+writable layer.  A :class:`CachePool` is the read-only union of several
+stores, e.g. your own and a colleague's.
+
+A layer that fails (anything but ``KeyError``: a database down, a full
+disk) is skipped for ``retry_after`` seconds while the others keep serving;
+one :class:`~fleche.errors.CacheWarning` is emitted per outage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
+from ..digest import DIGEST_LENGTH, Digest
+from ..errors import CacheWarning, ReadOnlyError
+from ..query import QueryIterator
+from .base import CacheBase, Duration, merge_expansions
+
+__all__ = ["CacheStack"]
+
+
+class _Given:
+    """Values already in hand, by digest, else read from ``fallback``.
+
+    Lets a plain call be stored in several layers digested once, and a
+    result just read from a lower layer be copied up without reading it again.
+    """
+
+    __slots__ = ("_values", "_fallback")
+
+    def __init__(self, values: dict[Digest, Any], fallback: CacheBase | None = None) -> None:
+        self._values = values
+        self._fallback = fallback
+
+    def load(self, key: Digest) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            if self._fallback is None:
+                raise
+        return self._fallback.load_value(key)
+
+
+def _copy(layer: CacheBase, key: Digest, result: Any) -> LazyCall:
+    """The call under ``key`` in ``layer``, its result already in hand."""
+    record = layer.load(key).digested_call
+    return LazyCall(record, _Given({record.result: result}, layer))  # type: ignore[arg-type]
+
+
+def _lazy(call: Call | LazyCall) -> LazyCall:
+    if isinstance(call, LazyCall):
+        return call
+    record = call.digested()
+    given = {record.arguments[name]: value for name, value in call.arguments.items()}
+    given[record.result] = call.result
+    return LazyCall(record, _Given(given))  # type: ignore[arg-type]
+
+
+class _Layered(CacheBase):
+    """Reads over several member caches, with the failure bookkeeping (no writes)."""
+
+    _members: tuple[CacheBase, ...]
+    retry_after: float
+    clock: Callable[[], float]
+    _down: dict[int, float]
+    _lock: threading.Lock
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}([{', '.join(map(str, self._members))}])"
+
+    @property
+    def persistent(self) -> bool:
+        # docstring inherited
+        return any(member.persistent for member in self._members)
+
+    def now(self) -> float:
+        # docstring inherited
+        return self.clock()
+
+    # -- failures --------------------------------------------------------------
+
+    def _usable(self, index: int) -> bool:
+        until = self._down.get(index)
+        return until is None or self.clock() >= until
+
+    def _failed(self, index: int, err: Exception) -> None:
+        with self._lock:
+            first = index not in self._down
+            self._down[index] = self.clock() + self.retry_after
+        if first:
+            warnings.warn(
+                f"fleche: layer {index} ({self._members[index]}) failed ({type(err).__name__}: {err}); "
+                f"serving from the other layers and retrying it after {self.retry_after:g} s",
+                CacheWarning,
+                stacklevel=4,
+            )
+
+    def _worked(self, index: int) -> None:
+        if index in self._down:
+            with self._lock:
+                self._down.pop(index, None)
+
+    def _full(self, key: Digest | str) -> Digest:
+        if len(key) == DIGEST_LENGTH:
+            return key if type(key) is Digest else Digest(key)
+        return self.expand(key)
+
+    def _first(
+        self, key: Digest, read: Callable[[CacheBase], Any], start: int = 0
+    ) -> tuple[int, Any]:
+        """``read`` on each usable member from ``start`` on: the first that has ``key``, and its index."""
+        members = self._members
+        for index in range(start, len(members)):
+            member = members[index]
+            if self._down and not self._usable(index):
+                continue
+            try:
+                found = read(member)
+            except KeyError:
+                self._worked(index)
+                continue
+            except Exception as err:
+                self._failed(index, err)
+                continue
+            self._worked(index)
+            return index, found
+        raise KeyError(f"no layer holds {key[:12]}")
+
+    # -- reading -----------------------------------------------------------------
+
+    def load(self, key: Digest | str) -> LazyCall:
+        # docstring inherited
+        key = self._full(key)
+        return self._first(key, lambda member: member.load(key))[1]
+
+    def load_result(self, key: Digest | str) -> Any:
+        # docstring inherited
+        key = self._full(key)
+        return self._first(key, lambda member: member.load_result(key))[1]
+
+    def load_value(self, key: Digest | str) -> Any:
+        # docstring inherited
+        key = self._full(key)
+        return self._first(key, lambda member: member.load_value(key))[1]
+
+    def contains(self, key: Digest | str) -> bool:
+        # docstring inherited
+        try:
+            key = self._full(key)
+        except KeyError:
+            return False
+
+        def has(member: CacheBase) -> bool:
+            if not member.contains(key):
+                raise KeyError(key)
+            return True
+
+        try:
+            return self._first(key, has)[1]
+        except KeyError:
+            return False
+
+    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+        # docstring inherited
+        def source() -> Iterator[LazyCall]:
+            seen: set[Digest] = set()
+            for index, member in enumerate(self._members):
+                if self._down and not self._usable(index):
+                    continue
+                try:
+                    for call in member.query(template, expired=expired):
+                        key = call.key()
+                        if key not in seen:
+                            seen.add(key)
+                            yield call
+                except Exception as err:
+                    self._failed(index, err)
+
+        return QueryIterator(source, self)
+
+    def expand(self, key: Digest | str) -> Digest:
+        # docstring inherited
+        def attempt(index: int, member: CacheBase) -> Callable[[], Digest]:
+            def expand() -> Digest:
+                if self._down and not self._usable(index):
+                    raise KeyError(key)
+                try:
+                    return member.expand(key)
+                except (KeyError, ValueError):
+                    raise
+                except Exception as err:
+                    self._failed(index, err)
+                    raise KeyError(key) from err
+
+            return expand
+
+        return merge_expansions(key, [attempt(i, m) for i, m in enumerate(self._members)])
+
+    def referenced(self) -> set[Digest]:
+        # docstring inherited
+        live: set[Digest] = set()
+        for member in self._members:
+            live |= member.referenced()
+        return live
+
+
+def _members(caches: Sequence[CacheBase], what: str) -> tuple[CacheBase, ...]:
+    members = tuple(caches)
+    if not members:
+        raise ValueError(f"a {what} needs at least one cache")
+    for member in members:
+        if not isinstance(member, CacheBase):
+            raise TypeError(f"a {what} is made of caches, not {type(member).__name__}")
+    return members
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStack(_Layered):
+    """Layers of caches, fastest first: ``CacheStack([memory, persistent])``.
+
+    Reads try each layer top-down; a call found in a lower layer is copied,
+    with its values, into the writable layers above it — once, even when
+    several threads read it at the same time.  Saves go to every writable
+    layer.  A failing layer is skipped for ``retry_after`` seconds with one
+    :class:`~fleche.errors.CacheWarning`; the stack keeps working as long as
+    one layer does.
+    """
+
+    layers: Sequence[CacheBase]
+    _: dataclasses.KW_ONLY
+    retry_after: float = 60.0
+    clock: Callable[[], float] = time.time
+    _down: dict[int, float] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _filling: set[Digest] = dataclasses.field(
+        default_factory=set, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _members(self.layers, "CacheStack"))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (type(self), self.layers, {"retry_after": self.retry_after, "clock": self.clock}),
+        )
+
+    @property
+    def _members(self) -> tuple[CacheBase, ...]:
+        return self.layers
+
+    @property
+    def read_only(self) -> bool:
+        # docstring inherited
+        return all(layer.read_only for layer in self.layers)
+
+    def _writable(self) -> list[tuple[int, CacheBase]]:
+        return [
+            (i, layer)
+            for i, layer in enumerate(self.layers)
+            if not layer.read_only and (not self._down or self._usable(i))
+        ]
+
+    # -- reading with back-fill --------------------------------------------------
+
+    def load_result(self, key: Digest | str) -> Any:
+        # docstring inherited
+        start = 0
+        if not self._down:  # the hit path: one call on the top layer (benchmarks/bench_stack.py)
+            try:
+                return self.layers[0].load_result(key)
+            except KeyError:
+                start = 1
+            except Exception as err:
+                self._failed(0, err)
+                start = 1
+        key = self._full(key)
+        index, result = self._first(key, lambda layer: layer.load_result(key), start)
+        if index:
+            layer = self.layers[index]
+            self._back_fill(key, index, lambda: _copy(layer, key, result))
+        return result
+
+    def load(self, key: Digest | str) -> LazyCall:
+        # docstring inherited
+        key = self._full(key)
+        index, call = self._first(key, lambda layer: layer.load(key))
+        if index:
+            self._back_fill(key, index, lambda: call)
+        return call
+
+    def _back_fill(self, key: Digest, index: int, call: Callable[[], LazyCall]) -> None:
+        """Copy a call found in layer ``index`` into the writable layers above it, once."""
+        with self._lock:
+            if key in self._filling:
+                return  # another reader is copying it right now
+            self._filling.add(key)
+        try:
+            found = None
+            for upper, layer in self._writable():
+                if upper >= index:
+                    break
+                try:
+                    if not layer.contains(key):  # a reader that finished before us copied it
+                        found = found or call()
+                        layer.save(found)
+                except Exception as err:
+                    self._failed(upper, err)
+        finally:
+            with self._lock:
+                self._filling.discard(key)
+
+    # -- writing -------------------------------------------------------------------
+
+    def _each_writable(self, write: Callable[[int, CacheBase], Any], what: str) -> list[Any]:
+        """``write`` on every usable writable layer; raises only if none of them took it."""
+        done: list[Any] = []
+        error: Exception | None = None
+        for index, layer in self._writable():
+            try:
+                done.append(write(index, layer))
+            except Exception as err:
+                error = err
+                self._failed(index, err)
+            else:
+                self._worked(index)
+        if not done:
+            if error is not None:
+                raise error
+            raise ReadOnlyError(f"cannot {what}: no layer of {self} is writable (or working)")
+        return done
+
+    def save(self, call: Call | LazyCall) -> Digest:
+        # docstring inherited
+        lazy = _lazy(call)  # digested once for every layer
+        return self._each_writable(lambda _, layer: layer.save(lazy), "store a call")[0]
+
+    def prepare(
+        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+    ) -> PreparedCall:
+        # docstring inherited
+        prepared = self._each_writable(
+            lambda index, layer: (index, layer.prepare(record, arguments, key)),
+            f"store the call {key[:12]}",
+        )
+
+        def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
+            done: Digest | None = None
+            error: Exception | None = None
+            for index, each in prepared:
+                try:
+                    done = each.commit(result, metadata)
+                except Exception as err:
+                    error = err
+                    self._failed(index, err)
+            if done is None:
+                raise error or ReadOnlyError(f"no layer stored the call {key[:12]}")
+            return done
+
+        def release() -> None:
+            for _, each in prepared:
+                each.abandon()
+
+        return PreparedCall(record, key, finish, release)
+
+    def evict(self, key: Digest | str) -> None:
+        # docstring inherited
+        key = self._full(key)
+        evicted = 0
+
+        def evict(_: int, layer: CacheBase) -> None:
+            nonlocal evicted
+            try:
+                layer.evict(key)
+                evicted += 1
+            except KeyError:
+                pass
+
+        self._each_writable(evict, f"evict {key[:12]}")
+        if not evicted:
+            raise KeyError(f"no writable layer holds the call {key[:12]}")
+
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+        # docstring inherited
+        removed: dict[Digest, None] = {}
+        for keys in self._each_writable(
+            lambda _, layer: layer.gc(dry_run, grace=grace), "collect garbage"
+        ):
+            removed.update(dict.fromkeys(keys))
+        return list(removed)
+
+
+def _rebuild(cls: type, members: tuple[CacheBase, ...], options: dict[str, Any]) -> Any:
+    return cls(members, **options)

@@ -1,0 +1,360 @@
+"""Leases: which process computes a call, recorded in the store all of them share.
+
+Before running a missed call, a process takes the *lease* of its key (see
+:mod:`fleche.single_flight`): a lease file ``<calls root>/leases/<key>``
+created exclusively, or a row of the ``fleche_leases`` table next to a SQL
+call store.  Other processes wait until the call is stored or the lease is
+gone or has expired, and then take over.
+
+A lease expires :data:`LEASE_SECONDS` after it was last renewed (the
+environment variable ``FLECHE_LEASE_SECONDS`` overrides it); the holder
+renews it in the background while the body runs, so a long computation
+keeps it, and a crashed holder blocks the others for one expiry at most
+(less on its own host: a lease whose process is gone is taken over at
+once).  Leases decide only who computes, never what is stored — writes are
+atomic and content-addressed — so a failure of the lease machinery costs a
+:class:`~fleche.errors.CacheWarning` and, at worst, a duplicate
+computation, never the user's result.
+
+A cache or a call storage can provide its own lease backend with a
+``leases()`` method returning a :class:`LeaseBackend` (or ``None``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+from .caches import Cache, CachePool, CacheStack, RefreshingCache, WrapperCache
+from .errors import CacheWarning
+from .storage.file import FileStorage
+
+__all__ = ["LEASE_SECONDS", "FileLeases", "LeaseBackend", "SqlLeases", "lease_seconds", "leases_of"]
+
+#: How long (seconds) a lease lasts unless renewed; ``FLECHE_LEASE_SECONDS`` overrides it.
+LEASE_SECONDS = 60.0
+
+
+def lease_seconds() -> float:
+    """The lease duration in force: ``FLECHE_LEASE_SECONDS``, else :data:`LEASE_SECONDS`."""
+    value = os.environ.get("FLECHE_LEASE_SECONDS")
+    try:
+        return float(value) if value else LEASE_SECONDS
+    except ValueError:
+        warnings.warn(
+            f"FLECHE_LEASE_SECONDS={value!r} is not a number of seconds; using {LEASE_SECONDS:g}",
+            CacheWarning,
+            stacklevel=2,
+        )
+        return LEASE_SECONDS
+
+
+class LeaseBackend(Protocol):
+    """Where the leases of one store are recorded; every method is safe across processes."""
+
+    def acquire(self, key: str, duration: float) -> Any | None:
+        """Take the lease of ``key`` for ``duration`` seconds; a token, or ``None`` if another holds it.
+
+        An expired lease, or one whose holder is known to be dead, is taken over.
+        """
+
+    def renew(self, key: str, token: Any, duration: float) -> None:
+        """Extend a lease held with ``token`` by ``duration`` seconds from now."""
+
+    def release(self, key: str, token: Any) -> None:
+        """Give a lease back (only if ``token`` still holds it)."""
+
+
+# -- who holds a lease ------------------------------------------------------------
+
+
+@functools.cache
+def _here() -> tuple[str, str]:
+    """This host and its pid namespace: where a pid means the same process."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    return socket.gethostname(), namespace
+
+
+def _owner() -> dict[str, Any]:
+    host, namespace = _here()
+    return {"host": host, "pidns": namespace, "pid": os.getpid(), "nonce": os.urandom(8).hex()}
+
+
+def _dead(owner: Any) -> bool:
+    """Whether the process described by ``owner`` is known to be gone (same host only)."""
+    if not isinstance(owner, dict) or [owner.get("host"), owner.get("pidns")] != list(_here()):
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # e.g. another user's live process
+    return False
+
+
+# -- files --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileToken:
+    fd: int
+    owner: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FileLeases:
+    """Leases as files ``root/<key>``, created with ``O_CREAT | O_EXCL``.
+
+    The file holds its owner (host, pid namespace, pid) and its duration;
+    it expires ``duration`` seconds after its modification time, which the
+    holder renews through its open descriptor (so it can never renew a
+    lease another process took over).  Clocks of hosts sharing the
+    directory are assumed to agree to well within a lease duration.
+    """
+
+    root: Path
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key)
+
+    def acquire(self, key: str, duration: float) -> _FileToken | None:
+        # docstring inherited
+        path = self._path(key)
+        owner = json.dumps({**_owner(), "duration": duration})
+        for _ in range(4):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileNotFoundError:
+                os.makedirs(self.root, exist_ok=True)
+                continue
+            except FileExistsError:
+                if not self._take_over(path, duration):
+                    return None
+                continue
+            try:
+                os.write(fd, owner.encode())
+            except BaseException:
+                os.close(fd)
+                os.unlink(path)
+                raise
+            return _FileToken(fd, owner)
+        return None
+
+    def _take_over(self, path: str, duration: float) -> bool:
+        """Remove the lease at ``path`` if it is stale; whether the way is free now."""
+        try:
+            seen = os.stat(path)
+            with open(path, "rb") as file:
+                content = file.read()
+        except FileNotFoundError:
+            return True
+        try:
+            found = json.loads(content)
+            duration = float(found.get("duration", duration))
+        except (ValueError, TypeError, AttributeError):
+            found = None  # being written right now, or its writer died before writing
+        if seen.st_mtime + duration > time.time() and not _dead(found):
+            return False
+        # Move it aside first, so that of several processes taking over only one
+        # succeeds, and check it is still the stale lease that was judged.
+        aside = f"{path}.{os.urandom(6).hex()}.stale"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return True
+        moved = os.stat(aside)
+        if (moved.st_ino, moved.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+            try:  # a fresh lease was moved by mistake: put it back unless replaced
+                os.link(aside, path)
+            except OSError:
+                pass
+            os.unlink(aside)
+            return False
+        os.unlink(aside)
+        return True
+
+    def renew(self, key: str, token: _FileToken, duration: float) -> None:
+        # docstring inherited
+        if os.utime in os.supports_fd:
+            os.utime(token.fd)
+        else:  # pragma: no cover - platforms without futimens
+            os.utime(self._path(key))
+
+    def release(self, key: str, token: _FileToken) -> None:
+        # docstring inherited
+        path = self._path(key)
+        try:
+            mine = os.fstat(token.fd)
+            current = os.stat(path)
+            if (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass  # taken over after it expired, and released since
+        finally:
+            os.close(token.fd)
+
+
+# -- SQL ----------------------------------------------------------------------------
+
+_TABLES_MADE: set[tuple[int, str]] = set()
+_TABLES_LOCK = threading.Lock()
+
+
+@functools.cache
+def _lease_table() -> Any:
+    from sqlalchemy import Column, Double, MetaData, String, Table
+
+    return Table(
+        "fleche_leases",
+        MetaData(),
+        Column("key", String(64), primary_key=True),
+        Column("owner", String(200), nullable=False),
+        Column("expires", Double, nullable=False),
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SqlLeases:
+    """Leases as rows of a ``fleche_leases`` table in the database of a SQL store.
+
+    Taking a lease is one upsert that succeeds only if no row exists or the
+    row has expired, so exactly one process wins.  Expiry uses the clock of
+    the process (hosts are assumed to agree to well within a duration).
+    """
+
+    engine: Any
+
+    def __post_init__(self) -> None:
+        made = (os.getpid(), str(self.engine.url))
+        if made in _TABLES_MADE:
+            return
+        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.schema import CreateTable
+
+        with _TABLES_LOCK:
+            for attempt in range(5):
+                try:
+                    with self.engine.begin() as connection:
+                        connection.execute(CreateTable(_lease_table(), if_not_exists=True))
+                    break
+                except DBAPIError:  # PostgreSQL: another process creating it at the same instant
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            _TABLES_MADE.add(made)
+
+    def acquire(self, key: str, duration: float) -> str | None:
+        # docstring inherited
+        owner = json.dumps(_owner())
+        now = time.time()
+        statements = _statements()
+        with self.engine.begin() as connection:
+            values = {"key": key, "owner": owner, "expires": now + duration, "now": now}
+            if connection.execute(statements["take"], values).rowcount == 1:
+                return owner
+            holder = connection.execute(statements["holder"], {"key": key}).scalar()
+            if holder is None or not _dead(_parse(holder)):
+                return None
+            values = {"key": key, "owner": owner, "expires": now + duration, "holder": holder}
+            taken = connection.execute(statements["take_from"], values).rowcount
+        return owner if taken == 1 else None
+
+    def renew(self, key: str, token: str, duration: float) -> None:
+        # docstring inherited
+        with self.engine.begin() as connection:
+            values = {"key": key, "owner": token, "expires": time.time() + duration}
+            connection.execute(_statements()["renew"], values)
+
+    def release(self, key: str, token: str) -> None:
+        # docstring inherited
+        with self.engine.begin() as connection:
+            connection.execute(_statements()["release"], {"key": key, "owner": token})
+
+
+@functools.cache
+def _statements() -> dict[str, Any]:
+    """The lease statements, as SQL text common to SQLite and PostgreSQL (no per-call compiling)."""
+    from sqlalchemy import text
+
+    return {
+        # One upsert: a new row, or an expired one taken over; a live lease is left alone.
+        "take": text(
+            'INSERT INTO fleche_leases ("key", owner, expires) VALUES (:key, :owner, :expires) '
+            'ON CONFLICT ("key") DO UPDATE SET owner = excluded.owner, expires = excluded.expires '
+            "WHERE fleche_leases.expires < :now"
+        ),
+        "holder": text('SELECT owner FROM fleche_leases WHERE "key" = :key'),
+        "take_from": text(
+            'UPDATE fleche_leases SET owner = :owner, expires = :expires WHERE "key" = :key AND owner = :holder'
+        ),
+        "renew": text(
+            'UPDATE fleche_leases SET expires = :expires WHERE "key" = :key AND owner = :owner'
+        ),
+        "release": text('DELETE FROM fleche_leases WHERE "key" = :key AND owner = :owner'),
+    }
+
+
+def _parse(owner: str) -> Any:
+    try:
+        return json.loads(owner)
+    except ValueError:
+        return None
+
+
+# -- which store holds the leases of a cache ------------------------------------------
+
+
+def leases_of(cache: Any) -> LeaseBackend | None:
+    """The lease backend of the store a cache writes its call records to, if it has one.
+
+    Files under a directory (``root``) and SQL stores (``engine``) have
+    leases; memory and void stores, read-only and refreshing caches and
+    pools of caches have none (``None``: only in-process deduplication).
+    A stack uses the lowest layer that has leases: the one shared widest.
+    """
+    provide = getattr(cache, "leases", None)
+    if callable(provide):
+        return provide()
+    if cache.read_only or isinstance(cache, (RefreshingCache, CachePool)):
+        return None
+    if isinstance(cache, WrapperCache):
+        return leases_of(cache.cache)
+    if isinstance(cache, CacheStack):
+        for layer in reversed(cache.layers):
+            found = leases_of(layer)
+            if found is not None:
+                return found
+        return None
+    if isinstance(cache, Cache):
+        return _storage_leases(cache.calls)
+    return None
+
+
+def _storage_leases(storage: Any) -> LeaseBackend | None:
+    provide = getattr(storage, "leases", None)
+    if callable(provide):
+        return provide()
+    if not storage.persistent:
+        return None
+    if isinstance(storage, FileStorage):
+        return FileLeases(root=Path(storage.root) / "leases")
+    if isinstance(getattr(type(storage), "engine", None), property):  # fleche.storage.Sql
+        engine = storage.engine
+        if engine.dialect.name in ("sqlite", "postgresql"):
+            return SqlLeases(engine=engine)
+    return None
