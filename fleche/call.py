@@ -73,7 +73,9 @@ Required = _Marker("Required")
 
 def marked(annotation: Any, marker: _Marker) -> bool:
     """Whether a parameter annotation carries ``marker`` (``Ignored``/``Required``)."""
-    return get_origin(annotation) is Annotated and any(m is marker for m in get_args(annotation)[1:])
+    return get_origin(annotation) is Annotated and any(
+        m is marker for m in get_args(annotation)[1:]
+    )
 
 
 def function_prefix(
@@ -90,7 +92,9 @@ def function_prefix(
     """
     unknown = unkeyed - OPTIONAL_IDENTITY
     if unknown:
-        raise ValueError(f"cannot leave {sorted(unknown)} out of a lookup key; only {sorted(OPTIONAL_IDENTITY)}")
+        raise ValueError(
+            f"cannot leave {sorted(unknown)} out of a lookup key; only {sorted(OPTIONAL_IDENTITY)}"
+        )
     return digest_raw(
         (
             "fleche.call",
@@ -190,7 +194,9 @@ class Call:
         return DigestedCall(
             name=self.name,
             module=self.module,
-            arguments={name: Digest.from_raw(argument_raw(name, v)) for name, v in self.arguments.items()},
+            arguments={
+                name: Digest.from_raw(argument_raw(name, v)) for name, v in self.arguments.items()
+            },
             result=digest(self.result),
             metadata=self.metadata,
             version=self.version,
@@ -331,7 +337,9 @@ class PreparedCall:
         self._release = release
         self.committed = False
 
-    def commit(self, result: Any, metadata: Mapping[str, Mapping[str, Any]] | None = None) -> Digest:
+    def commit(
+        self, result: Any, metadata: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Digest:
         """Store ``result`` and the call record (with extra ``metadata``); returns the call key."""
         try:
             key = self._finish(self.record, result, metadata or {})
@@ -390,7 +398,9 @@ class QueryCall:
         """The template with argument and result values replaced by their digests."""
         arguments = None
         if self.arguments is not None:
-            arguments = {n: Digest.from_raw(argument_raw(n, _unwrap(v))) for n, v in self.arguments.items()}
+            arguments = {
+                n: Digest.from_raw(argument_raw(n, _unwrap(v))) for n, v in self.arguments.items()
+            }
         result = self.result if self.result is None else Exactly(digest(_unwrap(self.result)))
         return dataclasses.replace(self, arguments=arguments, result=result)
 
@@ -410,7 +420,9 @@ class QueryCall:
         return self.metadata is None or metadata_matches(self.metadata, call.metadata)
 
 
-def metadata_matches(template: Mapping[str, Mapping[str, Any]], metadata: Mapping[str, Mapping[str, Any]]) -> bool:
+def metadata_matches(
+    template: Mapping[str, Mapping[str, Any]], metadata: Mapping[str, Mapping[str, Any]]
+) -> bool:
     """Whether every namespace of ``template`` is present and its entries equal."""
     for namespace, entries in template.items():
         stored = metadata.get(namespace)

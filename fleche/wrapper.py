@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .caches import Cache
+from .caches.base import EXPIRY, Duration, seconds
 from .call import (
     DigestedCall,
     Ignored,
@@ -32,6 +33,7 @@ from .errors import CacheWarning, Indigestible
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
 from .query import QueryIterator
+from .single_flight import compute_once
 from .state import active_cache, active_metadata, resolve
 
 if TYPE_CHECKING:
@@ -91,20 +93,32 @@ class _Binder:
         return arguments
 
 
-def _names(signature: inspect.Signature, given: Iterable[str], marker: Any, what: str) -> frozenset[str]:
-    names = frozenset(given) | {n for n, p in signature.parameters.items() if marked(p.annotation, marker)}
+def _names(
+    signature: inspect.Signature, given: Iterable[str], marker: Any, what: str
+) -> frozenset[str]:
+    names = frozenset(given) | {
+        n for n, p in signature.parameters.items() if marked(p.annotation, marker)
+    }
     unknown = names - signature.parameters.keys()
     if unknown:
-        raise ValueError(f"{what}= names {sorted(unknown)}, which are not parameters of the function")
+        raise ValueError(
+            f"{what}= names {sorted(unknown)}, which are not parameters of the function"
+        )
     return names
 
 
 class CachedFunction(Generic[P, R]):
     """A function whose calls are stored in the active cache (see :func:`fleche`)."""
 
-    def __new__(cls, func: Callable[P, R], **options: Any) -> CachedFunction[P, R]:
+    def __new__(
+        cls, func: Callable[P, R] | None = None, *args: Any, **options: Any
+    ) -> CachedFunction[P, R]:
         # An ``async def`` gets the awaitable variant (fleche/asynchronous.py).
-        if cls is CachedFunction and inspect.iscoroutinefunction(unwrap_method(func)[0]):
+        if (
+            cls is CachedFunction
+            and func is not None
+            and inspect.iscoroutinefunction(unwrap_method(func)[0])
+        ):
             from .asynchronous import AsyncCachedFunction
 
             cls = AsyncCachedFunction
@@ -122,6 +136,7 @@ class CachedFunction(Generic[P, R]):
         hash_module: bool = True,
         hash_version: bool = True,
         cache: Cache | str | None = None,
+        ttl: Duration | None = None,
     ) -> None:
         func, self._method_kind = unwrap_method(func)  # @fleche() above @classmethod/@staticmethod
         functools.update_wrapper(self, func)
@@ -137,12 +152,17 @@ class CachedFunction(Generic[P, R]):
         self.module = func.__module__
         self.code = digest(func) if hash_code else None
         self.unkeyed = frozenset(
-            field for field, keep in (("module", hash_module), ("version", hash_version)) if not keep
+            field
+            for field, keep in (("module", hash_module), ("version", hash_version))
+            if not keep
         )
         self.prefix = function_prefix(self.name, self.module, version, self.code, self.unkeyed)
         self.meta = tuple(meta)
         self._bind = _Binder(signature, self.ignored)
         self._cache = None if cache is None else resolve(cache)
+        self.ttl = None if ttl is None else seconds(ttl, "ttl")
+        # The expiry rides in the record's metadata; the cache stamps its absolute time.
+        self._expiry = {} if self.ttl is None else {EXPIRY: {"ttl": self.ttl}}
 
     # -- the call ------------------------------------------------------------
 
@@ -157,9 +177,13 @@ class CachedFunction(Generic[P, R]):
             arguments = self._bind(args, kwargs)
             digests = self._digests(cache, arguments)
         except Indigestible as err:
-            if self.required and any(err.path.startswith(f"arguments[{n!r}]") for n in self.required):
+            if self.required and any(
+                err.path.startswith(f"arguments[{n!r}]") for n in self.required
+            ):
                 raise
-            warnings.warn(f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=2)
+            warnings.warn(
+                f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=2
+            )
             return self.func(*args, **kwargs)
         key = key_of(self.prefix, digests)
         try:
@@ -172,7 +196,13 @@ class CachedFunction(Generic[P, R]):
                 CacheWarning,
                 stacklevel=2,
             )
-        return self._compute(cache, key, arguments, digests, args, kwargs)
+        # Concurrent misses of this call (threads, processes) compute it once: fleche/single_flight.py.
+        return compute_once(
+            cache,
+            key,
+            lambda: cache.load_result(key),
+            lambda: self._compute(cache, key, arguments, digests, args, kwargs),
+        )
 
     def _digests(self, cache: Cache, arguments: dict[str, Any]) -> dict[str, bytes]:
         """Raw argument digests; short :class:`Digest` arguments are expanded in place."""
@@ -228,6 +258,7 @@ class CachedFunction(Generic[P, R]):
             version=self.version,
             code=self.code,
             unkeyed=self.unkeyed,
+            metadata=self._expiry,
         )
         prepared = cache.save_guarded(lambda: cache.prepare(draft, stored_arguments, key), key)
         _, stop = record(active_metadata() + self.meta)
@@ -235,7 +266,11 @@ class CachedFunction(Generic[P, R]):
 
     @staticmethod
     def _store(
-        cache: Cache, key: Digest, prepared: PreparedCall | None, stop: Callable[[], Any], result: Any
+        cache: Cache,
+        key: Digest,
+        prepared: PreparedCall | None,
+        stop: Callable[[], Any],
+        result: Any,
     ) -> None:
         """After the body returned: stop the metadata, store the result and the record."""
         metadata = stop()
@@ -243,7 +278,9 @@ class CachedFunction(Generic[P, R]):
             cache.save_guarded(lambda: prepared.commit(result, metadata), key)
 
     @staticmethod
-    def _expand_values(cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    def _expand_values(
+        cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple, dict]:
         """The call's arguments with every :class:`Digest` replaced by the value it names."""
 
         def value(v: Any) -> Any:
@@ -283,7 +320,9 @@ class CachedFunction(Generic[P, R]):
         digests = self._digests(cache, arguments)
         return self._compute(cache, key_of(self.prefix, digests), arguments, digests, args, kwargs)
 
-    def query(self, /, *, metadata: Mapping[str, Mapping[str, Any]] | None = None, **arguments: Any) -> QueryIterator:
+    def query(
+        self, /, *, metadata: Mapping[str, Mapping[str, Any]] | None = None, **arguments: Any
+    ) -> QueryIterator:
         """Stored calls of this function whose arguments equal the ones given.
 
         Arguments not named are wildcards; ``metadata`` filters on recorded
@@ -292,9 +331,13 @@ class CachedFunction(Generic[P, R]):
         """
         unknown = arguments.keys() - self._bind.signature.parameters.keys()
         if unknown:
-            raise TypeError(f"{self.name}.query() got arguments {sorted(unknown)} the function does not take")
+            raise TypeError(
+                f"{self.name}.query() got arguments {sorted(unknown)} the function does not take"
+            )
         module = None if "module" in self.unkeyed else self.module
-        template = QueryCall(name=self.name, module=module, arguments=arguments or None, metadata=metadata)
+        template = QueryCall(
+            name=self.name, module=module, arguments=arguments or None, metadata=metadata
+        )
         return self.cache.query(template)
 
     def explain(self, /, *args: P.args, **kwargs: P.kwargs) -> Explanation:
@@ -309,6 +352,10 @@ class CachedFunction(Generic[P, R]):
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         # A method: bind the instance (or the class) like a function does (fleche/methods.py).
         return bind_descriptor(self, self._method_kind, instance, owner)
+
+    def __reduce__(self) -> str:
+        # Pickled by reference, like a plain function, so it can be sent to worker processes.
+        return self.__qualname__
 
     def __repr__(self) -> str:
         return f"<fleche cached function {self.module}.{self.name}>"
@@ -327,6 +374,7 @@ def fleche(
     hash_module: bool = True,
     hash_version: bool = True,
     cache: Cache | str | None = None,
+    ttl: Duration | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Cache the calls of a function persistently, by the content of its arguments.
@@ -348,6 +396,10 @@ def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         (a function moved between modules keeps its calls).
     cache
         A cache (or name) this function always uses, instead of the active one.
+    ttl
+        Time to live of each stored call (seconds or a ``timedelta``): once
+        expired it reads as a miss and is computed again; ``prune()`` removes
+        it.  The expiry is written into the call record.
 
     Notes
     -----

@@ -1,0 +1,329 @@
+"""Verify a store: re-read every entry, check it against its key and its references.
+
+``cache.verify()`` reports, ``cache.verify(fix=True)`` also repairs, like
+diskcache's ``check(fix=False)``: every inconsistency is reported first, and
+a repair only drops what is broken, never what is sound.
+
+What is checked, through the generic storage API only (so it works on every
+backend: memory, pickle files, HDF5, SQL):
+
+- every value can be read (a :class:`~fleche.errors.CorruptEntryWarning`
+  or a decoding error makes it corrupt: torn, garbled or wrongly signed),
+  its parts (the children of a destructured container) are present and
+  readable, and its content still digests to its key;
+- every call record can be read, is filed under its own lookup key, and
+  every value it references (arguments and result) is present and sound.
+
+A repair evicts corrupt values, values with missing or broken parts, values
+whose content no longer matches their key, corrupt records and records that
+reference a missing or broken value (records first, so a record never
+points at a value being removed).  It never touches a record filed under an
+old key (re-key it with ``cache.calls.transform()``), a value that cannot be
+re-digested in this process (its digest rule is not registered here), or
+an entry that failed with an I/O error such as a permission problem.  When
+most values mismatch their keys, the digest rules themselves have changed
+(another fleche version or a changed hook): those values are reported but
+not removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .digest import Digest, digest
+from .errors import CorruptEntryWarning, Indigestible
+
+if TYPE_CHECKING:
+    from .caches import Cache
+    from .storage.base import CallStorage, ValueStorage
+
+__all__ = ["Problem", "VerifyReport", "verify"]
+
+Progress = Callable[[int, int], Any]
+T = TypeVar("T")
+
+# Kinds of problems.
+CORRUPT_VALUE = "corrupt value"
+MISSING_PART = "missing part"
+BROKEN_PART = "broken part"
+MISMATCH = "digest mismatch"
+UNVERIFIABLE = "unverifiable value"
+READ_ERROR = "read error"
+UNLISTABLE = "unreadable entries"
+CORRUPT_RECORD = "corrupt record"
+MISFILED_RECORD = "misfiled record"
+MISSING_VALUE = "missing value"
+BROKEN_VALUE = "broken value"
+
+#: Below this many mismatching values, mismatches are never called systematic.
+_SYSTEMATIC_MINIMUM = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One inconsistency: where (``store`` is ``"values"`` or ``"calls"``, ``key``), what, and why.
+
+    ``key`` is ``None`` when the storage could not even list some entries
+    (e.g. a shared HDF5 file that cannot be opened): the entries it holds
+    read as missing, and the records that need them are reported too.
+    ``fixable`` says whether ``verify(fix=True)`` removes the entry;
+    ``fixed`` whether it did.
+    """
+
+    store: str
+    key: Digest | None
+    kind: str
+    detail: str
+    fixable: bool = True
+    fixed: bool = False
+
+    def __str__(self) -> str:
+        action = " [removed]" if self.fixed else ("" if self.fixable else " [kept]")
+        where = "(listing)" if self.key is None else self.key[:12]
+        return f"{self.store} {where}: {self.kind}: {self.detail}{action}"
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` checked and found; ``ok`` when nothing is wrong."""
+
+    values: int
+    calls: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every entry is sound."""
+        return not self.problems
+
+    @property
+    def fixed(self) -> tuple[Problem, ...]:
+        """The problems repaired (their entries removed)."""
+        return tuple(p for p in self.problems if p.fixed)
+
+    def by_kind(self, kind: str) -> tuple[Problem, ...]:
+        """The problems of one kind, e.g. ``report.by_kind("corrupt value")``."""
+        return tuple(p for p in self.problems if p.kind == kind)
+
+    def __str__(self) -> str:
+        head = f"checked {self.values} values and {self.calls} calls: "
+        if self.ok:
+            return head + "no problems"
+        n = len(self.problems)
+        fixed = len(self.fixed)
+        head += f"{n} problem{'s' if n != 1 else ''}" + (f", {fixed} removed" if fixed else "")
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+def _failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
+    """The problem a failed read stands for (``None``: the entry vanished meanwhile)."""
+    if isinstance(err, KeyError) and not corrupt:
+        return None
+    if isinstance(err, OSError):  # permissions, a lost mount: not the entry's fault
+        return Problem(store, key, READ_ERROR, f"{type(err).__name__}: {err}", fixable=False)
+    why = str(corrupt[0].message) if corrupt else f"{type(err).__name__}: {err}"
+    return Problem(store, key, kind, why)
+
+
+class _Verifier:
+    """One pass over a cache, collecting problems.
+
+    The whole pass runs under one warnings-recording context (entering one
+    per read cost more than the read itself on a memory store): the
+    corrupt-entry warnings raised by a read are its findings, every other
+    warning is passed on when the pass ends.
+    """
+
+    def __init__(self, cache: Cache, progress: Progress | None) -> None:
+        self.values: ValueStorage = cache.values
+        self.calls: CallStorage = cache.calls
+        self.progress = progress
+        self.value_keys: set[Digest] = set()
+        self.caught: list[warnings.WarningMessage] = []
+        self.done = 0
+        self.total = 0
+
+    def _tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def _present(self, key: Digest) -> bool:
+        # Listed at the start, or written since (a call stored during the pass).
+        return key in self.value_keys or self.values.contains(key)
+
+    def _attempt(self, read: Callable[[], T]) -> tuple[T | None, Exception | None, list]:
+        """``read()``, its exception if any, and the corrupt-entry warnings it raised."""
+        mark = len(self.caught)
+        try:
+            result, error = read(), None
+        except Exception as err:
+            result, error = None, err
+        corrupt = [w for w in self.caught[mark:] if issubclass(w.category, CorruptEntryWarning)]
+        return result, error, corrupt
+
+    def run(self) -> tuple[list[Problem], list[Problem], int, int]:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.caught = caught
+                return self._run()
+        finally:  # after the filters are restored, so the user's filters apply
+            for w in self.caught:
+                if not issubclass(w.category, CorruptEntryWarning):
+                    warnings.warn_explicit(
+                        w.message, w.category, w.filename, w.lineno, source=w.source
+                    )
+
+    def _run(self) -> tuple[list[Problem], list[Problem], int, int]:
+        value_keys, error, corrupt = self._attempt(lambda: set(self.values.list()))
+        if error is not None:
+            raise error
+        self.value_keys = value_keys
+        value_problems = _unlisted("values", corrupt)
+        call_keys, error, corrupt = self._attempt(lambda: list(self.calls.list()))
+        if error is not None:
+            raise error
+        call_problems = _unlisted("calls", corrupt)
+        self.total = len(self.value_keys) + len(call_keys)
+        for key in sorted(self.value_keys):
+            problem = self.check_value(key)
+            if problem is not None:
+                value_problems.append(problem)
+            self._tick()
+        value_problems = _guard_systematic(value_problems, len(self.value_keys))
+        broken = {p.key: p for p in value_problems if p.fixable}
+        for key in call_keys:
+            problem = self.check_call(key, broken)
+            if problem is not None:
+                call_problems.append(problem)
+            self._tick()
+        return value_problems, call_problems, len(self.value_keys), len(call_keys)
+
+    @staticmethod
+    def _failure(
+        storage: ValueStorage | CallStorage,
+        store: str,
+        key: Digest,
+        err: Exception,
+        corrupt: list,
+        kind: str,
+    ) -> Problem | None:
+        problem = _failure(store, key, err, corrupt, kind)
+        if problem is None and storage.contains(key):  # a silent miss of a listed entry
+            problem = Problem(store, key, kind, "it is listed but reads as missing")
+        return problem
+
+    def check_value(self, key: Digest) -> Problem | None:
+        """Read one value, check its parts and its digest."""
+        parts, error, corrupt = self._attempt(lambda: list(self.values.children(key)))
+        if error is not None:
+            return self._failure(self.values, "values", key, error, corrupt, CORRUPT_VALUE)
+        missing = [part for part in parts if not self._present(part)]
+        if missing:
+            shown = ", ".join(p[:12] for p in missing[:5]) + (" …" if len(missing) > 5 else "")
+            return Problem(
+                "values",
+                key,
+                MISSING_PART,
+                f"{len(missing)} of {len(parts)} parts missing ({shown})",
+            )
+        value, error, corrupt = self._attempt(lambda: self.values.load(key))
+        if error is not None:
+            if isinstance(error, KeyError) and not corrupt and parts:
+                return Problem("values", key, BROKEN_PART, "a part further down is missing")
+            kind = BROKEN_PART if parts else CORRUPT_VALUE
+            return self._failure(self.values, "values", key, error, corrupt, kind)
+        try:
+            found = digest(value)
+        except Indigestible as err:
+            return Problem(
+                "values", key, UNVERIFIABLE, f"cannot re-digest it here: {err}", fixable=False
+            )
+        if found != key:
+            return Problem(
+                "values",
+                key,
+                MISMATCH,
+                f"its content digests to {found[:12]}: changed after it was stored",
+            )
+        return None
+
+    def check_call(self, key: Digest, broken: dict[Digest, Problem]) -> Problem | None:
+        """Read one record, check its key and every value it references."""
+        record, error, corrupt = self._attempt(lambda: self.calls.load(key))
+        if error is not None:
+            return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
+        try:
+            own = record.key()
+        except Exception as err:
+            return Problem(
+                "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
+            )
+        bad = []
+        missing = False
+        references = [(f"argument {n!r}", d) for n, d in record.arguments.items()]
+        for label, value in [*references, ("result", record.result)]:
+            if value in broken:
+                bad.append(f"{label} {value[:12]} ({broken[value].kind})")
+            elif not self._present(value):
+                missing = True
+                bad.append(f"{label} {value[:12]} (missing)")
+        if bad:
+            return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
+        if own != key:
+            return Problem(
+                "calls",
+                key,
+                MISFILED_RECORD,
+                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
+                fixable=False,
+            )
+        return None
+
+
+def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Problem]:
+    """Entries a storage could not even list: reported, never repaired (nothing to evict by key)."""
+    messages = dict.fromkeys(str(w.message) for w in corrupt)  # each once, in order
+    return [Problem(store, None, UNLISTABLE, message, fixable=False) for message in messages]
+
+
+def _guard_systematic(problems: list[Problem], checked: int) -> list[Problem]:
+    """Keep mismatches from being removed when most values mismatch (the digest rules changed)."""
+    mismatches = sum(1 for p in problems if p.kind == MISMATCH)
+    if mismatches < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
+        return problems
+    note = "; most values mismatch, so the digest rules changed rather than the values: kept"
+    return [
+        dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == MISMATCH else p
+        for p in problems
+    ]
+
+
+def verify(cache: Cache, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
+    """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
+
+    ``progress(done, total)`` is called after each entry (values first, then
+    records), e.g. to drive a progress bar on a large store.
+    """
+    verifier = _Verifier(cache, progress)
+    value_problems, call_problems, n_values, n_calls = verifier.run()
+    if fix:
+        # Records first: a record must never point at a value already removed.
+        call_problems = [_repair(cache.calls, p) for p in call_problems]
+        value_problems = [_repair(cache.values, p) for p in value_problems]
+    return VerifyReport(n_values, n_calls, tuple(value_problems + call_problems))
+
+
+def _repair(storage: ValueStorage | CallStorage, problem: Problem) -> Problem:
+    if not problem.fixable:
+        return problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        with contextlib.suppress(KeyError):
+            storage.evict(problem.key)
+    return dataclasses.replace(problem, fixed=True)
