@@ -20,6 +20,14 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation: its examples as tests, then the HTML with warnings as errors."""
+    session.install("-e", ".[all]")
+    session.run("pytest", "-q", "tests/test_docs.py")
+    session.run("python", "-m", "sphinx", "-W", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark script, each printing its table with same-run references."""
     session.install("-e", ".[all]")

@@ -39,7 +39,12 @@ def main() -> None:
         ["case", "fleche", "target", "reference"],
         [
             ["f.digest(1, 2, 3)", us(key_time), "<= 5 µs", "-"],
-            ["memory hit f(1, 2, 3)", us(hit_time), "<= 10 µs", f"lru_cache {us(lru_time)}, dict {us(dict_time)}"],
+            [
+                "memory hit f(1, 2, 3)",
+                us(hit_time),
+                "<= 10 µs",
+                f"lru_cache {us(lru_time)}, dict {us(dict_time)}",
+            ],
         ],
     )
 

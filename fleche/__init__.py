@@ -10,8 +10,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .caches import Cache
+from .caches import (
+    Cache,
+    CacheBase,
+    CachePool,
+    CacheStack,
+    FilteredCache,
+    ReadOnlyCache,
+    RefreshingCache,
+    SizeLimitedCache,
+)
 from .call import Call, DigestedCall, Exactly, Ignored, LazyCall, PreparedCall, QueryCall, Required
+from .config import from_config, open_cache, to_config
 from .digest import Digest, digest
 from .errors import (
     AmbiguousDigestError,
@@ -24,6 +34,7 @@ from .errors import (
     ReadOnlyError,
     SaveError,
 )
+from .executor import wrap_executor
 from .query import QueryIterator
 from .state import active_cache, cache, meta, project, tags
 from .wrapper import CachedFunction, fleche
@@ -37,6 +48,9 @@ def D(prefix: str) -> Digest:
 __all__ = [
     "AmbiguousDigestError",
     "Cache",
+    "CacheBase",
+    "CachePool",
+    "CacheStack",
     "CacheWarning",
     "CachedFunction",
     "Call",
@@ -46,6 +60,7 @@ __all__ = [
     "Digest",
     "DigestedCall",
     "Exactly",
+    "FilteredCache",
     "FlecheError",
     "FlecheWarning",
     "Ignored",
@@ -54,15 +69,22 @@ __all__ = [
     "PreparedCall",
     "QueryCall",
     "QueryIterator",
+    "ReadOnlyCache",
     "ReadOnlyError",
+    "RefreshingCache",
     "Required",
     "SaveError",
+    "SizeLimitedCache",
     "__version__",
     "active_cache",
     "cache",
     "digest",
     "fleche",
+    "from_config",
     "meta",
+    "open_cache",
     "project",
     "tags",
+    "to_config",
+    "wrap_executor",
 ]

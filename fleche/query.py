@@ -55,7 +55,9 @@ class QueryIterator:
         """All but the first ``n`` calls."""
         return self._then(lambda calls: itertools.islice(calls, n, None))
 
-    def sorted(self, key: Callable[[LazyCall], Any] = _created, reverse: bool = False) -> QueryIterator:
+    def sorted(
+        self, key: Callable[[LazyCall], Any] = _created, reverse: bool = False
+    ) -> QueryIterator:
         """The calls in order of ``key`` (by default the time they were stored)."""
         return self._then(lambda calls: sorted(calls, key=key, reverse=reverse))
 

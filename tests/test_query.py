@@ -35,7 +35,10 @@ def test_filter_take_skip(square):
 
 
 def test_sorted_latest_oldest(square):
-    ordered = [c.arguments["x"] for c in square.query().sorted(key=lambda c: c.arguments["x"], reverse=True)]
+    ordered = [
+        c.arguments["x"]
+        for c in square.query().sorted(key=lambda c: c.arguments["x"], reverse=True)
+    ]
     assert ordered[0] == 9
     assert square.query().latest().arguments == {"x": 3, "offset": 1}
     assert square.query().oldest().arguments["x"] == 0

@@ -1,0 +1,5 @@
+"""``python -m fleche``: the ``fleche`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

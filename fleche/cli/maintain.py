@@ -1,0 +1,195 @@
+"""Commands that change a store: ``gc``, ``prune``, ``verify``, ``transform`` and the renames."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from ..call import Call, DigestedCall
+from .context import BadInput, Commands, Context, import_object, parse_duration
+
+__all__ = ["add_commands"]
+
+Migration = Callable[[DigestedCall], Call]
+
+
+def gc(ctx: Context) -> int:
+    """Remove the values no stored call refers to."""
+    with ctx.status("collecting unreferenced values…"):
+        removed = ctx.cache.gc(dry_run=ctx.args.dry_run, grace=ctx.args.grace)
+    verb = "would remove" if ctx.args.dry_run else "removed"
+    data = {"dry_run": ctx.args.dry_run, "values": removed}
+    ctx.emit(data, lambda: ctx.say(f"{verb} {len(removed)} unreferenced values"))
+    return 0
+
+
+def prune(ctx: Context) -> int:
+    """Remove the calls older than a duration, of a function, or expired (their values stay until gc)."""
+    expired = True if ctx.args.expired else None
+    removed = ctx.cache.prune(
+        older_than=ctx.args.older_than,
+        func=ctx.args.func,
+        expired=expired,
+        dry_run=ctx.args.dry_run,
+    )
+    verb = "would remove" if ctx.args.dry_run else "removed"
+    data = {"dry_run": ctx.args.dry_run, "calls": removed}
+    ctx.emit(
+        data, lambda: ctx.say(f"{verb} {len(removed)} calls; run `fleche gc` to free their values")
+    )
+    return 0
+
+
+def verify(ctx: Context) -> int:
+    """Re-read and check every value and record; exit code 1 if anything is wrong."""
+    check = getattr(ctx.cache, "verify", None)
+    if check is None:
+        raise BadInput(
+            f"{type(ctx.cache).__name__} is a composition of caches; verify each store by itself"
+        )
+    with ctx.progress("verifying") as update:
+        report = check(fix=ctx.args.fix, progress=update)
+    problems = [
+        {
+            "store": p.store,
+            "key": p.key,
+            "kind": p.kind,
+            "detail": p.detail,
+            "fixable": p.fixable,
+            "fixed": p.fixed,
+        }
+        for p in report.problems
+    ]
+    data = {"values": report.values, "calls": report.calls, "ok": report.ok, "problems": problems}
+    ctx.emit(data, lambda: ctx.say(str(report)))
+    return 0 if report.ok else 1
+
+
+def _migrate(ctx: Context, func: Migration | None, what: str) -> int:
+    """Apply ``func`` to every record through ``CallStorage.transform`` (or count, with --dry-run)."""
+    calls = getattr(ctx.cache, "calls", None)
+    if calls is None:
+        raise BadInput(
+            f"{type(ctx.cache).__name__} is a composition of caches; migrate each store by itself"
+        )
+    changed = rekeyed = 0
+    for key in list(calls.list()):
+        try:
+            record = calls.load(key)
+        except KeyError:
+            continue
+        new = record if func is None else func(record)
+        changed += new != record
+        rekeyed += new.key() != key
+    if not ctx.args.dry_run and (changed or rekeyed):
+        with ctx.status(f"{what}…"):
+            calls.transform(func)
+    verb = "would change" if ctx.args.dry_run else "changed"
+    data = {"dry_run": ctx.args.dry_run, "changed": changed, "rekeyed": rekeyed}
+    ctx.emit(
+        data,
+        lambda: ctx.say(f"{what}: {verb} {changed} records, {rekeyed} of them under a new key"),
+    )
+    return 0
+
+
+def transform(ctx: Context) -> int:
+    """Rewrite every call record through a function (none: only re-key after a change of key scheme)."""
+    func = None if ctx.args.function is None else import_object(ctx.args.function)
+    return _migrate(ctx, func, "transform")
+
+
+def rename_module(ctx: Context) -> int:
+    """Move the calls of a module (and its submodules) to a new module name, keeping them."""
+    old, new = ctx.args.old, ctx.args.new
+
+    def rename(record: DigestedCall) -> Call:
+        if record.module == old or record.module.startswith(old + "."):
+            return record.replace(module=new + record.module[len(old) :])
+        return record
+
+    return _migrate(ctx, rename, f"rename module {old} to {new}")
+
+
+def rename_function(ctx: Context) -> int:
+    """Give the calls of MODULE.OLD the identity MODULE.NEW (a function renamed or moved), keeping them."""
+    old, new = ctx.args.old, ctx.args.new
+    if not any(r.qualified_name == old for r in ctx.calls_of(old, expired=True)):
+        raise BadInput(f"no stored call of {old!r}; `fleche stats` lists the functions")
+
+    def rename(record: DigestedCall) -> Call:
+        if record.qualified_name != old:
+            return record
+        if new.startswith(record.module + "."):  # same module: the rest is the (qualified) name
+            return record.replace(name=new[len(record.module) + 1 :])
+        module, _, name = new.rpartition(".")
+        return record.replace(module=module or record.module, name=name)
+
+    return _migrate(ctx, rename, f"rename {old} to {new}")
+
+
+def add_commands(commands: Commands) -> None:
+    """Register the commands that change a store."""
+    dry = argparse.ArgumentParser(add_help=False)
+    dry.add_argument("--dry-run", action="store_true", help="only report what would change")
+
+    p = commands.add_parser(
+        "gc", parents=[dry], help="remove unreferenced values", description=gc.__doc__
+    )
+    p.add_argument(
+        "--grace",
+        type=parse_duration,
+        default=None,
+        help="keep values younger than this (default 1h: calls running elsewhere may need them)",
+    )
+    p.set_defaults(run=gc)
+
+    p = commands.add_parser(
+        "prune", parents=[dry], help="remove old or expired calls", description=prune.__doc__
+    )
+    p.add_argument(
+        "--older-than",
+        type=parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="e.g. 12h, 30d, 2w",
+    )
+    p.add_argument("--func", default=None, help="only calls of this function (name or module.name)")
+    p.add_argument(
+        "--expired",
+        action="store_true",
+        help="only expired calls (the default with no other criterion)",
+    )
+    p.set_defaults(run=prune)
+
+    p = commands.add_parser("verify", help="check every entry", description=verify.__doc__)
+    p.add_argument("--fix", action="store_true", help="remove the broken entries found")
+    p.set_defaults(run=verify)
+
+    p = commands.add_parser(
+        "transform", parents=[dry], help="rewrite every call record", description=transform.__doc__
+    )
+    p.add_argument(
+        "function", nargs="?", help="package.module:function taking and returning a call record"
+    )
+    p.set_defaults(run=transform)
+
+    p = commands.add_parser(
+        "rename-module",
+        parents=[dry],
+        help="move calls to a renamed module",
+        description=rename_module.__doc__,
+    )
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(run=rename_module)
+
+    p = commands.add_parser(
+        "rename-function",
+        parents=[dry],
+        help="move calls to a renamed function",
+        description=rename_function.__doc__,
+    )
+    p.add_argument("old", metavar="MODULE.OLD")
+    p.add_argument("new", metavar="MODULE.NEW")
+    p.set_defaults(run=rename_function)
