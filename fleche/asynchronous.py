@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .caches import Cache
-from .call import key_of
 from .digest import Digest
-from .errors import CacheWarning, Indigestible
-from .wrapper import CachedFunction
+from .wrapper import _MISS, CachedFunction, _Keyed
 
 __all__ = ["AsyncCachedFunction", "is_coroutine_function"]
 
@@ -58,35 +55,18 @@ class AsyncCachedFunction(CachedFunction):
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         cache = self.cache
-        try:
-            arguments = self._bind(args, kwargs)
-            digests = self._digests(cache, arguments)
-        except Indigestible as err:
-            if self.required and any(
-                err.path.startswith(f"arguments[{n!r}]") for n in self.required
-            ):
-                raise
-            warnings.warn(
-                f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=3
-            )
+        keyed = self._key(cache, args, kwargs)
+        if keyed is None:
             return await self.func(*args, **kwargs)
-        key = key_of(self.prefix, digests)
+        key = keyed.key
         slot = (asyncio.get_running_loop(), id(cache), key)
         while True:
             pending = self._inflight.get(slot)
             if pending is None:
-                try:
-                    return cache.load_result(key)
-                except KeyError:
-                    break
-                except Exception as err:
-                    warnings.warn(
-                        f"fleche could not read call {key[:12]} of {self.name} "
-                        f"({type(err).__name__}: {err}); computing it",
-                        CacheWarning,
-                        stacklevel=3,
-                    )
-                    break
+                result = self._stored_result(cache, key)
+                if result is not _MISS:
+                    return result
+                break
             try:
                 # shield: a waiter that is cancelled must not cancel the leader's future.
                 return await asyncio.shield(pending)
@@ -95,15 +75,13 @@ class AsyncCachedFunction(CachedFunction):
                 if pending.cancelled() and not (task is not None and task.cancelling()):
                     continue  # the leader was cancelled, not us: look again, maybe lead
                 raise
-        return await self._lead(slot, cache, key, arguments, digests, args, kwargs)
+        return await self._lead(slot, cache, keyed, args, kwargs)
 
     async def _lead(
         self,
         slot: tuple[asyncio.AbstractEventLoop, int, Digest],
         cache: Cache,
-        key: Digest,
-        arguments: dict[str, Any],
-        digests: dict[str, bytes],
+        keyed: _Keyed,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
@@ -111,7 +89,7 @@ class AsyncCachedFunction(CachedFunction):
         future = slot[0].create_future()
         self._inflight[slot] = future
         try:
-            result = await self._compute_async(cache, key, arguments, digests, args, kwargs)
+            result = await self._compute_async(cache, keyed, args, kwargs)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -126,33 +104,17 @@ class AsyncCachedFunction(CachedFunction):
             del self._inflight[slot]
 
     async def _compute_async(
-        self,
-        cache: Cache,
-        key: Digest,
-        arguments: dict[str, Any],
-        digests: dict[str, bytes],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Await the body and store the call, like :meth:`CachedFunction._compute`."""
-        args, kwargs, prepared, stop = self._start(cache, key, arguments, digests, args, kwargs)
-        try:
-            result = await self.func(*args, **kwargs)
-        except BaseException:
-            if prepared is not None:
-                prepared.abandon()
-            raise
-        self._store(cache, key, prepared, stop, result)
-        return result
+        with self._computation(cache, keyed, args, kwargs) as run:
+            run.result = await self.func(*run.args, **run.kwargs)
+        return run.result
 
     async def rerun(self, /, *args: Any, **kwargs: Any) -> Any:
         """Compute this call again and store the new result over the old one."""
         cache = self.cache
-        arguments = self._bind(args, kwargs)
-        digests = self._digests(cache, arguments)
-        return await self._compute_async(
-            cache, key_of(self.prefix, digests), arguments, digests, args, kwargs
-        )
+        return await self._compute_async(cache, self._keyed(cache, args, kwargs), args, kwargs)
 
     def __repr__(self) -> str:
         return f"<fleche cached coroutine function {self.module}.{self.name}>"

@@ -232,6 +232,14 @@ def _check_name(
 ) -> None:
     if name in RESERVED:
         return
+    table, at = _named_table(name, where, configuration, chain)
+    _check(table, at, configuration, (*chain, name))
+
+
+def _named_table(
+    name: str, where: Where, configuration: Configuration, chain: tuple[str, ...]
+) -> tuple[dict[str, Any], Where]:
+    """The table of cache ``name`` and where it is written; errors name ``where``."""
     if name in chain:
         raise where.error(
             f"the caches {' -> '.join((*chain, name))} refer to each other in a cycle"
@@ -241,7 +249,7 @@ def _check_name(
             f"unknown cache name {name!r}; known names: {', '.join(configuration.names())}"
         )
     table, path = configuration.caches[name]
-    _check(table, Where(str(path), f"[{name}]", path.parent), configuration, (*chain, name))
+    return table, Where(str(path), f"[{name}]", path.parent)
 
 
 # -- opening ------------------------------------------------------------------------
@@ -262,16 +270,7 @@ def _opener(configuration: Configuration, chain: tuple[str, ...] = ()) -> Any:
     def named(name: str, where: Where) -> CacheBase:
         if name in RESERVED:
             return RESERVED[name]()
-        if name in chain:
-            raise where.error(
-                f"the caches {' -> '.join((*chain, name))} refer to each other in a cycle"
-            )
-        if name not in configuration.caches:
-            raise where.error(
-                f"unknown cache name {name!r}; known names: {', '.join(configuration.names())}"
-            )
-        table, path = configuration.caches[name]
-        at = Where(str(path), f"[{name}]", path.parent)
+        table, at = _named_table(name, where, configuration, chain)
         key = json.dumps(["named", name, configuration._stamp()])
         return _memo(key, lambda: build(table, at, _opener(configuration, (*chain, name))))
 

@@ -8,11 +8,12 @@ and one value read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
 from .caches import Cache
 from .caches.base import EXPIRY, Duration, seconds
@@ -20,7 +21,6 @@ from .call import (
     DigestedCall,
     Ignored,
     LazyCall,
-    PreparedCall,
     QueryCall,
     Required,
     argument_digests,
@@ -43,6 +43,28 @@ __all__ = ["CachedFunction", "fleche"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _Run:
+    """The arguments the body runs with (short digests expanded) and, after it, its result."""
+
+    __slots__ = ("args", "kwargs", "result")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+
+class _Keyed(NamedTuple):
+    """A call's arguments by name, their raw digests and its lookup key."""
+
+    arguments: dict[str, Any]
+    digests: dict[str, bytes]
+    key: Digest
+
+
+#: What :meth:`CachedFunction._stored_result` returns on a miss (``None`` is a result).
+_MISS = object()
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -173,36 +195,58 @@ class CachedFunction(Generic[P, R]):
 
     def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         cache = self._cache or active_cache()
+        keyed = self._key(cache, args, kwargs)
+        if keyed is None:
+            return self.func(*args, **kwargs)
+        key = keyed.key
+        result = self._stored_result(cache, key)
+        if result is not _MISS:
+            return result
+        # Concurrent misses of this call (threads, processes) compute it once: fleche/single_flight.py.
+        return compute_once(
+            cache,
+            key,
+            lambda: cache.load_result(key),
+            lambda: self._compute(cache, keyed, args, kwargs),
+        )
+
+    def _key(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed | None:
+        """Bound arguments, their digests and the lookup key; ``None`` to run uncached.
+
+        An argument that cannot be digested costs a warning, not the call,
+        unless it is a required one.
+        """
         try:
-            arguments = self._bind(args, kwargs)
-            digests = self._digests(cache, arguments)
+            return self._keyed(cache, args, kwargs)
         except Indigestible as err:
             if self.required and any(
                 err.path.startswith(f"arguments[{n!r}]") for n in self.required
             ):
                 raise
             warnings.warn(
-                f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=2
+                f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=3
             )
-            return self.func(*args, **kwargs)
-        key = key_of(self.prefix, digests)
+            return None
+
+    def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed:
+        arguments = self._bind(args, kwargs)
+        digests = self._digests(cache, arguments)
+        return _Keyed(arguments, digests, key_of(self.prefix, digests))
+
+    def _stored_result(self, cache: Cache, key: Digest) -> Any:
+        """The stored result, or ``_MISS``; an unreadable entry is a miss with a warning."""
         try:
             return cache.load_result(key)
         except KeyError:
-            pass
+            return _MISS
         except Exception as err:
             warnings.warn(
-                f"fleche could not read call {key[:12]} of {self.name} ({type(err).__name__}: {err}); computing it",
+                f"fleche could not read call {key[:12]} of {self.name} "
+                f"({type(err).__name__}: {err}); computing it",
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        # Concurrent misses of this call (threads, processes) compute it once: fleche/single_flight.py.
-        return compute_once(
-            cache,
-            key,
-            lambda: cache.load_result(key),
-            lambda: self._compute(cache, key, arguments, digests, args, kwargs),
-        )
+            return _MISS
 
     def _digests(self, cache: Cache, arguments: dict[str, Any]) -> dict[str, bytes]:
         """Raw argument digests; short :class:`Digest` arguments are expanded in place."""
@@ -215,40 +259,24 @@ class CachedFunction(Generic[P, R]):
             return argument_digests(arguments)
 
     def _compute(
-        self,
-        cache: Cache,
-        key: Digest,
-        arguments: dict[str, Any],
-        digests: dict[str, bytes],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         """Run the body and store the call; a storage failure costs a warning, never the result."""
-        args, kwargs, prepared, stop = self._start(cache, key, arguments, digests, args, kwargs)
-        try:
-            result = self.func(*args, **kwargs)
-        except BaseException:
-            if prepared is not None:
-                prepared.abandon()
-            raise
-        self._store(cache, key, prepared, stop, result)
-        return result
+        with self._computation(cache, keyed, args, kwargs) as run:
+            run.result = self.func(*run.args, **run.kwargs)
+        return run.result
 
-    def _start(
-        self,
-        cache: Cache,
-        key: Digest,
-        arguments: dict[str, Any],
-        digests: dict[str, bytes],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> tuple[tuple, dict, PreparedCall | None, Callable[[], Any]]:
-        """Before the body runs (shared with the async variant): store the arguments, start metadata.
+    @contextlib.contextmanager
+    def _computation(
+        self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Iterator[_Run]:
+        """Around one run of the body (sync or async): arguments stored before, result after.
 
-        Returns the arguments to call the body with (short digests replaced by
-        their values), the prepared call (``None`` if it could not be stored)
-        and the function that stops the metadata recorders.
+        The arguments are stored and the key sealed before the body runs, so
+        a crash leaves no half-written call; if the body raises, the prepared
+        call is abandoned.  The body sets ``run.result``.
         """
+        arguments, digests, key = keyed
         args, kwargs = self._expand_values(cache, args, kwargs)
         stored_arguments = {n: v for n, v in arguments.items() if type(v) is not Digest}
         draft = DigestedCall(
@@ -262,20 +290,16 @@ class CachedFunction(Generic[P, R]):
         )
         prepared = cache.save_guarded(lambda: cache.prepare(draft, stored_arguments, key), key)
         _, stop = record(active_metadata() + self.meta)
-        return args, kwargs, prepared, stop
-
-    @staticmethod
-    def _store(
-        cache: Cache,
-        key: Digest,
-        prepared: PreparedCall | None,
-        stop: Callable[[], Any],
-        result: Any,
-    ) -> None:
-        """After the body returned: stop the metadata, store the result and the record."""
+        run = _Run(args, kwargs)
+        try:
+            yield run
+        except BaseException:
+            if prepared is not None:
+                prepared.abandon()
+            raise
         metadata = stop()
         if prepared is not None:
-            cache.save_guarded(lambda: prepared.commit(result, metadata), key)
+            cache.save_guarded(lambda: prepared.commit(run.result, metadata), key)
 
     @staticmethod
     def _expand_values(
@@ -298,8 +322,7 @@ class CachedFunction(Generic[P, R]):
 
     def digest(self, /, *args: P.args, **kwargs: P.kwargs) -> Digest:
         """The lookup key of this call (nothing is run or read)."""
-        cache = self._cache or active_cache()
-        return key_of(self.prefix, self._digests(cache, self._bind(args, kwargs)))
+        return self._keyed(self._cache or active_cache(), args, kwargs).key
 
     def contains(self, /, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call is stored."""
@@ -316,9 +339,7 @@ class CachedFunction(Generic[P, R]):
     def rerun(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Compute this call again and store the new result over the old one."""
         cache = self.cache
-        arguments = self._bind(args, kwargs)
-        digests = self._digests(cache, arguments)
-        return self._compute(cache, key_of(self.prefix, digests), arguments, digests, args, kwargs)
+        return self._compute(cache, self._keyed(cache, args, kwargs), args, kwargs)
 
     def query(
         self, /, *, metadata: Mapping[str, Mapping[str, Any]] | None = None, **arguments: Any

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import AmbiguousDigestError, CacheWarning
+from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError
 from ..storage.base import MIN_PREFIX, needed_length
 
 if TYPE_CHECKING:
@@ -395,3 +395,42 @@ def _function_filter(func: Any) -> tuple[QueryCall | None, Callable[[DigestedCal
         raise TypeError(
             f"func= takes a function or a function name, not {type(func).__name__}"
         ) from None
+
+
+class RefusingWrites:
+    """Mixin for read-only caches: every write raises, ``gc`` only reports.
+
+    The class says why through :meth:`_refuse` and what a dry ``gc`` would
+    collect through :meth:`_garbage`.
+    """
+
+    @property
+    def read_only(self) -> bool:
+        """Always ``True``: this cache is never written."""
+        return True
+
+    def _refuse(self, what: str) -> ReadOnlyError:
+        raise NotImplementedError
+
+    def _garbage(self, grace: Duration | None) -> list[Digest]:
+        raise NotImplementedError
+
+    def save(self, call: Call | LazyCall) -> Digest:
+        """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
+        raise self._refuse("store a call")
+
+    def prepare(
+        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+    ) -> PreparedCall:
+        """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
+        raise self._refuse(f"store the call {key[:12]}")
+
+    def evict(self, key: Digest | str) -> None:
+        """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
+        raise self._refuse(f"evict {str(key)[:12]}")
+
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+        """What garbage collection would remove; only ``dry_run=True`` is allowed."""
+        if not dry_run:
+            raise self._refuse("collect garbage (dry_run=True only reports)")
+        return self._garbage(grace)

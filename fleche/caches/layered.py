@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
@@ -66,14 +66,36 @@ def _lazy(call: Call | LazyCall) -> LazyCall:
     return LazyCall(record, _Given(given))  # type: ignore[arg-type]
 
 
+@dataclasses.dataclass(frozen=True)
 class _Layered(CacheBase):
-    """Reads over several member caches, with the failure bookkeeping (no writes)."""
+    """Reads over several member caches, with the failure bookkeeping (no writes).
 
-    _members: tuple[CacheBase, ...]
-    retry_after: float
-    clock: Callable[[], float]
-    _down: dict[int, float]
-    _lock: threading.Lock
+    Subclasses add the field listing the members, named by ``_MEMBERS``.
+    """
+
+    _MEMBERS: ClassVar[str]
+    _: dataclasses.KW_ONLY
+    retry_after: float = 60.0
+    clock: Callable[[], float] = time.time
+    _down: dict[int, float] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        members = _members(getattr(self, self._MEMBERS), type(self).__name__)
+        object.__setattr__(self, self._MEMBERS, members)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The failure bookkeeping (a lock among it) stays behind.
+        options = {"retry_after": self.retry_after, "clock": self.clock}
+        return (_rebuild, (type(self), self._members, options))
+
+    @property
+    def _members(self) -> tuple[CacheBase, ...]:
+        return getattr(self, self._MEMBERS)
 
     def __str__(self) -> str:
         return f"{type(self).__name__}([{', '.join(map(str, self._members))}])"
@@ -236,32 +258,11 @@ class CacheStack(_Layered):
     one layer does.
     """
 
+    _MEMBERS = "layers"
     layers: Sequence[CacheBase]
-    _: dataclasses.KW_ONLY
-    retry_after: float = 60.0
-    clock: Callable[[], float] = time.time
-    _down: dict[int, float] = dataclasses.field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    _lock: threading.Lock = dataclasses.field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
-    )
     _filling: set[Digest] = dataclasses.field(
         default_factory=set, init=False, repr=False, compare=False
     )
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", _members(self.layers, "CacheStack"))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild,
-            (type(self), self.layers, {"retry_after": self.retry_after, "clock": self.clock}),
-        )
-
-    @property
-    def _members(self) -> tuple[CacheBase, ...]:
-        return self.layers
 
     @property
     def read_only(self) -> bool:

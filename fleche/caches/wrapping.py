@@ -17,7 +17,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..query import QueryIterator
-from .base import CacheBase, Duration
+from .base import CacheBase, Duration, RefusingWrites
 
 __all__ = ["FilteredCache", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
 
@@ -107,7 +107,7 @@ def _rebuild(cls: type, fields: dict[str, Any]) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadOnlyCache(WrapperCache):
+class ReadOnlyCache(RefusingWrites, WrapperCache):
     """``cache`` that can be read but never written, e.g. a colleague's store.
 
     Every write raises :class:`~fleche.errors.ReadOnlyError`.  A decorated
@@ -115,35 +115,13 @@ class ReadOnlyCache(WrapperCache):
     :class:`~fleche.errors.CacheWarning` says it was not stored.
     """
 
-    @property
-    def read_only(self) -> bool:
-        # docstring inherited
-        return True
-
     def _refuse(self, what: str) -> ReadOnlyError:
         return ReadOnlyError(
             f"cannot {what}: the cache {self.cache} is opened read-only; "
             "write through a writable cache (or a CacheStack with a writable layer)"
         )
 
-    def save(self, call: Call | LazyCall) -> Digest:
-        # docstring inherited
-        raise self._refuse("store a call")
-
-    def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
-    ) -> PreparedCall:
-        # docstring inherited
-        raise self._refuse(f"store the call {key[:12]}")
-
-    def evict(self, key: Digest | str) -> None:
-        # docstring inherited
-        raise self._refuse(f"evict {str(key)[:12]}")
-
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
-        # docstring inherited
-        if not dry_run:
-            raise self._refuse("collect garbage (dry_run=True only reports)")
+    def _garbage(self, grace: Duration | None) -> list[Digest]:
         return self.cache.gc(True, grace=grace)
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,7 +35,7 @@ from typing import Any, ClassVar
 import h5py
 
 from ..digest import Digest
-from ..errors import ConfigError, CorruptEntryWarning
+from ..errors import ConfigError
 from . import hdf5_shared as shared
 from .base import CallMixin, ValueMixin
 from .destructuring import DestructuringMixin
@@ -190,14 +189,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
             except PermissionError:
                 raise  # not corruption: the user must fix access rights
             except Exception as err:
-                self._damaged.add(key)
-                warnings.warn(
-                    f"fleche: the entry {key} in {file} cannot be read ({type(err).__name__}: {err}); "
-                    "treating it as a miss (it is rewritten when stored again)",
-                    CorruptEntryWarning,
-                    stacklevel=2,
-                )
-                raise KeyError(key) from err
+                raise self._unreadable(key, file, err) from err
         raise KeyError(key)
 
     def _contains(self, key: Digest) -> bool:

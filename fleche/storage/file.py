@@ -167,14 +167,18 @@ class FileStorage(StorageBackend):
         except PermissionError:
             raise  # not corruption: the user must fix access rights
         except Exception as err:
-            self._damaged.add(key)
-            warnings.warn(
-                f"fleche: the entry {key} in {self._root} cannot be read "
-                f"({type(err).__name__}: {err}); treating it as a miss (it is rewritten when stored again)",
-                CorruptEntryWarning,
-                stacklevel=2,
-            )
-            raise KeyError(key) from err
+            raise self._unreadable(key, self._root, err) from err
+
+    def _unreadable(self, key: Digest, where: Any, err: Exception) -> KeyError:
+        """Note a damaged entry and warn: it reads as a miss and is rewritten when stored again."""
+        self._damaged.add(key)
+        warnings.warn(
+            f"fleche: the entry {key} in {where} cannot be read "
+            f"({type(err).__name__}: {err}); treating it as a miss (it is rewritten when stored again)",
+            CorruptEntryWarning,
+            stacklevel=3,
+        )
+        return KeyError(key)
 
     def _contains(self, key: Digest) -> bool:
         # One stat; a damaged file still counts as stored (``get`` reports it).

@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ..call import Call, DigestedCall, QueryCall
+from ..call import DigestedCall, QueryCall
 from ..digest import Digest
 from ..errors import CorruptEntryWarning
-from .base import CallStorage
+from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
 from .sql_query import (
     argument_joins,
@@ -202,18 +202,9 @@ class Sql(CallStorage):
 
     # -- the domain ---------------------------------------------------------------
 
-    def save(self, call: Call) -> Digest:
-        # docstring inherited
-        record = call.digested()
-        key = record.key()
-        with self._operation_context(key):
-            return self.put(record, key)
-
-    def load(self, key: Digest | str) -> DigestedCall:
-        # docstring inherited
-        key = self.expand(key)
-        with self._operation_context(key):
-            return self.get(key)
+    # Saves and loads go through put/get as in CallMixin; the spec keeps Sql's base CallStorage.
+    save = CallMixin.save
+    load = CallMixin.load
 
     # -- queries ------------------------------------------------------------------
 
