@@ -91,7 +91,7 @@ def misses(calls: int, root: Path) -> None:
 
 def leases(calls: int, root: Path) -> None:
     files = FileLeases(root=root / "leases")
-    sql = SqlLeases(engine=Sql(url=str(root / "leases.db")).engine)
+    sql = SqlLeases(store=Sql(url=str(root / "leases.db")))
     keys = (f"{n:032x}" for n in itertools.count())
 
     def lease(backend):

@@ -23,7 +23,7 @@ DIFFUSIVITIES = [0.05, 0.1, 0.2, 0.3]
 
 
 @fleche(version="1")
-def diffuse(diffusivity: float, steps: int = 4000, cells: int = 200) -> np.ndarray:
+def diffuse(diffusivity: float, steps: int = 20000, cells: int = 1000) -> np.ndarray:
     """Explicit finite differences for the 1-D heat equation from a hot centre."""
     u = np.zeros(cells)
     u[cells // 2 - 5 : cells // 2 + 5] = 100.0

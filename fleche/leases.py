@@ -233,14 +233,18 @@ class SqlLeases:
     """Leases as rows of a ``fleche_leases`` table in the database of a SQL store.
 
     Taking a lease is one upsert that succeeds only if no row exists or the
-    row has expired, so exactly one process wins.  Expiry uses the clock of
-    the process (hosts are assumed to agree to well within a duration).
+    row has expired, so exactly one process wins; taking over from a dead
+    holder is one compare-and-set update.  Every statement is atomic by
+    itself and runs on the store's own per-thread connection, without a
+    transaction around it.  Expiry uses the clock of the process (hosts are
+    assumed to agree to well within a duration).
     """
 
-    engine: Any
+    store: Any  # a fleche.storage.Sql
 
     def __post_init__(self) -> None:
-        made = (os.getpid(), str(self.engine.url))
+        engine = self.store.engine
+        made = (os.getpid(), str(engine.url))
         if made in _TABLES_MADE:
             return
         from sqlalchemy.exc import DBAPIError
@@ -249,7 +253,7 @@ class SqlLeases:
         with _TABLES_LOCK:
             for attempt in range(5):
                 try:
-                    with self.engine.begin() as connection:
+                    with engine.begin() as connection:
                         connection.execute(CreateTable(_lease_table(), if_not_exists=True))
                     break
                 except DBAPIError:  # PostgreSQL: another process creating it at the same instant
@@ -258,55 +262,52 @@ class SqlLeases:
                     time.sleep(0.05 * (attempt + 1))
             _TABLES_MADE.add(made)
 
+    def _change(self, statement: str, values: dict[str, Any]) -> int:
+        """Run one changing statement; how many rows it changed."""
+        runtime = self.store._runtime()
+        sql = _statements(runtime.engine.dialect)[statement]
+        return runtime.write(lambda cursor, _: cursor.execute(sql, values).rowcount, False)
+
     def acquire(self, key: str, duration: float) -> str | None:
         # docstring inherited
         owner = json.dumps(_owner())
         now = time.time()
-        statements = _statements()
-        with self.engine.begin() as connection:
-            values = {"key": key, "owner": owner, "expires": now + duration, "now": now}
-            if connection.execute(statements["take"], values).rowcount == 1:
-                return owner
-            holder = connection.execute(statements["holder"], {"key": key}).scalar()
-            if holder is None or not _dead(_parse(holder)):
-                return None
-            values = {"key": key, "owner": owner, "expires": now + duration, "holder": holder}
-            taken = connection.execute(statements["take_from"], values).rowcount
-        return owner if taken == 1 else None
+        values = {"key": key, "owner": owner, "expires": now + duration, "now": now}
+        if self._change("take", values) == 1:
+            return owner
+        runtime = self.store._runtime()
+        rows = runtime.read(_statements(runtime.engine.dialect)["holder"], {"key": key})
+        holder = rows[0][0] if rows else None
+        if holder is None or not _dead(_parse(holder)):
+            return None
+        values = {"key": key, "owner": owner, "expires": now + duration, "holder": holder}
+        return owner if self._change("take_from", values) == 1 else None
 
     def renew(self, key: str, token: str, duration: float) -> None:
         # docstring inherited
-        with self.engine.begin() as connection:
-            values = {"key": key, "owner": token, "expires": time.time() + duration}
-            connection.execute(_statements()["renew"], values)
+        self._change("renew", {"key": key, "owner": token, "expires": time.time() + duration})
 
     def release(self, key: str, token: str) -> None:
         # docstring inherited
-        with self.engine.begin() as connection:
-            connection.execute(_statements()["release"], {"key": key, "owner": token})
+        self._change("release", {"key": key, "owner": token})
 
 
 @functools.cache
-def _statements() -> dict[str, Any]:
-    """The lease statements, as SQL text common to SQLite and PostgreSQL (no per-call compiling)."""
+def _statements(dialect: Any) -> dict[str, str]:
+    """The lease statements as DB-API text in the paramstyle of ``dialect``, compiled once."""
     from sqlalchemy import text
 
-    return {
+    statements = {
         # One upsert: a new row, or an expired one taken over; a live lease is left alone.
-        "take": text(
-            'INSERT INTO fleche_leases ("key", owner, expires) VALUES (:key, :owner, :expires) '
-            'ON CONFLICT ("key") DO UPDATE SET owner = excluded.owner, expires = excluded.expires '
-            "WHERE fleche_leases.expires < :now"
-        ),
-        "holder": text('SELECT owner FROM fleche_leases WHERE "key" = :key'),
-        "take_from": text(
-            'UPDATE fleche_leases SET owner = :owner, expires = :expires WHERE "key" = :key AND owner = :holder'
-        ),
-        "renew": text(
-            'UPDATE fleche_leases SET expires = :expires WHERE "key" = :key AND owner = :owner'
-        ),
-        "release": text('DELETE FROM fleche_leases WHERE "key" = :key AND owner = :owner'),
+        "take": 'INSERT INTO fleche_leases ("key", owner, expires) VALUES (:key, :owner, :expires) '
+        'ON CONFLICT ("key") DO UPDATE SET owner = excluded.owner, expires = excluded.expires '
+        "WHERE fleche_leases.expires < :now",
+        "holder": 'SELECT owner FROM fleche_leases WHERE "key" = :key',
+        "take_from": 'UPDATE fleche_leases SET owner = :owner, expires = :expires WHERE "key" = :key AND owner = :holder',
+        "renew": 'UPDATE fleche_leases SET expires = :expires WHERE "key" = :key AND owner = :owner',
+        "release": 'DELETE FROM fleche_leases WHERE "key" = :key AND owner = :owner',
     }
+    return {name: str(text(sql).compile(dialect=dialect)) for name, sql in statements.items()}
 
 
 def _parse(owner: str) -> Any:
@@ -356,5 +357,5 @@ def _storage_leases(storage: Any) -> LeaseBackend | None:
     if isinstance(getattr(type(storage), "engine", None), property):  # fleche.storage.Sql
         engine = storage.engine
         if engine.dialect.name in ("sqlite", "postgresql"):
-            return SqlLeases(engine=engine)
+            return SqlLeases(store=storage)
     return None

@@ -96,13 +96,17 @@ class Git:
         return None
 
     def stop(self, token: None) -> dict[str, Any]:
-        tree = _work_tree(Path.cwd())
-        if tree is None:
-            return {}
-        with _GIT_LOCK:  # concurrent first calls ask git once
-            return _git_state(tree)
+        where = (os.getcwd(), os.environ.get("GIT_DIR"))
+        state = _GIT_BY_DIRECTORY.get(where)
+        if state is None:
+            with _GIT_LOCK:  # concurrent first calls ask git once
+                tree = _work_tree(Path(where[0]))
+                state = _GIT_BY_DIRECTORY[where] = {} if tree is None else _git_state(tree)
+        return dict(state)
 
 
+#: (working directory, GIT_DIR) -> the git state recorded for calls made there.
+_GIT_BY_DIRECTORY: dict[tuple[str, str | None], dict[str, Any]] = {}
 _GIT_LOCK = threading.Lock()
 os.register_at_fork(after_in_child=lambda: globals().__setitem__("_GIT_LOCK", threading.Lock()))
 

@@ -22,3 +22,12 @@ def memory() -> Cache:
     fresh = Cache(ValueMemory(), CallMemory())
     with cache(fresh):
         yield fresh
+
+
+@pytest.fixture(autouse=True)
+def _no_store_in_the_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls that reach no explicit cache go to memory, not to ``./.fleche`` of the checkout.
+
+    Tests of the default store itself delete the variable and change directory.
+    """
+    monkeypatch.setenv("FLECHE_CACHE", "memory")

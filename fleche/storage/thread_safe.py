@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-import weakref
 from collections.abc import Iterator
+from typing import Any
 
 from ..digest import Digest
-from .base import KeyManagement
+from .base import _NO_CONTEXT, KeyManagement
 
 __all__ = ["PerKeyLockMixin", "SerializingMixin"]
 
@@ -38,31 +38,84 @@ class SerializingMixin(KeyManagement):
             yield
 
 
+class _KeyLocks:
+    """Reentrant locks by key, made on demand and dropped once no thread holds or awaits one.
+
+    A small guard protects the table only while an entry is counted in or
+    out, so the table never outgrows the keys in use.
+    """
+
+    __slots__ = ("guard", "table")
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        #: key -> [its lock, how many threads hold or await it]
+        self.table: dict[Digest | str, list[Any]] = {}
+
+
+class _HoldingKey:
+    """The context of one operation on a key: its lock held, then the inner context."""
+
+    __slots__ = ("_locks", "_key", "_inner", "_entry")
+
+    def __init__(
+        self,
+        locks: _KeyLocks,
+        key: Digest | str,
+        inner: contextlib.AbstractContextManager[None],
+    ) -> None:
+        self._locks = locks
+        self._key = key
+        self._inner = inner
+
+    def __enter__(self) -> None:
+        locks = self._locks
+        with locks.guard:
+            entry = locks.table.get(self._key)
+            if entry is None:
+                entry = locks.table[self._key] = [threading.RLock(), 1]
+            else:
+                entry[1] += 1
+        entry[0].acquire()
+        self._entry = entry
+        if self._inner is not _NO_CONTEXT:
+            try:
+                self._inner.__enter__()
+            except BaseException:
+                self._release()
+                raise
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        try:
+            if self._inner is not _NO_CONTEXT:
+                return self._inner.__exit__(*exc_info)
+            return None
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        entry = self._entry
+        entry[0].release()
+        locks = self._locks
+        with locks.guard:
+            entry[1] -= 1
+            if not entry[1]:
+                del locks.table[self._key]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PerKeyLockMixin(KeyManagement):
     """Operations on one key are serialised; different keys run in parallel.
 
-    A small lock guards the table of per-key locks only while a lock is
-    fetched.  The per-key locks are reentrant (``expand`` inside ``load``)
-    and held weakly, so the table never outgrows the keys in use.
+    The per-key locks are reentrant (``expand`` inside ``load``) and live
+    only while some thread holds or awaits them.  A hit pays two short
+    acquisitions of a guard and one of the key's lock, no generator
+    (benchmarks/bench_files.py compares it with no lock at all).
     """
 
-    _key_locks: weakref.WeakValueDictionary[Digest | str, threading.RLock] = dataclasses.field(
-        default_factory=weakref.WeakValueDictionary, init=False, repr=False, compare=False
-    )
-    _meta_lock: threading.Lock = dataclasses.field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
+    _key_locks: _KeyLocks = dataclasses.field(
+        default_factory=_KeyLocks, init=False, repr=False, compare=False
     )
 
-    def _get_key_lock(self, key: Digest | str) -> threading.RLock:
-        with self._meta_lock:
-            lock = self._key_locks.get(key)
-            if lock is None:
-                lock = self._key_locks[key] = threading.RLock()
-            return lock
-
-    @contextlib.contextmanager
-    def _operation_context(self, key: Digest | str) -> Iterator[None]:
-        lock = self._get_key_lock(key)
-        with lock, super()._operation_context(key):
-            yield
+    def _operation_context(self, key: Digest | str) -> contextlib.AbstractContextManager[None]:
+        return _HoldingKey(self._key_locks, key, super()._operation_context(key))
