@@ -40,7 +40,7 @@ from _timing import best_of, print_table, us  # noqa: E402
 
 from fleche import AmbiguousDigestError, Cache, fleche  # noqa: E402
 from fleche.digest import digest  # noqa: E402
-from fleche.storage import CallPickleFile, PickleFileBackend, ValuePickleFile  # noqa: E402
+from fleche.storage import CallPickleFile, PickleFileBackend, Sql, ValuePickleFile  # noqa: E402
 from fleche.storage.base import CallMixin, ValueMixin  # noqa: E402
 from fleche.storage.destructuring import DestructuringMixin  # noqa: E402
 
@@ -71,8 +71,17 @@ def fleche_cache(
     return Cache(values(root=root / "values", **options), calls(root=root / "calls", **options))
 
 
+def default_store(root: Path) -> Cache:
+    """The embedded default: values as pickle files, call records in SQLite."""
+    return Cache(ValuePickleFile(root=root / "values"), Sql(url=str(root / "calls.db")))
+
+
+DEFAULT = "fleche pickle files + SQLite calls (default)"
+
+
 def bench_hits(tmp: Path, n: int) -> None:
     candidates: dict[str, Callable[[int], int]] = {
+        DEFAULT: fleche(cache=default_store(tmp / "d"))(tiny),
         "fleche pickle files": fleche(cache=fleche_cache(tmp / "f"))(tiny),
         "fleche pickle files, signed": fleche(cache=fleche_cache(tmp / "s", secret_key="k"))(tiny),
         "fleche pickle files, no PerKeyLockMixin": fleche(
@@ -103,6 +112,7 @@ def bench_misses(tmp: Path, n: int) -> None:
 
     new = "new argument each call"
     candidates: dict[str, tuple[Callable[[int], int], str]] = {
+        DEFAULT: (fleche(cache=default_store(tmp / "md"))(tiny), f"fresh store; {new}"),
         "fleche pickle files": (
             fleche(cache=fleche_cache(tmp / "mf"))(tiny),
             f"fresh store; {new}",

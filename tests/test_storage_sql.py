@@ -368,3 +368,16 @@ def test_fork_gets_a_fresh_engine(store: Sql) -> None:
     assert child.exitcode == 0
     assert store.contains(_call(99).key())
     assert store.load(key).result == digest(1)  # the parent's connection still works
+
+
+def test_result_of_reads_the_result_and_one_namespace(store: Sql) -> None:
+    # The decorator's hit path: the same answer as a whole load, from two columns.
+    call = _call(1, metadata={"expiry": {"ttl": 5.0, "expires": 123.5}, "tags": {"a": 1}})
+    key = store.save(call)
+    record = store.load(key)
+    assert store.result_of(key, "expiry") == (record.result, {"ttl": 5.0, "expires": 123.5})
+    assert store.result_of(key, "tags") == (record.result, {"a": 1})
+    assert store.result_of(key, "absent") == (record.result, None)
+    assert store.result_of(store.shrink(key), "tags")[0] == record.result
+    with pytest.raises(KeyError):
+        store.result_of(digest("never stored"), "expiry")

@@ -283,6 +283,16 @@ class CallStorage(KeyManagement):
         or their digests; metadata entries match by equality.
         """
 
+    def result_of(self, key: Digest | str, namespace: str) -> tuple[Digest | None, Any]:
+        """The result digest of the call under ``key`` and its metadata ``namespace`` (or ``None``).
+
+        All a cache hit needs (the result and its expiry); ``KeyError`` if
+        there is no such call.  Backends override it to read less than the
+        whole record.
+        """
+        record = self.load(key)
+        return record.result, record.metadata.get(namespace)
+
     def transform(self, func: Callable[[DigestedCall], Call] | None = None) -> int:
         """Rewrite every record through ``func`` and re-key it if its key changed.
 

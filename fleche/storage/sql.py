@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from ..call import DigestedCall, QueryCall
-from ..digest import Digest
+from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning
 from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
@@ -150,6 +151,24 @@ class Sql(CallStorage):
         if not rows:
             raise KeyError(key)
         return self._decode(key, rows[0])
+
+    def result_of(self, key: Digest | str, namespace: str) -> tuple[Digest | None, Any]:
+        # docstring inherited
+        if len(key) != DIGEST_LENGTH:
+            key = self.expand(key)
+        runtime = self._runtime()
+        statements = runtime.statements
+        rows = runtime.read(
+            statements.result_of, {"key": key, "namespace": statements.namespace(namespace)}
+        )
+        if not rows:
+            raise KeyError(key)
+        result, entries = rows[0]
+        if (
+            type(entries) is str
+        ):  # SQLite hands back JSON text ("null" if absent); psycopg decodes it
+            entries = None if entries == "null" else json.loads(entries)
+        return (None if result is None else Digest(result)), entries
 
     @staticmethod
     def _decode(key: str, row: tuple[Any, ...]) -> DigestedCall:

@@ -167,6 +167,12 @@ class Statements:
         if self.postgres:
             self.save = _postgres_save(self.upsert)
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
+        # The hit path: the result and one metadata namespace, as JSON text or NULL.
+        self.result_of = text(
+            select(calls.c.result, calls.c.meta[bindparam("namespace", type_=String)]).where(
+                calls.c.key == key
+            )
+        )
         self.contains = text(select(calls.c.key).where(calls.c.key == key))
         self.evict = text(delete(calls).where(calls.c.key == key))
         by_key = select(calls.c.key).order_by(calls.c.key)
@@ -181,6 +187,10 @@ class Statements:
             )
             + f" LIMIT {PREFIX_PAGE}"
         )
+
+    def namespace(self, name: str) -> str:
+        """The ``namespace`` parameter of :attr:`result_of`: a key, or a JSON path on SQLite."""
+        return name if self.postgres else '$."' + name.replace('"', '\\"') + '"'
 
     def write(self, cursor: Any, row: dict[str, Any], names: list[str], values: list[str]) -> None:
         """Store one record: its ``calls`` row and its argument rows, replacing any old ones.
