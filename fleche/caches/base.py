@@ -71,7 +71,11 @@ def expires_at(record: Call) -> float | None:
 
 def is_expired(record: Call, now: float) -> bool:
     """Whether a stored call has expired by ``now``."""
-    entry = record.metadata.get(EXPIRY)
+    return entry_expired(record.metadata.get(EXPIRY), now)
+
+
+def entry_expired(entry: Mapping[str, Any] | None, now: float) -> bool:
+    """Whether a call's expiry entry (its :data:`EXPIRY` metadata, or ``None``) has passed by ``now``."""
     if entry is None:
         return False
     expires = entry.get("expires")

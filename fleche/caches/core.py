@@ -22,7 +22,17 @@ from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
-from .base import EXPIRY, CacheBase, Duration, merge_expansions, seconds, stamp_expiry, where_stored
+from .base import (
+    EXPIRY,
+    CacheBase,
+    Duration,
+    entry_expired,
+    is_expired,
+    merge_expansions,
+    seconds,
+    stamp_expiry,
+    where_stored,
+)
 
 if TYPE_CHECKING:
     from ..verify import VerifyReport
@@ -153,8 +163,7 @@ class Cache(CacheBase):
     def _live(self, key: Digest | str) -> DigestedCall:
         """The record under ``key``; ``KeyError`` if it is missing or has expired."""
         record = self.calls.load(key)
-        expiry = record.metadata.get(EXPIRY)
-        if expiry is not None and expiry.get("expires", float("inf")) <= self.clock():
+        if is_expired(record, self.clock()):
             raise KeyError(f"the call {str(key)[:12]} expired")
         return record
 
@@ -169,10 +178,14 @@ class Cache(CacheBase):
         :class:`LazyCall` in between.
         """
         # Not _live: a SQL store reads the result and the expiry only (benchmarks/bench_stack.py).
+        return self.values.load(self._live_result(key))
+
+    def _live_result(self, key: Digest | str) -> Digest | None:
+        """The result digest of the call under ``key``; ``KeyError`` if missing or expired."""
         result, expiry = self.calls.result_of(key, EXPIRY)
-        if expiry is not None and expiry.get("expires", float("inf")) <= self.clock():
+        if entry_expired(expiry, self.clock()):
             raise KeyError(f"the call {str(key)[:12]} expired")
-        return self.values.load(result)
+        return result
 
     def load_value(self, key: Digest | str) -> Any:
         # docstring inherited
@@ -181,7 +194,7 @@ class Cache(CacheBase):
     def contains(self, key: Digest | str) -> bool:
         # docstring inherited
         try:
-            self._live(key)
+            self._live_result(key)
         except KeyError:
             return False
         return True
@@ -197,10 +210,8 @@ class Cache(CacheBase):
         def source() -> Iterator[LazyCall]:
             now = self.clock()
             for record in self.calls.query(template):
-                if not expired:
-                    expiry = record.metadata.get(EXPIRY)
-                    if expiry is not None and expiry.get("expires", float("inf")) <= now:
-                        continue
+                if not expired and is_expired(record, now):
+                    continue
                 yield LazyCall(record, self.values)
 
         return QueryIterator(source, self)
