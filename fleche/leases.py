@@ -2,16 +2,18 @@
 
 Before running a missed call, a process takes the *lease* of its key (see
 :mod:`fleche.single_flight`): a lease file ``<calls root>/leases/<key>``
-created exclusively, or a row of the ``fleche_leases`` table next to a SQL
-call store.  Other processes wait until the call is stored or the lease is
-gone or has expired, and then take over.
+created exclusively, a lock on one byte of ``<database>-leases`` next to a
+SQLite call store, or a row of the ``fleche_leases`` table of a PostgreSQL
+one.  Other processes wait until the call is stored or the lease is gone
+or has expired, and then take over.
 
-A lease expires :data:`LEASE_SECONDS` after it was last renewed (the
-environment variable ``FLECHE_LEASE_SECONDS`` overrides it); the holder
-renews it in the background while the body runs, so a long computation
-keeps it, and a crashed holder blocks the others for one expiry at most
-(less on its own host: a lease whose process is gone is taken over at
-once).  Leases decide only who computes, never what is stored — writes are
+A lease file or row expires :data:`LEASE_SECONDS` after it was last renewed
+(the environment variable ``FLECHE_LEASE_SECONDS`` overrides it); the
+holder renews it in the background while the body runs, so a long
+computation keeps it, and a crashed holder blocks the others for one
+expiry at most (less on its own host: a lease whose process is gone is
+taken over at once).  A byte lock never expires: the system drops it the
+moment its process ends.  Leases decide only who computes, never what is stored — writes are
 atomic and content-addressed — so a failure of the lease machinery costs a
 :class:`~fleche.errors.CacheWarning` and, at worst, a duplicate
 computation, never the user's result.
@@ -23,6 +25,7 @@ A cache or a call storage can provide its own lease backend with a
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import os
@@ -31,13 +34,23 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+import xxhash
 
 from .caches import Cache, CachePool, CacheStack, RefreshingCache, WrapperCache
 from .errors import CacheWarning
 from .storage.file import FileStorage
 
-__all__ = ["LEASE_SECONDS", "FileLeases", "LeaseBackend", "SqlLeases", "lease_seconds", "leases_of"]
+__all__ = [
+    "LEASE_SECONDS",
+    "FileLeases",
+    "LeaseBackend",
+    "LockLeases",
+    "SqlLeases",
+    "lease_seconds",
+    "leases_of",
+]
 
 #: How long (seconds) a lease lasts unless renewed; ``FLECHE_LEASE_SECONDS`` overrides it.
 LEASE_SECONDS = 60.0
@@ -59,6 +72,9 @@ def lease_seconds() -> float:
 
 class LeaseBackend(Protocol):
     """Where the leases of one store are recorded; every method is safe across processes."""
+
+    #: Whether a lease lapses unless renewed (the holder then renews it while the body runs).
+    expires: ClassVar[bool]
 
     def acquire(self, key: str, duration: float) -> Any | None:
         """Take the lease of ``key`` for ``duration`` seconds; a token, or ``None`` if another holds it.
@@ -110,10 +126,11 @@ def _dead(owner: Any) -> bool:
 # -- files --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(eq=False)
 class _FileToken:
     fd: int
     owner: str
+    released: bool = False  # its descriptor is closed (and its number maybe reused)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -128,6 +145,7 @@ class FileLeases:
     """
 
     root: Path
+    expires: ClassVar[bool] = True
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key)
@@ -190,6 +208,8 @@ class FileLeases:
 
     def renew(self, key: str, token: _FileToken, duration: float) -> None:
         # docstring inherited
+        if token.released:
+            return
         if os.utime in os.supports_fd:
             os.utime(token.fd)
         else:  # pragma: no cover - platforms without futimens
@@ -197,6 +217,9 @@ class FileLeases:
 
     def release(self, key: str, token: _FileToken) -> None:
         # docstring inherited
+        if token.released:
+            return
+        token.released = True
         path = self._path(key)
         try:
             mine = os.fstat(token.fd)
@@ -207,6 +230,90 @@ class FileLeases:
             pass  # taken over after it expired, and released since
         finally:
             os.close(token.fd)
+
+
+# -- byte locks ---------------------------------------------------------------------
+
+#: Lock file -> this process's descriptor of it, open for the process's lifetime.
+_lock_files: dict[str, int] = {}
+#: (lock file, key) -> the token of the thread of this process that holds the lease.
+_locked: dict[tuple[str, str], object] = {}
+_locks_guard = threading.Lock()
+
+
+def _forget_locks() -> None:
+    """A forked child holds none of its parent's locks (POSIX locks are not inherited)."""
+    global _locks_guard
+    for fd in _lock_files.values():
+        os.close(fd)  # drops only this child's locks, of which it has none
+    _lock_files.clear()
+    _locked.clear()
+    _locks_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_locks)
+
+
+@dataclasses.dataclass(frozen=True)
+class LockLeases:
+    """Leases as POSIX locks on single bytes of one file, for stores that live on one host.
+
+    The lease of a key is an exclusive ``fcntl`` lock on the byte of ``path``
+    at an offset hashed from the key (the file stays empty).  Taking and
+    giving back a lease writes nothing to disk, and the system drops a
+    process's locks the moment it ends, so a lease never expires while its
+    holder lives and never outlives it: ``duration`` is not used.  These
+    are the locks SQLite itself rests on, so they work wherever a SQLite
+    store does.  A POSIX lock belongs to a process, not a thread, and any
+    close of the file drops all of them: each process keeps one descriptor
+    open for its lifetime, and a table of the leases its own threads hold.
+    """
+
+    path: Path
+    expires: ClassVar[bool] = False
+
+    def _descriptor(self) -> tuple[str, int]:
+        path = str(self.path)
+        fd = _lock_files.get(path)
+        if fd is None:
+            fd = _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        return path, fd
+
+    def acquire(self, key: str, duration: float) -> object | None:
+        # docstring inherited
+        import fcntl
+
+        with _locks_guard:
+            path, fd = self._descriptor()
+            if (path, key) in _locked:
+                return None  # another thread of this process holds it
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(key))
+            except OSError as err:
+                if err.errno in (errno.EACCES, errno.EAGAIN):
+                    return None  # another process holds it
+                raise
+            token = _locked[path, key] = object()
+            return token
+
+    def renew(self, key: str, token: object, duration: float) -> None:
+        # docstring inherited: a lock lasts as long as its process
+        return None
+
+    def release(self, key: str, token: object) -> None:
+        # docstring inherited
+        import fcntl
+
+        with _locks_guard:
+            path, fd = self._descriptor()
+            if _locked.get((path, key)) is token:
+                del _locked[path, key]
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(key))
+
+
+def _offset(key: str) -> int:
+    """The byte locked for ``key``: 62 bits of its hash, so that two keys share one by chance only."""
+    return xxhash.xxh3_64_intdigest(key.encode()) >> 2
 
 
 # -- SQL ----------------------------------------------------------------------------
@@ -241,6 +348,7 @@ class SqlLeases:
     """
 
     store: Any  # a fleche.storage.Sql
+    expires: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         engine = self.store.engine
@@ -323,8 +431,7 @@ def _parse(owner: str) -> Any:
 def leases_of(cache: Any) -> LeaseBackend | None:
     """The lease backend of the store a cache writes its call records to, if it has one.
 
-    Files under a directory (``root``) and SQL stores (``engine``) have
-    leases; memory and void stores, read-only and refreshing caches and
+    Files under a directory (``root``) and SQL stores have leases; memory and void stores, read-only and refreshing caches and
     pools of caches have none (``None``: only in-process deduplication).
     A stack uses the lowest layer that has leases: the one shared widest.
     """
@@ -354,8 +461,24 @@ def _storage_leases(storage: Any) -> LeaseBackend | None:
         return None
     if isinstance(storage, FileStorage):
         return FileLeases(root=Path(storage.root) / "leases")
-    if isinstance(getattr(type(storage), "engine", None), property):  # fleche.storage.Sql
-        engine = storage.engine
-        if engine.dialect.name in ("sqlite", "postgresql"):
-            return SqlLeases(store=storage)
+    return None
+
+
+def sql_leases(store: Any) -> LeaseBackend | None:
+    """The leases of a :class:`~fleche.storage.Sql` store (it asks once per process).
+
+    A SQLite file lives on one host, so its leases are byte locks on a file
+    beside it (:class:`LockLeases`); a PostgreSQL store may be shared by
+    many hosts, so its leases are rows of its database (:class:`SqlLeases`),
+    as are those of SQLite where POSIX locks are missing or the database is
+    named by a ``file:`` URI.
+    """
+    url = store.engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite" and os.name == "posix":
+        database = url.database or ""
+        if database and not database.startswith("file:"):
+            return LockLeases(Path(database + "-leases"))
+    if backend in ("sqlite", "postgresql"):
+        return SqlLeases(store=store)
     return None

@@ -129,6 +129,8 @@ def _lead(cache: Any, key: str, load: Callable[[], R], compute: Callable[[], R])
         found = _try(load)  # stored by the holder we waited for, just before it let go
         if found is not _MISSING:
             return found
+        if not getattr(backend, "expires", True):
+            return compute()  # a lease that lasts as long as this process needs no renewal
         with _renewer.holding(backend, key, token, duration):
             return compute()
     finally:

@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy import delete, event, func, select, update  # noqa: E402
 from fleche.call import Call, Exactly, QueryCall  # noqa: E402
 from fleche.digest import digest  # noqa: E402
 from fleche.errors import AmbiguousDigestError, ConfigError, CorruptEntryWarning  # noqa: E402
-from fleche.storage import CallMemory, Sql  # noqa: E402
+from fleche.storage import CallMemory, Sql, sql_connection  # noqa: E402
 from fleche.storage.sql_schema import SCHEMA_VERSION, arguments, calls, schema  # noqa: E402
 
 from .backends import postgres_calls  # noqa: E402
@@ -73,14 +74,53 @@ def test_sqlite_connections_are_set_up_for_concurrency(tmp_path: Path) -> None:
     with store.engine.connect() as connection:
         pragma = {
             name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            for name in (
+                "journal_mode",
+                "synchronous",
+                "busy_timeout",
+                "foreign_keys",
+                "wal_autocheckpoint",
+            )
         }
     assert pragma == {
         "journal_mode": "wal",
         "synchronous": 1,
         "busy_timeout": 30_000,
         "foreign_keys": 1,
+        "wal_autocheckpoint": sql_connection.WAL_LIMIT_PAGES,
     }
+
+
+def _checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "fleche-sqlite-checkpoint"]
+
+
+def test_sqlite_is_checkpointed_in_the_background(tmp_path: Path, monkeypatch) -> None:
+    # Rows reach the database file only through checkpoints; SQLite's own comes
+    # after WAL_LIMIT_PAGES pages, far more than a few records write.
+    monkeypatch.setattr(sql_connection, "CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(sql_connection, "CHECKPOINT_IDLE", 0.2)
+    path = tmp_path / "calls.db"
+    store = Sql(url=str(path))
+    empty = path.stat().st_size
+    for i in range(4):
+        store.save(_call(i))
+    assert path.stat().st_size == empty  # four commits: all still in the log
+    store.save(_call(4))
+    deadline = time.monotonic() + 30
+    while path.stat().st_size == empty:
+        assert time.monotonic() < deadline, "the database file was never checkpointed"
+        time.sleep(0.01)
+    assert len(list(store.query(QueryCall(name="simulate")))) == 5
+    while _checkpoint_threads():  # nothing to do: the thread ends
+        assert time.monotonic() < deadline, "the checkpoint thread did not end"
+        time.sleep(0.01)
+    written = path.stat().st_mtime_ns
+    for i in range(5, 10):
+        store.save(_call(i))  # and is started again when needed
+    while path.stat().st_mtime_ns == written:
+        assert time.monotonic() < deadline, "the database file was not checkpointed again"
+        time.sleep(0.01)
 
 
 def test_schema_version_is_recorded(store: Sql) -> None:

@@ -73,6 +73,8 @@ class Sql(CallStorage):
     SQLite runs in WAL mode and waits up to 30 s for a lock, so many
     threads and processes of one machine may write at once; WAL needs a
     local disk, so a store shared across machines belongs on PostgreSQL.
+    Its log is copied into the database by a background thread
+    (:mod:`.sql_connection`), not by the commit that fills it.
     """
 
     url: str | None = None
@@ -126,6 +128,15 @@ class Sql(CallStorage):
             weakref.finalize(self, _remove, path, os.getpid())
             self._box[1] = path
         return Path(self._box[1]) / "calls.db"
+
+    def leases(self) -> Any:
+        """Where this store records who computes a missed call (see :mod:`fleche.leases`)."""
+        runtime = self._runtime()
+        if runtime.leases is None:
+            from ..leases import sql_leases  # fleche.leases builds on the storages
+
+            runtime.leases = sql_leases(self)
+        return runtime.leases
 
     # -- primitives --------------------------------------------------------------
 

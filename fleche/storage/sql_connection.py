@@ -3,6 +3,13 @@
 The hot paths (save, load) run compiled SQL text on a raw DB-API connection
 that each thread keeps for its lifetime; everything is re-created in a
 forked child, and nothing of it is pickled.
+
+A SQLite commit only appends pages to the write-ahead log; copying them into
+the database (a *checkpoint*, with a sync to disk) is done by a background
+thread every :data:`CHECKPOINT_EVERY` commits, as SQLite's documentation
+suggests, instead of by whichever commit crosses SQLite's threshold.
+SQLite's own automatic checkpoint stays on, at :data:`WAL_LIMIT_PAGES`, in
+case the background one cannot keep up (e.g. a reader holds on to old pages).
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ __all__ = ["Runtime", "resolve_url"]
 #: Attempts at a write that hit a lock or a deadlock (after SQLite's own busy wait).
 ATTEMPTS = 5
 BUSY_MS = 30_000
+#: Commits of one process between two background checkpoints of a SQLite store.
+CHECKPOINT_EVERY = 100
+#: Log pages after which a SQLite commit checkpoints by itself (40 MB with 4 KiB pages).
+WAL_LIMIT_PAGES = 10_000
+#: Seconds without a checkpoint to run after which the checkpoint thread ends.
+CHECKPOINT_IDLE = 5.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
@@ -36,6 +49,7 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
         "journal_mode = WAL",
         "synchronous = NORMAL",
         "foreign_keys = ON",
+        f"wal_autocheckpoint = {WAL_LIMIT_PAGES}",
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
@@ -67,6 +81,58 @@ class _Handle:
                 self.connection.close()
             except Exception:  # noqa: BLE001 - a connection that will not close is dropped anyway
                 pass
+
+
+def _own_connection(engine: Engine) -> Any:
+    """A raw DB-API connection of ``engine`` (set up by its connect events), taken from its pool."""
+    proxied = engine.raw_connection()
+    connection = proxied.driver_connection
+    proxied.detach()  # ours for good, not the pool's
+    return connection
+
+
+class _Checkpointer:
+    """A thread that checkpoints one SQLite store when asked, and ends when not asked for a while.
+
+    Passive checkpoints never block writers or readers; one that finds
+    another process checkpointing simply copies less.  A failure is left to
+    SQLite's automatic checkpoint: nothing is lost by skipping one.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.wanted = threading.Event()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        with self.lock:
+            self.wanted.set()
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="fleche-sqlite-checkpoint", daemon=True
+                )
+                self.thread.start()
+
+    def _run(self) -> None:
+        connection = None
+        try:
+            while True:
+                self.wanted.wait(CHECKPOINT_IDLE)
+                with self.lock:
+                    if not self.wanted.is_set():
+                        self.thread = None
+                        return
+                    self.wanted.clear()
+                if connection is None:
+                    connection = _own_connection(self.engine)
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception:  # noqa: BLE001 - e.g. the store was removed; SQLite checkpoints itself
+            with self.lock:
+                self.thread = None
+        finally:
+            if connection is not None:
+                connection.close()
 
 
 def _dispose(engine: Engine, pid: int) -> None:
@@ -117,6 +183,9 @@ class Runtime:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.statements = Statements(self.engine.dialect)
         self.local = threading.local()
+        self.commits = 0
+        self.leases: Any = None  # chosen by Sql.leases on first use
+        self.checkpointer = _Checkpointer(self.engine) if self.sqlite else None
         weakref.finalize(self, _dispose, self.engine, self.pid)
         for attempt in range(ATTEMPTS):
             try:
@@ -132,9 +201,7 @@ class Runtime:
         """This thread's connection, opened on first use (with the engine's connect events)."""
         handle = getattr(self.local, "handle", None)
         if handle is None:
-            proxied = self.engine.raw_connection()
-            connection = proxied.driver_connection
-            proxied.detach()  # ours for the thread's lifetime, not the pool's
+            connection = _own_connection(self.engine)  # for the thread's lifetime
             if self.sqlite:
                 connection.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
             else:
@@ -170,6 +237,7 @@ class Runtime:
                 done = work(cursor, self.statements)
                 if transaction:
                     handle.connection.commit()
+                self._committed()
                 return done
             except BaseException as err:
                 self._recover(handle)
@@ -177,6 +245,12 @@ class Runtime:
                     raise
                 time.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _committed(self) -> None:
+        # Not locked: a count lost to a race only delays one checkpoint.
+        self.commits += 1
+        if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
+            self.checkpointer.request()
 
     def _recover(self, handle: _Handle) -> None:
         try:
