@@ -15,6 +15,7 @@ streamed into one hasher after it (:func:`lookup_key`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin
@@ -78,6 +79,7 @@ def marked(annotation: Any, marker: _Marker) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # every save re-keys its record: hash each identity once
 def function_prefix(
     name: str,
     module: str,

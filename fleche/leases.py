@@ -38,6 +38,11 @@ from typing import Any, ClassVar, Protocol
 
 import xxhash
 
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite stores keep their leases in a table
+    fcntl = None  # type: ignore[assignment]
+
 from .caches import Cache, CachePool, CacheStack, RefreshingCache, WrapperCache
 from .errors import CacheWarning
 from .storage.file import FileStorage
@@ -259,7 +264,8 @@ class LockLeases:
     """Leases as POSIX locks on single bytes of one file, for stores that live on one host.
 
     The lease of a key is an exclusive ``fcntl`` lock on the byte of ``path``
-    at an offset hashed from the key (the file stays empty).  Taking and
+    at an offset hashed from the key (the file stays empty; two keys share
+    a byte by a 2**-62 chance).  Taking and
     giving back a lease writes nothing to disk, and the system drops a
     process's locks the moment it ends, so a lease never expires while its
     holder lives and never outlives it: ``duration`` is not used.  These
@@ -272,48 +278,36 @@ class LockLeases:
     path: Path
     expires: ClassVar[bool] = False
 
-    def _descriptor(self) -> tuple[str, int]:
-        path = str(self.path)
-        fd = _lock_files.get(path)
-        if fd is None:
-            fd = _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        return path, fd
-
-    def acquire(self, key: str, duration: float) -> object | None:
+    def acquire(self, key: str, duration: float) -> tuple[int, int] | None:
         # docstring inherited
-        import fcntl
-
+        path = str(self.path)
         with _locks_guard:
-            path, fd = self._descriptor()
             if (path, key) in _locked:
                 return None  # another thread of this process holds it
+            fd = _lock_files.get(path)
+            if fd is None:
+                fd = _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            token = (fd, xxhash.xxh3_64_intdigest(key.encode()) >> 2)  # 62 bits: a valid offset
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(key))
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, token[1])
             except OSError as err:
                 if err.errno in (errno.EACCES, errno.EAGAIN):
                     return None  # another process holds it
                 raise
-            token = _locked[path, key] = object()
+            _locked[path, key] = token
             return token
 
-    def renew(self, key: str, token: object, duration: float) -> None:
+    def renew(self, key: str, token: tuple[int, int], duration: float) -> None:
         # docstring inherited: a lock lasts as long as its process
         return None
 
-    def release(self, key: str, token: object) -> None:
+    def release(self, key: str, token: tuple[int, int]) -> None:
         # docstring inherited
-        import fcntl
-
         with _locks_guard:
-            path, fd = self._descriptor()
-            if _locked.get((path, key)) is token:
-                del _locked[path, key]
-                fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(key))
-
-
-def _offset(key: str) -> int:
-    """The byte locked for ``key``: 62 bits of its hash, so that two keys share one by chance only."""
-    return xxhash.xxh3_64_intdigest(key.encode()) >> 2
+            if _locked.get((str(self.path), key)) is token:
+                del _locked[str(self.path), key]
+                fd, offset = token
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
 
 # -- SQL ----------------------------------------------------------------------------
@@ -475,7 +469,7 @@ def sql_leases(store: Any) -> LeaseBackend | None:
     """
     url = store.engine.url
     backend = url.get_backend_name()
-    if backend == "sqlite" and os.name == "posix":
+    if backend == "sqlite" and fcntl is not None:
         database = url.database or ""
         if database and not database.startswith("file:"):
             return LockLeases(Path(database + "-leases"))
