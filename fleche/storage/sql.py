@@ -264,23 +264,37 @@ class Sql(CallStorage):
                 statement = statement.where(condition)
         return statement
 
+    def _matching(self, template: QueryCall, *columns: Any) -> Any:
+        """``columns`` of the calls that may match ``template``, in key order."""
+        statement = select(*columns).where(*self._build_call_conditions(template))
+        statement = self._apply_argument_filters(statement, template.arguments)
+        statement = self._apply_metadata_filters(statement, template.metadata)
+        return statement.order_by(calls.c.key)
+
     def query(self, template: QueryCall) -> Iterator[DigestedCall]:
         """The records matching ``template``, found by SQL and checked exactly.
 
-        One statement selects the matching keys (argument filters as joins on
-        the argument index, metadata filters as JSON expressions); the records
-        are then read ``_CHUNK`` at a time by primary key, so the number of
-        statements does not grow with the number of calls stored.  Every
-        record is finally checked with :meth:`QueryCall.matches`, so the
-        answer is exactly that of a scan.
+        One statement selects the matching records (argument filters as
+        joins on the argument index, metadata filters as JSON expressions),
+        up to ``_CHUNK`` of them; past that, the keys of the others are
+        listed and their records read ``_CHUNK`` at a time by primary key, so
+        the number of statements does not grow with the number of calls
+        stored and no connection stays open while the caller iterates.
+        Every record is finally checked with :meth:`QueryCall.matches`, so
+        the answer is exactly that of a scan.
         """
         template = template.digested()
-        statement = select(calls.c.key).where(*self._build_call_conditions(template))
-        statement = self._apply_argument_filters(statement, template.arguments)
-        statement = self._apply_metadata_filters(statement, template.metadata)
         engine = self.engine
         with engine.connect() as connection:
-            keys = sorted(connection.execute(statement).scalars())
+            rows = connection.execute(
+                self._matching(template, calls.c.key, *ROW_COLUMNS).limit(_CHUNK + 1)
+            ).all()
+        yield from self._matches(template, rows[:_CHUNK])
+        if len(rows) <= _CHUNK:
+            return
+        rest = self._matching(template, calls.c.key).where(calls.c.key > rows[_CHUNK - 1][0])
+        with engine.connect() as connection:
+            keys = connection.execute(rest).scalars().all()
         for chunk in batched(keys, _CHUNK):
             load = (
                 select(calls.c.key, *ROW_COLUMNS)
@@ -289,10 +303,14 @@ class Sql(CallStorage):
             )
             with engine.connect() as connection:
                 rows = connection.execute(load).all()
-            for key, *row in rows:
-                try:
-                    record = self._decode(key, tuple(row))
-                except KeyError:
-                    continue
-                if template.matches(record):
-                    yield record
+            yield from self._matches(template, rows)
+
+    def _matches(self, template: QueryCall, rows: Any) -> Iterator[DigestedCall]:
+        """The records of ``rows`` (key first, then :data:`ROW_COLUMNS`) that match ``template``."""
+        for key, *row in rows:
+            try:
+                record = self._decode(key, tuple(row))
+            except KeyError:
+                continue
+            if template.matches(record):
+                yield record
