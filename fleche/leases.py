@@ -367,8 +367,7 @@ class SqlLeases:
     def _change(self, statement: str, values: dict[str, Any]) -> int:
         """Run one changing statement; how many rows it changed."""
         runtime = self.store._runtime()
-        sql = _statements(runtime.engine.dialect)[statement]
-        return runtime.write(lambda cursor, _: cursor.execute(sql, values).rowcount, False)
+        return runtime.write(_statements(runtime.engine.dialect)[statement], values)
 
     def acquire(self, key: str, duration: float) -> str | None:
         # docstring inherited

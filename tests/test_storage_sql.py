@@ -215,10 +215,27 @@ def test_rerun_replaces_argument_rows_and_evict_cascades(store: Sql) -> None:
         assert connection.execute(select(func.count()).select_from(arguments)).scalar() == 0
 
 
+def test_a_sqlite_store_made_without_triggers_gets_them_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    Sql(url=str(path)).save(_call(1))
+    with Sql(url=str(path)).session() as connection:  # a store as the first releases made it
+        for name in ("fleche_arguments_inserted", "fleche_arguments_updated"):
+            connection.exec_driver_sql(f"DROP TRIGGER {name}")
+    key = Sql(url=str(path)).save(_call(2))
+    with Sql(url=str(path)).session() as connection:
+        names = connection.execute(
+            select(arguments.c.name).where(arguments.c.call_key == key).order_by(arguments.c.name)
+        ).scalars()
+        assert list(names) == ["i", "x"]
+    assert [r.key() for r in Sql(url=str(path)).query(QueryCall(arguments={"i": 2}))] == [key]
+
+
 def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
     key = store.save(_call(1))
     with store.session() as connection:
-        connection.execute(update(calls).where(calls.c.key == key).values(arguments="{not json"))
+        connection.execute(
+            update(calls).where(calls.c.key == key).values(meta_extra=b"\x80 not a pickle")
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(KeyError):

@@ -38,7 +38,7 @@ from .sql_query import (
     metadata_condition,
     normalize_value,
 )
-from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, Statements, calls, decode_row, encode_record
+from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, calls, decode_row, encode_record
 
 __all__ = ["Sql"]
 
@@ -141,18 +141,14 @@ class Sql(CallStorage):
     # -- primitives --------------------------------------------------------------
 
     def put(self, call: Any, key: Digest) -> Digest:
-        """Store the record of ``call`` under ``key``: one transaction, an upsert."""
+        """Store the record of ``call`` under ``key``: one upsert statement."""
         record = call.digested()
         row = encode_record(record, key)
-        names = list(record.arguments)
-        values = [str(v) for v in record.arguments.values()]
-
-        def work(cursor: Any, statements: Statements) -> int:
-            statements.write(cursor, row, names, values)
-            return 1
-
         runtime = self._runtime()
-        runtime.write(work, transaction=not runtime.statements.postgres)
+        if runtime.statements.postgres:  # its statement also writes the argument rows
+            row["names"] = list(record.arguments)
+            row["values"] = [str(v) for v in record.arguments.values()]
+        runtime.write(runtime.statements.save, row)
         return key
 
     def get(self, key: Digest) -> DigestedCall:
@@ -199,11 +195,10 @@ class Sql(CallStorage):
         return bool(runtime.read(runtime.statements.contains, {"key": key}))
 
     def _evict(self, key: Digest) -> None:
-        def work(cursor: Any, statements: Statements) -> int:
-            cursor.execute(statements.evict, {"key": key})  # arguments go by ON DELETE CASCADE
-            return cursor.rowcount
-
-        if not self._runtime().write(work, transaction=False):
+        runtime = self._runtime()
+        if not runtime.write(
+            runtime.statements.evict, {"key": key}
+        ):  # arguments: ON DELETE CASCADE
             raise KeyError(key)
 
     def list(self) -> Iterator[Digest]:

@@ -203,7 +203,7 @@ class Runtime:
         if handle is None:
             connection = _own_connection(self.engine)  # for the thread's lifetime
             if self.sqlite:
-                connection.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
+                connection.isolation_level = None  # autocommit: each write is one statement
             else:
                 connection.autocommit = True  # reads need no transaction to close
             handle = self.local.handle = _Handle(connection)
@@ -223,22 +223,14 @@ class Runtime:
             self._recover(handle)
             raise
 
-    def write(self, work: Callable[[Any, Statements], int], transaction: bool = True) -> int:
-        """Run ``work(cursor, statements)`` in one transaction, again if it met a lock.
-
-        ``transaction=False`` for work that is a single statement (atomic by itself).
-        """
+    def write(self, statement: str, parameters: dict[str, Any]) -> int:
+        """Run one changing statement (atomic by itself), again if it met a lock; rows changed."""
         for attempt in range(ATTEMPTS):
             handle = self.handle()
-            cursor = handle.cursor
             try:
-                if transaction:
-                    cursor.execute(self.statements.begin)
-                done = work(cursor, self.statements)
-                if transaction:
-                    handle.connection.commit()
+                changed = handle.cursor.execute(statement, parameters).rowcount
                 self._committed()
-                return done
+                return changed
             except BaseException as err:
                 self._recover(handle)
                 if attempt == ATTEMPTS - 1 or not transient(err):

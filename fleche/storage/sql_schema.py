@@ -117,12 +117,31 @@ event.listen(
 )
 
 
+# On SQLite the argument index is kept by the database itself, from the JSON
+# ``arguments`` column, so that a save is one statement, atomic by itself
+# (PostgreSQL gets the same from one statement of data-modifying CTEs).
+# Created if missing whenever a store is opened: stores made before have none.
+_SQLITE_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS fleche_arguments_inserted AFTER INSERT ON calls BEGIN "
+    "INSERT INTO arguments (call_key, name, value) "
+    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END",
+    "CREATE TRIGGER IF NOT EXISTS fleche_arguments_updated AFTER UPDATE OF arguments ON calls "
+    "WHEN old.arguments IS NOT new.arguments BEGIN "
+    "DELETE FROM arguments WHERE call_key = old.key; "
+    "INSERT INTO arguments (call_key, name, value) "
+    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END",
+)
+
+
 def check_schema(connection: Connection, where: str) -> None:
-    """Create missing tables, record the layout version, refuse newer layouts.
+    """Create missing tables (and triggers), record the layout version, refuse newer layouts.
 
     ``where`` names the store in the error message.
     """
     tables.create_all(connection, checkfirst=True)
+    if connection.dialect.name == "sqlite":
+        for trigger in _SQLITE_TRIGGERS:
+            connection.exec_driver_sql(trigger)
     found = connection.execute(
         select(schema.c.version).where(schema.c.component == "calls")
     ).scalar()
@@ -160,12 +179,10 @@ class Statements:
         def text(statement: Any) -> str:
             return str(statement.compile(dialect=dialect))
 
-        self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN"
         self.upsert = text(upsert)
-        self.clear_arguments = text(delete(arguments).where(arguments.c.call_key == key))
-        self.insert_argument = text(arguments.insert())
-        if self.postgres:
-            self.save = _postgres_save(self.upsert)
+        # Saving a record is one statement: the upsert (SQLite's triggers fill
+        # the argument index), or on PostgreSQL the upsert and the argument rows.
+        self.save = _postgres_save(self.upsert) if self.postgres else self.upsert
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
         # The hit path: the result and one metadata namespace, as JSON text or NULL.
         self.result_of = text(
@@ -191,27 +208,6 @@ class Statements:
     def namespace(self, name: str) -> str:
         """The ``namespace`` parameter of :attr:`result_of`: a key, or a JSON path on SQLite."""
         return name if self.postgres else '$."' + name.replace('"', '\\"') + '"'
-
-    def write(self, cursor: Any, row: dict[str, Any], names: list[str], values: list[str]) -> None:
-        """Store one record: its ``calls`` row and its argument rows, replacing any old ones.
-
-        On PostgreSQL this is one statement (so one round trip, atomic by
-        itself); on SQLite three, to be run inside ``BEGIN IMMEDIATE``.
-        """
-        if self.postgres:
-            cursor.execute(self.save, {**row, "names": names, "values": values})
-            return
-        key = row["key"]
-        cursor.execute(self.upsert, row)
-        cursor.execute(self.clear_arguments, {"key": key})
-        if names:
-            cursor.executemany(
-                self.insert_argument,
-                [
-                    {"call_key": key, "name": n, "value": v}
-                    for n, v in zip(names, values, strict=True)
-                ],
-            )
 
 
 def _postgres_save(upsert: str) -> str:
