@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 import warnings
@@ -35,6 +36,26 @@ from .base import StorageBackend
 __all__ = ["FileStorage"]
 
 _HEX = frozenset("0123456789abcdef")
+
+
+# Temporary names are unique per process (a random tag, drawn again in a forked
+# child) and per write (a counter): no random bytes, so no system call, per write.
+_tag = os.urandom(6).hex()
+_writes = itertools.count()
+
+
+def _new_tag() -> None:
+    global _tag, _writes
+    _tag, _writes = os.urandom(6).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_tag)
+
+
+def temporary_sibling(final: str) -> str:
+    """A fresh name beside ``final`` to write it under before renaming: ``.<name>.<unique>.tmp``."""
+    directory, name = os.path.split(final)
+    return os.path.join(directory, f".{name}.{_tag}{next(_writes):x}.tmp")
 
 
 def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
@@ -137,13 +158,12 @@ class FileStorage(StorageBackend):
         final = self._file(key)
         if self.content_addressed and key not in self._damaged and os.path.exists(final):
             return key  # the same content is already there: nothing to write
-        directory, name = os.path.split(final)
-        temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+        temporary = temporary_sibling(final)
         try:
             try:
                 self._write(value, key, temporary)
             except FileNotFoundError:
-                os.makedirs(directory, exist_ok=True)  # first entry under this fan-out prefix
+                os.makedirs(os.path.dirname(final), exist_ok=True)  # first under this prefix
                 self._write(value, key, temporary)
             if self.fsync:
                 _sync(temporary)
@@ -153,7 +173,7 @@ class FileStorage(StorageBackend):
                 os.unlink(temporary)
             raise
         if self.fsync:
-            _sync(directory)
+            _sync(os.path.dirname(final))
         self._damaged.discard(key)
         return key
 

@@ -27,7 +27,7 @@ from filelock import FileLock
 
 from ..digest import DIGEST_LENGTH
 from ..errors import CorruptEntryWarning
-from .file import _sync
+from .file import _sync, temporary_sibling
 from .hdf5_entry import copy_entry
 
 __all__ = [
@@ -146,8 +146,7 @@ def rewrite(
     if add is None and not keep:
         os.unlink(file)
         return
-    directory, name = os.path.split(file)
-    temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+    temporary = temporary_sibling(file)
     try:
         if keys is not None and not drop:
             shutil.copyfile(file, temporary)  # only adding: the bytes as they are
@@ -165,7 +164,7 @@ def rewrite(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _sync(directory)
+    _sync(os.path.dirname(file))
 
 
 def copy_in(file: str, entries: dict[str, Moved]) -> None:

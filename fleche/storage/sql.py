@@ -46,7 +46,16 @@ __all__ = ["Sql"]
 _CHUNK = 500
 
 _OPEN_LOCK = threading.Lock()
-os.register_at_fork(after_in_child=lambda: globals().__setitem__("_OPEN_LOCK", threading.Lock()))
+#: This process's id, kept here: ``os.getpid()`` is a system call, and every operation checks it.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _OPEN_LOCK, _pid
+    _OPEN_LOCK, _pid = threading.Lock(), os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _remove(path: str, pid: int) -> None:
@@ -112,11 +121,11 @@ class Sql(CallStorage):
 
     def _runtime(self) -> Runtime:
         runtime = self._box[0]
-        if runtime is not None and runtime.pid == os.getpid():
+        if runtime is not None and runtime.pid == _pid:
             return runtime
         with _OPEN_LOCK:
             runtime = self._box[0]
-            if runtime is None or runtime.pid != os.getpid():
+            if runtime is None or runtime.pid != _pid:
                 url, where = resolve_url(self.url, self._scratch)
                 runtime = self._box[0] = Runtime(url, where, self.echo)
         return runtime
