@@ -6,8 +6,9 @@ Rows:
 - a miss that stores a small result, on memory, pickle files and SQLite,
   with the single-flight miss path (in-flight table + lease) and, as the
   reference, the same decorated call with it bypassed;
-- one lease taken and given back (file, SQLite) next to the primitive it
-  rests on (an ``O_EXCL`` create + unlink; a raw ``sqlite3`` insert + delete);
+- one lease taken and given back (file, SQLite byte lock, SQL table) next
+  to the primitive it rests on (an ``O_EXCL`` create + unlink; ``fcntl.lockf``
+  + unlock; a raw ``sqlite3`` insert + delete);
 - ``submit(...).result()`` on a thread pool: wrapped vs plain, and a stored
   call, which the wrapped pool resolves without scheduling;
 - eight threads making the same 50 ms call at once: computations and wall time.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import fcntl
 import itertools
 import os
 import shutil
@@ -35,7 +37,7 @@ from _timing import best_of, print_table, us  # noqa: E402
 import fleche.wrapper  # noqa: E402
 from fleche import Cache, cache, wrap_executor  # noqa: E402
 from fleche import fleche as cached
-from fleche.leases import FileLeases, SqlLeases  # noqa: E402
+from fleche.leases import FileLeases, LockLeases, SqlLeases  # noqa: E402
 from fleche.storage import CallMemory, CallPickleFile, Sql, ValueMemory, ValuePickleFile  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []
@@ -91,6 +93,7 @@ def misses(calls: int, root: Path) -> None:
 
 def leases(calls: int, root: Path) -> None:
     files = FileLeases(root=root / "leases")
+    locks = LockLeases(root / "leases.db-leases")
     sql = SqlLeases(store=Sql(url=str(root / "leases.db")))
     keys = (f"{n:032x}" for n in itertools.count())
 
@@ -122,9 +125,24 @@ def leases(calls: int, root: Path) -> None:
             "reference: O_EXCL create + unlink",
         )
     )
+    fd = os.open(root / "raw.lock", os.O_RDWR | os.O_CREAT)
+
+    def raw_lock():
+        offset = next(COUNTER)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+
     ROWS.append(
         (
-            "lease + release (sqlite)",
+            "lease + release (sqlite: byte lock, the default)",
+            us(best_of(lambda: lease(locks), calls, 3)),
+            us(best_of(raw_lock, calls, 3)),
+            "reference: fcntl.lockf + unlock",
+        )
+    )
+    ROWS.append(
+        (
+            "lease + release (sql table)",
             us(best_of(lambda: lease(sql), calls, 3)),
             us(best_of(raw_sql, calls, 3)),
             "reference: raw sqlite3 insert + delete",
