@@ -239,11 +239,30 @@ class FileLeases:
 
 # -- byte locks ---------------------------------------------------------------------
 
-#: Lock file -> this process's descriptor of it, open for the process's lifetime.
+#: Lock file -> this process's descriptor of it, the most recently used last.
 _lock_files: dict[str, int] = {}
 #: (lock file, key) -> the token of the thread of this process that holds the lease.
-_locked: dict[tuple[str, str], object] = {}
+_locked: dict[tuple[str, str], tuple[int, int]] = {}
 _locks_guard = threading.Lock()
+#: Lock files kept open beyond those with a lease held (a process may open many stores).
+IDLE_LOCK_FILES = 16
+
+
+def _lock_file(path: str) -> int:
+    """This process's descriptor of the lock file ``path`` (call with ``_locks_guard`` held).
+
+    Closing a file drops every lock the process holds on it, so only files
+    on which no lease is held are closed, the least recently used first.
+    """
+    fd = _lock_files.pop(path, None)
+    if fd is None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    _lock_files[path] = fd
+    if len(_lock_files) > IDLE_LOCK_FILES:
+        busy = {file for file, _ in _locked}
+        for file in [f for f in _lock_files if f not in busy][:-IDLE_LOCK_FILES]:
+            os.close(_lock_files.pop(file))
+    return fd
 
 
 def _forget_locks() -> None:
@@ -272,7 +291,8 @@ class LockLeases:
     are the locks SQLite itself rests on, so they work wherever a SQLite
     store does.  A POSIX lock belongs to a process, not a thread, and any
     close of the file drops all of them: each process keeps one descriptor
-    open for its lifetime, and a table of the leases its own threads hold.
+    per lock file, open while it holds a lease there (and a few more), and
+    a table of the leases its own threads hold.
     """
 
     path: Path
@@ -284,9 +304,7 @@ class LockLeases:
         with _locks_guard:
             if (path, key) in _locked:
                 return None  # another thread of this process holds it
-            fd = _lock_files.get(path)
-            if fd is None:
-                fd = _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = _lock_file(path)
             token = (fd, xxhash.xxh3_64_intdigest(key.encode()) >> 2)  # 62 bits: a valid offset
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, token[1])

@@ -350,6 +350,36 @@ def test_a_lock_lease_is_held_by_its_process_and_dies_with_it(tmp_path):
     assert leases.acquire("k" * 32, 30.0) is not None  # at once: no expiry to wait for
 
 
+def _open_lock_files(under: Path) -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(under)) and target.endswith("-leases"):
+            found.add(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files")
+def test_a_process_keeps_few_lock_files_open_and_never_drops_a_held_lease(tmp_path, monkeypatch):
+    monkeypatch.setattr("fleche.leases.IDLE_LOCK_FILES", 4)
+    held = LockLeases(tmp_path / "held.db-leases")
+    token = held.acquire("k" * 32, 30.0)
+    for n in range(12):  # many stores, each used once
+        other = LockLeases(tmp_path / f"{n}.db-leases")
+        other.release("j" * 32, other.acquire("j" * 32, 30.0))
+    opened = _open_lock_files(tmp_path)
+    assert str(held.path) in opened and len(opened) <= 1 + 4
+    results = SPAWN.Queue()
+    child = SPAWN.Process(target=_try_lock_lease, args=(str(held.path), "k" * 32, results))
+    child.start()
+    assert results.get(timeout=30) is False  # its lock was never dropped
+    child.join()
+    held.release("k" * 32, token)
+
+
 def _try_lock_lease(path: str, key: str, results) -> None:
     results.put(LockLeases(Path(path)).acquire(key, 30.0) is not None)
 
