@@ -13,10 +13,10 @@ holder renews it in the background while the body runs, so a long
 computation keeps it, and a crashed holder blocks the others for one
 expiry at most (less on its own host: a lease whose process is gone is
 taken over at once).  A byte lock never expires: the system drops it the
-moment its process ends.  Leases decide only who computes, never what is stored — writes are
-atomic and content-addressed — so a failure of the lease machinery costs a
-:class:`~fleche.errors.CacheWarning` and, at worst, a duplicate
-computation, never the user's result.
+moment its process ends.  Leases decide only who computes, never what is
+stored — writes are atomic and content-addressed — so a failure of the
+lease machinery costs a :class:`~fleche.errors.CacheWarning` and, at
+worst, a duplicate computation, never the user's result.
 
 A cache or a call storage can provide its own lease backend with a
 ``leases()`` method returning a :class:`LeaseBackend` (or ``None``).
@@ -284,10 +284,10 @@ class LockLeases:
 
     The lease of a key is an exclusive ``fcntl`` lock on the byte of ``path``
     at an offset hashed from the key (the file stays empty; two keys share
-    a byte by a 2**-62 chance).  Taking and
-    giving back a lease writes nothing to disk, and the system drops a
-    process's locks the moment it ends, so a lease never expires while its
-    holder lives and never outlives it: ``duration`` is not used.  These
+    a byte by a 2**-62 chance).  Taking and giving back a lease writes
+    nothing to disk, and the system drops a process's locks the moment it
+    ends, so a lease never expires while its holder lives and never
+    outlives it: ``duration`` is not used.  These
     are the locks SQLite itself rests on, so they work wherever a SQLite
     store does.  A POSIX lock belongs to a process, not a thread, and any
     close of the file drops all of them: each process keeps one descriptor
@@ -321,9 +321,10 @@ class LockLeases:
 
     def release(self, key: str, token: tuple[int, int]) -> None:
         # docstring inherited
+        slot = (str(self.path), key)
         with _locks_guard:
-            if _locked.get((str(self.path), key)) is token:
-                del _locked[str(self.path), key]
+            if _locked.get(slot) is token:
+                del _locked[slot]
                 fd, offset = token
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
@@ -442,8 +443,9 @@ def _parse(owner: str) -> Any:
 def leases_of(cache: Any) -> LeaseBackend | None:
     """The lease backend of the store a cache writes its call records to, if it has one.
 
-    Files under a directory (``root``) and SQL stores have leases; memory and void stores, read-only and refreshing caches and
-    pools of caches have none (``None``: only in-process deduplication).
+    Files under a directory (``root``) and SQL stores have leases; memory
+    and void stores, read-only and refreshing caches and pools of caches
+    have none (``None``: only in-process deduplication).
     A stack uses the lowest layer that has leases: the one shared widest.
     """
     provide = getattr(cache, "leases", None)

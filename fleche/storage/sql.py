@@ -205,9 +205,8 @@ class Sql(CallStorage):
 
     def _evict(self, key: Digest) -> None:
         runtime = self._runtime()
-        if not runtime.write(
-            runtime.statements.evict, {"key": key}
-        ):  # arguments: ON DELETE CASCADE
+        # The argument rows go with it (ON DELETE CASCADE).
+        if not runtime.write(runtime.statements.evict, {"key": key}):
             raise KeyError(key)
 
     def list(self) -> Iterator[Digest]:

@@ -121,15 +121,16 @@ event.listen(
 # ``arguments`` column, so that a save is one statement, atomic by itself
 # (PostgreSQL gets the same from one statement of data-modifying CTEs).
 # Created if missing whenever a store is opened: stores made before have none.
+_FILL_ARGUMENTS = (
+    "INSERT INTO arguments (call_key, name, value) "
+    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
+)
 _SQLITE_TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS fleche_arguments_inserted AFTER INSERT ON calls BEGIN "
-    "INSERT INTO arguments (call_key, name, value) "
-    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END",
+    + _FILL_ARGUMENTS,
     "CREATE TRIGGER IF NOT EXISTS fleche_arguments_updated AFTER UPDATE OF arguments ON calls "
     "WHEN old.arguments IS NOT new.arguments BEGIN "
-    "DELETE FROM arguments WHERE call_key = old.key; "
-    "INSERT INTO arguments (call_key, name, value) "
-    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END",
+    "DELETE FROM arguments WHERE call_key = old.key; " + _FILL_ARGUMENTS,
 )
 
 
@@ -179,10 +180,9 @@ class Statements:
         def text(statement: Any) -> str:
             return str(statement.compile(dialect=dialect))
 
-        self.upsert = text(upsert)
         # Saving a record is one statement: the upsert (SQLite's triggers fill
         # the argument index), or on PostgreSQL the upsert and the argument rows.
-        self.save = _postgres_save(self.upsert) if self.postgres else self.upsert
+        self.save = _postgres_save(text(upsert)) if self.postgres else text(upsert)
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
         # The hit path: the result and one metadata namespace, as JSON text or NULL.
         self.result_of = text(
