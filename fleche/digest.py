@@ -16,11 +16,18 @@ Decisions a user may notice:
 - ``Decimal("1.0")`` and ``Decimal("1.00")`` differ: they are distinct decimals
   (precision is part of the value); the same holds for ``Decimal("-0")``.
 - ``list``/``tuple``, ``set``/``frozenset``, ``bytes``/``bytearray`` are distinct.
-  Dicts and sets ignore order. Subclasses of built-in types (namedtuples,
-  ``OrderedDict``, ``defaultdict``) digest as the base value tagged with the
-  subclass name; ``OrderedDict`` order and a ``defaultdict`` factory do not count.
+  Dicts and sets ignore order, as their equality does; an ``OrderedDict`` keeps
+  its order (two with the same items in another order are unequal) and a
+  ``defaultdict`` its factory. Subclasses of built-in types (namedtuples,
+  ``Counter``, your own ``dict`` subclasses) digest as the base value tagged
+  with the subclass name. Equal digests mean equal values of the same type.
 - Dataclasses and attrs classes: ``module.qualname`` plus the fields that take
   part in equality (``compare=True`` / ``eq=True``).
+- Instances of other classes written in Python: ``module.qualname`` plus the
+  state pickle would keep (``__getstate__()``: the ``__dict__`` and the
+  ``__slots__`` values), when every part of it is digestible. Hooks, plugins
+  and ``__digest__`` come first; extension types, a bare ``object()``,
+  iterators, files and locks are refused.
 - Aware datetimes: wall-clock fields plus UTC offset, not the zone name.
 - Functions (``hash_code=True``): code, constants, defaults and closure values,
   not globals; see :mod:`fleche._digest_code`. Arrays: :mod:`fleche._digest_numpy`.
@@ -44,7 +51,7 @@ from importlib import metadata
 from typing import Any
 
 from fleche import _digest_builtins, _digest_code  # noqa: F401  (register their encoders)
-from fleche._digest_rules import class_rule, refusal_reason, refuser
+from fleche._digest_rules import class_rule, instance_rule, refusal_reason, refuser
 from fleche._digest_scheme import (
     BUILTIN,
     ENCODERS,
@@ -255,7 +262,7 @@ def _resolve(cls: type) -> Encoder:
         generation = _generation
         encoder = _find_encoder(cls)
     if encoder is None:
-        encoder = refuser(cls, refusal_reason(cls))
+        encoder = instance_rule(cls) or refuser(cls, refusal_reason(cls))
     with _lock:
         if generation == _generation:
             ENCODERS[cls] = encoder

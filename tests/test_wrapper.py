@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import warnings
 
 import numpy as np
@@ -155,7 +156,8 @@ def test_required_indigestible_argument_raises(memory):
 
 def test_unstorable_result_is_returned_with_warning():
     class Unstorable:
-        pass
+        def __init__(self):
+            self.guard = threading.Lock()  # no digest: the result cannot be stored
 
     @fleche
     def f(x):
