@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
+from ._code_deps import code_digest
 from .caches import Cache
 from .caches.base import EXPIRY, Duration, seconds
 from .call import (
@@ -28,7 +29,7 @@ from .call import (
     key_of,
     marked,
 )
-from .digest import DIGEST_LENGTH, Digest, digest
+from .digest import DIGEST_LENGTH, Digest
 from .errors import CacheWarning, Indigestible
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
@@ -172,19 +173,28 @@ class CachedFunction(Generic[P, R]):
             raise ValueError(f"arguments {sorted(both)} cannot be both ignored and required")
         self.name = func.__qualname__
         self.module = func.__module__
-        self.code = digest(func) if hash_code else None
+        self._hash_code = hash_code
         self.unkeyed = frozenset(
             field
             for field, keep in (("module", hash_module), ("version", hash_version))
             if not keep
         )
-        self.prefix = function_prefix(self.name, self.module, version, self.code, self.unkeyed)
         self.meta = tuple(meta)
         self._bind = _Binder(signature, self.ignored)
         self._cache = None if cache is None else resolve(cache)
         self.ttl = None if ttl is None else seconds(ttl, "ttl")
         # The expiry rides in the record's metadata; the cache stamps its absolute time.
         self._expiry = {} if self.ttl is None else {EXPIRY: {"ttl": self.ttl}}
+
+    @functools.cached_property
+    def code(self) -> Digest | None:
+        """The code digest (``hash_code=True``): taken at the first use, once the module is loaded."""
+        return code_digest(self.func) if self._hash_code else None
+
+    @functools.cached_property
+    def prefix(self) -> bytes:
+        """The raw digest of the function's identity, the first part of every key."""
+        return function_prefix(self.name, self.module, self.version, self.code, self.unkeyed)
 
     # -- the call ------------------------------------------------------------
 
