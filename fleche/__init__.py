@@ -20,7 +20,17 @@ from .caches import (
     RefreshingCache,
     SizeLimitedCache,
 )
-from .call import Call, DigestedCall, Exactly, Ignored, LazyCall, PreparedCall, QueryCall, Required
+from .call import (
+    Call,
+    DigestedCall,
+    Exactly,
+    Ignored,
+    LazyCall,
+    PreparedCall,
+    QueryCall,
+    Required,
+    Unstored,
+)
 from .config import from_config, open_cache, to_config
 from .digest import Digest, digest
 from .errors import (
@@ -75,6 +85,7 @@ __all__ = [
     "Required",
     "SaveError",
     "SizeLimitedCache",
+    "Unstored",
     "__version__",
     "active_cache",
     "cache",

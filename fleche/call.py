@@ -39,8 +39,11 @@ __all__ = [
     "PreparedCall",
     "QueryCall",
     "Required",
+    "UNSTORED",
+    "Unstored",
     "function_prefix",
     "lookup_key",
+    "unstored_arguments",
 ]
 
 #: Version of the lookup-key layout; bump it when the layout changes.
@@ -53,7 +56,7 @@ T = TypeVar("T")
 
 
 class _Marker:
-    """Annotation marker: ``Ignored[T]`` / ``Required[T]`` in a signature."""
+    """Annotation marker: ``Ignored[T]``, ``Required[T]``, ``Unstored[T]`` in a signature."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -70,6 +73,18 @@ Ignored = _Marker("Ignored")
 #: ``def f(x: Required[int] = 0)``: the argument is always part of the key,
 #: even where a decorator would ignore it.
 Required = _Marker("Required")
+#: ``def f(frames: Unstored[np.ndarray])``: the argument is keyed by its digest
+#: but its value is not copied into the store (a large input you keep anyway).
+Unstored = _Marker("Unstored")
+
+#: Metadata namespace naming the arguments a record keys by digest only.
+UNSTORED = "unstored"
+
+
+def unstored_arguments(metadata: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    """Names of the arguments whose values a call record does not keep (see ``Unstored``)."""
+    entry = metadata.get(UNSTORED)
+    return frozenset(entry.get("arguments", ())) if entry else frozenset()
 
 
 def marked(annotation: Any, marker: _Marker) -> bool:
@@ -244,7 +259,11 @@ class _LazyArguments(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._loaded:
-            self._loaded[name] = self._load(self._digests[name])
+            key = self._digests[name]
+            try:
+                self._loaded[name] = self._load(key)
+            except KeyError:  # not kept (an ``Unstored`` argument): its digest stands for it
+                return key
         return self._loaded[name]
 
     def __iter__(self) -> Iterator[str]:

@@ -19,11 +19,13 @@ from ._code_deps import code_digest
 from .caches import Cache
 from .caches.base import EXPIRY, Duration, seconds
 from .call import (
+    UNSTORED,
     DigestedCall,
     Ignored,
     LazyCall,
     QueryCall,
     Required,
+    Unstored,
     argument_digests,
     function_prefix,
     key_of,
@@ -160,6 +162,7 @@ class CachedFunction(Generic[P, R]):
         hash_version: bool = True,
         cache: Cache | str | None = None,
         ttl: Duration | None = None,
+        unstored: Iterable[str] = (),
     ) -> None:
         func, self._method_kind = unwrap_method(func)  # @fleche() above @classmethod/@staticmethod
         functools.update_wrapper(self, func)
@@ -168,9 +171,11 @@ class CachedFunction(Generic[P, R]):
         signature = _signature(func)
         self.ignored = _names(signature, ignore, Ignored, "ignore")
         self.required = _names(signature, require, Required, "require")
-        both = self.ignored & self.required
-        if both:
-            raise ValueError(f"arguments {sorted(both)} cannot be both ignored and required")
+        self.unstored = _names(signature, unstored, Unstored, "unstored")
+        for first, second in (("ignored", "required"), ("ignored", "unstored")):
+            both = getattr(self, first) & getattr(self, second)
+            if both:
+                raise ValueError(f"arguments {sorted(both)} cannot be both {first} and {second}")
         self.name = func.__qualname__
         self.module = func.__module__
         self._hash_code = hash_code
@@ -183,8 +188,11 @@ class CachedFunction(Generic[P, R]):
         self._bind = _Binder(signature, self.ignored)
         self._cache = None if cache is None else resolve(cache)
         self.ttl = None if ttl is None else seconds(ttl, "ttl")
-        # The expiry rides in the record's metadata; the cache stamps its absolute time.
-        self._expiry = {} if self.ttl is None else {EXPIRY: {"ttl": self.ttl}}
+        # What rides in every record: the expiry (the cache stamps its absolute
+        # time) and which argument values it does not keep.
+        self._record_metadata = {} if self.ttl is None else {EXPIRY: {"ttl": self.ttl}}
+        if self.unstored:
+            self._record_metadata[UNSTORED] = {"arguments": sorted(self.unstored)}
 
     @functools.cached_property
     def code(self) -> Digest | None:
@@ -288,7 +296,9 @@ class CachedFunction(Generic[P, R]):
         """
         arguments, digests, key = keyed
         args, kwargs = self._expand_values(cache, args, kwargs)
-        stored_arguments = {n: v for n, v in arguments.items() if type(v) is not Digest}
+        stored_arguments = {
+            n: v for n, v in arguments.items() if type(v) is not Digest and n not in self.unstored
+        }
         draft = DigestedCall(
             name=self.name,
             module=self.module,
@@ -296,7 +306,7 @@ class CachedFunction(Generic[P, R]):
             version=self.version,
             code=self.code,
             unkeyed=self.unkeyed,
-            metadata=self._expiry,
+            metadata=self._record_metadata,
         )
         prepared = cache.save_guarded(lambda: cache.prepare(draft, stored_arguments, key), key)
         _, stop = record(active_metadata() + self.meta)
@@ -406,6 +416,7 @@ def fleche(
     hash_version: bool = True,
     cache: Cache | str | None = None,
     ttl: Duration | None = None,
+    unstored: Iterable[str] = (),
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Cache the calls of a function persistently, by the content of its arguments.
@@ -431,14 +442,21 @@ def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         Time to live of each stored call (seconds or a ``timedelta``): once
         expired it reads as a miss and is computed again; ``prune()`` removes
         it.  The expiry is written into the call record.
+    unstored
+        Parameter names (also ``Unstored[T]`` annotations) keyed by the digest
+        of their value without copying the value into the store: for large
+        inputs (a 500 MB array) that you keep anyway.  The record still names
+        the digest, so queries by the value work; loading such an argument
+        gives back its :class:`Digest` unless the value was stored by another
+        call.
 
     Notes
     -----
     Methods: it decorates instance methods, classmethods and staticmethods
     (above or below ``@classmethod``/``@staticmethod``).  ``self`` is an
-    argument like any other: a dataclass instance is keyed by its fields,
-    while a plain class instance has no digest rule, so the call runs
-    uncached with a warning; give the class a ``__digest__`` method or pass
+    argument like any other: a dataclass instance is keyed by its fields, a
+    plain class instance by its class and state (``__getstate__()``); give
+    the class a ``__digest__`` method to choose what counts, or pass
     ``ignore=("self",)`` (see :mod:`fleche.methods`).  The function identity
     is its ``__qualname__``, which includes the class.
 

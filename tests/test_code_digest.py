@@ -79,7 +79,7 @@ def baseline(tmp_path):
 @pytest.mark.parametrize(
     "change", [{"k": 5}, {"scale": 2}, {"offset": 1}], ids=["global", "global-tuple", "helper"]
 )
-def test_a_change_the_body_depends_on_changes_the_key(tmp_path, baseline, change):
+def test_a_change_the_body_depends_on_changes_the_key(tmp_path, baseline, change, memory):
     changed = _load(tmp_path, **change)
     assert changed.simulate.digest(1) != baseline.simulate.digest(1)
 
@@ -92,12 +92,12 @@ def test_mutable_globals_are_state_not_code(baseline, memory):
     assert baseline.simulate.digest(1) == key and baseline.simulate.contains(1)
 
 
-def test_unrelated_changes_keep_the_key(tmp_path, baseline):
+def test_unrelated_changes_keep_the_key(tmp_path, baseline, memory):
     changed = _load(tmp_path, k=5, scale=2, offset=1, step=4)
     assert changed.untouched.digest(1) == baseline.untouched.digest(1)
 
 
-def test_decorated_helpers_are_followed_to_their_body(tmp_path, baseline):
+def test_decorated_helpers_are_followed_to_their_body(tmp_path, baseline, memory):
     changed = _load(tmp_path, step=4)
     assert changed.uses_decorated.digest(1) != baseline.uses_decorated.digest(1)
     assert changed.simulate.digest(1) == baseline.simulate.digest(1)

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
+from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
 from ..digest import Digest, digest
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
@@ -102,15 +102,17 @@ class Cache(CacheBase):
 
         Values go first, so a record never refers to a value not stored.  A
         :class:`~fleche.call.LazyCall` is stored under the digests it has.
+        Arguments given as a :class:`Digest` name values stored already, and
+        ``Unstored`` ones are keyed by digest only: neither is copied.
         """
-        if isinstance(call, LazyCall):
-            record = call.digested_call
-            for name, key in record.arguments.items():
-                self.values.save(call.arguments[name], key)
-        else:
-            record = call.digested()
-            for name, value in call.arguments.items():
-                self.values.save(value, record.arguments[name])
+        record = call.digested_call if isinstance(call, LazyCall) else call.digested()
+        unstored = unstored_arguments(record.metadata)
+        for name, key in record.arguments.items():
+            if name in unstored:
+                continue  # keyed by digest only: the user keeps the value
+            value = call.arguments[name]
+            if type(value) is not Digest:  # a digest names a value stored already
+                self.values.save(value, key)
         self.values.save(call.result, record.result)
         metadata = stamp_expiry(record.metadata, self.clock(), self.ttl)
         if metadata is not record.metadata:
