@@ -93,7 +93,7 @@ def refusal_reason(cls: type) -> str:
 
 def refuser(cls: type, reason: str) -> Encoder:
     def refuse(obj: Any) -> bytes:
-        raise Indigestible(cls, reason=reason)
+        raise Indigestible(cls, reason=reason, value=obj)
 
     return refuse
 
@@ -130,5 +130,7 @@ def _fields_encoder(cls: type, fields: list[str]) -> Encoder:
 
 def _encode_zoneinfo(zone: Any) -> bytes:
     if zone.key is None:
-        raise Indigestible(type(zone), reason="a ZoneInfo read from a file has no key")
+        raise Indigestible(
+            type(zone), reason="a ZoneInfo read from a file has no key", value=zone
+        )
     return composite(header(Tag.ZONEINFO), [encode(zone.key)])
