@@ -25,7 +25,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol
+
+from .config import CONFIGURABLE, configurable
 
 __all__ = [
     "CONFIGURABLE",
@@ -43,18 +45,6 @@ __all__ = [
 
 #: A plain value metadata may hold: what JSON carries.
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
-#: Recorder classes ``fleche.toml`` may name in ``[default] metadata``, by class name.
-CONFIGURABLE: dict[str, type] = {}
-_Class = TypeVar("_Class", bound=type)
-
-
-def configurable(cls: _Class) -> _Class:
-    """Register a recorder class under its name, so ``fleche.toml`` can name it (a decorator).
-
-    The class must be constructible without arguments.
-    """
-    CONFIGURABLE[cls.__name__] = cls
-    return cls
 
 
 class Metadata(Protocol):
@@ -235,6 +225,7 @@ def _git_state(cwd: Path) -> dict[str, Any]:
     }
 
 
+@configurable
 class Tags(Recorder):
     """Tags recorded with each call: ``tags`` as given, else those active where it ran.
 

@@ -302,8 +302,9 @@ class Cache(CacheBase):
         new scheme): each value is digested again and stored under its new
         digest, then every call record is rewritten to refer to the new
         digests and re-keyed (:meth:`~fleche.storage.base.CallStorage.transform`,
-        which never loses a record if interrupted).  The old value entries
-        stay until :meth:`gc`.
+        which never loses a record if interrupted).  Only then are the value
+        entries under the old digests removed, so an interruption loses
+        nothing and running it again finishes the job.
         """
         moved: dict[Digest, Digest] = {}
         for key in list(self.values.list()):
@@ -322,7 +323,10 @@ class Cache(CacheBase):
                 record, arguments=arguments, result=moved.get(record.result, record.result)
             )
 
-        return len(moved) + self.calls.transform(renamed)
+        rekeyed = self.calls.transform(renamed)
+        for key in moved:  # no record refers to them any more
+            self.values.evict(key)
+        return len(moved) + rekeyed
 
     def verify(
         self, fix: bool = False, progress: Callable[[int, int], Any] | None = None
