@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import pytest
 
 import fleche
@@ -309,17 +308,9 @@ def test_table_022_keywords_and_ours(store):
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch project directory, no environment settings, no user configuration."""
-    monkeypatch.delenv("FLECHE_CACHE", raising=False)
-    monkeypatch.delenv("FLECHE_CONFIG", raising=False)
-    user = tmp_path / "user-config"
-    user.mkdir()
-    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *args, **kwargs: str(user))
-    work = tmp_path / "project"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
+def project(isolated_config: Path) -> Path:
+    """A scratch project directory, the working one, with no configuration around it."""
+    return Path.cwd()
 
 
 def toml(directory: Path, text: str) -> None:
