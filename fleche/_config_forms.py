@@ -14,7 +14,7 @@ ours already comes back unchanged.  Cache types that are not storages
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -24,6 +24,8 @@ __all__ = [
     "CACHE_TYPES",
     "CONFIGURABLE",
     "configurable",
+    "in_022_shapes",
+    "metadata_names",
     "normalize",
     "normalize_storage",
     "register_cache_type",
@@ -136,3 +138,30 @@ def normalize_storage(table: Any, kind: str) -> Any:
     if "secret_key" in settings:
         settings["secret_key"] = tuple(normalize_secret_key(settings["secret_key"]))
     return settings
+
+
+def metadata_names(path: Path, value: Mapping[str, Any]) -> tuple[tuple[str, ...], Path] | None:
+    """``[default] metadata``: a list of recorder class names (checked when they are built)."""
+    if "metadata" not in value:
+        return None
+    names = value["metadata"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            f'{path}: [default].metadata: expected a list of recorder names, e.g. ["Runtime"]',
+            file=str(path),
+            key="[default].metadata",
+        )
+    return tuple(names), path
+
+
+def in_022_shapes(table: dict[str, Any]) -> dict[str, Any] | list[Any]:
+    """A table of ours in the 0.22 shapes where they fit: stacks as lists, pools as ``pool``."""
+    template = table.get("template")
+    if template == "stack" and table.keys() == {"template", "layers"}:
+        return [in_022_shapes(layer) for layer in table["layers"]]
+    if template == "pool" and table.keys() <= {"template", "caches", "read_only"}:
+        rest = {k: v for k, v in table.items() if k not in ("template", "caches")}
+        return {"pool": [in_022_shapes(member) for member in table["caches"]], **rest}
+    if "max_calls" in table:
+        table["max_size"] = table.pop("max_calls")
+    return table

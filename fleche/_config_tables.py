@@ -410,6 +410,9 @@ def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any
         if cache.ttl is not None:
             table["ttl"] = cache.ttl
         return table
+    own = getattr(cache, "to_config", None)  # a registered cache type (e.g. ssh) describes itself
+    if callable(own):
+        return own()
     raise ConfigError(
         f"a {kind.__name__} cannot be written to a configuration (it holds code or live state)"
     )

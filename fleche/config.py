@@ -66,6 +66,8 @@ from ._config_forms import (
     CACHE_TYPES,
     CONFIGURABLE,
     configurable,
+    in_022_shapes,
+    metadata_names,
     normalize,
     normalize_storage,
     register_cache_type,
@@ -219,7 +221,7 @@ def load_configuration(start: str | os.PathLike[str] | None = None) -> Configura
                 _is_root(path, data)
             elif name == "default":
                 default = _default_table(path, value) or default
-                metadata = _metadata_names(path, value) or metadata
+                metadata = metadata_names(path, value) or metadata
             elif name in RESERVED:
                 raise ConfigError(
                     f"{path}: [{name}]: {name!r} is a reserved cache name; choose another",
@@ -261,20 +263,6 @@ def _default_table(path: Path, value: Any) -> tuple[Any, Path] | None:
             key="[default].cache",
         )
     return value["cache"], path
-
-
-def _metadata_names(path: Path, value: Mapping[str, Any]) -> tuple[tuple[str, ...], Path] | None:
-    """``[default] metadata``: a list of recorder class names (checked when they are built)."""
-    if "metadata" not in value:
-        return None
-    names = value["metadata"]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(
-            f'{path}: [default].metadata: expected a list of recorder names, e.g. ["Runtime"]',
-            file=str(path),
-            key="[default].metadata",
-        )
-    return tuple(names), path
 
 
 def _check(table: Any, where: Where, configuration: Configuration, chain: tuple[str, ...]) -> None:
@@ -405,19 +393,7 @@ def cache_to_config(cache: CacheBase) -> dict[str, Any] | list[Any]:
     A stack is a list of its layers, a pool ``{"pool": [...]}`` and a
     limit on the number of calls ``max_size``; the rest is as :func:`to_config`.
     """
-    return _as_022(to_config(cache))
-
-
-def _as_022(table: dict[str, Any]) -> dict[str, Any] | list[Any]:
-    template = table.get("template")
-    if template == "stack" and table.keys() == {"template", "layers"}:
-        return [_as_022(layer) for layer in table["layers"]]
-    if template == "pool" and table.keys() <= {"template", "caches", "read_only"}:
-        rest = {k: v for k, v in table.items() if k not in ("template", "caches")}
-        return {"pool": [_as_022(member) for member in table["caches"]], **rest}
-    if "max_calls" in table:
-        table["max_size"] = table.pop("max_calls")
-    return table
+    return in_022_shapes(to_config(cache))
 
 
 def storage_from_config(config: Mapping[str, Any], kind: str) -> Any:
@@ -574,7 +550,7 @@ def _open_file(path: Path) -> CacheBase:
         k: (v, path) for k, v in data.items() if isinstance(v, Mapping | list) and k != "default"
     }
     default = _default_table(path, data.get("default", {}))
-    metadata = _metadata_names(path, data.get("default", {}))
+    metadata = metadata_names(path, data.get("default", {}))
     configuration = Configuration((path,), caches, default, metadata)
     for name, (table, _) in caches.items():
         _check(table, Where(str(path), f"[{name}]", path.parent), configuration, (name,))

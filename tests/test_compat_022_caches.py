@@ -463,12 +463,29 @@ def test_storage_from_and_to_config(project):
     assert signed.secret_key == (b"\n\x0b",)
 
 
+@dataclasses.dataclass(frozen=True)
+class FakeRemote(CacheWrapper):
+    """Stands for a cache type registered by another module (the SSH cache)."""
+
+    host: str = "far"
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "test-fake", "host": self.host}
+
+
 def test_cache_types_are_registered_not_hard_coded(project):
     with pytest.raises(ConfigError, match="unknown cache type 'ssh'"):
         cache_from_config({"type": "ssh", "host": "far"})
-    built = memory()
-    register_cache_type("test-fake", lambda table, base: built, replace=True)
-    assert cache_from_config({"type": "test-fake", "host": "far"}) is built
+    register_cache_type(
+        "test-fake", lambda table, base: FakeRemote(memory(), table["host"]), replace=True
+    )
+    built = cache_from_config({"type": "test-fake", "host": "there"})
+    assert built == FakeRemote(memory(), "there")
+    assert cache_to_config(built) == {"type": "test-fake", "host": "there"}
+    assert cache_to_config(CacheStack([memory(), built])) == [
+        {"template": "memory"},
+        built.to_config(),
+    ]
     assert Cache.from_config({"template": "memory"}) == memory()
 
 
