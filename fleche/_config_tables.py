@@ -277,7 +277,7 @@ def build_storage(table: Any, where: Where) -> Any:
 
 
 def _url(value: str, where: Where) -> str:
-    """A URL with a relative SQLite path made absolute against the file naming it."""
+    """A URL with a relative (or ``~``) SQLite path made absolute against the file naming it."""
     if "://" not in value:
         return str(where.path(value))
     scheme, _, rest = value.partition(":///")
@@ -287,7 +287,7 @@ def _url(value: str, where: Where) -> str:
         and not rest.startswith("/")
         and not rest.startswith(":memory:")
     ):
-        return f"{scheme}:///{where.base / rest}"
+        return f"{scheme}:///{where.path(rest)}"
     return value
 
 

@@ -221,6 +221,11 @@ def test_stack_pool_and_size_limited_in_the_022_forms(store):
     assert stack.load_result(square_call(2).key()) == 4 and top.contains(square_call(2).key())
     pool = CachePool((memory(), store))
     assert pool.caches[1] is store and pool.query().count() == 5
+    assert CacheStack(stack=(top, store)) == stack
+    with pytest.raises(TypeError):
+        CacheStack((top,), stack=(store,))
+    by_keyword = SizeLimitedCache(values=ValueMemory(), calls=CallMemory(), max_size=3)
+    assert by_keyword.max_calls == 3 and by_keyword.max_bytes is None
     limited = SizeLimitedCache(ValueMemory(), CallMemory(), 2)
     assert isinstance(limited, SizeLimitedMixin) and limited.max_calls == 2
     keys = [limited.save(square_call(x)) for x in range(4)]
@@ -396,7 +401,7 @@ def test_hdf5_template_and_storage():
     assert isinstance(sql_hdf.values, ValueBagOfHoldingH5File) and isinstance(sql_hdf.calls, Sql)
 
 
-def test_max_size_and_read_only(project):
+def test_max_size_read_only_and_urls(project, monkeypatch):
     toml(
         project,
         """
@@ -419,6 +424,12 @@ calls.type = "void"
     assert isinstance(limited, ReadOnlyCache) and isinstance(limited.cache, SizeLimitedCache)
     assert limited.cache.max_calls == 2
     assert cache_to_config(limited)["max_size"] == 2
+    home = project / "home"
+    monkeypatch.setenv("HOME", str(home))
+    tilde = cache_from_config(
+        {"values": {"type": "memory"}, "calls": {"type": "sql", "url": "sqlite:///~/calls.db"}}
+    )
+    assert tilde.calls.url == f"sqlite:///{home / 'calls.db'}"
     plain = load_cache_config("plain")
     assert plain.values == ValuePickleFile(root=project / "v", compression="zlib")
     assert plain.calls == Sql(url=str(project / "calls.db"))

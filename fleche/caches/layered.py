@@ -249,17 +249,8 @@ def _members(caches: Sequence[CacheBase], what: str) -> tuple[CacheBase, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class CacheStack(_Layered):
-    """Layers of caches, fastest first: ``CacheStack([memory, persistent])``.
-
-    ``layers`` (``stack`` in 0.22) may hold any objects with the cache
-    interface.  Reads try each layer top-down; a call found in a lower layer is copied,
-    with its values, into the writable layers above it — once, even when
-    several threads read it at the same time.  Saves go to every writable
-    layer.  A failing layer is skipped for ``retry_after`` seconds with one
-    :class:`~fleche.errors.CacheWarning`; the stack keeps working as long as
-    one layer does.
-    """
+class _Stack(_Layered):
+    """The fields and behaviour of :class:`CacheStack` (which adds the 0.22 keyword)."""
 
     _MEMBERS = "layers"
     layers: Sequence[CacheBase]
@@ -415,6 +406,33 @@ class CacheStack(_Layered):
         ):
             removed.update(keys)
         return removed
+
+
+class CacheStack(_Stack):
+    """Layers of caches, fastest first: ``CacheStack([memory, persistent])``.
+
+    ``layers`` (``stack`` in 0.22) may hold any objects with the cache
+    interface.  Reads try each layer top-down; a call found in a lower layer is copied,
+    with its values, into the writable layers above it — once, even when
+    several threads read it at the same time.  Saves go to every writable
+    layer.  A failing layer is skipped for ``retry_after`` seconds with one
+    :class:`~fleche.errors.CacheWarning`; the stack keeps working as long as
+    one layer does.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[CacheBase] | None = None,
+        *,
+        stack: Sequence[CacheBase] | None = None,
+        **options: Any,
+    ) -> None:
+        # ``stack=`` is the 0.22 name of ``layers``.
+        if (layers is None) == (stack is None):
+            raise TypeError(
+                "CacheStack takes its layers once: CacheStack(layers) or CacheStack(stack=...)"
+            )
+        super().__init__(layers if stack is None else stack, **options)
 
 
 def _rebuild(cls: type, members: tuple[CacheBase, ...], options: dict[str, Any]) -> Any:

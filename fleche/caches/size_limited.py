@@ -467,11 +467,14 @@ class SizeLimitedCache(SizeLimitedMixin):
 
     def __init__(
         self,
-        cache: Any,
+        cache: Any = None,
         calls: Any = None,
         max_size: int | None = None,
+        *,
+        values: Any = None,
         **options: Any,
     ) -> None:
+        cache = values if cache is None else cache  # values=: the 0.22 keyword
         if calls is not None:
             cache = Cache(cache, calls)
             options.setdefault("max_calls", max_size)
