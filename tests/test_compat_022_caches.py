@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -669,13 +670,14 @@ def test_add_hook_022_forms_newest_first():
 
 
 def test_indigestible_names_the_value_and_digest_class():
-    class Opaque:
-        __slots__ = ()
-
-    value = Opaque()
+    guard = threading.Lock()  # refused by every digest rule: a lock carries no value
     with pytest.raises(Indigestible) as caught:
-        digest({"deep": [value]})
-    assert caught.value.args[0] is value and "Opaque" in str(caught.value)
+        digest({"deep": [guard]})
+    assert caught.value.args[0] is guard and "lock" in str(caught.value)
+
+    class Opaque:
+        pass
+
     assert isinstance(digest_class(Opaque), Digest) and digest_class(Opaque) != digest_class(Call)
     with pytest.raises(TypeError):
-        digest_class(value)
+        digest_class(Opaque())
