@@ -246,6 +246,48 @@ class DuckCache:
         return getattr(self.inner, name)
 
 
+class Minimal(BaseCache):
+    """A cache written against the 0.22 interface only: none of our extra operations."""
+
+    def __init__(self) -> None:
+        self.inner = memory()
+
+    def save(self, call):
+        return self.inner.save(call)
+
+    def prepare(self, call, arguments=None, key=None):
+        return self.inner.prepare(call, arguments, key)
+
+    def load(self, key):
+        return self.inner.load(key)
+
+    def load_value(self, key):
+        return self.inner.load_value(key)
+
+    def evict(self, key):
+        self.inner.evict(key)
+
+    def expand(self, key):
+        return self.inner.expand(key)
+
+    def contains(self, key):
+        return self.inner.contains(key)
+
+    def query(self, template=None, **kwargs):
+        return self.inner.query(template, **kwargs)
+
+
+def test_a_cache_written_against_the_022_base_class(store):
+    minimal = Minimal()
+    stack = CacheStack((minimal, store))
+    assert stack.load_result(square_call(2).key()) == 4  # copied up into the minimal cache
+    assert minimal.load_result(square_call(2).key()) == 4 and minimal.now() > 0
+    assert minimal.referenced() == set(minimal.load(square_call(2).key()).digested_call.values())
+    with pytest.raises(Rejected, match="garbage"):
+        minimal.gc()
+    assert minimal.table(arguments=("x",))["x"].tolist() == [2]
+
+
 def test_compositions_take_any_object_with_the_cache_interface(store):
     duck = DuckCache()
     stack = CacheStack([duck, store])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError
+from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected
 from ..storage.base import MIN_PREFIX, needed_length
 
 if TYPE_CHECKING:
@@ -278,19 +278,29 @@ class CacheBase(ABC):
         names several things.
         """
 
-    @abstractmethod
     def referenced(self) -> set[Digest]:
-        """Every value digest some stored call refers to, with the children of containers."""
+        """Every value digest some stored call refers to, with the children of containers.
 
-    @abstractmethod
+        Derived from :meth:`query`: the argument and result digests of every
+        call it yields, without children of containers; a cache that stores
+        containers in parts, or hides expired calls, overrides it.
+        """
+        live: set[Digest] = set()
+        for call in self.query():
+            live.update(call.digested_call.values())
+        return live
+
     def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """Remove values no stored call refers to; returns their keys.
 
         Values of calls in flight in this process are kept; values written
         less than ``grace`` seconds ago (where the storage knows when) are
         kept too, for calls in flight in other processes.  With ``dry_run``
-        nothing is removed.
+        nothing is removed.  A cache without a value storage of its own (the
+        default here, e.g. one written against the 0.22 interface) raises
+        :class:`~fleche.errors.Rejected`.
         """
+        raise Rejected(f"{self} cannot collect garbage: it has no value storage of its own")
 
     # -- derived once for every cache --------------------------------------------
 
