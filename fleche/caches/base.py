@@ -1,11 +1,13 @@
 """What every cache offers, and the maintenance built on it once for all of them.
 
 :class:`CacheBase` declares the operations a cache implements (``save``,
-``prepare``, ``load``, ``load_result``, ``load_value``, ``contains``,
-``evict``, ``query``, ``expand``, ``referenced``, ``gc``, ``now``).  The rest
-— short digests, pruning, history, transfer, filtering and the guarded store
-step — is derived from those here, so a wrapper that forwards the
-operations gets them right without re-implementing them.
+``prepare``, ``load``, ``load_value``, ``contains``, ``evict``, ``query``,
+``expand``: the interface of the 0.22 ``BaseCache``) and those it should
+override where it can do better than the derived default (``load_result``,
+``referenced``, ``gc``, ``now``).  The rest — short digests, pruning,
+history, transfer, filtering, tables and the guarded store step — is
+derived from those here, so a wrapper that forwards the operations gets
+them right without re-implementing them.
 
 Expiry lives in the call record: a call stored with a time to live carries
 ``metadata["expiry"] = {"ttl": seconds, "expires": epoch seconds}``, so every
