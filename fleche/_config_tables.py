@@ -20,11 +20,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._config_forms import CACHE_TYPES, normalize
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
 from .caches.base import seconds
 from .errors import ConfigError
 
-__all__ = ["STORAGES", "TEMPLATES", "Where", "build", "describe", "register_storage", "validate"]
+__all__ = [
+    "STORAGES",
+    "TEMPLATES",
+    "Where",
+    "build",
+    "build_storage",
+    "describe",
+    "register_storage",
+    "storage_table",
+    "validate",
+]
 
 #: Storage name in a table -> ("module:Class", pip extra providing its dependencies).
 STORAGES: dict[str, tuple[str, str | None]] = {
@@ -40,7 +51,8 @@ STORAGES: dict[str, tuple[str, str | None]] = {
 }
 
 _FILE_OPTIONS = frozenset({"serializer", "compression", "compression_level"})
-_CACHE_KEYS = frozenset({"ttl", "max_bytes", "policy", "index"})
+_CACHE_KEYS = frozenset({"ttl", "max_bytes", "max_calls", "policy", "index"})
+_LIMITS = ("max_bytes", "max_calls")
 #: Template -> the keys it takes besides ``template``, ``read_only`` and the cache keys.
 TEMPLATES: dict[str, frozenset[str]] = {
     "memory": frozenset(),
@@ -150,9 +162,18 @@ def _get(
 
 
 def validate(table: Any, where: Where) -> str | None:
-    """Check a table's template, keys and modifiers (nothing is opened); returns the template."""
+    """Check a table's template, keys and modifiers (nothing is opened); returns the template.
+
+    ``table`` is in our shapes (see :func:`fleche._config_forms.normalize`).
+    """
     if not isinstance(table, Mapping):
         raise where.error(f"a cache is described by a table, got {table!r}")
+    if "type" in table:
+        if table["type"] in CACHE_TYPES:
+            return None
+        raise where.at("type").error(
+            f"unknown cache type {table['type']!r}; known types: {', '.join(sorted(CACHE_TYPES)) or 'none'}"
+        )
     template = table.get("template")
     if template is None and not _EXPLICIT & table.keys():
         raise where.error(
@@ -183,18 +204,22 @@ def validate(table: Any, where: Where) -> str | None:
     if "retry_after" in table:
         duration(table["retry_after"], where.at("retry_after"))
     _get(table, "max_bytes", int, where)
+    _get(table, "max_calls", int, where)
     _get(table, "policy", str, where)
-    if "max_bytes" not in table and ("policy" in table or "index" in table):
+    if not any(k in table for k in _LIMITS) and ("policy" in table or "index" in table):
         raise where.at("policy" if "policy" in table else "index").error(
-            "only meaningful with max_bytes"
+            "only meaningful with max_bytes or max_calls (max_size)"
         )
     return template
 
 
 def build(table: Any, where: Where, named: Callable[[str, Where], CacheBase]) -> CacheBase:
     """The cache a table describes; ``named(name, where)`` opens a cache named in ``layers``/``caches``."""
+    table = normalize(table)
     template = validate(table, where)
-    if template in ("stack", "pool"):
+    if table.get("type") in CACHE_TYPES:
+        cache = CACHE_TYPES[table["type"]](table, where.base)
+    elif template in ("stack", "pool"):
         cache = _layered(table, template, where, named)
     else:
         cache = _cache(table, template, where)
@@ -227,7 +252,8 @@ def _construct(cls: Callable[..., Any], where: Where, **fields: Any) -> Any:
         raise where.error(f"{getattr(cls, '__name__', cls)}: {err}") from err
 
 
-def _storage(table: Any, where: Where) -> Any:
+def build_storage(table: Any, where: Where) -> Any:
+    """The storage a ``{type = ..., <settings>}`` table describes (our type names)."""
     if not isinstance(table, Mapping) or "type" not in table:
         raise where.error(
             f"a storage is a table with a 'type' (one of {', '.join(sorted(STORAGES))}), got {table!r}"
@@ -251,7 +277,7 @@ def _storage(table: Any, where: Where) -> Any:
 
 
 def _url(value: str, where: Where) -> str:
-    """A URL with a relative SQLite path made absolute against the file naming it."""
+    """A URL with a relative (or ``~``) SQLite path made absolute against the file naming it."""
     if "://" not in value:
         return str(where.path(value))
     scheme, _, rest = value.partition(":///")
@@ -261,7 +287,7 @@ def _url(value: str, where: Where) -> str:
         and not rest.startswith("/")
         and not rest.startswith(":memory:")
     ):
-        return f"{scheme}:///{where.base / rest}"
+        return f"{scheme}:///{where.path(rest)}"
     return value
 
 
@@ -270,7 +296,7 @@ def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> Cach
     values, calls, root = storages(table, template, where)
     ttl = duration(table["ttl"], where.at("ttl")) if "ttl" in table else None
     cache: CacheBase = Cache(values, calls, ttl=ttl)
-    if "max_bytes" in table:
+    if any(k in table for k in _LIMITS):
         index = table.get("index")
         if index is not None:
             index = where.at("index").path(index)
@@ -281,6 +307,7 @@ def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> Cach
             where,
             cache=cache,
             max_bytes=_get(table, "max_bytes", int, where),
+            max_calls=_get(table, "max_calls", int, where),
             policy=_get(table, "policy", str, where, "lru"),
             index=index,
         )
@@ -304,8 +331,8 @@ def _plain_storages(
                 f"an explicit cache needs both 'values' and 'calls' storages; '{key}' is missing"
             )
     return (
-        _storage(table["values"], where.at("values")),
-        _storage(table["calls"], where.at("calls")),
+        build_storage(table["values"], where.at("values")),
+        build_storage(table["calls"], where.at("calls")),
         None,
     )
 
@@ -334,7 +361,7 @@ def _file_storages(
         if kind == "pickle" and "url" in table:
             raise where.at("url").error("a url is only used with calls = 'sql'")
         calls = sql if kind == "sql" else {"type": "CallPickleFile", "root": str(root / "calls")}
-    return _storage(values, where), _storage(calls, where), root
+    return build_storage(values, where), build_storage(calls, where), root
 
 
 # -- objects to tables -------------------------------------------------------------
@@ -365,7 +392,7 @@ def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any
             raise ConfigError(
                 "a size limit around a read-only cache cannot be written to a configuration"
             )
-        table["max_bytes"] = cache.max_bytes
+        table.update({k: getattr(cache, k) for k in _LIMITS if getattr(cache, k) is not None})
         if cache.policy != "lru":
             table["policy"] = cache.policy
         root = table.get("root")
@@ -383,6 +410,9 @@ def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any
         if cache.ttl is not None:
             table["ttl"] = cache.ttl
         return table
+    own = getattr(cache, "to_config", None)  # a registered cache type (e.g. ssh) describes itself
+    if callable(own):
+        return own()
     raise ConfigError(
         f"a {kind.__name__} cannot be written to a configuration (it holds code or live state)"
     )

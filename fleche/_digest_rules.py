@@ -114,7 +114,7 @@ def refusal_reason(cls: type) -> str:
 
 def refuser(cls: type, reason: str) -> Encoder:
     def refuse(obj: Any) -> bytes:
-        raise Indigestible(cls, reason=reason)
+        raise Indigestible(cls, reason=reason, value=obj)
 
     return refuse
 
@@ -168,5 +168,7 @@ def _instance_encoder(cls: type) -> Encoder:
 
 def _encode_zoneinfo(zone: Any) -> bytes:
     if zone.key is None:
-        raise Indigestible(type(zone), reason="a ZoneInfo read from a file has no key")
+        raise Indigestible(
+            type(zone), reason="a ZoneInfo read from a file has no key", value=zone
+        )
     return composite(header(Tag.ZONEINFO), [encode(zone.key)])

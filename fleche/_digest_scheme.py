@@ -163,7 +163,7 @@ lookup = ENCODERS.get
 
 def _resolve_builtin_only(cls: type) -> Encoder:
     def refuse(obj: Any) -> bytes:
-        raise Indigestible(cls)
+        raise Indigestible(cls, value=obj)
 
     return BUILTIN.get(cls, refuse)
 

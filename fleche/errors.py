@@ -14,6 +14,9 @@ class FlecheError(Exception):
     """Base class of every fleche error."""
 
 
+_NO_VALUE = object()
+
+
 class FlecheWarning(UserWarning):
     """Base class of every fleche warning."""
 
@@ -30,14 +33,22 @@ class Indigestible(FlecheError, TypeError):
     """A value has no digest rule.
 
     ``path`` is where the value sits inside the digested object, e.g.
-    ``arguments['cfg']['solver'][2]``.
+    ``arguments['cfg']['solver'][2]``.  ``args[0]`` is the offending value
+    itself (as in the 0.22 release), or its type where the value is not at
+    hand; ``str(error)`` is the message.
     """
 
-    def __init__(self, type_: type, path: str = "", reason: str = "") -> None:
+    def __init__(
+        self, type_: type, path: str = "", reason: str = "", *, value: object = _NO_VALUE
+    ) -> None:
         self.type = type_
         self.path = path
         self.reason = reason
-        super().__init__(self._message())
+        self.value = type_ if value is _NO_VALUE else value
+        super().__init__(self.value, self._message())
+
+    def __str__(self) -> str:
+        return self._message()
 
     def _message(self) -> str:
         where = f" at {self.path}" if self.path else ""
@@ -50,7 +61,7 @@ class Indigestible(FlecheError, TypeError):
 
     def located(self, prefix: str) -> Indigestible:
         """The same error with ``prefix`` put in front of its path."""
-        return Indigestible(self.type, prefix + self.path, self.reason)
+        return Indigestible(self.type, prefix + self.path, self.reason, value=self.value)
 
 
 class AmbiguousDigestError(FlecheError, ValueError):
@@ -84,8 +95,28 @@ class ConfigError(FlecheError, ValueError):
         super().__init__(message)
 
 
-class ReadOnlyError(FlecheError, PermissionError):
+class Rejected(FlecheError):
+    """A cache's policy refused an operation (read-only, unstorable); the 0.22 name.
+
+    Catch this to handle every refusal; :class:`ReadOnlyError` is the one
+    fleche raises for writes to a read-only cache.
+    """
+
+
+class ReadOnlyError(Rejected, PermissionError):
     """A write was attempted on a read-only cache or storage."""
+
+
+class NoMatch(FlecheError, IndexError):
+    """A query that had to match exactly one call matched none (``QueryIterator.only``)."""
+
+
+class SeveralMatches(FlecheError, LookupError, ValueError):
+    """A query that had to match exactly one call matched several (``QueryIterator.only``).
+
+    A ``ValueError`` as in the 0.22 release, and a ``LookupError`` like
+    :class:`NoMatch`, so ``except LookupError`` catches both outcomes.
+    """
 
 
 class SignatureError(FlecheError, ValueError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import importlib
 import io
 import json
 import math
@@ -803,8 +802,6 @@ def test_dunder_digest():
 
 
 def test_entry_point_plugin_registers_hooks(tmp_path, monkeypatch):
-    module = importlib.import_module("fleche.digest")  # fleche.digest is also a function
-
     (tmp_path / "fleche_test_plugin.py").write_text(
         textwrap.dedent(
             """
@@ -825,7 +822,6 @@ def test_entry_point_plugin_registers_hooks(tmp_path, monkeypatch):
     )
     (info / "entry_points.txt").write_text("[fleche]\nwidget = fleche_test_plugin:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(module, "_entry_points_loaded", False)
     from fleche_test_plugin import Widget
 
     try:

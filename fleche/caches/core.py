@@ -26,9 +26,11 @@ from .base import (
     EXPIRY,
     CacheBase,
     Duration,
+    as_template,
     entry_expired,
     is_expired,
     merge_expansions,
+    sealed,
     seconds,
     stamp_expiry,
     where_stored,
@@ -120,14 +122,19 @@ class Cache(CacheBase):
         return self.calls.save(record)
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         """Store the arguments of a call about to run and seal its key.
 
         ``record`` holds the argument digests (its result is not used yet),
         ``arguments`` the values.  The argument values stay pinned against
         :meth:`gc` until the returned call is committed or abandoned.
+        ``prepare(call)`` with a plain call (the 0.22 form) digests it first.
         """
+        record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
         self._pin(pinned)
         try:
@@ -205,9 +212,11 @@ class Cache(CacheBase):
         # docstring inherited
         self.calls.evict(key)
 
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
         # docstring inherited
-        template = template or QueryCall()
+        template = as_template(template, fields) or QueryCall()
 
         def source() -> Iterator[LazyCall]:
             now = self.clock()
@@ -249,7 +258,7 @@ class Cache(CacheBase):
                 continue  # a dangling reference: nothing below it to keep
         return live
 
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """Remove values no stored call refers to; returns their keys.
 
         Values of calls in flight in this process (prepared, not yet
@@ -272,8 +281,8 @@ class Cache(CacheBase):
             dead.append(key)
         if dry_run:
             with self._pins_lock:
-                return [key for key in dead if key not in self._pins]
-        removed = []
+                return {key for key in dead if key not in self._pins}
+        removed = set()
         for key in dead:
             # Checked and evicted under the pin lock: a prepare pins before it
             # stores, so it either sees the value gone and stores it again, or
@@ -285,8 +294,41 @@ class Cache(CacheBase):
                     self.values.evict(key)
                 except KeyError:
                     continue
-            removed.append(key)
+            removed.add(key)
         return removed
+
+    def redigest(self) -> int:
+        """Store every value and call under the digest it has now; returns how many moved.
+
+        For a store written before a change of digest rules (a new hook, a
+        new scheme): each value is digested again and stored under its new
+        digest, then every call record is rewritten to refer to the new
+        digests and re-keyed (:meth:`~fleche.storage.base.CallStorage.transform`,
+        which never loses a record if interrupted).  Only then are the value
+        entries under the old digests removed, so an interruption loses
+        nothing and running it again finishes the job.
+        """
+        moved: dict[Digest, Digest] = {}
+        for key in list(self.values.list()):
+            try:
+                value = self.values.load(key)
+            except KeyError:
+                continue
+            new = digest(value)
+            if new != key:
+                self.values.save(value, new)
+                moved[key] = new
+
+        def renamed(record: DigestedCall) -> DigestedCall:
+            arguments = {name: moved.get(key, key) for name, key in record.arguments.items()}
+            return dataclasses.replace(
+                record, arguments=arguments, result=moved.get(record.result, record.result)
+            )
+
+        rekeyed = self.calls.transform(renamed)
+        for key in moved:  # no record refers to them any more
+            self.values.evict(key)
+        return len(moved) + rekeyed
 
     def verify(
         self, fix: bool = False, progress: Callable[[int, int], Any] | None = None
