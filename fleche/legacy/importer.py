@@ -24,7 +24,7 @@ from ..caches import CacheBase
 from ..call import Call, DigestedCall, LazyCall, QueryCall
 from ..digest import Digest, digest
 from ..errors import Indigestible
-from .stores import LegacyCall, LegacyStore, PickleFiles, BagFiles, open_legacy
+from .stores import BagFiles, LegacyCall, LegacyStore, PickleFiles, open_legacy
 from .unpickling import mend
 
 __all__ = ["PROVENANCE", "ImportReport", "Problem", "import_store"]
@@ -223,7 +223,9 @@ def _import_call(
 
 def _convert(legacy: LegacyCall, load: Callable[[str], Any], drop_versions: bool) -> Call:
     """Our call for a 0.22 record, its values loaded from the old store."""
-    arguments = {name: _value(load, key, f"argument {name!r}") for name, key in legacy.arguments.items()}
+    arguments = {
+        name: _value(load, key, f"argument {name!r}") for name, key in legacy.arguments.items()
+    }
     result = None if legacy.result is None else _value(load, legacy.result, "the result")
     provenance: dict[str, Any] = {"release": _RELEASE, "key": legacy.key}
     code = None

@@ -279,14 +279,20 @@ def open_legacy(source: str | Path, values: str | Path | None = None) -> LegacyS
     text = str(source)
     if "://" in text:
         url = text
-        beside = Path(text.split(":///", 1)[1]).expanduser().parent if text.startswith("sqlite:///") else None
+        beside = (
+            Path(text.split(":///", 1)[1]).expanduser().parent
+            if text.startswith("sqlite:///")
+            else None
+        )
     else:
         path = Path(text).expanduser()
         if path.is_dir() and not (path / "calls.db").is_file():
             return _file_store(text, path, values)
         database = path / "calls.db" if path.is_dir() else path
         if not database.is_file():
-            raise FileNotFoundError(f"{text} is not a fleche 0.22 store (no calls/ and no calls.db)")
+            raise FileNotFoundError(
+                f"{text} is not a fleche 0.22 store (no calls/ and no calls.db)"
+            )
         url, beside = f"sqlite:///{database.absolute()}", database.parent
     if values is None and beside is None:
         raise ValueError(f"{text} holds call records only: name the directory of their values")
@@ -304,4 +310,3 @@ def _file_store(text: str, root: Path, values: str | Path | None) -> LegacyStore
         raise FileNotFoundError(f"{text} is not a fleche 0.22 store (no calls/ and no calls.db)")
     directory = Path(values).expanduser() if values is not None else root / "values"
     return LegacyStore(text, FileCalls(entries(root / "calls")), entries(directory))
-

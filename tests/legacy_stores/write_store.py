@@ -7,10 +7,10 @@ cache configuration of that release, e.g. ``{"template": "pickle", "root": "stor
 import json
 import sys
 
+import legacy_workload
+
 from fleche import cache
 from fleche.config import cache_from_config
-
-import legacy_workload
 
 with cache(cache_from_config(json.loads(sys.argv[1]))):
     legacy_workload.run()
