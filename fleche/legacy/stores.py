@@ -139,11 +139,13 @@ class BagFiles:
             try:
                 with h5py.File(path, "r") as bag:
                     found.extend(name for name in bag if _is_key(name))
-            except OSError:  # a corrupt bag: its keys are unknown, and so are its entries
-                continue
+            except OSError:  # its keys are unknown: listed by its file name, read as a failure
+                found.append(path.name)
         return sorted(found)
 
     def read(self, key: str) -> Any:
+        if not _is_key(key):
+            raise OSError(f"{self.root / key} is not a readable HDF5 file: its entries are lost")
         path = self.root / key if self.prefix == 0 else self.root / f"{key[: self.prefix]}.h5"
         if not path.is_file():
             raise KeyError(f"the 0.22 store has no entry {key} in {self.root}")

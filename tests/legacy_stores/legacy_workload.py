@@ -5,6 +5,8 @@ tests import the store into ours and make the same calls again, which must
 all be hits: ``COMPUTED`` stays empty.
 """
 
+import dataclasses
+
 import numpy
 import pandas
 
@@ -44,6 +46,30 @@ def versioned(text):
     return text[::-1]
 
 
+@dataclasses.dataclass
+class Point:
+    x: int
+    path: list
+
+
+@fleche()
+def shift(point, by=1):
+    COMPUTED.append(("shift", point.x))
+    return Point(point.x + by, point.path + [by])
+
+
+@fleche(hash_module=False)
+def moved(x):
+    COMPUTED.append(("moved", x))
+    return -x
+
+
+@fleche(hash_code=True)
+def coded(x):
+    COMPUTED.append(("coded", x))
+    return x + 0.5
+
+
 #: The calls :func:`run` makes, as ``(function, args, kwargs)``.
 CALLS = [
     (scale, (1,), {}),
@@ -54,6 +80,9 @@ CALLS = [
     (normalise, (numpy.arange(1.0, 7.0).reshape(2, 3),), {}),
     (table, (4,), {}),
     (versioned, ("hello",), {}),
+    (shift, (Point(1, [2, 3]),), {}),
+    (moved, (7,), {}),
+    (coded, (1,), {}),
 ]
 
 
