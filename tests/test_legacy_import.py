@@ -95,14 +95,15 @@ def write_legacy_store(python: Path, root: Path, **config: Any) -> None:
         k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("FLECHE_")
     }
     root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
+    run = subprocess.run(
         [str(python), str(STORES / "write_store.py"), json.dumps({"root": str(root), **config})],
         cwd=root,
         env=environment,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=600,
     )
+    assert run.returncode == 0, f"the 0.22 release failed to write {config}:\n{run.stderr}"
 
 
 @pytest.fixture(scope="session", params=list(TEMPLATES))
