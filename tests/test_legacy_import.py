@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import os
+import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -29,6 +30,7 @@ from fleche import Cache, QueryCall, cache, open_cache
 from fleche.cli import main
 from fleche.legacy import PROVENANCE, import_store, open_legacy
 from fleche.legacy.stores import PickleFiles, SqlCalls
+from fleche.legacy.unpickling import loads
 from fleche.storage import CallMemory, ValueMemory
 
 HERE = Path(__file__).parent
@@ -89,14 +91,18 @@ def _postgres_url() -> str:
     )
 
 
-def write_legacy_store(python: Path, root: Path, **config: Any) -> None:
-    """Run the workload under the 0.22 release, into a store of the given configuration."""
+def write_legacy_store(
+    python: Path, root: Path, config: dict[str, Any], secret_key: str = ""
+) -> None:
+    """Run the workload under the 0.22 release, in ``root``, into a store of that configuration."""
     environment = {
         k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("FLECHE_")
     }
+    if secret_key:
+        environment["FLECHE_SECRET_KEY"] = secret_key
     root.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
-        [str(python), str(STORES / "write_store.py"), json.dumps({"root": str(root), **config})],
+        [str(python), str(STORES / "write_store.py"), json.dumps(config)],
         cwd=root,
         env=environment,
         capture_output=True,
@@ -113,7 +119,7 @@ def legacy_store(request, legacy_python, tmp_path_factory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp(request.param) / "store"
     if request.param == "postgres":
         config["url"] = _postgres_url()
-    write_legacy_store(legacy_python, root, **config)
+    write_legacy_store(legacy_python, root, {"root": str(root), **config})
     if "url" in config:
         return {"source": config["url"], "values": root / "values"}
     return {"source": root, "values": None}
@@ -278,3 +284,45 @@ def test_the_command_imports_reports_and_resumes(store_copy: Path, tmp_path: Pat
 def test_a_path_that_is_no_store_is_bad_input(tmp_path: Path, capsys) -> None:
     assert main(["import-legacy", str(tmp_path), "--into", str(tmp_path / "ours")]) == 2
     assert "not a fleche 0.22 store" in capsys.readouterr().err
+
+
+def test_a_call_the_target_already_holds_is_kept(legacy_store) -> None:
+    target = fresh()
+    with cache(target):
+        ours = workload.scale(1)
+    stored = target.query(QueryCall(name="scale")).only().key()
+    report = import_store(legacy_store["source"], target, values=legacy_store["values"])
+    assert (report.kept, report.imported) == (1, len(workload.CALLS) - 1)
+    kept = target.load(stored)
+    assert kept.result == ours and PROVENANCE not in kept.metadata
+
+
+SIGNING = "00112233445566778899aabbccddeeff"
+
+
+@pytest.fixture(scope="session")
+def signed_store(legacy_python, tmp_path_factory) -> Path:
+    """A 0.22 pickle store whose entries are signed (``FLECHE_SECRET_KEY``), and compressed."""
+    root = tmp_path_factory.mktemp("signed") / "store"
+    tables = {
+        part: {"type": "pickle", "root": str(root / part), "compress": True}
+        for part in ("values", "calls")
+    }
+    write_legacy_store(legacy_python, root, tables, secret_key=SIGNING)
+    return root
+
+
+def test_signatures_are_checked_when_the_key_is_given(signed_store: Path) -> None:
+    target = fresh()
+    report = import_store(signed_store, target, secret_key=f"{'ab' * 16}:{SIGNING}")
+    assert report.ok and report.imported == len(workload.CALLS)
+    assert run_workload(target) == RECOMPUTED
+    wrong = import_store(signed_store, fresh(), secret_key="ab" * 16)
+    assert wrong.counts() == {"record": len(workload.CALLS)}
+    assert "signature does not match" in wrong.problems[0].detail
+    assert import_store(signed_store, fresh()).ok  # no key given: signatures are not read
+
+
+def test_a_class_of_the_old_package_is_refused_by_name() -> None:
+    with pytest.raises(pickle.UnpicklingError, match=r"fleche\.caches\.Cache of the fleche 0\.22"):
+        loads(b"cfleche.caches\nCache\n.")

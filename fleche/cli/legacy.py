@@ -20,6 +20,7 @@ def import_legacy(ctx: Context) -> int:
             progress=update,
             limit=args.limit,
             drop_versions=args.drop_versions,
+            secret_key=args.source_secret_key,
         )
     ctx.emit({**report.to_dict(), "target": str(target)}, lambda: ctx.say(report.summary()))
     return 0 if report.ok else 1
@@ -56,5 +57,11 @@ def add_commands(commands: Commands) -> None:
         "--drop-versions",
         action="store_true",
         help="leave out the versions 0.22 recorded (it took the package version when none was given)",
+    )
+    p.add_argument(
+        "--source-secret-key",
+        default=None,
+        metavar="HEX[:HEX…]",
+        help="the FLECHE_SECRET_KEY the 0.22 store was signed with: check every signature",
     )
     p.set_defaults(run=import_legacy)

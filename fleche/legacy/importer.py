@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,7 @@ def import_store(
     progress: Progress | None = None,
     limit: int | None = None,
     drop_versions: bool = False,
+    secret_key: str | bytes | Sequence[str | bytes] | None = None,
 ) -> ImportReport:
     """Import the calls of a fleche 0.22 store into ``target``, re-digesting every value.
 
@@ -148,11 +149,14 @@ def import_store(
         Leave the 0.22 version out: that release recorded the version of a
         function's package when the decorator named none, where ours records
         none.
+    secret_key
+        The ``FLECHE_SECRET_KEY`` the store was signed with (hexadecimal,
+        ``:`` between keys): entries must then prove their signature.
 
     Calls that cannot be read, digested or stored are reported in the
     returned :class:`ImportReport`, never raised.
     """
-    store = source if isinstance(source, LegacyStore) else open_legacy(source, values)
+    store = source if isinstance(source, LegacyStore) else open_legacy(source, values, secret_key)
     try:
         keys = store.calls.keys()
         report = ImportReport(store.where, total=len(keys))

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .unpickling import LegacyRecord, is_legacy_name, legacy_class, loads, plain
+from .unpickling import LegacyRecord, is_legacy_name, legacy_class, legacy_keys, loads, plain
 
 __all__ = [
     "BagFiles",
@@ -71,9 +72,10 @@ def _is_key(name: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class PickleFiles:
-    """One pickle, cloudpickle or dill file per key."""
+    """One pickle, cloudpickle or dill file per key; signed with one of ``signing_keys`` if any are given."""
 
     root: Path
+    signing_keys: tuple[bytes, ...] = ()
 
     def keys(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if _is_key(p.name) and p.is_file())
@@ -83,7 +85,7 @@ class PickleFiles:
             data = (self.root / key).read_bytes()
         except FileNotFoundError:
             raise KeyError(f"the 0.22 store has no entry {key} in {self.root}") from None
-        return loads(data)
+        return loads(data, self.signing_keys)
 
 
 # bagofholding finds the classes of a bag by name through one function of
@@ -152,7 +154,7 @@ class BagFiles:
         return _load_bag(path if self.prefix == 0 else path / key)
 
 
-def entries(root: Path) -> PickleFiles | BagFiles:
+def entries(root: Path, keys: tuple[bytes, ...] = ()) -> PickleFiles | BagFiles:
     """The reader for a directory of 0.22 entries, told apart by their names and first bytes."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory of a fleche 0.22 store")
@@ -165,7 +167,7 @@ def entries(root: Path) -> PickleFiles | BagFiles:
                 if file.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC:
                     return BagFiles(root, 0)
             break
-    return PickleFiles(root)
+    return PickleFiles(root, keys)
 
 
 def record(key: str, obj: Any) -> LegacyCall:
@@ -272,12 +274,19 @@ class LegacyStore:
             self.calls.close()
 
 
-def open_legacy(source: str | Path, values: str | Path | None = None) -> LegacyStore:
+def open_legacy(
+    source: str | Path,
+    values: str | Path | None = None,
+    secret_key: str | bytes | Sequence[str | bytes] | None = None,
+) -> LegacyStore:
     """Open a 0.22 store: a store directory, its ``calls.db``, or a database URL.
 
     ``values`` names the directory of the values where it does not follow
-    from ``source`` (always for a PostgreSQL URL).
+    from ``source`` (always for a PostgreSQL URL).  ``secret_key`` (the
+    store's ``FLECHE_SECRET_KEY``: hexadecimal, ``:`` between keys) makes
+    every pickle-family entry prove its signature.
     """
+    keys = legacy_keys(secret_key)
     text = str(source)
     if "://" in text:
         url = text
@@ -289,26 +298,26 @@ def open_legacy(source: str | Path, values: str | Path | None = None) -> LegacyS
     else:
         path = Path(text).expanduser()
         if path.is_dir() and not (path / "calls.db").is_file():
-            return _file_store(text, path, values)
+            if not (path / "calls").is_dir():
+                raise _not_a_store(text)
+            directory = Path(values).expanduser() if values is not None else path / "values"
+            return LegacyStore(
+                text, FileCalls(entries(path / "calls", keys)), entries(directory, keys)
+            )
         database = path / "calls.db" if path.is_dir() else path
         if not database.is_file():
-            raise FileNotFoundError(
-                f"{text} is not a fleche 0.22 store (no calls/ and no calls.db)"
-            )
+            raise _not_a_store(text)
         url, beside = f"sqlite:///{database.absolute()}", database.parent
     if values is None and beside is None:
         raise ValueError(f"{text} holds call records only: name the directory of their values")
     directory = Path(values).expanduser() if values is not None else beside / "values"
     calls = SqlCalls(url)
     try:
-        return LegacyStore(text, calls, entries(directory))
+        return LegacyStore(text, calls, entries(directory, keys))
     except BaseException:
         calls.close()
         raise
 
 
-def _file_store(text: str, root: Path, values: str | Path | None) -> LegacyStore:
-    if not (root / "calls").is_dir():
-        raise FileNotFoundError(f"{text} is not a fleche 0.22 store (no calls/ and no calls.db)")
-    directory = Path(values).expanduser() if values is not None else root / "values"
-    return LegacyStore(text, FileCalls(entries(root / "calls")), entries(directory))
+def _not_a_store(text: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{text} is not a fleche 0.22 store (no calls/ and no calls.db)")

@@ -11,9 +11,11 @@ refused by name.  :func:`mend` puts a split container back together.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import hmac
 import io
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "LegacyRecord",
     "is_legacy_name",
     "legacy_class",
+    "legacy_keys",
     "loads",
     "mend",
     "plain",
@@ -94,15 +97,35 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def loads(data: bytes) -> Any:
+def legacy_keys(secret_key: str | bytes | Sequence[str | bytes] | None) -> tuple[bytes, ...]:
+    """The signing keys of a 0.22 store, written as it took them: hexadecimal, ``:`` between keys."""
+    if secret_key is None:
+        return ()
+    given = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+    keys = []
+    for key in given:
+        keys += [bytes.fromhex(k) for k in key.split(":")] if isinstance(key, str) else [key]
+    return tuple(keys)
+
+
+def loads(data: bytes, keys: Sequence[bytes] = ()) -> Any:
     """The object in a 0.22 pickle-family file (pickle, cloudpickle or dill; gzip or not).
 
-    A signature the 0.22 release appended (``FLECHE_SECRET_KEY``) follows the
-    pickle's STOP and is not read.  Objects of cloudpickle and dill need those
-    packages installed, as they did when they were written.
+    With ``keys``, the HMAC-SHA256 signature the 0.22 release appended after
+    the pickle (``FLECHE_SECRET_KEY``) must match one of them, else
+    :class:`ValueError`; without, it is not read.  Objects of cloudpickle
+    and dill need those packages installed, as they did when written.
     """
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
+    if keys:
+        end = data.rfind(pickle.STOP) + 1
+        body, tag = data[:end], data[end:]
+        if not end or not any(
+            hmac.compare_digest(hmac.new(k, body, hashlib.sha256).hexdigest().encode(), tag)
+            for k in keys
+        ):
+            raise ValueError("the entry's 0.22 signature does not match the secret key given")
     return _Unpickler(io.BytesIO(data)).load()
 
 
