@@ -321,6 +321,8 @@ def test_signatures_are_checked_when_the_key_is_given(signed_store: Path) -> Non
     assert wrong.counts() == {"record": len(workload.CALLS)}
     assert "signature does not match" in wrong.problems[0].detail
     assert import_store(signed_store, fresh()).ok  # no key given: signatures are not read
+    with pytest.raises(ValueError, match="not a 0.22 secret key"):
+        import_store(signed_store, fresh(), secret_key="not hex")
 
 
 def test_a_class_of_the_old_package_is_refused_by_name() -> None:

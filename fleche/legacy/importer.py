@@ -161,7 +161,6 @@ def import_store(
         keys = store.calls.keys()
         report = ImportReport(store.where, total=len(keys))
         done = _imported_before(target)
-        load = _value_loader(store.values)
         for position, key in enumerate(keys):
             if limit is not None and report.imported >= limit:
                 report.remaining = len(keys) - position
@@ -169,7 +168,7 @@ def import_store(
             if key in done:
                 report.resumed += 1
             else:
-                _import_call(store, key, target, load, drop_versions, report)
+                _import_call(store, key, target, drop_versions, report)
             if progress is not None:
                 progress(position + 1, len(keys))
         return report
@@ -184,9 +183,13 @@ def _imported_before(target: CacheBase) -> set[str]:
 
 
 def _value_loader(entries: PickleFiles | BagFiles) -> Callable[[str], Any]:
-    """Reads a 0.22 value by key, parts of split containers included; recent ones are kept."""
+    """Reads the 0.22 values of one call by key, parts of split containers included.
 
-    @functools.lru_cache(maxsize=256)
+    What it read is kept for that call only: values can be large, and calls
+    sharing one are far apart in the order of their keys.
+    """
+
+    @functools.cache
     def load(key: str) -> Any:
         return mend(entries.read(key), load)
 
@@ -197,7 +200,6 @@ def _import_call(
     store: LegacyStore,
     key: str,
     target: CacheBase,
-    load: Callable[[str], Any],
     drop_versions: bool,
     report: ImportReport,
 ) -> None:
@@ -206,7 +208,7 @@ def _import_call(
             legacy = store.calls.load(key)
         except Exception as err:
             raise _Failed("record", _reason(err)) from None
-        call = _convert(legacy, load, drop_versions)
+        call = _convert(legacy, _value_loader(store.values), drop_versions)
         try:
             record = call.digested()
         except Indigestible as err:

@@ -160,14 +160,25 @@ def entries(root: Path, keys: tuple[bytes, ...] = ()) -> PickleFiles | BagFiles:
         raise FileNotFoundError(f"{root} is not a directory of a fleche 0.22 store")
     lengths = {len(p.stem) for p in root.glob("*.h5") if p.is_file()}
     if lengths:
-        return BagFiles(root, max(lengths))
+        return _bags(root, max(lengths))
     for path in root.iterdir():
         if _is_key(path.name) and path.is_file():
             with path.open("rb") as file:
                 if file.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC:
-                    return BagFiles(root, 0)
+                    return _bags(root, 0)
             break
     return PickleFiles(root, keys)
+
+
+def _bags(root: Path, prefix: int) -> BagFiles:
+    try:
+        import bagofholding  # noqa: F401
+        import h5py  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            f"{root} holds HDF5 bags of the fleche 0.22 release: pip install 'fleche[hdf5]'"
+        ) from None
+    return BagFiles(root, prefix)
 
 
 def record(key: str, obj: Any) -> LegacyCall:

@@ -104,7 +104,12 @@ def legacy_keys(secret_key: str | bytes | Sequence[str | bytes] | None) -> tuple
     given = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
     keys = []
     for key in given:
-        keys += [bytes.fromhex(k) for k in key.split(":")] if isinstance(key, str) else [key]
+        try:
+            keys += [bytes.fromhex(k) for k in key.split(":")] if isinstance(key, str) else [key]
+        except ValueError:
+            raise ValueError(
+                f"{key!r} is not a 0.22 secret key: write hexadecimal, with ':' between keys"
+            ) from None
     return tuple(keys)
 
 
