@@ -24,7 +24,7 @@ from ..caches import CacheBase
 from ..call import Call, DigestedCall, LazyCall, QueryCall
 from ..digest import Digest, digest
 from ..errors import Indigestible
-from .stores import BagFiles, LegacyCall, LegacyStore, PickleFiles, open_legacy
+from .stores import Entries, LegacyCall, LegacyStore, open_legacy
 from .unpickling import mend
 
 __all__ = ["PROVENANCE", "ImportReport", "Problem", "import_store"]
@@ -182,7 +182,7 @@ def _imported_before(target: CacheBase) -> set[str]:
     return {call.metadata[PROVENANCE]["key"] for call in target.query(template, expired=True)}
 
 
-def _value_loader(entries: PickleFiles | BagFiles) -> Callable[[str], Any]:
+def _value_loader(entries: Entries) -> Callable[[str], Any]:
     """Reads the 0.22 values of one call by key, parts of split containers included.
 
     What it read is kept for that call only: values can be large, and calls

@@ -23,6 +23,7 @@ from .unpickling import LegacyRecord, is_legacy_name, legacy_class, legacy_keys,
 __all__ = [
     "BagFiles",
     "CallReader",
+    "Entries",
     "FileCalls",
     "LegacyCall",
     "LegacyStore",
@@ -88,23 +89,26 @@ class PickleFiles:
         return loads(data, self.signing_keys)
 
 
-# bagofholding finds the classes of a bag by name through one function of
-# ``pyiron_snippets.retrieve``.  While a thread reads a 0.22 bag, names of
-# the old package resolve to the stand-ins instead of to our ``fleche``.
-_reading = threading.local()
-_install_lock = threading.Lock()
+# bagofholding finds the classes of a bag by name through the module
+# ``pyiron_snippets.retrieve``.  While a thread reads a 0.22 bag, a stand-in
+# for that module resolves names of the old package to our stand-ins in that
+# thread only, so that no other thread's bag meets them.
+_bag_lock = threading.Lock()
 
 
 class _Retrieve:
+    """Stands in for ``pyiron_snippets.retrieve`` in bagofholding while one thread reads a 0.22 bag."""
+
     def __init__(self, real: Any) -> None:
         self._real = real
+        self._reader = threading.get_ident()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+    def get_importable_string_from_string_reduction(self, *args: Any) -> Any:
+        return self._real.get_importable_string_from_string_reduction(*args)
 
     def import_from_string(self, path: str) -> Any:
         module, _, name = path.rpartition(".")
-        if getattr(_reading, "active", False) and is_legacy_name(module):
+        if threading.get_ident() == self._reader and is_legacy_name(module):
             return legacy_class(module, name)
         return self._real.import_from_string(path)
 
@@ -112,14 +116,13 @@ class _Retrieve:
 def _load_bag(path: Path) -> Any:
     from bagofholding import H5Bag, content
 
-    with _install_lock:
-        if not isinstance(content.retrieve, _Retrieve):
-            content.retrieve = _Retrieve(content.retrieve)
-    _reading.active = True
-    try:  # the versions of the packages that wrote the bag are not ours: no version checks
-        return H5Bag(path, bag_version_validator="none").load(version_validator="none")
-    finally:
-        _reading.active = False
+    with _bag_lock:
+        real = content.retrieve
+        content.retrieve = _Retrieve(real)
+        try:  # the packages that wrote the bag are not ours: no version checks
+            return H5Bag(path, bag_version_validator="none").load(version_validator="none")
+        finally:
+            content.retrieve = real
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +157,7 @@ class BagFiles:
         return _load_bag(path if self.prefix == 0 else path / key)
 
 
-def entries(root: Path, keys: tuple[bytes, ...] = ()) -> PickleFiles | BagFiles:
+def entries(root: Path, keys: tuple[bytes, ...] = ()) -> Entries:
     """The reader for a directory of 0.22 entries, told apart by their names and first bytes."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory of a fleche 0.22 store")
@@ -203,7 +206,7 @@ def record(key: str, obj: Any) -> LegacyCall:
 class FileCalls:
     """Call records kept one per key by a file storage (pickle family or HDF5)."""
 
-    records: PickleFiles | BagFiles
+    records: Entries
 
     def keys(self) -> list[str]:
         return self.records.keys()
@@ -277,7 +280,7 @@ class LegacyStore:
 
     where: str
     calls: CallReader
-    values: PickleFiles | BagFiles
+    values: Entries
 
     def close(self) -> None:
         """Let go of a database connection, if any."""
