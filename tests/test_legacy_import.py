@@ -328,3 +328,9 @@ def test_signatures_are_checked_when_the_key_is_given(signed_store: Path) -> Non
 def test_a_class_of_the_old_package_is_refused_by_name() -> None:
     with pytest.raises(pickle.UnpicklingError, match=r"fleche\.caches\.Cache of the fleche 0\.22"):
         loads(b"cfleche.caches\nCache\n.")
+
+
+def test_a_database_password_is_never_shown(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as failed:  # nothing listens on port 1
+        open_legacy("postgresql+psycopg://me:s3cret@127.0.0.1:1/runs", values=tmp_path)
+    assert "me:***@127.0.0.1" in str(failed.value) and "s3cret" not in str(failed.value)

@@ -221,8 +221,9 @@ class SqlCalls:
     def __init__(self, url: str) -> None:
         from sqlalchemy import MetaData, Table, create_engine
 
-        self.url = url
         self.engine = create_engine(url)
+        #: The URL without its password: what reports show.
+        self.url = self.engine.url.render_as_string(hide_password=True)
         tables = MetaData()
         try:
             self.calls, self.arguments, self.metadata = (
@@ -231,7 +232,7 @@ class SqlCalls:
             )
         except Exception as err:
             self.engine.dispose()
-            raise FileNotFoundError(f"{url} holds no fleche 0.22 call tables: {err}") from None
+            raise FileNotFoundError(f"{self.url} holds no fleche 0.22 call tables: {err}") from None
 
     def keys(self) -> list[str]:
         from sqlalchemy import select
@@ -327,7 +328,7 @@ def open_legacy(
     directory = Path(values).expanduser() if values is not None else beside / "values"
     calls = SqlCalls(url)
     try:
-        return LegacyStore(text, calls, entries(directory, keys))
+        return LegacyStore(calls.url, calls, entries(directory, keys))
     except BaseException:
         calls.close()
         raise
