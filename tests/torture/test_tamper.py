@@ -198,7 +198,9 @@ def run_trials(backend: Backend, root: Path, trials: int = TRIALS, seed: int = 2
 
 
 @pytest.mark.parametrize("persistent", PERSISTENT, ids=str)
-def test_tampered_entries_are_misses_never_wrong_values(persistent: Backend, tmp_path: Path) -> None:
+def test_tampered_entries_are_misses_never_wrong_values(
+    persistent: Backend, tmp_path: Path
+) -> None:
     tally = run_trials(persistent, tmp_path)
     assert tally.trials == TRIALS
     assert not tally.failures, tally.row() + "\n" + "\n".join(tally.failures[:20])
