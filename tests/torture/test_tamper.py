@@ -12,8 +12,8 @@ the key) and calls the function again.  The rules checked, per trial:
 * the recompute repaired the store: a fresh instance of the store, as
   another process would open, serves the right value without computing.
 
-The damaged entry is a result value, a call record (where records are
-files) or the child array of a destructured result.  ``run_trials`` returns
+The damaged entry is a result value, a call record (its file, or the
+result digest in its SQL row) or the child array of a destructured result.  ``run_trials`` returns
 a :class:`Tally` so the counts can be reported per backend.
 """
 
@@ -143,6 +143,38 @@ def target_keys(store: Cache, target: str, i: int) -> tuple[Any, Digest, Digest]
     return store.values, digest(value), digest(partner)
 
 
+def damage(store: Cache, target: str, mode: str, i: int, rng: random.Random) -> None:
+    """Damage the ``target`` entry of call ``i`` on the medium: its file, or its SQL row."""
+    storage, key, other = target_keys(store, target, i)
+    if hasattr(storage, "_path") or hasattr(storage, "location"):
+        tamper(mode, file_of(storage, key), file_of(storage, other), rng)
+    else:
+        tamper_row(storage.url, mode, key, other, rng)
+
+
+def tamper_row(url: str, mode: str, key: Digest, other: Digest, rng: random.Random) -> None:
+    """Damage the result digest in the SQL record of ``key`` the way ``mode`` says."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        url if "://" in url else f"sqlite:///{url}", poolclass=sqlalchemy.NullPool
+    )
+    read = sqlalchemy.text('SELECT result FROM calls WHERE "key" = :key')
+    write = sqlalchemy.text('UPDATE calls SET result = :result WHERE "key" = :key')
+    with engine.begin() as db:
+        mine, theirs = (db.execute(read, {"key": k}).scalar_one() for k in (key, other))
+        position = rng.randrange(len(mine))
+        new = {
+            "bit flip": mine[:position] + f"{int(mine[position], 16) ^ 1:x}" + mine[position + 1 :],
+            "truncation": mine[: rng.randrange(1, len(mine))],
+            "zero length": "",
+        }.get(mode, theirs)  # "swap" and "foreign": the partner's result
+        db.execute(write, {"key": key, "result": new})
+        if mode == "swap":
+            db.execute(write, {"key": other, "result": mine})
+    engine.dispose()
+
+
 def call_checked(i: int, problems: list[str]) -> tuple[bool, bool]:
     """Call ``produce(i)``, noting broken rules; returns (computed again, corrupt-entry warned)."""
     before = computed[i]
@@ -164,13 +196,10 @@ def trial(backend: Backend, root: Path, n: int, rng: random.Random, tally: Tally
     i = 2 * n + rng.randrange(2)  # odd: an array; even: a dict whose array is a child
     calls = [i, i + PARTNER] if mode == "swap" else [i]
     store = open_store(backend, root)
-    if target == "record" and not hasattr(store.calls, "_path"):
-        target = "result"  # records in SQL rows: their damage is not a file's
     problems: list[str] = []
     with cache(store):
         produce(i), produce(i + PARTNER)
-        storage, key, other = target_keys(store, target, i)
-        tamper(mode, file_of(storage, key), file_of(storage, other), rng)
+        damage(store, target, mode, i, rng)
         outcomes = [call_checked(j, problems) for j in calls]
     wrong = bool(problems)
     for j, (again, warned) in zip(calls, outcomes, strict=True):
