@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -101,3 +102,20 @@ def test_a_corrupt_entry_read_by_a_call_points_at_the_caller(tmp_path: Path) -> 
     assert {w.filename for w in caught} == {__file__}
     with cache(files(tmp_path)):
         assert square(4) == [16, 16, 16]
+
+
+@fleche
+async def adder_later(x):
+    return lambda y: x + y
+
+
+def test_an_awaited_call_points_at_the_awaiting_line(tmp_path: Path) -> None:
+    async def caller():
+        return await adder_later(2)
+
+    with (
+        cache(files(tmp_path)),
+        pytest.warns(CacheWarning, match="result of adder_later") as caught,
+    ):
+        assert asyncio.run(caller())(1) == 3
+    assert caught[0].filename == __file__
