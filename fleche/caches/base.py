@@ -135,17 +135,17 @@ def where_stored(storage: Any) -> str:
 
 #: Words of a pickling error about a function pickle finds only by name.
 _UNNAMED_FUNCTION = ("<lambda>", "<locals>", "local object")
-CLOUDPICKLE_HINT = (
+_CLOUDPICKLE_HINT = (
     'a lambda or a function defined inside another pickles with serializer="cloudpickle" '
     "(pip install 'fleche[cloudpickle]')"
 )
 
 
 def _cause(err: BaseException) -> str:
-    """The failure in words, the chain of causes followed (a :class:`SaveError` names its part)."""
+    """The failure in words (a :class:`SaveError` already names its part), hinting at cloudpickle where it helps."""
     text = str(err) if isinstance(err, SaveError) else f"{type(err).__name__}: {err}"
     if any(word in text for word in _UNNAMED_FUNCTION):
-        text += f"; {CLOUDPICKLE_HINT}"
+        text += f"; {_CLOUDPICKLE_HINT}"
     return text
 
 
