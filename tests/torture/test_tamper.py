@@ -233,3 +233,15 @@ def test_tampered_entries_are_misses_never_wrong_values(
     tally = run_trials(persistent, tmp_path)
     assert tally.trials == TRIALS
     assert not tally.failures, tally.row() + "\n" + "\n".join(tally.failures[:20])
+
+
+if __name__ == "__main__":  # python3 -m tests.torture.test_tamper: the table for an issue note
+    import tempfile
+
+    warnings.simplefilter("ignore")
+    for each in PERSISTENT:
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                print(run_trials(each, Path(scratch)).row())
+            except pytest.skip.Exception as skipped:
+                print(f"{each.name}: skipped ({skipped})")
