@@ -7,7 +7,14 @@ them without parsing text.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
 from collections.abc import Sequence
+
+#: Frames in these files are fleche's own: a warning is attributed to the first frame outside.
+_OWN = (os.path.dirname(os.path.abspath(__file__)) + os.sep, contextlib.__file__)
 
 
 class FlecheError(Exception):
@@ -27,6 +34,22 @@ class CacheWarning(FlecheWarning):
 
 class CorruptEntryWarning(FlecheWarning):
     """A stored entry could not be read and was treated as a miss."""
+
+
+def warn(message: str, category: type[Warning] | None = None) -> None:
+    """Issue a warning attributed to the user's line, the first caller outside fleche.
+
+    A fixed ``stacklevel`` points into fleche (or ``contextlib``) whenever a
+    warning is raised through a different number of frames, e.g. from a
+    storage under a cache under the decorator.  ``category`` defaults to
+    :class:`FlecheWarning`.
+    """
+    frame = sys._getframe(1)
+    level = 2  # the caller of this function
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_OWN):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category or FlecheWarning, stacklevel=level)
 
 
 class Indigestible(FlecheError, TypeError):
@@ -54,10 +77,13 @@ class Indigestible(FlecheError, TypeError):
         where = f" at {self.path}" if self.path else ""
         why = f" ({self.reason})" if self.reason else ""
         name = f"{self.type.__module__}.{self.type.__qualname__}"
-        return (
-            f"cannot digest an object of type {name}{where}{why}; register a hook with "
-            "fleche.digest.add_hook, give the class a __digest__ method, or ignore the argument"
-        )
+        hook = "register a hook with fleche.digest.add_hook"
+        method = "give the class a __digest__ method"
+        if self.path.startswith("arguments"):  # an argument can also be left out of the key
+            fixes = f"{hook}, {method}, or ignore the argument"
+        else:
+            fixes = f"{hook} or {method}"
+        return f"cannot digest an object of type {name}{where}{why}; {fixes}"
 
     def located(self, prefix: str) -> Indigestible:
         """The same error with ``prefix`` put in front of its path."""

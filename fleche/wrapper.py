@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
@@ -32,7 +31,7 @@ from .call import (
     marked,
 )
 from .digest import DIGEST_LENGTH, Digest
-from .errors import CacheWarning, Indigestible
+from .errors import CacheWarning, Indigestible, warn
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
 from .query import QueryIterator
@@ -241,9 +240,7 @@ class CachedFunction(Generic[P, R]):
                 err.path.startswith(f"arguments[{n!r}]") for n in self.required
             ):
                 raise
-            warnings.warn(
-                f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=3
-            )
+            warn(f"{err}; calling {self.name} without the cache", CacheWarning)
             return None
 
     def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed:
@@ -258,11 +255,10 @@ class CachedFunction(Generic[P, R]):
         except KeyError:
             return _MISS
         except Exception as err:
-            warnings.warn(
+            warn(
                 f"fleche could not read call {key[:12]} of {self.name} "
                 f"({type(err).__name__}: {err}); computing it",
                 CacheWarning,
-                stacklevel=3,
             )
             return _MISS
 
@@ -308,7 +304,12 @@ class CachedFunction(Generic[P, R]):
             unkeyed=self.unkeyed,
             metadata=self._record_metadata,
         )
-        prepared = cache.save_guarded(lambda: cache.prepare(draft, stored_arguments, key), key)
+        prepared = cache.save_guarded(
+            lambda: cache.prepare(draft, stored_arguments, key),
+            key,
+            what=f"store the arguments of {self.name}",
+            then="it runs uncached",
+        )
         _, stop = record(active_metadata() + self.meta)
         run = _Run(args, kwargs)
         try:
@@ -319,7 +320,11 @@ class CachedFunction(Generic[P, R]):
             raise
         metadata = stop()
         if prepared is not None:
-            cache.save_guarded(lambda: prepared.commit(run.result, metadata), key)
+            cache.save_guarded(
+                lambda: prepared.commit(run.result, metadata),
+                key,
+                what=f"store the result of {self.name}",
+            )
 
     @staticmethod
     def _expand_values(

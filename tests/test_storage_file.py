@@ -163,6 +163,30 @@ def test_a_damaged_value_is_rewritten_by_the_next_save(tmp_path: Path) -> None:
     assert values.load(key) == "precious" * 10
 
 
+def test_a_damaged_child_is_rewritten_by_the_next_save_of_its_parent(tmp_path: Path) -> None:
+    values = ValuePickleFile(root=tmp_path)
+    child = "a long child string " * 20  # stored apart from its parent
+    key = values.save({"child": child})
+    values._path(digest(child)).write_bytes(b"")
+    with pytest.warns(CorruptEntryWarning, match=digest(child)), pytest.raises(KeyError):
+        values.load(key)
+    values.save({"child": child})
+    assert ValuePickleFile(root=tmp_path).load(key) == {"child": child}
+
+
+def test_a_swapped_call_record_is_refused_not_served_as_the_other_call(tmp_path: Path) -> None:
+    calls = CallPickleFile(root=tmp_path)
+    calls.put("record of one", _key(1))
+    calls.put("record of two", _key(2))
+    one, two = calls._path(_key(1)), calls._path(_key(2))
+    first = one.read_bytes()
+    one.write_bytes(two.read_bytes())
+    two.write_bytes(first)
+    for key in (_key(1), _key(2)):
+        with pytest.warns(CorruptEntryWarning, match=key), pytest.raises(KeyError):
+            calls.get(key)
+
+
 def _write_many(root: str, key: str, worker: int, times: int) -> None:
     storage = PickleFileBackend(root=root)
     value = _payload(worker)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected
+from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected, SaveError, warn
 from ..storage.base import MIN_PREFIX, needed_length
 
 if TYPE_CHECKING:
@@ -169,13 +168,20 @@ def where_stored(storage: Any) -> str:
     return type(storage).__name__
 
 
-def _warn(what: str, key: str | None, err: Exception) -> None:
-    where = f" for call {key[:12]}" if key else ""
-    warnings.warn(
-        f"fleche could not {what}{where}: {type(err).__name__}: {err}; the result is returned uncached",
-        CacheWarning,
-        stacklevel=4,
-    )
+#: Words of a pickling error about a function pickle finds only by name.
+_UNNAMED_FUNCTION = ("<lambda>", "<locals>", "local object")
+_CLOUDPICKLE_HINT = (
+    'a lambda or a function defined inside another pickles with serializer="cloudpickle" '
+    "(pip install 'fleche[cloudpickle]')"
+)
+
+
+def _cause(err: BaseException) -> str:
+    """The failure in words (a :class:`SaveError` already names its part), hinting at cloudpickle where it helps."""
+    text = str(err) if isinstance(err, SaveError) else f"{type(err).__name__}: {err}"
+    if any(word in text for word in _UNNAMED_FUNCTION):
+        text += f"; {_CLOUDPICKLE_HINT}"
+    return text
 
 
 class CacheBase(ABC):
@@ -306,17 +312,28 @@ class CacheBase(ABC):
 
     # -- derived once for every cache --------------------------------------------
 
-    def save_guarded(self, store: Callable[[], Any], key: str | None = None) -> Any:
+    def save_guarded(
+        self,
+        store: Callable[[], Any],
+        key: str | None = None,
+        *,
+        what: str = "store the call",
+        then: str = "the result is returned uncached",
+    ) -> Any:
         """Run a store step; on failure warn (:class:`CacheWarning`) and return ``None``.
 
         The single place where fleche trades caching for the user's result:
         backends raise, this decides.  Only ``Exception`` is caught, so an
-        interrupt still interrupts.
+        interrupt still interrupts.  The warning says "fleche could not
+        ``what`` (call ``key``): the cause; ``then``", points at the user's
+        line, and suggests cloudpickle when a lambda or a local function
+        could not be pickled.
         """
         try:
             return store()
         except Exception as err:
-            _warn("store the call", key, err)
+            where = f" (call {key[:12]})" if key else ""
+            warn(f"fleche could not {what}{where}: {_cause(err)}; {then}", CacheWarning)
             return None
 
     def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
 from ..digest import Digest, digest
+from ..errors import Indigestible, SaveError
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
 from ..storage.memory import CallMemory, ValueMemory
@@ -137,16 +138,23 @@ class Cache(CacheBase):
         record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
         self._pin(pinned)
+        name = ""
         try:
             for name, value in arguments.items():
                 self.values.save(value, record.arguments[name])
+        except Exception as err:
+            self._unpin(pinned)
+            raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
         except BaseException:
             self._unpin(pinned)
             raise
         return PreparedCall(record, key, self._finish, lambda: self._unpin(pinned))
 
     def _finish(self, record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-        result_key = digest(result)
+        try:
+            result_key = digest(result)
+        except Indigestible as err:
+            raise err.located("result") from None
         self._pin([result_key])
         try:
             self.values.save(result, result_key)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import CacheWarning, ReadOnlyError
+from ..errors import CacheWarning, ReadOnlyError, warn
 from ..query import QueryIterator
 from .base import CacheBase, Duration, as_template, merge_expansions, sealed
 
@@ -120,11 +119,10 @@ class _Layered(CacheBase):
             first = index not in self._down
             self._down[index] = self.clock() + self.retry_after
         if first:
-            warnings.warn(
+            warn(
                 f"fleche: layer {index} ({self._members[index]}) failed ({type(err).__name__}: {err}); "
                 f"serving from the other layers and retrying it after {self.retry_after:g} s",
                 CacheWarning,
-                stacklevel=4,
             )
 
     def _worked(self, index: int) -> None:

@@ -23,14 +23,13 @@ import dataclasses
 import itertools
 import os
 import time
-import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import CorruptEntryWarning
+from ..errors import CorruptEntryWarning, warn
 from .base import StorageBackend
 
 __all__ = ["FileStorage"]
@@ -192,11 +191,10 @@ class FileStorage(StorageBackend):
     def _unreadable(self, key: Digest, where: Any, err: Exception) -> KeyError:
         """Note a damaged entry and warn: it reads as a miss and is rewritten when stored again."""
         self._damaged.add(key)
-        warnings.warn(
+        warn(
             f"fleche: the entry {key} in {where} cannot be read "
             f"({type(err).__name__}: {err}); treating it as a miss (it is rewritten when stored again)",
             CorruptEntryWarning,
-            stacklevel=3,
         )
         return KeyError(key)
 
