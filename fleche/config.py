@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._config_tables import STORAGES, TEMPLATES, Where, build, describe, register_storage, validate
+from ._config_tables import TEMPLATES, Where, build, describe, register_storage, validate
 from .caches import CacheBase, memory_cache, void_cache
 from .errors import ConfigError
 
@@ -60,7 +60,6 @@ __all__ = [
     "ENV_CACHE",
     "ENV_CONFIG",
     "FILE_NAME",
-    "STORAGES",
     "TEMPLATES",
     "Configuration",
     "default_cache",
