@@ -40,12 +40,14 @@ __all__ = [
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 #: Strings and bytes longer than this are stored as children of their own.
 _INLINE_LIMIT = 256
-#: ``remaining_depth`` of the value storages fleche ships: scalars, flat lists
-#: and small records inline, containers of containers and heavy leaves apart.
-#: At 0 or 1 a list of 1,000 floats or of 100 small dicts costs 1,000 or 100
-#: entries and 10-300 times the load time; at 3 shared sub-records are no
-#: longer stored once (benchmarks/bench_destructuring.py).
-INLINE_DEPTH = 2
+#: ``remaining_depth`` of the value storages fleche ships: scalars and short
+#: strings inline, every container and heavy leaf stored apart.  At 0 a list
+#: of 1,000 floats costs 1,001 entries and 10-100 times the time of 1; at 2
+#: a list of small records is one entry (20 times faster to store than at 1)
+#: but its records are no longer values of their own, so the lineage of a
+#: result built from other calls' results stops at it, and equal records are
+#: no longer stored once (benchmarks/bench_destructuring.py).
+INLINE_DEPTH = 1
 
 
 @runtime_checkable
