@@ -80,7 +80,7 @@ def register_storage(
     :func:`fleche.storage.register_storage` names the kind.
     """
     for kind in KINDS:
-        storage_registry.register_storage(name, kind, factory=target, replace=replace)
+        storage_registry.register_storage(name, kind, factory=target, replace=replace, extra=extra)
 
 
 def duration(value: Any, where: Where) -> float:

@@ -23,4 +23,3 @@ def test_prefix_index_follows_saves_and_evictions():
     assert values.expand(later[:6]) == later  # kept up to date after it was built
     values.evict(later)
     assert not values.contains(later[:6])
-

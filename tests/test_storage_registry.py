@@ -62,3 +62,16 @@ def test_to_config_writes_settings_that_differ_from_defaults(tmp_path):
         "compress": True,
         "remaining_depth": 0,
     }
+
+
+def test_configuration_tables_take_the_022_type_names(tmp_path):
+    cache = from_config(
+        {
+            "values": {"type": "dill", "root": str(tmp_path / "values")},
+            "calls": {"type": "pickle", "root": str(tmp_path / "calls")},
+        }
+    )
+    assert type(cache.values) is ValuePickleFile and cache.values.serializer == "dill"
+    assert type(cache.calls) is CallPickleFile
+    with pytest.raises(ConfigError, match="unknown storage type 'sql' for values"):
+        from_config({"values": {"type": "sql"}, "calls": {"type": "memory"}})

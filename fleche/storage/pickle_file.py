@@ -254,9 +254,11 @@ class _Loaded:
     module: Any
 
     def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
         return self.module.dumps(obj)
 
     def loads(self, data: Any) -> Any:
+        # docstring inherited
         return self.module.loads(data)
 
 

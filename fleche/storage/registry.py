@@ -89,6 +89,7 @@ def register_storage(
     *,
     factory: Callable[..., Any] | str | None = None,
     replace: bool = False,
+    extra: str | None = None,
 ) -> Any:
     """Make a storage usable as ``{type = name}`` for values or calls (``kind``).
 
@@ -99,7 +100,8 @@ def register_storage(
         @dataclasses.dataclass(frozen=True)
         class ValueMine(ValueMixin, MineBackend): ...
 
-    Registering a taken name raises unless ``replace=True``.
+    Registering a taken name raises unless ``replace=True``; ``extra``
+    names the pip extra that provides a lazy target's dependencies.
     """
     _check_kind(kind)
 
@@ -110,7 +112,7 @@ def register_storage(
                 f"a {kind} storage named {name!r} is registered already ({taken.target}); "
                 "pass replace=True"
             )
-        _STORAGES[name, kind] = _Entry(target)
+        _STORAGES[name, kind] = _Entry(target, extra)
         return target
 
     return register if factory is None else register(factory)
