@@ -314,6 +314,8 @@ class DestructuringMixin(StorageBackend):
     def _resolve(self, form: Any, key: Digest) -> Any:
         """The value a stored form stands for: references loaded, containers rebuilt."""
         kind = type(form)
+        if kind in _SCALARS:
+            return form  # the common hit: no form test
         if kind is Digest:
             if form == key:
                 raise KeyError(key)  # a reference to itself names no value
