@@ -161,6 +161,14 @@ class ValueStorageTests:
         with pytest.raises(KeyError):
             values.load(key)  # a part is missing: a miss, never a bare digest
 
+    def test_a_bare_digest_names_its_value(self, backend: Backend, tmp_path: Path) -> None:
+        values = _values(backend, tmp_path)
+        absent = digest("never stored")
+        assert values.save(absent) == absent  # what a missing lazy argument hands back
+        assert not values.contains(absent)  # never stored as its own value
+        key = values.save("stored")
+        assert values.save(key) == key and values.load(key) == "stored"
+
     def test_to_config_rebuilds_the_storage(self, backend: Backend, tmp_path: Path) -> None:
         values = _values(backend, tmp_path)
         key = values.save("configured")
