@@ -39,8 +39,9 @@ __all__ = [
 
 _NO_CONTEXT = contextlib.nullcontext()
 
-#: What :meth:`KeyManagement._operation_context` returns: entered around one operation.
-OperationContext = contextlib.AbstractContextManager[None]
+#: What :meth:`KeyManagement._operation_context` returns: a context manager
+#: entered around one operation (``isinstance`` works on it).
+OperationContext = contextlib.AbstractContextManager
 
 
 class Intent(enum.Enum):
