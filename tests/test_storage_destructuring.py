@@ -23,8 +23,13 @@ from fleche.storage.destructuring import (
     DigestedIterable,
     HasChildDigests,
 )
+from fleche.testing.storage import value_state_machine
 
 VALUE = {"a": [1, 2], "b": [3], "c": 4}
+
+# The dict model of the conformance suite, at the depths on either side of the default.
+TestEveryElementApartMachine = value_state_machine(lambda: ValueMemory(remaining_depth=0)).TestCase
+TestRecordsInlineMachine = value_state_machine(lambda: ValueMemory(remaining_depth=2)).TestCase
 
 
 @pytest.mark.parametrize(
