@@ -12,6 +12,7 @@ which file and which key.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import re
 import time
@@ -205,12 +206,13 @@ def _storage(table: Any, where: Where, kind: str) -> Any:
         cls = get_storage_constructor(table["type"], kind)
     except ConfigError as err:
         raise where.at("type").error(str(err)) from None
-    fields = {f.name: f for f in dataclasses.fields(getattr(cls, "func", cls)) if f.init}
+    fields = inspect.signature(cls).parameters  # a class, a preset (partial) or a factory
+    anything = any(p.kind is p.VAR_KEYWORD for p in fields.values())
     arguments = {}
     for key, value in table.items():
         if key == "type":
             continue
-        if key not in fields or key == "storage":
+        if (key not in fields and not anything) or key == "storage":
             raise where.at(key).error(
                 f"{table['type']} has no setting {key!r}; settings: {', '.join(sorted(fields))}"
             )

@@ -75,3 +75,15 @@ def test_configuration_tables_take_the_022_type_names(tmp_path):
     assert type(cache.calls) is CallPickleFile
     with pytest.raises(ConfigError, match="unknown storage type 'sql' for values"):
         from_config({"values": {"type": "sql"}, "calls": {"type": "memory"}})
+
+
+def _scratch_values(label: str = "") -> ValueMemory:
+    return ValueMemory({"label": label})
+
+
+def test_a_factory_function_takes_its_parameters_from_the_table():
+    register_storage("labelled", "value", factory=_scratch_values)
+    cache = from_config({"values": {"type": "labelled", "label": "x"}, "calls": {"type": "memory"}})
+    assert cache.values.storage == {"label": "x"}
+    with pytest.raises(ConfigError, match="no setting 'colour'"):
+        from_config({"values": {"type": "labelled", "colour": 1}, "calls": {"type": "memory"}})
