@@ -45,10 +45,11 @@ OperationContext = contextlib.AbstractContextManager
 
 
 class Intent(enum.Enum):
-    """Whether an operation writes or only reads its key (the 0.22 name).
+    """Whether an operation writes or only reads its key.
 
-    For mixins whose resource differs between the two, e.g. a shared read
-    lease against an exclusive write lock.
+    The 0.22 name, kept so code that imports it runs.  ``_operation_context``
+    takes the key alone (as the storage reference has it): every mixin
+    fleche ships scopes its resource by key, whatever the operation.
     """
 
     WRITE = "write"
