@@ -415,6 +415,31 @@ class QueryCall:
     version: str | None | Exactly = None
     code: Digest | None | Exactly = None
 
+    @classmethod
+    def from_template(cls, template: QueryCall | Call) -> QueryCall:
+        """The query a template stands for: a :class:`QueryCall` as is, a :class:`Call` field by field.
+
+        A call used as a template (``Call`` or ``DigestedCall``) matches on
+        every field that is not ``None`` (its metadata when not empty); its
+        arguments match as given.  Every backend's ``query`` goes through
+        this, so both kinds of template mean the same everywhere.
+        """
+        if isinstance(template, QueryCall):
+            return template
+        if not isinstance(template, Call):
+            raise TypeError(
+                f"a query template is a QueryCall or a Call, not {type(template).__name__}"
+            )
+        return cls(
+            name=template.name,
+            module=template.module,
+            arguments=template.arguments,
+            result=template.result,
+            metadata=template.metadata or None,
+            version=template.version,
+            code=template.code,
+        )
+
     def digested(self) -> QueryCall:
         """The template with argument and result values replaced by their digests."""
         arguments = None

@@ -73,7 +73,6 @@ from ._config_forms import (
     register_cache_type,
 )
 from ._config_tables import (
-    STORAGES,
     TEMPLATES,
     Where,
     build,
@@ -94,7 +93,6 @@ __all__ = [
     "ENV_CACHE",
     "ENV_CONFIG",
     "FILE_NAME",
-    "STORAGES",
     "TEMPLATES",
     "Configuration",
     "cache_from_config",
@@ -404,7 +402,8 @@ def storage_from_config(config: Mapping[str, Any], kind: str) -> Any:
     ``"bagofholding_hdf"``, ``"sql"``); relative paths resolve against the
     working directory.
     """
-    return build_storage(normalize_storage(config, kind), Where("<table>", "", Path.cwd()))
+    table = normalize_storage(config, kind)
+    return build_storage(table, Where("<table>", "", Path.cwd()), kind.rstrip("s"))
 
 
 def storage_to_config(storage: Any) -> dict[str, Any]:

@@ -349,3 +349,40 @@ def test_pickles_by_constructor_arguments(tmp_path: Path) -> None:
     clone = pickle.loads(pickle.dumps(values))
     assert clone == values and clone.root == tmp_path
     assert isinstance(clone, FileStorage) and clone.load(values.save([1, 2])) == [1, 2]
+
+
+def _flags(storage: ValuePickleFile, key: Digest) -> int:
+    return storage._path(key).read_bytes()[5]
+
+
+def test_compress_all_and_decompress_all_rewrite_every_entry(tmp_path: Path) -> None:
+    values = ValuePickleFile(tmp_path)
+    keys = [values.save(["x" * 1000, i]) for i in range(3)]
+    assert not any(_flags(values, k) & 0x02 for k in keys)
+    assert values.compress_all() == len(list(values.list()))
+    assert all(_flags(values, k) & 0x02 for k in keys)
+    assert [values.load(k) for k in keys] == [["x" * 1000, i] for i in range(3)]
+    values.decompress_all()
+    assert not any(_flags(values, k) & 0x02 for k in keys)
+    assert values.load(keys[0]) == ["x" * 1000, 0]
+
+
+def test_with_serializer_writes_with_another_and_reads_every_entry(tmp_path: Path) -> None:
+    values = ValuePickleFile(tmp_path, compress=True)
+    key = values.save("pickled")
+    dill = values.with_dill()
+    assert dill.serializer == "dill" and dill.compress and dill.root == values.root
+    other = dill.save("dilled")
+    assert b"dill" in dill._path(other).read_bytes()[:16]
+    assert values.load(other) == "dilled" and dill.load(key) == "pickled"
+    assert values.with_cloudpickle().with_pickle().serializer == "pickle"
+
+
+def test_register_serializer_takes_a_loader_of_a_module(tmp_path: Path) -> None:
+    from fleche.storage.pickle_file import register_serializer
+
+    register_serializer("stdlib-pickle", lambda: pickle)
+    values = ValuePickleFile(tmp_path, serializer="stdlib-pickle")
+    key = values.save({"a": 1})
+    assert b"stdlib-pickle" in values._path(key).read_bytes()[:32]
+    assert ValuePickleFile(tmp_path).load(key) == {"a": 1}
