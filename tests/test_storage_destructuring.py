@@ -149,3 +149,17 @@ def test_count_reuses_counts_the_entries_referring_to_each_value():
 def test_forms_are_plain_data():
     assert DigestedIterable((1, 2)).restore([1, 2]) == (1, 2)
     assert DigestedDict({"a": Digest("0" * 32)}).child_digests() == [Digest("0" * 32)]
+
+
+def test_entries_written_before_the_digested_forms_still_load(tmp_path):
+    # Entries of earlier fleche versions pickled Node/Ref; they load and keep their parts alive.
+    from fleche.storage import PickleFileBackend, ValuePickleFile
+    from fleche.storage.destructuring import Node, Ref
+
+    values = ValuePickleFile(tmp_path)
+    array_key = values.save(list(range(300)))
+    legacy = Node("dict", ("runs", Node("list", (1, Ref(array_key))), "name", "a"))
+    key = Digest("ab" * 16)
+    PickleFileBackend.put(values, legacy, key)  # as the old mixin stored it
+    assert values.load(key) == {"runs": [1, list(range(300))], "name": "a"}
+    assert list(values.children(key)) == [array_key]
