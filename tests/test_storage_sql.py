@@ -234,7 +234,7 @@ def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
     key = store.save(_call(1))
     with store.session() as connection:
         connection.execute(
-            update(calls).where(calls.c.key == key).values(meta_extra=b"\x80 not a pickle")
+            update(calls).where(calls.c.key == key).values(meta_typed="{not json")
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

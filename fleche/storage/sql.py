@@ -31,6 +31,7 @@ from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning
 from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
+from .sql_maintenance import Finding, audit, convert_legacy_metadata
 from .sql_query import (
     argument_joins,
     batched,
@@ -63,7 +64,7 @@ def _remove(path: str, pid: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class Sql(CallStorage):
     """Call records in a SQL database, queried with indexed set-based SQL.
 
@@ -232,6 +233,28 @@ class Sql(CallStorage):
             if len(rows) < PREFIX_PAGE:
                 return
             bounds["after"] = rows[-1][0]
+
+    # -- maintenance --------------------------------------------------------------
+
+    def audit(self, fix: bool = False) -> list[Finding]:
+        """What ``fleche verify`` cannot see by loading records (see :mod:`.sql_maintenance`).
+
+        Argument-index rows left by a record deleted by hand (removed when
+        ``fix``), and records whose metadata an older fleche pickled
+        (reported only: see :meth:`convert_legacy_metadata`).
+        """
+        return audit(self.session, fix)
+
+    def convert_legacy_metadata(self, unpickle: bool) -> int:
+        """Rewrite the records whose metadata an older fleche pickled; returns how many.
+
+        fleche never unpickles what it reads from a store, so such records
+        load without those metadata entries.  ``unpickle=True`` converts the
+        pickles to typed JSON: it runs whatever code they name, so only do
+        it for a store whose every writer you trust.  ``unpickle=False``
+        drops them.
+        """
+        return convert_legacy_metadata(self.session, unpickle)
 
     # -- the domain ---------------------------------------------------------------
 
