@@ -21,12 +21,12 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ..call import DigestedCall, QueryCall
+from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning
 from .base import CallMixin, CallStorage
@@ -41,7 +41,10 @@ from .sql_query import (
 )
 from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, calls, decode_row, encode_record
 
-__all__ = ["Sql"]
+if TYPE_CHECKING:  # loaded on first use, by __getattr__ below
+    from .sql_models import ArgumentModel, CallModel, MetaModel
+
+__all__ = ["ArgumentModel", "CallModel", "MetaModel", "Sql"]
 
 #: Keys per ``IN (...)`` when records are loaded in bulk.
 _CHUNK = 500
@@ -57,6 +60,21 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
+
+
+def _as_template(template: QueryCall | Call) -> QueryCall:
+    """A :class:`Call` used as a template: its ``None`` fields are wildcards."""
+    if isinstance(template, QueryCall):
+        return template
+    return QueryCall(
+        name=template.name,
+        module=template.module,
+        arguments=template.arguments,
+        result=template.result,
+        metadata=template.metadata or None,
+        version=template.version,
+        code=template.code,
+    )
 
 
 def _remove(path: str, pid: int) -> None:
@@ -297,8 +315,11 @@ class Sql(CallStorage):
         statement = self._apply_metadata_filters(statement, template.metadata)
         return statement.order_by(calls.c.key)
 
-    def query(self, template: QueryCall) -> Iterator[DigestedCall]:
+    def query(self, template: QueryCall | Call) -> Iterator[DigestedCall]:
         """The records matching ``template``, found by SQL and checked exactly.
+
+        ``template`` is a :class:`QueryCall`, or a :class:`Call` whose
+        ``None`` fields (and empty metadata) are wildcards.
 
         One statement selects the matching records (argument filters as
         joins on the argument index, metadata filters as JSON expressions),
@@ -309,7 +330,7 @@ class Sql(CallStorage):
         Every record is finally checked with :meth:`QueryCall.matches`, so
         the answer is exactly that of a scan.
         """
-        template = template.digested()
+        template = _as_template(template).digested()
         engine = self.engine
         with engine.connect() as connection:
             rows = connection.execute(
@@ -340,3 +361,12 @@ class Sql(CallStorage):
                 continue
             if template.matches(record):
                 yield record
+
+
+def __getattr__(name: str) -> Any:
+    # The ORM classes are loaded when first named: opening a store never pays for the ORM.
+    if name in ("CallModel", "ArgumentModel", "MetaModel"):
+        from . import sql_models
+
+        return getattr(sql_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
