@@ -198,7 +198,7 @@ SAMPLES = [
 
 
 def test_refix_round_trip(tmp_path: Path) -> None:
-    values = ValueBagOfHoldingH5File(root=tmp_path)
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     keys = [values.save(v) for v in SAMPLES]
     stored = sorted(values.list())
     for prefix_length, pattern in [
@@ -215,11 +215,11 @@ def test_refix_round_trip(tmp_path: Path) -> None:
         assert set(_files(tmp_path)) == expected, prefix_length
         for key, value in zip(keys, SAMPLES, strict=True):
             assert _same(values.load(key), value)
-    assert values.consolidate() == 0  # already in place
+    assert values.relocate() == 0  # already in place
 
 
 def test_consolidate_gathers_per_key_files(tmp_path: Path) -> None:
-    per_key = CallBagOfHoldingH5File(root=tmp_path)
+    per_key = CallBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     grouped = CallBagOfHoldingH5File(root=tmp_path, prefix_length=2)
     records = [Call(name="f", module="m", arguments={"x": i}, result=i * i) for i in range(30)]
     keys = [per_key.save(r) for r in records[:20]] + [grouped.save(r) for r in records[20:]]
@@ -227,13 +227,13 @@ def test_consolidate_gathers_per_key_files(tmp_path: Path) -> None:
     for storage in (per_key, grouped):
         assert sorted(storage.list()) == sorted(keys)
         assert all(storage.load(k).result == digest(i * i) for i, k in enumerate(keys))
-    assert grouped.consolidate() == 20
+    assert grouped.relocate() == 20
     assert all(p.name.endswith(".h5") for p in _files(tmp_path))
     assert sorted(per_key.list()) == sorted(keys)
 
 
 def test_interrupted_refix_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    values = ValueBagOfHoldingH5File(root=tmp_path)
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     keys = [values.save(i * 1000) for i in range(40)]
     original = BagOfHoldingH5FileBackend._copy_in
     done = []
@@ -252,12 +252,47 @@ def test_interrupted_refix_loses_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         assert sorted(storage.list()) == sorted(keys)
         assert [storage.load(k) for k in keys] == [i * 1000 for i in range(40)]
     monkeypatch.undo()
-    assert grouped.consolidate() > 0
+    assert grouped.relocate() > 0
     assert all(p.name.endswith(".h5") for p in _files(tmp_path))
     assert [grouped.load(k) for k in keys] == [i * 1000 for i in range(40)]
 
 
 # -- configuration, versions, damage -------------------------------------------------
+
+
+def test_fields_are_positional_as_the_spec_shows(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, "exact", 3, 2.5, remaining_depth=1)
+    assert (values.root, values.version_validator, values.prefix_length) == (tmp_path, "exact", 3)
+    assert (values.lock_timeout, values.remaining_depth) == (2.5, 1)
+    default = BagOfHoldingH5FileBackend(tmp_path)
+    assert (default.version_validator, default.prefix_length, default.lock_timeout) == (
+        None,
+        2,
+        1.0,
+    )
+    with pytest.raises(TypeError, match="unexpected"):
+        CallBagOfHoldingH5File(tmp_path, colour="red")
+
+
+def test_consolidate_turns_per_key_files_into_the_grouped_layout(tmp_path: Path) -> None:
+    per_key = ValueBagOfHoldingH5File(tmp_path, prefix_length=0)
+    keys = [per_key.save(v) for v in SAMPLES]
+    grouped = ValueBagOfHoldingH5File.consolidate(tmp_path, prefix_length=1)
+    assert isinstance(grouped, ValueBagOfHoldingH5File) and grouped.prefix_length == 1
+    assert {p.name for p in _files(tmp_path)} <= {f"{c}.h5" for c in "0123456789abcdef"}
+    for key, value in zip(keys, SAMPLES, strict=True):
+        assert _same(grouped.load(key), value)
+
+
+def test_large_arrays_keep_a_file_of_their_own_when_grouped(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path)  # grouped by two characters
+    big = np.zeros(200_000)  # 1.6 MB: copying it with every write to its shared file would cost
+    frame = pd.DataFrame({"a": np.arange(200_000.0)})
+    keys = [values.save(big), values.save(frame), values.save(np.zeros(10))]
+    assert [values.location(k)[0].suffix for k in keys] == ["", "", ".h5"]
+    assert values.relocate() == 0 and values.refix(1).relocate() == 0
+    assert values.location(keys[0])[0].suffix == ""
+    np.testing.assert_array_equal(values.load(keys[0]), big)
 
 
 def test_bad_configuration_is_refused(tmp_path: Path) -> None:
@@ -280,7 +315,7 @@ def _age_package_versions(file: Path) -> None:
 
 def test_loads_survive_package_upgrades_by_default(tmp_path: Path) -> None:
     values = ValueBagOfHoldingH5File(root=tmp_path)
-    assert values.version_validator == "none"
+    assert values.version_validator is None
     scalar = np.float64(2.5)  # stored through bagofholding, which records numpy's version
     key = values.save(scalar)
     _age_package_versions(values.location(key)[0])
@@ -289,6 +324,10 @@ def test_loads_survive_package_upgrades_by_default(tmp_path: Path) -> None:
     with pytest.warns(CorruptEntryWarning, match="0.0.1"):
         with pytest.raises(KeyError):
             strict.load(key)
+    # rebag: every bag written again with the installed versions (arrays record none)
+    plain = values.save(np.arange(3))
+    assert strict.rebag("none") == 1
+    assert _same(strict.load(key), scalar) and _same(strict.load(plain), np.arange(3))
 
 
 @pytest.mark.parametrize("prefix_length", [0, 1])

@@ -2,20 +2,21 @@
 
 Two layouts share one directory tree, chosen by ``prefix_length``:
 
-``prefix_length=0`` (default): one file per key
+``prefix_length=0``: one file per key
     ``root/a3/f9/c1…`` as in :class:`~fleche.storage.file.FileStorage`,
     written to a temporary file and renamed.  h5py refuses to open a file
     another process is writing (66 of 80 unlocked concurrent saves into one
     file failed), so one file per write is what makes processes safe.
-``prefix_length=n`` (1–8): keys grouped by their first ``n`` characters
+``prefix_length=n`` (1–8, default 2): keys grouped by their first ``n`` characters
     Each key is a group of the shared file ``root/a.h5`` (n ≤ 2),
     ``root/a3/a3f.h5`` (n ≤ 4) or ``root/a3/f9/a3f9c.h5`` (n ≤ 8): fewer,
     larger files for file systems with inode quotas and for browsing.  A
-    write holds a :class:`filelock.FileLock` on the shared file, copies it,
-    adds the entry to the copy, flushes it to the device and renames it
-    into place, so a killed writer never damages the entries already there
-    and readers need no lock: they see the old file or the new one.  The
-    cost is a copy of the shared file per write; keep shared files small.
+    write holds a :class:`filelock.FileLock` on the shared file, copies it, adds the entry to the copy, flushes
+    it to the device and renames it into place, so a killed writer never
+    damages the entries already there and readers need no lock: they see
+    the old file or the new one.  The cost is a copy of the shared file
+    per write, so shared files are kept small: an array or frame of more
+    than :data:`SHARED_LIMIT` bytes gets a file of its own in any layout.
 
 Reads find an entry under either layout (this storage's place first), so a
 store whose layout is being changed by :meth:`~BagOfHoldingH5FileBackend.refix`
@@ -40,12 +41,15 @@ from . import hdf5_shared as shared
 from .base import CallMixin, ValueMixin
 from .destructuring import DestructuringMixin
 from .file import FileStorage
-from .hdf5_entry import NoEntry, copy_entry, read_entry, write_entry
+from .hdf5_entry import NoEntry, copy_entry, is_bag, read_entry, write_entry
 
 __all__ = ["BagOfHoldingH5FileBackend", "CallBagOfHoldingH5File", "ValueBagOfHoldingH5File"]
 
 #: Longest key prefix that may name a shared file.
 MAX_PREFIX_LENGTH = 8
+#: Arrays and frames larger than this (bytes) get a file of their own in a grouped
+#: layout: adding one to a shared file would copy every entry already there.
+SHARED_LIMIT = 1 << 20
 #: What ``version_validator`` accepts (bagofholding's keywords).
 VERSION_VALIDATORS = ("none", "semantic-major", "semantic-minor", "semantic-patch", "exact")
 _HEX = "0123456789abcdef"
@@ -56,9 +60,41 @@ def _related(stem: str, prefix: str) -> bool:
     return stem.startswith(prefix) or prefix.startswith(stem)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+def _large(value: Any) -> bool:
+    """Whether ``value`` is an array or frame too large for a shared file (see :data:`SHARED_LIMIT`)."""
+    size = getattr(value, "nbytes", None)  # numpy arrays, pandas Series
+    if size is None and hasattr(value, "memory_usage") and hasattr(value, "columns"):
+        size = int(value.memory_usage(index=False).sum())  # a DataFrame
+    return type(size) is int and size > SHARED_LIMIT
+
+
+def _assign(storage: Any, given: dict[str, Any]) -> None:
+    """Set every field of the dataclass ``storage`` from ``given`` or its default, then check it.
+
+    What a generated ``__init__`` does, for classes whose positional order
+    (the 0.22 one) differs from the order their fields are inherited in.
+    """
+    for field in dataclasses.fields(storage):
+        if field.init and field.name in given:
+            value = given.pop(field.name)
+        elif field.default is not dataclasses.MISSING:
+            value = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            value = field.default_factory()
+        else:
+            raise TypeError(f"{type(storage).__name__}() needs the argument {field.name!r}")
+        object.__setattr__(storage, field.name, value)
+    if given:
+        raise TypeError(f"{type(storage).__name__}() got unexpected arguments {sorted(given)}")
+    storage.__post_init__()
+
+
+@dataclasses.dataclass(frozen=True, init=False)
 class BagOfHoldingH5FileBackend(FileStorage):
     """Objects in HDF5 files under ``root``: arrays and frames as real datasets.
+
+    ``BagOfHoldingH5FileBackend(root, version_validator=None, prefix_length=2,
+    lock_timeout=1.0)``, by position or keyword; other fields by keyword.
 
     Numpy arrays are plain datasets, DataFrames one dataset per column,
     plain Python data (container nodes, call records) pickled bytes, and
@@ -68,14 +104,17 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     Parameters
     ----------
-    root, lock_timeout, lock_wait_start, fsync
+    root, lock_wait_start, fsync
         As for :class:`~fleche.storage.file.FileStorage` (``fsync`` for
         per-key files; a shared file is always flushed before its rename,
         since a torn one would lose every entry in it).
+    lock_timeout
+        As for :class:`~fleche.storage.file.FileStorage`: how long to
+        retry a rename another process blocks.
     prefix_length
-        0 for one file per key, 1–8 to group keys sharing that many leading
-        characters in one file.  Change it for a whole store with
-        :meth:`refix`.
+        0 for one file per key, 1–8 (default 2) to group keys sharing that
+        many leading characters in one file.  Change it for a whole store
+        with :meth:`refix`.
     version_validator
         How bagofholding checks the package versions recorded with a stored
         object against the installed ones when loading.  bagofholding's own
@@ -90,11 +129,32 @@ class BagOfHoldingH5FileBackend(FileStorage):
         of the bag itself is checked with ``"semantic-major"`` plus
         bagofholding's own oldest-readable-version floor.  Arrays, frames
         and pickled plain data record no package versions: their formats
-        use only stable public numpy/pandas API.
+        use only stable public numpy/pandas API.  ``None`` is ``"none"``.
+        After an upgrade, :meth:`rebag` rewrites the bags with the
+        installed versions.
     """
 
-    prefix_length: int = 0
-    version_validator: str = "none"
+    version_validator: str | None = None
+    prefix_length: int = 2
+
+    def __init__(
+        self,
+        root: Path | str,
+        version_validator: str | None = None,
+        prefix_length: int = 2,
+        lock_timeout: float = 1.0,
+        **options: Any,
+    ) -> None:
+        _assign(
+            self,
+            dict(
+                options,
+                root=root,
+                version_validator=version_validator,
+                prefix_length=prefix_length,
+                lock_timeout=lock_timeout,
+            ),
+        )
 
     #: Pinned: the places of shared files (and ``hdf5_shared.SPLIT``) follow these two levels.
     fanout: ClassVar[tuple[int, ...]] = (2, 2)
@@ -108,7 +168,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
                 f"prefix_length must be an int from 0 (one file per key) to {MAX_PREFIX_LENGTH}; "
                 f"got {self.prefix_length!r}"
             )
-        if self.version_validator not in VERSION_VALIDATORS:
+        if self.version_validator is not None and self.version_validator not in VERSION_VALIDATORS:
             raise ConfigError(
                 f"version_validator must be one of {', '.join(VERSION_VALIDATORS)}; got {self.version_validator!r}"
             )
@@ -124,9 +184,13 @@ class BagOfHoldingH5FileBackend(FileStorage):
             return f"{root}{sep}{prefix[:2]}{sep}{prefix}{shared.SUFFIX}"
         return f"{root}{sep}{prefix[:2]}{sep}{prefix[2:4]}{sep}{prefix}{shared.SUFFIX}"
 
-    def _place(self, key: str) -> tuple[str, str | None]:
+    @property
+    def _validator(self) -> str:
+        return self.version_validator or "none"
+
+    def _place(self, key: str, large: bool = False) -> tuple[str, str | None]:
         """Where this storage writes ``key``: a file, and the group in it (``None``: its root)."""
-        if self.prefix_length == 0:
+        if self.prefix_length == 0 or large:
             return self._file(key), None
         return self._shared_file(key[: self.prefix_length]), key
 
@@ -158,7 +222,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        if self.prefix_length == 0:
+        if self.prefix_length == 0 or _large(value):
             return super().put(value, key)
         file, _ = self._place(key)
         os.makedirs(os.path.dirname(file), exist_ok=True)
@@ -183,7 +247,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
             if not os.path.isfile(file):
                 continue
             try:
-                return read_entry(file, group, self.version_validator)
+                return read_entry(file, group, self._validator)
             except (FileNotFoundError, NoEntry):
                 continue  # evicted meanwhile, or not in this shared file
             except PermissionError:
@@ -242,7 +306,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     def _from_file(self, path: Path) -> Any:
         # docstring inherited
-        return read_entry(str(path), None, self.version_validator)
+        return read_entry(str(path), None, self._validator)
 
     # -- listing -----------------------------------------------------------------
 
@@ -313,31 +377,70 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
         Each entry is copied (as stored: no decoding, no version check) and
         the new file is in place before the old copy is removed, so an
-        interruption loses nothing: run it again, or :meth:`consolidate` on
+        interruption loses nothing: run it again, or :meth:`relocate` on
         the returned storage, to finish.  Run it while no other process
         writes to the store.
         """
         target = dataclasses.replace(self, prefix_length=prefix_length)
-        target.consolidate()
+        target.relocate()
         return target
 
-    def consolidate(self) -> int:
+    @classmethod
+    def consolidate(
+        cls, root: Path | str, prefix_length: int = 2, **options: Any
+    ) -> BagOfHoldingH5FileBackend:
+        """The storage of ``root`` in the grouped layout of ``prefix_length``, entries moved there.
+
+        E.g. gather the per-key files a cluster job wrote into shared files:
+        ``ValueBagOfHoldingH5File.consolidate("store/values")``.  ``options``
+        are the other fields of the storage.  See :meth:`refix`.
+        """
+        storage = cls(root, prefix_length=prefix_length, **options)
+        storage.relocate()
+        return storage
+
+    def relocate(self) -> int:
         """Move every entry not where this storage's layout puts it; returns how many moved.
 
-        E.g. gather the per-key files a cluster job wrote with
-        ``prefix_length=0`` into shared files, or finish an interrupted
-        :meth:`refix`.  New copies land before old ones go (see :meth:`refix`).
+        Finishes an interrupted :meth:`refix` or :meth:`consolidate`.  New
+        copies land before old ones go (see :meth:`refix`).
         """
         moved = 0
         for chunk in self._chunks(""):
             moved += self._consolidate(chunk)
         return moved
 
+    def rebag(self, version_validator: str | None = None) -> int:
+        """Rewrite every bagofholding entry with the installed package versions; returns how many.
+
+        Each bag is loaded under ``version_validator`` (default: this
+        storage's) and written again, replacing the old one atomically,
+        so that after an upgrade the entries a strict validator would
+        refuse are readable again.  Arrays, frames and plain data record
+        no versions and are left as they are; an entry that cannot be
+        loaded is left too (with a :class:`~fleche.errors.CorruptEntryWarning`).
+        """
+        reader = dataclasses.replace(self, version_validator=version_validator or self._validator)
+        count = 0
+        for key in list(self.list()):
+            file, path = self.location(key)
+            if not is_bag(str(file), None if path == "/" else path[1:]):
+                continue
+            try:
+                value = reader.get(key)
+            except KeyError:
+                continue
+            self._damaged.add(key)  # what put replaces even where content names the key
+            self.put(value, key)
+            count += 1
+        return count
+
     def _consolidate(self, chunk: str) -> int:
         misplaced: dict[str, dict[str, shared.Moved]] = {}  # target file -> key -> source
         for file, group, held in list(self._holders(chunk)):
+            large = group is None and os.path.getsize(file) > SHARED_LIMIT
             for key in held:
-                target, _ = self._place(key)
+                target, _ = self._place(key, large)
                 if target != file:
                     misplaced.setdefault(target, {})[key] = shared.Moved(
                         file, None if group is None else key
@@ -384,7 +487,7 @@ def _unlink(file: str) -> None:
         os.unlink(file)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class ValueBagOfHoldingH5File(ValueMixin, DestructuringMixin, BagOfHoldingH5FileBackend):
     """Values in HDF5 files, e.g. ``ValueBagOfHoldingH5File(root="store/values")``.
 
@@ -394,11 +497,14 @@ class ValueBagOfHoldingH5File(ValueMixin, DestructuringMixin, BagOfHoldingH5File
     """
 
     content_addressed = True
+    __init__ = BagOfHoldingH5FileBackend.__init__  # not DestructuringMixin's
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class CallBagOfHoldingH5File(CallMixin, BagOfHoldingH5FileBackend):
     """Call records in HDF5 files, e.g. ``CallBagOfHoldingH5File(root="store/calls")``.
 
     Saving a call again (a rerun) replaces its record atomically.
     """
+
+    __init__ = BagOfHoldingH5FileBackend.__init__

@@ -52,6 +52,7 @@ __all__ = [
     "NoEntry",
     "UnreadableEntry",
     "copy_entry",
+    "is_bag",
     "is_plain",
     "read_entry",
     "write_entry",
@@ -385,6 +386,12 @@ def _read_values(group: h5py.Group, name: str, pd: Any) -> tuple[Any, Any]:
         array_type = pd.api.types.pandas_dtype(dataset.attrs["dtype"]).construct_array_type()
         return array_type(data, mask), None
     raise UnreadableEntry(f"unknown column kind {kind!r}")
+
+
+def is_bag(file: str, group: str | None) -> bool:
+    """Whether the entry at ``group`` of ``file`` is a bagofholding bag (it records package versions)."""
+    with h5py.File(file, "r") as handle:
+        return FORMAT not in (handle if group is None else handle[group]).attrs
 
 
 # -- moving ---------------------------------------------------------------------
