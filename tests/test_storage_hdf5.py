@@ -27,6 +27,7 @@ from fleche.storage import (  # noqa: E402
     CallBagOfHoldingH5File,
     ValueBagOfHoldingH5File,
 )
+from fleche.storage.hdf5_check import CHECK, tree_seal  # noqa: E402
 
 
 def _files(root: Path) -> list[Path]:
@@ -302,8 +303,8 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         ValueBagOfHoldingH5File(root=tmp_path, version_validator="strict")
 
 
-def _age_package_versions(file: Path) -> None:
-    """Pretend every object in ``file`` was saved with package version 0.0.1."""
+def _age_package_versions(file: Path, key: str) -> None:
+    """Pretend every object in the per-key ``file`` was saved with package version 0.0.1."""
     with h5py.File(file, "r+") as handle:
 
         def age(name: str, item: object) -> None:
@@ -311,14 +312,15 @@ def _age_package_versions(file: Path) -> None:
                 item.attrs["version"] = "0.0.1"
 
         handle.visititems(age)
+        handle.attrs[CHECK] = tree_seal(key, handle)  # as that older writer sealed it
 
 
 def test_loads_survive_package_upgrades_by_default(tmp_path: Path) -> None:
-    values = ValueBagOfHoldingH5File(root=tmp_path)
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     assert values.version_validator is None
     scalar = np.float64(2.5)  # stored through bagofholding, which records numpy's version
     key = values.save(scalar)
-    _age_package_versions(values.location(key)[0])
+    _age_package_versions(values.location(key)[0], key)
     assert _same(values.load(key), scalar)
     strict = ValueBagOfHoldingH5File(root=tmp_path, version_validator="semantic-major")
     with pytest.warns(CorruptEntryWarning, match="0.0.1"):
@@ -368,3 +370,75 @@ def test_import_fleche_does_not_import_h5py() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repository
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+# -- integrity: a changed or swapped entry is a warned miss, never a wrong value ------
+
+
+def _kinds() -> list[object]:
+    """One value of every entry format: array, pickled plain data, frame, bag."""
+    frame = pd.DataFrame({"a": np.arange(50.0), "b": [f"s{i}" for i in range(50)]})
+    return [np.arange(64.0), np.arange(64.0) + 1, [1, "two", 3.0], frame, np.float64(2.5)]
+
+
+def _outcome(values: ValueBagOfHoldingH5File, key: str, expected: object) -> str:
+    """``"right"``, ``"miss"`` (with a corrupt-entry warning) or ``"WRONG"``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loaded = values.load(key)
+        except KeyError:
+            warned = any(issubclass(w.category, CorruptEntryWarning) for w in caught)
+            return "miss" if warned else "silent miss"
+    return "right" if _same(loaded, expected) else "WRONG"
+
+
+@pytest.mark.parametrize("prefix_length", [0, 1])
+def test_bit_flips_never_load_a_wrong_value(tmp_path: Path, prefix_length: int) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=prefix_length, remaining_depth=2)
+    stored = {values.save(v): v for v in _kinds()}
+    outcomes: dict[str, int] = {}
+    for key, value in stored.items():
+        file, _ = values.location(key)
+        data = file.read_bytes()
+        for position in range(0, len(data), max(1, len(data) // 40)):
+            flipped = bytearray(data)
+            flipped[position] ^= 0x10
+            file.write_bytes(bytes(flipped))
+            outcome = _outcome(values, key, value)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            file.write_bytes(data)
+    assert outcomes.get("WRONG", 0) == 0, outcomes
+    assert outcomes.get("miss", 0) > 0  # the trials did damage something
+
+
+def test_a_swapped_per_key_file_is_a_warned_miss(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=0)
+    first, second = (values.save(v) for v in _kinds()[:2])  # two arrays of one shape
+    values.location(second)[0].write_bytes(values.location(first)[0].read_bytes())
+    assert _outcome(values, second, _kinds()[1]) == "miss"
+    assert _outcome(values, first, _kinds()[0]) == "right"
+    values.save(_kinds()[1])  # a damaged entry is rewritten by the next save
+    assert _outcome(values, second, _kinds()[1]) == "right"
+
+
+def _move_entry(source_file: Path, source: str, target_file: Path, target: str) -> None:
+    """Put a copy of the entry ``source`` in place of the entry ``target``, as a tamperer could."""
+    with h5py.File(target_file, "r+") as handle:
+        del handle[target]
+        if source_file == target_file:
+            handle.copy(handle[source], handle, name=target)
+            return
+        with h5py.File(source_file, "r") as other:
+            other.copy(other[source], handle, name=target)
+
+
+def test_an_entry_moved_under_another_key_in_a_shared_file_is_a_warned_miss(
+    tmp_path: Path,
+) -> None:
+    samples = _kinds()
+    for n, (a, b) in enumerate([(0, 1), (1, 0), (2, 3), (3, 4), (4, 2)]):
+        values = ValueBagOfHoldingH5File(tmp_path / str(n), prefix_length=1)
+        keys = [values.save(v) for v in samples]
+        _move_entry(values.location(keys[a])[0], keys[a], values.location(keys[b])[0], keys[b])
+        assert _outcome(values, keys[b], samples[b]) == "miss", (a, b)

@@ -235,7 +235,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
                 replaced = {key}
 
             def add(temporary: str) -> None:
-                write_entry(temporary, key, value)
+                write_entry(temporary, key, value, key)
 
             shared.rewrite(file, keys, replaced, add, self._replace)
         self._damaged.discard(key)
@@ -247,7 +247,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
             if not os.path.isfile(file):
                 continue
             try:
-                return read_entry(file, group, self._validator)
+                return read_entry(file, group, self._validator, key)
             except (FileNotFoundError, NoEntry):
                 continue  # evicted meanwhile, or not in this shared file
             except PermissionError:
@@ -293,20 +293,28 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     # -- one per-key file --------------------------------------------------------
 
-    def _to_file(self, value: Any, path: Path) -> None:
+    def _write(self, value: Any, key: Digest, temporary: str) -> None:
         # docstring inherited
         if type(value) is shared.Moved:
-            with h5py.File(path, "w-") as target, h5py.File(value.file, "r") as source:
+            with h5py.File(temporary, "w-") as target, h5py.File(value.file, "r") as source:
                 copy_entry(source if value.group is None else source[value.group], target)
             return
         # Create the file exclusively; an existing file also tells bagofholding
         # where the HDF5 file ends and a group path inside it would begin.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        write_entry(str(path), None, value)
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write_entry(temporary, None, value, key)
+
+    def _read(self, key: Digest, file: str) -> Any:
+        # docstring inherited
+        return read_entry(file, None, self._validator, key)
+
+    def _to_file(self, value: Any, path: Path) -> None:
+        # docstring inherited
+        self._write(value, self._key_of(path), str(path))
 
     def _from_file(self, path: Path) -> Any:
         # docstring inherited
-        return read_entry(str(path), None, self._validator)
+        return self._read(self._key_of(path), str(path))
 
     # -- listing -----------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from bagofholding import H5Bag
 from ..call import Call, DigestedCall
 from ..digest import Digest
 from .destructuring import Node, Ref
+from .hdf5_check import CHECK, array_seal, bytes_seal, read_check, tree_seal
 
 __all__ = [
     "FORMAT",
@@ -139,27 +140,35 @@ def is_plain(value: Any) -> bool:
 # -- writing --------------------------------------------------------------------
 
 
-def write_entry(file: str, group: str | None, value: Any) -> None:
-    """Write ``value`` as the entry at ``group`` of ``file`` (``None``: a new file's root).
+def write_entry(file: str, group: str | None, value: Any, key: str) -> None:
+    """Write ``value`` as the entry of ``key`` at ``group`` of ``file`` (``None``: a new file's root).
 
-    A shared file must exist and must not hold ``group`` yet.
+    A shared file must exist and must not hold ``group`` yet.  The entry
+    gets its integrity check (:mod:`.hdf5_check`).
     """
     array = type(value) is np.ndarray and value.dtype.type in _ARRAY_TYPES
     payload = None if array else _pickled(value)
     frame = None if array or payload is not None else _frame_parts(value)
-    if not array and payload is None and frame is None:
+    bag = not array and payload is None and frame is None
+    if bag:
         H5Bag.save(value, file if group is None else f"{file}/{group}")
-        return
-    with h5py.File(file, "w" if group is None else "r+") as handle:
-        target = handle if group is None else handle.create_group(group)
+    with h5py.File(file, "w" if group is None and not bag else "r+") as handle:
+        if group is None:
+            target = handle
+        else:
+            target = handle[group] if bag else handle.create_group(group)
         if array:
             target.attrs[FORMAT] = np.bytes_("array")
             target.create_dataset("array", data=value)
+            target.attrs[CHECK] = array_seal(key, value)
         elif payload is not None:
             target.attrs[FORMAT] = np.bytes_("pickle")
             target.create_dataset("pickle", data=np.frombuffer(payload, dtype=np.uint8))
+            target.attrs[CHECK] = bytes_seal(key, b"pickle", payload)
         else:
-            _write_frame(target, frame)
+            if not bag:
+                _write_frame(target, frame)
+            target.attrs[CHECK] = tree_seal(key, target)
 
 
 def _pickled(value: Any) -> bytes | None:
@@ -276,11 +285,12 @@ def _write_array(
 # -- reading --------------------------------------------------------------------
 
 
-def read_entry(file: str, group: str | None, version_validator: str) -> Any:
-    """The value of the entry at ``group`` of ``file`` (``None``: the file's root).
+def read_entry(file: str, group: str | None, version_validator: str, key: str) -> Any:
+    """The value of the entry of ``key`` at ``group`` of ``file`` (``None``: the file's root).
 
     Raises ``FileNotFoundError`` if the file is gone, :class:`NoEntry` if
-    the file has no such group, anything else if the entry cannot be decoded.
+    the file has no such group, anything else if the entry cannot be
+    decoded or fails its integrity check.
     """
     # The fast formats are read through h5py's low-level API: the high-level
     # attribute and dataset accessors cost ~200 µs of a ~550 µs small hit
@@ -293,18 +303,35 @@ def read_entry(file: str, group: str | None, version_validator: str) -> Any:
         else:
             raise NoEntry(group)
         kind = _format(entry)
+        check = read_check(entry)
+        if check is None:
+            raise UnreadableEntry("it has no integrity check (written by an older fleche)")
         if kind == b"array":
-            return _dataset(entry, b"array")
+            array = _dataset(entry, b"array")
+            _verify(check, array_seal(key, array))
+            return array
         if kind == b"pickle":
-            return pickle.loads(_dataset(entry, b"pickle"))
-        if kind == b"frame":
-            return _read_frame(handle if group is None else handle[group])
-        if kind is not None:
+            payload = _dataset(entry, b"pickle")
+            _verify(check, bytes_seal(key, b"pickle", payload))
+            return pickle.loads(payload)
+        if kind is not None and kind != b"frame":
             raise UnreadableEntry(f"unknown entry format {kind!r} (written by a newer fleche?)")
+        tree = handle if group is None else handle[group]
+        _verify(check, tree_seal(key, tree))
+        if kind == b"frame":
+            return _read_frame(tree)
     bag = H5Bag(
         file if group is None else f"{file}/{group}", bag_version_validator=BAG_VERSION_VALIDATOR
     )
     return bag.load(version_validator=version_validator)
+
+
+def _verify(stored: bytes, computed: np.void) -> None:
+    if stored != computed.tobytes():
+        raise UnreadableEntry(
+            "its integrity check fails: its bytes changed after it was written, "
+            "or it is another key's entry (a swapped file)"
+        )
 
 
 def _format(entry: Any) -> bytes | None:
