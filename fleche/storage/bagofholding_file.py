@@ -16,7 +16,7 @@ Two layouts share one directory tree, chosen by ``prefix_length``:
     damages the entries already there and readers need no lock: they see
     the old file or the new one.  The cost is a copy of the shared file
     per write, so shared files are kept small: an array or frame of more
-    than :data:`SHARED_LIMIT` bytes gets a file of its own in any layout.
+    than :data:`~fleche.storage.hdf5_shared.SHARED_LIMIT` bytes gets a file of its own in any layout.
 
 Reads find an entry under either layout (this storage's place first), so a
 store whose layout is being changed by :meth:`~BagOfHoldingH5FileBackend.refix`
@@ -41,15 +41,13 @@ from . import hdf5_shared as shared
 from .base import CallMixin, ValueMixin
 from .destructuring import DestructuringMixin
 from .file import FileStorage
-from .hdf5_entry import NoEntry, copy_entry, is_bag, read_entry, write_entry
+from .hdf5_entry import NoEntry, copy_entry, read_entry, write_entry
+from .hdf5_layout import LayoutChangesMixin
 
 __all__ = ["BagOfHoldingH5FileBackend", "CallBagOfHoldingH5File", "ValueBagOfHoldingH5File"]
 
 #: Longest key prefix that may name a shared file.
 MAX_PREFIX_LENGTH = 8
-#: Arrays and frames larger than this (bytes) get a file of their own in a grouped
-#: layout: adding one to a shared file would copy every entry already there.
-SHARED_LIMIT = 1 << 20
 #: What ``version_validator`` accepts (bagofholding's keywords).
 VERSION_VALIDATORS = ("none", "semantic-major", "semantic-minor", "semantic-patch", "exact")
 _HEX = "0123456789abcdef"
@@ -58,14 +56,6 @@ _HEX = "0123456789abcdef"
 def _related(stem: str, prefix: str) -> bool:
     """Whether a shared file for keys starting ``stem`` may hold keys starting ``prefix``."""
     return stem.startswith(prefix) or prefix.startswith(stem)
-
-
-def _large(value: Any) -> bool:
-    """Whether ``value`` is an array or frame too large for a shared file (see :data:`SHARED_LIMIT`)."""
-    size = getattr(value, "nbytes", None)  # numpy arrays, pandas Series
-    if size is None and hasattr(value, "memory_usage") and hasattr(value, "columns"):
-        size = int(value.memory_usage(index=False).sum())  # a DataFrame
-    return type(size) is int and size > SHARED_LIMIT
 
 
 def _assign(storage: Any, given: dict[str, Any]) -> None:
@@ -90,7 +80,7 @@ def _assign(storage: Any, given: dict[str, Any]) -> None:
 
 
 @dataclasses.dataclass(frozen=True, init=False)
-class BagOfHoldingH5FileBackend(FileStorage):
+class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
     """Objects in HDF5 files under ``root``: arrays and frames as real datasets.
 
     ``BagOfHoldingH5FileBackend(root, version_validator=None, prefix_length=2,
@@ -222,7 +212,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        if self.prefix_length == 0 or _large(value):
+        if self.prefix_length == 0 or shared.too_large(value):
             return super().put(value, key)
         file, _ = self._place(key)
         os.makedirs(os.path.dirname(file), exist_ok=True)
@@ -377,122 +367,6 @@ class BagOfHoldingH5FileBackend(FileStorage):
                 held = {k for k in shared.listed(file) if k.startswith(prefix)}
                 if held:
                     yield file, "", held
-
-    # -- changing the layout -------------------------------------------------------
-
-    def refix(self, prefix_length: int) -> BagOfHoldingH5FileBackend:
-        """Move every entry into the layout of ``prefix_length``; returns the storage for it.
-
-        Each entry is copied (as stored: no decoding, no version check) and
-        the new file is in place before the old copy is removed, so an
-        interruption loses nothing: run it again, or :meth:`relocate` on
-        the returned storage, to finish.  Run it while no other process
-        writes to the store.
-        """
-        target = dataclasses.replace(self, prefix_length=prefix_length)
-        target.relocate()
-        return target
-
-    @classmethod
-    def consolidate(
-        cls, root: Path | str, prefix_length: int = 2, **options: Any
-    ) -> BagOfHoldingH5FileBackend:
-        """The storage of ``root`` in the grouped layout of ``prefix_length``, entries moved there.
-
-        E.g. gather the per-key files a cluster job wrote into shared files:
-        ``ValueBagOfHoldingH5File.consolidate("store/values")``.  ``options``
-        are the other fields of the storage.  See :meth:`refix`.
-        """
-        storage = cls(root, prefix_length=prefix_length, **options)
-        storage.relocate()
-        return storage
-
-    def relocate(self) -> int:
-        """Move every entry not where this storage's layout puts it; returns how many moved.
-
-        Finishes an interrupted :meth:`refix` or :meth:`consolidate`.  New
-        copies land before old ones go (see :meth:`refix`).
-        """
-        moved = 0
-        for chunk in self._chunks(""):
-            moved += self._consolidate(chunk)
-        return moved
-
-    def rebag(self, version_validator: str | None = None) -> int:
-        """Rewrite every bagofholding entry with the installed package versions; returns how many.
-
-        Each bag is loaded under ``version_validator`` (default: this
-        storage's) and written again, replacing the old one atomically,
-        so that after an upgrade the entries a strict validator would
-        refuse are readable again.  Arrays, frames and plain data record
-        no versions and are left as they are; an entry that cannot be
-        loaded is left too (with a :class:`~fleche.errors.CorruptEntryWarning`).
-        """
-        reader = dataclasses.replace(self, version_validator=version_validator or self._validator)
-        count = 0
-        for key in list(self.list()):
-            file, path = self.location(key)
-            if not is_bag(str(file), None if path == "/" else path[1:]):
-                continue
-            try:
-                value = reader.get(key)
-            except KeyError:
-                continue
-            self._damaged.add(key)  # what put replaces even where content names the key
-            self.put(value, key)
-            count += 1
-        return count
-
-    def _consolidate(self, chunk: str) -> int:
-        misplaced: dict[str, dict[str, shared.Moved]] = {}  # target file -> key -> source
-        for file, group, held in list(self._holders(chunk)):
-            large = group is None and os.path.getsize(file) > SHARED_LIMIT
-            for key in held:
-                target, _ = self._place(key, large)
-                if target != file:
-                    misplaced.setdefault(target, {})[key] = shared.Moved(
-                        file, None if group is None else key
-                    )
-        for target, entries in misplaced.items():
-            self._copy_in(target, entries)
-        done: dict[str, set[str]] = {}  # shared source file -> keys moved out of it
-        for entries in misplaced.values():
-            for key, source in entries.items():
-                if source.group is None:
-                    _unlink(source.file)
-                else:
-                    done.setdefault(source.file, set()).add(key)
-        for file, keys in done.items():
-            with shared.locked(file):
-                present = shared.keys_for_update(file)
-                if present is not None and keys & present:
-                    shared.rewrite(file, present, keys & present, None, self._replace)
-        return sum(len(entries) for entries in misplaced.values())
-
-    def _copy_in(self, target: str, entries: dict[str, shared.Moved]) -> None:
-        """Copy entries into their place ``target`` unless already there (then the copy there wins)."""
-        if self.prefix_length == 0:
-            for key, source in entries.items():
-                if not os.path.isfile(target):
-                    FileStorage.put(self, source, Digest(key))
-            return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with shared.locked(target):
-            keys = shared.keys_for_update(target)
-            new = {k: s for k, s in entries.items() if keys is None or k not in keys}
-            if new:
-                shared.rewrite(
-                    target,
-                    keys,
-                    set(),
-                    lambda temporary: shared.copy_in(temporary, new),
-                    self._replace,
-                )
-
-
-def _unlink(file: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(file)
 
 
 @dataclasses.dataclass(frozen=True, init=False)

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import xxhash
 
-__all__ = ["CHECK", "array_seal", "bytes_seal", "read_check", "tree_seal"]
+__all__ = ["CHECK", "array_seal", "bytes_seal", "read_check", "read_tree", "tree_seal"]
 
 #: The attribute of an entry holding its check (16 raw bytes).
 CHECK = "fleche_check"
@@ -62,8 +62,28 @@ def array_seal(key: str, array: np.ndarray) -> np.void:
     return np.void(hasher.digest())
 
 
-def tree_seal(key: str, group: h5py.Group) -> np.void:
-    """The check of a frame or bag entry: every attribute and dataset under ``group``, by name."""
+def read_tree(group: h5py.Group) -> dict[str, Any]:
+    """Every dataset under ``group``, read whole, by path: what :func:`tree_seal` and a decoder share.
+
+    Variable-length strings come as ``str`` (decoded by h5py), as a frame's
+    text columns are written; a bag's are checked as the bytes h5py reads.
+    """
+    contents: dict[str, Any] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset):
+            text = h5py.check_string_dtype(item.dtype) is not None
+            contents[name] = item.asstr()[()] if text else item[()]
+
+    group.visititems(visit)
+    return contents
+
+
+def tree_seal(key: str, group: h5py.Group, contents: dict[str, Any] | None = None) -> np.void:
+    """The check of a frame or bag entry: every attribute and dataset under ``group``, by name.
+
+    ``contents`` (from :func:`read_tree`) saves reading the datasets again.
+    """
     hasher = _hasher(key, b"tree")
     _feed_attributes(hasher, group, skip=CHECK)
 
@@ -73,7 +93,7 @@ def tree_seal(key: str, group: h5py.Group) -> np.void:
         if isinstance(item, h5py.Dataset):
             _feed(hasher, item.dtype.str.encode())
             _feed(hasher, repr(item.shape).encode())
-            _feed_value(hasher, item[()])
+            _feed_value(hasher, item[()] if contents is None else contents[name])
 
     group.visititems(visit)
     return np.void(hasher.digest())
@@ -101,7 +121,16 @@ def _feed_value(hasher: Any, value: Any) -> None:
     if array.dtype.kind != "O":
         _feed(hasher, np.ascontiguousarray(array).reshape(-1).view(np.uint8))
         return
-    for item in array.reshape(-1):  # variable-length strings, nested arrays, references
+    items = array.reshape(-1).tolist()
+    for empty in (b"", ""):  # variable-length strings: C-speed passes, not one per item
+        try:
+            joined = empty.join(items)
+        except TypeError:
+            continue
+        _feed(hasher, np.fromiter(map(len, items), np.int64, len(items)))
+        _feed(hasher, joined if empty == b"" else joined.encode("utf-8", "surrogatepass"))
+        return
+    for item in items:  # nested arrays, references, text
         if isinstance(item, str | bytes | np.ndarray):
             _feed_value(hasher, item)
         else:
