@@ -139,9 +139,10 @@ def _feed_value(hasher: Any, value: Any) -> None:
 
 def read_check(entry: Any) -> bytes | None:
     """The check stored on an entry (a low-level group id); ``None`` if it has none."""
-    if not h5py.h5a.exists(entry, _CHECK):
+    try:  # one call, not exists() then open(): this is on every hit
+        attribute = h5py.h5a.open(entry, _CHECK)
+    except KeyError:
         return None
-    attribute = h5py.h5a.open(entry, _CHECK)
     value = np.empty((), dtype=attribute.dtype)
     attribute.read(value)
     return value.tobytes()
