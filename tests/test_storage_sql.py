@@ -489,3 +489,13 @@ def test_result_of_reads_the_result_and_one_namespace(store: Sql) -> None:
     assert store.result_of(store.shrink(key), "tags")[0] == record.result
     with pytest.raises(KeyError):
         store.result_of(digest("never stored"), "expiry")
+    # entries JSON cannot hold come back too, and from a namespace kept whole
+    typed = _call(2, metadata={"expiry": {"ttl": math.inf, "expires": 1.0}, "whole": (1, 2)})
+    key = store.save(typed)
+    assert store.result_of(key, "expiry")[1] == {"ttl": math.inf, "expires": 1.0}
+    assert store.result_of(key, "whole")[1] == (1, 2)
+    assert store.result_of(key, "absent")[1] is None
+    with store.session() as connection:
+        connection.execute(update(calls).where(calls.c.key == key).values(meta_typed="{bad"))
+    with pytest.warns(CorruptEntryWarning), pytest.raises(KeyError):
+        store.result_of(key, "expiry")

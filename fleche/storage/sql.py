@@ -32,6 +32,7 @@ from ..errors import CorruptEntryWarning
 from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
 from .sql_maintenance import Finding, audit, convert_legacy_metadata
+from .sql_metadata import join_metadata
 from .sql_query import (
     argument_joins,
     batched,
@@ -198,25 +199,36 @@ class Sql(CallStorage):
         )
         if not rows:
             raise KeyError(key)
-        result, entries = rows[0]
+        result, entries, typed = rows[0]
         if (
             type(entries) is str
         ):  # SQLite hands back JSON text ("null" if absent); psycopg decodes it
             entries = None if entries == "null" else json.loads(entries)
+        if typed is not None:  # some entry JSON cannot hold: put them back
+            document = {} if entries is None else {namespace: entries}
+            try:
+                entries = join_metadata(document, typed).get(namespace)
+            except Exception as err:
+                raise self._damaged(key, err) from err
         return (None if result is None else Digest(result)), entries
 
-    @staticmethod
-    def _decode(key: str, row: tuple[Any, ...]) -> DigestedCall:
+    @classmethod
+    def _decode(cls, key: str, row: tuple[Any, ...]) -> DigestedCall:
         try:
             return decode_row(row)
         except Exception as err:
-            warnings.warn(
-                f"the call record {key} in the SQL store cannot be read ({type(err).__name__}: {err}); "
-                "treating it as missing",
-                CorruptEntryWarning,
-                stacklevel=3,
-            )
-            raise KeyError(key) from err
+            raise cls._damaged(key, err) from err
+
+    @staticmethod
+    def _damaged(key: str, err: Exception) -> KeyError:
+        """Warn that the record under ``key`` cannot be read; the ``KeyError`` to raise for it."""
+        warnings.warn(
+            f"the call record {key} in the SQL store cannot be read ({type(err).__name__}: {err}); "
+            "treating it as missing",
+            CorruptEntryWarning,
+            stacklevel=4,
+        )
+        return KeyError(key)
 
     def _contains(self, key: Digest) -> bool:
         runtime = self._runtime()

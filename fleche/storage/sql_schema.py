@@ -212,11 +212,14 @@ class Statements:
         # the argument index), or on PostgreSQL the upsert and the argument rows.
         self.save = _postgres_save(text(upsert)) if self.postgres else text(upsert)
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
-        # The hit path: the result and one metadata namespace, as JSON text or NULL.
+        # The hit path: the result, one metadata namespace (JSON text or NULL) and
+        # the typed metadata (NULL unless some value JSON cannot hold).
         self.result_of = text(
-            select(calls.c.result, calls.c.meta[bindparam("namespace", type_=String)]).where(
-                calls.c.key == key
-            )
+            select(
+                calls.c.result,
+                calls.c.meta[bindparam("namespace", type_=String)],
+                calls.c.meta_typed,
+            ).where(calls.c.key == key)
         )
         self.contains = text(select(calls.c.key).where(calls.c.key == key))
         self.evict = text(delete(calls).where(calls.c.key == key))
