@@ -80,14 +80,16 @@ def measure_value(
     compared: the best of a few 10 MB writes is an outlier that depends on
     the kernel's writeback, not on the code.
     """
-    store = ValueBagOfHoldingH5File(root=work / f"{name}-load")
+    store = ValueBagOfHoldingH5File(root=work / f"{name}-load", prefix_length=0)
     key = store.save(value)
     raw_file = work / f"{name}-raw.h5"
     if raw is not None:
         raw_write(raw_file, raw)
     times: dict[str, list[float]] = {"save": [], "load": [], "raw save": [], "raw load": []}
     for i in range(REPEAT):
-        times["save"].append(once(ValueBagOfHoldingH5File(root=work / f"{name}-{i}").save, value))
+        times["save"].append(
+            once(ValueBagOfHoldingH5File(root=work / f"{name}-{i}", prefix_length=0).save, value)
+        )
         times["load"].append(once(store.load, key))
         if raw is not None:
             times["raw save"].append(once(raw_write, work / f"{name}-raw-{i}.h5", raw))

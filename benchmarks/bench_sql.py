@@ -198,9 +198,24 @@ def bench_postgres(rows: list[list[str]]) -> None:
     if not url:
         rows.append(["PostgreSQL", "skipped", "set FLECHE_TEST_POSTGRES_URL"])
         return
-    sql = Sql(url=url)
-    with sql.session() as connection:
-        connection.exec_driver_sql("DELETE FROM calls")
+    # A schema of its own, dropped at the end: the server's other stores (and other
+    # fleche versions' tables) are left alone.
+    import sqlalchemy
+
+    schema = f"fleche_bench_{os.getpid()}"
+    admin = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        private = sqlalchemy.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        _bench_postgres(Sql(url=private.render_as_string(hide_password=False)), rows)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def _bench_postgres(sql: Sql, rows: list[list[str]]) -> None:
     bench_save_load(sql, "PostgreSQL", rows)
     import psycopg
 
@@ -227,8 +242,7 @@ def bench_postgres(rows: list[list[str]]) -> None:
         ["raw psycopg upsert of a comparable row (one statement)", ms(raw_insert), "reference"]
     )
     rows.append(["raw psycopg select of that row", us(raw_select), "reference"])
-    with sql.session() as connection:
-        connection.exec_driver_sql("DELETE FROM calls")
+    sql.engine.dispose()
 
 
 def main() -> None:

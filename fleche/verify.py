@@ -12,7 +12,11 @@ backend: memory, pickle files, HDF5, SQL):
   its parts (the children of a destructured container) are present and
   readable, and its content still digests to its key;
 - every call record can be read, is filed under its own lookup key, and
-  every value it references (arguments and result) is present and sound.
+  every value it references (arguments and result) is present and sound;
+- whatever a storage checks in its own medium, if it has an ``audit(fix)``
+  method (the SQL store: argument-index rows left by records deleted by
+  hand, which ``fix`` removes, and records with metadata pickled by an
+  older fleche, which are only reported).
 
 A repair evicts corrupt values, values with missing or broken parts, values
 whose content no longer matches their key, corrupt records and records that
@@ -320,7 +324,17 @@ def verify(cache: Cache, fix: bool = False, progress: Progress | None = None) ->
         # Records first: a record must never point at a value already removed.
         call_problems = [_repair(cache.calls, p) for p in call_problems]
         value_problems = [_repair(cache.values, p) for p in value_problems]
+    value_problems += _audited("values", cache.values, fix)
+    call_problems += _audited("calls", cache.calls, fix)
     return VerifyReport(n_values, n_calls, tuple(value_problems + call_problems))
+
+
+def _audited(store: str, storage: Any, fix: bool) -> list[Problem]:
+    """What a storage that checks its own medium finds (its ``audit(fix)``, e.g. ``Sql``'s)."""
+    audit = getattr(storage, "audit", None)
+    if audit is None:
+        return []
+    return [Problem(store, f.key, f.kind, f.detail, f.fixable, f.fixed) for f in audit(fix)]
 
 
 def _repair(storage: ValueStorage | CallStorage, problem: Problem) -> Problem:

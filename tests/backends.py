@@ -101,13 +101,13 @@ def _private_schema(url: str, root: Path) -> str:
 def hdf5_values(root: Path):
     from fleche.storage import ValueBagOfHoldingH5File
 
-    return ValueBagOfHoldingH5File(root=root)
+    return ValueBagOfHoldingH5File(root=root, prefix_length=0)
 
 
 def hdf5_calls(root: Path):
     from fleche.storage import CallBagOfHoldingH5File
 
-    return CallBagOfHoldingH5File(root=root)
+    return CallBagOfHoldingH5File(root=root, prefix_length=0)
 
 
 def hdf5_grouped_values(root: Path):

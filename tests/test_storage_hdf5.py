@@ -27,6 +27,7 @@ from fleche.storage import (  # noqa: E402
     CallBagOfHoldingH5File,
     ValueBagOfHoldingH5File,
 )
+from fleche.storage.hdf5_check import CHECK, tree_seal  # noqa: E402
 
 
 def _files(root: Path) -> list[Path]:
@@ -198,7 +199,7 @@ SAMPLES = [
 
 
 def test_refix_round_trip(tmp_path: Path) -> None:
-    values = ValueBagOfHoldingH5File(root=tmp_path)
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     keys = [values.save(v) for v in SAMPLES]
     stored = sorted(values.list())
     for prefix_length, pattern in [
@@ -215,11 +216,11 @@ def test_refix_round_trip(tmp_path: Path) -> None:
         assert set(_files(tmp_path)) == expected, prefix_length
         for key, value in zip(keys, SAMPLES, strict=True):
             assert _same(values.load(key), value)
-    assert values.consolidate() == 0  # already in place
+    assert values.relocate() == 0  # already in place
 
 
 def test_consolidate_gathers_per_key_files(tmp_path: Path) -> None:
-    per_key = CallBagOfHoldingH5File(root=tmp_path)
+    per_key = CallBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     grouped = CallBagOfHoldingH5File(root=tmp_path, prefix_length=2)
     records = [Call(name="f", module="m", arguments={"x": i}, result=i * i) for i in range(30)]
     keys = [per_key.save(r) for r in records[:20]] + [grouped.save(r) for r in records[20:]]
@@ -227,13 +228,13 @@ def test_consolidate_gathers_per_key_files(tmp_path: Path) -> None:
     for storage in (per_key, grouped):
         assert sorted(storage.list()) == sorted(keys)
         assert all(storage.load(k).result == digest(i * i) for i, k in enumerate(keys))
-    assert grouped.consolidate() == 20
+    assert grouped.relocate() == 20
     assert all(p.name.endswith(".h5") for p in _files(tmp_path))
     assert sorted(per_key.list()) == sorted(keys)
 
 
 def test_interrupted_refix_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    values = ValueBagOfHoldingH5File(root=tmp_path)
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     keys = [values.save(i * 1000) for i in range(40)]
     original = BagOfHoldingH5FileBackend._copy_in
     done = []
@@ -252,12 +253,47 @@ def test_interrupted_refix_loses_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         assert sorted(storage.list()) == sorted(keys)
         assert [storage.load(k) for k in keys] == [i * 1000 for i in range(40)]
     monkeypatch.undo()
-    assert grouped.consolidate() > 0
+    assert grouped.relocate() > 0
     assert all(p.name.endswith(".h5") for p in _files(tmp_path))
     assert [grouped.load(k) for k in keys] == [i * 1000 for i in range(40)]
 
 
 # -- configuration, versions, damage -------------------------------------------------
+
+
+def test_fields_are_positional_as_the_spec_shows(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, "exact", 3, 2.5, remaining_depth=1)
+    assert (values.root, values.version_validator, values.prefix_length) == (tmp_path, "exact", 3)
+    assert (values.lock_timeout, values.remaining_depth) == (2.5, 1)
+    default = BagOfHoldingH5FileBackend(tmp_path)
+    assert (default.version_validator, default.prefix_length, default.lock_timeout) == (
+        None,
+        2,
+        1.0,
+    )
+    with pytest.raises(TypeError, match="unexpected"):
+        CallBagOfHoldingH5File(tmp_path, colour="red")
+
+
+def test_consolidate_turns_per_key_files_into_the_grouped_layout(tmp_path: Path) -> None:
+    per_key = ValueBagOfHoldingH5File(tmp_path, prefix_length=0)
+    keys = [per_key.save(v) for v in SAMPLES]
+    grouped = ValueBagOfHoldingH5File.consolidate(tmp_path, prefix_length=1)
+    assert isinstance(grouped, ValueBagOfHoldingH5File) and grouped.prefix_length == 1
+    assert {p.name for p in _files(tmp_path)} <= {f"{c}.h5" for c in "0123456789abcdef"}
+    for key, value in zip(keys, SAMPLES, strict=True):
+        assert _same(grouped.load(key), value)
+
+
+def test_large_arrays_keep_a_file_of_their_own_when_grouped(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path)  # grouped by two characters
+    big = np.zeros(200_000)  # 1.6 MB: copying it with every write to its shared file would cost
+    frame = pd.DataFrame({"a": np.arange(200_000.0)})
+    keys = [values.save(big), values.save(frame), values.save(np.zeros(10))]
+    assert [values.location(k)[0].suffix for k in keys] == ["", "", ".h5"]
+    assert values.relocate() == 0 and values.refix(1).relocate() == 0
+    assert values.location(keys[0])[0].suffix == ""
+    np.testing.assert_array_equal(values.load(keys[0]), big)
 
 
 def test_bad_configuration_is_refused(tmp_path: Path) -> None:
@@ -267,8 +303,8 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         ValueBagOfHoldingH5File(root=tmp_path, version_validator="strict")
 
 
-def _age_package_versions(file: Path) -> None:
-    """Pretend every object in ``file`` was saved with package version 0.0.1."""
+def _age_package_versions(file: Path, key: str) -> None:
+    """Pretend every object in the per-key ``file`` was saved with package version 0.0.1."""
     with h5py.File(file, "r+") as handle:
 
         def age(name: str, item: object) -> None:
@@ -276,19 +312,24 @@ def _age_package_versions(file: Path) -> None:
                 item.attrs["version"] = "0.0.1"
 
         handle.visititems(age)
+        handle.attrs[CHECK] = tree_seal(key, handle)  # as that older writer sealed it
 
 
 def test_loads_survive_package_upgrades_by_default(tmp_path: Path) -> None:
-    values = ValueBagOfHoldingH5File(root=tmp_path)
-    assert values.version_validator == "none"
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    assert values.version_validator is None
     scalar = np.float64(2.5)  # stored through bagofholding, which records numpy's version
     key = values.save(scalar)
-    _age_package_versions(values.location(key)[0])
+    _age_package_versions(values.location(key)[0], key)
     assert _same(values.load(key), scalar)
     strict = ValueBagOfHoldingH5File(root=tmp_path, version_validator="semantic-major")
     with pytest.warns(CorruptEntryWarning, match="0.0.1"):
         with pytest.raises(KeyError):
             strict.load(key)
+    # rebag: every bag written again with the installed versions (arrays record none)
+    plain = values.save(np.arange(3))
+    assert strict.rebag("none") == 1
+    assert _same(strict.load(key), scalar) and _same(strict.load(plain), np.arange(3))
 
 
 @pytest.mark.parametrize("prefix_length", [0, 1])
@@ -329,3 +370,75 @@ def test_import_fleche_does_not_import_h5py() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repository
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+# -- integrity: a changed or swapped entry is a warned miss, never a wrong value ------
+
+
+def _kinds() -> list[object]:
+    """One value of every entry format: array, pickled plain data, frame, bag."""
+    frame = pd.DataFrame({"a": np.arange(50.0), "b": [f"s{i}" for i in range(50)]})
+    return [np.arange(64.0), np.arange(64.0) + 1, [1, "two", 3.0], frame, np.float64(2.5)]
+
+
+def _outcome(values: ValueBagOfHoldingH5File, key: str, expected: object) -> str:
+    """``"right"``, ``"miss"`` (with a corrupt-entry warning) or ``"WRONG"``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loaded = values.load(key)
+        except KeyError:
+            warned = any(issubclass(w.category, CorruptEntryWarning) for w in caught)
+            return "miss" if warned else "silent miss"
+    return "right" if _same(loaded, expected) else "WRONG"
+
+
+@pytest.mark.parametrize("prefix_length", [0, 1])
+def test_bit_flips_never_load_a_wrong_value(tmp_path: Path, prefix_length: int) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=prefix_length, remaining_depth=2)
+    stored = {values.save(v): v for v in _kinds()}
+    outcomes: dict[str, int] = {}
+    for key, value in stored.items():
+        file, _ = values.location(key)
+        data = file.read_bytes()
+        for position in range(0, len(data), max(1, len(data) // 40)):
+            flipped = bytearray(data)
+            flipped[position] ^= 0x10
+            file.write_bytes(bytes(flipped))
+            outcome = _outcome(values, key, value)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            file.write_bytes(data)
+    assert outcomes.get("WRONG", 0) == 0, outcomes
+    assert outcomes.get("miss", 0) > 0  # the trials did damage something
+
+
+def test_a_swapped_per_key_file_is_a_warned_miss(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=0)
+    first, second = (values.save(v) for v in _kinds()[:2])  # two arrays of one shape
+    values.location(second)[0].write_bytes(values.location(first)[0].read_bytes())
+    assert _outcome(values, second, _kinds()[1]) == "miss"
+    assert _outcome(values, first, _kinds()[0]) == "right"
+    values.save(_kinds()[1])  # a damaged entry is rewritten by the next save
+    assert _outcome(values, second, _kinds()[1]) == "right"
+
+
+def _move_entry(source_file: Path, source: str, target_file: Path, target: str) -> None:
+    """Put a copy of the entry ``source`` in place of the entry ``target``, as a tamperer could."""
+    with h5py.File(target_file, "r+") as handle:
+        del handle[target]
+        if source_file == target_file:
+            handle.copy(handle[source], handle, name=target)
+            return
+        with h5py.File(source_file, "r") as other:
+            other.copy(other[source], handle, name=target)
+
+
+def test_an_entry_moved_under_another_key_in_a_shared_file_is_a_warned_miss(
+    tmp_path: Path,
+) -> None:
+    samples = _kinds()
+    for n, (a, b) in enumerate([(0, 1), (1, 0), (2, 3), (3, 4), (4, 2)]):
+        values = ValueBagOfHoldingH5File(tmp_path / str(n), prefix_length=1)
+        keys = [values.save(v) for v in samples]
+        _move_entry(values.location(keys[a])[0], keys[a], values.location(keys[b])[0], keys[b])
+        assert _outcome(values, keys[b], samples[b]) == "miss", (a, b)

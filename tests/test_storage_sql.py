@@ -62,6 +62,41 @@ def test_bare_path_is_a_sqlite_file(tmp_path: Path) -> None:
     assert Sql(url=f"sqlite:///{path}").load(key) == store.load(key)
 
 
+def test_fields_are_positional_as_the_spec_shows(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = Sql("calls.db")
+    key = store.save(_call(1))
+    assert (tmp_path / "calls.db").is_file() and store.url == "calls.db"
+    assert Sql("calls.db", False).load(key) == store.load(key) and Sql("calls.db", True).echo
+    for scratch in (Sql(), Sql(None)):
+        assert scratch.engine.dialect.name == "sqlite" and list(scratch.list()) == []
+
+
+def test_orm_models_map_the_tables(store: Sql) -> None:
+    from sqlalchemy.orm import Session
+
+    from fleche.storage.sql import ArgumentModel, CallModel, MetaModel
+
+    key = store.save(_call(1, metadata={"tags": {"pair": (1, 2), "project": "x"}}))
+    with Session(store.engine) as session:
+        call = session.get(CallModel, key)
+        assert (call.name, call.module, call.result) == ("simulate", "tests.sql", digest(1))
+        assert [(a.name, a.value) for a in call.argument_rows] == [
+            ("i", digest(1)),
+            ("x", digest(1)),
+        ]
+        assert session.query(ArgumentModel).filter_by(name="x").count() == 1
+        meta = session.get(MetaModel, key)
+        assert meta.call_key == key and meta.data == {"tags": {"project": "x"}}
+        assert meta.typed is not None
+
+
+def test_import_of_the_store_does_not_load_the_orm() -> None:
+    code = "import fleche.storage.sql, sys; print('sqlalchemy.orm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_no_url_is_a_private_scratch_store() -> None:
     first, second = Sql(), Sql()
     key = first.save(_call(1))
@@ -233,9 +268,7 @@ def test_a_sqlite_store_made_without_triggers_gets_them_when_opened(tmp_path: Pa
 def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
     key = store.save(_call(1))
     with store.session() as connection:
-        connection.execute(
-            update(calls).where(calls.c.key == key).values(meta_extra=b"\x80 not a pickle")
-        )
+        connection.execute(update(calls).where(calls.c.key == key).values(meta_typed="{not json"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(KeyError):
@@ -302,6 +335,18 @@ def test_filters_are_pushed_down(store: Sql) -> None:
     )
     with store.engine.connect() as connection:
         assert sorted(connection.execute(key_query).scalars()) == sorted(r.key() for r in found)
+
+
+def test_a_call_is_a_template_with_none_as_wildcards(store: Sql) -> None:
+    for i in range(30):
+        store.save(_call(i, metadata={"tags": {"even": i % 2 == 0}}))
+    seen = _count_statements(store)
+    template = Call(name="simulate", module=None, arguments={"x": 3}, result=None)
+    found = sorted(r.key() for r in store.query(template))
+    assert found == sorted(r.key() for r in store.query(QueryCall(arguments={"x": 3})))
+    assert len(found) == 4 and len(seen) == 2  # each answered by one statement
+    tagged = Call(name=None, module=None, arguments=None, metadata={"tags": {"even": True}})
+    assert len(list(store.query(tagged))) == 15
 
 
 _NAMESPACES = st.sampled_from(["tags", "runtime", 'quo"te', "é"])
@@ -444,3 +489,13 @@ def test_result_of_reads_the_result_and_one_namespace(store: Sql) -> None:
     assert store.result_of(store.shrink(key), "tags")[0] == record.result
     with pytest.raises(KeyError):
         store.result_of(digest("never stored"), "expiry")
+    # entries JSON cannot hold come back too, and from a namespace kept whole
+    typed = _call(2, metadata={"expiry": {"ttl": math.inf, "expires": 1.0}, "whole": (1, 2)})
+    key = store.save(typed)
+    assert store.result_of(key, "expiry")[1] == {"ttl": math.inf, "expires": 1.0}
+    assert store.result_of(key, "whole")[1] == (1, 2)
+    assert store.result_of(key, "absent")[1] is None
+    with store.session() as connection:
+        connection.execute(update(calls).where(calls.c.key == key).values(meta_typed="{bad"))
+    with pytest.warns(CorruptEntryWarning), pytest.raises(KeyError):
+        store.result_of(key, "expiry")

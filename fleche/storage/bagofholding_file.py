@@ -2,20 +2,21 @@
 
 Two layouts share one directory tree, chosen by ``prefix_length``:
 
-``prefix_length=0`` (default): one file per key
+``prefix_length=0``: one file per key
     ``root/a3/f9/c1…`` as in :class:`~fleche.storage.file.FileStorage`,
     written to a temporary file and renamed.  h5py refuses to open a file
     another process is writing (66 of 80 unlocked concurrent saves into one
     file failed), so one file per write is what makes processes safe.
-``prefix_length=n`` (1–8): keys grouped by their first ``n`` characters
+``prefix_length=n`` (1–8, default 2): keys grouped by their first ``n`` characters
     Each key is a group of the shared file ``root/a.h5`` (n ≤ 2),
     ``root/a3/a3f.h5`` (n ≤ 4) or ``root/a3/f9/a3f9c.h5`` (n ≤ 8): fewer,
     larger files for file systems with inode quotas and for browsing.  A
-    write holds a :class:`filelock.FileLock` on the shared file, copies it,
-    adds the entry to the copy, flushes it to the device and renames it
-    into place, so a killed writer never damages the entries already there
-    and readers need no lock: they see the old file or the new one.  The
-    cost is a copy of the shared file per write; keep shared files small.
+    write holds a :class:`filelock.FileLock` on the shared file, copies it, adds the entry to the copy, flushes
+    it to the device and renames it into place, so a killed writer never
+    damages the entries already there and readers need no lock: they see
+    the old file or the new one.  The cost is a copy of the shared file
+    per write, so shared files are kept small: an array or frame of more
+    than :data:`~fleche.storage.hdf5_shared.SHARED_LIMIT` bytes gets a file of its own in any layout.
 
 Reads find an entry under either layout (this storage's place first), so a
 store whose layout is being changed by :meth:`~BagOfHoldingH5FileBackend.refix`
@@ -41,6 +42,7 @@ from .base import CallMixin, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .hdf5_entry import NoEntry, copy_entry, read_entry, write_entry
+from .hdf5_layout import LayoutChangesMixin
 
 __all__ = ["BagOfHoldingH5FileBackend", "CallBagOfHoldingH5File", "ValueBagOfHoldingH5File"]
 
@@ -56,9 +58,33 @@ def _related(stem: str, prefix: str) -> bool:
     return stem.startswith(prefix) or prefix.startswith(stem)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BagOfHoldingH5FileBackend(FileStorage):
+def _assign(storage: Any, given: dict[str, Any]) -> None:
+    """Set every field of the dataclass ``storage`` from ``given`` or its default, then check it.
+
+    What a generated ``__init__`` does, for classes whose positional order
+    (the 0.22 one) differs from the order their fields are inherited in.
+    """
+    for field in dataclasses.fields(storage):
+        if field.init and field.name in given:
+            value = given.pop(field.name)
+        elif field.default is not dataclasses.MISSING:
+            value = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            value = field.default_factory()
+        else:
+            raise TypeError(f"{type(storage).__name__}() needs the argument {field.name!r}")
+        object.__setattr__(storage, field.name, value)
+    if given:
+        raise TypeError(f"{type(storage).__name__}() got unexpected arguments {sorted(given)}")
+    storage.__post_init__()
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
     """Objects in HDF5 files under ``root``: arrays and frames as real datasets.
+
+    ``BagOfHoldingH5FileBackend(root, version_validator=None, prefix_length=2,
+    lock_timeout=1.0)``, by position or keyword; other fields by keyword.
 
     Numpy arrays are plain datasets, DataFrames one dataset per column,
     plain Python data (container nodes, call records) pickled bytes, and
@@ -68,14 +94,17 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     Parameters
     ----------
-    root, lock_timeout, lock_wait_start, fsync
+    root, lock_wait_start, fsync
         As for :class:`~fleche.storage.file.FileStorage` (``fsync`` for
         per-key files; a shared file is always flushed before its rename,
         since a torn one would lose every entry in it).
+    lock_timeout
+        As for :class:`~fleche.storage.file.FileStorage`: how long to
+        retry a rename another process blocks.
     prefix_length
-        0 for one file per key, 1–8 to group keys sharing that many leading
-        characters in one file.  Change it for a whole store with
-        :meth:`refix`.
+        0 for one file per key, 1–8 (default 2) to group keys sharing that
+        many leading characters in one file.  Change it for a whole store
+        with :meth:`refix`.
     version_validator
         How bagofholding checks the package versions recorded with a stored
         object against the installed ones when loading.  bagofholding's own
@@ -90,11 +119,32 @@ class BagOfHoldingH5FileBackend(FileStorage):
         of the bag itself is checked with ``"semantic-major"`` plus
         bagofholding's own oldest-readable-version floor.  Arrays, frames
         and pickled plain data record no package versions: their formats
-        use only stable public numpy/pandas API.
+        use only stable public numpy/pandas API.  ``None`` is ``"none"``.
+        After an upgrade, :meth:`rebag` rewrites the bags with the
+        installed versions.
     """
 
-    prefix_length: int = 0
-    version_validator: str = "none"
+    version_validator: str | None = None
+    prefix_length: int = 2
+
+    def __init__(
+        self,
+        root: Path | str,
+        version_validator: str | None = None,
+        prefix_length: int = 2,
+        lock_timeout: float = 1.0,
+        **options: Any,
+    ) -> None:
+        _assign(
+            self,
+            dict(
+                options,
+                root=root,
+                version_validator=version_validator,
+                prefix_length=prefix_length,
+                lock_timeout=lock_timeout,
+            ),
+        )
 
     #: Pinned: the places of shared files (and ``hdf5_shared.SPLIT``) follow these two levels.
     fanout: ClassVar[tuple[int, ...]] = (2, 2)
@@ -108,7 +158,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
                 f"prefix_length must be an int from 0 (one file per key) to {MAX_PREFIX_LENGTH}; "
                 f"got {self.prefix_length!r}"
             )
-        if self.version_validator not in VERSION_VALIDATORS:
+        if self.version_validator is not None and self.version_validator not in VERSION_VALIDATORS:
             raise ConfigError(
                 f"version_validator must be one of {', '.join(VERSION_VALIDATORS)}; got {self.version_validator!r}"
             )
@@ -124,9 +174,13 @@ class BagOfHoldingH5FileBackend(FileStorage):
             return f"{root}{sep}{prefix[:2]}{sep}{prefix}{shared.SUFFIX}"
         return f"{root}{sep}{prefix[:2]}{sep}{prefix[2:4]}{sep}{prefix}{shared.SUFFIX}"
 
-    def _place(self, key: str) -> tuple[str, str | None]:
+    @property
+    def _validator(self) -> str:
+        return self.version_validator or "none"
+
+    def _place(self, key: str, large: bool = False) -> tuple[str, str | None]:
         """Where this storage writes ``key``: a file, and the group in it (``None``: its root)."""
-        if self.prefix_length == 0:
+        if self.prefix_length == 0 or large:
             return self._file(key), None
         return self._shared_file(key[: self.prefix_length]), key
 
@@ -158,7 +212,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        if self.prefix_length == 0:
+        if self.prefix_length == 0 or shared.too_large(value):
             return super().put(value, key)
         file, _ = self._place(key)
         os.makedirs(os.path.dirname(file), exist_ok=True)
@@ -171,7 +225,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
                 replaced = {key}
 
             def add(temporary: str) -> None:
-                write_entry(temporary, key, value)
+                write_entry(temporary, key, value, key)
 
             shared.rewrite(file, keys, replaced, add, self._replace)
         self._damaged.discard(key)
@@ -183,7 +237,7 @@ class BagOfHoldingH5FileBackend(FileStorage):
             if not os.path.isfile(file):
                 continue
             try:
-                return read_entry(file, group, self.version_validator)
+                return read_entry(file, group, self._validator, key)
             except (FileNotFoundError, NoEntry):
                 continue  # evicted meanwhile, or not in this shared file
             except PermissionError:
@@ -229,20 +283,28 @@ class BagOfHoldingH5FileBackend(FileStorage):
 
     # -- one per-key file --------------------------------------------------------
 
-    def _to_file(self, value: Any, path: Path) -> None:
+    def _write(self, value: Any, key: Digest, temporary: str) -> None:
         # docstring inherited
         if type(value) is shared.Moved:
-            with h5py.File(path, "w-") as target, h5py.File(value.file, "r") as source:
+            with h5py.File(temporary, "w-") as target, h5py.File(value.file, "r") as source:
                 copy_entry(source if value.group is None else source[value.group], target)
             return
         # Create the file exclusively; an existing file also tells bagofholding
         # where the HDF5 file ends and a group path inside it would begin.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        write_entry(str(path), None, value)
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write_entry(temporary, None, value, key)
+
+    def _read(self, key: Digest, file: str) -> Any:
+        # docstring inherited
+        return read_entry(file, None, self._validator, key)
+
+    def _to_file(self, value: Any, path: Path) -> None:
+        # docstring inherited
+        self._write(value, self._key_of(path), str(path))
 
     def _from_file(self, path: Path) -> Any:
         # docstring inherited
-        return read_entry(str(path), None, self.version_validator)
+        return self._read(self._key_of(path), str(path))
 
     # -- listing -----------------------------------------------------------------
 
@@ -306,85 +368,8 @@ class BagOfHoldingH5FileBackend(FileStorage):
                 if held:
                     yield file, "", held
 
-    # -- changing the layout -------------------------------------------------------
 
-    def refix(self, prefix_length: int) -> BagOfHoldingH5FileBackend:
-        """Move every entry into the layout of ``prefix_length``; returns the storage for it.
-
-        Each entry is copied (as stored: no decoding, no version check) and
-        the new file is in place before the old copy is removed, so an
-        interruption loses nothing: run it again, or :meth:`consolidate` on
-        the returned storage, to finish.  Run it while no other process
-        writes to the store.
-        """
-        target = dataclasses.replace(self, prefix_length=prefix_length)
-        target.consolidate()
-        return target
-
-    def consolidate(self) -> int:
-        """Move every entry not where this storage's layout puts it; returns how many moved.
-
-        E.g. gather the per-key files a cluster job wrote with
-        ``prefix_length=0`` into shared files, or finish an interrupted
-        :meth:`refix`.  New copies land before old ones go (see :meth:`refix`).
-        """
-        moved = 0
-        for chunk in self._chunks(""):
-            moved += self._consolidate(chunk)
-        return moved
-
-    def _consolidate(self, chunk: str) -> int:
-        misplaced: dict[str, dict[str, shared.Moved]] = {}  # target file -> key -> source
-        for file, group, held in list(self._holders(chunk)):
-            for key in held:
-                target, _ = self._place(key)
-                if target != file:
-                    misplaced.setdefault(target, {})[key] = shared.Moved(
-                        file, None if group is None else key
-                    )
-        for target, entries in misplaced.items():
-            self._copy_in(target, entries)
-        done: dict[str, set[str]] = {}  # shared source file -> keys moved out of it
-        for entries in misplaced.values():
-            for key, source in entries.items():
-                if source.group is None:
-                    _unlink(source.file)
-                else:
-                    done.setdefault(source.file, set()).add(key)
-        for file, keys in done.items():
-            with shared.locked(file):
-                present = shared.keys_for_update(file)
-                if present is not None and keys & present:
-                    shared.rewrite(file, present, keys & present, None, self._replace)
-        return sum(len(entries) for entries in misplaced.values())
-
-    def _copy_in(self, target: str, entries: dict[str, shared.Moved]) -> None:
-        """Copy entries into their place ``target`` unless already there (then the copy there wins)."""
-        if self.prefix_length == 0:
-            for key, source in entries.items():
-                if not os.path.isfile(target):
-                    FileStorage.put(self, source, Digest(key))
-            return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with shared.locked(target):
-            keys = shared.keys_for_update(target)
-            new = {k: s for k, s in entries.items() if keys is None or k not in keys}
-            if new:
-                shared.rewrite(
-                    target,
-                    keys,
-                    set(),
-                    lambda temporary: shared.copy_in(temporary, new),
-                    self._replace,
-                )
-
-
-def _unlink(file: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(file)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class ValueBagOfHoldingH5File(ValueMixin, DestructuringMixin, BagOfHoldingH5FileBackend):
     """Values in HDF5 files, e.g. ``ValueBagOfHoldingH5File(root="store/values")``.
 
@@ -395,11 +380,14 @@ class ValueBagOfHoldingH5File(ValueMixin, DestructuringMixin, BagOfHoldingH5File
 
     content_addressed = True
     remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
+    __init__ = BagOfHoldingH5FileBackend.__init__  # not DestructuringMixin's
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class CallBagOfHoldingH5File(CallMixin, BagOfHoldingH5FileBackend):
     """Call records in HDF5 files, e.g. ``CallBagOfHoldingH5File(root="store/calls")``.
 
     Saving a call again (a rerun) replaces its record atomically.
     """
+
+    __init__ = BagOfHoldingH5FileBackend.__init__

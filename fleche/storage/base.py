@@ -171,7 +171,16 @@ class KeyManagement(ABC):
             return
 
     def contains(self, key: Digest | str) -> bool:
-        """Whether an entry is stored under ``key`` (a full or short digest)."""
+        """Whether an entry is stored under ``key`` (a full or short digest).
+
+        Text that is no digest at all (not hex, too long, NUL, path
+        separators) is not stored: ``False``, on every backend.
+        """
+        if type(key) is not Digest:
+            try:
+                key = Digest(key)
+            except (TypeError, ValueError):
+                return False
         try:
             key = self.expand(key)
         except KeyError:

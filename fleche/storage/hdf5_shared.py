@@ -21,6 +21,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import h5py
 from filelock import FileLock
@@ -31,6 +32,7 @@ from .file import _sync, temporary_sibling
 from .hdf5_entry import copy_entry
 
 __all__ = [
+    "SHARED_LIMIT",
     "SUFFIX",
     "Moved",
     "copy_in",
@@ -41,6 +43,7 @@ __all__ = [
     "locked",
     "rewrite",
     "scan",
+    "too_large",
 ]
 
 #: The file name suffix of a shared file (per-key files have none).
@@ -48,6 +51,17 @@ SUFFIX = ".h5"
 #: Characters of a key spent on the two fan-out directories; the rest names a per-key file.
 SPLIT = 4
 _HEX = frozenset("0123456789abcdef")
+#: Arrays and frames larger than this (bytes) get a file of their own in a grouped
+#: layout: adding one to a shared file would copy every entry already there.
+SHARED_LIMIT = 1 << 20
+
+
+def too_large(value: Any) -> bool:
+    """Whether ``value`` is an array or frame too large for a shared file (see :data:`SHARED_LIMIT`)."""
+    size = getattr(value, "nbytes", None)  # numpy arrays, pandas Series
+    if size is None and hasattr(value, "memory_usage") and hasattr(value, "columns"):
+        size = int(value.memory_usage(index=False).sum())  # a DataFrame
+    return type(size) is int and size > SHARED_LIMIT
 
 
 def is_hex(name: str, length: int) -> bool:

@@ -21,16 +21,18 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ..call import DigestedCall, QueryCall
+from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning
 from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
+from .sql_maintenance import Finding, audit, convert_legacy_metadata
+from .sql_metadata import join_metadata
 from .sql_query import (
     argument_joins,
     batched,
@@ -40,7 +42,10 @@ from .sql_query import (
 )
 from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, calls, decode_row, encode_record
 
-__all__ = ["Sql"]
+if TYPE_CHECKING:  # loaded on first use, by __getattr__ below
+    from .sql_models import ArgumentModel, CallModel, MetaModel
+
+__all__ = ["ArgumentModel", "CallModel", "MetaModel", "Sql"]
 
 #: Keys per ``IN (...)`` when records are loaded in bulk.
 _CHUNK = 500
@@ -63,7 +68,7 @@ def _remove(path: str, pid: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class Sql(CallStorage):
     """Call records in a SQL database, queried with indexed set-based SQL.
 
@@ -179,25 +184,36 @@ class Sql(CallStorage):
         )
         if not rows:
             raise KeyError(key)
-        result, entries = rows[0]
+        result, entries, typed = rows[0]
         if (
             type(entries) is str
         ):  # SQLite hands back JSON text ("null" if absent); psycopg decodes it
             entries = None if entries == "null" else json.loads(entries)
+        if typed is not None:  # some entry JSON cannot hold: put them back
+            document = {} if entries is None else {namespace: entries}
+            try:
+                entries = join_metadata(document, typed).get(namespace)
+            except Exception as err:
+                raise self._damaged(key, err) from err
         return (None if result is None else Digest(result)), entries
 
-    @staticmethod
-    def _decode(key: str, row: tuple[Any, ...]) -> DigestedCall:
+    @classmethod
+    def _decode(cls, key: str, row: tuple[Any, ...]) -> DigestedCall:
         try:
             return decode_row(row)
         except Exception as err:
-            warnings.warn(
-                f"the call record {key} in the SQL store cannot be read ({type(err).__name__}: {err}); "
-                "treating it as missing",
-                CorruptEntryWarning,
-                stacklevel=3,
-            )
-            raise KeyError(key) from err
+            raise cls._damaged(key, err) from err
+
+    @staticmethod
+    def _damaged(key: str, err: Exception) -> KeyError:
+        """Warn that the record under ``key`` cannot be read; the ``KeyError`` to raise for it."""
+        warnings.warn(
+            f"the call record {key} in the SQL store cannot be read ({type(err).__name__}: {err}); "
+            "treating it as missing",
+            CorruptEntryWarning,
+            stacklevel=4,
+        )
+        return KeyError(key)
 
     def _contains(self, key: Digest) -> bool:
         runtime = self._runtime()
@@ -232,6 +248,28 @@ class Sql(CallStorage):
             if len(rows) < PREFIX_PAGE:
                 return
             bounds["after"] = rows[-1][0]
+
+    # -- maintenance --------------------------------------------------------------
+
+    def audit(self, fix: bool = False) -> list[Finding]:
+        """What ``fleche verify`` cannot see by loading records (see :mod:`.sql_maintenance`).
+
+        Argument-index rows left by a record deleted by hand (removed when
+        ``fix``), and records whose metadata an older fleche pickled
+        (reported only: see :meth:`convert_legacy_metadata`).
+        """
+        return audit(self.session, fix)
+
+    def convert_legacy_metadata(self, unpickle: bool) -> int:
+        """Rewrite the records whose metadata an older fleche pickled; returns how many.
+
+        fleche never unpickles what it reads from a store, so such records
+        load without those metadata entries.  ``unpickle=True`` converts the
+        pickles to typed JSON: it runs whatever code they name, so only do
+        it for a store whose every writer you trust.  ``unpickle=False``
+        drops them.
+        """
+        return convert_legacy_metadata(self.session, unpickle)
 
     # -- the domain ---------------------------------------------------------------
 
@@ -274,8 +312,11 @@ class Sql(CallStorage):
         statement = self._apply_metadata_filters(statement, template.metadata)
         return statement.order_by(calls.c.key)
 
-    def query(self, template: QueryCall) -> Iterator[DigestedCall]:
+    def query(self, template: QueryCall | Call) -> Iterator[DigestedCall]:
         """The records matching ``template``, found by SQL and checked exactly.
+
+        ``template`` is a :class:`QueryCall`, or a :class:`Call` whose
+        ``None`` fields (and empty metadata) are wildcards.
 
         One statement selects the matching records (argument filters as
         joins on the argument index, metadata filters as JSON expressions),
@@ -286,7 +327,7 @@ class Sql(CallStorage):
         Every record is finally checked with :meth:`QueryCall.matches`, so
         the answer is exactly that of a scan.
         """
-        template = template.digested()
+        template = QueryCall.from_template(template).digested()
         engine = self.engine
         with engine.connect() as connection:
             rows = connection.execute(
@@ -317,3 +358,12 @@ class Sql(CallStorage):
                 continue
             if template.matches(record):
                 yield record
+
+
+def __getattr__(name: str) -> Any:
+    # The ORM classes are loaded when first named: opening a store never pays for the ORM.
+    if name in ("CallModel", "ArgumentModel", "MetaModel"):
+        from . import sql_models
+
+        return getattr(sql_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

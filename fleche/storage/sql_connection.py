@@ -26,6 +26,7 @@ from sqlalchemy import URL, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from .sql_metadata import to_json
 from .sql_schema import Statements, check_schema
 
 __all__ = ["Runtime", "resolve_url"]
@@ -178,7 +179,9 @@ class Runtime:
         self.sqlite = url.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"paramstyle": "named"} if self.sqlite else {}
         # Overflow connections instead of waiting: threads each hold their own anyway.
-        self.engine = create_engine(url, echo=echo, max_overflow=-1, **options)
+        self.engine = create_engine(
+            url, echo=echo, max_overflow=-1, json_serializer=to_json, **options
+        )
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.statements = Statements(self.engine.dialect)

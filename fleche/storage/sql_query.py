@@ -16,7 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ..call import QueryCall, _unwrap
 from ..digest import Digest, digest
-from .sql_schema import arguments, calls, plain_key, text_ok
+from .sql_metadata import plain_key, text_ok
+from .sql_schema import arguments, calls
 
 __all__ = ["argument_joins", "batched", "call_conditions", "metadata_condition", "normalize_value"]
 
@@ -42,7 +43,8 @@ def call_conditions(template: QueryCall) -> list[Any]:
         if want is None:
             conditions.append(column.is_(None))
         elif isinstance(want, str):
-            conditions.append(column == str(want))
+            # Text no SQL store holds (NUL, lone surrogates) is never stored: no match.
+            conditions.append(column == str(want) if text_ok(want) else false())
         # other types never equal a stored text: left to the exact check in Python
     if template.result is not None:
         conditions.append(calls.c.result == normalize_value(template.result))
@@ -57,6 +59,8 @@ def argument_joins(statement: Any, template: Mapping[str, Any] | None) -> Any:
     function (41 ms against 2.6 ms for 100 of 100,000; benchmarks/bench_sql.py).
     """
     for n, (name, value) in enumerate((template or {}).items()):
+        if type(name) is not str or not text_ok(name):
+            return statement.where(false())  # no stored argument has such a name
         alias = arguments.alias(f"argument_{n}")
         statement = statement.join_from(
             calls,
@@ -75,7 +79,7 @@ def metadata_condition(namespace: Any, entries: Mapping[Any, Any], postgres: boo
 
     Namespace presence and simple entries (text, numbers, booleans) are
     matched in the JSON document; a record with metadata JSON cannot carry
-    (``meta_extra``) always passes, as do entries of other types (lists,
+    (``meta_typed``) always passes, as do entries of other types (lists,
     ``None``…): the exact check in Python decides those.
     """
     if type(namespace) is not str or not text_ok(namespace):
@@ -86,7 +90,7 @@ def metadata_condition(namespace: Any, entries: Mapping[Any, Any], postgres: boo
         conditions = _sqlite_conditions(namespace, entries)
     else:
         return None
-    return or_(and_(*conditions), calls.c.meta_extra.is_not(None))
+    return or_(and_(*conditions), calls.c.meta_typed.is_not(None))
 
 
 def batched(keys: list[str], size: int) -> Iterator[list[str]]:
@@ -116,7 +120,7 @@ def _sqlite_conditions(namespace: str, entries: dict[str, Any]) -> list[Any]:
             continue
         extracted = func.json_extract(calls.c.meta, f'{path}."{name}"')
         if type(value) in (str, Digest):
-            # Text JSON cannot hold (NUL, lone surrogates) is only ever in meta_extra.
+            # Text JSON cannot hold (NUL, lone surrogates) is only ever in meta_typed.
             conditions.append(extracted == str(value) if text_ok(value) else false())
             continue
         number = _numbers(value)

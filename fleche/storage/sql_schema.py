@@ -5,16 +5,15 @@ load is a single primary-key lookup; ``arguments`` repeats the argument
 digests one row each, as the index that argument templates are answered
 from.  Metadata is a JSON document (JSONB on PostgreSQL) so that simple
 entries can be matched in SQL; the few metadata values JSON cannot carry
-exactly (tuples, non-finite floats, numpy scalars…) are pickled apart in
-``meta_extra``, which queries treat as "maybe" and check in Python.
+exactly (tuples, non-finite floats, numpy scalars…) are kept apart in
+``meta_typed`` as typed JSON (:mod:`.sql_metadata`), which queries treat
+as "maybe" and check in Python.  Nothing in a row is ever unpickled.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import pickle
-from collections.abc import Mapping
+import warnings
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +32,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     event,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,7 +40,8 @@ from sqlalchemy.engine import Connection, Dialect
 
 from ..call import DigestedCall
 from ..digest import Digest
-from ..errors import ConfigError
+from ..errors import ConfigError, FlecheWarning, SaveError
+from .sql_metadata import join_metadata, split_metadata, text_ok, to_json
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -50,11 +51,9 @@ __all__ = [
     "check_schema",
     "decode_row",
     "encode_record",
-    "plain_key",
     "ROW_COLUMNS",
     "schema",
     "tables",
-    "text_ok",
 ]
 
 #: Keys per page when all keys are listed, and when a prefix range is read.
@@ -62,7 +61,9 @@ PAGE = 1000
 PREFIX_PAGE = 32
 
 #: Version of this layout; bump it (and add a migration) when the tables change.
-SCHEMA_VERSION = 1
+#: 2: metadata JSON cannot hold is typed JSON in ``meta_typed``, no longer a pickle in
+#: ``meta_extra``; the SQLite triggers replace stale argument rows.
+SCHEMA_VERSION = 2
 
 # Keys compare byte-wise on every server, so ``key >= p AND key < p || 'g'``
 # is an index range scan whatever the database's default collation is.
@@ -91,6 +92,8 @@ calls = Table(
     Column("result", _KEY),
     Column("arguments", Text, nullable=False),  # JSON {name: digest}, read on load
     Column("meta", _JSON, nullable=False),
+    Column("meta_typed", Text),  # typed JSON (.sql_metadata) of what ``meta`` cannot hold
+    # Schema 1 pickled that part here.  Never unpickled when read: see legacy_metadata().
     Column("meta_extra", LargeBinary),
     Index("ix_calls_function", "name", "module"),
     Index("ix_calls_result", "result"),
@@ -121,16 +124,18 @@ event.listen(
 # ``arguments`` column, so that a save is one statement, atomic by itself
 # (PostgreSQL gets the same from one statement of data-modifying CTEs).
 # Created if missing whenever a store is opened: stores made before have none.
+# Both first drop the key's argument rows: rows left behind by a ``calls`` row
+# deleted by hand with foreign keys off would otherwise fail every later save.
 _FILL_ARGUMENTS = (
+    "DELETE FROM arguments WHERE call_key = new.key; "
     "INSERT INTO arguments (call_key, name, value) "
     "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
 )
+_TRIGGERS = ("fleche_arguments_inserted", "fleche_arguments_updated")
 _SQLITE_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS fleche_arguments_inserted AFTER INSERT ON calls BEGIN "
-    + _FILL_ARGUMENTS,
-    "CREATE TRIGGER IF NOT EXISTS fleche_arguments_updated AFTER UPDATE OF arguments ON calls "
-    "WHEN old.arguments IS NOT new.arguments BEGIN "
-    "DELETE FROM arguments WHERE call_key = old.key; " + _FILL_ARGUMENTS,
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON calls BEGIN " + _FILL_ARGUMENTS,
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER UPDATE OF arguments ON calls "
+    "WHEN old.arguments IS NOT new.arguments BEGIN " + _FILL_ARGUMENTS,
 )
 
 
@@ -153,9 +158,32 @@ def check_schema(connection: Connection, where: str) -> None:
             f"the call store at {where} has schema version {found}, but this fleche only knows "
             f"versions up to {SCHEMA_VERSION}; upgrade fleche to open it"
         )
-    elif found < SCHEMA_VERSION:  # pragma: no cover - no older layout exists yet
-        raise ConfigError(
-            f"the call store at {where} has schema version {found}, which cannot be migrated"
+    elif found == 1:
+        _migrate_from_1(connection, where)
+        connection.execute(
+            schema.update().where(schema.c.component == "calls").values(version=SCHEMA_VERSION)
+        )
+
+
+def _migrate_from_1(connection: Connection, where: str) -> None:
+    """Add ``meta_typed`` and the new triggers; warn about records with pickled metadata."""
+    connection.exec_driver_sql("ALTER TABLE calls ADD COLUMN meta_typed TEXT")
+    if connection.dialect.name == "sqlite":
+        for name, trigger in zip(_TRIGGERS, _SQLITE_TRIGGERS, strict=True):
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+            connection.exec_driver_sql(trigger)
+    legacy = connection.execute(
+        select(func.count()).select_from(calls).where(calls.c.meta_extra.is_not(None))
+    ).scalar()
+    if legacy:
+        warnings.warn(
+            f"the call store at {where} has {legacy} records whose metadata an older fleche "
+            "pickled; fleche no longer unpickles anything read from a store, so those records "
+            "load without the pickled entries. If you trust everyone who could write to this "
+            "store, convert them with Sql.convert_legacy_metadata(unpickle=True); otherwise "
+            "drop them with Sql.convert_legacy_metadata(unpickle=False)",
+            FlecheWarning,
+            stacklevel=2,
         )
 
 
@@ -184,11 +212,14 @@ class Statements:
         # the argument index), or on PostgreSQL the upsert and the argument rows.
         self.save = _postgres_save(text(upsert)) if self.postgres else text(upsert)
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
-        # The hit path: the result and one metadata namespace, as JSON text or NULL.
+        # The hit path: the result, one metadata namespace (JSON text or NULL) and
+        # the typed metadata (NULL unless some value JSON cannot hold).
         self.result_of = text(
-            select(calls.c.result, calls.c.meta[bindparam("namespace", type_=String)]).where(
-                calls.c.key == key
-            )
+            select(
+                calls.c.result,
+                calls.c.meta[bindparam("namespace", type_=String)],
+                calls.c.meta_typed,
+            ).where(calls.c.key == key)
         )
         self.contains = text(select(calls.c.key).where(calls.c.key == key))
         self.evict = text(delete(calls).where(calls.c.key == key))
@@ -235,94 +266,23 @@ ROW_COLUMNS = (
     calls.c.result,
     calls.c.arguments,
     calls.c.meta,
-    calls.c.meta_extra,
+    calls.c.meta_typed,
 )
 
 # -- records <-> rows -------------------------------------------------------------
 
 _NO_UNKEYED: frozenset[str] = frozenset()
-# UTF-8 as is (not \u escapes), so SQLite's JSON paths see the names as written.
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def plain_key(name: str) -> bool:
-    """Whether a metadata name is written verbatim in stored JSON (so a JSON path finds it)."""
-    return '"' not in name and "\\" not in name and not any(c < " " for c in name)
-
-
-def text_ok(text: str) -> bool:
-    # PostgreSQL's JSONB refuses NUL characters and lone surrogates.
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _json_exact(value: Any) -> bool:
-    """Whether ``value`` comes back from JSON (and JSONB) equal and of the same types."""
-    kind = type(value)
-    if kind is str:
-        return text_ok(value)
-    if value is None or kind is bool or kind is int:
-        return True
-    if kind is float:
-        # JSONB re-renders 1e+16 as 10000000000000000, which would load as an int.
-        return (
-            math.isfinite(value)
-            and abs(value) < 1e16
-            and not (value == 0 and math.copysign(1.0, value) < 0)
-        )
-    if kind is list:
-        return all(_json_exact(v) for v in value)
-    if kind is dict:
-        return all(type(k) is str and text_ok(k) and _json_exact(v) for k, v in value.items())
-    return False
-
-
-def split_metadata(
-    metadata: Mapping[Any, Any],
-) -> tuple[dict[str, dict[str, Any]], dict[Any, Any] | None]:
-    """Metadata as a JSON document plus what JSON cannot carry exactly.
-
-    A namespace that is not a mapping under a text name goes to the extra
-    part whole; otherwise its inexact entries go there one by one and the
-    namespace stays in the document (so its presence can be queried).
-    """
-    document: dict[str, dict[str, Any]] = {}
-    extra: dict[Any, Any] = {}
-    for namespace, entries in metadata.items():
-        if type(namespace) is not str or not text_ok(namespace) or not isinstance(entries, Mapping):
-            extra[namespace] = entries
-            continue
-        exact: dict[str, Any] = {}
-        for name, value in entries.items():
-            if type(name) is str and text_ok(name) and _json_exact(value):
-                exact[name] = value
-            else:
-                extra.setdefault(namespace, {})[name] = value
-        document[namespace] = exact
-    return document, extra or None
-
-
-def join_metadata(document: dict[str, Any], extra: dict[Any, Any] | None) -> dict[Any, Any]:
-    """The inverse of :func:`split_metadata`."""
-    if extra:
-        for namespace, entries in extra.items():
-            if namespace in document:
-                document[namespace].update(entries)
-            else:
-                document[namespace] = entries
-    return document
 
 
 def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
-    """The ``calls`` row of a record, as DB-API parameters."""
-    document, extra = split_metadata(record.metadata)
+    """The ``calls`` row of a record, as DB-API parameters.
+
+    Raises :class:`~fleche.errors.SaveError` for text no SQL server stores
+    (NUL characters, lone surrogates) in the function's identity or an
+    argument name, on SQLite too, so that every SQL store accepts the same records.
+    """
+    _check_text(record)
+    document, typed = split_metadata(record.metadata)
     return {
         "key": key,
         "name": record.name,
@@ -332,24 +292,37 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
         "unkeyed": ",".join(sorted(record.unkeyed)),
         "created": record.created,
         "result": None if record.result is None else str(record.result),
-        "arguments": _to_json({name: str(value) for name, value in record.arguments.items()}),
-        "meta": _to_json(document),
-        "meta_extra": None
-        if extra is None
-        else pickle.dumps(extra, protocol=pickle.HIGHEST_PROTOCOL),
+        "arguments": to_json({name: str(value) for name, value in record.arguments.items()}),
+        "meta": to_json(document),
+        "meta_typed": typed,
+        "meta_extra": None,  # a save replaces a schema-1 record whole
     }
+
+
+def _check_text(record: DigestedCall) -> None:
+    for what, text in (
+        ("function name", record.name),
+        ("module", record.module),
+        ("version", record.version),
+        *(("argument name", name) for name in record.arguments),
+    ):
+        if text is not None and (type(text) is not str or not text_ok(text)):
+            raise SaveError(
+                f"the call's {what} {text!r} cannot be stored in SQL: it must be text without "
+                "NUL characters or lone surrogates; rename it (or use a file store)"
+            )
 
 
 def decode_row(row: tuple[Any, ...]) -> DigestedCall:
     """The record a ``calls`` row (selected as :data:`ROW_COLUMNS`) holds.
 
-    Raises ``ValueError`` (or an unpickling error) for a damaged row.
+    Raises ``ValueError`` for a damaged row.  A schema-1 row's pickled
+    metadata is not read: the record comes back without those entries.
     """
-    name, module, version, code, unkeyed, created, result, args, meta, extra = row
+    name, module, version, code, unkeyed, created, result, args, meta, typed = row
     if type(meta) is not dict:  # SQLite hands back text; psycopg and SQLAlchemy decode it
         meta = json.loads(meta)
-    if extra is not None:
-        meta = join_metadata(meta, pickle.loads(extra))
+    meta = join_metadata(meta, typed)
     return DigestedCall(
         name=name,
         module=module,
