@@ -165,7 +165,7 @@ def test_indigestible_call(memory):
 def test_damaged_call_is_reported(memory):
     simulate = simulate_in()
     simulate(3)
-    memory.values.evict(simulate.call(3).digested_call.result)
+    memory.values.evict(simulate.record(3).digested_call.result)
     report = simulate.explain(3)
     assert report.status == "damaged" and "result value" in report.detail
     assert "recomputes" in str(report)

@@ -36,7 +36,7 @@ def store():
 
 
 def result_of(func, *args):
-    return func.call(*args).digested_call.result
+    return func.record(*args).digested_call.result
 
 
 def test_provenance_of_a_result_follows_arguments_to_their_producers(store):

@@ -52,7 +52,7 @@ def test_decorator_ttl_expires_calls(store, clock):
         return x * 10
 
     assert slow(1) == 10 and slow(1) == 10 and runs == [1]
-    record = slow.call(1).digested_call
+    record = slow.record(1).digested_call
     assert record.metadata[EXPIRY]["ttl"] == 10.0
     assert expires_at(record) == pytest.approx(clock.now + 10)
     clock.now += 9

@@ -100,8 +100,8 @@ def test_bound_helpers_pass_the_instance(memory):
     assert method(2) == 10
     assert method.contains(2) and method.load(2) == 10
     assert method.digest(2) == Grid.solve.digest(grid, 2) == Grid(5).solve.digest(2)
-    assert method.bind(2) == {"self": grid, "steps": 2, "scale": 1.0}
-    assert method.call(2).result == 10
+    assert method.call(2).arguments == {"self": grid, "steps": 2, "scale": 1.0}
+    assert method.record(2).result == 10
     assert method.explain(2).stored
     assert not method.explain(3).stored
     assert method.rerun(2) == 10 and grid.runs == [2, 2]
@@ -133,7 +133,7 @@ def test_classmethod_in_both_orders(memory):
     assert Grid.describe("x") == "Grid:x" and Grid(1).describe("x") == "Grid:x"
     assert RUNS == [("make", 3), ("describe", "x")]
     assert Grid.make.contains(3) and Grid.describe.contains("x")
-    assert Grid.describe.bind("x") == {"cls": Grid, "what": "x"}
+    assert Grid.describe.call("x").arguments == {"cls": Grid, "what": "x"}
     assert Grid.make.__func__.name == "Grid.make" and Grid.describe.__func__.name == "Grid.describe"
 
 
