@@ -60,7 +60,8 @@ class PreparedCall:
 
     ``PreparedCall(digested, cache)``, the 0.22 form, prepares ``digested``
     (whose argument values are already stored, e.g. by
-    :meth:`Call.stash <fleche.call.Call.stash>`) in ``cache``.
+    :meth:`Call.stash <fleche.call.Call.stash>`) in ``cache``; short
+    argument digests are expanded against it.
     """
 
     __slots__ = ("record", "key", "_finish", "_release", "committed")
@@ -73,7 +74,9 @@ class PreparedCall:
         release: Callable[[], None] | None = None,
     ) -> None:
         if finish is None:  # PreparedCall(digested, cache)
-            cache, key = key, record.key()
+            cache = key
+            record = _resolved(record, cache)
+            key = record.key()
 
             def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
                 return cache.prepare(record, {}, key).commit(result, metadata)
@@ -114,11 +117,7 @@ class PreparedCall:
 
     def resolve(self, values: Any) -> DigestedCall:
         """The record with every short argument digest expanded against ``values``."""
-        arguments = self.record.arguments
-        if all(len(d) == DIGEST_LENGTH for d in arguments.values()):
-            return self.record
-        full = {n: d if len(d) == DIGEST_LENGTH else values.expand(d) for n, d in arguments.items()}
-        return self.record.replace(arguments=full)
+        return _resolved(self.record, values)
 
     def __enter__(self) -> PreparedCall:
         return self
@@ -129,3 +128,12 @@ class PreparedCall:
 
 def _noop() -> None:
     pass
+
+
+def _resolved(record: DigestedCall, values: Any) -> DigestedCall:
+    """``record`` with its short argument digests expanded by ``values.expand``."""
+    arguments = record.arguments
+    if all(len(d) == DIGEST_LENGTH for d in arguments.values()):
+        return record
+    full = {n: d if len(d) == DIGEST_LENGTH else values.expand(d) for n, d in arguments.items()}
+    return record.replace(arguments=full)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleche import Call, Digest, Exactly, QueryCall, digest
+from fleche import Call, Digest, Exactly, QueryCall
 from fleche.call import DigestedCall, function_prefix, lookup_key
+from fleche.digest import digest
 
 
 def make(**changes) -> Call:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleche import digest, fleche
+from fleche import fleche
+from fleche.digest import digest
 from fleche.explain import explain, summarize
 
 

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from fleche import AmbiguousDigestError, cache, digest, fleche
+from fleche import AmbiguousDigestError, cache, fleche
 from fleche.caches import Cache
+from fleche.digest import digest
 from fleche.lineage import PART, lineage
 from fleche.storage import CallMemory, ValueMemory
 

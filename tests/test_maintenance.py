@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleche import Cache, CacheStack, Call, QueryCall, SizeLimitedCache, digest, fleche
+from fleche import Cache, CacheStack, Call, QueryCall, SizeLimitedCache, fleche
 from fleche.caches import EXPIRY, expires_at
+from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
 
 from .test_compositions import KINDS, Clock, make

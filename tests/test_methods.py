@@ -127,6 +127,18 @@ def test_bound_query_finds_this_instance_only(memory):
     assert Grid.solve.query().count() == 3
 
 
+def test_bound_query_by_position_and_the_0_22_helpers(memory):
+    grid = Grid(2)
+    grid.solve(1)
+    grid.solve(2)
+    Grid(3).solve(2)
+    assert grid.solve.query(2).count() == 1  # positional after the bound instance
+    assert grid.solve.query(None).count() == 2  # None is a wildcard
+    assert grid.solve.fleche.digest(2) == grid.solve.digest(2)
+    bound = grid.solve.bind(5)
+    assert bound() == 10 and grid.solve.contains(5)
+
+
 def test_classmethod_in_both_orders(memory):
     RUNS.clear()
     assert Grid.make(3) == Grid(3) and Grid(9).make(3) == Grid(3)

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from fleche import Cache, Call, CorruptEntryWarning, cache, digest, fleche
+from fleche import Cache, Call, CorruptEntryWarning, cache, fleche
+from fleche.digest import digest
 from fleche.storage import CallMemory, CallPickleFile, ValueMemory, ValuePickleFile
 
 from .backends import BACKENDS

@@ -17,9 +17,9 @@ from fleche import (
     Indigestible,
     Required,
     cache,
-    digest,
     fleche,
 )
+from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
 
 
