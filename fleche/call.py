@@ -143,6 +143,9 @@ def lookup_key(prefix: bytes, arguments: Mapping[str, Any]) -> Digest:
 
 
 _set = object.__setattr__
+#: The fields of a pickled call, in their pickled order.
+_PICKLED = ("name", "module", "arguments", "result", "metadata", "version", "code", "unkeyed",
+            "created")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True, init=False, eq=False)
@@ -270,6 +273,15 @@ class Call:
 
     __hash__ = None  # type: ignore[assignment]  # the mappings inside are mutable
 
+    # Pickled as the field values in the order this class had before it took
+    # the 0.22 positional order, so records pickled by earlier versions load.
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, name) for name in _PICKLED]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for name, value in zip(_PICKLED, state, strict=True):
+            _set(self, name, value)
+
     def __digest__(self) -> Digest:
         # A Digest, not a tuple: the digest names no class, so a record digests
         # like the call it was made from (a digest stands for its value).
@@ -303,6 +315,9 @@ class DigestedCall(Call):
             self, name, arguments, metadata, module, version, code, result, unkeyed, created,
             code_digest=code_digest,
         )  # fmt: skip
+
+    __getstate__ = Call.__getstate__  # kept: a dataclass would give the subclass its own
+    __setstate__ = Call.__setstate__
 
     def digested(self) -> DigestedCall:
         return self
