@@ -461,6 +461,17 @@ def test_lazy_arguments_load_on_access_and_give_back_missing_digests():
         arguments["c"]
 
 
+def test_a_stored_call_with_a_pruned_argument_is_never_copied_with_a_digest_for_a_value():
+    source, target = fresh(), fresh()
+    key = source.save(Call("f", {"x": [1, 2]}, module="m", result=3))
+    source.values.evict(source.load(key).detach().arguments["x"])
+    with pytest.raises(KeyError):
+        source.load(key).arguments["x"]
+    with pytest.raises(KeyError):
+        target.save(source.load(key))
+    assert not target.contains(key)
+
+
 def prepared_in(store: Cache, x: int) -> PreparedCall:
     record = Call("f", {"x": x}, module="m").stash(store.values)
     return PreparedCall(record, store)
