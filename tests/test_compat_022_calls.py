@@ -407,6 +407,9 @@ def test_call_stash_saves_the_values():
     record = Call("f", {"x": [1, 2]}, module="m", result="out").stash(values)
     assert values.load(record.arguments["x"]) == [1, 2]
     assert values.load(record.result) == "out"
+    again = Call("g", {"x": record.arguments["x"]}, module="m").stash(values)
+    assert again.arguments == record.arguments
+    assert values.load(record.arguments["x"]) == [1, 2]  # a digest stands for its value
 
 
 def test_digested_call_by_position_in_the_0_22_order():
