@@ -2,9 +2,9 @@
 
 ``cache(...)`` activates a cache for the rest of the context (sticky) and,
 used as ``with cache(...):``, only for the block; ``meta(...)`` and
-``tags(...)`` do the same for metadata recorders and tags.  A
-:class:`BoundWrapper` carries all three to wherever a function runs.  Context variables make
-both correct under threads and asyncio tasks.
+``tags(...)`` do the same for metadata recorders and tags.  Context
+variables make all three correct under threads and asyncio tasks, and a
+:class:`BoundWrapper` carries them to wherever a function runs.
 """
 
 from __future__ import annotations
