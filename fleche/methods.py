@@ -119,8 +119,7 @@ class BoundCachedFunction:
 
         The bound instance is matched unless its parameter is ignored.
         """
-        first = self._first_parameter()
-        if first is None or first in self.__func__.ignored:
+        if self._first_parameter() is None:
             return self.__func__.query(*args, metadata=metadata, **arguments)
         return self.__func__.query(self.__self__, *args, metadata=metadata, **arguments)
 

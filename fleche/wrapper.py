@@ -326,9 +326,9 @@ class CachedFunction(Generic[P, R]):
     ) -> QueryIterator:
         """Stored calls of this function whose arguments equal the ones given.
 
-        Arguments may be given by position or name; those not given, or given
-        as ``None``, are wildcards (match ``None`` itself with
-        :class:`~fleche.call.Exactly`).  ``metadata`` filters on recorded
+        Arguments may be given by position or name; those not given, given
+        as ``None`` (match ``None`` itself with :class:`~fleche.call.Exactly`)
+        or ignored are wildcards.  ``metadata`` filters on recorded
         metadata, e.g. ``metadata={"tags": {"project": "x"}}``.  Calls of
         every version of the function are found.
         """
@@ -340,7 +340,7 @@ class CachedFunction(Generic[P, R]):
             )
         if args:
             arguments = bind(signature, args, arguments, partial=True)
-        given = {n: v for n, v in arguments.items() if v is not None}
+        given = {n: v for n, v in arguments.items() if v is not None and n not in self.ignored}
         module = None if "module" in self.unkeyed else self.module
         template = QueryCall(
             name=self.name, module=module, arguments=given or None, metadata=metadata or None

@@ -139,6 +139,14 @@ def test_bound_query_by_position_and_the_0_22_helpers(memory):
     assert bound() == 10 and grid.solve.contains(5)
 
 
+def test_bound_query_by_position_with_an_ignored_instance(memory):
+    first, second = Plain(2), Plain(3)
+    first.shared(1)
+    second.shared(2)
+    assert first.shared.query(2).count() == 1  # 2 is x, not self; self is not matched
+    assert first.shared.query().count() == 2
+
+
 def test_classmethod_in_both_orders(memory):
     RUNS.clear()
     assert Grid.make(3) == Grid(3) and Grid(9).make(3) == Grid(3)
