@@ -356,9 +356,7 @@ class LazyCall:
     def __init__(self, digested_call: DigestedCall, values: ValueStorage) -> None:
         self.digested_call = digested_call
         self._values = values
-        self._arguments = LazyArguments(
-            digested_call.arguments, values.load, missing_as_digest=False
-        )
+        self._arguments = LazyArguments(digested_call.arguments, values.load)
         self._result: Any = _UNSET
 
     def __getattr__(self, name: str) -> Any:

@@ -21,23 +21,14 @@ __all__ = ["LazyArguments", "PreparedCall"]
 class LazyArguments(Mapping[str, Any]):
     """Arguments of a stored call, each loaded the first time it is read.
 
-    A value missing from the store gives back its bare :class:`Digest`, as
-    in 0.22, so a record whose values were pruned can still be listed.  The
-    arguments of a :class:`~fleche.call.LazyCall` are made with
-    ``missing_as_digest=False`` and raise ``KeyError`` instead: a call copied
-    into another store must never store a digest in place of its value.
+    A value missing from the store gives back its bare :class:`Digest` (as
+    in 0.22), so a record whose values were pruned, or never kept, can
+    still be listed.
     """
 
-    def __init__(
-        self,
-        digests: Mapping[str, Digest],
-        load: Callable[[Digest], Any],
-        *,
-        missing_as_digest: bool = True,
-    ) -> None:
+    def __init__(self, digests: Mapping[str, Digest], load: Callable[[Digest], Any]) -> None:
         self._digests = digests
         self._load = load
-        self._lenient = missing_as_digest
         self._loaded: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
@@ -45,10 +36,8 @@ class LazyArguments(Mapping[str, Any]):
             key = self._digests[name]
             try:
                 self._loaded[name] = self._load(key)
-            except KeyError:
-                if self._lenient:
-                    return key
-                raise
+            except KeyError:  # not stored: its digest stands for it
+                return key
         return self._loaded[name]
 
     def __iter__(self) -> Iterator[str]:
