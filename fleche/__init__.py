@@ -21,7 +21,17 @@ from .caches import (
     RefreshingCache,
     SizeLimitedCache,
 )
-from .call import Call, DigestedCall, Exactly, Ignored, LazyCall, PreparedCall, QueryCall, Required
+from .call import (
+    Call,
+    DigestedCall,
+    Exactly,
+    Ignored,
+    LazyCall,
+    PreparedCall,
+    QueryCall,
+    Required,
+    Unstored,
+)
 from .config import from_config, open_cache, to_config
 from .digest import Digest
 from .errors import (
@@ -87,6 +97,7 @@ __all__ = [
     "Required",
     "SaveError",
     "SizeLimitedCache",
+    "Unstored",
     "__version__",
     "active_cache",
     "cache",

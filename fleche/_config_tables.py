@@ -12,7 +12,7 @@ which file and which key.
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import inspect
 import os
 import re
 import time
@@ -20,27 +20,29 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._config_forms import CACHE_TYPES, normalize
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
 from .caches.base import seconds
 from .errors import ConfigError
+from .storage import registry as storage_registry
+from .storage.registry import KINDS, get_storage_constructor, storage_names
+from .storage.registry import plain as _plain
+from .storage.registry import storage_config as storage_table
 
-__all__ = ["STORAGES", "TEMPLATES", "Where", "build", "describe", "register_storage", "validate"]
-
-#: Storage name in a table -> ("module:Class", pip extra providing its dependencies).
-STORAGES: dict[str, tuple[str, str | None]] = {
-    "ValueMemory": ("fleche.storage.memory:ValueMemory", None),
-    "CallMemory": ("fleche.storage.memory:CallMemory", None),
-    "ValueVoid": ("fleche.storage.void:ValueVoid", None),
-    "CallVoid": ("fleche.storage.void:CallVoid", None),
-    "ValuePickleFile": ("fleche.storage.pickle_file:ValuePickleFile", None),
-    "CallPickleFile": ("fleche.storage.pickle_file:CallPickleFile", None),
-    "ValueBagOfHoldingH5File": ("fleche.storage.bagofholding_file:ValueBagOfHoldingH5File", "hdf5"),
-    "CallBagOfHoldingH5File": ("fleche.storage.bagofholding_file:CallBagOfHoldingH5File", "hdf5"),
-    "Sql": ("fleche.storage.sql:Sql", "sql"),
-}
+__all__ = [
+    "TEMPLATES",
+    "Where",
+    "build",
+    "build_storage",
+    "describe",
+    "register_storage",
+    "storage_table",
+    "validate",
+]
 
 _FILE_OPTIONS = frozenset({"serializer", "compression", "compression_level"})
-_CACHE_KEYS = frozenset({"ttl", "max_bytes", "policy", "index"})
+_CACHE_KEYS = frozenset({"ttl", "max_bytes", "max_calls", "policy", "index"})
+_LIMITS = ("max_bytes", "max_calls")
 #: Template -> the keys it takes besides ``template``, ``read_only`` and the cache keys.
 TEMPLATES: dict[str, frozenset[str]] = {
     "memory": frozenset(),
@@ -84,35 +86,13 @@ class Where:
 def register_storage(
     name: str, target: str, extra: str | None = None, *, replace: bool = False
 ) -> None:
-    """Make a storage class usable in tables as ``{type = name, ...}``; ``target`` is ``"module:Class"``."""
-    if name in STORAGES and not replace:
-        raise ConfigError(
-            f"a storage named {name!r} is registered already ({STORAGES[name][0]}); pass replace=True"
-        )
-    STORAGES[name] = (target, extra)
+    """Make a storage class usable in tables as ``{type = name, ...}``; ``target`` is ``"module:Class"``.
 
-
-def _storage_class(name: Any, where: Where) -> type:
-    if name not in STORAGES:
-        from importlib.metadata import entry_points
-
-        for point in entry_points(group="fleche.storages"):
-            if point.name == name:
-                STORAGES[name] = (point.value, None)
-                break
-        else:
-            raise where.error(
-                f"unknown storage type {name!r}; known types: {', '.join(sorted(STORAGES))}"
-            )
-    target, extra = STORAGES[name]
-    module, _, qualname = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), qualname)
-    except ImportError as err:
-        hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
-        raise ImportError(
-            f"the storage {name} needs {err.name or 'a missing package'}{hint}"
-        ) from err
+    Registers it for values and calls alike;
+    :func:`fleche.storage.register_storage` names the kind.
+    """
+    for kind in KINDS:
+        storage_registry.register_storage(name, kind, factory=target, replace=replace, extra=extra)
 
 
 def duration(value: Any, where: Where) -> float:
@@ -150,9 +130,18 @@ def _get(
 
 
 def validate(table: Any, where: Where) -> str | None:
-    """Check a table's template, keys and modifiers (nothing is opened); returns the template."""
+    """Check a table's template, keys and modifiers (nothing is opened); returns the template.
+
+    ``table`` is in our shapes (see :func:`fleche._config_forms.normalize`).
+    """
     if not isinstance(table, Mapping):
         raise where.error(f"a cache is described by a table, got {table!r}")
+    if "type" in table:
+        if table["type"] in CACHE_TYPES:
+            return None
+        raise where.at("type").error(
+            f"unknown cache type {table['type']!r}; known types: {', '.join(sorted(CACHE_TYPES)) or 'none'}"
+        )
     template = table.get("template")
     if template is None and not _EXPLICIT & table.keys():
         raise where.error(
@@ -183,18 +172,22 @@ def validate(table: Any, where: Where) -> str | None:
     if "retry_after" in table:
         duration(table["retry_after"], where.at("retry_after"))
     _get(table, "max_bytes", int, where)
+    _get(table, "max_calls", int, where)
     _get(table, "policy", str, where)
-    if "max_bytes" not in table and ("policy" in table or "index" in table):
+    if not any(k in table for k in _LIMITS) and ("policy" in table or "index" in table):
         raise where.at("policy" if "policy" in table else "index").error(
-            "only meaningful with max_bytes"
+            "only meaningful with max_bytes or max_calls (max_size)"
         )
     return template
 
 
 def build(table: Any, where: Where, named: Callable[[str, Where], CacheBase]) -> CacheBase:
     """The cache a table describes; ``named(name, where)`` opens a cache named in ``layers``/``caches``."""
+    table = normalize(table)
     template = validate(table, where)
-    if template in ("stack", "pool"):
+    if table.get("type") in CACHE_TYPES:
+        cache = CACHE_TYPES[table["type"]](table, where.base)
+    elif template in ("stack", "pool"):
         cache = _layered(table, template, where, named)
     else:
         cache = _cache(table, template, where)
@@ -227,18 +220,24 @@ def _construct(cls: Callable[..., Any], where: Where, **fields: Any) -> Any:
         raise where.error(f"{getattr(cls, '__name__', cls)}: {err}") from err
 
 
-def _storage(table: Any, where: Where) -> Any:
+def build_storage(table: Any, where: Where, kind: str) -> Any:
+    """The ``kind`` (value or call) storage a ``{type = ..., <settings>}`` table describes."""
     if not isinstance(table, Mapping) or "type" not in table:
         raise where.error(
-            f"a storage is a table with a 'type' (one of {', '.join(sorted(STORAGES))}), got {table!r}"
+            f"a storage is a table with a 'type' (one of {', '.join(storage_names(kind))}), "
+            f"got {table!r}"
         )
-    cls = _storage_class(table["type"], where.at("type"))
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    try:
+        cls = get_storage_constructor(table["type"], kind)
+    except ConfigError as err:
+        raise where.at("type").error(str(err)) from None
+    fields = inspect.signature(cls).parameters  # a class, a preset (partial) or a factory
+    anything = any(p.kind is p.VAR_KEYWORD for p in fields.values())
     arguments = {}
     for key, value in table.items():
         if key == "type":
             continue
-        if key not in fields or key == "storage":
+        if (key not in fields and not anything) or key == "storage":
             raise where.at(key).error(
                 f"{table['type']} has no setting {key!r}; settings: {', '.join(sorted(fields))}"
             )
@@ -251,7 +250,7 @@ def _storage(table: Any, where: Where) -> Any:
 
 
 def _url(value: str, where: Where) -> str:
-    """A URL with a relative SQLite path made absolute against the file naming it."""
+    """A URL with a relative (or ``~``) SQLite path made absolute against the file naming it."""
     if "://" not in value:
         return str(where.path(value))
     scheme, _, rest = value.partition(":///")
@@ -261,7 +260,7 @@ def _url(value: str, where: Where) -> str:
         and not rest.startswith("/")
         and not rest.startswith(":memory:")
     ):
-        return f"{scheme}:///{where.base / rest}"
+        return f"{scheme}:///{where.path(rest)}"
     return value
 
 
@@ -270,7 +269,7 @@ def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> Cach
     values, calls, root = storages(table, template, where)
     ttl = duration(table["ttl"], where.at("ttl")) if "ttl" in table else None
     cache: CacheBase = Cache(values, calls, ttl=ttl)
-    if "max_bytes" in table:
+    if any(k in table for k in _LIMITS):
         index = table.get("index")
         if index is not None:
             index = where.at("index").path(index)
@@ -281,6 +280,7 @@ def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> Cach
             where,
             cache=cache,
             max_bytes=_get(table, "max_bytes", int, where),
+            max_calls=_get(table, "max_calls", int, where),
             policy=_get(table, "policy", str, where, "lru"),
             index=index,
         )
@@ -304,8 +304,8 @@ def _plain_storages(
                 f"an explicit cache needs both 'values' and 'calls' storages; '{key}' is missing"
             )
     return (
-        _storage(table["values"], where.at("values")),
-        _storage(table["calls"], where.at("calls")),
+        build_storage(table["values"], where.at("values"), "value"),
+        build_storage(table["calls"], where.at("calls"), "call"),
         None,
     )
 
@@ -334,7 +334,7 @@ def _file_storages(
         if kind == "pickle" and "url" in table:
             raise where.at("url").error("a url is only used with calls = 'sql'")
         calls = sql if kind == "sql" else {"type": "CallPickleFile", "root": str(root / "calls")}
-    return _storage(values, where), _storage(calls, where), root
+    return build_storage(values, where, "value"), build_storage(calls, where, "call"), root
 
 
 # -- objects to tables -------------------------------------------------------------
@@ -365,7 +365,7 @@ def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any
             raise ConfigError(
                 "a size limit around a read-only cache cannot be written to a configuration"
             )
-        table["max_bytes"] = cache.max_bytes
+        table.update({k: getattr(cache, k) for k in _LIMITS if getattr(cache, k) is not None})
         if cache.policy != "lru":
             table["policy"] = cache.policy
         root = table.get("root")
@@ -383,6 +383,9 @@ def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any
         if cache.ttl is not None:
             table["ttl"] = cache.ttl
         return table
+    own = getattr(cache, "to_config", None)  # a registered cache type (e.g. ssh) describes itself
+    if callable(own):
+        return own()
     raise ConfigError(
         f"a {kind.__name__} cannot be written to a configuration (it holds code or live state)"
     )
@@ -397,53 +400,6 @@ def _default_clock(cache: Any) -> None:
 
 def _absolute(path: str, relative_to: Path | None) -> Path:
     return Path(path) if relative_to is None else relative_to / path
-
-
-def _plain(value: Any, relative_to: Path | None) -> Any:
-    if isinstance(value, os.PathLike):
-        path = Path(value)
-        return (
-            os.path.relpath(path, relative_to)
-            if relative_to is not None and path.is_absolute()
-            else str(path)
-        )
-    if isinstance(value, tuple | list):
-        return [_plain(v, relative_to) for v in value]
-    if isinstance(value, bool | int | float | str):
-        return value
-    name = getattr(value, "name", None)  # a Serializer: by its registered name
-    if isinstance(name, str) and hasattr(value, "dumps"):
-        return name
-    raise ConfigError(f"{value!r} cannot be written to a configuration")
-
-
-def storage_table(storage: Any, relative_to: Path | None = None) -> dict[str, Any]:
-    """``{type = ..., <settings that differ from their defaults>}`` of a storage."""
-    kind = type(storage)
-    name = next(
-        (n for n, (t, _) in STORAGES.items() if t == f"{kind.__module__}:{kind.__qualname__}"), None
-    )
-    if name is None:
-        raise ConfigError(
-            f"the storage class {kind.__qualname__} is not registered; see register_storage()"
-        )
-    table: dict[str, Any] = {"type": name}
-    for field in dataclasses.fields(storage):
-        if not field.init or field.name == "storage":
-            continue
-        value = getattr(storage, field.name)
-        if field.default is not dataclasses.MISSING and value == field.default:
-            continue
-        if field.name == "secret_key":
-            if value is None or value == ():
-                continue
-            raise ConfigError(
-                "secret keys are never written to a configuration; set FLECHE_SECRET_KEY instead"
-            )
-        if field.name == "url" and isinstance(value, str) and "://" not in value:
-            value = Path(value)
-        table[field.name] = _plain(value, relative_to)
-    return table
 
 
 def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Encoders for built-in and standard-library types, registered in the dispatch table.
 
 Numbers are exact and tagged by type; NaN floats are canonical; dicts and sets
-are order-insensitive (children sorted by digest); aware datetimes are their
+are order-insensitive (children sorted by digest), ``OrderedDict`` keeps its
+order and ``defaultdict`` its factory, as their equality and behaviour do; aware datetimes are their
 wall-clock fields plus their UTC offset. See :mod:`fleche.digest` for the list
 of decisions.
 """
@@ -12,7 +13,7 @@ import datetime
 import pathlib
 import struct
 import uuid
-from collections import deque
+from collections import OrderedDict, defaultdict, deque
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -148,6 +149,8 @@ _H_DICT = header(Tag.DICT)
 _H_SET = header(Tag.SET)
 _H_FROZENSET = header(Tag.FROZENSET)
 _H_DEQUE = header(Tag.DEQUE)
+_H_ORDERED_DICT = header(Tag.ORDERED_DICT)
+_H_DEFAULT_DICT = header(Tag.DEFAULT_DICT)
 
 
 def _sequence_encoder(head: bytes) -> Encoder:
@@ -171,17 +174,36 @@ def _sequence_encoder(head: bytes) -> Encoder:
     return encode_sequence
 
 
-def _enc_dict(obj: dict) -> bytes:
-    # Order-insensitive: items sorted by key digest (32-byte key+value strings sort
-    # by key first), so equal dicts built in any order share a digest.
+def _dict_items(obj: dict) -> list[bytes]:
+    """Each item as its key digest followed by its value digest, in the dict's order."""
     get = lookup
     try:
-        items = [get(type(k), fallback)(k) + get(type(v), fallback)(v) for k, v in obj.items()]
+        return [get(type(k), fallback)(k) + get(type(v), fallback)(v) for k, v in obj.items()]
     except Indigestible:
         relocate(pair for k, v in obj.items() for pair in ((f"<key {k!r}>", k), (f"[{k!r}]", v)))
         raise
+
+
+def _enc_dict(obj: dict) -> bytes:
+    # Order-insensitive: items sorted by key digest (32-byte key+value strings sort
+    # by key first), so equal dicts built in any order share a digest.
+    items = _dict_items(obj)
     items.sort()
     return leaf(_H_DICT, b"".join(items))
+
+
+def _enc_ordered_dict(obj: OrderedDict) -> bytes:
+    # Two OrderedDicts with the same items in another order compare unequal: keep the order.
+    return leaf(_H_ORDERED_DICT, b"".join(_dict_items(obj)))
+
+
+def _enc_default_dict(obj: defaultdict) -> bytes:
+    # The factory decides what a missing key reads as: part of what the value does.
+    try:
+        factory = encode(obj.default_factory)
+    except Indigestible as err:
+        raise err.located(".default_factory") from None
+    return composite(_H_DEFAULT_DICT, [factory, _enc_dict(obj)])
 
 
 def _set_encoder(head: bytes) -> Encoder:
@@ -299,6 +321,8 @@ BUILTIN.update(
         list: _enc_list,
         tuple: _sequence_encoder(_H_TUPLE),
         dict: _enc_dict,
+        OrderedDict: _enc_ordered_dict,
+        defaultdict: _enc_default_dict,
         set: _set_encoder(_H_SET),
         frozenset: _set_encoder(_H_FROZENSET),
         deque: _enc_deque,

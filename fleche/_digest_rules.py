@@ -2,7 +2,8 @@
 
 In order: metaclass instances (classes), enums, dataclasses, attrs classes,
 numpy and pandas objects (their modules are imported only here, on first use),
-``zoneinfo.ZoneInfo`` and subclasses of built-in types. Classes without a rule
+``zoneinfo.ZoneInfo``, subclasses of built-in types, and instances of plain
+Python classes (by class and ``__getstate__()``). Classes without a rule
 are refused with a reason (generators, files, locks, iterators, subclasses of
 numpy/pandas types defined elsewhere, ...) once plugins had their chance.
 """
@@ -58,6 +59,26 @@ def class_rule(cls: type) -> Encoder | None:
     return None
 
 
+def instance_rule(cls: type) -> Encoder | None:
+    """The last resort, after hooks and plugins: a plain class by its state, else None."""
+    if _is_plain_class(cls) and not refusal_reason(cls):
+        return _instance_encoder(cls)
+    return None
+
+
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was made by a class statement
+
+
+def _is_plain_class(cls: type) -> bool:
+    """Whether every class ``cls`` derives from (but ``object``) is written in Python.
+
+    Only then is ``__getstate__`` the whole state: an extension type keeps its
+    state in C fields that the default ``__getstate__`` does not see.  A bare
+    ``object()`` is a sentinel whose identity is all it has, so it is refused.
+    """
+    return cls is not object and all(k.__flags__ & _HEAP_TYPE for k in cls.__mro__[:-1])
+
+
 def _is_from(cls: type, package: str) -> bool:
     module = cls.__module__ or ""
     return module == package or module.startswith(package + ".")
@@ -93,7 +114,7 @@ def refusal_reason(cls: type) -> str:
 
 def refuser(cls: type, reason: str) -> Encoder:
     def refuse(obj: Any) -> bytes:
-        raise Indigestible(cls, reason=reason)
+        raise Indigestible(cls, reason=reason, value=obj)
 
     return refuse
 
@@ -128,7 +149,26 @@ def _fields_encoder(cls: type, fields: list[str]) -> Encoder:
     return encode_fields
 
 
+def _instance_encoder(cls: type) -> Encoder:
+    # An instance of a plain class is its class and its state, as pickle sees it:
+    # ``__getstate__()`` (by default the ``__dict__`` and the ``__slots__`` values).
+    name = encode(qualname(cls))
+    head = header(Tag.INSTANCE)
+
+    def encode_instance(obj: Any) -> bytes:
+        state = obj.__getstate__()
+        try:
+            return composite(head, [name, encode(state)])
+        except Indigestible as err:
+            where = ".__dict__" if state is getattr(obj, "__dict__", None) else ".__getstate__()"
+            raise err.located(where) from None
+
+    return encode_instance
+
+
 def _encode_zoneinfo(zone: Any) -> bytes:
     if zone.key is None:
-        raise Indigestible(type(zone), reason="a ZoneInfo read from a file has no key")
+        raise Indigestible(
+            type(zone), reason="a ZoneInfo read from a file has no key", value=zone
+        )
     return composite(header(Tag.ZONEINFO), [encode(zone.key)])

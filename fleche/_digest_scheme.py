@@ -50,6 +50,8 @@ class Tag(enum.IntEnum):
     SET = 0x13
     FROZENSET = 0x14
     DEQUE = 0x15
+    ORDERED_DICT = 0x16
+    DEFAULT_DICT = 0x17
     ELLIPSIS = 0x18
     NOTIMPLEMENTED = 0x19
     OBJECT = 0x20
@@ -57,6 +59,7 @@ class Tag(enum.IntEnum):
     REDUCTION = 0x22
     SUBCLASS = 0x23
     TYPE = 0x24
+    INSTANCE = 0x25
     PATH = 0x28
     UUID = 0x29
     DATETIME = 0x2A
@@ -160,7 +163,7 @@ lookup = ENCODERS.get
 
 def _resolve_builtin_only(cls: type) -> Encoder:
     def refuse(obj: Any) -> bytes:
-        raise Indigestible(cls)
+        raise Indigestible(cls, value=obj)
 
     return BUILTIN.get(cls, refuse)
 

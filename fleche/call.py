@@ -25,7 +25,7 @@ import xxhash
 from .digest import Digest, digest, digest_raw
 from .errors import Indigestible
 from .prepared import LazyArguments, PreparedCall
-from .profile import FunctionProfile, Ignored, Required, bind, marked
+from .profile import FunctionProfile, Ignored, Required, Unstored, bind, marked
 
 if TYPE_CHECKING:
     from .storage.base import ValueStorage
@@ -44,12 +44,15 @@ __all__ = [
     "QueryCall",
     "Required",
     "StrQueryType",
+    "UNSTORED",
+    "Unstored",
     "argument_digests",
     "bind",
     "function_prefix",
     "key_of",
     "lookup_key",
     "marked",
+    "unstored_arguments",
 ]
 
 #: Version of the lookup-key layout; bump it when the layout changes.
@@ -57,6 +60,15 @@ KEY_SCHEME = 1
 
 #: Identity fields a decorator may leave out of the key (``hash_module=False``…).
 OPTIONAL_IDENTITY = frozenset({"module", "version"})
+
+#: Metadata namespace naming the arguments a record keys by digest only.
+UNSTORED = "unstored"
+
+
+def unstored_arguments(metadata: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    """Names of the arguments whose values a call record does not keep (see ``Unstored``)."""
+    entry = metadata.get(UNSTORED)
+    return frozenset(entry.get("arguments", ())) if entry else frozenset()
 
 
 @functools.lru_cache(maxsize=4096)  # every save re-keys its record: hash each identity once
@@ -465,6 +477,31 @@ class QueryCall:
         """The template of the calls of ``func`` with the arguments given; the others are wildcards."""
         arguments = bind(func, args, kwargs, partial=True)
         return cls(func.__qualname__, arguments or None, module=func.__module__)
+
+    @classmethod
+    def from_template(cls, template: QueryCall | Call) -> QueryCall:
+        """The query a template stands for: a :class:`QueryCall` as is, a :class:`Call` field by field.
+
+        A call used as a template (``Call`` or ``DigestedCall``) matches on
+        every field that is not ``None`` (its metadata when not empty); its
+        arguments match as given.  Every backend's ``query`` goes through
+        this, so both kinds of template mean the same everywhere.
+        """
+        if isinstance(template, QueryCall):
+            return template
+        if not isinstance(template, Call):
+            raise TypeError(
+                f"a query template is a QueryCall or a Call, not {type(template).__name__}"
+            )
+        return cls(
+            name=template.name,
+            module=template.module,
+            arguments=template.arguments,
+            result=template.result,
+            metadata=template.metadata or None,
+            version=template.version,
+            code=template.code,
+        )
 
     def digested(self) -> QueryCall:
         """The template with argument and result values replaced by their digests."""

@@ -34,11 +34,21 @@ or ``url``), ``hdf5`` (values in HDF5, calls in SQL or, with
 ``calls = "pickle"``, pickle files), ``stack`` (``layers``) and ``pool``
 (``caches``), each layer a table or the name of another cache.  Any cache
 may add ``read_only = true``; a storage cache may add ``ttl``,
-``max_bytes`` (with ``policy`` and ``index``).  Explicit storages are
-written as ``values = { type = "ValuePickleFile", root = "v" }`` and
-``calls = { type = "Sql", url = "c.db" }``.  Unknown keys, templates,
+``max_bytes`` and ``max_calls`` (with ``policy`` and ``index``).  Explicit
+storages are written as ``values = { type = "ValuePickleFile", root = "v" }``
+and ``calls = { type = "Sql", url = "c.db" }``.  Unknown keys, templates,
 storages and cache names are :class:`~fleche.errors.ConfigError` naming the
 file and the key.
+
+The shapes of the 0.22 release are read too (:mod:`fleche._config_forms`):
+an array of tables ``[[name]]`` is a stack, ``[[name.pool]]`` a pool,
+``max_size`` is ``max_calls``, storage types may be named ``memory``,
+``void``, ``pickle``, ``cloudpickle``, ``dill``, ``bagofholding_hdf`` and
+``sql``, and ``[default]`` may say ``metadata = ["Runtime", ...]`` and
+``root = true``.  :func:`cache_from_config`, :func:`cache_to_config`,
+:func:`storage_from_config`, :func:`storage_to_config`,
+:func:`load_cache_config` and :func:`load_default_metadata` are that
+release's functions.
 """
 
 from __future__ import annotations
@@ -52,24 +62,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._config_tables import STORAGES, TEMPLATES, Where, build, describe, register_storage, validate
+from ._config_forms import (
+    CACHE_TYPES,
+    CONFIGURABLE,
+    configurable,
+    in_022_shapes,
+    metadata_names,
+    normalize,
+    normalize_storage,
+    register_cache_type,
+)
+from ._config_tables import (
+    TEMPLATES,
+    Where,
+    build,
+    build_storage,
+    describe,
+    register_storage,
+    storage_table,
+    validate,
+)
 from .caches import CacheBase, memory_cache, void_cache
+from .caches.base import install_config_reader
 from .errors import ConfigError
 
 __all__ = [
+    "CACHE_TYPES",
+    "CONFIGURABLE",
+    "DEFAULT_METADATA",
     "ENV_CACHE",
     "ENV_CONFIG",
     "FILE_NAME",
-    "STORAGES",
     "TEMPLATES",
     "Configuration",
+    "cache_from_config",
+    "cache_to_config",
+    "configurable",
     "default_cache",
     "embedded_default",
     "from_config",
+    "load_cache_config",
     "load_configuration",
+    "load_default_metadata",
     "named_cache",
     "open_cache",
+    "register_cache_type",
     "register_storage",
+    "storage_from_config",
+    "storage_to_config",
     "to_config",
 ]
 
@@ -93,6 +133,8 @@ class Configuration:
     files: tuple[Path, ...]
     caches: Mapping[str, tuple[Mapping[str, Any], Path]]
     default: tuple[Any, Path] | None
+    #: ``[default] metadata``: recorder class names, and the file naming them.
+    metadata: tuple[tuple[str, ...], Path] | None = None
 
     def names(self) -> list[str]:
         """Every cache name known: the reserved ones and the configured ones."""
@@ -147,12 +189,17 @@ def _candidates(start: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _is_root(path: Path, data: Mapping[str, Any]) -> bool:
-    root = data.get("root", False)
-    if not isinstance(root, bool):
-        raise ConfigError(
-            f"{path}: root: expected true or false, got {root!r}", file=str(path), key="root"
-        )
-    return root
+    """Whether the file says ``root = true``: at its top, or in ``[default]`` (the 0.22 place)."""
+    flags = {"root": data.get("root", False)}
+    default = data.get("default")
+    if isinstance(default, Mapping):
+        flags["[default].root"] = default.get("root", False)
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"{path}: {key}: expected true or false, got {value!r}", file=str(path), key=key
+            )
+    return any(flags.values())
 
 
 def load_configuration(start: str | os.PathLike[str] | None = None) -> Configuration:
@@ -165,19 +212,21 @@ def load_configuration(start: str | os.PathLike[str] | None = None) -> Configura
     found = _candidates(start)
     caches: dict[str, tuple[Mapping[str, Any], Path]] = {}
     default: tuple[Any, Path] | None = None
+    metadata: tuple[tuple[str, ...], Path] | None = None
     for path, data in reversed(found):  # farthest first: closer files overwrite
         for name, value in data.items():
             if name == "root":
                 _is_root(path, data)
             elif name == "default":
                 default = _default_table(path, value) or default
+                metadata = metadata_names(path, value) or metadata
             elif name in RESERVED:
                 raise ConfigError(
                     f"{path}: [{name}]: {name!r} is a reserved cache name; choose another",
                     file=str(path),
                     key=name,
                 )
-            elif isinstance(value, Mapping):
+            elif isinstance(value, Mapping | list):  # a list: an array of tables, a stack
                 caches[name] = (value, path)
             else:
                 raise ConfigError(
@@ -185,7 +234,7 @@ def load_configuration(start: str | os.PathLike[str] | None = None) -> Configura
                     file=str(path),
                     key=name,
                 )
-    configuration = Configuration(tuple(p for p, _ in found), caches, default)
+    configuration = Configuration(tuple(p for p, _ in found), caches, default, metadata)
     for name, (table, path) in caches.items():
         _check(table, Where(str(path), f"[{name}]", path.parent), configuration, (name,))
     return configuration
@@ -197,9 +246,9 @@ def _default_table(path: Path, value: Any) -> tuple[Any, Path] | None:
             f"{path}: default: expected a table [default]", file=str(path), key="default"
         )
     for key in value:
-        if key != "cache":
+        if key not in ("cache", "metadata", "root"):
             raise ConfigError(
-                f"{path}: [default].{key}: unknown key; [default] takes 'cache'",
+                f"{path}: [default].{key}: unknown key; [default] takes 'cache', 'metadata' and 'root'",
                 file=str(path),
                 key=f"[default].{key}",
             )
@@ -216,6 +265,7 @@ def _default_table(path: Path, value: Any) -> tuple[Any, Path] | None:
 
 def _check(table: Any, where: Where, configuration: Configuration, chain: tuple[str, ...]) -> None:
     """Validate a table and the names it uses, without opening anything."""
+    table = normalize(table)
     template = validate(table, where)
     if template in ("stack", "pool"):
         key = "layers" if template == "stack" else "caches"
@@ -327,6 +377,68 @@ def to_config(
     return describe(cache, None if relative_to is None else Path(relative_to).absolute())
 
 
+def cache_from_config(config: Mapping[str, Any] | list[Any]) -> CacheBase:
+    """A new cache from a table (or a list: a stack), in our shapes or the 0.22 ones.
+
+    The 0.22 name of :func:`from_config`; ``BaseCache.from_config`` calls it.
+    """
+    return from_config(config)  # type: ignore[arg-type]
+
+
+def cache_to_config(cache: CacheBase) -> dict[str, Any] | list[Any]:
+    """The configuration of ``cache`` in the 0.22 shapes where they fit; the inverse of :func:`cache_from_config`.
+
+    A stack is a list of its layers, a pool ``{"pool": [...]}`` and a
+    limit on the number of calls ``max_size``; the rest is as :func:`to_config`.
+    """
+    return in_022_shapes(to_config(cache))
+
+
+def storage_from_config(config: Mapping[str, Any], kind: str) -> Any:
+    """A new storage from ``{type = ..., <settings>}``; ``kind`` is ``"value"`` or ``"call"``.
+
+    Types are ours (``"ValuePickleFile"``) or the 0.22 ones (``"pickle"``,
+    ``"cloudpickle"``, ``"dill"``, ``"memory"``, ``"void"``,
+    ``"bagofholding_hdf"``, ``"sql"``); relative paths resolve against the
+    working directory.
+    """
+    table = normalize_storage(config, kind)
+    return build_storage(table, Where("<table>", "", Path.cwd()), kind.rstrip("s"))
+
+
+def storage_to_config(storage: Any) -> dict[str, Any]:
+    """The table :func:`storage_from_config` builds an equal storage from (secret keys never)."""
+    return storage_table(storage)
+
+
+def load_cache_config(name: str | None = None) -> CacheBase:
+    """The cache configured under ``name``, or the default cache (the 0.22 function)."""
+    return default_cache() if name is None else named_cache(name)
+
+
+#: The recorders used when ``[default] metadata`` names none.
+DEFAULT_METADATA = ("Runtime", "Environment", "Git", "Tags")
+
+
+def load_default_metadata() -> tuple[Any, ...]:
+    """New recorders of the classes ``[default] metadata`` names (else :data:`DEFAULT_METADATA`).
+
+    A name must be registered with :func:`configurable` (the built-in
+    recorders are); an unknown one is a :class:`ConfigError`.
+    """
+    configured = load_configuration().metadata
+    names, source = configured if configured else (DEFAULT_METADATA, None)
+    unknown = [name for name in names if name not in CONFIGURABLE]
+    if unknown:
+        raise ConfigError(
+            f"{source or '<defaults>'}: [default].metadata: unknown recorder {unknown[0]!r}; "
+            f"known: {', '.join(sorted(CONFIGURABLE))} (register more with @configurable)",
+            file=None if source is None else str(source),
+            key="[default].metadata",
+        )
+    return tuple(CONFIGURABLE[name]() for name in names)
+
+
 def embedded_default(directory: str | os.PathLike[str] | None = None) -> CacheBase:
     """The store used when nothing is configured: ``.fleche/`` in ``directory`` (the working one).
 
@@ -362,13 +474,13 @@ def open_cache(
     A ``sqlite:///`` URL opens that database with its values beside it.
     The same description opens the same object within a process.
     """
-    if isinstance(spec, CacheBase):
-        return spec
-    if isinstance(spec, Mapping):
+    if isinstance(spec, Mapping | list):
         return _open(spec, None, Where(source, "", Path.cwd()))
     if isinstance(spec, os.PathLike):
         return _open_path(Path(spec), Where(source, "", Path.cwd()))
     if not isinstance(spec, str):
+        if callable(getattr(spec, "query", None)) and callable(getattr(spec, "save", None)):
+            return spec  # any object with the cache interface, ours or not
         raise TypeError(
             f"open_cache() takes a cache, a name, a path, a URL or a table, not {type(spec).__name__}"
         )
@@ -376,7 +488,7 @@ def open_cache(
 
 
 def _open(spec: Any, configuration: Configuration | None, where: Where) -> CacheBase:
-    if isinstance(spec, Mapping):
+    if isinstance(spec, Mapping | list):
         key = json.dumps(["table", spec, str(where.base)], sort_keys=True, default=str)
         return _memo(
             key,
@@ -433,9 +545,12 @@ def _open_path(path: Path, where: Where) -> CacheBase:
 def _open_file(path: Path) -> CacheBase:
     """The default cache of one configuration file (and the caches it names)."""
     data = _read(path)
-    caches = {k: (v, path) for k, v in data.items() if isinstance(v, Mapping) and k != "default"}
+    caches = {
+        k: (v, path) for k, v in data.items() if isinstance(v, Mapping | list) and k != "default"
+    }
     default = _default_table(path, data.get("default", {}))
-    configuration = Configuration((path,), caches, default)
+    metadata = metadata_names(path, data.get("default", {}))
+    configuration = Configuration((path,), caches, default, metadata)
     for name, (table, _) in caches.items():
         _check(table, Where(str(path), f"[{name}]", path.parent), configuration, (name,))
     if default is None:
@@ -454,3 +569,6 @@ def _open_url(url: str, where: Where) -> CacheBase:
         f"{url!r} holds call records only; give the values a home with a table, e.g. "
         "{'template': 'sql', 'url': ..., 'root': 'values directory'}, or name it in fleche.toml"
     )
+
+
+install_config_reader(cache_from_config)

@@ -16,11 +16,18 @@ Decisions a user may notice:
 - ``Decimal("1.0")`` and ``Decimal("1.00")`` differ: they are distinct decimals
   (precision is part of the value); the same holds for ``Decimal("-0")``.
 - ``list``/``tuple``, ``set``/``frozenset``, ``bytes``/``bytearray`` are distinct.
-  Dicts and sets ignore order. Subclasses of built-in types (namedtuples,
-  ``OrderedDict``, ``defaultdict``) digest as the base value tagged with the
-  subclass name; ``OrderedDict`` order and a ``defaultdict`` factory do not count.
+  Dicts and sets ignore order, as their equality does; an ``OrderedDict`` keeps
+  its order (two with the same items in another order are unequal) and a
+  ``defaultdict`` its factory. Subclasses of built-in types (namedtuples,
+  ``Counter``, your own ``dict`` subclasses) digest as the base value tagged
+  with the subclass name. Equal digests mean equal values of the same type.
 - Dataclasses and attrs classes: ``module.qualname`` plus the fields that take
   part in equality (``compare=True`` / ``eq=True``).
+- Instances of other classes written in Python: ``module.qualname`` plus the
+  state pickle would keep (``__getstate__()``: the ``__dict__`` and the
+  ``__slots__`` values), when every part of it is digestible. Hooks, plugins
+  and ``__digest__`` come first; extension types, a bare ``object()``,
+  iterators, files and locks are refused.
 - Aware datetimes: wall-clock fields plus UTC offset, not the zone name.
 - Functions (``hash_code=True``): code, constants, defaults and closure values,
   not globals; see :mod:`fleche._digest_code`. Arrays: :mod:`fleche._digest_numpy`.
@@ -29,8 +36,9 @@ Decisions a user may notice:
 - A full :class:`Digest` digests to itself (``digest(Digest(x)) == x``), so a
   stored value can be passed by digest; a short one must be expanded first.
 - Other types: a hook (:func:`add_hook`), a ``__digest__`` method, or a plugin
-  in the entry-point group ``fleche``; otherwise :class:`Indigestible`, which
-  names the type and where it sits, e.g. ``['solver'][2]``.
+  in the entry-point group ``fleche`` (see :mod:`fleche._digest_hooks`);
+  otherwise :class:`Indigestible`, which names the type and where it sits,
+  e.g. ``['solver'][2]``.
 """
 
 from __future__ import annotations
@@ -39,14 +47,20 @@ import dataclasses
 import sys
 import threading
 import types
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from typing import Any
 
 from fleche import _digest_builtins, _digest_code  # noqa: F401  (register their encoders)
-from fleche._digest_rules import class_rule, refusal_reason, refuser
+from fleche import _digest_hooks as _hooks
+from fleche._digest_hooks import (
+    Hook,
+    add_hook,
+    get_hooks,
+    load_entry_points,
+    remove_hook,
+)
+from fleche._digest_rules import class_rule, instance_rule, refusal_reason, refuser
 from fleche._digest_scheme import (
     BUILTIN,
     ENCODERS,
@@ -62,23 +76,26 @@ from fleche._digest_scheme import (
     qualname,
     reset,
 )
-from fleche.errors import FlecheWarning, Indigestible
+from fleche.errors import Indigestible
 
 __all__ = [
     "DIGEST_LENGTH",
     "SCHEME_VERSION",
     "Digest",
+    "Hook",
     "Indigestible",
     "add_hook",
     "digest",
+    "digest_class",
     "digest_raw",
+    "get_hooks",
+    "load_entry_points",
     "remove_hook",
 ]
 
 DIGEST_LENGTH = 32
 """Characters in a full digest (16 raw bytes)."""
 
-ENTRY_POINT_GROUP = "fleche"
 _HEX = frozenset("0123456789abcdef")
 _new_str = str.__new__
 
@@ -198,83 +215,35 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 
-# --------------------------------------------------------------------------- hooks
+# --------------------------------------------------------------------------- resolution
 
-_hooks: dict[type, Callable[[Any], Any]] = {}
 _lock = threading.Lock()
-_generation = 0  # bumped when hooks change, so a stale resolution is never cached
-_entry_points_loaded = False
 _H_REDUCTION = header(Tag.REDUCTION)
 
 
-def add_hook(type_: type, func: Callable[[Any], Any], *, replace: bool = False) -> None:
-    """Digest instances of ``type_`` (and its subclasses) through ``func``.
-
-    ``func(obj)`` returns a digestible reduction of ``obj`` (say, a tuple of its
-    defining fields); the digest is a node tagged with ``module.qualname`` of the
-    object's type over the reduction's digest. The nearest class along the MRO
-    with a hook (or a ``__digest__`` method) wins.
-
-    Raises
-    ------
-    ValueError
-        If ``type_`` already has a hook (pass ``replace=True``) or a built-in rule.
-    """
-    if not isinstance(type_, type):
-        raise TypeError(f"add_hook() takes a class, not {type(type_).__name__}")
-    if not callable(func):
-        raise TypeError(f"the digest hook for {qualname(type_)} must be callable")
-    if type_ in BUILTIN:
-        raise ValueError(
-            f"{qualname(type_)} has a built-in digest rule; a hook would change digests "
-            "already stored. Wrap values in a class of your own instead"
-        )
-    with _lock:
-        if type_ in _hooks and not replace:
-            raise ValueError(
-                f"a digest hook for {qualname(type_)} is already registered "
-                f"({_hooks[type_]!r}); pass replace=True to replace it"
-            )
-        _hooks[type_] = func
-        _forget_resolutions()
-
-
-def remove_hook(type_: type) -> None:
-    """Unregister the hook of ``type_``.
-
-    Raises
-    ------
-    KeyError
-        If ``type_`` has no hook.
-    """
-    with _lock:
-        if type_ not in _hooks:
-            raise KeyError(f"no digest hook is registered for {qualname(type_)}")
-        del _hooks[type_]
-        _forget_resolutions()
-
-
-def _forget_resolutions() -> None:
-    global _generation
-    _generation += 1
-    reset()
-
-
-# --------------------------------------------------------------------------- resolution
+def digest_class(cls: type) -> Digest:
+    """The digest of a class itself: its identity, ``module.qualname`` (the 0.22 helper)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"digest_class() takes a class, not {type(cls).__name__}")
+    return digest(cls)
 
 
 def _resolve(cls: type) -> Encoder:
-    """Find, cache and return the encoder for a type missing from the dispatch table."""
-    generation = _generation
+    """Find, cache and return the encoder for a type missing from the dispatch table.
+
+    A type nothing handles makes fleche read the entry points again before
+    refusing it, so a plugin installed while the process runs is found.
+    """
+    generation = _hooks.generation()
     encoder = BUILTIN.get(cls) or _find_encoder(cls)  # BUILTIN: a reset() may be under way
-    if encoder is None and not _entry_points_loaded:
-        _load_entry_points()
-        generation = _generation
+    if encoder is None:
+        _hooks.load_entry_points()
+        generation = _hooks.generation()
         encoder = _find_encoder(cls)
     if encoder is None:
-        encoder = refuser(cls, refusal_reason(cls))
+        encoder = instance_rule(cls) or refuser(cls, refusal_reason(cls))
     with _lock:
-        if generation == _generation:
+        if generation == _hooks.generation():
             ENCODERS[cls] = encoder
     return encoder
 
@@ -284,7 +253,7 @@ install_resolver(_resolve)
 
 def _find_encoder(cls: type) -> Encoder | None:
     for klass in cls.__mro__:
-        hook = _hooks.get(klass)
+        hook = _hooks.hook_for(klass)
         if hook is not None:
             return _reduction_encoder(cls, hook)
         if "__digest__" in vars(klass):
@@ -309,25 +278,6 @@ def _dunder_encoder(cls: type) -> Encoder:
     return encode_dunder
 
 
-def _load_entry_points() -> None:
-    """Let installed plugins register their hooks; done once, on the first unknown type."""
-    global _entry_points_loaded
-    with _lock:
-        if _entry_points_loaded:
-            return
-        _entry_points_loaded = True
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            entry_point.load()()
-        except Exception as exc:  # a broken plugin must not break digesting
-            warnings.warn(
-                f"digest plugin {entry_point.name!r} ({entry_point.value}) failed to "
-                f"register: {exc!r}; the types it handles stay indigestible",
-                FlecheWarning,
-                stacklevel=2,
-            )
-
-
 # --------------------------------------------------------------------------- recursion
 
 
@@ -336,9 +286,9 @@ def _recursion_error(obj: Any) -> Indigestible:
     found = _find_cycle(obj)
     if found is not None:
         path, cls = found
-        return Indigestible(cls, path, "recursive structure: the value contains itself")
+        return Indigestible(cls, path, "recursive structure: the value contains itself", value=obj)
     return Indigestible(
-        type(obj), "", "recursive structure, or nesting deeper than the recursion limit"
+        type(obj), "", "recursive structure, or nesting deeper than the recursion limit", value=obj
     )
 
 

@@ -27,12 +27,11 @@ import contextvars
 import functools
 import pickle
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .errors import CacheWarning
+from .errors import CacheWarning, warn
 from .state import _cache as _activated_cache  # the cache set, if any (not resolved to the default)
 from .state import active_metadata, active_tags, cache, meta, tags
 
@@ -123,21 +122,19 @@ class CachingExecutor(Executor):
                 data: bytes | None = pickle.dumps((current[0], current[1], dict(current[2])))
             except Exception as err:
                 data = None
-                warnings.warn(
+                warn(
                     f"fleche cannot send the active cache {current[0]} to worker processes "
                     f"({type(err).__name__}: {err}); they use their own default cache",
                     CacheWarning,
-                    stacklevel=4,
                 )
             else:
                 if current[0] is not None and not current[0].persistent and not self._warned:
                     self._warned = True
-                    warnings.warn(
+                    warn(
                         f"the active cache {current[0]} is not persistent: calls computed in worker "
                         "processes are stored in each worker's own copy, not seen here; "
                         "use a file or SQL store to share them",
                         CacheWarning,
-                        stacklevel=4,
                     )
             self._state = (current, data)
             return data

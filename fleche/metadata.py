@@ -4,6 +4,11 @@ A recorder has a ``name`` (its namespace in the call's metadata), and a
 ``start()``/``stop(token)`` pair around the function body; ``stop`` returns
 a flat mapping of plain values, so metadata can be queried and tabled.
 Anything that does not change during a process is computed once.
+
+Recorders written for the 0.22 release subclass :class:`MetaData` instead
+(``pre(call)`` before the body, ``post(pre, call)`` after); :func:`record`
+runs either kind, and ours offer both.  A class decorated with
+:func:`configurable` can be named in ``[default] metadata`` of ``fleche.toml``.
 """
 
 from __future__ import annotations
@@ -17,11 +22,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-__all__ = ["Environment", "Git", "Metadata", "Runtime", "Tags", "record"]
+from .config import CONFIGURABLE, configurable
+
+__all__ = [
+    "CONFIGURABLE",
+    "Environment",
+    "Git",
+    "JSONValue",
+    "MetaData",
+    "Metadata",
+    "Recorder",
+    "Runtime",
+    "Tags",
+    "configurable",
+    "record",
+]
+
+#: A plain value metadata may hold: what JSON carries.
+JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
 
 class Metadata(Protocol):
@@ -36,10 +59,65 @@ class Metadata(Protocol):
         """Called just after the body; the entries to record under :attr:`name`."""
 
 
-class Runtime:
+class MetaData(ABC):
+    """A metadata recorder in the form of the 0.22 release.
+
+    ``pre(call)`` runs just before the function body and returns what
+    ``post`` needs; ``post(pre, call)`` runs just after and returns the
+    entries to record under :attr:`name`.  ``call`` is the call being run
+    (``None`` where the runner does not hand it over).
+    """
+
+    name: str
+
+    @abstractmethod
+    def pre(self, call: Any) -> dict[str, Any]:
+        """Before the body: whatever :meth:`post` needs."""
+
+    @abstractmethod
+    def post(self, pre: dict[str, Any], call: Any) -> dict[str, Any]:
+        """After the body: the entries to record."""
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The entries :meth:`post` records (empty when they are not known in advance)."""
+        return frozenset()
+
+
+class Recorder(MetaData):
+    """Our recorders: ``start()``/``stop(token)``, offered as ``pre``/``post`` too."""
+
+    #: The entries :meth:`stop` records.
+    KEYS: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def start(self) -> Any:
+        """Just before the body; returns a token for :meth:`stop`."""
+
+    @abstractmethod
+    def stop(self, token: Any) -> Mapping[str, Any]:
+        """Just after the body; the entries to record under :attr:`name`."""
+
+    def pre(self, call: Any) -> dict[str, Any]:
+        # docstring inherited
+        return {"token": self.start()}
+
+    def post(self, pre: dict[str, Any], call: Any) -> dict[str, Any]:
+        # docstring inherited
+        return dict(self.stop(pre["token"]))
+
+    @property
+    def keys(self) -> frozenset[str]:
+        # docstring inherited
+        return self.KEYS
+
+
+@configurable
+class Runtime(Recorder):
     """When the call ran, and its wall and CPU time (CPU of this thread only)."""
 
     name = "runtime"
+    KEYS = frozenset({"started", "walltime", "cputime"})
 
     def start(self) -> tuple[float, float, float]:
         return time.time(), time.perf_counter(), time.thread_time()
@@ -53,10 +131,12 @@ class Runtime:
         }
 
 
-class Environment:
+@configurable
+class Environment(Recorder):
     """Host, user, working directory, Python and fleche versions (read once per process)."""
 
     name = "environment"
+    KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
 
     def start(self) -> None:
         return None
@@ -82,7 +162,8 @@ def _environment() -> dict[str, str]:
     }
 
 
-class Git:
+@configurable
+class Git(Recorder):
     """Commit, branch and dirtiness of the git tree around the working directory.
 
     Asked of ``git`` once per process and working tree, not per call (so a
@@ -91,6 +172,7 @@ class Git:
     """
 
     name = "git"
+    KEYS = frozenset({"commit", "branch", "dirty"})
 
     def start(self) -> None:
         return None
@@ -143,30 +225,58 @@ def _git_state(cwd: Path) -> dict[str, Any]:
     }
 
 
-class Tags:
-    """The tags active where the call ran (see :func:`fleche.tags`)."""
+@configurable
+class Tags(Recorder):
+    """Tags recorded with each call: ``tags`` as given, else those active where it ran.
 
-    name = "tags"
+    ``Tags({"project": "x"})`` (the 0.22 form) records fixed tags under
+    ``name``; ``Tags()`` records the tags of :func:`fleche.tags` in force.
+    Several recorders of one name merge their entries.
+    """
+
+    def __init__(self, tags: Mapping[str, Any] | None = None, name: str = "tags") -> None:
+        self.tags = None if tags is None else dict(tags)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Tags({self.tags!r}, name={self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Tags and (self.tags, self.name) == (other.tags, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.tags or ())))
+
+    @property
+    def keys(self) -> frozenset[str]:
+        # docstring inherited
+        return frozenset(self.tags or ())
 
     def start(self) -> None:
         return None
 
     def stop(self, token: None) -> dict[str, Any]:
+        if self.tags is not None:
+            return dict(self.tags)
         from .state import active_tags
 
         return dict(active_tags())
 
 
-def record(recorders: tuple[Metadata, ...]) -> tuple[list[Any], Any]:
-    """Start every recorder; returns the tokens and a function that stops them all."""
-    tokens = [r.start() for r in recorders]
+def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Callable[[], Any]]:
+    """Start every recorder; returns the tokens and a function that stops them all.
+
+    A recorder is ours (``start``/``stop``) or a 0.22 :class:`MetaData`
+    (``pre(call)``/``post(pre, call)``); ``call`` is handed to the latter.
+    """
+    tokens = [r.start() if hasattr(r, "start") else r.pre(call) for r in recorders]
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
         for r, token in zip(recorders, tokens, strict=True):
-            entries = r.stop(token)
+            entries = r.stop(token) if hasattr(r, "stop") else r.post(token, call)
             if entries:
-                out[r.name] = entries
+                out[r.name] = {**out[r.name], **entries} if r.name in out else entries
         return out
 
     return tokens, stop

@@ -14,15 +14,26 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
-from .digest import Digest, digest
+from ._code_deps import code_digest
+from .digest import Digest
 
-__all__ = ["Binder", "FunctionProfile", "Ignored", "Required", "bind", "marked", "signature_of"]
+__all__ = [
+    "Binder",
+    "FunctionProfile",
+    "Ignored",
+    "Required",
+    "Unstored",
+    "bind",
+    "marked",
+    "marked_names",
+    "signature_of",
+]
 
 T = TypeVar("T")
 
 
 class _Marker:
-    """Annotation marker: ``Ignored[T]`` / ``Required[T]`` in a signature."""
+    """Annotation marker: ``Ignored[T]``, ``Required[T]``, ``Unstored[T]`` in a signature."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -39,6 +50,9 @@ Ignored = _Marker("Ignored")
 #: ``def f(x: Required[int] = 0)``: the argument is always part of the key,
 #: even where a decorator would ignore it.
 Required = _Marker("Required")
+#: ``def f(frames: Unstored[np.ndarray])``: the argument is keyed by its digest
+#: but its value is not copied into the store (a large input you keep anyway).
+Unstored = _Marker("Unstored")
 
 
 def marked(annotation: Any, marker: _Marker) -> bool:
@@ -75,7 +89,7 @@ def bind(
     return dict(bound.arguments)
 
 
-def _marked_names(
+def marked_names(
     signature: inspect.Signature, given: Iterable[str] | None, marker: _Marker, what: str
 ) -> frozenset[str]:
     names = frozenset(given or ()) | {
@@ -118,8 +132,8 @@ class FunctionProfile:
     ) -> FunctionProfile:
         """The profile of ``func``; ``ignore``/``require`` add to its ``Ignored``/``Required`` marks."""
         signature = signature_of(func)
-        ignored = _marked_names(signature, ignore, Ignored, "ignore")
-        required = _marked_names(signature, require, Required, "require")
+        ignored = marked_names(signature, ignore, Ignored, "ignore")
+        required = marked_names(signature, require, Required, "require")
         both = ignored & required
         if both:
             raise ValueError(f"arguments {sorted(both)} cannot be both ignored and required")
@@ -128,7 +142,7 @@ class FunctionProfile:
             qualname=func.__qualname__,
             module=func.__module__,
             version=version,
-            code_digest=digest(func) if hash_code else None,
+            code_digest=code_digest(func) if hash_code else None,
             ignored=ignored,
             required=required,
         )

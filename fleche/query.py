@@ -4,42 +4,66 @@ A :class:`QueryIterator` holds a recipe, not results: every iteration asks
 the storage again, and every chained method returns a new view.  Nothing
 is loaded until iterated, and argument/result values of each call load
 only when read (they are :class:`~fleche.call.LazyCall` objects).
+
+Wherever a method takes a ``key``, it is a function of a call or the name
+of an argument (then the argument's value is the key).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
+from .errors import NoMatch, SeveralMatches
 
 if TYPE_CHECKING:
     import pandas
 
-    from .caches import Cache
+    from .caches import CacheBase
 
 __all__ = ["QueryIterator"]
 
 Source = Callable[[], Iterable[LazyCall]]
+Key = Callable[[LazyCall], Any] | str
 
 
 def _created(call: LazyCall) -> float:
     return call.created
 
 
-class QueryIterator:
-    """Stored calls matching a query; iterate it as often as you like."""
+def _result_digest(call: LazyCall) -> Hashable:
+    return call.digested_call.result
 
-    def __init__(self, source: Source, cache: Cache) -> None:
-        self._source = source
-        self.cache = cache
+
+def _key(key: Key) -> Callable[[LazyCall], Any]:
+    """A key function from a function of a call or an argument name."""
+    if callable(key):
+        return key
+    if isinstance(key, str):
+        return lambda call: call.arguments[key]
+    raise TypeError(f"a key is a function of a call or an argument name, not {key!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryIterator:
+    """Stored calls matching a query; iterate it as often as you like.
+
+    ``calls`` returns a fresh iterable of calls each time it is called;
+    ``cache`` is where they are stored (needed only by :meth:`evict` and by
+    ``shrink_keys`` in :meth:`table`).
+    """
+
+    calls: Source
+    cache: CacheBase | None = None
 
     def __iter__(self) -> Iterator[LazyCall]:
-        return iter(self._source())
+        return iter(self.calls())
 
     def _then(self, step: Callable[[Iterable[LazyCall]], Iterable[LazyCall]]) -> QueryIterator:
-        return QueryIterator(lambda: step(self._source()), self.cache)
+        return QueryIterator(lambda: step(self.calls()), self.cache)
 
     # -- chaining ------------------------------------------------------------
 
@@ -55,20 +79,19 @@ class QueryIterator:
         """All but the first ``n`` calls."""
         return self._then(lambda calls: itertools.islice(calls, n, None))
 
-    def sorted(
-        self, key: Callable[[LazyCall], Any] = _created, reverse: bool = False
-    ) -> QueryIterator:
+    def sorted(self, key: Key | None = None, reverse: bool = False) -> QueryIterator:
         """The calls in order of ``key`` (by default the time they were stored)."""
-        return self._then(lambda calls: sorted(calls, key=key, reverse=reverse))
+        order = _created if key is None else _key(key)
+        return self._then(lambda calls: sorted(calls, key=order, reverse=reverse))
 
-    def unique(self, key: Callable[[LazyCall], Hashable] | None = None) -> QueryIterator:
-        """The first call of each ``key(call)`` (by default, of each result digest)."""
-        key = key or (lambda c: c.digested_call.result)
+    def unique(self, key: Key | None = None) -> QueryIterator:
+        """The first call of each ``key`` (by default, of each result)."""
+        by = _result_digest if key is None else _key(key)
 
         def step(calls: Iterable[LazyCall]) -> Iterator[LazyCall]:
             seen: set[Hashable] = set()
             for call in calls:
-                k = key(call)
+                k = by(call)
                 if k not in seen:
                     seen.add(k)
                     yield call
@@ -77,27 +100,40 @@ class QueryIterator:
 
     # -- answers -------------------------------------------------------------
 
-    def groupby(self, key: Callable[[LazyCall], Hashable]) -> dict[Hashable, list[LazyCall]]:
-        """The calls grouped by ``key(call)``, in order of first appearance."""
-        groups: dict[Hashable, list[LazyCall]] = {}
+    def groupby(self, key: Key) -> dict[Any, QueryIterator]:
+        """The calls grouped by ``key``, in order of first appearance, each group a query."""
+        by = _key(key)
+        groups: dict[Any, list[LazyCall]] = {}
         for call in self:
-            groups.setdefault(key(call), []).append(call)
-        return groups
+            groups.setdefault(by(call), []).append(call)
+        return {k: QueryIterator(calls.copy, self.cache) for k, calls in groups.items()}
 
     def count(self) -> int:
         """How many calls match."""
         return sum(1 for _ in self)
 
-    def any(self) -> bool:
-        """Whether any call matches."""
-        return next(iter(self), None) is not None
+    def any(self) -> LazyCall | None:
+        """The first matching call, or ``None`` if there is none."""
+        return next(iter(self), None)
+
+    def empty(self) -> bool:
+        """Whether no call matches."""
+        return next(iter(self), None) is None
 
     def only(self) -> LazyCall:
-        """The one matching call; ``LookupError`` if there are none or several."""
+        """The one matching call.
+
+        :class:`~fleche.errors.NoMatch` (an ``IndexError``) if there is none,
+        :class:`~fleche.errors.SeveralMatches` (a ``ValueError``) if there
+        are several; both are ``LookupError``.
+        """
         found = list(itertools.islice(self, 2))
-        if len(found) != 1:
-            what = "no call matches" if not found else "more than one call matches"
-            raise LookupError(f"{what} the query; narrow it (or use .latest())")
+        if not found:
+            raise NoMatch("no call matches the query; widen it")
+        if len(found) > 1:
+            raise SeveralMatches(
+                "more than one call matches the query; narrow it (or use .latest())"
+            )
         return found[0]
 
     def latest(self) -> LazyCall | None:
@@ -108,40 +144,92 @@ class QueryIterator:
         """The first stored matching call, or ``None``."""
         return min(self, key=_created, default=None)
 
+    def results(self) -> list[Any]:
+        """The result of every matching call, loaded."""
+        return [call.result for call in self]
+
     def evict(self) -> int:
         """Remove every matching call from the cache; returns how many."""
         keys = [call.key() for call in self]
         for key in keys:
-            self.cache.evict(key)
+            self._cache().evict(key)
         return len(keys)
 
-    def transfer(self, target: Cache) -> int:
-        """Copy every matching call, with its values, into ``target``; returns how many."""
-        n = 0
-        for call in self:
-            target.save(call.load())
-            n += 1
-        return n
+    def transfer(self, target: Any, pop: bool = False, overwrite: bool = False) -> int:
+        """Copy every matching call, with its values, into ``target``; returns how many.
 
-    def table(self, values: bool = True) -> pandas.DataFrame:
-        """One row per call: key, function, arguments, result and metadata columns.
-
-        Metadata columns are namespaced (``runtime.walltime``).  With
-        ``values=False`` arguments and result are shown as digests and no
-        value is loaded.
+        Calls ``target`` holds already are skipped unless ``overwrite``; with
+        ``pop`` each copied call is evicted from this query's cache.  Values
+        are copied under the digests they have, not digested again.
         """
-        import pandas
-
-        rows = []
+        copied = 0
         for call in self:
-            record = call.digested_call
-            source = call if values else record
-            row: dict[str, Any] = {"key": call.key(), "function": record.qualified_name}
-            row.update(source.arguments)
-            row["result"] = source.result
-            row["created"] = pandas.Timestamp(record.created, unit="s")
-            for namespace, entries in record.metadata.items():
-                for name, value in entries.items():
-                    row[f"{namespace}.{name}"] = value
-            rows.append(row)
-        return pandas.DataFrame(rows)
+            key = call.key()
+            if not overwrite and target.contains(key):
+                continue
+            target.save(call)
+            if pop:
+                self._cache().evict(key)
+            copied += 1
+        return copied
+
+    def _cache(self) -> Any:
+        if self.cache is None:
+            raise ValueError("this query has no cache to act on; make it with cache.query()")
+        return self.cache
+
+    def table(
+        self,
+        arguments: Iterable[str] | bool | None = None,
+        results: bool | None = None,
+        shrink_keys: bool | None = None,
+        *,
+        values: bool | None = None,
+    ) -> pandas.DataFrame:
+        """One row per call: key, function, arguments, result, created and metadata columns.
+
+        Metadata columns are namespaced (``runtime.walltime``).  Called
+        bare, or with ``values=``, it is our table: every value loaded, or
+        with ``values=False`` every argument and result shown as its digest
+        and nothing loaded.  Given any of the 0.22 keywords it is that
+        release's table: digests everywhere except the arguments named in
+        ``arguments`` and, with ``results=True``, the result; with
+        ``shrink_keys`` (its default) digests are shown short.
+        """
+        if isinstance(arguments, bool):  # table(True): our positional ``values``
+            arguments, values = None, arguments
+        if arguments is None and results is None and shrink_keys is None:
+            every = values is None or values
+            return _frame(self, lambda _: every, every, None)
+        if values is not None:
+            raise TypeError("table() takes values= or the 0.22 keywords, not both")
+        loaded = frozenset(arguments or ())
+        if shrink_keys is None:
+            shrink_keys = self.cache is not None  # a query without a cache cannot shorten
+        shrink = self._cache().shrink if shrink_keys else None
+        return _frame(self, loaded.__contains__, bool(results), shrink)
+
+
+def _frame(
+    calls: Iterable[LazyCall],
+    load_argument: Callable[[str], bool],
+    load_result: bool,
+    shrink: Callable[[Any], Any] | None,
+) -> pandas.DataFrame:
+    """The rows of :meth:`QueryIterator.table`; ``shrink`` shortens the digests shown."""
+    import pandas
+
+    short = shrink or (lambda key: key)
+    rows = []
+    for call in calls:
+        record = call.digested_call
+        row: dict[str, Any] = {"key": short(call.key()), "function": record.qualified_name}
+        for name, key in record.arguments.items():
+            row[name] = call.arguments[name] if load_argument(name) else short(key)
+        row["result"] = call.result if load_result else short(record.result)
+        row["created"] = pandas.Timestamp(record.created, unit="s")
+        for namespace, entries in record.metadata.items():
+            for name, value in entries.items():
+                row[f"{namespace}.{name}"] = value
+        rows.append(row)
+    return pandas.DataFrame(rows)

@@ -19,7 +19,18 @@ from typing import Any
 from .errors import ConfigError, SignatureError
 from .serializers import Buffer, Serializer
 
-__all__ = ["ENVIRONMENT_VARIABLE", "TAG_SIZE", "SecretKey", "Signed", "Signer", "secret_keys"]
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "TAG_SIZE",
+    "SecretKey",
+    "SignatureError",
+    "Signed",
+    "SignedBytes",
+    "Signer",
+    "get_secret_key",
+    "normalize_secret_key",
+    "secret_keys",
+]
 
 #: Comma-separated secret keys, first one signing, used when none are given explicitly.
 ENVIRONMENT_VARIABLE = "FLECHE_SECRET_KEY"
@@ -88,6 +99,16 @@ class Signer:
         return any(hmac.compare_digest(self._tag(mac, parts), tag) for mac in self._macs)
 
 
+def _unsigned(signer: Signer, data: Buffer) -> memoryview:
+    """The data behind a valid tag; :class:`SignatureError` before anything is deserialized."""
+    view = memoryview(data)
+    if len(view) < TAG_SIZE or not signer.verify(view[:TAG_SIZE], view[TAG_SIZE:]):
+        raise SignatureError(
+            f"refusing {len(view)} bytes that are unsigned, tampered or signed with an unknown key"
+        )
+    return view[TAG_SIZE:]
+
+
 @dataclasses.dataclass(frozen=True)
 class Signed:
     """Any serializer's bytes, prefixed by their HMAC tag: ``Signed(PickleSerializer(), "key")``.
@@ -124,9 +145,71 @@ class Signed:
 
     def loads(self, data: Buffer) -> Any:
         # docstring inherited
-        view = memoryview(data)
-        if len(view) < TAG_SIZE or not self._signer.verify(view[:TAG_SIZE], view[TAG_SIZE:]):
-            raise SignatureError(
-                f"refusing {len(view)} bytes that are unsigned, tampered or signed with an unknown key"
-            )
-        return self.inner.loads(view[TAG_SIZE:])
+        return self.inner.loads(_unsigned(self._signer, data))
+
+
+# -- the 0.22 forms ------------------------------------------------------------------
+
+
+def normalize_secret_key(key: bytes | str | Sequence[bytes | str]) -> list[bytes]:
+    """Secret keys as the 0.22 release reads them: bytes as they are, strings as hex.
+
+    In a string, ``:`` separates several keys (``"a1b2:c3d4"``); a sequence
+    may mix bytes and hex strings.  The first key signs, every key verifies.
+    Our own :func:`secret_keys` takes strings as text instead.
+    """
+    if isinstance(key, bytes | bytearray):
+        return [bytes(key)]
+    items = key.split(":") if isinstance(key, str) else list(key)
+    keys: list[bytes] = []
+    for item in items:
+        if isinstance(item, str):
+            keys.extend(_hex(part) for part in item.split(":") if part.strip())
+        else:
+            keys.append(bytes(item))
+    if any(not k for k in keys):
+        raise ConfigError("an empty secret key signs nothing; give a non-empty key or none at all")
+    return keys
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"a secret key given as a string is hexadecimal (e.g. from secrets.token_hex()); "
+            f"got {len(text)} characters that are not"
+        ) from None
+
+
+def get_secret_key() -> list[bytes]:
+    """The keys in :data:`ENVIRONMENT_VARIABLE` read the 0.22 way (hex, ``:``-separated); ``[]`` if unset."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "")
+    return normalize_secret_key(value) if value.strip() else []
+
+
+class SignedBytes:
+    """Bytes signed with HMAC-SHA256 and checked on the way back (the 0.22 helper).
+
+    ``dumps(data)`` prefixes ``data`` with its tag; ``loads(signed)`` returns
+    the data or raises :class:`~fleche.errors.SignatureError` if the tag is
+    missing, wrong or made with an unlisted key.  ``keys`` as in
+    :func:`normalize_secret_key`; the first signs, every one verifies.
+    """
+
+    def __init__(self, keys: bytes | str | Sequence[bytes | str]) -> None:
+        normalized = normalize_secret_key(keys)
+        if not normalized:
+            raise ConfigError("SignedBytes needs at least one secret key")
+        self._signer = Signer(tuple(normalized))
+
+    def __repr__(self) -> str:
+        return "SignedBytes(<keys hidden>)"
+
+    def dumps(self, data: Buffer) -> bytes:
+        """``data`` with its tag in front."""
+        return self._signer.sign(data) + bytes(data)
+
+    def loads(self, data: Buffer) -> bytes:
+        """The data under a valid tag; :class:`~fleche.errors.SignatureError` otherwise."""
+        return bytes(_unsigned(self._signer, data))

@@ -20,11 +20,10 @@ import contextlib
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from .errors import CacheWarning
+from .errors import CacheWarning, warn
 from .leases import LeaseBackend, lease_seconds, leases_of
 
 __all__ = ["POLL_MAX", "POLL_START", "compute_once"]
@@ -148,12 +147,11 @@ def _warn(what: str, key: str, err: Exception) -> None:
     if (what, type(err)) in _warned:
         return
     _warned.add((what, type(err)))
-    warnings.warn(
+    warn(
         f"fleche could not {what} for call {key[:12]} ({type(err).__name__}: {err}); "
         "computing it anyway (another process may compute the same call); "
         "further failures of this kind are not reported",
         CacheWarning,
-        stacklevel=5,
     )
 
 

@@ -46,8 +46,8 @@ RESERVED = {"memory": memory_cache, "void": void_cache}
 
 def resolve(spec: Cache | str) -> Cache:
     """A cache from a cache, a name (reserved, or one in ``fleche.toml``), a path or a URL."""
-    if isinstance(spec, CacheBase):
-        return spec
+    if isinstance(spec, CacheBase) or callable(getattr(spec, "load_result", None)):
+        return spec  # any object with the cache interface
     if not isinstance(spec, str | os.PathLike):
         raise TypeError(
             f"cache() takes a cache, a cache name, a path or a URL, not {type(spec).__name__}"
@@ -141,11 +141,14 @@ def meta(*new_metadata: Metadata, stack: bool = False) -> _Activation:
     for r in new_metadata:
         if not (
             hasattr(r, "name")
-            and callable(getattr(r, "start", None))
-            and callable(getattr(r, "stop", None))
+            and any(
+                callable(getattr(r, first, None)) and callable(getattr(r, then, None))
+                for first, then in (("start", "stop"), ("pre", "post"))
+            )
         ):
             raise TypeError(
-                f"{r!r} is not a metadata recorder (needs name, start() and stop(token))"
+                f"{r!r} is not a metadata recorder (needs name, and start()/stop(token) "
+                "or pre(call)/post(pre, call))"
             )
     current = _metadata.get() if stack else ()
     return _Activation(_metadata, current + new_metadata)

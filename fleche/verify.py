@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .call import unstored_arguments
 from .digest import Digest, digest
 from .errors import CorruptEntryWarning, Indigestible
 
@@ -266,7 +267,10 @@ class _Verifier:
             )
         bad = []
         missing = False
-        references = [(f"argument {n!r}", d) for n, d in record.arguments.items()]
+        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
+        references = [
+            (f"argument {n!r}", d) for n, d in record.arguments.items() if n not in unstored
+        ]
         for label, value in [*references, ("result", record.result)]:
             if value in broken:
                 bad.append(f"{label} {value[:12]} ({broken[value].kind})")

@@ -11,29 +11,31 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
+from ._code_deps import code_digest
 from .caches import Cache, RefreshingCache
 from .caches.base import EXPIRY, Duration, seconds
 from .call import (
+    UNSTORED,
     Call,
     DigestedCall,
     Ignored,
     LazyCall,
     QueryCall,
     Required,
+    Unstored,
     argument_digests,
     function_prefix,
     key_of,
 )
 from .digest import DIGEST_LENGTH, Digest, digest
-from .errors import CacheWarning, Indigestible
+from .errors import CacheWarning, Indigestible, warn
 from .isolation import isolating
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
-from .profile import Binder, FunctionProfile, bind
+from .profile import Binder, FunctionProfile, bind, marked_names
 from .query import QueryIterator
 from .single_flight import compute_once
 from .state import BoundWrapper, active_cache, active_metadata, resolve
@@ -112,33 +114,49 @@ class CachedFunction(Generic[P, R]):
         isolate: bool = False,
         cache: Cache | str | None = None,
         ttl: Duration | None = None,
+        unstored: Iterable[str] = (),
     ) -> None:
         func, self._method_kind = unwrap_method(func)  # @fleche() above @classmethod/@staticmethod
         functools.update_wrapper(self, func)
         self.func = func
         #: What runs on a miss: the function, in its own directory if ``isolate``.
         self._body = isolating(func) if isolate else func
-        self.profile = FunctionProfile.of(
-            func, version=version, hash_code=hash_code, ignore=ignore, require=require
-        )
+        # The code digest is taken at first use (``code`` below), not here.
+        profile = FunctionProfile.of(func, version=version, ignore=ignore, require=require)
         self.version = version
-        self.ignored = self.profile.ignored
-        self.required = self.profile.required
-        self.name = self.profile.qualname
-        self.module = self.profile.module
-        self.code = self.profile.code_digest
+        self.ignored = profile.ignored
+        self.required = profile.required
+        self.unstored = marked_names(profile.signature, unstored, Unstored, "unstored")
+        both = self.ignored & self.unstored
+        if both:
+            raise ValueError(f"arguments {sorted(both)} cannot be both ignored and unstored")
+        self.name = profile.qualname
+        self.module = profile.module
+        self._hash_code = hash_code
         self.unkeyed = frozenset(
             field
             for field, keep in (("module", hash_module), ("version", hash_version))
             if not keep
         )
-        self.prefix = function_prefix(self.name, self.module, version, self.code, self.unkeyed)
         self.meta = tuple(meta)
-        self._bind = Binder(self.profile.signature, self.ignored)
+        self._bind = Binder(profile.signature, self.ignored)
         self._cache = None if cache is None else resolve(cache)
         self.ttl = None if ttl is None else seconds(ttl, "ttl")
-        # The expiry rides in the record's metadata; the cache stamps its absolute time.
-        self._expiry = {} if self.ttl is None else {EXPIRY: {"ttl": self.ttl}}
+        # What rides in every record: the expiry (the cache stamps its absolute
+        # time) and which argument values it does not keep.
+        self._record_metadata = {} if self.ttl is None else {EXPIRY: {"ttl": self.ttl}}
+        if self.unstored:
+            self._record_metadata[UNSTORED] = {"arguments": sorted(self.unstored)}
+
+    @functools.cached_property
+    def code(self) -> Digest | None:
+        """The code digest (``hash_code=True``): taken at the first use, once the module is loaded."""
+        return code_digest(self.func) if self._hash_code else None
+
+    @functools.cached_property
+    def prefix(self) -> bytes:
+        """The raw digest of the function's identity, the first part of every key."""
+        return function_prefix(self.name, self.module, self.version, self.code, self.unkeyed)
 
     # -- the call ------------------------------------------------------------
 
@@ -177,9 +195,7 @@ class CachedFunction(Generic[P, R]):
                 err.path.startswith(f"arguments[{n!r}]") for n in self.required
             ):
                 raise
-            warnings.warn(
-                f"{err}; calling {self.name} without the cache", CacheWarning, stacklevel=3
-            )
+            warn(f"{err}; calling {self.name} without the cache", CacheWarning)
             return None
 
     def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed:
@@ -194,11 +210,10 @@ class CachedFunction(Generic[P, R]):
         except KeyError:
             return _MISS
         except Exception as err:
-            warnings.warn(
+            warn(
                 f"fleche could not read call {key[:12]} of {self.name} "
                 f"({type(err).__name__}: {err}); computing it",
                 CacheWarning,
-                stacklevel=3,
             )
             return _MISS
 
@@ -232,7 +247,9 @@ class CachedFunction(Generic[P, R]):
         """
         arguments, digests, key = keyed
         args, kwargs = self._expand_values(cache, args, kwargs)
-        stored_arguments = {n: v for n, v in arguments.items() if type(v) is not Digest}
+        stored_arguments = {
+            n: v for n, v in arguments.items() if type(v) is not Digest and n not in self.unstored
+        }
         draft = DigestedCall(
             name=self.name,
             module=self.module,
@@ -240,9 +257,14 @@ class CachedFunction(Generic[P, R]):
             version=self.version,
             code=self.code,
             unkeyed=self.unkeyed,
-            metadata=self._expiry,
+            metadata=self._record_metadata,
         )
-        prepared = cache.save_guarded(lambda: cache.prepare(draft, stored_arguments, key), key)
+        prepared = cache.save_guarded(
+            lambda: cache.prepare(draft, stored_arguments, key),
+            key,
+            what=f"store the arguments of {self.name}",
+            then="it runs uncached",
+        )
         _, stop = record(active_metadata() + self.meta)
         run = _Run(args, kwargs)
         try:
@@ -253,7 +275,11 @@ class CachedFunction(Generic[P, R]):
             raise
         metadata = stop()
         if prepared is not None:
-            cache.save_guarded(lambda: prepared.commit(run.result, metadata), key)
+            cache.save_guarded(
+                lambda: prepared.commit(run.result, metadata),
+                key,
+                what=f"store the result of {self.name}",
+            )
 
     @staticmethod
     def _expand_values(
@@ -393,6 +419,7 @@ def fleche(
     isolate: bool = False,
     cache: Cache | str | None = None,
     ttl: Duration | None = None,
+    unstored: Iterable[str] = (),
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 def fleche(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Cache the calls of a function persistently, by the content of its arguments.
@@ -421,14 +448,21 @@ def fleche(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         Time to live of each stored call (seconds or a ``timedelta``): once
         expired it reads as a miss and is computed again; ``prune()`` removes
         it.  The expiry is written into the call record.
+    unstored
+        Parameter names (also ``Unstored[T]`` annotations) keyed by the digest
+        of their value without copying the value into the store: for large
+        inputs (a 500 MB array) that you keep anyway.  The record still names
+        the digest, so queries by the value work; loading such an argument
+        gives back its :class:`Digest` unless the value was stored by another
+        call.
 
     Notes
     -----
     Methods: it decorates instance methods, classmethods and staticmethods
     (above or below ``@classmethod``/``@staticmethod``).  ``self`` is an
-    argument like any other: a dataclass instance is keyed by its fields,
-    while a plain class instance has no digest rule, so the call runs
-    uncached with a warning; give the class a ``__digest__`` method or pass
+    argument like any other: a dataclass instance is keyed by its fields, a
+    plain class instance by its class and state (``__getstate__()``); give
+    the class a ``__digest__`` method to choose what counts, or pass
     ``ignore=("self",)`` (see :mod:`fleche.methods`).  The function identity
     is its ``__qualname__``, which includes the class.
 

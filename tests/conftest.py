@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import platformdirs
 import pytest
 
 from fleche import Cache, cache
@@ -31,3 +34,20 @@ def _no_store_in_the_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     Tests of the default store itself delete the variable and change directory.
     """
     monkeypatch.setenv("FLECHE_CACHE", "memory")
+
+
+@pytest.fixture
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No environment settings, a fake user configuration directory, a scratch working directory.
+
+    Returns the user configuration directory; the working directory is ``tmp_path / "work"``.
+    """
+    monkeypatch.delenv("FLECHE_CACHE", raising=False)
+    monkeypatch.delenv("FLECHE_CONFIG", raising=False)
+    user = tmp_path / "user-config"
+    user.mkdir()
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *args, **kwargs: str(user))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return user

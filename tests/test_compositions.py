@@ -123,8 +123,9 @@ def test_wrapper_forwards_every_operation_by_name():
         for name in dir(CacheBase)
         if getattr(getattr(CacheBase, name), "__isabstractmethod__", False)
     }
-    assert abstract >= {"save", "prepare", "load", "load_result", "query", "gc", "expand"}
-    assert abstract <= set(vars(WrapperCache))
+    assert abstract >= {"save", "prepare", "load", "query", "expand"}
+    # these have derived defaults, but the inner cache may do better
+    assert abstract | {"load_result", "now", "referenced", "gc"} <= set(vars(WrapperCache))
     assert "__getattr__" not in vars(WrapperCache) and "__getattribute__" not in vars(WrapperCache)
 
 
@@ -261,7 +262,7 @@ def test_read_only_cache_refuses_writes_but_the_decorator_still_returns(store):
     for write in (lambda: frozen.save(call(2)), lambda: frozen.evict(key), lambda: frozen.gc()):
         with pytest.raises(ReadOnlyError):
             write()
-    assert frozen.gc(dry_run=True) == []
+    assert frozen.gc(dry_run=True) == set()
     assert frozen.prune(dry_run=True, func="f") == [key]
     with pytest.raises(ReadOnlyError):
         frozen.prune(func="f")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import platformdirs
 import pytest
 
 from fleche import (
@@ -35,17 +34,9 @@ from fleche.storage import (
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No environment settings, a fake user configuration directory, a scratch working directory."""
-    monkeypatch.delenv("FLECHE_CACHE", raising=False)
-    monkeypatch.delenv("FLECHE_CONFIG", raising=False)
-    user = tmp_path / "user-config"
-    user.mkdir()
-    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *args, **kwargs: str(user))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return user
+def isolated(isolated_config: Path) -> Path:
+    """Every test here runs in a scratch configuration (see conftest.py); the user directory."""
+    return isolated_config
 
 
 def write(path: Path, text: str) -> Path:

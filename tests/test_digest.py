@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import importlib
 import io
 import json
 import math
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections import OrderedDict, namedtuple
+from collections import Counter, OrderedDict, defaultdict, namedtuple
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
@@ -33,7 +32,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fleche import _digest_numpy
+from fleche import _digest_numpy, fleche
 from fleche._digest_scheme import ONE_SHOT_MAX, Tag, header, leaf, stream
 from fleche.digest import (
     DIGEST_LENGTH,
@@ -45,6 +44,7 @@ from fleche.digest import (
     digest_raw,
     remove_hook,
 )
+from fleche.storage import ValueMemory
 
 GOLDEN_PATH = Path(__file__).with_name("golden_digests.json")
 FUNCTION_GOLDEN_PYTHON = (3, 11)  # bytecode, hence function digests, depend on the version
@@ -106,6 +106,9 @@ GOLDEN_VALUES = {
     "set": lambda: {1, 2, 3},
     "frozenset": lambda: frozenset({"a", "b"}),
     "dataclass": lambda: Point(1, 2.5),
+    "ordered_dict": lambda: OrderedDict([("b", 1), ("a", 2)]),
+    "default_dict": lambda: defaultdict(list, {"a": [1]}),
+    "instance": lambda: Celsius(21.5),
     "enum": lambda: Color.RED,
     "path": lambda: PurePosixPath("/data/run1.h5"),
     "uuid": lambda: UUID("12345678-1234-5678-1234-567812345678"),
@@ -289,6 +292,10 @@ def _strict_key(x):
         return (kind.__name__, tuple(_strict_key(e) for e in x))
     if kind is dict:
         return ("dict", frozenset((_strict_key(k), _strict_key(v)) for k, v in x.items()))
+    if kind is OrderedDict:  # equality of two OrderedDicts is order-sensitive
+        return ("OrderedDict", tuple((_strict_key(k), _strict_key(v)) for k, v in x.items()))
+    if kind is defaultdict:  # the factory decides what a missing key reads as
+        return ("defaultdict", x.default_factory, _strict_key(dict(x)))
     if kind in (set, frozenset):
         return (kind.__name__, frozenset(_strict_key(e) for e in x))
     return (kind.__name__, x)
@@ -316,6 +323,10 @@ _values = st.recursive(
         st.lists(inner, max_size=4)
         | st.lists(inner, max_size=4).map(tuple)
         | st.dictionaries(_keys, inner, max_size=4)
+        | st.lists(st.tuples(_keys, inner), max_size=4).map(OrderedDict)
+        | st.tuples(st.sampled_from([None, list, int]), st.dictionaries(_keys, inner, max_size=3)).map(
+            lambda factory_items: defaultdict(*factory_items)
+        )
         | st.sets(_keys, max_size=4)
         | st.frozensets(_keys, max_size=4)
     ),
@@ -368,6 +379,46 @@ def test_dict_order_insensitive_but_values_count():
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
     assert digest({"a": 1, "b": 2}) != digest({"a": 2, "b": 1})
     assert digest(OrderedDict(a=1)) != digest({"a": 1})  # subclasses are tagged
+
+
+def test_ordered_dict_order_and_default_dict_factory_count():
+    # Regression: both were left out, so a hit could return an unequal stored value.
+    assert OrderedDict(a=1, b=2) != OrderedDict(b=2, a=1)
+    assert digest(OrderedDict(a=1, b=2)) != digest(OrderedDict(b=2, a=1))
+    assert digest(defaultdict(list, a=1)) != digest(defaultdict(int, a=1))
+    assert digest(defaultdict(list, a=1, b=2)) == digest(defaultdict(list, b=2, a=1))
+
+    class Recent(OrderedDict):
+        pass
+
+    assert digest(Recent(a=1, b=2)) != digest(Recent(b=2, a=1))
+    assert digest(Recent(a=1)) != digest(OrderedDict(a=1))
+    assert digest(Counter("aab")) == digest(Counter("baa")) != digest({"a": 2, "b": 1})
+
+
+def test_a_hit_returns_a_value_equal_to_what_the_function_computed(memory):
+    @fleche
+    def ordered(first):
+        items = [("a", 1), ("z", 2)]
+        return OrderedDict(items if first == "a" else items[::-1])
+
+    @fleche
+    def counting(factory):
+        return defaultdict({"list": list, "int": int}[factory], x=1)
+
+    for _ in range(2):  # computed, then hits: each call gets its own value back
+        assert list(ordered("a")) == ["a", "z"] and list(ordered("z")) == ["z", "a"]
+        assert counting("list").default_factory is list
+        assert counting("int").default_factory is int
+
+
+@settings(max_examples=200)
+@given(_values, _values)
+def test_equal_digests_mean_equal_values_after_a_round_trip(a, b):
+    store = ValueMemory()
+    first, second = store.save(a), store.save(b)  # content-addressed: the first stays
+    if first == second:
+        assert _strict_key(store.load(second)) == _strict_key(b)
 
 
 def test_same_digest_under_any_hash_seed():
@@ -700,8 +751,31 @@ def test_hooks_cannot_override_builtins_and_removal_is_checked():
         add_hook(int, str)
     with pytest.raises(KeyError):
         remove_hook(Celsius)
+    by_state = digest(Celsius(1))
+    add_hook(Celsius, lambda c: -c.degrees)
+    try:
+        assert digest(Celsius(1)) != by_state  # the hook wins over the state rule
+    finally:
+        remove_hook(Celsius)
+    assert digest(Celsius(1)) == by_state  # and without it, the state rule is back
+
+
+def test_plain_instances_digest_by_class_and_state():
+    class Slotted:
+        __slots__ = ("x", "y")
+
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+    assert digest(Celsius(1)) == digest(Celsius(1)) != digest(Celsius(2))
+    assert digest(Kelvin(1)) != digest(Celsius(1))  # the class counts
+    assert digest(Slotted(1, 2)) == digest(Slotted(1, 2)) != digest(Slotted(1, 3))
+    with pytest.raises(Indigestible, match=r"at \.__dict__\['degrees'\]"):
+        digest(Celsius(threading.Lock()))
     with pytest.raises(Indigestible):
-        digest(Celsius(1))
+        digest(object())  # a sentinel: its identity is all it has
+    with pytest.raises(Indigestible, match="iterators"):
+        digest(iter([1]))
 
 
 def test_dunder_digest():
@@ -728,8 +802,6 @@ def test_dunder_digest():
 
 
 def test_entry_point_plugin_registers_hooks(tmp_path, monkeypatch):
-    module = importlib.import_module("fleche.digest")  # fleche.digest is also a function
-
     (tmp_path / "fleche_test_plugin.py").write_text(
         textwrap.dedent(
             """
@@ -750,7 +822,6 @@ def test_entry_point_plugin_registers_hooks(tmp_path, monkeypatch):
     )
     (info / "entry_points.txt").write_text("[fleche]\nwidget = fleche_test_plugin:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(module, "_entry_points_loaded", False)
     from fleche_test_plugin import Widget
 
     try:

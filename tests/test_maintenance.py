@@ -156,7 +156,7 @@ def test_gc_keeps_values_of_calls_in_flight(store):
     assert digest(np.arange(5)) not in store.gc(grace=0)
     assert store.values.contains(digest(np.arange(5)))
     prepared.commit("done")
-    assert store.gc(grace=0) == []
+    assert store.gc(grace=0) == set()
 
 
 def test_gc_grace_period_protects_young_values_of_other_processes(kind, tmp_path, clock):
@@ -164,11 +164,11 @@ def test_gc_grace_period_protects_young_values_of_other_processes(kind, tmp_path
         pytest.skip("a memory store is private to its process: in-process pins protect it")
     store = make(kind, tmp_path, clock)
     orphan = store.values.save("written by a run still going elsewhere")
-    assert store.gc() == []  # younger than the default grace period
-    assert store.gc(grace=datetime.timedelta(minutes=5)) == []
+    assert store.gc() == set()  # younger than the default grace period
+    assert store.gc(grace=datetime.timedelta(minutes=5)) == set()
     clock.now += 600
-    assert store.gc(grace=300, dry_run=True) == [orphan]
-    assert store.gc(grace=300) == [orphan]
+    assert store.gc(grace=300, dry_run=True) == {orphan}
+    assert store.gc(grace=300) == {orphan}
     assert not store.values.contains(orphan)
 
 

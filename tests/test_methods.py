@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 
@@ -175,14 +176,43 @@ def test_staticmethod_in_both_orders(memory):
     assert Grid.volume.name == "Grid.volume"
 
 
-def test_plain_instance_runs_uncached_with_a_warning(memory):
-    obj = Plain(2)
-    with pytest.warns(CacheWarning, match="Plain"):
+class Counted:
+    """A plain class whose state is digestible: keyed by it."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    @fleche()
+    def scaled(self, x):
+        RUNS.append(("scaled", self.factor, x))
+        return self.factor * x
+
+
+class Locked(Counted):
+    """A plain class holding a lock: its state has no digest."""
+
+    def __init__(self, factor):
+        super().__init__(factor)
+        self.guard = threading.Lock()
+
+
+def test_plain_instance_is_keyed_by_its_class_and_state(memory):
+    RUNS.clear()
+    assert Counted(2).scaled(3) == 6 and Counted(2).scaled(3) == 6  # equal state: one run
+    assert Counted(5).scaled(3) == 15
+    assert RUNS == [("scaled", 2, 3), ("scaled", 5, 3)]
+    assert Counted.scaled.query().count() == 2
+
+
+def test_plain_instance_with_indigestible_state_runs_uncached_with_a_warning(memory):
+    RUNS.clear()
+    obj = Locked(2)
+    with pytest.warns(CacheWarning, match=r"\.__dict__\['guard'\]"):
         assert obj.scaled(3) == 6
     with pytest.warns(CacheWarning):
         assert obj.scaled(3) == 6
-    assert obj.runs == [3, 3]
-    assert Plain.scaled.query().count() == 0
+    assert RUNS == [("scaled", 2, 3)] * 2
+    assert Locked.scaled.query().count() == 0
 
 
 def test_ignore_self_shares_calls_between_instances(memory):

@@ -50,9 +50,10 @@ def test_only_any_unique_groupby(square):
         square.query(x=3).only()
     with pytest.raises(LookupError):
         square.query(x=55).only()
-    assert square.query(x=3).any() and not square.query(x=55).any()
+    assert square.query(x=3).any().arguments["x"] == 3 and square.query(x=55).any() is None
     groups = square.query().groupby(lambda c: c.arguments["offset"])
-    assert {k: len(v) for k, v in groups.items()} == {0: 10, 1: 1}
+    assert {k: v.count() for k, v in groups.items()} == {0: 10, 1: 1}
+    assert groups[1].only().result == 10  # each group is a query again
     assert square.query().unique(lambda c: c.arguments["offset"]).count() == 2
 
 

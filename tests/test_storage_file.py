@@ -163,6 +163,30 @@ def test_a_damaged_value_is_rewritten_by_the_next_save(tmp_path: Path) -> None:
     assert values.load(key) == "precious" * 10
 
 
+def test_a_damaged_child_is_rewritten_by_the_next_save_of_its_parent(tmp_path: Path) -> None:
+    values = ValuePickleFile(root=tmp_path)
+    child = "a long child string " * 20  # stored apart from its parent
+    key = values.save({"child": child})
+    values._path(digest(child)).write_bytes(b"")
+    with pytest.warns(CorruptEntryWarning, match=digest(child)), pytest.raises(KeyError):
+        values.load(key)
+    values.save({"child": child})
+    assert ValuePickleFile(root=tmp_path).load(key) == {"child": child}
+
+
+def test_a_swapped_call_record_is_refused_not_served_as_the_other_call(tmp_path: Path) -> None:
+    calls = CallPickleFile(root=tmp_path)
+    calls.put("record of one", _key(1))
+    calls.put("record of two", _key(2))
+    one, two = calls._path(_key(1)), calls._path(_key(2))
+    first = one.read_bytes()
+    one.write_bytes(two.read_bytes())
+    two.write_bytes(first)
+    for key in (_key(1), _key(2)):
+        with pytest.warns(CorruptEntryWarning, match=key), pytest.raises(KeyError):
+            calls.get(key)
+
+
 def _write_many(root: str, key: str, worker: int, times: int) -> None:
     storage = PickleFileBackend(root=root)
     value = _payload(worker)
@@ -325,3 +349,40 @@ def test_pickles_by_constructor_arguments(tmp_path: Path) -> None:
     clone = pickle.loads(pickle.dumps(values))
     assert clone == values and clone.root == tmp_path
     assert isinstance(clone, FileStorage) and clone.load(values.save([1, 2])) == [1, 2]
+
+
+def _flags(storage: ValuePickleFile, key: Digest) -> int:
+    return storage._path(key).read_bytes()[5]
+
+
+def test_compress_all_and_decompress_all_rewrite_every_entry(tmp_path: Path) -> None:
+    values = ValuePickleFile(tmp_path)
+    keys = [values.save(["x" * 1000, i]) for i in range(3)]
+    assert not any(_flags(values, k) & 0x02 for k in keys)
+    assert values.compress_all() == len(list(values.list()))
+    assert all(_flags(values, k) & 0x02 for k in keys)
+    assert [values.load(k) for k in keys] == [["x" * 1000, i] for i in range(3)]
+    values.decompress_all()
+    assert not any(_flags(values, k) & 0x02 for k in keys)
+    assert values.load(keys[0]) == ["x" * 1000, 0]
+
+
+def test_with_serializer_writes_with_another_and_reads_every_entry(tmp_path: Path) -> None:
+    values = ValuePickleFile(tmp_path, compress=True)
+    key = values.save("pickled")
+    dill = values.with_dill()
+    assert dill.serializer == "dill" and dill.compress and dill.root == values.root
+    other = dill.save("dilled")
+    assert b"dill" in dill._path(other).read_bytes()[:16]
+    assert values.load(other) == "dilled" and dill.load(key) == "pickled"
+    assert values.with_cloudpickle().with_pickle().serializer == "pickle"
+
+
+def test_register_serializer_takes_a_loader_of_a_module(tmp_path: Path) -> None:
+    from fleche.storage.pickle_file import register_serializer
+
+    register_serializer("stdlib-pickle", lambda: pickle)
+    values = ValuePickleFile(tmp_path, serializer="stdlib-pickle")
+    key = values.save({"a": 1})
+    assert b"stdlib-pickle" in values._path(key).read_bytes()[:32]
+    assert ValuePickleFile(tmp_path).load(key) == {"a": 1}

@@ -23,14 +23,3 @@ def test_prefix_index_follows_saves_and_evictions():
     assert values.expand(later[:6]) == later  # kept up to date after it was built
     values.evict(later)
     assert not values.contains(later[:6])
-
-
-def test_remaining_depth_inlines_shallow_children():
-    flat = ValueMemory(remaining_depth=1)
-    deep = ValueMemory()
-    value = {"a": [1, 2], "b": [3]}
-    flat.save(value)
-    deep.save(value)
-    assert len(flat.storage) == 1  # the lists sit inline in the dict's node
-    assert len(deep.storage) == 3  # the dict and each list stored apart
-    assert flat.load(next(iter(flat.storage))) == value

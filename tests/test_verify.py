@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import warnings
 
 import numpy as np
@@ -228,10 +229,11 @@ def test_systematic_mismatches_are_kept():
 
 
 class NoRule:
-    """No digest rule: a value of this type cannot be re-digested to check it."""
+    """No digest rule (its state holds a lock): a value of this type cannot be re-digested."""
 
     def __init__(self, x):
         self.x = x
+        self.guard = threading.Lock()
 
 
 def test_an_unverifiable_value_is_reported_and_kept():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ from fleche import (
     Ignored,
     Indigestible,
     Required,
+    Unstored,
     cache,
     fleche,
 )
@@ -155,7 +157,8 @@ def test_required_indigestible_argument_raises(memory):
 
 def test_unstorable_result_is_returned_with_warning():
     class Unstorable:
-        pass
+        def __init__(self):
+            self.guard = threading.Lock()  # no digest: the result cannot be stored
 
     @fleche
     def f(x):
@@ -198,7 +201,7 @@ def test_exception_in_body_stores_nothing(memory):
     with pytest.raises(ValueError):
         boom(1)
     assert not boom.contains(1)
-    assert memory.gc() == [digest(1)]  # the argument was pinned only while the body ran
+    assert memory.gc() == {digest(1)}  # the argument was pinned only while the body ran
 
 
 def test_short_digest_argument_is_expanded(memory):
@@ -321,3 +324,42 @@ def test_no_warnings_on_plain_use(memory):
         warnings.simplefilter("error")
         simulate(5)
         simulate(5)
+
+
+# ---------------------------------------------------------------------- unstored arguments
+
+
+def test_unstored_argument_is_keyed_by_digest_without_a_copy(memory):
+    runs = []
+
+    @fleche(unstored=("frames",))
+    def mean(frames, scale=1.0):
+        runs.append(scale)
+        return float(frames.mean()) * scale
+
+    frames = np.arange(1000.0)
+    assert mean(frames) == mean(frames) == 499.5 and runs == [1.0]  # the second call hits
+    assert mean(frames + 1) == 500.5 and len(runs) == 2  # another value, another key
+    assert not memory.values.contains(digest(frames))  # keyed, never copied
+    assert memory.values.contains(digest(1.0))  # the other arguments are stored as usual
+
+    call = mean.query(frames=frames).only()  # queries match by the value's digest
+    assert call.arguments["frames"] == digest(frames)  # the digest stands for the value
+    assert call.arguments["scale"] == 1.0
+    assert memory.verify().ok  # a value the record says it does not keep is not "missing"
+
+    target = Cache(ValueMemory(), CallMemory())
+    assert mean.query().transfer(target) == 2
+    assert target.verify().ok and not target.values.contains(digest(frames))
+
+
+def test_unstored_annotation_and_conflicts():
+    @fleche
+    def total(frames: Unstored[np.ndarray], offset=0):
+        return float(frames.sum()) + offset
+
+    assert total.unstored == {"frames"}
+    with pytest.raises(ValueError, match="both ignored and unstored"):
+        fleche(ignore=("x",), unstored=("x",))(lambda x: x)
+    with pytest.raises(ValueError, match="not parameters"):
+        fleche(unstored=("nope",))(lambda x: x)

@@ -8,28 +8,48 @@ compositions wrap caches and are caches themselves, so they nest:
 (every call recomputed) and :class:`SizeLimitedCache` (a byte budget,
 least recently used first).  Every one of them offers the operations of
 :class:`CacheBase`, including ``prune``, ``history``, ``transfer`` and ``gc``.
+
+The 0.22 names are kept beside ours: ``BaseCache`` (:class:`CacheBase`),
+``CacheWrapper`` (:class:`WrapperCache`), ``ReadOnlyMixin``
+(:class:`~fleche.caches.base.RefusingWrites`), :class:`FilteringMixin`,
+:class:`SizeLimitedMixin` and :class:`Rejected` (a policy refused; our
+:class:`~fleche.errors.ReadOnlyError` is one).
 """
 
 from __future__ import annotations
 
-from .base import EXPIRY, CacheBase, expires_at, is_expired
+from ..errors import Rejected
+from .base import EXPIRY, CacheBase, RefusingWrites, expires_at, is_expired
 from .core import GC_GRACE, Cache, memory_cache, void_cache
 from .layered import CacheStack
 from .pool import CachePool
-from .size_limited import SizeLimitedCache
-from .wrapping import FilteredCache, ReadOnlyCache, RefreshingCache, WrapperCache
+from .size_limited import SizeLimitedCache, SizeLimitedMixin
+from .wrapping import FilteredCache, FilteringMixin, ReadOnlyCache, RefreshingCache, WrapperCache
+
+#: The 0.22 name of :class:`CacheBase`.
+BaseCache = CacheBase
+#: The 0.22 name of :class:`WrapperCache`.
+CacheWrapper = WrapperCache
+#: The 0.22 name of :class:`~fleche.caches.base.RefusingWrites`.
+ReadOnlyMixin = RefusingWrites
 
 __all__ = [
     "EXPIRY",
     "GC_GRACE",
+    "BaseCache",
     "Cache",
     "CacheBase",
     "CachePool",
     "CacheStack",
+    "CacheWrapper",
     "FilteredCache",
+    "FilteringMixin",
     "ReadOnlyCache",
+    "ReadOnlyMixin",
     "RefreshingCache",
+    "Rejected",
     "SizeLimitedCache",
+    "SizeLimitedMixin",
     "WrapperCache",
     "expires_at",
     "is_expired",

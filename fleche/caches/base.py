@@ -1,11 +1,13 @@
 """What every cache offers, and the maintenance built on it once for all of them.
 
 :class:`CacheBase` declares the operations a cache implements (``save``,
-``prepare``, ``load``, ``load_result``, ``load_value``, ``contains``,
-``evict``, ``query``, ``expand``, ``referenced``, ``gc``, ``now``).  The rest
-— short digests, pruning, history, transfer, filtering and the guarded store
-step — is derived from those here, so a wrapper that forwards the
-operations gets them right without re-implementing them.
+``prepare``, ``load``, ``load_value``, ``contains``, ``evict``, ``query``,
+``expand``: the interface of the 0.22 ``BaseCache``) and those it should
+override where it can do better than the derived default (``load_result``,
+``referenced``, ``gc``, ``now``).  The rest — short digests, pruning,
+history, transfer, filtering, tables and the guarded store step — is
+derived from those here, so a wrapper that forwards the operations gets
+them right without re-implementing them.
 
 Expiry lives in the call record: a call stored with a time to live carries
 ``metadata["expiry"] = {"ttl": seconds, "expires": epoch seconds}``, so every
@@ -14,15 +16,16 @@ process reading the store agrees on when it expires.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import warnings
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError
+from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected, SaveError, warn
 from ..storage.base import MIN_PREFIX, needed_length
 
 if TYPE_CHECKING:
@@ -30,16 +33,20 @@ if TYPE_CHECKING:
 
     from ..lineage import Lineage
     from ..query import QueryIterator
-    from .wrapping import FilteredCache
+    from .layered import CacheStack
+    from .wrapping import FilteredCache, ReadOnlyCache
 
 __all__ = [
     "EXPIRY",
     "CacheBase",
     "Duration",
+    "as_template",
     "expires_at",
+    "install_config_reader",
     "is_expired",
     "merge_expansions",
     "seconds",
+    "sealed",
 ]
 
 #: Metadata namespace of a call's expiry: ``{"ttl": seconds, "expires": epoch seconds}``.
@@ -125,6 +132,33 @@ def merge_expansions(key: Digest | str, attempts: Iterable[Callable[[], Digest]]
     return found.pop()
 
 
+def as_template(template: QueryCall | None, fields: Mapping[str, Any]) -> QueryCall | None:
+    """The template of ``query(template, **fields)``: the 0.22 keywords are :class:`QueryCall` fields."""
+    if not fields:
+        return template
+    if template is None:
+        return QueryCall(**fields)
+    return dataclasses.replace(template, **fields)
+
+
+def sealed(
+    record: DigestedCall | Call, arguments: Mapping[str, Any] | None, key: Digest | None
+) -> tuple[DigestedCall, Mapping[str, Any], Digest]:
+    """The arguments of ``prepare``, also from the 0.22 form ``prepare(call)`` (a plain call)."""
+    if arguments is not None and key is not None:
+        return record, arguments, key  # type: ignore[return-value]
+    return record.digested(), record.arguments, record.key()
+
+
+#: Builds a cache from a configuration table; installed by :mod:`fleche.config`.
+_CONFIG_READER: list[Callable[[Any], CacheBase]] = []
+
+
+def install_config_reader(reader: Callable[[Any], CacheBase]) -> None:
+    """Let :meth:`CacheBase.from_config` build caches (the configuration layer sits above)."""
+    _CONFIG_READER[:] = [reader]
+
+
 def where_stored(storage: Any) -> str:
     """Where a storage keeps its entries, for messages: its root, its URL or its kind."""
     for name in ("root", "url"):
@@ -134,13 +168,20 @@ def where_stored(storage: Any) -> str:
     return type(storage).__name__
 
 
-def _warn(what: str, key: str | None, err: Exception) -> None:
-    where = f" for call {key[:12]}" if key else ""
-    warnings.warn(
-        f"fleche could not {what}{where}: {type(err).__name__}: {err}; the result is returned uncached",
-        CacheWarning,
-        stacklevel=4,
-    )
+#: Words of a pickling error about a function pickle finds only by name.
+_UNNAMED_FUNCTION = ("<lambda>", "<locals>", "local object")
+_CLOUDPICKLE_HINT = (
+    'a lambda or a function defined inside another pickles with serializer="cloudpickle" '
+    "(pip install 'fleche[cloudpickle]')"
+)
+
+
+def _cause(err: BaseException) -> str:
+    """The failure in words (a :class:`SaveError` already names its part), hinting at cloudpickle where it helps."""
+    text = str(err) if isinstance(err, SaveError) else f"{type(err).__name__}: {err}"
+    if any(word in text for word in _UNNAMED_FUNCTION):
+        text += f"; {_CLOUDPICKLE_HINT}"
+    return text
 
 
 class CacheBase(ABC):
@@ -148,8 +189,14 @@ class CacheBase(ABC):
 
     Capabilities are declared: ``read_only`` (writes raise
     :class:`~fleche.errors.ReadOnlyError`) and ``persistent`` (something
-    outlives the process).
+    outlives the process).  ``BaseCache`` is its 0.22 name.  Compositions
+    take any object with this interface as a member, subclass or not.
     """
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | list[Any]) -> CacheBase:
+        """The cache a configuration table describes (see :func:`fleche.config.cache_from_config`)."""
+        return _CONFIG_READER[0](config)
 
     def __str__(self) -> str:
         """A short name for messages: the kind of cache and where it stores."""
@@ -167,9 +214,9 @@ class CacheBase(ABC):
 
     # -- what a cache implements -----------------------------------------------
 
-    @abstractmethod
     def now(self) -> float:
         """The current time (epoch seconds) by this cache's clock; injected in tests."""
+        return time.time()
 
     @abstractmethod
     def save(self, call: Call | LazyCall) -> Digest:
@@ -181,12 +228,16 @@ class CacheBase(ABC):
 
     @abstractmethod
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         """Store the arguments of a call about to run and seal its key.
 
         The argument values stay pinned against :meth:`gc` until the
-        returned call is committed or abandoned.
+        returned call is committed or abandoned.  ``prepare(call)`` with a
+        plain :class:`~fleche.call.Call` (the 0.22 form) digests it here.
         """
 
     @abstractmethod
@@ -196,12 +247,13 @@ class CacheBase(ABC):
         An expired call is a ``KeyError``, like a missing one.
         """
 
-    @abstractmethod
     def load_result(self, key: Digest | str) -> Any:
         """The result of the call under ``key``; ``KeyError`` if none (or expired).
 
-        The decorator's hit path.
+        The decorator's hit path.  Derived from :meth:`load`; a cache that
+        can read a result without its record overrides it.
         """
+        return self.load(key).result
 
     @abstractmethod
     def load_value(self, key: Digest | str) -> Any:
@@ -216,10 +268,14 @@ class CacheBase(ABC):
         """Remove the call under ``key``; ``KeyError`` if none.  Its values stay until :meth:`gc`."""
 
     @abstractmethod
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
         """Stored calls matching ``template`` (all without one), lazily.
 
-        Expired calls are left out unless ``expired`` is true (maintenance).
+        Keywords are :class:`~fleche.call.QueryCall` fields, e.g.
+        ``query(name="simulate")`` (the 0.22 form).  Expired calls are left
+        out unless ``expired`` is true (maintenance).
         """
 
     @abstractmethod
@@ -230,37 +286,66 @@ class CacheBase(ABC):
         names several things.
         """
 
-    @abstractmethod
     def referenced(self) -> set[Digest]:
-        """Every value digest some stored call refers to, with the children of containers."""
+        """Every value digest some stored call refers to, with the children of containers.
 
-    @abstractmethod
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+        Derived from :meth:`query`: the argument and result digests of every
+        call it yields, without children of containers; a cache that stores
+        containers in parts, or hides expired calls, overrides it.
+        """
+        live: set[Digest] = set()
+        for call in self.query():
+            live.update(call.digested_call.values())
+        return live
+
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """Remove values no stored call refers to; returns their keys.
 
         Values of calls in flight in this process are kept; values written
         less than ``grace`` seconds ago (where the storage knows when) are
         kept too, for calls in flight in other processes.  With ``dry_run``
-        nothing is removed.
+        nothing is removed.  A cache without a value storage of its own (the
+        default here, e.g. one written against the 0.22 interface) raises
+        :class:`~fleche.errors.Rejected`.
         """
+        raise Rejected(f"{self} cannot collect garbage: it has no value storage of its own")
 
     # -- derived once for every cache --------------------------------------------
 
-    def save_guarded(self, store: Callable[[], Any], key: str | None = None) -> Any:
+    def save_guarded(
+        self,
+        store: Callable[[], Any],
+        key: str | None = None,
+        *,
+        what: str = "store the call",
+        then: str = "the result is returned uncached",
+    ) -> Any:
         """Run a store step; on failure warn (:class:`CacheWarning`) and return ``None``.
 
         The single place where fleche trades caching for the user's result:
         backends raise, this decides.  Only ``Exception`` is caught, so an
-        interrupt still interrupts.
+        interrupt still interrupts.  The warning says "fleche could not
+        ``what`` (call ``key``): the cause; ``then``", points at the user's
+        line, and suggests cloudpickle when a lambda or a local function
+        could not be pickled.
         """
         try:
             return store()
         except Exception as err:
-            _warn("store the call", key, err)
+            where = f" (call {key[:12]})" if key else ""
+            warn(f"fleche could not {what}{where}: {_cause(err)}; {then}", CacheWarning)
             return None
 
-    def shrink(self, key: Digest | str) -> Digest:
-        """The shortest prefix (at least 4 characters) naming ``key`` among calls and values."""
+    def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
+        """The shortest prefix (at least 4 characters) naming ``key`` among calls and values.
+
+        Several keys give a tuple of prefixes, one each.
+        """
+        if len(keys) != 1:
+            return tuple(self._shrink(key) for key in keys)
+        return self._shrink(keys[0])
+
+    def _shrink(self, key: Digest | str) -> Digest:
         key = self.expand(key)
         for length in range(MIN_PREFIX, DIGEST_LENGTH):
             try:
@@ -277,21 +362,47 @@ class CacheBase(ABC):
         return FilteredCache(self, predicate)
 
     def transfer(
-        self, target: CacheBase, template: QueryCall | None = None, *, overwrite: bool = False
+        self,
+        target: CacheBase,
+        template: QueryCall | bool | None = None,
+        overwrite: bool = False,
+        *,
+        pop: bool = False,
     ) -> int:
         """Copy the calls matching ``template`` (all without one), with their values, into ``target``.
 
-        Calls ``target`` already holds are skipped unless ``overwrite``.
-        Values are copied under the digests they have, not digested again.
-        Returns how many calls were copied.
+        Calls ``target`` already holds are skipped unless ``overwrite``;
+        with ``pop`` the copied calls are evicted here.  Values are copied
+        under the digests they have, not digested again.  Returns how many
+        calls were copied.  A bool in second place is ``pop``, as in the
+        0.22 signature ``transfer(other, pop=False, overwrite=False)``.
         """
-        copied = 0
-        for call in self.query(template):
-            if not overwrite and target.contains(call.key()):
-                continue
-            target.save(call)
-            copied += 1
-        return copied
+        if isinstance(template, bool):
+            template, pop = None, template
+        return self.query(template).transfer(target, pop=pop, overwrite=overwrite)
+
+    def readonly(self) -> ReadOnlyCache:
+        """This cache, readable but never written."""
+        from .wrapping import ReadOnlyCache
+
+        return ReadOnlyCache(self)
+
+    def push(self, cache: CacheBase) -> CacheStack:
+        """``cache`` stacked in front of this one: it is read first and written too."""
+        from .layered import CacheStack
+
+        return CacheStack((cache, self))
+
+    def table(
+        self,
+        arguments: Any = None,
+        results: bool | None = None,
+        shrink_keys: bool | None = None,
+        *,
+        values: bool | None = None,
+    ) -> pandas.DataFrame:
+        """Every stored call as a row; see :meth:`fleche.query.QueryIterator.table`."""
+        return self.query().table(arguments, results, shrink_keys, values=values)
 
     def prune(
         self,
@@ -404,8 +515,9 @@ def _function_filter(func: Any) -> tuple[QueryCall | None, Callable[[DigestedCal
 class RefusingWrites:
     """Mixin for read-only caches: every write raises, ``gc`` only reports.
 
-    The class says why through :meth:`_refuse` and what a dry ``gc`` would
-    collect through :meth:`_garbage`.
+    Put it in front of a cache class (``class Frozen(RefusingWrites, Cache)``);
+    ``ReadOnlyMixin`` is its 0.22 name.  A class may say why through
+    :meth:`_refuse` and what a dry ``gc`` would collect through :meth:`_garbage`.
     """
 
     @property
@@ -414,26 +526,31 @@ class RefusingWrites:
         return True
 
     def _refuse(self, what: str) -> ReadOnlyError:
-        raise NotImplementedError
+        """The error a refused write raises; says why and what to do instead."""
+        return ReadOnlyError(f"cannot {what}: {self} is read-only")
 
-    def _garbage(self, grace: Duration | None) -> list[Digest]:
-        raise NotImplementedError
+    def _garbage(self, grace: Duration | None) -> set[Digest]:
+        """What ``gc`` would remove (the class this mixin is put in front of, asked dry)."""
+        return super().gc(True, grace=grace)  # type: ignore[misc]
 
     def save(self, call: Call | LazyCall) -> Digest:
         """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
         raise self._refuse("store a call")
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
-        raise self._refuse(f"store the call {key[:12]}")
+        raise self._refuse(f"store the call {sealed(record, arguments, key)[2][:12]}")
 
     def evict(self, key: Digest | str) -> None:
         """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
         raise self._refuse(f"evict {str(key)[:12]}")
 
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """What garbage collection would remove; only ``dry_run=True`` is allowed."""
         if not dry_run:
             raise self._refuse("collect garbage (dry_run=True only reports)")

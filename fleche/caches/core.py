@@ -16,8 +16,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
+from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
 from ..digest import Digest, digest
+from ..errors import Indigestible, SaveError
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
 from ..storage.memory import CallMemory, ValueMemory
@@ -26,9 +27,11 @@ from .base import (
     EXPIRY,
     CacheBase,
     Duration,
+    as_template,
     entry_expired,
     is_expired,
     merge_expansions,
+    sealed,
     seconds,
     stamp_expiry,
     where_stored,
@@ -102,15 +105,17 @@ class Cache(CacheBase):
 
         Values go first, so a record never refers to a value not stored.  A
         :class:`~fleche.call.LazyCall` is stored under the digests it has.
+        Arguments given as a :class:`Digest` name values stored already, and
+        ``Unstored`` ones are keyed by digest only: neither is copied.
         """
-        if isinstance(call, LazyCall):
-            record = call.digested_call
-            for name, key in record.arguments.items():
-                self.values.save(call.arguments[name], key)
-        else:
-            record = call.digested()
-            for name, value in call.arguments.items():
-                self.values.save(value, record.arguments[name])
+        record = call.digested_call if isinstance(call, LazyCall) else call.digested()
+        unstored = unstored_arguments(record.metadata)
+        for name, key in record.arguments.items():
+            if name in unstored:
+                continue  # keyed by digest only: the user keeps the value
+            value = call.arguments[name]
+            if type(value) is not Digest:  # a digest names a value stored already
+                self.values.save(value, key)
         self.values.save(call.result, record.result)
         metadata = stamp_expiry(record.metadata, self.clock(), self.ttl)
         if metadata is not record.metadata:
@@ -118,26 +123,38 @@ class Cache(CacheBase):
         return self.calls.save(record)
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         """Store the arguments of a call about to run and seal its key.
 
         ``record`` holds the argument digests (its result is not used yet),
         ``arguments`` the values.  The argument values stay pinned against
         :meth:`gc` until the returned call is committed or abandoned.
+        ``prepare(call)`` with a plain call (the 0.22 form) digests it first.
         """
+        record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
         self._pin(pinned)
+        name = ""
         try:
             for name, value in arguments.items():
                 self.values.save(value, record.arguments[name])
+        except Exception as err:
+            self._unpin(pinned)
+            raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
         except BaseException:
             self._unpin(pinned)
             raise
         return PreparedCall(record, key, self._finish, lambda: self._unpin(pinned))
 
     def _finish(self, record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-        result_key = digest(result)
+        try:
+            result_key = digest(result)
+        except Indigestible as err:
+            raise err.located("result") from None
         self._pin([result_key])
         try:
             self.values.save(result, result_key)
@@ -203,9 +220,11 @@ class Cache(CacheBase):
         # docstring inherited
         self.calls.evict(key)
 
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
         # docstring inherited
-        template = template or QueryCall()
+        template = as_template(template, fields) or QueryCall()
 
         def source() -> Iterator[LazyCall]:
             now = self.clock()
@@ -247,7 +266,7 @@ class Cache(CacheBase):
                 continue  # a dangling reference: nothing below it to keep
         return live
 
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """Remove values no stored call refers to; returns their keys.
 
         Values of calls in flight in this process (prepared, not yet
@@ -270,8 +289,8 @@ class Cache(CacheBase):
             dead.append(key)
         if dry_run:
             with self._pins_lock:
-                return [key for key in dead if key not in self._pins]
-        removed = []
+                return {key for key in dead if key not in self._pins}
+        removed = set()
         for key in dead:
             # Checked and evicted under the pin lock: a prepare pins before it
             # stores, so it either sees the value gone and stores it again, or
@@ -283,8 +302,41 @@ class Cache(CacheBase):
                     self.values.evict(key)
                 except KeyError:
                     continue
-            removed.append(key)
+            removed.add(key)
         return removed
+
+    def redigest(self) -> int:
+        """Store every value and call under the digest it has now; returns how many moved.
+
+        For a store written before a change of digest rules (a new hook, a
+        new scheme): each value is digested again and stored under its new
+        digest, then every call record is rewritten to refer to the new
+        digests and re-keyed (:meth:`~fleche.storage.base.CallStorage.transform`,
+        which never loses a record if interrupted).  Only then are the value
+        entries under the old digests removed, so an interruption loses
+        nothing and running it again finishes the job.
+        """
+        moved: dict[Digest, Digest] = {}
+        for key in list(self.values.list()):
+            try:
+                value = self.values.load(key)
+            except KeyError:
+                continue
+            new = digest(value)
+            if new != key:
+                self.values.save(value, new)
+                moved[key] = new
+
+        def renamed(record: DigestedCall) -> DigestedCall:
+            arguments = {name: moved.get(key, key) for name, key in record.arguments.items()}
+            return dataclasses.replace(
+                record, arguments=arguments, result=moved.get(record.result, record.result)
+            )
+
+        rekeyed = self.calls.transform(renamed)
+        for key in moved:  # no record refers to them any more
+            self.values.evict(key)
+        return len(moved) + rekeyed
 
     def verify(
         self, fix: bool = False, progress: Callable[[int, int], Any] | None = None

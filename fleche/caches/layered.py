@@ -16,15 +16,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import CacheWarning, ReadOnlyError
+from ..errors import CacheWarning, ReadOnlyError, warn
 from ..query import QueryIterator
-from .base import CacheBase, Duration, merge_expansions
+from .base import CacheBase, Duration, as_template, merge_expansions, sealed
 
 __all__ = ["CacheStack"]
 
@@ -120,11 +119,10 @@ class _Layered(CacheBase):
             first = index not in self._down
             self._down[index] = self.clock() + self.retry_after
         if first:
-            warnings.warn(
+            warn(
                 f"fleche: layer {index} ({self._members[index]}) failed ({type(err).__name__}: {err}); "
                 f"serving from the other layers and retrying it after {self.retry_after:g} s",
                 CacheWarning,
-                stacklevel=4,
             )
 
     def _worked(self, index: int) -> None:
@@ -192,8 +190,12 @@ class _Layered(CacheBase):
         except KeyError:
             return False
 
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
         # docstring inherited
+        template = as_template(template, fields)
+
         def source() -> Iterator[LazyCall]:
             seen: set[Digest] = set()
             for index, member in enumerate(self._members):
@@ -237,26 +239,16 @@ class _Layered(CacheBase):
 
 
 def _members(caches: Sequence[CacheBase], what: str) -> tuple[CacheBase, ...]:
+    """The member caches as a tuple; any object with the cache interface may be one."""
     members = tuple(caches)
     if not members:
         raise ValueError(f"a {what} needs at least one cache")
-    for member in members:
-        if not isinstance(member, CacheBase):
-            raise TypeError(f"a {what} is made of caches, not {type(member).__name__}")
     return members
 
 
 @dataclasses.dataclass(frozen=True)
-class CacheStack(_Layered):
-    """Layers of caches, fastest first: ``CacheStack([memory, persistent])``.
-
-    Reads try each layer top-down; a call found in a lower layer is copied,
-    with its values, into the writable layers above it — once, even when
-    several threads read it at the same time.  Saves go to every writable
-    layer.  A failing layer is skipped for ``retry_after`` seconds with one
-    :class:`~fleche.errors.CacheWarning`; the stack keeps working as long as
-    one layer does.
-    """
+class _Stack(_Layered):
+    """The fields and behaviour of :class:`CacheStack` (which adds the 0.22 keyword)."""
 
     _MEMBERS = "layers"
     layers: Sequence[CacheBase]
@@ -268,6 +260,11 @@ class CacheStack(_Layered):
     def read_only(self) -> bool:
         # docstring inherited
         return all(layer.read_only for layer in self.layers)
+
+    @property
+    def stack(self) -> tuple[CacheBase, ...]:
+        """The layers, top first (the 0.22 name of :attr:`layers`)."""
+        return self.layers  # type: ignore[return-value]
 
     def _writable(self) -> list[tuple[int, CacheBase]]:
         return [
@@ -351,9 +348,13 @@ class CacheStack(_Layered):
         return self._each_writable(lambda _, layer: layer.save(lazy), "store a call")[0]
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         # docstring inherited
+        record, arguments, key = sealed(record, arguments, key)
         prepared = self._each_writable(
             lambda index, layer: (index, layer.prepare(record, arguments, key)),
             f"store the call {key[:12]}",
@@ -395,14 +396,41 @@ class CacheStack(_Layered):
         if not evicted:
             raise KeyError(f"no writable layer holds the call {key[:12]}")
 
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         # docstring inherited
-        removed: dict[Digest, None] = {}
+        removed: set[Digest] = set()
         for keys in self._each_writable(
             lambda _, layer: layer.gc(dry_run, grace=grace), "collect garbage"
         ):
-            removed.update(dict.fromkeys(keys))
-        return list(removed)
+            removed.update(keys)
+        return removed
+
+
+class CacheStack(_Stack):
+    """Layers of caches, fastest first: ``CacheStack([memory, persistent])``.
+
+    ``layers`` (``stack`` in 0.22) may hold any objects with the cache
+    interface.  Reads try each layer top-down; a call found in a lower layer is copied,
+    with its values, into the writable layers above it — once, even when
+    several threads read it at the same time.  Saves go to every writable
+    layer.  A failing layer is skipped for ``retry_after`` seconds with one
+    :class:`~fleche.errors.CacheWarning`; the stack keeps working as long as
+    one layer does.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[CacheBase] | None = None,
+        *,
+        stack: Sequence[CacheBase] | None = None,
+        **options: Any,
+    ) -> None:
+        # ``stack=`` is the 0.22 name of ``layers``.
+        if (layers is None) == (stack is None):
+            raise TypeError(
+                "CacheStack takes its layers once: CacheStack(layers) or CacheStack(stack=...)"
+            )
+        super().__init__(layers if stack is None else stack, **options)
 
 
 def _rebuild(cls: type, members: tuple[CacheBase, ...], options: dict[str, Any]) -> Any:

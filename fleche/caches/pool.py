@@ -17,6 +17,8 @@ __all__ = ["CachePool"]
 class CachePool(RefusingWrites, _Layered):
     """The read-only union of several caches: ``CachePool([mine, colleagues])``.
 
+    Members may be any objects with the cache interface.
+
     Reads take the first cache that holds a call (in the order given);
     queries see every call once.  Writes raise
     :class:`~fleche.errors.ReadOnlyError`; put the pool under a writable
@@ -31,8 +33,8 @@ class CachePool(RefusingWrites, _Layered):
             f"cannot {what}: a CachePool is read-only; stack a writable cache above it"
         )
 
-    def _garbage(self, grace: Duration | None) -> list[Digest]:
-        removed: dict[Digest, None] = {}
+    def _garbage(self, grace: Duration | None) -> set[Digest]:
+        removed: set[Digest] = set()
         for cache in self.caches:
-            removed.update(dict.fromkeys(cache.gc(True, grace=grace)))
-        return list(removed)
+            removed.update(cache.gc(True, grace=grace))
+        return removed

@@ -30,10 +30,11 @@ from typing import Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall
 from ..digest import DIGEST_LENGTH, Digest
+from .base import sealed
 from .core import Cache
 from .wrapping import WrapperCache
 
-__all__ = ["POLICIES", "SizeLimitedCache", "size_of"]
+__all__ = ["POLICIES", "SizeLimitedCache", "SizeLimitedMixin", "size_of"]
 
 #: Eviction orders: least recently used, or first stored first out.
 POLICIES = ("lru", "fifo")
@@ -156,15 +157,21 @@ def _decref(db: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class SizeLimitedCache(WrapperCache):
-    """``cache`` kept under ``max_bytes``: storing a call evicts the least recently used ones.
+class SizeLimitedMixin(WrapperCache):
+    """``cache`` kept under a budget: storing a call evicts the least recently used ones.
+
+    The size-limit policy; build it as :class:`SizeLimitedCache`.  (In the
+    0.22 release ``SizeLimitedMixin`` was mixed into a cache class; here the
+    policy wraps a :class:`~fleche.caches.Cache`.)
 
     Parameters
     ----------
     cache
         The :class:`~fleche.caches.Cache` whose calls are limited.
     max_bytes
-        The budget for the values of the calls tracked here.
+        The budget for the values of the calls tracked here (``None``: none).
+    max_calls
+        At most this many calls are kept (``None``: no limit on the number).
     policy
         ``"lru"`` (least recently read first) or ``"fifo"`` (first stored first).
     index
@@ -176,7 +183,8 @@ class SizeLimitedCache(WrapperCache):
 
     cache: Cache
     _: dataclasses.KW_ONLY
-    max_bytes: int
+    max_bytes: int | None = None
+    max_calls: int | None = None
     policy: str = "lru"
     index: str | Path | None = None
     clock: Callable[[], float] = time.time
@@ -198,14 +206,14 @@ class SizeLimitedCache(WrapperCache):
             raise TypeError(
                 f"SizeLimitedCache limits a Cache (values and calls), not {type(self.cache).__name__}"
             )
-        if (
-            isinstance(self.max_bytes, bool)
-            or not isinstance(self.max_bytes, int)
-            or self.max_bytes < 0
-        ):
-            raise ValueError(
-                f"max_bytes must be a whole number of bytes >= 0; got {self.max_bytes!r}"
-            )
+        if self.max_bytes is None and self.max_calls is None:
+            raise ValueError("a SizeLimitedCache needs max_bytes, max_calls or both")
+        for name in ("max_bytes", "max_calls"):
+            limit = getattr(self, name)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+            ):
+                raise ValueError(f"{name} must be a whole number >= 0 or None; got {limit!r}")
         if self.policy not in POLICIES:
             raise ValueError(
                 f"unknown eviction policy {self.policy!r}; choose one of {list(POLICIES)}"
@@ -290,9 +298,13 @@ class SizeLimitedCache(WrapperCache):
         return key
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         # docstring inherited
+        record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
         with self._lock:
             self._pins.update(pinned)
@@ -402,17 +414,25 @@ class SizeLimitedCache(WrapperCache):
             except KeyError:
                 pass
 
+    def _over(self) -> bool:
+        """Whether the calls tracked now exceed ``max_bytes`` or ``max_calls``."""
+        if self.max_bytes is not None and self.total() > self.max_bytes:
+            return True
+        if self.max_calls is None:
+            return False
+        return self._db().read("SELECT COUNT(*) FROM calls")[0][0] > self.max_calls
+
     def _enforce(self) -> None:
-        """Evict calls, least recently used first, until the tracked values fit in ``max_bytes``."""
+        """Evict calls, least recently used first, until the tracked ones fit the budget."""
         if self._touched:
             self.flush()
-        while self.total() > self.max_bytes:
+        while self._over():
             victims = self._db().read("SELECT key FROM calls ORDER BY accessed LIMIT 16")
             if not victims:
                 return
             for (key,) in victims:
                 self._forget(key)
-                if self.total() <= self.max_bytes:
+                if not self._over():
                     return
 
     def _forget(self, key: str) -> None:
@@ -434,6 +454,35 @@ class SizeLimitedCache(WrapperCache):
         full = self.cache.expand(key) if len(key) != DIGEST_LENGTH else key
         self.cache.evict(full)
         self._forget(full)
+
+
+class SizeLimitedCache(SizeLimitedMixin):
+    """A cache kept under a budget: ``SizeLimitedCache(cache, max_bytes=10**9)``.
+
+    See :class:`SizeLimitedMixin` for the parameters.  The 0.22 form
+    ``SizeLimitedCache(values, calls, max_size)`` is accepted too: a
+    :class:`~fleche.caches.Cache` of the two storages keeping at most
+    ``max_size`` calls (the least recently used go first).
+    """
+
+    def __init__(
+        self,
+        cache: Any = None,
+        calls: Any = None,
+        max_size: int | None = None,
+        *,
+        values: Any = None,
+        **options: Any,
+    ) -> None:
+        cache = values if cache is None else cache  # values=: the 0.22 keyword
+        if calls is not None:
+            cache = Cache(cache, calls)
+            options.setdefault("max_calls", max_size)
+        elif max_size is not None:
+            raise TypeError(
+                "max_size goes with the 0.22 form SizeLimitedCache(values, calls, max_size)"
+            )
+        super().__init__(cache, **options)
 
 
 def _values_of(call: Call | LazyCall, record: DigestedCall) -> dict[str, Any]:

@@ -1,15 +1,19 @@
 """Caches that wrap one other cache: read-only, filtered, refreshing.
 
-:class:`WrapperCache` forwards every operation of
+:class:`WrapperCache` (``CacheWrapper`` in 0.22) forwards every operation of
 :class:`~fleche.caches.base.CacheBase` to the wrapped cache, by name; each
 policy overrides only the operations it changes.  There is no
 ``__getattr__`` forwarding: an operation a wrapper does not know is an
-error, not a silent bypass of its policy.
+error, not a silent bypass of its policy.  The policies are mixins
+(:class:`~fleche.caches.base.RefusingWrites`, :class:`FilteringMixin`) put in
+front of the forwarding class, so they also fit in front of a cache class of
+one's own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,20 +21,20 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..query import QueryIterator
-from .base import CacheBase, Duration, RefusingWrites
+from .base import CacheBase, Duration, RefusingWrites, as_template
 
-__all__ = ["FilteredCache", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
+__all__ = ["FilteredCache", "FilteringMixin", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
 
 
 @dataclasses.dataclass(frozen=True)
 class WrapperCache(CacheBase):
-    """A cache that forwards every operation to ``cache``; subclasses change some."""
+    """A cache that forwards every operation to ``cache``; subclasses change some.
+
+    ``cache`` is any object with the cache interface, a
+    :class:`~fleche.caches.base.CacheBase` or not.
+    """
 
     cache: CacheBase
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.cache, CacheBase):
-            raise TypeError(f"{type(self).__name__} wraps a cache, not {type(self.cache).__name__}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
@@ -58,7 +62,10 @@ class WrapperCache(CacheBase):
         return self.cache.save(call)
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
         # docstring inherited
         return self.cache.prepare(record, arguments, key)
@@ -83,10 +90,12 @@ class WrapperCache(CacheBase):
         # docstring inherited
         self.cache.evict(key)
 
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
         # docstring inherited
         # Re-bound to this wrapper, so that query(...).evict() obeys its policy.
-        inner = self.cache.query(template, expired=expired)
+        inner = self.cache.query(as_template(template, fields), expired=expired)
         return QueryIterator(inner.__iter__, self)
 
     def expand(self, key: Digest | str) -> Digest:
@@ -97,7 +106,7 @@ class WrapperCache(CacheBase):
         # docstring inherited
         return self.cache.referenced()
 
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         # docstring inherited
         return self.cache.gc(dry_run, grace=grace)
 
@@ -121,9 +130,6 @@ class ReadOnlyCache(RefusingWrites, WrapperCache):
             "write through a writable cache (or a CacheStack with a writable layer)"
         )
 
-    def _garbage(self, grace: Duration | None) -> list[Digest]:
-        return self.cache.gc(True, grace=grace)
-
 
 @dataclasses.dataclass(frozen=True)
 class RefreshingCache(WrapperCache):
@@ -139,36 +145,32 @@ class RefreshingCache(WrapperCache):
         raise KeyError(f"the call {str(key)[:12]} is being refreshed")
 
 
-@dataclasses.dataclass(frozen=True)
-class FilteredCache(WrapperCache):
-    """``cache`` showing only the calls ``predicate`` accepts.
+class FilteringMixin:
+    """Mixin showing only the calls ``self.predicate`` accepts (the filtering policy).
 
     ``predicate`` is a function of a :class:`~fleche.call.LazyCall` or a
     :class:`~fleche.call.QueryCall` template (then pushed down to the
     storage where it can be).  Hidden calls read as missing; writes go
     through unchanged (a stored call that does not match stays hidden).
-    Made by ``cache.filter(predicate)``.
+    Put it in front of a cache class that has a ``predicate`` attribute.
     """
 
     predicate: Callable[[LazyCall], bool] | QueryCall
-    _match: Callable[[LazyCall], bool] = dataclasses.field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    @functools.cached_property
+    def _match(self) -> Callable[[LazyCall], bool]:
         predicate = self.predicate
         if isinstance(predicate, QueryCall):
             template = predicate.digested()
-            match: Callable[[LazyCall], bool] = lambda call: template.matches(call.digested_call)  # noqa: E731
-        elif callable(predicate):
-            match = predicate
-        else:
-            raise TypeError(
-                f"filter() takes a function of a call or a QueryCall, not {type(predicate).__name__}"
-            )
-        object.__setattr__(self, "_match", match)
+            return lambda call: template.matches(call.digested_call)
+        if callable(predicate):
+            return predicate
+        raise TypeError(
+            f"filter() takes a function of a call or a QueryCall, not {type(predicate).__name__}"
+        )
 
     def _visible(self, key: Digest | str) -> LazyCall:
-        call = self.cache.load(key)
+        call = super().load(key)  # type: ignore[misc]
         if not self._match(call):
             raise KeyError(f"the call {str(key)[:12]} is hidden by the filter")
         return call
@@ -191,18 +193,34 @@ class FilteredCache(WrapperCache):
 
     def evict(self, key: Digest | str) -> None:
         # docstring inherited
-        self.cache.evict(self._visible(key).key())
+        super().evict(self._visible(key).key())  # type: ignore[misc]
 
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
         # docstring inherited
+        template = as_template(template, fields)
         if template is None and isinstance(self.predicate, QueryCall):
             template = self.predicate  # the storage answers it (SQL pushdown)
-        inner = self.cache.query(template, expired=expired).filter(self._match)
+        inner = super().query(template, expired=expired).filter(self._match)  # type: ignore[misc]
         return QueryIterator(inner.__iter__, self)
 
     def expand(self, key: Digest | str) -> Digest:
         # docstring inherited
-        full = self.cache.expand(key)
-        if self.cache.contains(full) and not self.contains(full):
+        full = super().expand(key)  # type: ignore[misc]
+        if super().contains(full) and not self.contains(full):  # type: ignore[misc]
             raise KeyError(f"no visible call or value starts with {str(key)!r}")
         return full
+
+
+@dataclasses.dataclass(frozen=True)
+class FilteredCache(FilteringMixin, WrapperCache):
+    """``cache`` showing only the calls ``predicate`` accepts; made by ``cache.filter(predicate)``.
+
+    See :class:`FilteringMixin` for what is hidden and what is not.
+    """
+
+    predicate: Callable[[LazyCall], bool] | QueryCall
+
+    def __post_init__(self) -> None:
+        _ = self._match  # a wrong predicate fails here, not at the first read

@@ -3,9 +3,11 @@
 ``fleche ls``, ``show``, ``query``, ``stats``, ``lineage`` and ``explain``
 read; ``gc``, ``prune``, ``verify --fix``, ``transform`` and the renames
 change; ``export``/``import`` move a store through a portable archive;
+``import-legacy`` brings a store of the fleche 0.22 release along;
 ``config`` says which store is active and why; ``demo`` runs a small
 workflow.  Every command is a thin shell over the public API (one module
-per group: :mod:`.browse`, :mod:`.maintain`, :mod:`.archive`, :mod:`.about`).
+per group: :mod:`.browse`, :mod:`.maintain`, :mod:`.archive`, :mod:`.legacy`,
+:mod:`.about`).
 
 Global options (before or after the command): ``--cache NAME|PATH|URL``
 (default: the active cache of the configuration), ``--values DIR`` (the
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FlecheError
-from . import about, archive, browse, maintain
+from . import about, archive, browse, legacy, maintain
 from .context import Commands, Context
 
 __all__ = ["main", "parser"]
@@ -64,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, argparse.SUPPRESS)  # after the command too, without resetting
     commands = Commands(top.add_subparsers(title="commands", metavar="COMMAND"), common)
-    for group in (browse, maintain, archive, about):
+    for group in (browse, maintain, archive, legacy, about):
         group.add_commands(commands)
     return top
 

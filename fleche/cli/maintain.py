@@ -18,7 +18,7 @@ def gc(ctx: Context) -> int:
     with ctx.status("collecting unreferenced values…"):
         removed = ctx.cache.gc(dry_run=ctx.args.dry_run, grace=ctx.args.grace)
     verb = "would remove" if ctx.args.dry_run else "removed"
-    data = {"dry_run": ctx.args.dry_run, "values": removed}
+    data = {"dry_run": ctx.args.dry_run, "values": sorted(removed)}
     ctx.emit(data, lambda: ctx.say(f"{verb} {len(removed)} unreferenced values"))
     return 0
 

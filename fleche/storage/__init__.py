@@ -11,11 +11,21 @@ import importlib
 from typing import Any
 
 from ..errors import AmbiguousDigestError, SaveError
-from .base import CallMixin, CallStorage, KeyManagement, StorageBackend, ValueMixin, ValueStorage
-from .destructuring import DestructuringMixin
+from .base import (
+    CallMixin,
+    CallStorage,
+    Intent,
+    KeyManagement,
+    OperationContext,
+    StorageBackend,
+    ValueMixin,
+    ValueStorage,
+)
+from .destructuring import DestructuringMixin, register_destructurer
 from .file import FileStorage
 from .memory import CallMemory, MemoryBackend, ValueMemory
 from .pickle_file import CallPickleFile, PickleFileBackend, ValuePickleFile
+from .registry import get_storage_constructor, is_registered_storage, register_storage
 from .thread_safe import PerKeyLockMixin, SerializingMixin
 from .void import CallVoid, ValueVoid, VoidBackend
 
@@ -36,8 +46,10 @@ __all__ = [
     "CallVoid",
     "DestructuringMixin",
     "FileStorage",
+    "Intent",
     "KeyManagement",
     "MemoryBackend",
+    "OperationContext",
     "PerKeyLockMixin",
     "PickleFileBackend",
     "SaveError",
@@ -49,6 +61,10 @@ __all__ = [
     "ValueStorage",
     "ValueVoid",
     "VoidBackend",
+    "get_storage_constructor",
+    "is_registered_storage",
+    "register_destructurer",
+    "register_storage",
     *_LAZY,
 ]
 

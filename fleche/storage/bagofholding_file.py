@@ -38,7 +38,7 @@ from ..digest import Digest
 from ..errors import ConfigError
 from . import hdf5_shared as shared
 from .base import CallMixin, ValueMixin
-from .destructuring import DestructuringMixin
+from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .hdf5_entry import NoEntry, copy_entry, read_entry, write_entry
 
@@ -394,6 +394,7 @@ class ValueBagOfHoldingH5File(ValueMixin, DestructuringMixin, BagOfHoldingH5File
     """
 
     content_addressed = True
+    remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

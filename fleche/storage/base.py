@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -20,13 +21,16 @@ from typing import Any, ClassVar
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
+from .registry import storage_config
 
 __all__ = [
     "AmbiguousDigestError",
     "CallMixin",
     "CallStorage",
+    "Intent",
     "KeyManagement",
     "MIN_PREFIX",
+    "OperationContext",
     "SaveError",
     "StorageBackend",
     "ValueMixin",
@@ -34,6 +38,23 @@ __all__ = [
 ]
 
 _NO_CONTEXT = contextlib.nullcontext()
+
+#: What :meth:`KeyManagement._operation_context` returns: a context manager
+#: entered around one operation (``isinstance`` works on it).
+OperationContext = contextlib.AbstractContextManager
+
+
+class Intent(enum.Enum):
+    """Whether an operation writes or only reads its key.
+
+    The 0.22 name, kept so code that imports it runs.  ``_operation_context``
+    takes the key alone (as the storage reference has it): every mixin
+    fleche ships scopes its resource by key, whatever the operation.
+    """
+
+    WRITE = "write"
+    READ = "read"
+
 
 #: Shortest prefix :meth:`KeyManagement.shrink` hands out.
 MIN_PREFIX = 4
@@ -84,7 +105,16 @@ class KeyManagement(ABC):
         # Pickle the constructor arguments only, never locks, sessions or indexes.
         return (_rebuild, (type(self), constructor_arguments(self)))
 
-    def _operation_context(self, key: Digest | str) -> contextlib.AbstractContextManager[None]:
+    def to_config(self) -> dict[str, Any]:
+        """The table ``fleche.config`` builds this storage from: its registered type and settings.
+
+        Only settings that differ from their defaults are written; secret
+        keys never are.  ``ConfigError`` if the class is not registered
+        (:func:`~fleche.storage.registry.register_storage`).
+        """
+        return storage_config(self)
+
+    def _operation_context(self, key: Digest | str) -> OperationContext:
         """Context entered around every operation on ``key``.
 
         The base is a no-op.  Mixins override it to inject a resource scoped
@@ -111,7 +141,7 @@ class KeyManagement(ABC):
 
     @abstractmethod
     def _evict(self, key: Digest) -> None:
-        """Remove the entry under a full key; raise ``KeyError`` if there is none."""
+        """Remove the entry under a full key; for an absent key do nothing or raise ``KeyError``."""
 
     @abstractmethod
     def _contains(self, key: Digest) -> bool:
@@ -127,10 +157,18 @@ class KeyManagement(ABC):
         return sorted(k for k in self.list() if k.startswith(prefix))
 
     def evict(self, key: Digest | str) -> None:
-        """Remove the entry under ``key`` (a full or short digest); ``KeyError`` if none."""
-        key = self.expand(key)
-        with self._operation_context(key):
-            self._evict(key)
+        """Remove the entry under ``key`` (a full or short digest); nothing if there is none.
+
+        An absent key is not an error, so concurrent garbage collection,
+        pruning and evictions never fail on each other.  An ambiguous short
+        digest still raises :class:`AmbiguousDigestError`.
+        """
+        try:
+            key = self.expand(key)
+            with self._operation_context(key):
+                self._evict(key)
+        except KeyError:
+            return
 
     def contains(self, key: Digest | str) -> bool:
         """Whether an entry is stored under ``key`` (a full or short digest)."""
@@ -167,12 +205,18 @@ class KeyManagement(ABC):
         """
         return None
 
-    def shrink(self, key: Digest | str) -> Digest:
+    def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
         """The shortest prefix (at least 4 characters) naming only this key.
 
-        Costs one :meth:`_prefix_range` probe per extra character, so it is
-        O(log n) wherever the prefix range is.
+        One key gives a :class:`Digest`, several a tuple of them.  Costs one
+        :meth:`_prefix_range` probe per extra character, so it is O(log n)
+        wherever the prefix range is.
         """
+        if len(keys) != 1:
+            return tuple(self._shrink(key) for key in keys)
+        return self._shrink(keys[0])
+
+    def _shrink(self, key: Digest | str) -> Digest:
         key = self.expand(key)
         for length in range(MIN_PREFIX, DIGEST_LENGTH):
             if len(list(islice(self._prefix_range(key[:length]), 2))) <= 1:
@@ -186,6 +230,11 @@ class StorageBackend(KeyManagement):
     ``put``/``get``/``_evict``/``list`` (and ``_contains``) know keys and
     objects only; :class:`ValueMixin` and :class:`CallMixin` add the domain.
     """
+
+    #: Entries are named by their content, so a put of a key already stored
+    #: keeps the entry there (the first write wins) instead of rewriting it.
+    #: Storages whose entries may change under one key (call records) keep False.
+    content_addressed: ClassVar[bool] = False
 
     @abstractmethod
     def put(self, value: Any, key: Digest) -> Digest:
@@ -223,7 +272,12 @@ class ValueStorage(KeyManagement):
 
     @abstractmethod
     def save(self, value: Any, key: Digest | None = None) -> Digest:
-        """Store ``value`` under its digest (or ``key``); returns the key."""
+        """Store ``value`` under its digest (or ``key``); returns the key.
+
+        A key names its content, so saving under a key already stored keeps
+        the stored value: the first write wins, and saving the same value
+        again costs no rewrite.
+        """
 
     @abstractmethod
     def load(self, key: Digest | str) -> Any:
@@ -276,11 +330,14 @@ class CallStorage(KeyManagement):
         """The record under ``key`` (full or short); ``KeyError`` if none."""
 
     @abstractmethod
-    def query(self, template: QueryCall) -> Iterable[DigestedCall]:
-        """The records matching ``template`` (``None`` fields are wildcards).
+    def query(self, template: QueryCall | Call) -> Iterable[DigestedCall]:
+        """The records matching ``template``; use ``None`` as wildcard.
 
-        Arguments and result match by digest, so a template may hold values
-        or their digests; metadata entries match by equality.
+        ``template`` is a :class:`QueryCall` or a :class:`Call` (any
+        :class:`DigestedCall` too), whose ``None`` fields are wildcards
+        (see :meth:`QueryCall.from_template`).  Arguments and result match by
+        digest, so a template may hold values or their digests; metadata
+        entries match by equality.
         """
 
     def result_of(self, key: Digest | str, namespace: str) -> tuple[Digest | None, Any]:
@@ -337,9 +394,9 @@ class CallMixin(CallStorage, StorageBackend):
         with self._operation_context(key):
             return self.get(key)
 
-    def query(self, template: QueryCall) -> Iterator[DigestedCall]:
+    def query(self, template: QueryCall | Call) -> Iterator[DigestedCall]:
         # docstring inherited
-        template = template.digested()
+        template = QueryCall.from_template(template).digested()
         for key in self.list():
             try:
                 record = self.load(key)

@@ -1,162 +1,352 @@
 """Containers stored as separately kept, deduplicated children.
 
 A result that is a dict of arrays, a list of DataFrames or a dataclass of
-both is stored as one small node that refers to each heavy child by digest.
-A child that appears in many results (the same input array, the same
-parameter table) is then stored once.
+both is stored as one small :class:`Digested` form whose parts are either
+kept inline or are the :class:`~fleche.digest.Digest` of a value stored on
+its own.  A child that appears in many results (the same input array, the
+same parameter table) is then stored once.
+
+A ``Digest`` inside a saved container is such a reference: loading gives
+back the value it names.  Since ``digest(Digest(x)) == x``, the container
+keeps the digest it would have with the value in place.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..digest import Digest, digest
 from .base import StorageBackend
 
-__all__ = ["DestructuringMixin", "Node", "Ref"]
+__all__ = [
+    "INLINE_DEPTH",
+    "DestructuringMixin",
+    "Digested",
+    "DigestedAttrs",
+    "DigestedDataclass",
+    "DigestedDict",
+    "DigestedFields",
+    "DigestedIterable",
+    "HasChildDigests",
+    "register_destructurer",
+]
 
-#: Leaves kept inside their parent node: small, cheap to copy, never shared.
-_SCALARS = (type(None), bool, int, float, complex, str)
+#: Leaves kept inside their parent: small, cheap to copy, never shared.
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 #: Strings and bytes longer than this are stored as children of their own.
 _INLINE_LIMIT = 256
+#: ``remaining_depth`` of the value storages fleche ships: scalars and short
+#: strings inline, every container and heavy leaf stored apart.  At 0 a list
+#: of 1,000 floats costs 1,001 entries and 10-100 times the time of 1; at 2
+#: a list of small records is one entry (20 times faster to store than at 1)
+#: but its records are no longer values of their own, so the lineage of a
+#: result built from other calls' results stops at it, and equal records are
+#: no longer stored once (benchmarks/bench_destructuring.py).
+INLINE_DEPTH = 1
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Ref:
-    """A child stored under its own key.
+@runtime_checkable
+class HasChildDigests(Protocol):
+    """A stored form that names other stored values (what gc, verify and lineage follow)."""
 
-    A private type (not a bare :class:`Digest`), so that a user value
-    holding ``Digest`` objects round-trips unchanged.
+    def child_digests(self) -> Iterable[Digest]:
+        """The digests of the values this form refers to."""
+
+
+class Digested(ABC):
+    """A container as stored: its parts, each inline or the ``Digest`` of a stored value.
+
+    Subclasses say which parts a container has (:meth:`parts`), how to
+    put other parts in their place (:meth:`with_parts`) and how to rebuild
+    the container from loaded parts (:meth:`restore`).
     """
 
-    key: Digest
+    __slots__ = ()
+
+    @abstractmethod
+    def parts(self) -> list[Any]:
+        """The children, in a fixed order."""
+
+    @abstractmethod
+    def with_parts(self, parts: list[Any]) -> Digested:
+        """The same form with ``parts`` (as many, in the same order) in place of the children."""
+
+    @abstractmethod
+    def restore(self, parts: list[Any]) -> Any:
+        """The container these parts (loaded values) make up."""
+
+    def key(self, value: Any) -> Digest:
+        """The digest of the container ``value`` this form was made from (override to reuse parts)."""
+        return digest(value)
+
+    def child_digests(self) -> list[Digest]:
+        """The parts stored apart, by digest."""
+        return [part for part in self.parts() if type(part) is Digest]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Node:
-    """A destructured container: its kind and its children (inline or :class:`Ref`)."""
+class DigestedIterable(Digested):
+    """A list or tuple; ``items`` is of the container's own type."""
 
-    kind: str  # "list", "tuple", "dict" or "dataclass"
-    items: tuple[Any, ...]
-    cls: type | None = None  # the dataclass, for kind "dataclass"
+    items: list[Any] | tuple[Any, ...]
+
+    def parts(self) -> list[Any]:
+        # docstring inherited
+        return list(self.items)
+
+    def with_parts(self, parts: list[Any]) -> DigestedIterable:
+        # docstring inherited
+        return DigestedIterable(self.restore(parts))
+
+    def restore(self, parts: list[Any]) -> Any:
+        # docstring inherited
+        return parts if type(self.items) is list else type(self.items)(parts)
+
+    def key(self, value: Any) -> Digest:
+        # A digest stands for its value, so the stored form digests like the container.
+        return digest(self.items)
 
 
-def _destructurable(value: Any) -> bool:
-    tp = type(value)
-    if tp in (list, tuple, dict):
-        return True
-    return dataclasses.is_dataclass(value) and not isinstance(value, type) and _rebuildable(tp)
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigestedDict(Digested):
+    """A dict: its values are the parts, its keys are kept as they are."""
+
+    items: dict[Any, Any]
+
+    def parts(self) -> list[Any]:
+        # docstring inherited
+        return list(self.items.values())
+
+    def with_parts(self, parts: list[Any]) -> DigestedDict:
+        # docstring inherited
+        return DigestedDict(self.restore(parts))
+
+    def restore(self, parts: list[Any]) -> Any:
+        # docstring inherited
+        return dict(zip(self.items, parts, strict=True))
+
+    def key(self, value: Any) -> Digest:
+        # docstring inherited
+        return digest(self.items)
 
 
-def _rebuildable(cls: type) -> bool:
-    """A dataclass is rebuilt through ``cls(**fields)``: every field must be an init field."""
-    return all(f.init for f in dataclasses.fields(cls))
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigestedFields(Digested):
+    """An object rebuilt as ``cls(**fields)``: the field values are the parts."""
+
+    cls: type
+    fields: dict[str, Any]
+
+    def parts(self) -> list[Any]:
+        # docstring inherited
+        return list(self.fields.values())
+
+    def with_parts(self, parts: list[Any]) -> DigestedFields:
+        # docstring inherited
+        return type(self)(self.cls, dict(zip(self.fields, parts, strict=True)))
+
+    def restore(self, parts: list[Any]) -> Any:
+        # docstring inherited
+        return self.cls(**dict(zip(self.fields, parts, strict=True)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigestedDataclass(DigestedFields):
+    """A dataclass instance whose fields are all ``__init__`` parameters."""
+
+    @classmethod
+    def of(cls, value: Any) -> DigestedDataclass:
+        """The form of a dataclass instance, its field values as parts."""
+        return cls(type(value), {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigestedAttrs(DigestedFields):
+    """An attrs instance whose attributes are all ``__init__`` parameters (by their alias)."""
+
+    @classmethod
+    def of(cls, value: Any) -> DigestedAttrs:
+        """The form of an attrs instance, its attribute values as parts."""
+        import attrs
+
+        return cls(
+            type(value), {a.alias: getattr(value, a.name) for a in attrs.fields(type(value))}
+        )
+
+
+def _rebuildable_dataclass(value: Any) -> bool:
+    return (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type)
+        and all(f.init for f in dataclasses.fields(value))
+    )
+
+
+def _rebuildable_attrs(value: Any) -> bool:
+    fields = getattr(type(value), "__attrs_attrs__", None)
+    return fields is not None and all(a.init for a in fields)
+
+
+#: (predicate, form maker), newest first; consulted after lists, tuples and dicts.
+_DESTRUCTURERS: list[tuple[Callable[[Any], bool], Callable[[Any], Digested]]] = [
+    (_rebuildable_dataclass, DigestedDataclass.of),
+    (_rebuildable_attrs, DigestedAttrs.of),
+]
+
+
+def register_destructurer(pred: Callable[[Any], bool], fn: Callable[[Any], Digested]) -> None:
+    """Store values for which ``pred(value)`` holds as ``fn(value)``, a :class:`Digested` form.
+
+    The form's parts are then stored like any child (inline or apart, by
+    depth).  Registered destructurers are tried newest first, before the
+    built-in ones for dataclasses and attrs classes.
+    """
+    _DESTRUCTURERS.insert(0, (pred, fn))
+
+
+def _form(value: Any) -> Digested | None:
+    """The :class:`Digested` form of a container, ``None`` for a leaf."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return DigestedIterable(value)
+    if kind is dict:
+        return DigestedDict(value)
+    if kind in _SCALARS or kind is Digest:
+        return None
+    for pred, fn in _DESTRUCTURERS:
+        if pred(value):
+            return fn(value)
+    return None
 
 
 def _leaf_depth(value: Any) -> float:
-    """0 for small scalars (kept inline), infinity for everything heavy (kept apart)."""
-    if type(value) in _SCALARS and not (type(value) is str and len(value) > _INLINE_LIMIT):
-        return 0
-    if type(value) is bytes and len(value) <= _INLINE_LIMIT:
+    """0 for small scalars; infinite for heavy leaves and for references (never inline)."""
+    kind = type(value)
+    if kind in _SCALARS and (kind not in (str, bytes) or len(value) <= _INLINE_LIMIT):
         return 0
     return math.inf
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class DestructuringMixin(StorageBackend):
-    """Splits lists, tuples, dicts and dataclasses into separately stored children.
+    """Splits lists, tuples, dicts, dataclasses and attrs classes into separately stored children.
 
     Place before a concrete backend in the MRO::
 
         @dataclass(frozen=True)
         class ValueMemory(ValueMixin, DestructuringMixin, MemoryBackend): ...
 
-        vm = ValueMemory(storage={})
+        vm = ValueMemory({})
         key = vm.save([1, [2, 3]])
         assert vm.load(key) == [1, [2, 3]]
 
-    The depth of a subtree is 0 for a small scalar, infinite for a heavy
-    leaf (an array, a frame, a long string) and one more than its deepest
-    child for a container.  A child whose depth is at most
-    ``remaining_depth`` is kept inline in its parent; any other child is
-    stored under its own digest, so equal children are stored once.  With
-    the default 0, scalars stay inline and every container and heavy leaf
-    is stored apart.
+    The depth of a value is 0 for a small scalar, infinite for a heavy
+    leaf (an array, a frame, a long string) and for a ``Digest``, and one
+    more than its deepest child for a container.  An element is kept inline
+    in its parent exactly when its depth is below ``remaining_depth``; any
+    other element is stored on its own under its digest, so equal elements
+    are stored once.  At ``remaining_depth=0`` every element is stored on
+    its own; at 1 scalars stay inline and every container is stored apart.
     """
 
-    remaining_depth: int = 0
+    remaining_depth: int = dataclasses.field(default=0, kw_only=True)
 
-    def _intern_rec(self, value: Any, key: Digest | None = None) -> tuple[Any, float]:
-        """Store the children of ``value`` bottom up; returns ``(stored form, depth)``.
+    #: Forms this mixin reads back without an ``isinstance`` test (the hit path).
+    _FORMS: ClassVar[frozenset[type]] = frozenset(
+        {DigestedIterable, DigestedDict, DigestedDataclass, DigestedAttrs}
+    )
 
-        Post-order: the children are interned first and each is inlined or
-        stored on the way back up, so every node is visited once.  The stored
-        form is the value itself for a leaf, a :class:`Node` for a container.
+    @staticmethod
+    def _is_trojan_tuple(value: Any) -> bool:
+        """Whether ``value`` is a subclass of ``tuple`` (a named tuple, say), not a plain one.
+
+        Such a value looks like a tuple but is rebuilt differently, so it is
+        stored whole, never split into a plain tuple.
         """
-        if not _destructurable(value):
-            return value, _leaf_depth(value)
-        if type(value) is dict:
-            pairs = [(self._child(k), self._child(v)) for k, v in value.items()]
-            items = tuple(x for pair in pairs for x in pair)
-            depth = max((d for pair in pairs for _, d in pair), default=0)
-            node = Node("dict", tuple(form for form, _ in items))
-        elif type(value) in (list, tuple):
-            children = [self._child(v) for v in value]
-            depth = max((d for _, d in children), default=0)
-            node = Node(type(value).__name__, tuple(form for form, _ in children))
-        else:
-            children = [self._child(getattr(value, f.name)) for f in dataclasses.fields(value)]
-            depth = max((d for _, d in children), default=0)
-            names = tuple(f.name for f in dataclasses.fields(value))
-            node = Node(
-                "dataclass",
-                tuple(zip(names, (form for form, _ in children), strict=True)),
-                type(value),
-            )
-        return node, depth + 1
+        return isinstance(value, tuple) and type(value) is not tuple
 
-    def _child(self, value: Any) -> tuple[Any, float]:
-        """One child: inline if shallow enough, else stored under its digest."""
-        form, depth = self._intern_rec(value)
-        if depth <= self.remaining_depth:
-            return form, depth
-        key = digest(value)
+    def _intern_rec(self, value: Any, key: Digest | None = None) -> tuple[Any, int | float]:
+        """Post-order traversal: recurse to leaves, decide inline-vs-store on the way back up.
+
+        Returns ``(result, depth)`` where *result* is the plain value when
+        ``depth < remaining_depth`` (the element is inlined in its parent's
+        :class:`Digested` wrapper) or a :class:`Digest` when the element was
+        written to storage separately (under ``key``, else its digest).
+        Every node in the structure is visited exactly once (O(n)).
+        """
+        form = None if self._is_trojan_tuple(value) else _form(value)
+        if form is None:
+            depth = _leaf_depth(value)
+            if type(value) is Digest:
+                return value, depth  # a reference to a value stored already
+            if depth < self.remaining_depth:
+                return value, depth
+            key = digest(value) if key is None else key
+            super().put(value, key)
+            return key, depth
+        interned = [self._intern_rec(part) for part in form.parts()]
+        depth = 1 + max((d for _, d in interned), default=0)
+        if depth < self.remaining_depth:
+            return value, depth
+        form = form.with_parts([result for result, _ in interned])
+        key = form.key(value) if key is None else key
         super().put(form, key)
-        return Ref(key), depth
+        return key, depth
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        form, _ = self._intern_rec(value, key)
-        return super().put(form, key)
+        if type(value) is Digest and value == key:
+            return key  # a value's own digest: a reference to itself, nothing to store
+        result, _ = self._intern_rec(value, key)
+        if result is value:  # shallow enough to be kept whole
+            super().put(value, key)
+        return key
 
     def get(self, key: Digest | Any) -> Any:
         # docstring inherited
-        return self._reassemble(super().get(key))
+        return self._resolve(super().get(key), key)
+
+    def _resolve(self, form: Any, key: Digest) -> Any:
+        """The value a stored form stands for: references loaded, containers rebuilt."""
+        kind = type(form)
+        if kind in _SCALARS:
+            return form  # the common hit: no form test
+        if kind is Digest:
+            if form == key:
+                raise KeyError(key)  # a reference to itself names no value
+            return self.get(form)
+        if kind in self._FORMS or isinstance(form, Digested):
+            return form.restore(
+                [self.get(part) if type(part) is Digest else part for part in form.parts()]
+            )
+        return form
 
     def _children(self, key: Digest) -> list[Digest]:
-        found: list[Digest] = []
-        todo = [super().get(key)]
-        while todo:
-            form = todo.pop()
-            if type(form) is Ref:
-                found.append(form.key)
-            elif type(form) is Node:
-                # reversed onto the stack: children come out in container order (lineage shows them so)
-                todo.extend(reversed([x[1] if form.kind == "dataclass" else x for x in form.items]))
-        return found
+        form = super().get(key)
+        if isinstance(form, HasChildDigests):
+            return list(form.child_digests())
+        return [form] if type(form) is Digest and form != key else []
 
-    def _reassemble(self, form: Any) -> Any:
-        if type(form) is Ref:
-            return self._reassemble(super().get(form.key))
-        if type(form) is not Node:
-            return form
-        items = [self._reassemble(x) for x in form.items] if form.kind != "dataclass" else None
-        if form.kind == "list":
-            return items
-        if form.kind == "tuple":
-            return tuple(items)
-        if form.kind == "dict":
-            return dict(zip(items[::2], items[1::2], strict=True))
-        return form.cls(**{name: self._reassemble(x) for name, x in form.items})
+    def child_digests(self, key: Digest | str) -> list[Digest]:
+        """The digests of the values the entry under ``key`` refers to (its parts stored apart)."""
+        key = self.expand(key)
+        with self._operation_context(key):
+            return self._children(key)
+
+    def count_reuses(self) -> Counter[Digest]:
+        """How many stored entries refer to each stored value (values nothing refers to are absent).
+
+        Reads every entry once: O(n) in the size of the store.
+        """
+        uses: Counter[Digest] = Counter()
+        for key in self.list():
+            try:
+                uses.update(self._children(key))
+            except KeyError:
+                continue  # evicted meanwhile
+        return uses

@@ -23,14 +23,13 @@ import dataclasses
 import itertools
 import os
 import time
-import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import CorruptEntryWarning
+from ..errors import CorruptEntryWarning, warn
 from .base import StorageBackend
 
 __all__ = ["FileStorage"]
@@ -73,9 +72,12 @@ def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
     return found
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class FileStorage(StorageBackend):
     """Objects stored one file per key under ``root``, written atomically.
+
+    ``FileStorage(root, lock_timeout=1.0, lock_wait_start=0.001, *, fsync=False)``:
+    the three spec fields by position or keyword, the rest by keyword.
 
     Subclasses write and read one file (``_to_file``/``_from_file``); this
     class owns the layout, atomic replacement and the corrupt-entry rule.
@@ -102,7 +104,7 @@ class FileStorage(StorageBackend):
     root: Path
     lock_timeout: float = 1.0
     lock_wait_start: float = 0.001
-    fsync: bool = False
+    fsync: bool = dataclasses.field(default=False, kw_only=True)
     #: Keys that read as corrupt in this process: the next put rewrites them.
     _damaged: set[str] = dataclasses.field(
         default_factory=set, init=False, repr=False, compare=False
@@ -115,9 +117,6 @@ class FileStorage(StorageBackend):
 
     persistent: ClassVar[bool] = True
     supports_prefix_range: ClassVar[bool] = True
-    #: Entries are named by their content: a put of an existing key is skipped.
-    #: Storages whose entries may change under one key (call records) keep False.
-    content_addressed: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         root = Path(self.root).expanduser()
@@ -158,6 +157,10 @@ class FileStorage(StorageBackend):
         final = self._file(key)
         if self.content_addressed and key not in self._damaged and os.path.exists(final):
             return key  # the same content is already there: nothing to write
+        return self._store(value, key, final)
+
+    def _store(self, value: Any, key: Digest, final: str) -> Digest:
+        """Write the entry of ``key`` to the file ``final`` atomically, whatever is there."""
         temporary = temporary_sibling(final)
         try:
             try:
@@ -192,11 +195,10 @@ class FileStorage(StorageBackend):
     def _unreadable(self, key: Digest, where: Any, err: Exception) -> KeyError:
         """Note a damaged entry and warn: it reads as a miss and is rewritten when stored again."""
         self._damaged.add(key)
-        warnings.warn(
+        warn(
             f"fleche: the entry {key} in {where} cannot be read "
             f"({type(err).__name__}: {err}); treating it as a miss (it is rewritten when stored again)",
             CorruptEntryWarning,
-            stacklevel=3,
         )
         return KeyError(key)
 

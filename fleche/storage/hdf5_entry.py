@@ -45,7 +45,7 @@ from bagofholding import H5Bag
 
 from ..call import Call, DigestedCall
 from ..digest import Digest
-from .destructuring import Node, Ref
+from .destructuring import DigestedAttrs, DigestedDataclass, DigestedDict, DigestedIterable
 
 __all__ = [
     "FORMAT",
@@ -98,7 +98,9 @@ _ARRAY_TYPES = frozenset(
     for c in ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")
 )
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
-_RECORDS = frozenset({Node, Ref, Call, DigestedCall})
+_RECORDS = frozenset(
+    {DigestedIterable, DigestedDict, DigestedDataclass, DigestedAttrs, Call, DigestedCall}
+)
 
 
 class UnreadableEntry(ValueError):
@@ -129,7 +131,7 @@ def is_plain(value: Any) -> bool:
         elif kind in _RECORDS:
             todo.extend(getattr(item, name) for name in kind.__dataclass_fields__)
         elif kind is type and item.__module__ not in ("__main__", "builtins"):
-            continue  # a dataclass rebuilt by a Node, pickled by reference
+            continue  # a class rebuilt from its fields, pickled by reference
         else:
             return False
     return True

@@ -11,12 +11,12 @@ from sortedcontainers import SortedList
 
 from ..digest import Digest
 from .base import CallMixin, StorageBackend, ValueMixin
-from .destructuring import DestructuringMixin
+from .destructuring import INLINE_DEPTH, DestructuringMixin
 
 __all__ = ["CallMemory", "MemoryBackend", "ValueMemory"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class MemoryBackend(StorageBackend):
     """Objects kept by reference in ``storage`` (no copies on put or get).
 
@@ -42,7 +42,7 @@ class MemoryBackend(StorageBackend):
                 index = self._index[0]
                 if index is not None:
                     index.add(key)
-        else:
+        elif not self.content_addressed:
             self.storage[key] = value
         return key
 
@@ -72,11 +72,15 @@ class MemoryBackend(StorageBackend):
             return list(index.irange(prefix, prefix + "g", inclusive=(True, False)))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class ValueMemory(ValueMixin, DestructuringMixin, MemoryBackend):
     """Values in memory; containers split into deduplicated children."""
 
+    content_addressed = True
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+    remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class CallMemory(CallMixin, MemoryBackend):
     """Call records in memory, shared by reference (records are immutable)."""

@@ -19,21 +19,30 @@ import dataclasses
 import functools
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
+from .. import serializers
 from ..digest import Digest
 from ..errors import ConfigError, SignatureError
 from ..security import TAG_SIZE, SecretKey, Signer, secret_keys
 from ..serializers import Serializer, compress, decompress, get_serializer
 from .base import CallMixin, ValueMixin
-from .destructuring import DestructuringMixin
+from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .thread_safe import PerKeyLockMixin
 
-__all__ = ["CallPickleFile", "FORMAT_VERSION", "MAGIC", "PickleFileBackend", "ValuePickleFile"]
+__all__ = [
+    "CallPickleFile",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "PickleFileBackend",
+    "ValuePickleFile",
+    "register_serializer",
+]
 
 MAGIC = b"\x89FLE"
 FORMAT_VERSION = 1
@@ -68,15 +77,21 @@ def _registered(name: str) -> Serializer:
     return get_serializer(name)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class PickleFileBackend(FileStorage):
     """Objects pickled into files (see :class:`FileStorage` for the layout and writes).
+
+    ``PickleFileBackend(root, *, secret_key=None, serializer="pickle", compress=False, ...)``:
+    the root by position or keyword, everything else by keyword.
 
     Parameters
     ----------
     serializer
         ``"pickle"`` (default), ``"cloudpickle"``, ``"dill"``, another
         registered name, or a :class:`~fleche.serializers.Serializer`.
+    compress
+        Compress new entries with zlib (the 0.22 switch; ``compression``
+        names another codec).
     compression, compression_level
         ``"zlib"``, ``"bz2"`` or ``"lzma"`` to compress new entries (and
         the codec's level); entries are read whatever they were written with.
@@ -88,13 +103,18 @@ class PickleFileBackend(FileStorage):
         signing off.  See :mod:`fleche.security`.
     """
 
+    _: dataclasses.KW_ONLY
+    secret_key: SecretKey | None = dataclasses.field(default=None, repr=False)
     serializer: str | Serializer = "pickle"
+    compress: bool = False
     compression: str | None = None
     compression_level: int | None = None
-    secret_key: SecretKey | None = dataclasses.field(default=None, repr=False)
     _serializer: Serializer = dataclasses.field(default=None, init=False, repr=False, compare=False)
     _signer: Signer | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
     _head: bytes = dataclasses.field(default=b"", init=False, repr=False, compare=False)
+    _compression: str | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,18 +124,57 @@ class PickleFileBackend(FileStorage):
             raise ConfigError(
                 f"a serializer name must have 1 to 255 bytes; got {serializer.name!r}"
             )
-        if self.compression is not None and self.compression not in _CODEC_IDS:
+        codec_name = self.compression or ("zlib" if self.compress else None)
+        if codec_name is not None and codec_name not in _CODEC_IDS:
             raise ConfigError(
                 f"unknown compression {self.compression!r}; choose one of {sorted(_CODEC_IDS)}"
             )
         keys = secret_keys(self.secret_key)
         signer = Signer(keys) if keys else None
-        flags = (SIGNED if signer else 0) | (COMPRESSED if self.compression else 0)
-        codec = _CODEC_IDS.get(self.compression, 0) if self.compression else 0
+        flags = (SIGNED if signer else 0) | (COMPRESSED if codec_name else 0)
+        codec = _CODEC_IDS[codec_name] if codec_name else 0
         head = _HEAD.pack(MAGIC, FORMAT_VERSION, flags, codec, len(name)) + name
         object.__setattr__(self, "_serializer", serializer)
         object.__setattr__(self, "_signer", signer)
         object.__setattr__(self, "_head", head)
+        object.__setattr__(self, "_compression", codec_name)
+
+    def with_serializer(self, name: str | Serializer) -> PickleFileBackend:
+        """The same store writing new entries with another serializer (every entry stays readable)."""
+        return dataclasses.replace(self, serializer=name)
+
+    def with_pickle(self) -> PickleFileBackend:
+        """The same store writing with the standard pickle."""
+        return self.with_serializer("pickle")
+
+    def with_cloudpickle(self) -> PickleFileBackend:
+        """The same store writing with cloudpickle (lambdas, closures, ``__main__`` classes)."""
+        return self.with_serializer("cloudpickle")
+
+    def with_dill(self) -> PickleFileBackend:
+        """The same store writing with dill."""
+        return self.with_serializer("dill")
+
+    def compress_all(self) -> int:
+        """Rewrite every entry compressed (with this storage's codec, else zlib); returns how many."""
+        return self._recode(dataclasses.replace(self, compression=self._compression or "zlib"))
+
+    def decompress_all(self) -> int:
+        """Rewrite every entry uncompressed; returns how many."""
+        return self._recode(dataclasses.replace(self, compress=False, compression=None))
+
+    def _recode(self, target: PickleFileBackend) -> int:
+        """Rewrite every entry as ``target`` (this store with other settings) writes it."""
+        done = 0
+        for key in list(self.list()):
+            with self._operation_context(key):
+                try:
+                    entry = FileStorage.get(self, key)  # as stored: no parts loaded
+                except KeyError:
+                    continue  # evicted meanwhile, or damaged (warned)
+                FileStorage._store(target, entry, key, self._file(key))
+            done += 1
+        return done
 
     def _to_file(self, value: Any, path: Path) -> None:
         # docstring inherited
@@ -130,8 +189,8 @@ class PickleFileBackend(FileStorage):
         fd = os.open(temporary, _CREATE, 0o666)  # first: a missing directory fails before pickling
         try:
             payload = self._serializer.dumps(value)
-            if self.compression:
-                payload = compress(self.compression, payload, self.compression_level)
+            if self._compression:
+                payload = compress(self._compression, payload, self.compression_level)
             head = self._head
             name = key.encode()
             signer = self._signer
@@ -187,6 +246,33 @@ class PickleFileBackend(FileStorage):
         return serializer.loads(payload)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    """A serializer made of anything with ``dumps``/``loads`` (a module such as ``dill``)."""
+
+    name: str
+    module: Any
+
+    def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
+        return self.module.dumps(obj)
+
+    def loads(self, data: Any) -> Any:
+        # docstring inherited
+        return self.module.loads(data)
+
+
+def register_serializer(name: str, loader: Callable[[], Any]) -> None:
+    """Make ``serializer=name`` use ``loader()``, anything with ``dumps`` and ``loads``.
+
+    The 0.22 form, e.g. ``register_serializer("dill", lambda: importlib.import_module("dill"))``;
+    :func:`fleche.serializers.register_serializer` takes a whole
+    :class:`~fleche.serializers.Serializer` instead.  A name registered again is replaced.
+    """
+    serializers.register_serializer(name, lambda: _Loaded(name, loader()), replace=True)
+    _registered.cache_clear()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -207,20 +293,21 @@ def _read_all(file: str) -> bytes:
         os.close(fd)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class ValuePickleFile(ValueMixin, DestructuringMixin, PerKeyLockMixin, PickleFileBackend):
-    """Values in pickle files, e.g. ``ValuePickleFile(root="store/values")``.
+    """Values in pickle files, e.g. ``ValuePickleFile("store/values")``.
 
     Containers are split into deduplicated children; an entry already on
     disk is never rewritten (its name is its content).
     """
 
     content_addressed = True
+    remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class CallPickleFile(CallMixin, PerKeyLockMixin, PickleFileBackend):
-    """Call records in pickle files, e.g. ``CallPickleFile(root="store/calls")``.
+    """Call records in pickle files, e.g. ``CallPickleFile("store/calls")``.
 
     Saving a call again (a rerun) replaces its record atomically.
     """

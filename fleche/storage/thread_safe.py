@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..digest import Digest
@@ -18,7 +18,7 @@ from .base import _NO_CONTEXT, KeyManagement
 __all__ = ["PerKeyLockMixin", "SerializingMixin"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class SerializingMixin(KeyManagement):
     """Every operation runs behind one reentrant lock.
 
@@ -38,11 +38,12 @@ class SerializingMixin(KeyManagement):
             yield
 
 
-class _KeyLocks:
+class _KeyLocks(Mapping[Any, threading.RLock]):
     """Reentrant locks by key, made on demand and dropped once no thread holds or awaits one.
 
     A small guard protects the table only while an entry is counted in or
-    out, so the table never outgrows the keys in use.
+    out, so the table never outgrows the keys in use.  As a mapping it
+    shows the locks in use, by key.
     """
 
     __slots__ = ("guard", "table")
@@ -51,6 +52,15 @@ class _KeyLocks:
         self.guard = threading.Lock()
         #: key -> [its lock, how many threads hold or await it]
         self.table: dict[Digest | str, list[Any]] = {}
+
+    def __getitem__(self, key: Any) -> threading.RLock:
+        return self.table[key][0]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self.table))
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
 class _HoldingKey:
@@ -103,7 +113,7 @@ class _HoldingKey:
                 del locks.table[self._key]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class PerKeyLockMixin(KeyManagement):
     """Operations on one key are serialised; different keys run in parallel.
 
@@ -113,9 +123,29 @@ class PerKeyLockMixin(KeyManagement):
     (benchmarks/bench_files.py compares it with no lock at all).
     """
 
+    #: The locks of the keys in use (a mapping key -> ``RLock``).
     _key_locks: _KeyLocks = dataclasses.field(
         default_factory=_KeyLocks, init=False, repr=False, compare=False
     )
+
+    @property
+    def _meta_lock(self) -> threading.Lock:
+        """The ``threading.Lock`` guarding the lock table (held only while an entry is counted)."""
+        return self._key_locks.guard
+
+    def _get_key_lock(self, key: Digest | str) -> threading.RLock:
+        """The reentrant lock operations on ``key`` take.
+
+        Holding it excludes every operation on ``key``.  A lock fetched here
+        and never used stays in the table until the next operation on
+        ``key`` ends.
+        """
+        locks = self._key_locks
+        with locks.guard:
+            entry = locks.table.get(key)
+            if entry is None:
+                entry = locks.table[key] = [threading.RLock(), 0]
+            return entry[0]
 
     def _operation_context(self, key: Digest | str) -> contextlib.AbstractContextManager[None]:
         return _HoldingKey(self._key_locks, key, super()._operation_context(key))

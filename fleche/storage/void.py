@@ -12,7 +12,7 @@ from .base import CallMixin, StorageBackend, ValueMixin
 __all__ = ["CallVoid", "ValueVoid", "VoidBackend"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class VoidBackend(StorageBackend):
     """Accepts every put and forgets it; every get is a miss."""
 
@@ -35,11 +35,11 @@ class VoidBackend(StorageBackend):
         return iter(())
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class ValueVoid(ValueMixin, VoidBackend):
     """A value storage that stores nothing."""
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class CallVoid(CallMixin, VoidBackend):
     """A call storage that stores nothing: every call is computed."""

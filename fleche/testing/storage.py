@@ -25,7 +25,7 @@ import pytest
 from ..caches import Cache
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import Digest, digest
-from ..errors import AmbiguousDigestError, CorruptEntryWarning
+from ..errors import AmbiguousDigestError, ConfigError, CorruptEntryWarning
 from ..storage.base import CallStorage, ValueStorage
 from ..wrapper import fleche
 
@@ -79,7 +79,7 @@ SAMPLES: list[Any] = [
     [1, "two", 3.0],
     (1, (2, (3,))),
     {"a": 1, "b": [1, 2, {"c": None}]},
-    {Digest("0" * 32): Digest("f" * 32)},  # user data that holds digests round-trips unchanged
+    {Digest("0" * 32): "digests as dict keys are kept as they are"},
     [],
     {},
 ]
@@ -140,8 +140,47 @@ class ValueStorageTests:
         assert values.contains(key) and values.contains(key[:6])
         values.evict(key[:8])
         assert not values.contains(key)
+        values.evict(key)  # absent: nothing to do, no error
+        values.evict(digest("never stored")[:10])
+
+    def test_save_over_a_stored_key_keeps_the_first(self, backend: Backend, tmp_path: Path) -> None:
+        values = _values(backend, tmp_path)
+        key = digest("first")
+        assert values.save("first", key) == key
+        assert values.save("second", key) == key
+        assert values.load(key) == "first"
+
+    def test_digest_in_a_container_is_a_reference(self, backend: Backend, tmp_path: Path) -> None:
+        values = _values(backend, tmp_path)
+        inner = values.save([1.5, "x" * 300])
+        outer = {"data": inner, "scale": 2}
+        key = values.save(outer)
+        assert key == digest({"data": [1.5, "x" * 300], "scale": 2})
+        assert values.load(key) == {"data": [1.5, "x" * 300], "scale": 2}
+        values.evict(inner)
         with pytest.raises(KeyError):
-            values.evict(key)
+            values.load(key)  # a part is missing: a miss, never a bare digest
+
+    def test_a_bare_digest_names_its_value(self, backend: Backend, tmp_path: Path) -> None:
+        values = _values(backend, tmp_path)
+        absent = digest("never stored")
+        assert values.save(absent) == absent  # what a missing lazy argument hands back
+        assert not values.contains(absent)  # never stored as its own value
+        key = values.save("stored")
+        assert values.save(key) == key and values.load(key) == "stored"
+
+    def test_to_config_rebuilds_the_storage(self, backend: Backend, tmp_path: Path) -> None:
+        values = _values(backend, tmp_path)
+        key = values.save("configured")
+        if getattr(values, "secret_key", None):
+            with pytest.raises(ConfigError, match="secret keys are never written"):
+                values.to_config()
+            return
+        table = values.to_config()
+        rebuilt = storage_from_table(table, "value")
+        assert type(rebuilt) is type(values) and rebuilt.to_config() == table
+        if type(values).persistent:
+            assert rebuilt.load(key) == "configured"
 
     def test_expand_and_shrink(self, backend: Backend, tmp_path: Path) -> None:
         values = _values(backend, tmp_path)
@@ -191,6 +230,16 @@ class ValueStorageTests:
             with pytest.raises(KeyError):
                 values.load(key)
         assert any(issubclass(w.category, CorruptEntryWarning) for w in caught)
+
+
+def storage_from_table(table: dict[str, Any], kind: str) -> Any:
+    """The storage a ``to_config`` table describes, built as ``fleche.config`` builds it."""
+    from ..config import from_config
+
+    cache = from_config(
+        {kind + "s": table, ("calls" if kind == "value" else "values"): {"type": "memory"}}
+    )
+    return cache.values if kind == "value" else cache.calls
 
 
 def _absent_prefix(keys: list[Digest]) -> str:
@@ -303,11 +352,40 @@ class CallStorageTests:
     def test_evict_and_expand(self, backend: Backend, tmp_path: Path) -> None:
         calls = _calls(backend, tmp_path)
         key = calls.save(_call(7))
+        other = calls.save(_call(8))
         assert calls.expand(calls.shrink(key)) == key
+        assert calls.shrink(key, other) == (calls.shrink(key), calls.shrink(other))
         calls.evict(key)
         assert not calls.contains(key)
         with pytest.raises(KeyError):
             calls.load(key)
+        calls.evict(key)  # absent: nothing to do, no error
+
+    def test_query_with_a_call_template(self, backend: Backend, tmp_path: Path) -> None:
+        calls = _calls(backend, tmp_path)
+        for i in range(4):
+            calls.save(_call(i, result=i % 2))
+        calls.save(Call(name="other", module="tests.model", arguments={"temperature": 1}))
+        wildcard = Call(name=None, module=None, arguments=None)
+        assert len(list(calls.query(wildcard))) == 5
+        named = Call(name="simulate", module=None, arguments=None, result=1)
+        assert {r.arguments["temperature"] for r in calls.query(named)} == {digest(1), digest(3)}
+        exact = _call(2, result=0)
+        assert [r.key() for r in calls.query(exact)] == [exact.key()]
+        assert [r.key() for r in calls.query(exact.digested())] == [exact.key()]
+
+    def test_to_config_rebuilds_the_storage(self, backend: Backend, tmp_path: Path) -> None:
+        calls = _calls(backend, tmp_path)
+        key = calls.save(_call(1))
+        if getattr(calls, "secret_key", None):
+            with pytest.raises(ConfigError, match="secret keys are never written"):
+                calls.to_config()
+            return
+        table = calls.to_config()
+        rebuilt = storage_from_table(table, "call")
+        assert type(rebuilt) is type(calls) and rebuilt.to_config() == table
+        if type(calls).persistent:
+            assert rebuilt.load(key) == calls.load(key)
 
 
 # -- whole caches ----------------------------------------------------------------

@@ -1,0 +1,230 @@
+"""One registry of storages by name and kind: what configuration tables and ``to_config`` name.
+
+A name and a kind (``"value"`` or ``"call"``) give a constructor.  Built-in
+entries are ``"module:Class"`` strings imported on first use, so naming a
+store never imports h5py or SQLAlchemy; a missing package raises an
+``ImportError`` that says which extra to install.  Each class is known by
+its own name (``ValuePickleFile``) and the 0.22 names are kept beside
+(``{type = "pickle"}`` is a ``ValuePickleFile`` under ``values`` and a
+``CallPickleFile`` under ``calls``).  Third-party storages register with
+:func:`register_storage` or through the entry-point group
+``fleche.storages`` (``name = "module:Class"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+__all__ = [
+    "KINDS",
+    "get_storage_constructor",
+    "is_registered_storage",
+    "plain",
+    "register_storage",
+    "storage_config",
+    "storage_name",
+    "storage_names",
+]
+
+Kind = Literal["value", "call"]
+KINDS: tuple[str, ...] = ("value", "call")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """A constructor, or where to import it from, and the options a 0.22 name presets."""
+
+    target: str | Callable[..., Any]
+    extra: str | None = None
+    preset: tuple[tuple[str, Any], ...] = ()
+
+
+def _builtin() -> dict[tuple[str, str], _Entry]:
+    table: dict[tuple[str, str], _Entry] = {}
+    modules = {
+        "Memory": ("memory", None),
+        "Void": ("void", None),
+        "PickleFile": ("pickle_file", None),
+        "BagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+    }
+    for suffix, (module, extra) in modules.items():
+        for kind in KINDS:
+            cls = f"{kind.title()}{suffix}"
+            table[cls, kind] = _Entry(f"fleche.storage.{module}:{cls}", extra)
+    table["Sql", "call"] = _Entry("fleche.storage.sql:Sql", "sql")
+    # the 0.22 names
+    for kind in KINDS:
+        title = kind.title()
+        table["memory", kind] = table[f"{title}Memory", kind]
+        table["void", kind] = table[f"{title}Void", kind]
+        table["pickle", kind] = table[f"{title}PickleFile", kind]
+        for serializer in ("cloudpickle", "dill"):
+            table[serializer, kind] = dataclasses.replace(
+                table["pickle", kind], preset=(("serializer", serializer),)
+            )
+        table["bagofholding_hdf", kind] = table[f"{title}BagOfHoldingH5File", kind]
+    table["sql", "call"] = table["Sql", "call"]
+    return table
+
+
+_STORAGES: dict[tuple[str, str], _Entry] = _builtin()
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ConfigError(f"a storage kind is 'value' or 'call', not {kind!r}")
+
+
+def register_storage(
+    name: str,
+    kind: Kind,
+    *,
+    factory: Callable[..., Any] | str | None = None,
+    replace: bool = False,
+    extra: str | None = None,
+) -> Any:
+    """Make a storage usable as ``{type = name}`` for values or calls (``kind``).
+
+    ``factory`` is the constructor (a class, a function, or a lazy
+    ``"module:Class"``); without it this is a class decorator::
+
+        @register_storage("mine", "value")
+        @dataclasses.dataclass(frozen=True)
+        class ValueMine(ValueMixin, MineBackend): ...
+
+    Registering a taken name raises unless ``replace=True``; ``extra``
+    names the pip extra that provides a lazy target's dependencies.
+    """
+    _check_kind(kind)
+
+    def register(target: Any) -> Any:
+        taken = _STORAGES.get((name, kind))
+        if taken is not None and not replace and taken.target is not target:
+            raise ConfigError(
+                f"a {kind} storage named {name!r} is registered already ({taken.target}); "
+                "pass replace=True"
+            )
+        _STORAGES[name, kind] = _Entry(target, extra)
+        return target
+
+    return register if factory is None else register(factory)
+
+
+def storage_names(kind: Kind | None = None) -> list[str]:
+    """The registered names (of one kind), sorted."""
+    return sorted({name for name, k in _STORAGES if kind is None or k == kind})
+
+
+def _entry(name: str, kind: str) -> _Entry:
+    entry = _STORAGES.get((name, kind))
+    if entry is not None:
+        return entry
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group="fleche.storages"):
+        if point.name == name:
+            entry = _STORAGES[name, kind] = _Entry(point.value)
+            return entry
+    raise ConfigError(
+        f"unknown storage type {name!r} for {kind}s; known types: {', '.join(storage_names(kind))}"
+    )
+
+
+def _resolve(entry: _Entry, name: str) -> Callable[..., Any]:
+    if not isinstance(entry.target, str):
+        return entry.target
+    module, _, qualname = entry.target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), qualname)
+    except ImportError as err:
+        hint = f"; install it with: pip install 'fleche[{entry.extra}]'" if entry.extra else ""
+        raise ImportError(
+            f"the storage {name} needs {err.name or 'a missing package'}{hint}"
+        ) from err
+
+
+def get_storage_constructor(name: str, kind: Kind) -> Callable[..., Any]:
+    """The constructor registered as ``name`` for ``kind``; ``ConfigError`` listing the known names."""
+    _check_kind(kind)
+    entry = _entry(name, kind)
+    constructor = _resolve(entry, name)
+    return functools.partial(constructor, **dict(entry.preset)) if entry.preset else constructor
+
+
+def _target_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def storage_name(cls: type) -> str | None:
+    """The name a storage class is registered under with no preset options; ``None`` if none."""
+    target = _target_of(cls)
+    for (name, _), entry in _STORAGES.items():
+        if not entry.preset and (entry.target is cls or entry.target == target):
+            return name
+    return None
+
+
+def is_registered_storage(cls: type) -> bool:
+    """Whether the storage class ``cls`` is registered (so ``to_config`` can name it)."""
+    return storage_name(cls) is not None
+
+
+# -- storages to tables ------------------------------------------------------------
+
+
+def plain(value: Any, relative_to: Path | None = None) -> Any:
+    """``value`` as a configuration holds it: paths as strings (relative to ``relative_to``)."""
+    if isinstance(value, os.PathLike):
+        path = Path(value)
+        return (
+            os.path.relpath(path, relative_to)
+            if relative_to is not None and path.is_absolute()
+            else str(path)
+        )
+    if isinstance(value, tuple | list):
+        return [plain(v, relative_to) for v in value]
+    if isinstance(value, bool | int | float | str):
+        return value
+    name = getattr(value, "name", None)  # a Serializer: by its registered name
+    if isinstance(name, str) and hasattr(value, "dumps"):
+        return name
+    raise ConfigError(f"{value!r} cannot be written to a configuration")
+
+
+def storage_config(storage: Any, relative_to: Path | None = None) -> dict[str, Any]:
+    """``{type = ..., <settings that differ from their defaults>}`` of a storage.
+
+    What :meth:`~fleche.storage.base.KeyManagement.to_config` returns and
+    ``fleche.config`` builds the storage again from.
+    """
+    kind = type(storage)
+    name = storage_name(kind)
+    if name is None:
+        raise ConfigError(
+            f"the storage class {kind.__qualname__} is not registered; see register_storage()"
+        )
+    table: dict[str, Any] = {"type": name}
+    for field in dataclasses.fields(storage):
+        if not field.init or field.name == "storage":
+            continue
+        value = getattr(storage, field.name)
+        if field.default is not dataclasses.MISSING and value == field.default:
+            continue
+        if field.name == "secret_key":
+            if value is None or value == ():
+                continue
+            raise ConfigError(
+                "secret keys are never written to a configuration; set FLECHE_SECRET_KEY instead"
+            )
+        if field.name == "url" and isinstance(value, str) and "://" not in value:
+            value = Path(value)
+        table[field.name] = plain(value, relative_to)
+    return table
