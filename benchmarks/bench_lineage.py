@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _timing import ms, print_table  # noqa: E402
 
-from fleche import Cache, cache, digest, fleche, open_cache  # noqa: E402
+from fleche import Cache, cache, fleche, open_cache  # noqa: E402
+from fleche.digest import digest  # noqa: E402
 from fleche.storage import CallMemory, ValueMemory  # noqa: E402
 
 BACKGROUND = 5_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import digest  # the submodule, as in 0.22: fleche.digest.digest(x)
 from .caches import (
     Cache,
     CacheBase,
@@ -32,7 +33,7 @@ from .call import (
     Unstored,
 )
 from .config import from_config, open_cache, to_config
-from .digest import Digest, digest
+from .digest import Digest
 from .errors import (
     AmbiguousDigestError,
     CacheWarning,
@@ -46,17 +47,28 @@ from .errors import (
 )
 from .executor import wrap_executor
 from .query import QueryIterator
-from .state import active_cache, cache, meta, project, tags
+from .state import BoundWrapper, active_cache, cache, get_cache, get_metadata, meta, project, tags
 from .wrapper import CachedFunction, fleche
 
+_HEX = frozenset("0123456789abcdefABCDEF")
 
-def D(prefix: str) -> Digest:
-    """A (short) digest typed by hand; passed as an argument it stands for its value."""
-    return Digest(prefix)
+
+def D(value: object) -> Digest:
+    """A digest: a non-empty hex string is taken as a (short) digest, anything else is digested.
+
+    ``D("a3f9c1")`` passed as an argument stands for the stored value it
+    names; ``D([1, 2])`` is ``digest([1, 2])``.  A hex string longer than a
+    digest (such as a 64-character digest of the 0.22 release) is a
+    ``ValueError``, not a value to digest.
+    """
+    if isinstance(value, str) and value and _HEX.issuperset(value):
+        return Digest(value)
+    return digest.digest(value)
 
 
 __all__ = [
     "AmbiguousDigestError",
+    "BoundWrapper",
     "Cache",
     "CacheBase",
     "CachePool",
@@ -92,6 +104,8 @@ __all__ = [
     "digest",
     "fleche",
     "from_config",
+    "get_cache",
+    "get_metadata",
     "meta",
     "open_cache",
     "project",

@@ -2,8 +2,8 @@
 
 ``@fleche()`` on a coroutine function gives an :class:`AsyncCachedFunction`:
 calling it returns a coroutine, a hit is awaited like a miss, and the same
-helpers (``.digest``, ``.contains``, ``.load``, ``.call``, ``.query``,
-``.explain``) work unchanged; ``.rerun`` is awaited too.
+helpers (``.call``, ``.digest``, ``.contains``, ``.load``, ``.record``,
+``.query``, ``.bind``, ``.explain``) work unchanged; ``.rerun`` is awaited too.
 
 Concurrent awaits of one call in one event loop share one computation: the
 first becomes the leader and runs the body, the others wait for its future
@@ -20,8 +20,10 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .caches import Cache
+from .caches import Cache, RefreshingCache
 from .digest import Digest
+from .state import active_cache
+from .state import cache as activate
 from .wrapper import _MISS, CachedFunction, _Keyed
 
 __all__ = ["AsyncCachedFunction", "is_coroutine_function"]
@@ -108,13 +110,14 @@ class AsyncCachedFunction(CachedFunction):
     ) -> Any:
         """Await the body and store the call, like :meth:`CachedFunction._compute`."""
         with self._computation(cache, keyed, args, kwargs) as run:
-            run.result = await self.func(*run.args, **run.kwargs)
+            run.result = await self._body(*run.args, **run.kwargs)
         return run.result
 
     async def rerun(self, /, *args: Any, **kwargs: Any) -> Any:
-        """Compute this call again and store the new result over the old one."""
+        """Compute this call again, and the decorated calls it makes, storing the new results."""
         cache = self.cache
-        return await self._compute_async(cache, self._keyed(cache, args, kwargs), args, kwargs)
+        with activate(RefreshingCache(active_cache())):
+            return await self._compute_async(cache, self._keyed(cache, args, kwargs), args, kwargs)
 
     def __repr__(self) -> str:
         return f"<fleche cached coroutine function {self.module}.{self.name}>"

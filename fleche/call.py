@@ -18,31 +18,40 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from .digest import Digest, digest, digest_raw
 from .errors import Indigestible
+from .prepared import LazyArguments, PreparedCall
+from .profile import FunctionProfile, Ignored, Required, Unstored, bind, marked
 
 if TYPE_CHECKING:
     from .storage.base import ValueStorage
 
 __all__ = [
+    "AnyCall",
+    "AnyQueryType",
     "Call",
-    "argument_digests",
-    "key_of",
     "DigestedCall",
     "Exactly",
+    "FunctionProfile",
     "Ignored",
+    "LazyArguments",
     "LazyCall",
     "PreparedCall",
     "QueryCall",
     "Required",
+    "StrQueryType",
     "UNSTORED",
     "Unstored",
+    "argument_digests",
+    "bind",
     "function_prefix",
+    "key_of",
     "lookup_key",
+    "marked",
     "unstored_arguments",
 ]
 
@@ -52,31 +61,6 @@ KEY_SCHEME = 1
 #: Identity fields a decorator may leave out of the key (``hash_module=False``…).
 OPTIONAL_IDENTITY = frozenset({"module", "version"})
 
-T = TypeVar("T")
-
-
-class _Marker:
-    """Annotation marker: ``Ignored[T]``, ``Required[T]``, ``Unstored[T]`` in a signature."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __getitem__(self, tp: type[T]) -> Any:
-        return Annotated[tp, self]
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-#: ``def f(x, log: Ignored[Logger])``: the argument is left out of the key.
-Ignored = _Marker("Ignored")
-#: ``def f(x: Required[int] = 0)``: the argument is always part of the key,
-#: even where a decorator would ignore it.
-Required = _Marker("Required")
-#: ``def f(frames: Unstored[np.ndarray])``: the argument is keyed by its digest
-#: but its value is not copied into the store (a large input you keep anyway).
-Unstored = _Marker("Unstored")
-
 #: Metadata namespace naming the arguments a record keys by digest only.
 UNSTORED = "unstored"
 
@@ -85,13 +69,6 @@ def unstored_arguments(metadata: Mapping[str, Mapping[str, Any]]) -> frozenset[s
     """Names of the arguments whose values a call record does not keep (see ``Unstored``)."""
     entry = metadata.get(UNSTORED)
     return frozenset(entry.get("arguments", ())) if entry else frozenset()
-
-
-def marked(annotation: Any, marker: _Marker) -> bool:
-    """Whether a parameter annotation carries ``marker`` (``Ignored``/``Required``)."""
-    return get_origin(annotation) is Annotated and any(
-        m is marker for m in get_args(annotation)[1:]
-    )
 
 
 @functools.lru_cache(maxsize=4096)  # every save re-keys its record: hash each identity once
@@ -177,7 +154,13 @@ def lookup_key(prefix: bytes, arguments: Mapping[str, Any]) -> Digest:
     return key_of(prefix, argument_digests(arguments))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+_set = object.__setattr__
+#: The fields of a pickled call, in their pickled order.
+_PICKLED = ("name", "module", "arguments", "result", "metadata", "version", "code", "unkeyed",
+            "created")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False, eq=False)
 class Call:
     """One call of a function: its identity, arguments, result and metadata.
 
@@ -186,17 +169,62 @@ class Call:
     ``"tags"``…) to a mapping of plain values.  ``unkeyed`` names the identity
     fields left out of the lookup key.  Records are shared, not copied: treat
     the mappings as read-only.
+
+    The positional order is the 0.22 release's (``Call(name, arguments,
+    metadata, module, version, code_digest, result)``); ``code_digest=`` is
+    accepted for ``code``.  Calls equal by content are equal whatever their
+    kind (a :class:`DigestedCall` equals the call with the same digests) and
+    ``created``; they digest alike too.
     """
 
     name: str
-    module: str
     arguments: Mapping[str, Any]
-    result: Any = None
-    metadata: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    version: str | None = None
-    code: Digest | None = None
-    unkeyed: frozenset[str] = frozenset()
-    created: float = dataclasses.field(default_factory=time.time)
+    metadata: Mapping[str, Mapping[str, Any]]
+    module: str | None
+    version: str | None
+    code: Digest | None
+    result: Any
+    unkeyed: frozenset[str]
+    created: float
+
+    # Written out (not generated) to take the 0.22 keyword ``code_digest``; it
+    # costs what the generated __init__ did (1.6 µs for a record, timed on the
+    # miss path beside the previous version; benchmarks/bench_core.py).
+    def __init__(
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+        module: str | None = None,
+        version: str | None = None,
+        code: Digest | None = None,
+        result: Any = None,
+        unkeyed: frozenset[str] = frozenset(),
+        created: float | None = None,
+        *,
+        code_digest: Digest | None = None,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "arguments", arguments)
+        _set(self, "metadata", {} if metadata is None else metadata)
+        _set(self, "module", module)
+        _set(self, "version", version)
+        _set(self, "code", code if code_digest is None else code_digest)
+        _set(self, "result", result)
+        _set(self, "unkeyed", unkeyed)
+        _set(self, "created", time.time() if created is None else created)
+
+    @classmethod
+    def from_call(cls, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Call:
+        """The call ``func(*args, **kwargs)`` (not run): arguments bound, defaults applied."""
+        return cls(
+            func.__qualname__, bind(func, args, kwargs, apply_defaults=True), module=func.__module__
+        )
+
+    @property
+    def code_digest(self) -> Digest | None:
+        """The 0.22 name of :attr:`code`."""
+        return self.code
 
     def prefix(self) -> bytes:
         """The raw digest of this call's function identity."""
@@ -205,6 +233,10 @@ class Call:
     def key(self) -> Digest:
         """The lookup key of this call (independent of its result and metadata)."""
         return lookup_key(self.prefix(), self.arguments)
+
+    def to_lookup_key(self) -> Digest:
+        """The 0.22 name of :meth:`key`."""
+        return self.key()
 
     def digested(self) -> DigestedCall:
         """This call with every argument and the result replaced by its digest."""
@@ -222,6 +254,24 @@ class Call:
             created=self.created,
         )
 
+    def digest(self) -> DigestedCall:
+        """The 0.22 name of :meth:`digested` (digests only; nothing is stored)."""
+        return self.digested()
+
+    def stash(self, values: ValueStorage) -> DigestedCall:
+        """Save the arguments and the result into ``values``; the digested call.
+
+        A :class:`Digest` given for a value stands for a value stored
+        already, so it is not saved (it would replace that value).
+        """
+        record = self.digested()
+        for name, value in self.arguments.items():
+            if type(value) is not Digest:
+                values.save(value, record.arguments[name])
+        if type(self.result) is not Digest:
+            values.save(self.result, record.result)
+        return record
+
     def replace(self, **changes: Any) -> Call:
         """A copy with some fields changed (e.g. for :meth:`CallStorage.transform`)."""
         return dataclasses.replace(self, **changes)
@@ -231,14 +281,62 @@ class Call:
         """``module.name``, the way a person names the function."""
         return f"{self.module}.{self.name}"
 
+    def _content(self) -> tuple[Any, ...]:
+        return (self.name, self.module, self.version, self.code, self.unkeyed,
+                self.arguments, self.result, self.metadata)  # fmt: skip
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Call):
+            return NotImplemented
+        return self._content() == other._content()
+
+    __hash__ = None  # type: ignore[assignment]  # the mappings inside are mutable
+
+    # Pickled as the field values in the order this class had before it took
+    # the 0.22 positional order, so records pickled by earlier versions load.
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, name) for name in _PICKLED]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for name, value in zip(_PICKLED, state, strict=True):
+            _set(self, name, value)
+
+    def __digest__(self) -> Digest:
+        # A Digest, not a tuple: the digest names no class, so a record digests
+        # like the call it was made from (a digest stands for its value).
+        return digest(("fleche.call.Call", *self._content()))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False, eq=False)
 class DigestedCall(Call):
     """A call whose arguments and result are the digests of the values.
 
     This is the record call storages keep: small, and queryable without
-    touching the values.
+    touching the values.  Its positional order is the 0.22 release's:
+    ``DigestedCall(name, arguments, result, metadata, module, version, code_digest)``.
     """
+
+    def __init__(
+        self,
+        name: str,
+        arguments: Mapping[str, Digest],
+        result: Digest | None = None,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+        module: str | None = None,
+        version: str | None = None,
+        code: Digest | None = None,
+        unkeyed: frozenset[str] = frozenset(),
+        created: float | None = None,
+        *,
+        code_digest: Digest | None = None,
+    ) -> None:
+        Call.__init__(
+            self, name, arguments, metadata, module, version, code, result, unkeyed, created,
+            code_digest=code_digest,
+        )  # fmt: skip
+
+    __getstate__ = Call.__getstate__  # kept: a dataclass would give the subclass its own
+    __setstate__ = Call.__setstate__
 
     def digested(self) -> DigestedCall:
         return self
@@ -248,32 +346,18 @@ class DigestedCall(Call):
         yield from self.arguments.values()
         yield self.result
 
+    def fetch(self, cache: Any) -> LazyCall:
+        """This record with its values read from ``cache`` on access."""
+        return LazyCall(self, _CacheValues(cache))
 
-class _LazyArguments(Mapping[str, Any]):
-    """Arguments of a :class:`LazyCall`, each loaded the first time it is read."""
 
-    def __init__(self, digests: Mapping[str, Digest], load: Callable[[Digest], Any]) -> None:
-        self._digests = digests
-        self._load = load
-        self._loaded: dict[str, Any] = {}
+class _CacheValues:
+    """A cache seen as the value storage a :class:`LazyCall` reads from."""
 
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._loaded:
-            key = self._digests[name]
-            try:
-                self._loaded[name] = self._load(key)
-            except KeyError:  # not kept (an ``Unstored`` argument): its digest stands for it
-                return key
-        return self._loaded[name]
+    __slots__ = ("load",)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._digests)
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-    def __repr__(self) -> str:
-        return "{" + ", ".join(f"{k!r}: <{d[:8]}>" for k, d in self._digests.items()) + "}"
+    def __init__(self, cache: Any) -> None:
+        self.load = cache.load_value
 
 
 class LazyCall:
@@ -284,7 +368,7 @@ class LazyCall:
     def __init__(self, digested_call: DigestedCall, values: ValueStorage) -> None:
         self.digested_call = digested_call
         self._values = values
-        self._arguments = _LazyArguments(digested_call.arguments, values.load)
+        self._arguments = LazyArguments(digested_call.arguments, values.load)
         self._result: Any = _UNSET
 
     def __getattr__(self, name: str) -> Any:
@@ -306,7 +390,15 @@ class LazyCall:
     def key(self) -> Digest:
         return self.digested_call.key()
 
+    def to_lookup_key(self) -> Digest:
+        """The 0.22 name of :meth:`key`."""
+        return self.key()
+
     def digested(self) -> DigestedCall:
+        return self.digested_call
+
+    def detach(self) -> DigestedCall:
+        """The 0.22 name of :meth:`digested`: the record, without its values."""
         return self.digested_call
 
     def load(self) -> Call:
@@ -324,65 +416,20 @@ class LazyCall:
             created=d.created,
         )
 
+    def fetch(self) -> Call:
+        """The 0.22 name of :meth:`load`."""
+        return self.load()
+
     def __repr__(self) -> str:
         d = self.digested_call
         return f"LazyCall({d.qualified_name}({self._arguments!r}) -> <{d.result[:8]}>)"
 
 
 _UNSET = object()
-_CALL_FIELDS = frozenset(f.name for f in dataclasses.fields(Call)) | {"qualified_name"}
-
-
-class PreparedCall:
-    """A call whose arguments are stored and whose key is sealed before it runs.
-
-    Made by :meth:`fleche.caches.Cache.prepare`; ``record`` holds the argument
-    digests.  While a prepared call is open its argument values are pinned
-    against garbage collection.  Finish it with :meth:`commit` (stores the
-    result and the record) or :meth:`abandon`; as a context manager it
-    abandons itself on exit if it was not committed.
-    """
-
-    __slots__ = ("record", "key", "_finish", "_release", "committed")
-
-    def __init__(
-        self,
-        record: DigestedCall,
-        key: Digest,
-        finish: Callable[[DigestedCall, Any, Mapping[str, Any]], Digest],
-        release: Callable[[], None],
-    ) -> None:
-        self.record = record
-        self.key = key
-        self._finish = finish
-        self._release = release
-        self.committed = False
-
-    def commit(
-        self, result: Any, metadata: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> Digest:
-        """Store ``result`` and the call record (with extra ``metadata``); returns the call key."""
-        try:
-            key = self._finish(self.record, result, metadata or {})
-        finally:
-            self.abandon()
-        self.committed = True
-        return key
-
-    def abandon(self) -> None:
-        """Release the pinned arguments without storing anything more."""
-        release, self._release = self._release, _noop
-        release()
-
-    def __enter__(self) -> PreparedCall:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.abandon()
-
-
-def _noop() -> None:
-    pass
+_CALL_FIELDS = frozenset(f.name for f in dataclasses.fields(Call)) | {
+    "qualified_name",
+    "code_digest",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,7 +443,7 @@ class Exactly:
     value: Any
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class QueryCall:
     """A template for stored calls: every field left ``None`` is a wildcard.
 
@@ -404,16 +451,32 @@ class QueryCall:
     its value, ``None`` included); values may be given as they are or as
     their :class:`Digest`.  ``metadata`` maps a namespace to the entries that
     must be equal; an empty mapping asks only that the namespace is present.
-    Wrap a field in :class:`Exactly` to match ``None`` itself.
+    Wrap a field in :class:`Exactly` to match ``None`` itself.  The
+    positional order is the 0.22 release's (``QueryCall(name, arguments,
+    metadata, module, version, code_digest, result)``); ``code_digest=`` is
+    accepted for ``code``.
     """
 
     name: str | None = None
-    module: str | None = None
     arguments: Mapping[str, Any] | None = None
-    result: Any = None
     metadata: Mapping[str, Mapping[str, Any]] | None = None
+    module: str | None = None
     version: str | None | Exactly = None
     code: Digest | None | Exactly = None
+    result: Any = None
+    code_digest: dataclasses.InitVar[Digest | None | Exactly] = dataclasses.field(
+        default=None, kw_only=True
+    )
+
+    def __post_init__(self, code_digest: Digest | None | Exactly) -> None:
+        if code_digest is not None:
+            object.__setattr__(self, "code", code_digest)
+
+    @classmethod
+    def from_call(cls, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> QueryCall:
+        """The template of the calls of ``func`` with the arguments given; the others are wildcards."""
+        arguments = bind(func, args, kwargs, partial=True)
+        return cls(func.__qualname__, arguments or None, module=func.__module__)
 
     @classmethod
     def from_template(cls, template: QueryCall | Call) -> QueryCall:
@@ -482,3 +545,11 @@ def metadata_matches(
 
 def _unwrap(value: Any) -> Any:
     return value.value if isinstance(value, Exactly) else value
+
+
+#: Any of the call kinds a cache hands out or takes.
+AnyCall = Call | DigestedCall | LazyCall
+#: What selects calls: a template, or a predicate over stored calls.
+AnyQueryType = QueryCall | Callable[[LazyCall], bool]
+#: A text field of a template: a value, a wildcard (``None``) or :class:`Exactly`.
+StrQueryType = str | None | Exactly

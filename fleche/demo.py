@@ -87,7 +87,7 @@ def main(console: Console | None = None) -> dict[str, float]:
         .to_string(index=False)
     )
 
-    call = fit.call(DIFFUSIVITIES, [spread(diffuse(d)) for d in DIFFUSIVITIES])
+    call = fit.record(DIFFUSIVITIES, [spread(diffuse(d)) for d in DIFFUSIVITIES])
     value = call.digested_call.result
     say(f"\nthe fit is call {store.shrink(call.key())}; its result is value {store.shrink(value)}")
     say(f"(try: fleche show {store.shrink(value)}, fleche lineage {store.shrink(value)} --dot)")

@@ -44,7 +44,9 @@ Decisions a user may notice:
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
+import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -196,6 +198,21 @@ def digest(obj: Any) -> Digest:
         return _new_str(Digest, lookup(type(obj), fallback)(obj).hex())
     except RecursionError:
         raise _recursion_error(obj) from None
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`digest`.
+
+    ``fleche.digest`` is this module (as in the 0.22 release); calling it
+    digests, so ``from fleche import digest; digest(x)``, written against
+    earlier versions of this package, keeps working.
+    """
+
+    def __call__(self, obj: Any) -> Digest:
+        return digest(obj)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 # --------------------------------------------------------------------------- resolution

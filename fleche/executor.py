@@ -176,7 +176,7 @@ def _within(
         active, recorders, active_tags = found
         if active is not None:
             cache(active)
-        meta(*recorders, replace=True)
+        meta(*recorders)
         tags(**active_tags)
     return fn(*args, **kwargs)
 

@@ -219,7 +219,7 @@ def explain(
     """
     cache = function.cache
     qualified = f"{function.module}.{function.name}"
-    arguments = function.bind(*args, **kwargs)
+    arguments = dict(function.call(*args, **kwargs).arguments)
     try:
         digests = function._digests(cache, arguments)
     except Indigestible as err:

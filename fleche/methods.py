@@ -3,8 +3,8 @@
 A :class:`~fleche.wrapper.CachedFunction` is a descriptor, like a plain
 function: looked up on an instance it returns a :class:`BoundCachedFunction`
 that passes the instance as the first argument to the call and to every
-helper (``.digest``, ``.contains``, ``.load``, ``.call``, ``.query``,
-``.rerun``, ``.explain``).
+helper (``.call``, ``.digest``, ``.contains``, ``.load``, ``.record``,
+``.query``, ``.rerun``, ``.bind``, ``.explain``).
 
 The policy for ``self`` (and ``cls``): it is an argument like any other, so
 it is part of the key through the digest rules.  A dataclass or attrs
@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .call import LazyCall
+    from .call import Call, LazyCall
     from .digest import Digest
     from .explain import Explanation
     from .query import QueryIterator
+    from .state import BoundWrapper
     from .wrapper import CachedFunction
 
 __all__ = ["BoundCachedFunction", "FUNCTION", "CLASSMETHOD", "STATICMETHOD", "unwrap_method"]
@@ -75,7 +76,7 @@ class BoundCachedFunction:
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.__func__(self.__self__, *args, **kwargs)
 
-    def bind(self, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def bind(self, /, *args: Any, **kwargs: Any) -> BoundWrapper:
         """See :meth:`CachedFunction.bind <fleche.wrapper.CachedFunction.bind>`."""
         return self.__func__.bind(self.__self__, *args, **kwargs)
 
@@ -91,9 +92,13 @@ class BoundCachedFunction:
         """See :meth:`CachedFunction.load <fleche.wrapper.CachedFunction.load>`."""
         return self.__func__.load(self.__self__, *args, **kwargs)
 
-    def call(self, /, *args: Any, **kwargs: Any) -> LazyCall:
+    def call(self, /, *args: Any, **kwargs: Any) -> Call:
         """See :meth:`CachedFunction.call <fleche.wrapper.CachedFunction.call>`."""
         return self.__func__.call(self.__self__, *args, **kwargs)
+
+    def record(self, /, *args: Any, **kwargs: Any) -> LazyCall:
+        """See :meth:`CachedFunction.record <fleche.wrapper.CachedFunction.record>`."""
+        return self.__func__.record(self.__self__, *args, **kwargs)
 
     def rerun(self, /, *args: Any, **kwargs: Any) -> Any:
         """See :meth:`CachedFunction.rerun <fleche.wrapper.CachedFunction.rerun>`."""
@@ -104,16 +109,19 @@ class BoundCachedFunction:
         return self.__func__.explain(self.__self__, *args, **kwargs)
 
     def query(
-        self, /, *, metadata: Mapping[str, Mapping[str, Any]] | None = None, **arguments: Any
+        self,
+        /,
+        *args: Any,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+        **arguments: Any,
     ) -> QueryIterator:
         """Stored calls of this method on ``__self__`` (see :meth:`CachedFunction.query`).
 
         The bound instance is matched unless its parameter is ignored.
         """
-        first = self._first_parameter()
-        if first is not None and first not in self.__func__.ignored:
-            arguments.setdefault(first, self.__self__)
-        return self.__func__.query(metadata=metadata, **arguments)
+        if self._first_parameter() is None:
+            return self.__func__.query(*args, metadata=metadata, **arguments)
+        return self.__func__.query(self.__self__, *args, metadata=metadata, **arguments)
 
     def _first_parameter(self) -> str | None:
         return next(iter(self.__func__._bind.signature.parameters), None)
@@ -132,6 +140,11 @@ class BoundCachedFunction:
     def cache(self) -> Any:
         """The cache the function uses now."""
         return self.__func__.cache
+
+    @property
+    def fleche(self) -> BoundCachedFunction:
+        """The helpers again (``obj.method.fleche.digest(...)``), the 0.22 spelling."""
+        return self
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Like a bound method: rebuilt by looking the name up on the instance (or class) again.

@@ -1,22 +1,36 @@
 """The active cache, metadata recorders and tags, as context variables.
 
 ``cache(...)`` activates a cache for the rest of the context (sticky) and,
-used as ``with cache(...):``, only for the block.  Context variables make
-both correct under threads and asyncio tasks.
+used as ``with cache(...):``, only for the block; ``meta(...)`` and
+``tags(...)`` do the same for metadata recorders and tags.  Context
+variables make all three correct under threads and asyncio tasks, and a
+:class:`BoundWrapper` carries them to wherever a function runs.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from .caches import Cache, CacheBase, memory_cache, void_cache
+from .caches import Cache, CacheBase, CacheStack, memory_cache, void_cache
 from .metadata import Environment, Git, Metadata, Runtime, Tags
 
-__all__ = ["active_cache", "active_metadata", "active_tags", "cache", "meta", "project", "tags"]
+__all__ = [
+    "BoundWrapper",
+    "active_cache",
+    "active_metadata",
+    "active_tags",
+    "cache",
+    "get_cache",
+    "get_metadata",
+    "meta",
+    "project",
+    "tags",
+]
 
 _cache: contextvars.ContextVar[Cache | None] = contextvars.ContextVar("fleche_cache", default=None)
 _metadata: contextvars.ContextVar[tuple[Metadata, ...]] = contextvars.ContextVar(
@@ -66,6 +80,16 @@ def active_metadata() -> tuple[Metadata, ...]:
     return _metadata.get()
 
 
+def get_cache() -> Cache:
+    """The 0.22 name of :func:`active_cache`."""
+    return active_cache()
+
+
+def get_metadata() -> tuple[Metadata, ...]:
+    """The 0.22 name of :func:`active_metadata`."""
+    return _metadata.get()
+
+
 def active_tags() -> Mapping[str, Any]:
     """The tags in force."""
     return _tags.get()
@@ -91,19 +115,30 @@ class _Activation:
         self._var.reset(self._token)
 
 
-def cache(spec: Cache | str) -> _Activation:
-    """Activate a cache: sticky, or for a ``with`` block.
+def cache(new_cache: Cache | str | None = None, stack: bool = False) -> Any:
+    """The active cache; or activate one: sticky, or for a ``with`` block.
 
-    ``spec`` is a :class:`Cache`, a reserved name (``"memory"``, ``"void"``) or
-    a cache named in ``fleche.toml``; an unknown name is a
-    :class:`~fleche.errors.ConfigError`.
+    ``new_cache`` is a :class:`Cache`, a reserved name (``"memory"``,
+    ``"void"``) or a cache named in ``fleche.toml``; an unknown name is a
+    :class:`~fleche.errors.ConfigError`.  ``stack=True`` puts it in front of
+    the active cache, as a :class:`~fleche.caches.CacheStack`.  Without an
+    argument, the active cache itself is returned.
     """
-    return _Activation(_cache, resolve(spec))
+    if new_cache is None:
+        return active_cache()
+    new = resolve(new_cache)
+    if stack:
+        new = CacheStack([new, active_cache()])
+    return _Activation(_cache, new)
 
 
-def meta(*recorders: Metadata, replace: bool = False) -> _Activation:
-    """Add metadata recorders (or, with ``replace``, use only these)."""
-    for r in recorders:
+def meta(*new_metadata: Metadata, stack: bool = False) -> _Activation:
+    """Use these metadata recorders (or, with ``stack=True``, add them to the active ones).
+
+    As in the 0.22 release, ``meta(r)`` alone replaces the recorders in
+    force, the defaults included; ``meta(r, stack=True)`` keeps them.
+    """
+    for r in new_metadata:
         if not (
             hasattr(r, "name")
             and any(
@@ -115,8 +150,8 @@ def meta(*recorders: Metadata, replace: bool = False) -> _Activation:
                 f"{r!r} is not a metadata recorder (needs name, and start()/stop(token) "
                 "or pre(call)/post(pre, call))"
             )
-    current = () if replace else _metadata.get()
-    return _Activation(_metadata, current + recorders)
+    current = _metadata.get() if stack else ()
+    return _Activation(_metadata, current + new_metadata)
 
 
 def tags(**entries: Any) -> _Activation:
@@ -127,3 +162,31 @@ def tags(**entries: Any) -> _Activation:
 def project(name: str) -> _Activation:
     """Tag the calls made from here on with a project name: ``tags(project=name)``."""
     return tags(project=name)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundWrapper:
+    """``func`` with a cache, metadata recorders and tags that it always runs with.
+
+    :meth:`bind` captures those active where it is called; calling the
+    wrapper installs them around the call, wherever it runs (another
+    thread, or another process: it pickles when ``func`` and the cache do).
+    """
+
+    func: Callable[..., Any]
+    cache: CacheBase
+    meta: tuple[Metadata, ...]
+    tags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def bind(cls, func: Callable[..., Any]) -> BoundWrapper:
+        """``func`` bound to the active cache, metadata recorders and tags."""
+        return cls(func, active_cache(), active_metadata(), dict(active_tags()))
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        with (
+            _Activation(_cache, self.cache),
+            _Activation(_metadata, tuple(self.meta)),
+            _Activation(_tags, self.tags),
+        ):
+            return self.func(*args, **kwargs)

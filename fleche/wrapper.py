@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
 from ._code_deps import code_digest
-from .caches import Cache
+from .caches import Cache, RefreshingCache
 from .caches.base import EXPIRY, Duration, seconds
 from .call import (
     UNSTORED,
+    Call,
     DigestedCall,
     Ignored,
     LazyCall,
@@ -28,20 +29,22 @@ from .call import (
     argument_digests,
     function_prefix,
     key_of,
-    marked,
 )
-from .digest import DIGEST_LENGTH, Digest
+from .digest import DIGEST_LENGTH, Digest, digest
 from .errors import CacheWarning, Indigestible, warn
+from .isolation import isolating
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
+from .profile import Binder, FunctionProfile, bind, marked_names
 from .query import QueryIterator
 from .single_flight import compute_once
-from .state import active_cache, active_metadata, resolve
+from .state import BoundWrapper, active_cache, active_metadata, resolve
+from .state import cache as activate
 
 if TYPE_CHECKING:
     from .explain import Explanation
 
-__all__ = ["CachedFunction", "fleche"]
+__all__ = ["CachedFunction", "Ignored", "Required", "fleche", "process_ignore_required_args"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,67 +71,16 @@ class _Keyed(NamedTuple):
 #: What :meth:`CachedFunction._stored_result` returns on a miss (``None`` is a result).
 _MISS = object()
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
+def process_ignore_required_args(
+    func: Callable[..., Any], ignore: Iterable[str] | None, require: Iterable[str] | None
+) -> FunctionProfile:
+    """The profile of ``func`` with ``ignore``/``require`` and its annotations applied.
 
-def _signature(func: Callable[..., Any]) -> inspect.Signature:
-    try:  # resolve string annotations (PEP 563) to find Ignored/Required
-        return inspect.signature(func, eval_str=True)
-    except Exception:
-        return inspect.signature(func)
-
-
-class _Binder:
-    """Binds call arguments to parameter names, defaults applied, ignored ones dropped.
-
-    Plain positional calls take a fast path that skips ``Signature.bind``
-    (about 3 µs of the 5 µs budget of a key; benchmarks/bench_core.py).
+    The 0.22 name for :meth:`FunctionProfile.of <fleche.profile.FunctionProfile.of>`
+    with only those two options.
     """
-
-    def __init__(self, signature: inspect.Signature, ignored: frozenset[str]) -> None:
-        params = list(signature.parameters.values())
-        self.signature = signature
-        self.names = tuple(p.name for p in params)
-        self.simple = all(p.kind in _POSITIONAL for p in params)
-        self.ignored = ignored
-        # _fill[n]: the defaults completing a call with n positional arguments,
-        # or None when some parameter after the n-th has no default.
-        self._fill: list[tuple[tuple[str, Any], ...] | None] = []
-        for n in range(len(params) + 1):
-            rest = params[n:]
-            usable = all(p.default is not p.empty for p in rest)
-            self._fill.append(tuple((p.name, p.default) for p in rest) if usable else None)
-
-    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        if self.simple and not kwargs and len(args) <= len(self.names):
-            fill = self._fill[len(args)]
-            if fill is not None:
-                arguments = dict(zip(self.names, args, strict=False))
-                if fill:
-                    arguments.update(fill)
-                return self._drop_ignored(arguments) if self.ignored else arguments
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return self._drop_ignored(dict(bound.arguments))
-
-    def _drop_ignored(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        for name in self.ignored:
-            arguments.pop(name, None)
-        return arguments
-
-
-def _names(
-    signature: inspect.Signature, given: Iterable[str], marker: Any, what: str
-) -> frozenset[str]:
-    names = frozenset(given) | {
-        n for n, p in signature.parameters.items() if marked(p.annotation, marker)
-    }
-    unknown = names - signature.parameters.keys()
-    if unknown:
-        raise ValueError(
-            f"{what}= names {sorted(unknown)}, which are not parameters of the function"
-        )
-    return names
+    return FunctionProfile.of(func, ignore=ignore, require=require)
 
 
 class CachedFunction(Generic[P, R]):
@@ -153,12 +105,13 @@ class CachedFunction(Generic[P, R]):
         func: Callable[P, R],
         *,
         version: str | None = None,
-        ignore: Iterable[str] = (),
-        require: Iterable[str] = (),
+        ignore: Iterable[str] | None = None,
+        require: Iterable[str] | None = None,
         hash_code: bool = False,
         meta: Iterable[Metadata] = (),
         hash_module: bool = True,
         hash_version: bool = True,
+        isolate: bool = False,
         cache: Cache | str | None = None,
         ttl: Duration | None = None,
         unstored: Iterable[str] = (),
@@ -166,17 +119,19 @@ class CachedFunction(Generic[P, R]):
         func, self._method_kind = unwrap_method(func)  # @fleche() above @classmethod/@staticmethod
         functools.update_wrapper(self, func)
         self.func = func
+        #: What runs on a miss: the function, in its own directory if ``isolate``.
+        self._body = isolating(func) if isolate else func
+        # The code digest is taken at first use (``code`` below), not here.
+        profile = FunctionProfile.of(func, version=version, ignore=ignore, require=require)
         self.version = version
-        signature = _signature(func)
-        self.ignored = _names(signature, ignore, Ignored, "ignore")
-        self.required = _names(signature, require, Required, "require")
-        self.unstored = _names(signature, unstored, Unstored, "unstored")
-        for first, second in (("ignored", "required"), ("ignored", "unstored")):
-            both = getattr(self, first) & getattr(self, second)
-            if both:
-                raise ValueError(f"arguments {sorted(both)} cannot be both {first} and {second}")
-        self.name = func.__qualname__
-        self.module = func.__module__
+        self.ignored = profile.ignored
+        self.required = profile.required
+        self.unstored = marked_names(profile.signature, unstored, Unstored, "unstored")
+        both = self.ignored & self.unstored
+        if both:
+            raise ValueError(f"arguments {sorted(both)} cannot be both ignored and unstored")
+        self.name = profile.qualname
+        self.module = profile.module
         self._hash_code = hash_code
         self.unkeyed = frozenset(
             field
@@ -184,7 +139,7 @@ class CachedFunction(Generic[P, R]):
             if not keep
         )
         self.meta = tuple(meta)
-        self._bind = _Binder(signature, self.ignored)
+        self._bind = Binder(profile.signature, self.ignored)
         self._cache = None if cache is None else resolve(cache)
         self.ttl = None if ttl is None else seconds(ttl, "ttl")
         # What rides in every record: the expiry (the cache stamps its absolute
@@ -277,7 +232,7 @@ class CachedFunction(Generic[P, R]):
     ) -> R:
         """Run the body and store the call; a storage failure costs a warning, never the result."""
         with self._computation(cache, keyed, args, kwargs) as run:
-            run.result = self.func(*run.args, **run.kwargs)
+            run.result = self._body(*run.args, **run.kwargs)
         return run.result
 
     @contextlib.contextmanager
@@ -341,9 +296,16 @@ class CachedFunction(Generic[P, R]):
 
     # -- helpers -------------------------------------------------------------
 
-    def bind(self, /, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
-        """The arguments as they enter the key: by name, defaults applied, ignored ones left out."""
-        return self._bind(args, kwargs)
+    def call(self, /, *args: P.args, **kwargs: P.kwargs) -> Call:
+        """This call, not run: arguments by name as they enter the key, result ``None``."""
+        return Call(
+            self.name,
+            self._bind(args, kwargs),
+            module=self.module,
+            version=self.version,
+            code=self.code,
+            unkeyed=self.unkeyed,
+        )
 
     def digest(self, /, *args: P.args, **kwargs: P.kwargs) -> Digest:
         """The lookup key of this call (nothing is run or read)."""
@@ -357,34 +319,68 @@ class CachedFunction(Generic[P, R]):
         """The stored result of this call (``KeyError`` if it is not stored; nothing runs)."""
         return self.cache.load_result(self.digest(*args, **kwargs))
 
-    def call(self, /, *args: P.args, **kwargs: P.kwargs) -> LazyCall:
-        """The stored record of this call: arguments, result and metadata."""
+    def record(self, /, *args: P.args, **kwargs: P.kwargs) -> LazyCall:
+        """The stored record of this call: arguments, result and metadata (``KeyError`` if none)."""
         return self.cache.load(self.digest(*args, **kwargs))
 
     def rerun(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Compute this call again and store the new result over the old one."""
+        """Compute this call again and store the new result over the old one.
+
+        Decorated functions it calls are computed again too (those using
+        the active cache, not a ``cache=`` of their own).
+        """
         cache = self.cache
-        return self._compute(cache, self._keyed(cache, args, kwargs), args, kwargs)
+        with activate(RefreshingCache(active_cache())):
+            return self._compute(cache, self._keyed(cache, args, kwargs), args, kwargs)
+
+    def bind(self, /, *args: P.args, **kwargs: P.kwargs) -> BoundWrapper:
+        """This function (with ``args``/``kwargs`` applied) bound to the active cache and metadata.
+
+        See :class:`~fleche.state.BoundWrapper`: it runs with them wherever
+        it is called, e.g. when sent to a process pool.
+        """
+        return BoundWrapper.bind(
+            functools.partial(self, *args, **kwargs) if args or kwargs else self
+        )
 
     def query(
-        self, /, *, metadata: Mapping[str, Mapping[str, Any]] | None = None, **arguments: Any
+        self,
+        /,
+        *args: Any,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+        **arguments: Any,
     ) -> QueryIterator:
         """Stored calls of this function whose arguments equal the ones given.
 
-        Arguments not named are wildcards; ``metadata`` filters on recorded
+        Arguments may be given by position or name; those not given, given
+        as ``None`` (match ``None`` itself with :class:`~fleche.call.Exactly`)
+        or ignored are wildcards.  ``metadata`` filters on recorded
         metadata, e.g. ``metadata={"tags": {"project": "x"}}``.  Calls of
         every version of the function are found.
         """
-        unknown = arguments.keys() - self._bind.signature.parameters.keys()
+        signature = self._bind.signature
+        unknown = arguments.keys() - signature.parameters.keys()
         if unknown:
             raise TypeError(
                 f"{self.name}.query() got arguments {sorted(unknown)} the function does not take"
             )
+        if args:
+            arguments = bind(signature, args, arguments, partial=True)
+        given = {n: v for n, v in arguments.items() if v is not None and n not in self.ignored}
         module = None if "module" in self.unkeyed else self.module
         template = QueryCall(
-            name=self.name, module=module, arguments=arguments or None, metadata=metadata
+            name=self.name, module=module, arguments=given or None, metadata=metadata or None
         )
         return self.cache.query(template)
+
+    @property
+    def fleche(self) -> CachedFunction[P, R]:
+        """The helpers again (``f.fleche.digest(...)``), where 0.22 scripts look for them."""
+        return self
+
+    def __digest__(self) -> Digest:
+        # A decorated function digests like the plain one (hash_code, digests of functions).
+        return digest(self.func)
 
     def explain(self, /, *args: P.args, **kwargs: P.kwargs) -> Explanation:
         """Why this call is (not) stored: the nearest stored calls and what differs.
@@ -408,22 +404,24 @@ class CachedFunction(Generic[P, R]):
 
 
 @overload
-def fleche(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+def fleche(_func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
 def fleche(
+    _func: None = None,
     *,
     version: str | None = None,
-    ignore: Iterable[str] = (),
-    require: Iterable[str] = (),
-    hash_code: bool = False,
     meta: Iterable[Metadata] = (),
-    hash_module: bool = True,
     hash_version: bool = True,
+    hash_module: bool = True,
+    hash_code: bool = False,
+    require: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    isolate: bool = False,
     cache: Cache | str | None = None,
     ttl: Duration | None = None,
     unstored: Iterable[str] = (),
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
-def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+def fleche(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Cache the calls of a function persistently, by the content of its arguments.
 
     Parameters
@@ -441,6 +439,9 @@ def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     hash_module, hash_version
         Set to ``False`` to leave the module or the version out of the key
         (a function moved between modules keeps its calls).
+    isolate
+        Run the body in a fresh temporary working directory on every
+        computation (removed afterwards); see :mod:`fleche.isolation`.
     cache
         A cache (or name) this function always uses, instead of the active one.
     ttl
@@ -475,6 +476,6 @@ def fleche(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     ``version``) tells them apart.  Use :meth:`CachedFunction.explain` to
     see why a call misses.
     """
-    if func is None:
+    if _func is None:
         return lambda f: CachedFunction(f, **options)
-    return CachedFunction(func, **options)
+    return CachedFunction(_func, **options)

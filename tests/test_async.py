@@ -142,6 +142,19 @@ def test_helpers_work_on_async_functions(memory):
     assert runs == [1, 1]
 
 
+def test_async_rerun_recomputes_nested_calls(memory):
+    fetch, runs = counted_async()
+
+    @fleche()
+    async def outer(x):
+        return (await fetch(x))["double"] + 1
+
+    assert asyncio.run(outer(1)) == 3 and asyncio.run(outer(1)) == 3
+    assert runs == [1]
+    assert asyncio.run(outer.rerun(1)) == 3
+    assert runs == [1, 1]  # the nested call was computed again, not read
+
+
 def test_several_event_loops_in_a_row(memory):
     fetch, runs = counted_async()
     assert asyncio.run(fetch(4)) == asyncio.run(fetch(4))

@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from fleche import AmbiguousDigestError, Cache, Call, QueryCall, digest
+from fleche import AmbiguousDigestError, Cache, Call, QueryCall
+from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
 
 

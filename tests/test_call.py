@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
-from fleche import Call, Digest, Exactly, QueryCall, digest
+from fleche import Call, Digest, Exactly, QueryCall
 from fleche.call import DigestedCall, function_prefix, lookup_key
+from fleche.digest import digest
 
 
 def make(**changes) -> Call:
@@ -86,3 +89,31 @@ def test_indigestible_argument_names_the_argument():
     with pytest.raises(Indigestible) as info:
         make(arguments={"cfg": {"solver": [1, 2, iter(())]}}).key()
     assert info.value.path == "arguments['cfg']['solver'][2]"
+
+
+#: A DigestedCall pickled by the version before the 0.22 field order (protocol 5).
+OLD_PICKLE = bytes.fromhex(
+    "800595c6000000000000008c0b666c656368652e63616c6c948c0c446967657374656443616c6c94"
+    "93942981945d94288c0166948c016d947d948c0178948c0d666c656368652e646967657374948c06"
+    "4469676573749493948c206162616261626162616261626162616261626162616261626162616261"
+    "626162948594819473680b8c20636463646364636463646364636463646364636463646364636463"
+    "646364636494859481947d948c0474616773947d948c0161944b0173738c0132944e289194474014"
+    "00000000000065622e"
+)
+
+
+def test_records_pickled_before_the_0_22_field_order_still_load():
+    record = pickle.loads(OLD_PICKLE)
+    assert type(record) is DigestedCall
+    assert (record.name, record.module, record.version, record.created) == ("f", "m", "2", 5.0)
+    assert record.arguments == {"x": "ab" * 16} and record.result == "cd" * 16
+    assert record.metadata == {"tags": {"a": 1}} and record.unkeyed == frozenset()
+    assert pickle.dumps(record, protocol=5) == OLD_PICKLE  # the format is unchanged
+
+
+def test_calls_are_equal_by_content_not_by_kind_or_creation_time():
+    call = Call(name="f", module="m", arguments={"x": digest(1)}, result=digest(2), created=1.0)
+    record = DigestedCall(name="f", module="m", arguments={"x": digest(1)}, result=digest(2))
+    assert call == record and record.created != 1.0
+    assert call != call.replace(version="2")
+    assert Call(name="f", module="m", arguments={"x": 1}, result=2).digested() == record

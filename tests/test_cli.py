@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleche import cache, digest, fleche, open_cache
+from fleche import cache, fleche, open_cache
 from fleche.cli import main
+from fleche.digest import digest
 
 
 @fleche

@@ -65,7 +65,7 @@ def test_submitted_calls_are_stored_in_the_active_cache(kind, make, tmp_path):
     with cache(active):
         assert all(double.contains(i) for i in range(4))
         assert double.load(1) == results[1]
-        assert tagged.call(2).metadata["tags"] == {"project": "x"}
+        assert tagged.record(2).metadata["tags"] == {"project": "x"}
         assert sorted(
             call.arguments["x"] for call in tagged.query(metadata={"tags": {"project": "x"}})
         ) == [0, 1, 2]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleche import digest, fleche
+from fleche import fleche
+from fleche.digest import digest
 from fleche.explain import explain, summarize
 
 
@@ -165,7 +166,7 @@ def test_indigestible_call(memory):
 def test_damaged_call_is_reported(memory):
     simulate = simulate_in()
     simulate(3)
-    memory.values.evict(simulate.call(3).digested_call.result)
+    memory.values.evict(simulate.record(3).digested_call.result)
     report = simulate.explain(3)
     assert report.status == "damaged" and "result value" in report.detail
     assert "recomputes" in str(report)

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from fleche import AmbiguousDigestError, cache, digest, fleche
+from fleche import AmbiguousDigestError, cache, fleche
 from fleche.caches import Cache
+from fleche.digest import digest
 from fleche.lineage import PART, lineage
 from fleche.storage import CallMemory, ValueMemory
 
@@ -36,7 +37,7 @@ def store():
 
 
 def result_of(func, *args):
-    return func.call(*args).digested_call.result
+    return func.record(*args).digested_call.result
 
 
 def test_provenance_of_a_result_follows_arguments_to_their_producers(store):

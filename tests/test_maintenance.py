@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleche import Cache, CacheStack, Call, QueryCall, SizeLimitedCache, digest, fleche
+from fleche import Cache, CacheStack, Call, QueryCall, SizeLimitedCache, fleche
 from fleche.caches import EXPIRY, expires_at
+from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
 
 from .test_compositions import KINDS, Clock, make
@@ -52,7 +53,7 @@ def test_decorator_ttl_expires_calls(store, clock):
         return x * 10
 
     assert slow(1) == 10 and slow(1) == 10 and runs == [1]
-    record = slow.call(1).digested_call
+    record = slow.record(1).digested_call
     assert record.metadata[EXPIRY]["ttl"] == 10.0
     assert expires_at(record) == pytest.approx(clock.now + 10)
     clock.now += 9

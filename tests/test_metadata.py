@@ -52,7 +52,7 @@ def test_runtime_counts_the_cpu_time_of_the_calling_thread_only(memory):
     finally:
         stop.set()
         burner.join()
-    runtime = nap.call(1, seconds=0.3).metadata["runtime"]
+    runtime = nap.record(1, seconds=0.3).metadata["runtime"]
     assert before <= runtime["started"] <= time.time()
     assert runtime["walltime"] >= 0.29
     # A process-wide clock would also count the other thread's busy loop.
@@ -65,7 +65,7 @@ def test_runtime_counts_the_cpu_time_of_the_calling_thread_only(memory):
 def test_environment_names_host_user_directory_and_versions(memory, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     plus_one(1)
-    environment = plus_one.call(1).metadata["environment"]
+    environment = plus_one.record(1).metadata["environment"]
     assert environment["host"] == socket.gethostname()
     assert environment["user"] == getpass.getuser()
     assert environment["cwd"] == str(tmp_path)
@@ -113,7 +113,11 @@ def test_git_state_once_per_process_and_working_tree(memory, tmp_path, monkeypat
     commit = _repository(tmp_path / "repo")
     monkeypatch.chdir(tmp_path / "repo")
     plus_one(1)
-    assert plus_one.call(1).metadata["git"] == {"commit": commit, "branch": "trunk", "dirty": False}
+    assert plus_one.record(1).metadata["git"] == {
+        "commit": commit,
+        "branch": "trunk",
+        "dirty": False,
+    }
     asked = len(git_runs)
     assert asked > 0
 
@@ -121,21 +125,21 @@ def test_git_state_once_per_process_and_working_tree(memory, tmp_path, monkeypat
     (tmp_path / "repo" / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "repo" / "sub")  # the same working tree
     plus_one(2)
-    assert plus_one.call(2).metadata["git"]["dirty"] is False  # as first seen in this process
+    assert plus_one.record(2).metadata["git"]["dirty"] is False  # as first seen in this process
     assert len(git_runs) == asked
 
     other = _repository(tmp_path / "other")
     (tmp_path / "other" / "model.py").write_text("x = 3\n")
     monkeypatch.chdir(tmp_path / "other")
     plus_one(3)
-    assert plus_one.call(3).metadata["git"] == {"commit": other, "branch": "trunk", "dirty": True}
+    assert plus_one.record(3).metadata["git"] == {"commit": other, "branch": "trunk", "dirty": True}
     assert len(git_runs) > asked
 
 
 def test_no_git_outside_a_working_tree(memory, tmp_path, monkeypatch, git_runs):
     monkeypatch.chdir(tmp_path)
     plus_one(4)
-    assert "git" not in plus_one.call(4).metadata
+    assert "git" not in plus_one.record(4).metadata
     assert git_runs == []
 
 
@@ -167,18 +171,18 @@ def test_tags_in_a_block_and_sticky(memory):
         with project("y"):
             plus_one(2)
     plus_one(3)
-    assert plus_one.call(1).metadata["tags"] == {"project": "x", "stage": "fit"}
-    assert plus_one.call(2).metadata["tags"] == {"project": "y", "stage": "fit"}
-    assert "tags" not in plus_one.call(3).metadata
+    assert plus_one.record(1).metadata["tags"] == {"project": "x", "stage": "fit"}
+    assert plus_one.record(2).metadata["tags"] == {"project": "y", "stage": "fit"}
+    assert "tags" not in plus_one.record(3).metadata
 
     def sticky():
         project("z")  # for the rest of this context
         plus_one(4)
 
     contextvars.copy_context().run(sticky)
-    assert plus_one.call(4).metadata["tags"] == {"project": "z"}
+    assert plus_one.record(4).metadata["tags"] == {"project": "z"}
     plus_one(5)
-    assert "tags" not in plus_one.call(5).metadata
+    assert "tags" not in plus_one.record(5).metadata
 
 
 class Seed:
@@ -194,12 +198,13 @@ class Seed:
 
 
 def test_custom_recorders(memory):
-    with meta(Seed()):
+    with meta(Seed(), stack=True):
         plus_one(6)
-    assert plus_one.call(6).metadata["seed"] == {"value": 42}
-    with meta(Seed(), replace=True):
+    assert plus_one.record(6).metadata["seed"] == {"value": 42}
+    assert "runtime" in plus_one.record(6).metadata  # stacked: the defaults still record
+    with meta(Seed()):
         plus_one(7)
-    assert set(plus_one.call(7).metadata) == {"seed"}
+    assert set(plus_one.record(7).metadata) == {"seed"}  # as in 0.22: replaced
     with pytest.raises(TypeError, match="metadata recorder"):
         meta(object())
 
@@ -239,7 +244,7 @@ def test_query_by_metadata(make, tmp_path):
         with tags(project="y", run=3):
             plus_one(3)
         plus_one(4)
-        with meta(Seed()):
+        with meta(Seed(), stack=True):
             plus_one(5)
 
         def found(**template):

@@ -101,8 +101,8 @@ def test_bound_helpers_pass_the_instance(memory):
     assert method(2) == 10
     assert method.contains(2) and method.load(2) == 10
     assert method.digest(2) == Grid.solve.digest(grid, 2) == Grid(5).solve.digest(2)
-    assert method.bind(2) == {"self": grid, "steps": 2, "scale": 1.0}
-    assert method.call(2).result == 10
+    assert method.call(2).arguments == {"self": grid, "steps": 2, "scale": 1.0}
+    assert method.record(2).result == 10
     assert method.explain(2).stored
     assert not method.explain(3).stored
     assert method.rerun(2) == 10 and grid.runs == [2, 2]
@@ -128,13 +128,33 @@ def test_bound_query_finds_this_instance_only(memory):
     assert Grid.solve.query().count() == 3
 
 
+def test_bound_query_by_position_and_the_0_22_helpers(memory):
+    grid = Grid(2)
+    grid.solve(1)
+    grid.solve(2)
+    Grid(3).solve(2)
+    assert grid.solve.query(2).count() == 1  # positional after the bound instance
+    assert grid.solve.query(None).count() == 2  # None is a wildcard
+    assert grid.solve.fleche.digest(2) == grid.solve.digest(2)
+    bound = grid.solve.bind(5)
+    assert bound() == 10 and grid.solve.contains(5)
+
+
+def test_bound_query_by_position_with_an_ignored_instance(memory):
+    first, second = Plain(2), Plain(3)
+    first.shared(1)
+    second.shared(2)
+    assert first.shared.query(2).count() == 1  # 2 is x, not self; self is not matched
+    assert first.shared.query().count() == 2
+
+
 def test_classmethod_in_both_orders(memory):
     RUNS.clear()
     assert Grid.make(3) == Grid(3) and Grid(9).make(3) == Grid(3)
     assert Grid.describe("x") == "Grid:x" and Grid(1).describe("x") == "Grid:x"
     assert RUNS == [("make", 3), ("describe", "x")]
     assert Grid.make.contains(3) and Grid.describe.contains("x")
-    assert Grid.describe.bind("x") == {"cls": Grid, "what": "x"}
+    assert Grid.describe.call("x").arguments == {"cls": Grid, "what": "x"}
     assert Grid.make.__func__.name == "Grid.make" and Grid.describe.__func__.name == "Grid.describe"
 
 

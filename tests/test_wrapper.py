@@ -19,9 +19,9 @@ from fleche import (
     Required,
     Unstored,
     cache,
-    digest,
     fleche,
 )
+from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
 
 
@@ -84,7 +84,7 @@ def test_helpers(memory):
     np.testing.assert_array_equal(simulate.load(300), np.full(3, 300_000.0))
     call = simulate.call(300)
     assert call.arguments["temperature"] == 300 and call.name == "counted.<locals>.simulate"
-    assert simulate.bind(300) == {"temperature": 300, "steps": 1000}
+    assert simulate.call(300).arguments == {"temperature": 300, "steps": 1000}
     assert isinstance(simulate.digest(300), Digest) and len(runs) == 1
 
 
@@ -125,7 +125,7 @@ def test_ignored_arguments(memory):
     f(1, verbose=True, log=object())
     f(1, verbose=False)
     assert runs == [1]
-    assert f.bind(1, True) == {"x": 1}
+    assert f.call(1, True).arguments == {"x": 1}
 
 
 def test_unknown_ignored_name_is_an_error():
@@ -230,7 +230,7 @@ def test_digest_argument_key_equals_value_key(memory):
 def test_metadata_recorded(memory):
     simulate, _ = counted()
     simulate(300)
-    meta = simulate.call(300).metadata
+    meta = simulate.record(300).metadata
     assert meta["runtime"]["walltime"] >= 0
     assert meta["environment"]["python"]
 

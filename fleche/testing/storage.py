@@ -433,7 +433,7 @@ class CacheTests:
         assert simulate.load(310.0)["temperature"] == 310.0
         assert simulate.query(temperature=300.0).only().result == first
         assert simulate.query().count() == 2
-        assert cache.load_value(cache.shrink(simulate.call(300.0).digested_call.result)) == first
+        assert cache.load_value(cache.shrink(simulate.record(300.0).digested_call.result)) == first
 
     def test_processes_share_a_store(self, backend: Backend, tmp_path: Path) -> None:
         require(backend, "processes")
