@@ -7,6 +7,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+import fleche.state as fleche_state
 from fleche import Cache, cache
 from fleche.storage import CallMemory, ValueMemory
 
@@ -25,6 +26,18 @@ def memory() -> Cache:
     fresh = Cache(ValueMemory(), CallMemory())
     with cache(fresh):
         yield fresh
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_chosen_yet():
+    """Each test starts with no active cache, as a fresh process does.
+
+    A call outside any ``with cache(...)`` makes its cache the active one for
+    good; without this, that choice would leak into every later test.
+    """
+    token = fleche_state._cache.set(None)
+    yield
+    fleche_state._cache.reset(token)
 
 
 @pytest.fixture(autouse=True)
