@@ -27,6 +27,7 @@ __all__ = [
     "marked",
     "marked_names",
     "signature_of",
+    "version_text",
 ]
 
 T = TypeVar("T")
@@ -103,6 +104,11 @@ def marked_names(
     return names
 
 
+def version_text(version: Any) -> str | None:
+    """A function's version as it is keyed and stored: text (``version=3`` is ``"3"``)."""
+    return version if version is None or type(version) is str else str(version)
+
+
 @dataclasses.dataclass(frozen=True)
 class FunctionProfile:
     """A function's part of every call key: its signature, identity, ignored and required names.
@@ -141,7 +147,7 @@ class FunctionProfile:
             signature=signature,
             qualname=func.__qualname__,
             module=func.__module__,
-            version=version,
+            version=version_text(version),
             code_digest=code_digest(func) if hash_code else None,
             ignored=ignored,
             required=required,

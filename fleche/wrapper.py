@@ -123,7 +123,7 @@ class CachedFunction(Generic[P, R]):
         self._body = isolating(func) if isolate else func
         # The code digest is taken at first use (``code`` below), not here.
         profile = FunctionProfile.of(func, version=version, ignore=ignore, require=require)
-        self.version = version
+        self.version = profile.version
         self.ignored = profile.ignored
         self.required = profile.required
         self.unstored = marked_names(profile.signature, unstored, Unstored, "unstored")

@@ -542,3 +542,19 @@ def test_aliases():
         assert isinstance(kind, AnyCall)
     assert isinstance(QueryCall(), AnyQueryType)
     assert isinstance("name", StrQueryType) and isinstance(None, StrQueryType)
+
+
+def test_a_version_that_is_not_text_is_keyed_and_stored_as_text(tmp_path):
+    # 0.22 scripts write @fleche(version=3); SQL stores keep versions as text.
+    from fleche.storage import Sql, ValuePickleFile
+
+    store = Cache(ValuePickleFile(tmp_path / "values"), Sql(str(tmp_path / "calls.db")))
+
+    @fleche.fleche(version=3)
+    def triple(x):
+        return 3 * x
+
+    with cache(store):
+        assert triple(2) == 6
+        assert triple.version == "3" and triple.contains(2)
+        assert triple.digest(2) == fleche.fleche(version="3")(triple.__wrapped__).digest(2)

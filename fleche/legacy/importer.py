@@ -24,6 +24,7 @@ from ..caches import CacheBase
 from ..call import Call, DigestedCall, LazyCall, QueryCall
 from ..digest import Digest, digest
 from ..errors import Indigestible
+from ..profile import version_text
 from .stores import Entries, LegacyCall, LegacyStore, open_legacy
 from .unpickling import mend
 
@@ -237,7 +238,7 @@ def _convert(legacy: LegacyCall, load: Callable[[str], Any], drop_versions: bool
     code = None
     if legacy.code_digest is not None:
         # Our code digests cannot be made from theirs: a key no decorator computes.
-        provenance["code_digest"] = legacy.code_digest
+        provenance["code_digest"] = str(legacy.code_digest)
         code = digest(("fleche 0.22 code digest", legacy.code_digest))
     runtime = legacy.metadata.get("runtime", {})
     return Call(
@@ -248,7 +249,7 @@ def _convert(legacy: LegacyCall, load: Callable[[str], Any], drop_versions: bool
         arguments=arguments,
         result=result,
         metadata={**legacy.metadata, PROVENANCE: provenance},
-        version=None if drop_versions else legacy.version,
+        version=None if drop_versions else version_text(legacy.version),
         code=code,
         created=runtime.get("timestop") or runtime.get("timestart") or time.time(),
     )
