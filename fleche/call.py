@@ -216,7 +216,15 @@ class Call:
 
     @classmethod
     def from_call(cls, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Call:
-        """The call ``func(*args, **kwargs)`` (not run): arguments bound, defaults applied."""
+        """The call ``func(*args, **kwargs)`` (not run): arguments bound, defaults applied.
+
+        For a decorated function it is the call the decorator keys (its
+        version, ignored arguments and code digest included), so its
+        :meth:`key` is the function's lookup key.
+        """
+        describe = getattr(func, "call", None)
+        if hasattr(func, "__wrapped__") and callable(describe):  # a @fleche function
+            return describe(*args, **kwargs)
         return cls(
             func.__qualname__, bind(func, args, kwargs, apply_defaults=True), module=func.__module__
         )

@@ -558,3 +558,13 @@ def test_a_version_that_is_not_text_is_keyed_and_stored_as_text(tmp_path):
         assert triple(2) == 6
         assert triple.version == "3" and triple.contains(2)
         assert triple.digest(2) == fleche.fleche(version="3")(triple.__wrapped__).digest(2)
+
+
+def test_call_from_a_decorated_function_has_its_lookup_key():
+    @fleche.fleche(version=1, ignore=("verbose",))
+    def simulate(temperature, steps=10, verbose=False):
+        return temperature * steps
+
+    call = Call.from_call(simulate, 300, verbose=True)
+    assert call.to_lookup_key() == simulate.digest(300)
+    assert call.version == "1" and "verbose" not in call.arguments
