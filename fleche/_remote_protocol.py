@@ -1,0 +1,164 @@
+"""The wire format of :mod:`fleche.remote`: frames, messages and what may be unpickled.
+
+Both ends exchange *messages* over a pair of byte streams.  A message is a
+sequence of *blobs*; a blob is sent as frames of at most :data:`CHUNK` bytes
+(a 5-byte header: a flag saying whether more frames of the blob follow, and
+the frame length), so a large value never has to fit one read or one write.
+
+The first blob of a message is its control part: a dict pickled with plain
+data only and read back by :func:`loads_control`, which refuses every class
+but the records of :mod:`fleche.call` and a few standard data types.  The
+other blobs are stored values, pickled; they are unpickled only when the
+user reads that value, exactly as reading a pickle store would.
+
+The server speaks first: :data:`MAGIC` lets the client skip anything a login
+shell prints before the server starts.  The handshake is one JSON blob each
+way, so that ends of different protocol versions can still tell each other so.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+__all__ = [
+    "CHUNK",
+    "MAGIC",
+    "PROTOCOL",
+    "ProtocolError",
+    "dumps_value",
+    "loads_control",
+    "read_blob",
+    "read_json",
+    "read_message",
+    "write_json",
+    "write_message",
+]
+
+#: Version of the message format; both ends must speak the same one.
+PROTOCOL = 1
+#: Largest frame, in bytes: values move in pieces of this size.
+CHUNK = 1 << 20
+#: What the server writes first, before any frame.
+MAGIC = b"\x00fleche-remote\n"
+
+_HEADER = struct.Struct(">BI")
+_MORE, _LAST = 0, 1
+
+#: The classes a control message may contain, besides the built-in containers and scalars.
+_ALLOWED = frozenset(
+    {
+        ("fleche.call", "DigestedCall"),
+        ("fleche.call", "QueryCall"),
+        ("fleche.call", "Exactly"),
+        ("fleche.digest", "Digest"),
+        ("builtins", "frozenset"),
+        ("builtins", "set"),
+        ("builtins", "complex"),
+        ("builtins", "range"),
+        ("builtins", "slice"),
+        ("collections", "OrderedDict"),
+        ("datetime", "date"),
+        ("datetime", "datetime"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("decimal", "Decimal"),
+        ("fractions", "Fraction"),
+        ("uuid", "UUID"),
+        ("pathlib", "PurePosixPath"),
+        ("pathlib", "PosixPath"),
+    }
+)
+
+
+class ProtocolError(OSError):
+    """The other end sent something that is not a well-formed message."""
+
+
+class _ControlUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(
+                f"a fleche remote control message may not contain {module}.{name}; "
+                "only call records and plain data travel outside of stored values"
+            )
+        return super().find_class(module, name)
+
+
+def loads_control(data: bytes) -> Any:
+    """A control message from its bytes, refusing every class not on the allow-list."""
+    return _ControlUnpickler(io.BytesIO(data)).load()
+
+
+def dumps_value(value: Any) -> bytes:
+    """A value as bytes for the wire (pickle protocol 5)."""
+    return pickle.dumps(value, protocol=5)
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if data is None or len(data) < size:  # a short read from a buffered stream means the end
+        raise EOFError("the other end closed the connection")
+    return data
+
+
+def _write_blob(stream: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    start = 0
+    while True:
+        piece = view[start : start + CHUNK]
+        start += len(piece)
+        stream.write(_HEADER.pack(_LAST if start >= len(view) else _MORE, len(piece)))
+        stream.write(piece)
+        if start >= len(view):
+            return
+
+
+def read_blob(stream: BinaryIO) -> bytes:
+    """One blob: frames read until the last one; ``EOFError`` if the stream ends."""
+    parts = []
+    while True:
+        flag, size = _HEADER.unpack(_read_exact(stream, _HEADER.size))
+        if flag not in (_MORE, _LAST) or size > CHUNK:
+            raise ProtocolError(f"malformed frame header (flag {flag}, {size} bytes)")
+        parts.append(_read_exact(stream, size))
+        if flag == _LAST:
+            return b"".join(parts)
+
+
+def write_message(stream: BinaryIO, control: dict[str, Any], values: Sequence[bytes] = ()) -> None:
+    """Send ``control`` and the pickled ``values`` after it, then flush."""
+    _write_blob(stream, pickle.dumps({**control, "values": len(values)}, protocol=5))
+    for value in values:
+        _write_blob(stream, value)
+    stream.flush()
+
+
+def read_message(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
+    """The control part of the next message and its value blobs (still pickled)."""
+    control = loads_control(read_blob(stream))
+    if not isinstance(control, dict):
+        raise ProtocolError(f"a control message is a dict, not {type(control).__name__}")
+    return control, [read_blob(stream) for _ in range(control.pop("values", 0))]
+
+
+def write_json(stream: BinaryIO, data: dict[str, Any]) -> None:
+    """A handshake blob: JSON, readable by every protocol version."""
+    _write_blob(stream, json.dumps(data).encode())
+    stream.flush()
+
+
+def read_json(stream: BinaryIO) -> dict[str, Any]:
+    """A handshake blob written by :func:`write_json`."""
+    try:
+        data = json.loads(read_blob(stream))
+    except ValueError as err:
+        raise ProtocolError(f"malformed handshake: {err}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"malformed handshake: {data!r}")
+    return data
