@@ -27,8 +27,8 @@ from ._remote_protocol import (
     write_json,
     write_message,
 )
-from .call import DigestedCall, LazyCall, PreparedCall
 from .caches import CacheBase
+from .call import DigestedCall, LazyCall, PreparedCall
 from .errors import AmbiguousDigestError
 
 __all__ = ["hello", "serve"]
@@ -103,7 +103,9 @@ class _Session:
         return self.cache.save(LazyCall(record, values)), []  # type: ignore[arg-type]
 
     def op_prepare(self, request: dict[str, Any], blobs: list[bytes]) -> tuple[Any, list]:
-        arguments = {name: pickle.loads(blob) for name, blob in zip(request["names"], blobs)}
+        arguments = {
+            name: pickle.loads(blob) for name, blob in zip(request["names"], blobs, strict=True)
+        }
         prepared = self.cache.prepare(request["record"], arguments, request["key"])
         handle = next(self.ids)
         self.prepared[handle] = prepared

@@ -27,24 +27,56 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from . import __version__
-from ._remote_protocol import PROTOCOL, dumps_value, read_json, read_message, write_json
-from ._remote_protocol import MAGIC, write_message
+from ._remote_protocol import (
+    MAGIC,
+    PROTOCOL,
+    dumps_value,
+    read_json,
+    read_message,
+    write_json,
+    write_message,
+)
 from ._remote_server import serve
-from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from .caches import CacheBase
 from .caches.base import Duration, seconds
+from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from .digest import Digest
-from .errors import AmbiguousDigestError, ConfigError, FlecheError, FlecheWarning, ReadOnlyError
-from .errors import SaveError, SignatureError
+from .errors import (
+    AmbiguousDigestError,
+    ConfigError,
+    FlecheError,
+    FlecheWarning,
+    ReadOnlyError,
+    SaveError,
+    SignatureError,
+)
 from .query import QueryIterator
 
-__all__ = ["Link", "RemoteCache", "RemoteConnectionError", "RemoteVersionWarning", "SshCache", "serve"]
+__all__ = [
+    "Link",
+    "RemoteCache",
+    "RemoteConnectionError",
+    "RemoteVersionWarning",
+    "SshCache",
+    "serve",
+]
 
 #: Exceptions a server may report that are raised here as themselves (anything else: FlecheError).
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
-    for cls in (KeyError, LookupError, ValueError, TypeError, PermissionError, FileNotFoundError,
-                NotImplementedError, ReadOnlyError, ConfigError, SaveError, SignatureError)
+    for cls in (
+        KeyError,
+        LookupError,
+        ValueError,
+        TypeError,
+        PermissionError,
+        FileNotFoundError,
+        NotImplementedError,
+        ReadOnlyError,
+        ConfigError,
+        SaveError,
+        SignatureError,
+    )
 }
 _JUNK_LIMIT = 1 << 16
 
@@ -275,7 +307,9 @@ class RemoteCache(CacheBase):
 
         def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
             fields = {"handle": same_connection(), "record": record, "key": key}
-            answer = self._request("commit", [dumps_value(result)], metadata=dict(metadata), **fields)
+            answer = self._request(
+                "commit", [dumps_value(result)], metadata=dict(metadata), **fields
+            )
             finished.append(True)
             return answer[0]
 
@@ -446,7 +480,15 @@ class SshCache(RemoteCache):
         if self.workdir is not None:
             steps.append(f"cd {shlex.quote(self.workdir)}")
         steps.append("exec " + shlex.join(serve))
-        return ["ssh", *self.ssh_options, "-T", "-o", "BatchMode=yes", self.host, " && ".join(steps)]
+        return [
+            "ssh",
+            *self.ssh_options,
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            self.host,
+            " && ".join(steps),
+        ]
 
     def connect(self) -> Link:
         """Start ``ssh host python -m fleche remote --serve`` (see :meth:`command`)."""
@@ -454,7 +496,10 @@ class SshCache(RemoteCache):
         argv = self.command()
         try:
             process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
                 start_new_session=True,  # Ctrl-C in the user's session does not cut the link
             )
         except OSError as err:
@@ -479,7 +524,10 @@ class SshCache(RemoteCache):
             return errors.read()[-2000:].decode(errors="replace")
 
         return Link(
-            process.stdout, process.stdin, close, diagnose,  # type: ignore[arg-type]
+            process.stdout,
+            process.stdin,
+            close,
+            diagnose,  # type: ignore[arg-type]
             {"ssh_pid": process.pid, "ssh_command": argv},
         )
 
