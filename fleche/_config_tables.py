@@ -39,6 +39,10 @@ STORAGES: dict[str, tuple[str, str | None]] = {
     "Sql": ("fleche.storage.sql:Sql", "sql"),
 }
 
+#: Cache ``type`` in a table -> ``"module:Class"`` made from the table's other keys
+#: (``type = "ssh"``: a store on another machine).  Imported only when used.
+CACHE_TYPES: dict[str, str] = {"ssh": "fleche.remote:SshCache"}
+
 _FILE_OPTIONS = frozenset({"serializer", "compression", "compression_level"})
 _CACHE_KEYS = frozenset({"ttl", "max_bytes", "policy", "index"})
 #: Template -> the keys it takes besides ``template``, ``read_only`` and the cache keys.
@@ -154,6 +158,12 @@ def validate(table: Any, where: Where) -> str | None:
     if not isinstance(table, Mapping):
         raise where.error(f"a cache is described by a table, got {table!r}")
     template = table.get("template")
+    if template is None and "type" in table:
+        if table["type"] not in CACHE_TYPES:
+            raise where.at("type").error(
+                f"unknown cache type {table['type']!r}; known types: {', '.join(CACHE_TYPES)}"
+            )
+        return None
     if template is None and not _EXPLICIT & table.keys():
         raise where.error(
             f"no 'template' (one of {', '.join(TEMPLATES)}) and no explicit 'values'/'calls' storages"
@@ -194,7 +204,9 @@ def validate(table: Any, where: Where) -> str | None:
 def build(table: Any, where: Where, named: Callable[[str, Where], CacheBase]) -> CacheBase:
     """The cache a table describes; ``named(name, where)`` opens a cache named in ``layers``/``caches``."""
     template = validate(table, where)
-    if template in ("stack", "pool"):
+    if template is None and "type" in table:
+        cache = _typed(table, where)
+    elif template in ("stack", "pool"):
         cache = _layered(table, template, where, named)
     else:
         cache = _cache(table, template, where)
@@ -216,6 +228,16 @@ def _layered(
     if "retry_after" in table:
         options["retry_after"] = duration(table["retry_after"], where.at("retry_after"))
     return (CacheStack if template == "stack" else CachePool)(members, **options)
+
+
+def _typed(table: Mapping[str, Any], where: Where) -> CacheBase:
+    """A cache of a registered ``type``, its other keys passed to its constructor (lists as tuples)."""
+    module, _, name = CACHE_TYPES[table["type"]].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    for key in ("type", "read_only"):
+        fields.pop(key, None)
+    return _construct(cls, where, **fields)
 
 
 def _construct(cls: Callable[..., Any], where: Where, **fields: Any) -> Any:

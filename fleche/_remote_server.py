@@ -71,6 +71,7 @@ class _Session:
         self.prepared: dict[int, PreparedCall] = {}
         self.ids = itertools.count(1)
         self.records_sent = 0
+        self.requests = 0
 
     def close(self) -> None:
         for prepared in self.prepared.values():
@@ -80,6 +81,7 @@ class _Session:
 
     def handle(self, op: str, request: dict[str, Any], blobs: list[bytes]) -> tuple[Any, list]:
         """The answer to one request and the values (pickled) sent with it."""
+        self.requests += 1
         for cursor in request.get("closing", ()):
             self.cursors.pop(cursor, None)
         handler = getattr(self, f"op_{op}", None)
@@ -91,7 +93,9 @@ class _Session:
 
     def op_info(self, request: dict[str, Any], blobs: list[bytes]) -> tuple[Any, list]:
         info = hello(self.cache, self.cache_name)
-        info.update(open_queries=len(self.cursors), records_sent=self.records_sent)
+        info.update(
+            open_queries=len(self.cursors), records_sent=self.records_sent, requests=self.requests
+        )
         return info, []
 
     def op_now(self, request: dict[str, Any], blobs: list[bytes]) -> tuple[Any, list]:

@@ -36,7 +36,9 @@ or ``url``), ``hdf5`` (values in HDF5, calls in SQL or, with
 may add ``read_only = true``; a storage cache may add ``ttl``,
 ``max_bytes`` (with ``policy`` and ``index``).  Explicit storages are
 written as ``values = { type = "ValuePickleFile", root = "v" }`` and
-``calls = { type = "Sql", url = "c.db" }``.  Unknown keys, templates,
+``calls = { type = "Sql", url = "c.db" }``.  ``type = "ssh"`` (with ``host``
+and the other settings of :class:`~fleche.remote.SshCache`) is a store on
+another machine.  Unknown keys, templates,
 storages and cache names are :class:`~fleche.errors.ConfigError` naming the
 file and the key.
 """

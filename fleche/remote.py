@@ -2,55 +2,30 @@
 
 ``SshCache("cluster")`` starts ``ssh cluster python3 -m fleche remote --serve``
 once and keeps it: every cache operation is a request over that
-connection's standard input and output (:mod:`fleche._remote_protocol`),
-answered by :func:`serve` on the other side.  Queries arrive a page at a
-time as they are iterated, values move in 1 MiB frames, a dropped
-connection is re-opened once before :class:`RemoteConnectionError`, and a
-read-only remote refuses writes here, without a round trip.
+connection's standard input and output, answered by :func:`serve` on the
+other side.  Queries arrive a page at a time as they are iterated, values
+move in 1 MiB frames, a dropped connection is re-opened once before
+:class:`RemoteConnectionError`, and a read-only remote refuses writes here,
+without a round trip.  The two ends compare their fleche and protocol
+versions when they connect.
 
 :class:`RemoteCache` is the same client over any pair of byte streams
-(its :meth:`~RemoteCache.connect` says how to reach the server).
+(its :meth:`~RemoteCache.connect` says how to reach the server); the wire
+format is in :mod:`fleche._remote_protocol`, the server in
+:mod:`fleche._remote_server`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
 import shlex
 import subprocess
 import tempfile
-import threading
-import warnings
-from abc import abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from collections.abc import Sequence
+from typing import Any
 
-from . import __version__
-from ._remote_protocol import (
-    MAGIC,
-    PROTOCOL,
-    dumps_value,
-    read_json,
-    read_message,
-    write_json,
-    write_message,
-)
+from ._remote_client import Link, RemoteCache, RemoteConnectionError, RemoteVersionWarning
 from ._remote_server import serve
-from .caches import CacheBase
-from .caches.base import Duration, seconds
-from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
-from .digest import Digest
-from .errors import (
-    AmbiguousDigestError,
-    ConfigError,
-    FlecheError,
-    FlecheWarning,
-    ReadOnlyError,
-    SaveError,
-    SignatureError,
-)
-from .query import QueryIterator
 
 __all__ = [
     "Link",
@@ -60,365 +35,6 @@ __all__ = [
     "SshCache",
     "serve",
 ]
-
-#: Exceptions a server may report that are raised here as themselves (anything else: FlecheError).
-_ERRORS: dict[str, type[Exception]] = {
-    cls.__name__: cls
-    for cls in (
-        KeyError,
-        LookupError,
-        ValueError,
-        TypeError,
-        PermissionError,
-        FileNotFoundError,
-        NotImplementedError,
-        ReadOnlyError,
-        ConfigError,
-        SaveError,
-        SignatureError,
-    )
-}
-_JUNK_LIMIT = 1 << 16
-
-
-class RemoteConnectionError(FlecheError, RuntimeError):
-    """The remote store cannot be reached, or its fleche cannot talk to this one."""
-
-
-class RemoteVersionWarning(FlecheWarning):
-    """The two ends run different fleche versions (speaking the same protocol)."""
-
-
-@dataclasses.dataclass
-class Link:
-    """One open connection to a server: the streams both ways and how to end it.
-
-    ``diagnose()`` returns what may explain a failure (e.g. ssh's error output);
-    ``details`` are added to :meth:`RemoteCache.info`.
-    """
-
-    reader: BinaryIO
-    writer: BinaryIO
-    close: Callable[[], None]
-    diagnose: Callable[[], str] = str
-    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-class _State:
-    """The connection of one process, guarded by one lock: one request at a time."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = os.getpid()
-        self.link: Link | None = None
-        self.hello: dict[str, Any] = {}
-        self.generation = 0
-        self.closing: list[int] = []
-
-
-class _RemoteValues:
-    """What a :class:`LazyCall` of a remote store loads its values through."""
-
-    def __init__(self, cache: RemoteCache) -> None:
-        self.cache = cache
-
-    def load(self, key: Digest | str) -> Any:
-        return self.cache.load_value(key)
-
-
-class RemoteCache(CacheBase):
-    """A cache answered by :func:`serve` at the other end of a :class:`Link`.
-
-    Subclasses say how to reach the server (:meth:`connect`); everything
-    else — the handshake, requests, reconnecting, paging — is here.
-    """
-
-    page_size: int = 256
-
-    @abstractmethod
-    def connect(self) -> Link:
-        """Start (or reach) a server and return the streams to it."""
-
-    # -- the connection -----------------------------------------------------
-
-    def _state(self) -> _State:
-        state = vars(self).setdefault("_remote_state", _State())
-        if state.pid != os.getpid():  # a forked child: the parent's pipes are not ours
-            state = vars(self)["_remote_state"] = _State()
-        return state
-
-    def _open(self, state: _State) -> Link:
-        link = self.connect()
-        try:
-            _skip_to_magic(link.reader)
-            write_json(link.writer, {"protocol": PROTOCOL, "fleche": __version__})
-            server = read_json(link.reader)
-        except (OSError, EOFError) as err:
-            detail = link.diagnose().strip()
-            link.close()
-            raise RemoteConnectionError(
-                f"could not start the fleche server of {self}: {err}"
-                + (f"; it said: {detail}" if detail else "")
-            ) from err
-        problem = server.get("error") or _skew(server)
-        if problem:
-            link.close()
-            raise RemoteConnectionError(f"{self}: {problem}")
-        if server.get("fleche") != __version__:
-            warnings.warn(
-                f"{self} runs fleche {server.get('fleche')}, this process {__version__} "
-                f"(same protocol {PROTOCOL}); install the same version on both ends",
-                RemoteVersionWarning,
-                stacklevel=5,
-            )
-        state.link, state.hello = link, server
-        state.generation += 1
-        state.closing.clear()
-        return link
-
-    def _drop(self, state: _State) -> None:
-        link, state.link = state.link, None
-        if link is not None:
-            link.close()
-
-    def _request(self, op: str, values: Sequence[bytes] = (), **fields: Any) -> tuple[Any, list]:
-        """One request and its reply: the answer and the values sent with it (pickled).
-
-        A connection that fails is re-opened and the request sent once more;
-        a second failure is :class:`RemoteConnectionError`.
-        """
-        state = self._state()
-        with state.lock:
-            for attempt in range(2):
-                link = state.link or self._open(state)
-                closing, state.closing = state.closing, []
-                try:
-                    write_message(link.writer, {"op": op, "closing": closing, **fields}, values)
-                    reply, blobs = read_message(link.reader)
-                except (OSError, EOFError, ValueError) as err:
-                    detail = link.diagnose().strip()
-                    self._drop(state)
-                    if attempt:
-                        raise RemoteConnectionError(
-                            f"lost the connection to {self} twice: {err}"
-                            + (f"; {detail}" if detail else "")
-                        ) from err
-                except BaseException:
-                    self._drop(state)  # interrupted mid-message: the stream is out of step
-                    raise
-                else:
-                    break
-        if "error" in reply:
-            raise _remote_error(reply, self)
-        return reply["answer"], blobs
-
-    def _server(self) -> dict[str, Any]:
-        state = self._state()
-        if state.link is None:
-            with state.lock:
-                if state.link is None:
-                    self._open(state)
-        return state.hello
-
-    def reconnect(self) -> None:
-        """Close the connection and open a new one now."""
-        state = self._state()
-        with state.lock:
-            self._drop(state)
-            self._open(state)
-
-    def close(self) -> None:
-        """Close the connection; the next operation opens a new one."""
-        state = self._state()
-        with state.lock:
-            self._drop(state)
-
-    def __enter__(self) -> RemoteCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def info(self, *, refresh: bool = True) -> dict[str, Any]:
-        """What the server says about itself and its store.
-
-        Its fleche, protocol and Python versions, host, cache, ``read_only``,
-        ``persistent`` and, with ``refresh`` (a round trip), its open queries
-        and how many records it has sent; plus details of this end's link.
-        """
-        info = dict(self._request("info")[0] if refresh else self._server())
-        link = self._state().link
-        return {**info, **(link.details if link is not None else {})}
-
-    # -- capabilities -------------------------------------------------------
-
-    @property
-    def read_only(self) -> bool:
-        """Whether the remote store refuses writes (known from the handshake)."""
-        return bool(self._server()["read_only"])
-
-    @property
-    def persistent(self) -> bool:
-        # docstring inherited
-        return bool(self._server()["persistent"])
-
-    def leases(self) -> None:
-        """No cross-process leases here: the server's store coordinates its own writers."""
-        return None
-
-    def _writable(self, what: str) -> None:
-        if self.read_only:
-            raise ReadOnlyError(
-                f"cannot {what}: the remote cache {self} is read-only "
-                f"({self._server().get('cache')}); write to a writable store instead"
-            )
-
-    # -- the cache interface --------------------------------------------------
-
-    def now(self) -> float:
-        # docstring inherited
-        return self._request("now")[0]
-
-    def save(self, call: Call | LazyCall) -> Digest:
-        # docstring inherited
-        self._writable("store a call")
-        if isinstance(call, LazyCall):
-            record = call.digested_call
-            values = {record.arguments[name]: call.arguments[name] for name in record.arguments}
-        else:
-            record = call.digested()
-            values = {record.arguments[name]: v for name, v in call.arguments.items()}
-        values[record.result] = call.result
-        blobs = [dumps_value(v) for v in values.values()]
-        return self._request("save", blobs, record=record, digests=list(values))[0]
-
-    def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
-    ) -> PreparedCall:
-        # docstring inherited
-        self._writable(f"store the call {key[:12]}")
-        blobs = [dumps_value(v) for v in arguments.values()]
-        handle = self._request("prepare", blobs, names=list(arguments), record=record, key=key)[0]
-        generation = self._state().generation
-        finished: list[bool] = []
-
-        def same_connection() -> int | None:
-            return handle if self._state().generation == generation else None
-
-        def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-            fields = {"handle": same_connection(), "record": record, "key": key}
-            answer = self._request(
-                "commit", [dumps_value(result)], metadata=dict(metadata), **fields
-            )
-            finished.append(True)
-            return answer[0]
-
-        def release() -> None:
-            if not finished and same_connection() is not None:
-                self._request("abandon", handle=handle)
-
-        return PreparedCall(record, key, finish, release)
-
-    def load(self, key: Digest | str) -> LazyCall:
-        # docstring inherited
-        return LazyCall(self._request("load", key=key)[0], _RemoteValues(self))  # type: ignore[arg-type]
-
-    def load_result(self, key: Digest | str) -> Any:
-        # docstring inherited
-        return pickle.loads(self._request("load_result", key=key)[1][0])
-
-    def load_value(self, key: Digest | str) -> Any:
-        # docstring inherited
-        return pickle.loads(self._request("load_value", key=key)[1][0])
-
-    def contains(self, key: Digest | str) -> bool:
-        # docstring inherited
-        return self._request("contains", key=key)[0]
-
-    def evict(self, key: Digest | str) -> None:
-        # docstring inherited
-        self._writable(f"evict {str(key)[:12]}")
-        self._request("evict", key=key)
-
-    def expand(self, key: Digest | str) -> Digest:
-        # docstring inherited
-        return self._request("expand", key=key)[0]
-
-    def shrink(self, key: Digest | str) -> Digest:
-        """The shortest prefix naming ``key``, worked out by the server in one round trip."""
-        return self._request("shrink", key=key)[0]
-
-    def referenced(self) -> set[Digest]:
-        # docstring inherited
-        return self._request("referenced")[0]
-
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
-        # docstring inherited
-        if not dry_run:
-            self._writable("collect garbage (dry_run=True only reports)")
-        grace = None if grace is None else seconds(grace, "grace")
-        return self._request("gc", dry_run=dry_run, grace=grace)[0]
-
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
-        """Stored calls matching ``template``, fetched :attr:`page_size` records at a time."""
-        digested = (template or QueryCall()).digested()  # values stay here; digests travel
-        return QueryIterator(lambda: self._pages(digested, expired), self)
-
-    def _pages(self, template: QueryCall, expired: bool) -> Iterator[LazyCall]:
-        state, values = self._state(), _RemoteValues(self)
-        page = self._request("query", template=template, expired=expired, size=self.page_size)[0]
-        cursor, generation = page["cursor"], state.generation
-        try:
-            while True:
-                for record in page["records"]:
-                    yield LazyCall(record, values)  # type: ignore[arg-type]
-                if page["done"]:
-                    return
-                if state.generation != generation:
-                    raise RemoteConnectionError(
-                        f"the connection to {self} was re-opened while a query was read; "
-                        "iterate the query again"
-                    )
-                page = self._request("next", cursor=cursor, size=self.page_size)[0]
-        finally:
-            if not page["done"] and state.generation == generation:
-                state.closing.append(cursor)  # closed with the next request
-
-
-def _skip_to_magic(reader: BinaryIO) -> None:
-    """Read past whatever a login shell printed before the server's :data:`MAGIC`."""
-    seen = b""
-    while len(seen) < _JUNK_LIMIT:
-        line = reader.readline(_JUNK_LIMIT)
-        if not line:
-            raise EOFError(
-                "the server ended before it started"
-                + (f" (it printed {seen.decode(errors='replace').strip()!r})" if seen else "")
-            )
-        if line.endswith(MAGIC):
-            return
-        seen += line
-    raise EOFError(f"no fleche server answered; got {seen[:200]!r}…")
-
-
-def _skew(server: Mapping[str, Any]) -> str | None:
-    if server.get("protocol") == PROTOCOL:
-        return None
-    return (
-        f"the server speaks fleche remote protocol {server.get('protocol')} "
-        f"(fleche {server.get('fleche')}), this client {PROTOCOL} (fleche {__version__}); "
-        "install the same fleche version on both machines"
-    )
-
-
-def _remote_error(reply: Mapping[str, Any], cache: RemoteCache) -> Exception:
-    """The exception a server reported, as the same kind of exception here."""
-    if "ambiguous" in reply:
-        return AmbiguousDigestError(*reply["ambiguous"])
-    cls = _ERRORS.get(reply["error"])
-    if cls is None:
-        return FlecheError(f"{cache} raised {reply['error']}: {reply['message']}")
-    return cls(reply["message"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,7 +71,7 @@ class SshCache(RemoteCache):
 
     def __post_init__(self) -> None:
         options = self.ssh_options
-        options = shlex.split(options) if isinstance(options, str) else tuple(options)
+        options = tuple(shlex.split(options) if isinstance(options, str) else options)
         object.__setattr__(self, "ssh_options", options)
         commands = self.setup_commands
         object.__setattr__(
