@@ -89,13 +89,13 @@ class SshCache(RemoteCache):
 
     def command(self) -> list[str]:
         """The ``ssh`` command line that starts the server."""
-        serve = [self.python, "-m", "fleche", "remote", "--serve"]
+        serve = ["-m", "fleche", "remote", "--serve"]
         if self.cache_name is not None:
             serve += ["--cache", self.cache_name]
         steps = [*self.setup_commands]
         if self.workdir is not None:
-            steps.append(f"cd {shlex.quote(self.workdir)}")
-        steps.append("exec " + shlex.join(serve))
+            steps.append(f"cd {_remote_path(self.workdir)}")
+        steps.append(f"exec {_remote_path(self.python)} {shlex.join(serve)}")
         return [
             "ssh",
             *self.ssh_options,
@@ -146,6 +146,13 @@ class SshCache(RemoteCache):
             diagnose,  # type: ignore[arg-type]
             {"ssh_pid": process.pid, "ssh_command": argv},
         )
+
+
+def _remote_path(path: str) -> str:
+    """``path`` quoted for the remote shell, a leading ``~/`` left for it to expand."""
+    if path.startswith("~/"):
+        return "~/" + shlex.quote(path[2:])
+    return shlex.quote(path)
 
 
 def _rebuild(fields: dict[str, Any]) -> SshCache:
