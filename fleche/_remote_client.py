@@ -20,11 +20,11 @@ from typing import Any, BinaryIO
 
 from . import __version__
 from ._remote_protocol import (
-    MAGIC,
     PROTOCOL,
     dumps_value,
     read_json,
     read_message,
+    skip_to_magic,
     write_json,
     write_message,
 )
@@ -62,7 +62,6 @@ _ERRORS: dict[str, type[Exception]] = {
         SignatureError,
     )
 }
-_JUNK_LIMIT = 1 << 16
 
 
 class RemoteConnectionError(FlecheError, RuntimeError):
@@ -134,7 +133,7 @@ class RemoteCache(CacheBase):
     def _open(self, state: _State) -> Link:
         link = self.connect()
         try:
-            _skip_to_magic(link.reader)
+            skip_to_magic(link.reader)
             write_json(link.writer, {"protocol": PROTOCOL, "fleche": __version__})
             server = read_json(link.reader)
         except (OSError, EOFError) as err:
@@ -367,22 +366,6 @@ class RemoteCache(CacheBase):
         finally:
             if not page["done"] and state.generation == generation:
                 state.closing.append(cursor)  # closed with the next request
-
-
-def _skip_to_magic(reader: BinaryIO) -> None:
-    """Read past whatever a login shell printed before the server's :data:`MAGIC`."""
-    seen = b""
-    while len(seen) < _JUNK_LIMIT:
-        line = reader.readline(_JUNK_LIMIT)
-        if not line:
-            raise EOFError(
-                "the server ended before it started"
-                + (f" (it printed {seen.decode(errors='replace').strip()!r})" if seen else "")
-            )
-        if line.endswith(MAGIC):
-            return
-        seen += line
-    raise EOFError(f"no fleche server answered; got {seen[:200]!r}…")
 
 
 def _skew(server: Mapping[str, Any]) -> str | None:

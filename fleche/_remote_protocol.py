@@ -35,6 +35,7 @@ __all__ = [
     "read_blob",
     "read_json",
     "read_message",
+    "skip_to_magic",
     "write_json",
     "write_message",
 ]
@@ -46,6 +47,8 @@ CHUNK = 1 << 20
 #: What the server writes first, before any frame.
 MAGIC = b"\x00fleche-remote\n"
 
+#: How much a login shell may print before the server starts.
+_JUNK = 1 << 16
 _HEADER = struct.Struct(">BI")
 _MORE, _LAST = 0, 1
 
@@ -72,6 +75,9 @@ _ALLOWED = frozenset(
         ("uuid", "UUID"),
         ("pathlib", "PurePosixPath"),
         ("pathlib", "PosixPath"),
+        ("numpy", "dtype"),  # numpy scalars in metadata: a dtype and its bytes
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
     }
 )
 
@@ -145,6 +151,22 @@ def read_message(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
     if not isinstance(control, dict):
         raise ProtocolError(f"a control message is a dict, not {type(control).__name__}")
     return control, [read_blob(stream) for _ in range(control.pop("values", 0))]
+
+
+def skip_to_magic(reader: BinaryIO) -> None:
+    """Read past whatever a login shell printed before the server's :data:`MAGIC`."""
+    seen = b""
+    while len(seen) < _JUNK:
+        line = reader.readline(_JUNK)
+        if not line:
+            raise EOFError(
+                "the server ended before it started"
+                + (f" (it printed {seen.decode(errors='replace').strip()!r})" if seen else "")
+            )
+        if line.endswith(MAGIC):
+            return
+        seen += line
+    raise EOFError(f"no fleche server answered; got {seen[:200]!r}…")
 
 
 def write_json(stream: BinaryIO, data: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ skip.  The remote side runs this checkout's fleche (``PYTHONPATH``).
 
 from __future__ import annotations
 
+import concurrent.futures
+import datetime
 import itertools
 import json
 import os
@@ -225,6 +227,19 @@ def test_a_query_arrives_a_page_at_a_time(store: Cache) -> None:
     remote.close()
 
 
+def test_a_query_read_across_a_new_connection_says_so(store: Cache) -> None:
+    for i in range(5):
+        store.save(Call(name="many", module="m", arguments={"i": i}, result=i))
+    remote = PipeCache(store, page_size=2)
+    calls = iter(remote.query(QueryCall(name="many")))
+    next(calls)
+    remote.reconnect()
+    with pytest.raises(RemoteConnectionError, match="iterate the query again"):
+        list(calls)
+    assert remote.query(QueryCall(name="many")).count() == 5
+    remote.close()
+
+
 def test_large_values_move_in_frames_of_one_mebibyte(store: Cache) -> None:
     sizes: list[int] = []
     remote = PipeCache(store, sizes=sizes)
@@ -283,6 +298,23 @@ def test_errors_of_the_server_are_raised_as_themselves(pipes: PipeCache, store: 
     with pytest.raises(AmbiguousDigestError) as raised:
         pipes.expand(prefix)
     assert sorted(raised.value.candidates) == sorted([digest(i), digest(seen[prefix])])
+
+
+def test_records_with_plain_and_numpy_metadata_travel(pipes: PipeCache) -> None:
+    numpy = pytest.importorskip("numpy")
+    metadata = {
+        "run": {"loss": numpy.float64(0.25), "shape": (3, 4), "when": datetime.date(2024, 1, 2)}
+    }
+    key = pipes.save(Call(name="f", module="m", arguments={}, result=None, metadata=metadata))
+    assert pipes.load(key).metadata == metadata
+    assert pipes.query(QueryCall(name="f")).only().metadata == metadata
+
+
+def test_threads_share_one_connection(pipes: PipeCache) -> None:
+    keys = [pipes.save(Call(name="t", module="m", arguments={"i": i}, result=i)) for i in range(20)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(pipes.load_result, keys * 5))
+    assert results == list(range(20)) * 5
 
 
 def _frame(data: bytes) -> bytes:
