@@ -64,6 +64,9 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
+_STATES_LOCK = threading.Lock()
+
+
 class RemoteConnectionError(FlecheError, RuntimeError):
     """The remote store cannot be reached, or its fleche cannot talk to this one."""
 
@@ -125,9 +128,12 @@ class RemoteCache(CacheBase):
     # -- the connection -----------------------------------------------------
 
     def _state(self) -> _State:
-        state = vars(self).setdefault("_remote_state", _State())
-        if state.pid != os.getpid():  # a forked child: the parent's pipes are not ours
-            state = vars(self)["_remote_state"] = _State()
+        state = vars(self).get("_remote_state")
+        if state is None or state.pid != os.getpid():  # new, or a forked child's: not its pipes
+            with _STATES_LOCK:
+                state = vars(self).get("_remote_state")
+                if state is None or state.pid != os.getpid():
+                    state = vars(self)["_remote_state"] = _State()
         return state
 
     def _open(self, state: _State) -> Link:

@@ -475,6 +475,26 @@ def test_ssh_reconnects_once_then_gives_up(ssh, tmp_path: Path) -> None:
     assert remote.contains(key)
 
 
+def test_a_forked_child_opens_its_own_connection(ssh, tmp_path: Path) -> None:
+    remote = ssh(cache_name=str(tmp_path / "store"))
+    key = remote.save(Call(name="f", module="m", arguments={"x": 1}, result=1))
+    parent = remote.info()["ssh_pid"]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        try:
+            mine = remote.load_result(key) == 1 and remote.info()["ssh_pid"] != parent
+            os.write(write, b"1" if mine else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(child, 0)
+    os.close(read)
+    assert answer == b"1"
+    assert remote.info()["ssh_pid"] == parent and remote.load_result(key) == 1
+
+
 def test_a_missing_remote_python_is_a_clear_error(ssh, tmp_path: Path) -> None:
     remote = ssh(python="/nonexistent/python3")
     with pytest.raises(RemoteConnectionError, match="nonexistent"):
