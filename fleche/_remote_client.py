@@ -363,12 +363,15 @@ class RemoteCache(CacheBase):
                     yield LazyCall(record, values)  # type: ignore[arg-type]
                 if page["done"]:
                     return
-                if state.generation != generation:
+                try:
+                    if state.generation != generation:
+                        raise LookupError("the server no longer has this query")
+                    page = self._request("next", cursor=cursor, size=self.page_size)[0]
+                except LookupError as err:
                     raise RemoteConnectionError(
                         f"the connection to {self} was re-opened while a query was read; "
                         "iterate the query again"
-                    )
-                page = self._request("next", cursor=cursor, size=self.page_size)[0]
+                    ) from err
         finally:
             if not page["done"] and state.generation == generation:
                 state.closing.append(cursor)  # closed with the next request

@@ -475,6 +475,18 @@ def test_ssh_reconnects_once_then_gives_up(ssh, tmp_path: Path) -> None:
     assert remote.contains(key)
 
 
+def test_a_query_cut_by_a_dropped_connection_says_so(ssh, tmp_path: Path) -> None:
+    remote = ssh(cache_name=str(tmp_path / "store"), page_size=2)
+    for i in range(5):
+        remote.save(Call(name="many", module="m", arguments={"i": i}, result=i))
+    calls = iter(remote.query(QueryCall(name="many")))
+    next(calls)
+    os.kill(remote.info()["ssh_pid"], signal.SIGKILL)
+    with pytest.raises(RemoteConnectionError, match="iterate the query again"):
+        list(calls)
+    assert remote.query(QueryCall(name="many")).count() == 5
+
+
 def test_a_forked_child_opens_its_own_connection(ssh, tmp_path: Path) -> None:
     remote = ssh(cache_name=str(tmp_path / "store"))
     key = remote.save(Call(name="f", module="m", arguments={"x": 1}, result=1))
