@@ -197,6 +197,19 @@ def decorated_end_to_end(remote: RemoteCache, server_store: Any, again: RemoteCa
     assert computed == [4]
 
 
+def save_many(target: Any, n: int) -> None:
+    """``n`` calls of a function ``many`` stored in ``target`` (a local or a remote cache)."""
+    for i in range(n):
+        target.save(Call(name="many", module="m", arguments={"i": i}, result=i))
+
+
+def started(remote: RemoteCache) -> Any:
+    """A query of every ``many`` call whose first call has been read."""
+    calls = iter(remote.query(QueryCall(name="many")))
+    next(calls)
+    return calls
+
+
 def test_the_whole_cache_interface_over_pipes(pipes: PipeCache, store: Cache) -> None:
     exercise(pipes, store)
 
@@ -206,8 +219,7 @@ def test_decorated_functions_over_pipes(pipes: PipeCache, store: Cache) -> None:
 
 
 def test_a_query_arrives_a_page_at_a_time(store: Cache) -> None:
-    for i in range(40):
-        store.save(Call(name="many", module="m", arguments={"i": i}, result=i))
+    save_many(store, 40)
     remote = PipeCache(store, page_size=7)
     before = remote.info()["records_sent"]
     calls = iter(remote.query(QueryCall(name="many")))
@@ -219,8 +231,7 @@ def test_a_query_arrives_a_page_at_a_time(store: Cache) -> None:
     info = remote.info()
     assert info["records_sent"] - before == 40 and info["open_queries"] == 0
 
-    abandoned = iter(remote.query(QueryCall(name="many")))
-    next(abandoned)
+    abandoned = started(remote)
     abandoned.close()  # the server forgets it with the next request
     remote.info()
     assert remote.info()["open_queries"] == 0
@@ -228,11 +239,9 @@ def test_a_query_arrives_a_page_at_a_time(store: Cache) -> None:
 
 
 def test_a_query_read_across_a_new_connection_says_so(store: Cache) -> None:
-    for i in range(5):
-        store.save(Call(name="many", module="m", arguments={"i": i}, result=i))
+    save_many(store, 5)
     remote = PipeCache(store, page_size=2)
-    calls = iter(remote.query(QueryCall(name="many")))
-    next(calls)
+    calls = started(remote)
     remote.reconnect()
     with pytest.raises(RemoteConnectionError, match="iterate the query again"):
         list(calls)
@@ -442,11 +451,10 @@ def test_decorated_functions_over_ssh(ssh, tmp_path: Path) -> None:
 
 def test_a_query_over_ssh_streams(ssh, tmp_path: Path) -> None:
     remote = ssh(cache_name=str(tmp_path / "store"), page_size=5)
-    for i in range(30):
-        remote.save(Call(name="many", module="m", arguments={"i": i}, result=i))
-    calls = iter(remote.query(QueryCall(name="many")))
-    next(calls)
+    save_many(remote, 30)
+    calls = started(remote)
     assert remote.info()["records_sent"] == 5
+    assert len(list(calls)) == 29
     assert sorted(c.result for c in remote.query(QueryCall(name="many"))) == list(range(30))
 
 
@@ -477,10 +485,8 @@ def test_ssh_reconnects_once_then_gives_up(ssh, tmp_path: Path) -> None:
 
 def test_a_query_cut_by_a_dropped_connection_says_so(ssh, tmp_path: Path) -> None:
     remote = ssh(cache_name=str(tmp_path / "store"), page_size=2)
-    for i in range(5):
-        remote.save(Call(name="many", module="m", arguments={"i": i}, result=i))
-    calls = iter(remote.query(QueryCall(name="many")))
-    next(calls)
+    save_many(remote, 5)
+    calls = started(remote)
     os.kill(remote.info()["ssh_pid"], signal.SIGKILL)
     with pytest.raises(RemoteConnectionError, match="iterate the query again"):
         list(calls)
