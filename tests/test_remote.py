@@ -164,7 +164,7 @@ def exercise(remote: RemoteCache, server_store: Any) -> None:
 
     remote.evict(key)
     assert not remote.contains(key) and not server_store.contains(key)
-    with pytest.raises(KeyError, match="no stored call or value|"):
+    with pytest.raises(KeyError):
         remote.load_result(key)
     with pytest.raises(KeyError):
         remote.evict(key)
