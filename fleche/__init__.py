@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import remote  # noqa: E402, F401  (registers type = "ssh" for fleche.toml)
 from .caches import (
     Cache,
     CacheBase,

@@ -39,9 +39,9 @@ STORAGES: dict[str, tuple[str, str | None]] = {
     "Sql": ("fleche.storage.sql:Sql", "sql"),
 }
 
-#: Cache ``type`` in a table -> ``"module:Class"`` made from the table's other keys
-#: (``type = "ssh"``: a store on another machine).  Imported only when used.
-CACHE_TYPES: dict[str, str] = {"ssh": "fleche.remote:SshCache"}
+#: Cache ``type`` -> a function of (the table, the directory relative paths resolve
+#: against) building the cache, e.g. ``"ssh"`` registered by :mod:`fleche.remote`.
+CACHE_TYPES: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {}
 
 _FILE_OPTIONS = frozenset({"serializer", "compression", "compression_level"})
 _CACHE_KEYS = frozenset({"ttl", "max_bytes", "policy", "index"})
@@ -94,6 +94,15 @@ def register_storage(
             f"a storage named {name!r} is registered already ({STORAGES[name][0]}); pass replace=True"
         )
     STORAGES[name] = (target, extra)
+
+
+def register_cache_type(
+    name: str, build: Callable[[Mapping[str, Any], Any], Any], *, replace: bool = False
+) -> None:
+    """Let a table with ``type = name`` build a cache: ``build(table, base_directory)``."""
+    if name in CACHE_TYPES and not replace:
+        raise ConfigError(f"a cache type named {name!r} is registered already; pass replace=True")
+    CACHE_TYPES[name] = build
 
 
 def _storage_class(name: Any, where: Where) -> type:
@@ -157,13 +166,13 @@ def validate(table: Any, where: Where) -> str | None:
     """Check a table's template, keys and modifiers (nothing is opened); returns the template."""
     if not isinstance(table, Mapping):
         raise where.error(f"a cache is described by a table, got {table!r}")
+    if "type" in table:
+        if table["type"] in CACHE_TYPES:
+            return None
+        raise where.at("type").error(
+            f"unknown cache type {table['type']!r}; known types: {', '.join(sorted(CACHE_TYPES)) or 'none'}"
+        )
     template = table.get("template")
-    if template is None and "type" in table:
-        if table["type"] not in CACHE_TYPES:
-            raise where.at("type").error(
-                f"unknown cache type {table['type']!r}; known types: {', '.join(CACHE_TYPES)}"
-            )
-        return None
     if template is None and not _EXPLICIT & table.keys():
         raise where.error(
             f"no 'template' (one of {', '.join(TEMPLATES)}) and no explicit 'values'/'calls' storages"
@@ -204,8 +213,8 @@ def validate(table: Any, where: Where) -> str | None:
 def build(table: Any, where: Where, named: Callable[[str, Where], CacheBase]) -> CacheBase:
     """The cache a table describes; ``named(name, where)`` opens a cache named in ``layers``/``caches``."""
     template = validate(table, where)
-    if template is None and "type" in table:
-        cache = _typed(table, where)
+    if table.get("type") in CACHE_TYPES:
+        cache = CACHE_TYPES[table["type"]](table, where.base)
     elif template in ("stack", "pool"):
         cache = _layered(table, template, where, named)
     else:
@@ -228,16 +237,6 @@ def _layered(
     if "retry_after" in table:
         options["retry_after"] = duration(table["retry_after"], where.at("retry_after"))
     return (CacheStack if template == "stack" else CachePool)(members, **options)
-
-
-def _typed(table: Mapping[str, Any], where: Where) -> CacheBase:
-    """A cache of a registered ``type``, its other keys passed to its constructor (lists as tuples)."""
-    module, _, name = CACHE_TYPES[table["type"]].partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
-    for key in ("type", "read_only"):
-        fields.pop(key, None)
-    return _construct(cls, where, **fields)
 
 
 def _construct(cls: Callable[..., Any], where: Where, **fields: Any) -> Any:

@@ -54,11 +54,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._config_tables import STORAGES, TEMPLATES, Where, build, describe, register_storage, validate
+from ._config_tables import (
+    CACHE_TYPES,
+    STORAGES,
+    TEMPLATES,
+    Where,
+    build,
+    describe,
+    register_cache_type,
+    register_storage,
+    validate,
+)
 from .caches import CacheBase, memory_cache, void_cache
 from .errors import ConfigError
 
 __all__ = [
+    "CACHE_TYPES",
     "ENV_CACHE",
     "ENV_CONFIG",
     "FILE_NAME",
@@ -71,6 +82,7 @@ __all__ = [
     "load_configuration",
     "named_cache",
     "open_cache",
+    "register_cache_type",
     "register_storage",
     "to_config",
 ]

@@ -21,11 +21,13 @@ import dataclasses
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._remote_client import Link, RemoteCache, RemoteConnectionError, RemoteVersionWarning
 from ._remote_server import serve
+from .config import register_cache_type
+from .errors import ConfigError
 
 __all__ = [
     "Link",
@@ -86,6 +88,15 @@ class SshCache(RemoteCache):
 
     def __str__(self) -> str:
         return f"SshCache({self.host}:{self.cache_name or 'default'})"
+
+    def to_config(self) -> dict[str, Any]:
+        """The ``fleche.toml`` table of this cache: ``type = "ssh"`` and the settings not at their default."""
+        table: dict[str, Any] = {"type": "ssh"}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "host" or value != field.default:
+                table[field.name] = list(value) if isinstance(value, tuple) else value
+        return table
 
     def command(self) -> list[str]:
         """The ``ssh`` command line that starts the server."""
@@ -157,3 +168,24 @@ def _remote_path(path: str) -> str:
 
 def _rebuild(fields: dict[str, Any]) -> SshCache:
     return SshCache(**fields)
+
+
+def _from_table(table: Mapping[str, Any], base: Any) -> SshCache:
+    """An SshCache from a ``type = "ssh"`` table (``read_only`` is applied by the caller)."""
+    settings = {f.name for f in dataclasses.fields(SshCache)}
+    fields = {}
+    for key, value in table.items():
+        if key in ("type", "read_only"):
+            continue
+        if key not in settings:
+            raise ConfigError(
+                f"an ssh cache has no setting {key!r}; settings: {', '.join(sorted(settings))}",
+                key=key,
+            )
+        fields[key] = tuple(value) if isinstance(value, list) else value
+    if "host" not in fields:
+        raise ConfigError("an ssh cache needs a 'host'", key="host")
+    return SshCache(**fields)
+
+
+register_cache_type("ssh", _from_table)

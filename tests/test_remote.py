@@ -189,8 +189,9 @@ def decorated_end_to_end(remote: RemoteCache, server_store: Any, again: RemoteCa
         assert square(4) == 16
         assert square(4) == 16
         assert square.contains(4)
+        key = square.digest(4)  # outside, it would pin the default cache as the active one
     assert computed == [4]
-    assert server_store.load_result(square.digest(4)) == 16
+    assert server_store.load_result(key) == 16
     with cache(again):
         assert square(4) == 16
         assert square.query().only().result == 16
@@ -286,7 +287,8 @@ def test_a_read_only_remote_refuses_writes_without_asking(store: Cache) -> None:
 
     with cache(remote), pytest.warns(CacheWarning, match="read-only"):
         assert double(3) == 6
-    assert not store.contains(double.digest(3))
+        key = double.digest(3)
+    assert not store.contains(key)
     remote.close()
 
 
@@ -405,6 +407,15 @@ def test_a_configuration_table_of_type_ssh_is_an_ssh_cache() -> None:
     with pytest.raises(ValueError, match="unknown cache type 'scp'"):
         from_config({"type": "scp", "host": "h"})
     assert pickle.loads(pickle.dumps(built)) == built
+    assert from_config(built.to_config()) == built
+    assert built.to_config() == {
+        "type": "ssh",
+        "host": "cluster",
+        "cache_name": "project",
+        "ssh_options": ["-p", "2222"],
+    }
+    with pytest.raises(ValueError, match="no setting 'hots'"):
+        from_config({"type": "ssh", "hots": "cluster"})
     assert SshCache("h", ssh_options="-p 22 -i key").ssh_options == ("-p", "22", "-i", "key")
 
 
