@@ -15,12 +15,13 @@ import pickle
 import threading
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from . import __version__
 from ._remote_protocol import (
     PROTOCOL,
+    decode_error,
     dumps_value,
     read_json,
     read_message,
@@ -32,36 +33,10 @@ from .caches import CacheBase
 from .caches.base import Duration, seconds
 from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from .digest import Digest
-from .errors import (
-    AmbiguousDigestError,
-    ConfigError,
-    FlecheError,
-    FlecheWarning,
-    ReadOnlyError,
-    SaveError,
-    SignatureError,
-)
+from .errors import FlecheError, FlecheWarning, ReadOnlyError
 from .query import QueryIterator
 
 __all__ = ["Link", "RemoteCache", "RemoteConnectionError", "RemoteVersionWarning"]
-
-#: Exceptions a server may report that are raised here as themselves (anything else: FlecheError).
-_ERRORS: dict[str, type[Exception]] = {
-    cls.__name__: cls
-    for cls in (
-        KeyError,
-        LookupError,
-        ValueError,
-        TypeError,
-        PermissionError,
-        FileNotFoundError,
-        NotImplementedError,
-        ReadOnlyError,
-        ConfigError,
-        SaveError,
-        SignatureError,
-    )
-}
 
 
 _STATES_LOCK = threading.Lock()
@@ -198,7 +173,7 @@ class RemoteCache(CacheBase):
                 else:
                     break
         if "error" in reply:
-            raise _remote_error(reply, self)
+            raise decode_error(reply, str(self))
         return reply["answer"], blobs
 
     def _server(self) -> dict[str, Any]:
@@ -282,9 +257,18 @@ class RemoteCache(CacheBase):
         return self._request("save", blobs, record=record, digests=list(values))[0]
 
     def prepare(
-        self, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+        self,
+        record: DigestedCall | Call,
+        arguments: Mapping[str, Any] | None = None,
+        key: Digest | None = None,
     ) -> PreparedCall:
-        # docstring inherited
+        """Store the arguments of a call about to run and seal its key.
+
+        ``prepare(record, arguments, key)``, or ``prepare(call)`` with a plain
+        :class:`~fleche.call.Call` (the 0.22 form).
+        """
+        if arguments is None or key is None:
+            record, arguments, key = record.digested(), record.arguments, record.key()
         self._writable(f"store the call {key[:12]}")
         blobs = [dumps_value(v) for v in arguments.values()]
         handle = self._request("prepare", blobs, names=list(arguments), record=record, key=key)[0]
@@ -333,23 +317,31 @@ class RemoteCache(CacheBase):
         # docstring inherited
         return self._request("expand", key=key)[0]
 
-    def shrink(self, key: Digest | str) -> Digest:
-        """The shortest prefix naming ``key``, worked out by the server in one round trip."""
-        return self._request("shrink", key=key)[0]
+    def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
+        """The shortest prefix naming each key (a tuple for several), in one round trip."""
+        prefixes = self._request("shrink", keys=list(keys))[0]
+        return prefixes[0] if len(keys) == 1 else tuple(prefixes)
 
     def referenced(self) -> set[Digest]:
         # docstring inherited
         return self._request("referenced")[0]
 
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> list[Digest]:
-        # docstring inherited
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> Collection[Digest]:
+        """Remove values no stored call refers to, on the remote; returns their keys as it does."""
         if not dry_run:
             self._writable("collect garbage (dry_run=True only reports)")
         grace = None if grace is None else seconds(grace, "grace")
         return self._request("gc", dry_run=dry_run, grace=grace)[0]
 
-    def query(self, template: QueryCall | None = None, *, expired: bool = False) -> QueryIterator:
-        """Stored calls matching ``template``, fetched :attr:`page_size` records at a time."""
+    def query(
+        self, template: QueryCall | None = None, *, expired: bool = False, **fields: Any
+    ) -> QueryIterator:
+        """Stored calls matching ``template``, fetched :attr:`page_size` records at a time.
+
+        Keywords are :class:`~fleche.call.QueryCall` fields (the 0.22 form).
+        """
+        if fields:
+            template = dataclasses.replace(template, **fields) if template else QueryCall(**fields)
         digested = (template or QueryCall()).digested()  # values stay here; digests travel
         return QueryIterator(lambda: self._pages(digested, expired), self)
 
@@ -385,13 +377,3 @@ def _skew(server: Mapping[str, Any]) -> str | None:
         f"(fleche {server.get('fleche')}), this client {PROTOCOL} (fleche {__version__}); "
         "install the same fleche version on both machines"
     )
-
-
-def _remote_error(reply: Mapping[str, Any], cache: RemoteCache) -> Exception:
-    """The exception a server reported, as the same kind of exception here."""
-    if "ambiguous" in reply:
-        return AmbiguousDigestError(*reply["ambiguous"])
-    cls = _ERRORS.get(reply["error"])
-    if cls is None:
-        return FlecheError(f"{cache} raised {reply['error']}: {reply['message']}")
-    return cls(reply["message"])

@@ -11,6 +11,11 @@ but the records of :mod:`fleche.call` and a few standard data types.  The
 other blobs are stored values, pickled; they are unpickled only when the
 user reads that value, exactly as reading a pickle store would.
 
+An exception raised on one end travels as its kind and message
+(:func:`encode_error`) and is raised again as the same kind on the other
+(:func:`decode_error`); kinds not on a short list arrive as
+:class:`~fleche.errors.FlecheError`.
+
 The server speaks first: :data:`MAGIC` lets the client skip anything a login
 shell prints before the server starts.  The handshake is one JSON blob each
 way, so that ends of different protocol versions can still tell each other so.
@@ -22,15 +27,26 @@ import io
 import json
 import pickle
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
+
+from .errors import (
+    AmbiguousDigestError,
+    ConfigError,
+    FlecheError,
+    ReadOnlyError,
+    SaveError,
+    SignatureError,
+)
 
 __all__ = [
     "CHUNK",
     "MAGIC",
     "PROTOCOL",
     "ProtocolError",
+    "decode_error",
     "dumps_value",
+    "encode_error",
     "loads_control",
     "read_blob",
     "read_json",
@@ -49,6 +65,23 @@ MAGIC = b"\x00fleche-remote\n"
 
 #: How much a login shell may print before the server starts.
 _JUNK = 1 << 16
+#: Exceptions a server may report that are raised here as themselves (anything else: FlecheError).
+_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        KeyError,
+        LookupError,
+        ValueError,
+        TypeError,
+        PermissionError,
+        FileNotFoundError,
+        NotImplementedError,
+        ReadOnlyError,
+        ConfigError,
+        SaveError,
+        SignatureError,
+    )
+}
 _HEADER = struct.Struct(">BI")
 _MORE, _LAST = 0, 1
 
@@ -167,6 +200,25 @@ def skip_to_magic(reader: BinaryIO) -> None:
             return
         seen += line
     raise EOFError(f"no fleche server answered; got {seen[:200]!r}…")
+
+
+def encode_error(err: Exception) -> dict[str, Any]:
+    """An exception as a reply the client turns back into the same kind of exception."""
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    reply: dict[str, Any] = {"error": type(err).__name__, "message": message}
+    if isinstance(err, AmbiguousDigestError):
+        reply["ambiguous"] = (err.prefix, err.candidates, err.needed)
+    return reply
+
+
+def decode_error(reply: Mapping[str, Any], where: str) -> Exception:
+    """The exception a reply of :func:`encode_error` reports, as the same kind of exception here."""
+    if "ambiguous" in reply:
+        return AmbiguousDigestError(*reply["ambiguous"])
+    cls = _ERRORS.get(reply["error"])
+    if cls is None:
+        return FlecheError(f"{where} raised {reply['error']}: {reply['message']}")
+    return cls(reply["message"])
 
 
 def write_json(stream: BinaryIO, data: dict[str, Any]) -> None:

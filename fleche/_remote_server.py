@@ -22,6 +22,7 @@ from ._remote_protocol import (
     MAGIC,
     PROTOCOL,
     dumps_value,
+    encode_error,
     read_json,
     read_message,
     write_json,
@@ -29,7 +30,6 @@ from ._remote_protocol import (
 )
 from .caches import CacheBase
 from .call import DigestedCall, LazyCall, PreparedCall
-from .errors import AmbiguousDigestError
 
 __all__ = ["hello", "serve"]
 
@@ -146,7 +146,7 @@ class _Session:
         return self.cache.expand(request["key"]), []
 
     def op_shrink(self, request: dict[str, Any], blobs: list[bytes]) -> tuple[Any, list]:
-        return self.cache.shrink(request["key"]), []
+        return [self.cache.shrink(key) for key in request["keys"]], []
 
     def op_referenced(self, request: dict[str, Any], blobs: list[bytes]) -> tuple[Any, list]:
         return self.cache.referenced(), []
@@ -174,15 +174,6 @@ class _Session:
             del self.cursors[cursor]
         self.records_sent += len(records)
         return {"records": records, "done": done}
-
-
-def _error(err: Exception) -> dict[str, Any]:
-    """An exception as a reply the client turns back into the same kind of exception."""
-    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    reply: dict[str, Any] = {"error": type(err).__name__, "message": message}
-    if isinstance(err, AmbiguousDigestError):
-        reply["ambiguous"] = (err.prefix, err.candidates, err.needed)
-    return reply
 
 
 def serve(
@@ -223,12 +214,12 @@ def serve(
             except EOFError:
                 return
             except Exception as err:  # the stream is out of step: say why and hang up
-                write_message(output_stream, _error(err))
+                write_message(output_stream, encode_error(err))
                 return
             try:
                 answer, values = session.handle(request.get("op", ""), request, blobs)
             except Exception as err:
-                write_message(output_stream, _error(err))
+                write_message(output_stream, encode_error(err))
                 continue
             write_message(output_stream, {"answer": answer}, values)
     finally:
