@@ -229,7 +229,8 @@ def test_the_whole_cache_interface_over_pipes(pipes: PipeCache, store: Cache) ->
 
 
 def test_decorated_functions_over_pipes(pipes: PipeCache, store: Cache) -> None:
-    decorated_end_to_end(pipes, store, PipeCache(store))
+    with PipeCache(store) as again:
+        decorated_end_to_end(pipes, store, again)
 
 
 def test_a_query_arrives_a_page_at_a_time(store: Cache) -> None:
