@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import digest  # the submodule, as in 0.22: fleche.digest.digest(x)
+from . import digest, remote  # noqa: F401  (digest: the submodule, as in 0.22; remote: registers type = "ssh")
 from .caches import (
     Cache,
     CacheBase,

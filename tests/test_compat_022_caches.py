@@ -528,8 +528,11 @@ class FakeRemote(CacheWrapper):
 
 
 def test_cache_types_are_registered_not_hard_coded(project):
-    with pytest.raises(ConfigError, match="unknown cache type 'ssh'"):
-        cache_from_config({"type": "ssh", "host": "far"})
+    from fleche.remote import SshCache
+
+    assert cache_from_config({"type": "ssh", "host": "far"}) == SshCache("far")
+    with pytest.raises(ConfigError, match="unknown cache type 'no-such-type'"):
+        cache_from_config({"type": "no-such-type", "host": "far"})
     register_cache_type(
         "test-fake", lambda table, base: FakeRemote(memory(), table["host"]), replace=True
     )

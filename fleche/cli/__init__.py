@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FlecheError
-from . import about, archive, browse, legacy, maintain
+from . import about, archive, browse, legacy, maintain, remote
 from .context import Commands, Context
 
 __all__ = ["main", "parser"]
@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, argparse.SUPPRESS)  # after the command too, without resetting
     commands = Commands(top.add_subparsers(title="commands", metavar="COMMAND"), common)
-    for group in (browse, maintain, archive, legacy, about):
+    for group in (browse, maintain, archive, legacy, about, remote):
         group.add_commands(commands)
     return top
 
