@@ -371,12 +371,21 @@ class _CacheValues:
 class LazyCall:
     """A stored call whose argument and result values load on first access."""
 
-    __slots__ = ("digested_call", "_values", "_arguments", "_result")
+    __slots__ = ("digested_call", "_load", "_arguments", "_result")
 
-    def __init__(self, digested_call: DigestedCall, values: ValueStorage) -> None:
+    def __init__(self, digested_call: DigestedCall | str, values: Any, *fields: Any, **more: Any):
+        """``LazyCall(record, value_storage)``; or, as in 0.22,
+        ``LazyCall(name, _arguments, _result, _cache, metadata={}, module=None,
+        version=None, code_digest=None)`` with digests and a cache."""
+        if isinstance(digested_call, str):  # the 0.22 form: the record's fields and a cache
+            _result, cache, *rest = fields
+            digested_call = DigestedCall(digested_call, values, _result, *rest, **more)
+            load = cache.load_value
+        else:
+            load = values.load
         self.digested_call = digested_call
-        self._values = values
-        self._arguments = LazyArguments(digested_call.arguments, values.load)
+        self._load = load
+        self._arguments = LazyArguments(digested_call.arguments, load)
         self._result: Any = _UNSET
 
     def __getattr__(self, name: str) -> Any:
@@ -392,7 +401,7 @@ class LazyCall:
     @property
     def result(self) -> Any:
         if self._result is _UNSET:
-            self._result = self._values.load(self.digested_call.result)
+            self._result = self._load(self.digested_call.result)
         return self._result
 
     def key(self) -> Digest:

@@ -568,3 +568,21 @@ def test_call_from_a_decorated_function_has_its_lookup_key():
     call = Call.from_call(simulate, 300, verbose=True)
     assert call.to_lookup_key() == simulate.digest(300)
     assert call.version == "1" and "verbose" not in call.arguments
+
+
+def test_lazy_call_from_its_fields_and_a_cache():
+    # 0.22: LazyCall(name, _arguments, _result, _cache, metadata, module, version, code_digest)
+    from fleche.call import LazyCall
+
+    store = Cache(ValueMemory(), CallMemory())
+
+    @fleche.fleche
+    def double(x):
+        return 2 * x
+
+    with cache(store):
+        double(3)
+        record = double.record(3).digested()
+    lazy = LazyCall(record.name, dict(record.arguments), record.result, store, {}, record.module)
+    assert lazy.arguments["x"] == 3 and lazy.result == 6
+    assert lazy.to_lookup_key() == double.digest(3)
