@@ -234,7 +234,7 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
 
     def get(self, key: Digest) -> Any:
         # docstring inherited
-        swapped: tuple[str, Exception] | None = None  # a shared file of another prefix
+        swapped: tuple[str, Exception] | None = None  # the first shared file of another prefix
         for file, group in self._locations(key):
             if not os.path.isfile(file):
                 continue
@@ -242,10 +242,9 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
                 return read_entry(file, group, self._validator, key)
             except FileNotFoundError:
                 continue  # evicted meanwhile
-            except NoEntry as missing:  # not in this shared file: is it the right file?
+            except NoEntry as missing:  # not in this shared file: is it another prefix's?
                 wrong = shared.foreign(file, missing.prefix)
-                if wrong is not None and swapped is None:
-                    swapped = file, wrong
+                swapped = swapped or (None if wrong is None else (file, wrong))
                 continue
             except PermissionError:
                 raise  # not corruption: the user must fix access rights
