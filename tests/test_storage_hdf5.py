@@ -27,7 +27,7 @@ from fleche.storage import (  # noqa: E402
     CallBagOfHoldingH5File,
     ValueBagOfHoldingH5File,
 )
-from fleche.storage.hdf5_check import CHECK, tree_seal  # noqa: E402
+from fleche.storage.hdf5_check import CHECK, PREFIX, tree_seal  # noqa: E402
 
 
 def _files(root: Path) -> list[Path]:
@@ -442,3 +442,82 @@ def test_an_entry_moved_under_another_key_in_a_shared_file_is_a_warned_miss(
         keys = [values.save(v) for v in samples]
         _move_entry(values.location(keys[a])[0], keys[a], values.location(keys[b])[0], keys[b])
         assert _outcome(values, keys[b], samples[b]) == "miss", (a, b)
+
+
+# -- shared files know their prefix: a swapped or foreign one is noticed ------------
+
+
+def _two_prefixes(values: ValueBagOfHoldingH5File) -> list[tuple[str, np.ndarray]]:
+    """Two arrays stored in two different shared files: ``(key, array)`` each."""
+    stored: dict[str, tuple[str, np.ndarray]] = {}
+    for n in range(1, 100):
+        array = np.arange(float(n))
+        stored.setdefault(values.location(values.save(array))[0].name, (digest(array), array))
+        if len(stored) == 2:
+            return list(stored.values())
+    raise AssertionError("no two shared files")
+
+
+def _swapped(root: Path) -> tuple[ValueBagOfHoldingH5File, list[tuple[str, np.ndarray]]]:
+    """A grouped store whose two shared files (``_two_prefixes``) were swapped."""
+    values = ValueBagOfHoldingH5File(root, prefix_length=1)
+    stored = _two_prefixes(values)
+    a, b = (values.location(key)[0] for key, _ in stored)
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b), b.write_bytes(data_a)
+    return values, stored
+
+
+def test_a_shared_file_records_its_prefix(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=3)
+    file, _ = values.location(values.save(np.arange(3.0)))
+    with h5py.File(file, "r") as handle:
+        assert handle.attrs[PREFIX] == file.name[:3].encode()
+
+
+def test_swapped_shared_files_are_warned_misses_and_repaired(tmp_path: Path) -> None:
+    values, [(first, one), (second, two)] = _swapped(tmp_path)
+    assert _outcome(values, first, one) == "miss" and _outcome(values, second, two) == "miss"
+    with pytest.warns(CorruptEntryWarning, match="swapped"):  # each file is set aside
+        values.save(one), values.save(two)
+    fresh = ValueBagOfHoldingH5File(tmp_path, prefix_length=1)  # as another process opens it
+    assert _outcome(fresh, first, one) == "right" and _outcome(fresh, second, two) == "right"
+    assert sorted(fresh.list()) == sorted([first, second])
+
+
+def test_a_shared_file_replaced_by_a_foreign_one_is_noticed(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=1)
+    (first, one), (second, two) = _two_prefixes(values)
+    values.location(first)[0].write_bytes(values.location(second)[0].read_bytes())
+    assert _outcome(values, first, one) == "miss"
+    assert _outcome(values, second, two) == "right"
+    with pytest.warns(CorruptEntryWarning, match="copied over"):
+        assert list(ValueBagOfHoldingH5File(tmp_path, prefix_length=1).list()) == [second]
+    with pytest.warns(CorruptEntryWarning):
+        values.save(one)
+    assert _outcome(values, first, one) == "right"
+
+
+def test_entries_of_a_swapped_file_set_aside_warn_when_missed(tmp_path: Path) -> None:
+    # The save of one key sets aside a swapped file holding another prefix's keys:
+    # those keys, gone from every file now, still read as warned misses.
+    values, [(first, one), (second, two)] = _swapped(tmp_path)
+    b = tmp_path / f"{second[0]}.h5"  # the shared file of second
+    with pytest.warns(CorruptEntryWarning):
+        values.save(one)  # sets aside the file at a, which held the key second
+    b.unlink()  # and the file at b goes too, e.g. set aside by another save
+    assert _outcome(values, second, two) == "miss"
+
+
+def test_a_shared_file_without_a_prefix_is_read_as_before(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=1)
+    (first, one), (second, two) = _two_prefixes(values)
+    for key in (first, second):
+        with h5py.File(values.location(key)[0], "r+") as handle:
+            del handle.attrs[PREFIX]  # a file written before prefixes were recorded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _same(values.load(first), one) and _same(values.load(second), two)
+        with pytest.raises(KeyError):
+            values.load(digest(np.arange(1000.0)))
+        values.save(np.arange(1000.0))

@@ -277,6 +277,93 @@ def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
     assert sum(issubclass(w.category, CorruptEntryWarning) for w in caught) == 2
 
 
+# -- seals: a result digest changed in the database is never served -----------------
+
+
+def _set_result(store: Sql, key: str, result: str | None) -> None:
+    with store.session() as connection:
+        connection.execute(update(calls).where(calls.c.key == key).values(result=result))
+
+
+def _no_seal(store: Sql, key: str, other: str) -> None:
+    with store.session() as connection:
+        connection.execute(update(calls).where(calls.c.key == key).values(seal=None))
+
+
+def _swap(store: Sql, key: str, other: str) -> None:
+    _set_result(store, key, str(digest(2)))
+    _set_result(store, other, str(digest(1)))
+
+
+_MINE = str(digest(1))
+#: Hand edits of the row of ``key`` (the record of ``_call(1)``; ``other``: that of ``_call(2)``).
+_DAMAGES: dict[str, Any] = {
+    "another row's result": lambda store, key, other: _set_result(store, key, str(digest(2))),
+    "two rows' results swapped": _swap,
+    "a changed character": lambda store, key, other: _set_result(
+        store, key, _MINE[:5] + ("0" if _MINE[5] != "0" else "1") + _MINE[6:]
+    ),
+    "a truncated digest": lambda store, key, other: _set_result(store, key, _MINE[:7]),
+    "an empty digest": lambda store, key, other: _set_result(store, key, ""),
+    "no result": lambda store, key, other: _set_result(store, key, None),
+    "no seal": _no_seal,
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES), ids=str)
+def test_a_changed_result_digest_reads_as_a_warned_miss(store: Sql, damage: str) -> None:
+    key, other = store.save(_call(1)), store.save(_call(2))
+    _DAMAGES[damage](store, key, other)
+    for read in (
+        lambda: store.result_of(key, "expiry"),
+        lambda: store.load(key),
+        lambda: store.result_of(store.shrink(key), "tags"),
+    ):
+        with pytest.warns(CorruptEntryWarning, match=key), pytest.raises(KeyError):
+            read()
+    with pytest.warns(CorruptEntryWarning):
+        assert [r.key() for r in store.query(QueryCall(name="simulate"))] == (
+            [] if damage == "two rows' results swapped" else [other]
+        )
+    store.save(_call(1))  # the recomputed call's save writes a good row
+    assert store.result_of(key, "expiry") == (digest(1), None)
+    assert store.load(key).result == digest(1)
+
+
+def test_verify_reports_and_removes_a_row_whose_seal_fails(store: Sql) -> None:
+    from fleche.caches import Cache
+    from fleche.storage import ValueMemory
+    from fleche.verify import CORRUPT_RECORD, verify
+
+    cache = Cache(ValueMemory(), store)
+    for value in (1, 2):
+        cache.values.save(value)
+    key, other = store.save(_call(1)), store.save(_call(2))
+    _set_result(store, key, str(digest(2)))  # a real value: only the seal tells
+    report = verify(cache)
+    assert [(p.key, p.kind) for p in report.problems] == [(key, CORRUPT_RECORD)]
+    assert "seal" in report.problems[0].detail
+    verify(cache, fix=True)
+    assert list(store.list()) == [other] and verify(cache).ok
+
+
+def test_a_schema_2_store_is_sealed_when_opened(store: Sql) -> None:
+    keys = [store.save(_call(i)) for i in range(3)]
+    with store.session() as connection:  # the layout of schema 2: no seals
+        connection.exec_driver_sql("ALTER TABLE calls DROP COLUMN seal")
+        connection.execute(update(schema).values(version=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opened = Sql(url=store.url)
+        assert [opened.load(k).result for k in keys] == [digest(i) for i in range(3)]
+    with opened.session() as connection:
+        assert connection.execute(select(schema.c.version)).scalar() == SCHEMA_VERSION
+        assert connection.execute(select(func.count()).where(calls.c.seal.is_(None))).scalar() == 0
+    _set_result(opened, keys[0], str(digest(2)))  # sealed rows are checked from now on
+    with pytest.warns(CorruptEntryWarning), pytest.raises(KeyError):
+        opened.result_of(keys[0], "expiry")
+
+
 def test_expand_is_a_range_scan_naming_candidates(store: Sql) -> None:
     keys = [f"abc{n:029x}" for n in range(40)] + [f"abd{n:029x}" for n in range(3)]
     row = {"name": "f", "module": "m", "unkeyed": "", "created": 0.0, "arguments": "{}", "meta": {}}

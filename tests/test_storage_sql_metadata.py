@@ -171,6 +171,7 @@ def test_a_schema_1_store_is_migrated_when_opened(tmp_path: Path) -> None:
     _plant(old, key, pickle.dumps({"tags": {"pair": (1, 2)}}))
     with old.session() as connection:  # the layout of schema 1
         connection.exec_driver_sql("ALTER TABLE calls DROP COLUMN meta_typed")
+        connection.exec_driver_sql("ALTER TABLE calls DROP COLUMN seal")
         connection.execute(update(schema).values(version=1))
     with pytest.warns(FlecheWarning, match="1 records whose metadata an older fleche pickled"):
         store = Sql(str(path))

@@ -51,6 +51,7 @@ MAX_PREFIX_LENGTH = 8
 #: What ``version_validator`` accepts (bagofholding's keywords).
 VERSION_VALIDATORS = ("none", "semantic-major", "semantic-minor", "semantic-patch", "exact")
 _HEX = "0123456789abcdef"
+_LOST = LookupError("it read as damaged in this process and has not been stored again since")
 
 
 def _related(stem: str, prefix: str) -> bool:
@@ -217,7 +218,7 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
         file, _ = self._place(key)
         os.makedirs(os.path.dirname(file), exist_ok=True)
         with shared.locked(file):
-            keys = shared.keys_for_update(file)
+            keys = shared.keys_for_update(file, self._damaged)
             replaced: set[str] = set()
             if keys is not None and key in keys:
                 if self.content_addressed and key not in self._damaged:
@@ -233,17 +234,26 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
 
     def get(self, key: Digest) -> Any:
         # docstring inherited
+        swapped: tuple[str, Exception] | None = None  # the first shared file of another prefix
         for file, group in self._locations(key):
             if not os.path.isfile(file):
                 continue
             try:
                 return read_entry(file, group, self._validator, key)
-            except (FileNotFoundError, NoEntry):
-                continue  # evicted meanwhile, or not in this shared file
+            except FileNotFoundError:
+                continue  # evicted meanwhile
+            except NoEntry as missing:  # not in this shared file: is it another prefix's?
+                wrong = shared.foreign(file, missing.prefix)
+                swapped = swapped or (None if wrong is None else (file, wrong))
+                continue
             except PermissionError:
                 raise  # not corruption: the user must fix access rights
             except Exception as err:
                 raise self._unreadable(key, file, err) from err
+        if swapped is not None:  # the key may have been in it: warn, and rewrite it when stored
+            raise self._unreadable(key, *swapped)
+        if key in self._damaged:  # e.g. it was in a foreign shared file set aside since
+            raise self._unreadable(key, self._root, _LOST)
         raise KeyError(key)
 
     def _contains(self, key: Digest) -> bool:
@@ -264,7 +274,7 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
                     found = True
                 continue
             with shared.locked(file):
-                keys = shared.keys_for_update(file)
+                keys = shared.keys_for_update(file, self._damaged)
                 if keys is not None and key in keys:
                     shared.rewrite(file, keys, {key}, None, self._replace)
                     found = True

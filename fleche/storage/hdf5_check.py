@@ -13,6 +13,12 @@ read produces anyway (xxh3 runs at memory speed: a fraction of the read);
 frames and bags over every dataset and attribute of the entry, in name
 order, which costs one more pass over data whose decoding costs more.
 
+A shared file (many keys' entries in one file) carries the attribute
+:data:`PREFIX`, the key prefix it was made for: a shared file swapped with
+another prefix's, or replaced by a foreign one, has none of the keys asked
+of it, and the prefix tells that apart from an ordinary miss
+(:mod:`.hdf5_shared`).
+
 It guards against accidents (bit rot, torn copies, swapped files), not
 against a writer who recomputes it: ``docs/security.rst``.
 """
@@ -25,11 +31,22 @@ import h5py
 import numpy as np
 import xxhash
 
-__all__ = ["CHECK", "array_seal", "bytes_seal", "read_check", "read_tree", "tree_seal"]
+__all__ = [
+    "CHECK",
+    "PREFIX",
+    "array_seal",
+    "bytes_seal",
+    "read_attribute",
+    "read_check",
+    "read_tree",
+    "tree_seal",
+]
 
 #: The attribute of an entry holding its check (16 raw bytes).
 CHECK = "fleche_check"
 _CHECK = CHECK.encode()
+#: The attribute of a shared file holding the key prefix it is for (bytes).
+PREFIX = "fleche_prefix"
 
 
 def _hasher(key: str, kind: bytes) -> Any:
@@ -139,8 +156,13 @@ def _feed_value(hasher: Any, value: Any) -> None:
 
 def read_check(entry: Any) -> bytes | None:
     """The check stored on an entry (a low-level group id); ``None`` if it has none."""
+    return read_attribute(entry, _CHECK)
+
+
+def read_attribute(entry: Any, name: bytes) -> bytes | None:
+    """The raw bytes of a fixed-size attribute of a low-level group id; ``None`` if absent."""
     try:  # one call, not exists() then open(): this is on every hit
-        attribute = h5py.h5a.open(entry, _CHECK)
+        attribute = h5py.h5a.open(entry, name)
     except KeyError:
         return None
     value = np.empty((), dtype=attribute.dtype)

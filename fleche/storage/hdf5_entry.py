@@ -49,7 +49,16 @@ from bagofholding import H5Bag
 from ..call import Call, DigestedCall
 from ..digest import Digest
 from .destructuring import DigestedAttrs, DigestedDataclass, DigestedDict, DigestedIterable
-from .hdf5_check import CHECK, array_seal, bytes_seal, read_check, read_tree, tree_seal
+from .hdf5_check import (
+    CHECK,
+    PREFIX,
+    array_seal,
+    bytes_seal,
+    read_attribute,
+    read_check,
+    read_tree,
+    tree_seal,
+)
 from .hdf5_frame import ARRAY_TYPES, PROTOCOL, frame_parts, read_frame, write_frame
 
 __all__ = [
@@ -66,6 +75,7 @@ __all__ = [
 #: Attribute naming the format of a fleche-written entry (absent for bags).
 FORMAT = "fleche_format"
 _FORMAT = FORMAT.encode()
+_PREFIX = PREFIX.encode()
 #: How strictly the bagofholding version of a stored bag must match: the
 #: library's own floor (``min_compatible_version``) applies on top of it.
 BAG_VERSION_VALIDATOR = "semantic-major"
@@ -108,7 +118,15 @@ class UnreadableEntry(ValueError):
 
 
 class NoEntry(LookupError):
-    """A shared file holds no entry under the key asked for (internal: a miss, not damage)."""
+    """A shared file holds no entry under the key asked for (internal).
+
+    ``prefix`` is the key prefix the file says it is for (``None`` if it
+    says none): a miss, unless the file is another prefix's.
+    """
+
+    def __init__(self, group: str, prefix: bytes | None) -> None:
+        super().__init__(group)
+        self.prefix = prefix
 
 
 def is_plain(value: Any) -> bool:
@@ -189,7 +207,7 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
     """The value of the entry of ``key`` at ``group`` of ``file`` (``None``: the file's root).
 
     Raises ``FileNotFoundError`` if the file is gone, :class:`NoEntry` if
-    the file has no such group, anything else if the entry cannot be
+    the file has no such group (with the prefix the file is for), anything else if the entry cannot be
     decoded or fails its integrity check.
     """
     # The fast formats are read through h5py's low-level API: the high-level
@@ -201,7 +219,7 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
         elif group in handle:
             entry = h5py.h5g.open(handle.id, group.encode())
         else:
-            raise NoEntry(group)
+            raise NoEntry(group, read_attribute(handle.id, _PREFIX))
         kind = _format(entry)
         check = read_check(entry)
         if check is None:

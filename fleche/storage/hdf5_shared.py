@@ -9,6 +9,12 @@ file.  Readers take no lock: they open the old file or the new one.  The
 lock files (``.<name>.lock``) stay: one cannot be removed safely while
 another process may be waiting on it.
 
+Every shared file records the key prefix it is for (the stem of its name,
+in the attribute :data:`~fleche.storage.hdf5_check.PREFIX`), so a shared
+file swapped with another prefix's, or replaced by a foreign one, is told
+apart from one that just lacks a key: reads warn, and the next write sets
+it aside.  Files made before the prefix was recorded are not checked.
+
 Also here: reading the directory tree of an HDF5 store (fan-out
 directories, per-key files and shared files side by side).
 """
@@ -24,18 +30,22 @@ from collections.abc import Callable
 from typing import Any
 
 import h5py
+import numpy as np
 from filelock import FileLock
 
 from ..digest import DIGEST_LENGTH
 from ..errors import CorruptEntryWarning
 from .file import _sync, temporary_sibling
+from .hdf5_check import PREFIX, read_attribute
 from .hdf5_entry import copy_entry
 
 __all__ = [
     "SHARED_LIMIT",
     "SUFFIX",
     "Moved",
+    "ForeignFile",
     "copy_in",
+    "foreign",
     "holds",
     "is_hex",
     "keys_for_update",
@@ -83,9 +93,37 @@ def locked(file: str) -> FileLock:
     return FileLock(os.path.join(directory, f".{name}.lock"))
 
 
-def _read_keys(file: str) -> set[str]:
+class ForeignFile(ValueError):
+    """A shared file is another prefix's: swapped with it, or copied over this one."""
+
+
+def _prefix(file: str) -> bytes:
+    """The key prefix of the shared file ``file``: the stem of its name."""
+    return os.path.basename(file)[: -len(SUFFIX)].encode()
+
+
+def foreign(file: str, found: bytes | None) -> ForeignFile | None:
+    """The error for a shared file that says it is for the prefix ``found``, if that is wrong."""
+    if found is None or found == _prefix(file):
+        return None  # made before prefixes were recorded, or the right file
+    return ForeignFile(
+        f"it holds the keys starting {found.decode(errors='replace')!r}, "
+        f"not {_prefix(file).decode()!r}: it was swapped with or copied over another shared file"
+    )
+
+
+def _open_keys(file: str) -> tuple[set[str], ForeignFile | None]:
+    """The keys in a shared file, and the error if it is another prefix's file."""
     with h5py.File(file, "r") as handle:
-        return {name for name in handle if is_hex(name, DIGEST_LENGTH)}
+        keys = {name for name in handle if is_hex(name, DIGEST_LENGTH)}
+        return keys, foreign(file, read_attribute(handle.id, PREFIX.encode()))
+
+
+def _read_keys(file: str) -> set[str]:
+    keys, wrong = _open_keys(file)
+    if wrong is not None:
+        raise wrong
+    return keys
 
 
 def holds(file: str, key: str) -> bool:
@@ -117,29 +155,36 @@ def listed(file: str) -> set[str]:
         return set()
 
 
-def keys_for_update(file: str) -> set[str] | None:
+def keys_for_update(file: str, lost: set[str] | None = None) -> set[str] | None:
     """The keys of a shared file about to be rewritten (lock held); ``None`` if there is no file.
 
-    A damaged file is renamed aside (``.<name>.corrupt-<random>``) with a
-    warning, so that writes go on; its entries were unreadable anyway.
+    A damaged or foreign file is renamed aside (``.<name>.corrupt-<random>``)
+    with a warning, so that writes go on; its entries were unreadable
+    anyway.  The keys a foreign file held are added to ``lost``: their own
+    file may have lost them (two files swapped), so their misses warn too.
     """
     try:
-        return _read_keys(file)
+        keys, err = _open_keys(file)
+        if err is None:
+            return keys
+        if lost is not None:
+            lost.update(keys)
     except FileNotFoundError:
         return None
     except PermissionError:
         raise
-    except Exception as err:
-        directory, name = os.path.split(file)
-        aside = os.path.join(directory, f".{name}.corrupt-{os.urandom(4).hex()}")
-        os.replace(file, aside)
-        warnings.warn(
-            f"fleche: the shared file {file} cannot be read ({type(err).__name__}: {err}); "
-            f"moved aside to {aside} and starting a new one",
-            CorruptEntryWarning,
-            stacklevel=4,
-        )
-        return None
+    except Exception as error:
+        err = error
+    directory, name = os.path.split(file)
+    aside = os.path.join(directory, f".{name}.corrupt-{os.urandom(4).hex()}")
+    os.replace(file, aside)
+    warnings.warn(
+        f"fleche: the shared file {file} cannot be read ({type(err).__name__}: {err}); "
+        f"moved aside to {aside} and starting a new one",
+        CorruptEntryWarning,
+        stacklevel=4,
+    )
+    return None
 
 
 def rewrite(
@@ -166,6 +211,7 @@ def rewrite(
             shutil.copyfile(file, temporary)  # only adding: the bytes as they are
         else:
             with h5py.File(temporary, "w-") as target:
+                target.attrs[PREFIX] = np.bytes_(_prefix(file))
                 if keep:  # copying object by object also drops the space of removed ones
                     with h5py.File(file, "r") as source:
                         for key in sorted(keep):

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import CorruptEntryWarning
+from ..errors import CorruptEntryWarning, warn
 from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
 from .sql_maintenance import Finding, audit, convert_legacy_metadata
@@ -41,6 +40,7 @@ from .sql_query import (
     normalize_value,
 )
 from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, calls, decode_row, encode_record
+from .sql_seal import broken_seal, seal
 
 if TYPE_CHECKING:  # loaded on first use, by __getattr__ below
     from .sql_models import ArgumentModel, CallModel, MetaModel
@@ -184,7 +184,9 @@ class Sql(CallStorage):
         )
         if not rows:
             raise KeyError(key)
-        result, entries, typed = rows[0]
+        result, entries, typed, sealed = rows[0]
+        if sealed != seal(key, result):  # a changed or copied result digest: never served
+            raise self._damaged(key, broken_seal(result, sealed))
         if (
             type(entries) is str
         ):  # SQLite hands back JSON text ("null" if absent); psycopg decodes it
@@ -200,18 +202,17 @@ class Sql(CallStorage):
     @classmethod
     def _decode(cls, key: str, row: tuple[Any, ...]) -> DigestedCall:
         try:
-            return decode_row(row)
+            return decode_row(key, row)
         except Exception as err:
             raise cls._damaged(key, err) from err
 
     @staticmethod
     def _damaged(key: str, err: Exception) -> KeyError:
         """Warn that the record under ``key`` cannot be read; the ``KeyError`` to raise for it."""
-        warnings.warn(
+        warn(
             f"the call record {key} in the SQL store cannot be read ({type(err).__name__}: {err}); "
-            "treating it as missing",
+            "treating it as missing (it is rewritten when the call is saved again)",
             CorruptEntryWarning,
-            stacklevel=4,
         )
         return KeyError(key)
 

@@ -33,7 +33,9 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
@@ -42,6 +44,7 @@ from ..call import DigestedCall
 from ..digest import Digest
 from ..errors import ConfigError, FlecheWarning, SaveError
 from .sql_metadata import join_metadata, split_metadata, text_ok, to_json
+from .sql_seal import broken_seal, seal
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -63,7 +66,8 @@ PREFIX_PAGE = 32
 #: Version of this layout; bump it (and add a migration) when the tables change.
 #: 2: metadata JSON cannot hold is typed JSON in ``meta_typed``, no longer a pickle in
 #: ``meta_extra``; the SQLite triggers replace stale argument rows.
-SCHEMA_VERSION = 2
+#: 3: every row carries a ``seal`` binding its result to its key (:mod:`.sql_seal`).
+SCHEMA_VERSION = 3
 
 # Keys compare byte-wise on every server, so ``key >= p AND key < p || 'g'``
 # is an index range scan whatever the database's default collation is.
@@ -95,6 +99,7 @@ calls = Table(
     Column("meta_typed", Text),  # typed JSON (.sql_metadata) of what ``meta`` cannot hold
     # Schema 1 pickled that part here.  Never unpickled when read: see legacy_metadata().
     Column("meta_extra", LargeBinary),
+    Column("seal", String(16)),  # xxh3-64 of key and result (.sql_seal), checked on every read
     Index("ix_calls_function", "name", "module"),
     Index("ix_calls_result", "result"),
 )
@@ -158,8 +163,10 @@ def check_schema(connection: Connection, where: str) -> None:
             f"the call store at {where} has schema version {found}, but this fleche only knows "
             f"versions up to {SCHEMA_VERSION}; upgrade fleche to open it"
         )
-    elif found == 1:
-        _migrate_from_1(connection, where)
+    elif found < SCHEMA_VERSION:
+        if found == 1:
+            _migrate_from_1(connection, where)
+        _migrate_from_2(connection)
         connection.execute(
             schema.update().where(schema.c.component == "calls").values(version=SCHEMA_VERSION)
         )
@@ -167,7 +174,7 @@ def check_schema(connection: Connection, where: str) -> None:
 
 def _migrate_from_1(connection: Connection, where: str) -> None:
     """Add ``meta_typed`` and the new triggers; warn about records with pickled metadata."""
-    connection.exec_driver_sql("ALTER TABLE calls ADD COLUMN meta_typed TEXT")
+    _add_column(connection, "meta_typed", "TEXT")
     if connection.dialect.name == "sqlite":
         for name, trigger in zip(_TRIGGERS, _SQLITE_TRIGGERS, strict=True):
             connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
@@ -185,6 +192,32 @@ def _migrate_from_1(connection: Connection, where: str) -> None:
             FlecheWarning,
             stacklevel=2,
         )
+
+
+def _migrate_from_2(connection: Connection) -> None:
+    """Add ``seal`` and seal every row as it is, a page at a time (rows are read as trusted)."""
+    _add_column(connection, "seal", "VARCHAR(16)")
+    pages = (
+        select(calls.c.key, calls.c.result)
+        .where(calls.c.seal.is_(None))
+        .order_by(calls.c.key)
+        .limit(PAGE)
+    )
+    store = update(calls).where(calls.c.key == bindparam("row")).values(seal=bindparam("sealed"))
+    after = ""
+    while rows := connection.execute(pages.where(calls.c.key > after)).all():
+        connection.execute(store, [{"row": k, "sealed": seal(k, r)} for k, r in rows])
+        after = rows[-1][0]
+
+
+def _add_column(connection: Connection, name: str, sql_type: str) -> None:
+    """Add a column to ``calls`` unless it is there already.
+
+    pysqlite commits DDL at once, outside the migration's transaction, so a
+    migration that failed after adding a column must find it the next time.
+    """
+    if name not in {column["name"] for column in inspect(connection).get_columns("calls")}:
+        connection.exec_driver_sql(f"ALTER TABLE calls ADD COLUMN {name} {sql_type}")
 
 
 class Statements:
@@ -212,13 +245,14 @@ class Statements:
         # the argument index), or on PostgreSQL the upsert and the argument rows.
         self.save = _postgres_save(text(upsert)) if self.postgres else text(upsert)
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
-        # The hit path: the result, one metadata namespace (JSON text or NULL) and
-        # the typed metadata (NULL unless some value JSON cannot hold).
+        # The hit path: the result, one metadata namespace (JSON text or NULL),
+        # the typed metadata (NULL unless some value JSON cannot hold) and the seal.
         self.result_of = text(
             select(
                 calls.c.result,
                 calls.c.meta[bindparam("namespace", type_=String)],
                 calls.c.meta_typed,
+                calls.c.seal,
             ).where(calls.c.key == key)
         )
         self.contains = text(select(calls.c.key).where(calls.c.key == key))
@@ -267,6 +301,7 @@ ROW_COLUMNS = (
     calls.c.arguments,
     calls.c.meta,
     calls.c.meta_typed,
+    calls.c.seal,
 )
 
 # -- records <-> rows -------------------------------------------------------------
@@ -283,6 +318,7 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
     """
     _check_text(record)
     document, typed = split_metadata(record.metadata)
+    result = None if record.result is None else str(record.result)
     return {
         "key": key,
         "name": record.name,
@@ -291,11 +327,12 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
         "code": None if record.code is None else str(record.code),
         "unkeyed": ",".join(sorted(record.unkeyed)),
         "created": record.created,
-        "result": None if record.result is None else str(record.result),
+        "result": result,
         "arguments": to_json({name: str(value) for name, value in record.arguments.items()}),
         "meta": to_json(document),
         "meta_typed": typed,
         "meta_extra": None,  # a save replaces a schema-1 record whole
+        "seal": seal(key, result),
     }
 
 
@@ -313,13 +350,16 @@ def _check_text(record: DigestedCall) -> None:
             )
 
 
-def decode_row(row: tuple[Any, ...]) -> DigestedCall:
-    """The record a ``calls`` row (selected as :data:`ROW_COLUMNS`) holds.
+def decode_row(key: str, row: tuple[Any, ...]) -> DigestedCall:
+    """The record the ``calls`` row of ``key`` (selected as :data:`ROW_COLUMNS`) holds.
 
-    Raises ``ValueError`` for a damaged row.  A schema-1 row's pickled
-    metadata is not read: the record comes back without those entries.
+    Raises ``ValueError`` for a damaged row, one whose seal fails
+    (:mod:`.sql_seal`) included.  A schema-1 row's pickled metadata is not
+    read: the record comes back without those entries.
     """
-    name, module, version, code, unkeyed, created, result, args, meta, typed = row
+    name, module, version, code, unkeyed, created, result, args, meta, typed, sealed = row
+    if sealed != seal(key, result):
+        raise broken_seal(result, sealed)
     if type(meta) is not dict:  # SQLite hands back text; psycopg and SQLAlchemy decode it
         meta = json.loads(meta)
     meta = join_metadata(meta, typed)
