@@ -214,13 +214,18 @@ class KeyManagement(ABC):
         """
         return None
 
-    def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
+    def shrink(
+        self, *keys: Digest | str, key: Digest | str | None = None
+    ) -> Digest | tuple[Digest, ...]:
         """The shortest prefix (at least 4 characters) naming only this key.
 
-        One key gives a :class:`Digest`, several a tuple of them.  Costs one
+        One key (by position, or as ``key=`` as the storage spec names it)
+        gives a :class:`Digest`, several a tuple of them.  Costs one
         :meth:`_prefix_range` probe per extra character, so it is O(log n)
         wherever the prefix range is.
         """
+        if key is not None:
+            keys = (key, *keys)
         if len(keys) != 1:
             return tuple(self._shrink(key) for key in keys)
         return self._shrink(keys[0])

@@ -355,6 +355,7 @@ class CallStorageTests:
         other = calls.save(_call(8))
         assert calls.expand(calls.shrink(key)) == key
         assert calls.shrink(key, other) == (calls.shrink(key), calls.shrink(other))
+        assert calls.shrink(key=key) == calls.shrink(key)  # the storage spec names it
         calls.evict(key)
         assert not calls.contains(key)
         with pytest.raises(KeyError):
