@@ -23,6 +23,7 @@ from typing import Any
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
 from .caches.base import seconds
 from .errors import ConfigError
+from .store_layout import check_layout, record_layout
 
 __all__ = ["STORAGES", "TEMPLATES", "Where", "build", "describe", "register_storage", "validate"]
 
@@ -334,7 +335,14 @@ def _file_storages(
         if kind == "pickle" and "url" in table:
             raise where.at("url").error("a url is only used with calls = 'sql'")
         calls = sql if kind == "sql" else {"type": "CallPickleFile", "root": str(root / "calls")}
-    return _storage(values, where), _storage(calls, where), root
+    layout = {"template": template, **{k: table[k] for k in ("calls", *options) if k in table}}
+    if calls is sql:
+        layout["url"] = _url(sql["url"], where)
+    check_layout(root, layout)
+    opened = _storage(values, where), _storage(calls, where), root
+    if not table.get("read_only", False):
+        record_layout(root, layout)
+    return opened
 
 
 # -- objects to tables -------------------------------------------------------------

@@ -376,3 +376,44 @@ def test_python_dash_m_fleche(sql_store):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)) == 10
+
+
+# -- a store opened by its path keeps its layout (issue 11, item 1) ----------------------
+
+
+@pytest.mark.parametrize("calls", ["sql", "pickle"])
+@pytest.mark.parametrize("manifest", [True, False], ids=["recorded", "recognised"])
+def test_verify_fix_keeps_every_call_of_a_healthy_hdf5_store(run, tmp_path, calls, manifest):
+    pytest.importorskip("bagofholding")
+    path = tmp_path / "h5"
+    store = fill(open_cache({"template": "hdf5", "root": str(path), "calls": calls}))
+    keys = set(store.calls.list())
+    assert (path / "fleche-store.json").is_file()
+    if not manifest:  # a store made before layouts were recorded
+        (path / "fleche-store.json").unlink()
+    code, out, _ = run("--cache", path, "verify", "--fix")
+    assert code == 0 and "no problems" in out
+    assert set(open_cache({"template": "hdf5", "root": str(path), "calls": calls}).calls.list()) == keys
+
+
+def test_verify_fix_lists_many_removals_until_confirmed(run, tmp_path):
+    path = tmp_path / "store"
+    store = fill(open_cache(str(path)))
+    for key in list(store.values.list())[:8]:  # lose a few values (not most: that is systematic)
+        store.values.evict(key)
+    held = run("--cache", path, "verify", "--fix", "--json")
+    data = json.loads(held[1])
+    assert held[0] == 1 and data["held"] and not any(p["fixed"] for p in data["problems"])
+    assert len(list(store.calls.list())) == 10
+    code, out, _ = run("--cache", path, "verify", "--fix", "--yes")
+    assert code == 1 and "removed" in out
+    assert run("--cache", path, "verify")[0] == 0
+
+
+def test_verify_never_removes_calls_whose_values_all_went_missing(tmp_path):
+    store = fill(open_cache(str(tmp_path / "store")))
+    for key in list(store.values.list()):
+        store.values.evict(key)
+    report = store.verify(fix=True)
+    assert report.by_kind("missing value") and not report.fixed
+    assert "kept" in str(report) and len(list(store.calls.list())) == 10
