@@ -25,7 +25,15 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["FORMAT", "MANIFEST", "check_layout", "holds_store", "layout_of", "record_layout", "sniff"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "check_layout",
+    "holds_store",
+    "layout_of",
+    "record_layout",
+    "sniff",
+]
 
 #: The file at a store's root that says how it is laid out.
 MANIFEST = "fleche-store.json"
@@ -117,7 +125,9 @@ def sniff(root: Path) -> dict[str, Any] | None:
 
     :class:`ConfigError` when the content contradicts itself.
     """
-    calls = "sql" if (root / "calls.db").is_file() else "pickle" if (root / "calls").is_dir() else None
+    calls = (
+        "sql" if (root / "calls.db").is_file() else "pickle" if (root / "calls").is_dir() else None
+    )
     widths = _widths(root / "values")
     if widths & {2, "h5"} and 3 in widths:
         raise ConfigError(
@@ -159,7 +169,10 @@ def check_layout(root: Path, table: Mapping[str, Any]) -> None:
         return
     recorded = _read_manifest(manifest)
     wanted = _layout(table, root)
-    if (recorded.get("template"), recorded.get("calls")) != (wanted["template"], wanted.get("calls")):
+    if (recorded.get("template"), recorded.get("calls")) != (
+        wanted["template"],
+        wanted.get("calls"),
+    ):
         raise ConfigError(
             f"{root} was created as a {_name(recorded)} store ({MANIFEST}), "
             f"but is opened as a {_name(wanted)} one; its entries would read as missing"
@@ -168,4 +181,6 @@ def check_layout(root: Path, table: Mapping[str, Any]) -> None:
 
 def _name(layout: Mapping[str, Any]) -> str:
     template = layout.get("template", "?")
-    return f"{template} (calls {layout.get('calls', 'sql')})" if template == "hdf5" else str(template)
+    return (
+        f"{template} (calls {layout.get('calls', 'sql')})" if template == "hdf5" else str(template)
+    )

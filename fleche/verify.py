@@ -335,7 +335,9 @@ def repair(cache: Cache, report: VerifyReport) -> VerifyReport:
     """Remove the fixable entries a :func:`verify` report found (e.g. after a person read it)."""
     # Records first: a record must never point at a value already removed.
     problems = sorted(report.problems, key=lambda p: p.store != "calls")
-    fixed = {id(p): _repair(cache.calls if p.store == "calls" else cache.values, p) for p in problems}
+    fixed = {
+        id(p): _repair(cache.calls if p.store == "calls" else cache.values, p) for p in problems
+    }
     return dataclasses.replace(report, problems=tuple(fixed[id(p)] for p in report.problems))
 
 

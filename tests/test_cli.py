@@ -393,7 +393,10 @@ def test_verify_fix_keeps_every_call_of_a_healthy_hdf5_store(run, tmp_path, call
         (path / "fleche-store.json").unlink()
     code, out, _ = run("--cache", path, "verify", "--fix")
     assert code == 0 and "no problems" in out
-    assert set(open_cache({"template": "hdf5", "root": str(path), "calls": calls}).calls.list()) == keys
+    assert (
+        set(open_cache({"template": "hdf5", "root": str(path), "calls": calls}).calls.list())
+        == keys
+    )
 
 
 def test_verify_fix_lists_many_removals_until_confirmed(run, tmp_path):

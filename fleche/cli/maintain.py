@@ -70,7 +70,9 @@ def verify(ctx: Context) -> int:
     def render() -> None:
         ctx.say(str(report))
         if held:
-            ctx.say(f"{removable} entries would be removed: run again with --fix --yes to remove them")
+            ctx.say(
+                f"{removable} entries would be removed: run again with --fix --yes to remove them"
+            )
 
     ctx.emit(data, render)
     return 0 if report.ok else 1
