@@ -24,6 +24,7 @@ A cache or a call storage can provide its own lease backend with a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -45,7 +46,7 @@ except ImportError:  # Windows: SQLite stores keep their leases in a table
 
 from .caches import Cache, CachePool, CacheStack, RefreshingCache, WrapperCache
 from .errors import CacheWarning
-from .storage.file import FileStorage
+from .storage.file import FileStorage, temporary_sibling
 
 __all__ = [
     "LEASE_SECONDS",
@@ -57,6 +58,8 @@ __all__ = [
     "leases_of",
 ]
 
+#: After how long (seconds) a lease file that holds no readable owner is taken over.
+UNREADABLE_SECONDS = 3.0
 #: How long (seconds) a lease lasts unless renewed; ``FLECHE_LEASE_SECONDS`` overrides it.
 LEASE_SECONDS = 60.0
 
@@ -161,7 +164,7 @@ class FileLeases:
         owner = json.dumps({**_owner(), "duration": duration})
         for _ in range(4):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = self._create(path, owner)
             except FileNotFoundError:
                 os.makedirs(self.root, exist_ok=True)
                 continue
@@ -169,14 +172,29 @@ class FileLeases:
                 if not self._take_over(path, duration):
                     return None
                 continue
-            try:
-                os.write(fd, owner.encode())
-            except BaseException:
-                os.close(fd)
-                os.unlink(path)
-                raise
             return _FileToken(fd, owner)
         return None
+
+    @staticmethod
+    def _create(path: str, owner: str) -> int:
+        """Create the lease file ``path`` holding ``owner``, whole or not at all; its descriptor.
+
+        The owner is written to a temporary file first, which is then linked
+        to ``path`` (failing if it exists), so a holder killed at any instant
+        never leaves an empty lease for the others to wait out.
+        """
+        temporary = temporary_sibling(path)
+        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        try:
+            os.write(fd, owner.encode())
+            os.link(temporary, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        return fd
 
     def _take_over(self, path: str, duration: float) -> bool:
         """Remove the lease at ``path`` if it is stale; whether the way is free now."""
@@ -190,7 +208,9 @@ class FileLeases:
             found = json.loads(content)
             duration = float(found.get("duration", duration))
         except (ValueError, TypeError, AttributeError):
-            found = None  # being written right now, or its writer died before writing
+            # Written by an older fleche that died before writing it: dead once a
+            # writer that is alive would have long finished.
+            found, duration = None, min(duration, UNREADABLE_SECONDS)
         if seen.st_mtime + duration > time.time() and not _dead(found):
             return False
         # Move it aside first, so that of several processes taking over only one
