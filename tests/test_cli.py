@@ -420,3 +420,31 @@ def test_verify_never_removes_calls_whose_values_all_went_missing(tmp_path):
     report = store.verify(fix=True)
     assert report.by_kind("missing value") and not report.fixed
     assert "kept" in str(report) and len(list(store.calls.list())) == 10
+
+
+def test_explain_takes_stored_values_by_prefix(run, sql_store):
+    path, store = sql_store
+    data = store.shrink(digest(load(3)))
+    code, out, _ = run("--cache", path, "explain", f"{__name__}:scale", f"@{data}")
+    assert code == 0 and "is stored" in out, out
+    code, out, _ = run("--cache", path, "explain", f"{__name__}:scale", f"data=@{data}", "--json")
+    assert json.loads(out)["stored"]
+    assert run("--cache", path, "explain", f"{__name__}:scale", "@ffffffffff")[0] == 2
+
+
+def test_output_into_a_closed_pipe_ends_quietly(sql_store):
+    path, _ = sql_store
+    reader, writer = os.pipe()
+    os.close(reader)  # like `| head` that has already read all it wanted
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fleche", "--cache", str(path), "ls", "--json"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode in (0, 141) and done.stderr == ""

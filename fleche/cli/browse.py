@@ -265,8 +265,9 @@ def explain(ctx: Context) -> int:
     function = import_object(ctx.args.function)
     if not callable(getattr(function, "explain", None)):
         raise BadInput(f"{ctx.args.function} is not a function decorated with @fleche")
-    positional = [literal(a) for a in ctx.args.arguments if "=" not in a]
+    positional = [_value(ctx, literal(a)) for a in ctx.args.arguments if "=" not in a]
     keywords = parse_assignments([a for a in ctx.args.arguments if "=" in a], "an argument")
+    keywords = {name: _value(ctx, value) for name, value in keywords.items()}
     with activate(ctx.cache):
         explanation = function.explain(*positional, **keywords)
     data = {**dataclasses.asdict(explanation), "stored": explanation.stored}
@@ -334,6 +335,9 @@ def add_commands(commands: Commands) -> None:
         "function", help="package.module:function, importable from the working directory"
     )
     p.add_argument(
-        "arguments", nargs="*", metavar="ARG", help="VALUE or NAME=VALUE, as Python literals"
+        "arguments",
+        nargs="*",
+        metavar="ARG",
+        help="VALUE or NAME=VALUE, as Python literals; @PREFIX names a stored value",
     )
     p.set_defaults(run=explain)
