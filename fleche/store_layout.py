@@ -26,6 +26,7 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "FILE_TEMPLATES",
     "FORMAT",
     "MANIFEST",
     "check_layout",
@@ -39,6 +40,8 @@ __all__ = [
 MANIFEST = "fleche-store.json"
 #: Version of the manifest's format; a newer one is refused, not misread.
 FORMAT = 1
+#: The templates that keep a store in a directory (``root``), with a manifest.
+FILE_TEMPLATES = ("pickle", "sql", "hdf5")
 #: Table keys a manifest keeps: the ones that decide how entries are written and found.
 LAYOUT_KEYS = ("template", "calls", "url", "serializer", "compression", "compression_level")
 _HEX = frozenset("0123456789abcdef")

@@ -448,3 +448,22 @@ def test_output_into_a_closed_pipe_ends_quietly(sql_store):
     finally:
         os.close(writer)
     assert done.returncode in (0, 141) and done.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["ls", "show", "query", "stats", "lineage", "verify"])
+def test_reading_commands_create_no_store(run, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLECHE_CACHE", raising=False)
+    monkeypatch.setenv("FLECHE_CONFIG", str(tmp_path / "fleche.toml"))
+    (tmp_path / "fleche.toml").write_text('root = true\n[named]\ntemplate = "sql"\nroot = "nr"\n')
+    (tmp_path / "empty").mkdir()
+    argument = {"show": ["abcd"], "query": ["f"], "lineage": ["abcd"]}.get(command, [])
+    for options, where in [
+        ([], tmp_path / ".fleche"),
+        (["--cache", "empty"], tmp_path / "empty"),
+        (["--cache", "named"], tmp_path / "nr"),
+    ]:
+        code, out, err = run(*options, command, *argument)
+        assert code == 2 and f"no fleche store at {where}" in err, (options, err)
+    assert sorted(os.listdir(tmp_path)) == ["empty", "fleche.toml"]
+    assert os.listdir(tmp_path / "empty") == []
