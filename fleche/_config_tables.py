@@ -256,12 +256,7 @@ def _url(value: str, where: Where) -> str:
     if "://" not in value:
         return str(where.path(value))
     scheme, _, rest = value.partition(":///")
-    if (
-        scheme.startswith("sqlite")
-        and rest
-        and not rest.startswith("/")
-        and not rest.startswith(":memory:")
-    ):
+    if scheme.startswith("sqlite") and rest and not rest.startswith(("/", ":memory:", "file:")):
         return f"{scheme}:///{where.base / rest}"
     return value
 
@@ -339,10 +334,38 @@ def _file_storages(
     if calls is sql:
         layout["url"] = _url(sql["url"], where)
     check_layout(root, layout)
+    if table.get("read_only", False):
+        return _storage(values, where), _read_only_calls(calls, where), root
     opened = _storage(values, where), _storage(calls, where), root
-    if not table.get("read_only", False):
-        record_layout(root, layout)
+    record_layout(root, layout)
     return opened
+
+
+def _read_only_calls(calls: dict[str, Any], where: Where) -> Any:
+    """The call storage of a read-only store: opened as usual if it can be, else without writing.
+
+    A SQLite file that cannot be opened as usual (no write permission, a
+    read-only file system) is opened with ``mode=ro``, which still reads
+    what others write; failing that (SQLite cannot even share its lock
+    memory) with ``immutable=1``: the database must not change while it is
+    read, as with a finished store on a read-only mount or a snapshot.
+    """
+    try:
+        return _storage(calls, where)
+    except ConfigError:
+        raise
+    except Exception:
+        url = calls.get("url")
+        if calls["type"] != "Sql" or not isinstance(url, str):
+            raise
+        url = _url(url, where)
+        path = url.partition(":///")[2] if url.startswith("sqlite") else url
+        if "://" in path or path.startswith("file:") or path in ("", ":memory:"):
+            raise
+    try:
+        return _storage({**calls, "url": f"sqlite:///file:{path}?mode=ro&uri=true"}, where)
+    except Exception:  # noqa: BLE001 - e.g. a read-only file system: no lock memory to share
+        return _storage({**calls, "url": f"sqlite:///file:{path}?immutable=1&uri=true"}, where)
 
 
 # -- objects to tables -------------------------------------------------------------
