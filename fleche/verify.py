@@ -12,7 +12,9 @@ backend: memory, pickle files, HDF5, SQL):
   its parts (the children of a destructured container) are present and
   readable, and its content still digests to its key;
 - every call record can be read, is filed under its own lookup key, and
-  every value it references (arguments and result) is present and sound.
+  every value it references (arguments and result) is present and sound;
+- no temporary file of a killed writer is left behind (older than the gc
+  grace; reported only: ``fleche gc`` removes them).
 
 A repair evicts corrupt values, values with missing or broken parts, values
 whose content no longer matches their key, corrupt records and records that
@@ -31,10 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .caches import GC_GRACE
 from .digest import Digest, digest
 from .errors import CorruptEntryWarning, Indigestible
 
@@ -59,6 +63,7 @@ CORRUPT_RECORD = "corrupt record"
 MISFILED_RECORD = "misfiled record"
 MISSING_VALUE = "missing value"
 BROKEN_VALUE = "broken value"
+STRAY = "stale temporary file"
 
 #: Below this many mismatching values, mismatches are never called systematic.
 _SYSTEMATIC_MINIMUM = 10
@@ -84,7 +89,7 @@ class Problem:
 
     def __str__(self) -> str:
         action = " [removed]" if self.fixed else ("" if self.fixable else " [kept]")
-        where = "(listing)" if self.key is None else self.key[:12]
+        where = self.key[:12] if self.key else "(file)" if self.kind == STRAY else "(listing)"
         return f"{self.store} {where}: {self.kind}: {self.detail}{action}"
 
 
@@ -327,7 +332,8 @@ def verify(cache: Cache, fix: bool = False, progress: Progress | None = None) ->
     """
     verifier = _Verifier(cache, progress)
     value_problems, call_problems, n_values, n_calls = verifier.run()
-    report = VerifyReport(n_values, n_calls, tuple(value_problems + call_problems))
+    problems = value_problems + call_problems + _strays(cache)
+    report = VerifyReport(n_values, n_calls, tuple(problems))
     return repair(cache, report) if fix else report
 
 
@@ -339,6 +345,20 @@ def repair(cache: Cache, report: VerifyReport) -> VerifyReport:
         id(p): _repair(cache.calls if p.store == "calls" else cache.values, p) for p in problems
     }
     return dataclasses.replace(report, problems=tuple(fixed[id(p)] for p in report.problems))
+
+
+def _strays(cache: Cache) -> list[Problem]:
+    """Leftovers of killed writers older than the gc grace: reported; ``fleche gc`` removes them."""
+    horizon = time.time() - GC_GRACE
+    found = []
+    for store, storage in (("values", cache.values), ("calls", cache.calls)):
+        find = getattr(storage, "strays", None)
+        if callable(find):
+            found += [
+                Problem(store, None, STRAY, f"{path} (`fleche gc` removes it)", fixable=False)
+                for path in find(horizon)
+            ]
+    return found
 
 
 def _repair(storage: ValueStorage | CallStorage, problem: Problem) -> Problem:

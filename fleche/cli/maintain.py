@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 
 from ..call import Call, DigestedCall
+from ..sweep import remove_strays
 from ..verify import repair
 from .context import BadInput, Commands, Context, import_object, parse_duration
 
@@ -16,12 +17,19 @@ Migration = Callable[[DigestedCall], Call]
 
 
 def gc(ctx: Context) -> int:
-    """Remove the values no stored call refers to."""
+    """Remove the values no stored call refers to, and the temporary files of killed writers."""
+    dry_run, grace = ctx.args.dry_run, ctx.args.grace
     with ctx.status("collecting unreferenced values…"):
-        removed = ctx.cache.gc(dry_run=ctx.args.dry_run, grace=ctx.args.grace)
-    verb = "would remove" if ctx.args.dry_run else "removed"
-    data = {"dry_run": ctx.args.dry_run, "values": removed}
-    ctx.emit(data, lambda: ctx.say(f"{verb} {len(removed)} unreferenced values"))
+        removed = ctx.cache.gc(dry_run=dry_run, grace=grace)
+        files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
+    verb = "would remove" if dry_run else "removed"
+    data = {"dry_run": dry_run, "values": removed, "files": files}
+    ctx.emit(
+        data,
+        lambda: ctx.say(
+            f"{verb} {len(removed)} unreferenced values and {len(files)} stale temporary files"
+        ),
+    )
     return 0
 
 
@@ -153,7 +161,8 @@ def add_commands(commands: Commands) -> None:
         "--grace",
         type=parse_duration,
         default=None,
-        help="keep values younger than this (default 1h: calls running elsewhere may need them)",
+        help="keep values and temporary files younger than this "
+        "(default 1h: calls running elsewhere may need them)",
     )
     p.set_defaults(run=gc)
 
