@@ -467,3 +467,36 @@ def test_reading_commands_create_no_store(run, tmp_path, monkeypatch, command):
         assert code == 2 and f"no fleche store at {where}" in err, (options, err)
     assert sorted(os.listdir(tmp_path)) == ["empty", "fleche.toml"]
     assert os.listdir(tmp_path / "empty") == []
+
+
+def test_help_texts_show_no_markup(capsys):
+    from fleche.cli import parser
+
+    top = parser()
+    commands = next(a for a in top._actions if a.dest == "==SUPPRESS==" or a.choices)
+    for name in [None, *commands.choices]:
+        with pytest.raises(SystemExit):
+            top.parse_args(["--help"] if name is None else [name, "--help"])
+        text = capsys.readouterr().out
+        for markup in ("``", ":class:", ":func:", ":mod:", ":meth:", ":doc:"):
+            assert markup not in text, (name, markup)
+
+
+@fleche
+def column_sums(frame):
+    return frame.sum()
+
+
+def test_ls_summarises_tables_by_shape_and_show_prints_dates(run, tmp_path):
+    import re
+
+    pandas = pytest.importorskip("pandas")
+    store = open_cache(str(tmp_path / "store"))
+    with cache(store):
+        column_sums(pandas.DataFrame({"alpha": range(100), "beta": range(100)}))
+    code, out, _ = run("--cache", tmp_path / "store", "ls")
+    assert code == 0 and "frame=DataFrame(shape=(100, 2)" in out
+    key = column_sums.digest(pandas.DataFrame({"alpha": range(100), "beta": range(100)}))
+    code, out, _ = run("--cache", tmp_path / "store", "show", key[:8])
+    started = next(line for line in out.splitlines() if "runtime.started" in line)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", started), started

@@ -45,6 +45,7 @@ __all__ = [
     "literal",
     "parse_assignments",
     "parse_duration",
+    "plain",
     "when",
 ]
 
@@ -62,7 +63,19 @@ class Commands:
     def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
         """A parser for command ``name`` (``argparse`` options), with the global options added."""
         options["parents"] = [*options.get("parents", ()), self._common]
+        for text in ("help", "description"):  # docstrings are reST; a terminal shows plain text
+            if isinstance(options.get(text), str):
+                options[text] = plain(options[text])
         return self._action.add_parser(name, **options)
+
+
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
+
+
+def plain(text: str) -> str:
+    """reST inline markup as plain text: roles by their title (``~a.B`` as ``B``), no double backticks."""
+    text = _ROLE.sub(lambda m: m.group(2).rpartition(".")[2] if m.group(1) else m.group(2), text)
+    return text.replace("``", "")
 
 
 class BadInput(FlecheError, ValueError):
