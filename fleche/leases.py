@@ -12,7 +12,8 @@ A lease file or row expires :data:`LEASE_SECONDS` after it was last renewed
 holder renews it in the background while the body runs, so a long
 computation keeps it, and a crashed holder blocks the others for one
 expiry at most (less on its own host: a lease whose process is gone is
-taken over at once).  A byte lock never expires: the system drops it the
+taken over at once; a lease file its holder was killed before writing
+into, after :data:`UNREADABLE_SECONDS`).  A byte lock never expires: the system drops it the
 moment its process ends.  Leases decide only who computes, never what is
 stored — writes are atomic and content-addressed — so a failure of the
 lease machinery costs a :class:`~fleche.errors.CacheWarning` and, at
@@ -24,7 +25,6 @@ A cache or a call storage can provide its own lease backend with a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import functools
@@ -46,7 +46,7 @@ except ImportError:  # Windows: SQLite stores keep their leases in a table
 
 from .caches import Cache, CachePool, CacheStack, RefreshingCache, WrapperCache
 from .errors import CacheWarning
-from .storage.file import FileStorage, temporary_sibling
+from .storage.file import FileStorage
 
 __all__ = [
     "LEASE_SECONDS",
@@ -164,7 +164,7 @@ class FileLeases:
         owner = json.dumps({**_owner(), "duration": duration})
         for _ in range(4):
             try:
-                fd = self._create(path, owner)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileNotFoundError:
                 os.makedirs(self.root, exist_ok=True)
                 continue
@@ -172,29 +172,14 @@ class FileLeases:
                 if not self._take_over(path, duration):
                     return None
                 continue
+            try:
+                os.write(fd, owner.encode())
+            except BaseException:
+                os.close(fd)
+                os.unlink(path)
+                raise
             return _FileToken(fd, owner)
         return None
-
-    @staticmethod
-    def _create(path: str, owner: str) -> int:
-        """Create the lease file ``path`` holding ``owner``, whole or not at all; its descriptor.
-
-        The owner is written to a temporary file first, which is then linked
-        to ``path`` (failing if it exists), so a holder killed at any instant
-        never leaves an empty lease for the others to wait out.
-        """
-        temporary = temporary_sibling(path)
-        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        try:
-            os.write(fd, owner.encode())
-            os.link(temporary, path)
-        except BaseException:
-            os.close(fd)
-            raise
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-        return fd
 
     def _take_over(self, path: str, duration: float) -> bool:
         """Remove the lease at ``path`` if it is stale; whether the way is free now."""
@@ -208,8 +193,9 @@ class FileLeases:
             found = json.loads(content)
             duration = float(found.get("duration", duration))
         except (ValueError, TypeError, AttributeError):
-            # Written by an older fleche that died before writing it: dead once a
-            # writer that is alive would have long finished.
+            # Being written right now (for microseconds), or its writer was killed
+            # between creating and writing it: dead once a live writer would have
+            # long finished, not after a whole expiry.
             found, duration = None, min(duration, UNREADABLE_SECONDS)
         if seen.st_mtime + duration > time.time() and not _dead(found):
             return False
