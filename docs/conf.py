@@ -19,7 +19,15 @@ autoapi_type = "python"
 autoapi_keep_files = False
 autoapi_add_toctree_entry = True
 autoapi_member_order = "groupwise"
-autoapi_options = ["members", "undoc-members", "show-inheritance", "show-module-summary"]
+autoapi_options = [
+    "members",
+    "undoc-members",
+    "show-inheritance",
+    "show-module-summary",
+    "imported-members",  # listed, not repeated, by the templates: every name of a package's __all__
+]
+# Page templates (top-level autoapi/): a package page lists every name its __all__ re-exports.
+autoapi_template_dir = "../autoapi"
 autoapi_ignore = ["*/fleche/__main__.py", "*/fleche/testing/*"]
 
 # Field types such as ``type`` also name attributes (``Indigestible.type``): an

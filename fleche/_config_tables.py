@@ -28,6 +28,7 @@ from .storage import registry as storage_registry
 from .storage.registry import KINDS, get_storage_constructor, storage_names
 from .storage.registry import plain as _plain
 from .storage.registry import storage_config as storage_table
+from .store_layout import check_layout, record_layout
 
 __all__ = [
     "TEMPLATES",
@@ -254,12 +255,7 @@ def _url(value: str, where: Where) -> str:
     if "://" not in value:
         return str(where.path(value))
     scheme, _, rest = value.partition(":///")
-    if (
-        scheme.startswith("sqlite")
-        and rest
-        and not rest.startswith("/")
-        and not rest.startswith(":memory:")
-    ):
+    if scheme.startswith("sqlite") and rest and not rest.startswith(("/", ":memory:", "file:")):
         return f"{scheme}:///{where.path(rest)}"
     return value
 
@@ -334,7 +330,46 @@ def _file_storages(
         if kind == "pickle" and "url" in table:
             raise where.at("url").error("a url is only used with calls = 'sql'")
         calls = sql if kind == "sql" else {"type": "CallPickleFile", "root": str(root / "calls")}
-    return build_storage(values, where, "value"), build_storage(calls, where, "call"), root
+    layout = {"template": template, **{k: table[k] for k in ("calls", *options) if k in table}}
+    if calls is sql:
+        layout["url"] = _url(sql["url"], where)
+    check_layout(root, layout)
+    if table.get("read_only", False):
+        return build_storage(values, where, "value"), _read_only_calls(calls, where), root
+    opened = build_storage(values, where, "value"), build_storage(calls, where, "call"), root
+    record_layout(root, layout)
+    return opened
+
+
+def _read_only_calls(calls: dict[str, Any], where: Where) -> Any:
+    """The call storage of a read-only store: opened as usual if it can be, else without writing.
+
+    A SQLite file that cannot be opened as usual (no write permission, a
+    read-only file system) is opened with ``mode=ro``, which still reads
+    what others write; failing that (SQLite cannot even share its lock
+    memory) with ``immutable=1``: the database must not change while it is
+    read, as with a finished store on a read-only mount or a snapshot.
+    """
+    try:
+        return build_storage(calls, where, "call")
+    except ConfigError:
+        raise
+    except Exception:
+        url = calls.get("url")
+        if calls["type"] != "Sql" or not isinstance(url, str):
+            raise
+        url = _url(url, where)
+        path = url.partition(":///")[2] if url.startswith("sqlite") else url
+        if "://" in path or path.startswith("file:") or path in ("", ":memory:"):
+            raise
+    try:
+        return build_storage(
+            {**calls, "url": f"sqlite:///file:{path}?mode=ro&uri=true"}, where, "call"
+        )
+    except Exception:  # noqa: BLE001 - e.g. a read-only file system: no lock memory to share
+        return build_storage(
+            {**calls, "url": f"sqlite:///file:{path}?immutable=1&uri=true"}, where, "call"
+        )
 
 
 # -- objects to tables -------------------------------------------------------------

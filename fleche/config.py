@@ -85,6 +85,7 @@ from ._config_tables import (
 from .caches import CacheBase, memory_cache, void_cache
 from .caches.base import install_config_reader
 from .errors import ConfigError
+from .store_layout import MANIFEST, layout_of
 
 __all__ = [
     "CACHE_TYPES",
@@ -469,8 +470,10 @@ def open_cache(
     A name is a reserved one (``"memory"``, ``"void"``) or one configured in
     ``fleche.toml``.  A path is a store directory (its layout is recognised:
     ``calls.db`` for the ``sql`` template, ``calls/`` for ``pickle``, or a
-    ``fleche.toml`` inside it; a new or empty directory gets the ``sql``
-    layout), a SQLite file, or a ``fleche.toml`` file (its default cache).
+    ``fleche.toml`` inside it; its layout is the one recorded in its
+    ``fleche-store.json``, else recognised from its content: ``calls.db``
+    or ``calls/``, pickle or HDF5 values; a new or empty directory gets
+    the ``sql`` layout), a SQLite file, or a ``fleche.toml`` file (its default cache).
     A ``sqlite:///`` URL opens that database with its values beside it.
     The same description opens the same object within a process.
     """
@@ -528,15 +531,18 @@ def _open_path(path: Path, where: Where) -> CacheBase:
         return _open_file(path if path.suffix == ".toml" else path / FILE_NAME)
     if path.suffix in _SQLITE_SUFFIXES:
         table: dict[str, Any] = {"template": "sql", "root": str(path.parent), "url": str(path)}
-    elif (path / "calls.db").is_file():
-        table = {"template": "sql", "root": str(path)}
-    elif (path / "calls").is_dir():
-        table = {"template": "pickle", "root": str(path)}
+        return _open(table, None, where)
+    try:
+        layout = layout_of(path)
+    except ConfigError as err:
+        raise where.error(str(err)) from None
+    if layout is not None:
+        table = {**layout, "root": str(path)}
     elif not path.exists() or (path.is_dir() and not any(path.iterdir())):
         table = {"template": "sql", "root": str(path)}
     else:
         raise where.error(
-            f"{path} is not a fleche store (no calls.db, calls/ or {FILE_NAME} in it); "
+            f"{path} is not a fleche store (no {MANIFEST}, calls.db, calls/ or {FILE_NAME} in it); "
             "open it with a table naming its template"
         )
     return _open(table, None, where)

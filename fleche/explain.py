@@ -46,10 +46,13 @@ _repr.maxother = 40
 
 
 def summarize(value: Any) -> str:
-    """A short readable description of a value: its repr, abridged; shape and dtype of arrays."""
+    """A short readable description of a value: its repr, abridged; shape and dtype of arrays, shape and columns of tables."""
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
     if isinstance(shape, tuple) and dtype is not None:
         return f"{type(value).__name__}(shape={shape}, dtype={dtype})"
+    columns = getattr(value, "columns", None)
+    if isinstance(shape, tuple) and columns is not None:  # a DataFrame: its columns, not its repr
+        return f"{type(value).__name__}(shape={shape}, columns={_repr.repr(list(columns))})"
     try:
         return _repr.repr(value)
     except Exception as err:  # a broken __repr__ must not break the explanation

@@ -12,7 +12,8 @@ A lease file or row expires :data:`LEASE_SECONDS` after it was last renewed
 holder renews it in the background while the body runs, so a long
 computation keeps it, and a crashed holder blocks the others for one
 expiry at most (less on its own host: a lease whose process is gone is
-taken over at once).  A byte lock never expires: the system drops it the
+taken over at once; a lease file its holder was killed before writing
+into, after :data:`UNREADABLE_SECONDS`).  A byte lock never expires: the system drops it the
 moment its process ends.  Leases decide only who computes, never what is
 stored — writes are atomic and content-addressed — so a failure of the
 lease machinery costs a :class:`~fleche.errors.CacheWarning` and, at
@@ -57,6 +58,8 @@ __all__ = [
     "leases_of",
 ]
 
+#: After how long (seconds) a lease file that holds no readable owner is taken over.
+UNREADABLE_SECONDS = 3.0
 #: How long (seconds) a lease lasts unless renewed; ``FLECHE_LEASE_SECONDS`` overrides it.
 LEASE_SECONDS = 60.0
 
@@ -190,7 +193,10 @@ class FileLeases:
             found = json.loads(content)
             duration = float(found.get("duration", duration))
         except (ValueError, TypeError, AttributeError):
-            found = None  # being written right now, or its writer died before writing
+            # Being written right now (for microseconds), or its writer was killed
+            # between creating and writing it: dead once a live writer would have
+            # long finished, not after a whole expiry.
+            found, duration = None, min(duration, UNREADABLE_SECONDS)
         if seen.st_mtime + duration > time.time() and not _dead(found):
             return False
         # Move it aside first, so that of several processes taking over only one

@@ -54,16 +54,16 @@ def resolve(spec: Cache | str) -> Cache:
         )
     if spec in RESERVED:
         return RESERVED[spec]()
-    from .config import open_cache
+    from .opening import open_for_calls  # a store that cannot be opened costs a warning, not calls
 
-    return open_cache(spec)
+    return open_for_calls(spec)
 
 
 def default_cache() -> Cache:
     """The cache used when none is active: the configured default, else the embedded store."""
-    from .config import default_cache as configured
+    from .opening import open_for_calls
 
-    return configured()
+    return open_for_calls()
 
 
 def active_cache() -> Cache:

@@ -17,6 +17,8 @@ backend: memory, pickle files, HDF5, SQL):
   method (the SQL store: argument-index rows left by records deleted by
   hand, which ``fix`` removes, and records with metadata pickled by an
   older fleche, which are only reported).
+- no temporary file of a killed writer is left behind (older than the gc
+  grace; reported only: ``fleche gc`` removes them).
 
 A repair evicts corrupt values, values with missing or broken parts, values
 whose content no longer matches their key, corrupt records and records that
@@ -26,18 +28,21 @@ old key (re-key it with ``cache.calls.transform()``), a value that cannot be
 re-digested in this process (its digest rule is not registered here), or
 an entry that failed with an I/O error such as a permission problem.  When
 most values mismatch their keys, the digest rules themselves have changed
-(another fleche version or a changed hook): those values are reported but
-not removed.
+(another fleche version or a changed hook); when most records miss their
+values, the values are elsewhere (a store opened with the wrong layout, a
+lost mount): those entries are reported but not removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .caches import GC_GRACE
 from .call import unstored_arguments
 from .digest import Digest, digest
 from .errors import CorruptEntryWarning, Indigestible
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from .caches import Cache
     from .storage.base import CallStorage, ValueStorage
 
-__all__ = ["Problem", "VerifyReport", "verify"]
+__all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
 Progress = Callable[[int, int], Any]
 T = TypeVar("T")
@@ -63,6 +68,7 @@ CORRUPT_RECORD = "corrupt record"
 MISFILED_RECORD = "misfiled record"
 MISSING_VALUE = "missing value"
 BROKEN_VALUE = "broken value"
+STRAY = "stale temporary file"
 
 #: Below this many mismatching values, mismatches are never called systematic.
 _SYSTEMATIC_MINIMUM = 10
@@ -88,7 +94,7 @@ class Problem:
 
     def __str__(self) -> str:
         action = " [removed]" if self.fixed else ("" if self.fixable else " [kept]")
-        where = "(listing)" if self.key is None else self.key[:12]
+        where = self.key[:12] if self.key else "(file)" if self.kind == STRAY else "(listing)"
         return f"{self.store} {where}: {self.kind}: {self.detail}{action}"
 
 
@@ -200,13 +206,14 @@ class _Verifier:
             if problem is not None:
                 value_problems.append(problem)
             self._tick()
-        value_problems = _guard_systematic(value_problems, len(self.value_keys))
+        value_problems = _guard_systematic(value_problems, len(self.value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
         for key in call_keys:
             problem = self.check_call(key, broken)
             if problem is not None:
                 call_problems.append(problem)
             self._tick()
+        call_problems = _guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
         return value_problems, call_problems, len(self.value_keys), len(call_keys)
 
     @staticmethod
@@ -300,14 +307,27 @@ def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Proble
     return [Problem(store, None, UNLISTABLE, message, fixable=False) for message in messages]
 
 
-def _guard_systematic(problems: list[Problem], checked: int) -> list[Problem]:
-    """Keep mismatches from being removed when most values mismatch (the digest rules changed)."""
-    mismatches = sum(1 for p in problems if p.kind == MISMATCH)
-    if mismatches < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
+_SYSTEMATIC = {
+    MISMATCH: "most values mismatch, so the digest rules changed rather than the values",
+    MISSING_VALUE: "most records miss their values, so the values are kept elsewhere "
+    "or in another layout than this store is opened with",
+}
+
+
+def _guard_systematic(problems: list[Problem], checked: int, kind: str) -> list[Problem]:
+    """Keep entries of one kind from being removed when most entries have it: the cause is global.
+
+    Most values mismatching their keys means the digest rules changed;
+    most records missing their values means the values live elsewhere (a
+    store opened with the wrong layout, a lost mount): removing them would
+    lose every call of a healthy store.
+    """
+    count = sum(1 for p in problems if p.kind == kind)
+    if count < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
         return problems
-    note = "; most values mismatch, so the digest rules changed rather than the values: kept"
+    note = f"; {_SYSTEMATIC[kind]}: kept"
     return [
-        dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == MISMATCH else p
+        dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == kind else p
         for p in problems
     ]
 
@@ -320,13 +340,36 @@ def verify(cache: Cache, fix: bool = False, progress: Progress | None = None) ->
     """
     verifier = _Verifier(cache, progress)
     value_problems, call_problems, n_values, n_calls = verifier.run()
+    problems = value_problems + call_problems + _strays(cache)
+    report = VerifyReport(n_values, n_calls, tuple(problems))
     if fix:
-        # Records first: a record must never point at a value already removed.
-        call_problems = [_repair(cache.calls, p) for p in call_problems]
-        value_problems = [_repair(cache.values, p) for p in value_problems]
-    value_problems += _audited("values", cache.values, fix)
-    call_problems += _audited("calls", cache.calls, fix)
-    return VerifyReport(n_values, n_calls, tuple(value_problems + call_problems))
+        report = repair(cache, report)
+    audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
+    return dataclasses.replace(report, problems=report.problems + tuple(audited))
+
+
+def repair(cache: Cache, report: VerifyReport) -> VerifyReport:
+    """Remove the fixable entries a :func:`verify` report found (e.g. after a person read it)."""
+    # Records first: a record must never point at a value already removed.
+    problems = sorted(report.problems, key=lambda p: p.store != "calls")
+    fixed = {
+        id(p): _repair(cache.calls if p.store == "calls" else cache.values, p) for p in problems
+    }
+    return dataclasses.replace(report, problems=tuple(fixed[id(p)] for p in report.problems))
+
+
+def _strays(cache: Cache) -> list[Problem]:
+    """Leftovers of killed writers older than the gc grace: reported; ``fleche gc`` removes them."""
+    horizon = time.time() - GC_GRACE
+    found = []
+    for store, storage in (("values", cache.values), ("calls", cache.calls)):
+        find = getattr(storage, "strays", None)
+        if callable(find):
+            found += [
+                Problem(store, None, STRAY, f"{path} (`fleche gc` removes it)", fixable=False)
+                for path in find(horizon)
+            ]
+    return found
 
 
 def _audited(store: str, storage: Any, fix: bool) -> list[Problem]:
@@ -338,7 +381,7 @@ def _audited(store: str, storage: Any, fix: bool) -> list[Problem]:
 
 
 def _repair(storage: ValueStorage | CallStorage, problem: Problem) -> Problem:
-    if not problem.fixable:
+    if not problem.fixable or problem.fixed:
         return problem
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorruptEntryWarning)

@@ -377,3 +377,127 @@ def test_python_dash_m_fleche(sql_store):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)) == 10
+
+
+# -- a store opened by its path keeps its layout (issue 11, item 1) ----------------------
+
+
+@pytest.mark.parametrize("calls", ["sql", "pickle"])
+@pytest.mark.parametrize("manifest", [True, False], ids=["recorded", "recognised"])
+def test_verify_fix_keeps_every_call_of_a_healthy_hdf5_store(run, tmp_path, calls, manifest):
+    pytest.importorskip("bagofholding")
+    path = tmp_path / "h5"
+    store = fill(open_cache({"template": "hdf5", "root": str(path), "calls": calls}))
+    keys = set(store.calls.list())
+    assert (path / "fleche-store.json").is_file()
+    if not manifest:  # a store made before layouts were recorded
+        (path / "fleche-store.json").unlink()
+    code, out, _ = run("--cache", path, "verify", "--fix")
+    assert code == 0 and "no problems" in out
+    assert (
+        set(open_cache({"template": "hdf5", "root": str(path), "calls": calls}).calls.list())
+        == keys
+    )
+
+
+def test_verify_fix_lists_many_removals_until_confirmed(run, tmp_path):
+    path = tmp_path / "store"
+    store = fill(open_cache(str(path)))
+    for key in list(store.values.list())[:8]:  # lose a few values (not most: that is systematic)
+        store.values.evict(key)
+    held = run("--cache", path, "verify", "--fix", "--json")
+    data = json.loads(held[1])
+    assert held[0] == 1 and data["held"] and not any(p["fixed"] for p in data["problems"])
+    assert len(list(store.calls.list())) == 10
+    code, out, _ = run("--cache", path, "verify", "--fix", "--yes")
+    assert code == 1 and "removed" in out
+    assert run("--cache", path, "verify")[0] == 0
+
+
+def test_verify_never_removes_calls_whose_values_all_went_missing(tmp_path):
+    store = fill(open_cache(str(tmp_path / "store")))
+    for key in list(store.values.list()):
+        store.values.evict(key)
+    report = store.verify(fix=True)
+    assert report.by_kind("missing value") and not report.fixed
+    assert "kept" in str(report) and len(list(store.calls.list())) == 10
+
+
+def test_explain_takes_stored_values_by_prefix(run, sql_store):
+    path, store = sql_store
+    data = store.shrink(digest(load(3)))
+    code, out, _ = run("--cache", path, "explain", f"{__name__}:scale", f"@{data}")
+    assert code == 0 and "is stored" in out, out
+    code, out, _ = run("--cache", path, "explain", f"{__name__}:scale", f"data=@{data}", "--json")
+    assert json.loads(out)["stored"]
+    assert run("--cache", path, "explain", f"{__name__}:scale", "@ffffffffff")[0] == 2
+
+
+def test_output_into_a_closed_pipe_ends_quietly(sql_store):
+    path, _ = sql_store
+    reader, writer = os.pipe()
+    os.close(reader)  # like `| head` that has already read all it wanted
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fleche", "--cache", str(path), "ls", "--json"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode in (0, 141) and done.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["ls", "show", "query", "stats", "lineage", "verify"])
+def test_reading_commands_create_no_store(run, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLECHE_CACHE", raising=False)
+    monkeypatch.setenv("FLECHE_CONFIG", str(tmp_path / "fleche.toml"))
+    (tmp_path / "fleche.toml").write_text('root = true\n[named]\ntemplate = "sql"\nroot = "nr"\n')
+    (tmp_path / "empty").mkdir()
+    argument = {"show": ["abcd"], "query": ["f"], "lineage": ["abcd"]}.get(command, [])
+    for options, where in [
+        ([], tmp_path / ".fleche"),
+        (["--cache", "empty"], tmp_path / "empty"),
+        (["--cache", "named"], tmp_path / "nr"),
+    ]:
+        code, out, err = run(*options, command, *argument)
+        assert code == 2 and f"no fleche store at {where}" in err, (options, err)
+    assert sorted(os.listdir(tmp_path)) == ["empty", "fleche.toml"]
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_help_texts_show_no_markup(capsys):
+    from fleche.cli import parser
+
+    top = parser()
+    commands = next(a for a in top._actions if a.dest == "==SUPPRESS==" or a.choices)
+    for name in [None, *commands.choices]:
+        with pytest.raises(SystemExit):
+            top.parse_args(["--help"] if name is None else [name, "--help"])
+        text = capsys.readouterr().out
+        for markup in ("``", ":class:", ":func:", ":mod:", ":meth:", ":doc:"):
+            assert markup not in text, (name, markup)
+
+
+@fleche
+def column_sums(frame):
+    return frame.sum()
+
+
+def test_ls_summarises_tables_by_shape_and_show_prints_dates(run, tmp_path):
+    import re
+
+    pandas = pytest.importorskip("pandas")
+    store = open_cache(str(tmp_path / "store"))
+    with cache(store):
+        column_sums(pandas.DataFrame({"alpha": range(100), "beta": range(100)}))
+    code, out, _ = run("--cache", tmp_path / "store", "ls")
+    assert code == 0 and "frame=DataFrame(shape=(100, 2)" in out
+    key = column_sums.digest(pandas.DataFrame({"alpha": range(100), "beta": range(100)}))
+    code, out, _ = run("--cache", tmp_path / "store", "show", key[:8])
+    started = next(line for line in out.splitlines() if "runtime.started" in line)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", started), started

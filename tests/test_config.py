@@ -354,3 +354,52 @@ def test_what_cannot_be_configured_says_so(tmp_path):
     )
     with pytest.raises(ConfigError, match="FLECHE_SECRET_KEY"):
         to_config(signed)
+
+
+# -- store layouts (issue 11, item 1) ------------------------------------------------------
+
+
+def test_a_store_records_its_layout_and_is_reopened_with_it(tmp_path):
+    pytest.importorskip("bagofholding")
+    root = tmp_path / "h5"
+    made = open_cache({"template": "hdf5", "root": str(root), "calls": "pickle"})
+    made.save(_call())
+    import json
+
+    assert json.loads((root / "fleche-store.json").read_text()) == {
+        "calls": "pickle",
+        "fleche_store": 1,
+        "template": "hdf5",
+    }
+    reopened = open_cache(str(root))
+    assert type(reopened.values) is type(made.values) and type(reopened.calls) is CallPickleFile
+    assert reopened.load_result(_call().key()) == 2
+    with pytest.raises(ConfigError, match="created as a hdf5"):
+        from_config({"template": "pickle", "root": str(root)})
+
+
+def test_a_store_without_a_record_is_recognised_by_its_content(tmp_path):
+    from fleche.store_layout import sniff
+
+    assert sniff(tmp_path) is None
+    (tmp_path / "values" / "ab" / "cd").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no calls.db"):
+        sniff(tmp_path)
+    (tmp_path / "calls.db").write_bytes(b"")
+    assert sniff(tmp_path) == {"template": "hdf5", "calls": "sql"}
+    (tmp_path / "values" / "abc").mkdir()
+    with pytest.raises(ConfigError, match="both pickle"):
+        sniff(tmp_path)
+    (tmp_path / "values" / "ab" / "cd").rmdir()
+    (tmp_path / "values" / "ab").rmdir()
+    assert sniff(tmp_path) == {"template": "sql"}
+
+
+def test_a_read_only_store_gets_no_record(tmp_path):
+    root = tmp_path / "store"
+    open_cache(str(root)).save(_call())
+    (root / "fleche-store.json").unlink()
+    assert open_cache({"template": "sql", "root": str(root), "read_only": True}).contains(
+        _call().key()
+    )
+    assert not (root / "fleche-store.json").exists()

@@ -344,3 +344,53 @@ def test_size_limit_shared_by_processes(tmp_path):
     stored = list(reopened.cache.query())
     assert 0 < len(stored) <= 8
     assert all(c.result.tolist() == [c.arguments["x"]] * 125 for c in stored)
+
+
+# -- leftovers of killed writers (issue 11, item 8) -------------------------------------------
+
+
+def _leftovers(root: Path, age: float) -> dict[str, Path]:
+    """What killed writers leave in a store, last touched ``age`` seconds ago."""
+    from fleche import open_cache
+
+    store = open_cache({"template": "pickle", "root": str(root)})
+    store.save(Call(name="f", module="m", arguments={"x": 1}, result=2))
+    value_dir = next(p.parent for p in (root / "values").rglob("*") if p.is_file())
+    made = {
+        "temporary": value_dir / f".{'a' * 29}.0123456789ab0.tmp",
+        "lock": value_dir / ".abc.h5.lock",
+        "busy lock": value_dir / ".abd.h5.lock",  # not empty: kept (not a leftover lock)
+        "lease aside": root / "calls" / "leases" / f"{'b' * 32}.0a0b0c0d0e0f.stale",
+    }
+    for name, path in made.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000 if name != "lock" else b"")
+        if name == "busy lock":
+            path.write_bytes(b"1")
+        os.utime(path, (time.time() - age, time.time() - age))
+    return made
+
+
+def test_gc_removes_old_temporaries_and_empty_lock_files_and_verify_reports_them(tmp_path):
+    from fleche import open_cache
+    from fleche.cli import main
+
+    made = _leftovers(tmp_path / "store", age=2 * 3600)
+    report = open_cache(str(tmp_path / "store")).verify()
+    reported = {p.detail.split(" ")[0] for p in report.by_kind("stale temporary file")}
+    assert reported == {str(made[k]) for k in ("temporary", "lock", "lease aside")}
+    assert main(["--cache", str(tmp_path / "store"), "gc", "--dry-run"]) == 0
+    assert all(path.exists() for path in made.values())
+    assert main(["--cache", str(tmp_path / "store"), "gc"]) == 0
+    assert [name for name, path in made.items() if path.exists()] == ["busy lock"]
+    assert open_cache(str(tmp_path / "store")).verify().ok
+
+
+def test_gc_keeps_young_temporaries_of_writers_still_running(tmp_path):
+    from fleche import open_cache
+    from fleche.cli import main
+
+    made = _leftovers(tmp_path / "store", age=60)
+    assert open_cache(str(tmp_path / "store")).verify().ok
+    assert main(["--cache", str(tmp_path / "store"), "gc"]) == 0
+    assert all(path.exists() for path in made.values())

@@ -399,3 +399,19 @@ def test_a_forked_child_does_not_inherit_lock_leases(tmp_path):
     child.join()
     assert leases.acquire("k" * 32, 30.0) is None  # still the parent's
     leases.release("k" * 32, token)
+
+
+def test_an_empty_lease_file_is_taken_over_within_seconds(tmp_path):
+    # A holder killed between creating its lease file and writing its owner
+    # must not make the next caller wait a whole expiry (a minute).
+    store = pickle_store(tmp_path)
+    leases = leases_of(store)
+    key = square.digest(11)
+    leases.root.mkdir(parents=True, exist_ok=True)
+    (leases.root / key).write_bytes(b"")
+    marks = tmp_path / "marks"
+    start = time.monotonic()
+    with cache(store):
+        assert square(11, marks=str(marks)) == 121
+    assert time.monotonic() - start < 10.0
+    assert computations(marks) == 1

@@ -16,12 +16,15 @@ records as the tables) and ``--debug`` (tracebacks).
 
 Exit codes: 0 done; 1 problems found (``verify``, an ``export`` that left
 unreadable calls out); 2 bad input (an unknown or ambiguous digest prefix,
-a missing store, a configuration error), reported as one line on stderr.
+a missing store, a configuration error), reported as one line on stderr;
+141 (quietly) when the reader of the output went away, as in
+``fleche ls --json | head``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -33,8 +36,8 @@ from .context import Commands, Context
 
 __all__ = ["main", "parser"]
 
-#: Exit codes.
-OK, PROBLEMS, BAD_INPUT = 0, 1, 2
+#: Exit codes (the last: stdout was closed early, 128 + SIGPIPE as for a shell).
+OK, PROBLEMS, BAD_INPUT, CLOSED_PIPE = 0, 1, 2, 141
 
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -82,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_help(sys.stderr)
         return BAD_INPUT
     try:
-        return args.run(Context(args))
+        code = args.run(Context(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:  # e.g. `fleche ls --json | head`: the reader has all it wants
+        return _closed_pipe()
     except KeyboardInterrupt:
         print("fleche: interrupted", file=sys.stderr)
         return 130
@@ -96,6 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             print("fleche: (run with --debug for the traceback)", file=sys.stderr)
         return BAD_INPUT
+
+
+def _closed_pipe() -> int:
+    """Exit quietly after the reader of stdout went away, as a tool killed by SIGPIPE would."""
+    try:  # what is still buffered cannot be written: send it nowhere, so exiting stays quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return CLOSED_PIPE
 
 
 def _one_line(err: BaseException) -> str:

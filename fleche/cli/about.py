@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import ENV_CACHE, embedded_default, load_configuration, to_config
 from ..errors import ConfigError
 from ..state import cache as activate
-from .context import Commands, Context
+from .context import BadInput, Commands, Context
 
 __all__ = ["add_commands"]
 
@@ -25,11 +25,15 @@ def config(ctx: Context) -> int:
         why = f"the [default] cache {spec!r} of {path}"
     else:
         why = f"nothing configured: the embedded default store in {Path.cwd() / '.fleche'}"
-    cache = ctx.cache
     try:
-        table = to_config(cache)
-    except ConfigError as err:
-        table = {"error": str(err)}
+        cache = ctx.cache
+    except BadInput as err:  # not created yet: saying so creates nothing
+        cache, table = None, {"error": str(err)}
+    else:
+        try:
+            table = to_config(cache)
+        except ConfigError as err:
+            table = {"error": str(err)}
     names = {
         name: str(configuration.caches[name][1]) if name in configuration.caches else "reserved"
         for name in configuration.names()
@@ -40,11 +44,13 @@ def config(ctx: Context) -> int:
             "why": why,
             "cache": repr(cache),
             "table": table,
-            "persistent": cache.persistent,
-            "read_only": cache.read_only,
+            "persistent": cache is not None and cache.persistent,
+            "read_only": cache is not None and cache.read_only,
         },
         "names": names,
     }
+
+    active = data["active"]
 
     def render() -> None:
         files = data["files"] or [
@@ -55,7 +61,7 @@ def config(ctx: Context) -> int:
             ctx.say(f"  {file}")
         ctx.say(f"active cache: {table if 'error' not in table else data['active']['cache']}")
         ctx.say(f"  why: {why}")
-        ctx.say(f"  persistent: {cache.persistent}, read-only: {cache.read_only}")
+        ctx.say(f"  persistent: {active['persistent']}, read-only: {active['read_only']}")
         ctx.say("cache names: " + ", ".join(f"{n} ({where})" for n, where in names.items()))
 
     ctx.emit(data, render)

@@ -40,6 +40,21 @@ def query(ctx: Context) -> int:
     return _call_table(ctx, records, f"{_calls(len(records))} of {ctx.args.function} matching")
 
 
+#: Metadata entries that hold a moment (epoch seconds), and those that hold a duration.
+_MOMENTS = frozenset({"started", "stopped", "created", "expires"})
+_DURATIONS = frozenset({"walltime", "cputime", "ttl"})
+
+
+def _entry(name: str, value: Any) -> str:
+    """A metadata entry for a person: moments as local dates, durations in seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if name in _MOMENTS:
+            return when(value)
+        if name in _DURATIONS:
+            return f"{value:.3g} s"
+    return str(value)
+
+
 def _calls(n: int) -> str:
     return f"{n} call" if n == 1 else f"{n} calls"
 
@@ -88,7 +103,7 @@ def show(ctx: Context) -> int:
         ]
         rows.append(("result", f"{ctx.short(record.result)}  {data['result_value']}"))
         rows += [
-            (f"{ns}.{k}", str(v))
+            (f"{ns}.{k}", _entry(k, v))
             for ns, entries in data["metadata"].items()
             for k, v in entries.items()
         ]
@@ -265,8 +280,9 @@ def explain(ctx: Context) -> int:
     function = import_object(ctx.args.function)
     if not callable(getattr(function, "explain", None)):
         raise BadInput(f"{ctx.args.function} is not a function decorated with @fleche")
-    positional = [literal(a) for a in ctx.args.arguments if "=" not in a]
+    positional = [_value(ctx, literal(a)) for a in ctx.args.arguments if "=" not in a]
     keywords = parse_assignments([a for a in ctx.args.arguments if "=" in a], "an argument")
+    keywords = {name: _value(ctx, value) for name, value in keywords.items()}
     with activate(ctx.cache):
         explanation = function.explain(*positional, **keywords)
     data = {**dataclasses.asdict(explanation), "stored": explanation.stored}
@@ -334,6 +350,9 @@ def add_commands(commands: Commands) -> None:
         "function", help="package.module:function, importable from the working directory"
     )
     p.add_argument(
-        "arguments", nargs="*", metavar="ARG", help="VALUE or NAME=VALUE, as Python literals"
+        "arguments",
+        nargs="*",
+        metavar="ARG",
+        help="VALUE or NAME=VALUE, as Python literals; @PREFIX names a stored value",
     )
     p.set_defaults(run=explain)

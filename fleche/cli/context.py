@@ -18,14 +18,24 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..caches import CacheBase
 from ..call import DigestedCall, QueryCall
-from ..config import default_cache, load_configuration, open_cache
+from ..config import (
+    EMBEDDED_ROOT,
+    ENV_CACHE,
+    FILE_NAME,
+    Configuration,
+    default_cache,
+    load_configuration,
+    open_cache,
+)
 from ..digest import Digest
 from ..errors import AmbiguousDigestError, FlecheError
 from ..explain import summarize
+from ..store_layout import FILE_TEMPLATES, MANIFEST, holds_store
 
 __all__ = [
     "BadInput",
@@ -35,6 +45,7 @@ __all__ = [
     "literal",
     "parse_assignments",
     "parse_duration",
+    "plain",
     "when",
 ]
 
@@ -52,7 +63,19 @@ class Commands:
     def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
         """A parser for command ``name`` (``argparse`` options), with the global options added."""
         options["parents"] = [*options.get("parents", ()), self._common]
+        for text in ("help", "description"):  # docstrings are reST; a terminal shows plain text
+            if isinstance(options.get(text), str):
+                options[text] = plain(options[text])
         return self._action.add_parser(name, **options)
+
+
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
+
+
+def plain(text: str) -> str:
+    """reST inline markup as plain text: roles by their title (``~a.B`` as ``B``), no double backticks."""
+    text = _ROLE.sub(lambda m: m.group(2).rpartition(".")[2] if m.group(1) else m.group(2), text)
+    return text.replace("``", "")
 
 
 class BadInput(FlecheError, ValueError):
@@ -148,8 +171,10 @@ class Context:
         return self._cache
 
     def open(self, spec: str | None, create: bool) -> CacheBase:
-        """Open ``spec``; a path that does not exist is an error unless ``create``."""
+        """Open ``spec``; a store that does not exist yet is an error unless ``create``."""
         if spec is None:
+            if not create:
+                _require_default()
             return default_cache()
         values = getattr(self.args, "values", None)
         if "://" in spec and values is not None:
@@ -158,12 +183,14 @@ class Context:
             raise BadInput(
                 f"{spec} holds call records only: name the directory of the values with --values DIR"
             )
-        if not create and "://" not in spec and not os.path.exists(os.path.expanduser(spec)):
-            names = load_configuration().names()
-            if spec not in names:
+        if not create:
+            configuration = load_configuration()
+            if spec not in configuration.caches and not os.path.exists(os.path.expanduser(spec)):
                 raise BadInput(
-                    f"no store at {spec!r} and no cache of that name (known names: {', '.join(names)})"
+                    f"no store at {spec!r} and no cache of that name "
+                    f"(known names: {', '.join(configuration.names())})"
                 )
+            _require(spec, Path.cwd(), configuration, "--cache")
         return open_cache(spec, source="--cache")
 
     def expand(self, prefix: str) -> Digest:
@@ -307,6 +334,49 @@ class Context:
             return
         with self.errors.status(description):
             yield
+
+
+def _missing(spec: Any, base: Path, configuration: Configuration) -> Path | None:
+    """The directory a store should be in and is not; ``None`` if it is there or cannot be told."""
+    if isinstance(spec, Mapping):
+        root = spec.get("root")
+        if spec.get("template") not in FILE_TEMPLATES or not isinstance(root, str):
+            return None
+        path = base / Path(root).expanduser()
+        return None if holds_store(path) or "url" in spec else path
+    if not isinstance(spec, str) or "://" in spec or spec in ("memory", "void"):
+        return None
+    if spec in configuration.caches:
+        table, file = configuration.caches[spec]
+        return _missing(table, file.parent, configuration)
+    path = base / Path(spec).expanduser()
+    if path.is_file() or (path / FILE_NAME).is_file():
+        return None  # a SQLite file, or a configuration naming the store
+    return None if holds_store(path) else path
+
+
+def _require(spec: Any, base: Path, configuration: Configuration, why: str) -> None:
+    """:class:`BadInput` unless the store ``spec`` names exists: reading commands create none."""
+    path = _missing(spec, base, configuration)
+    if path is not None:
+        raise BadInput(
+            f"no fleche store at {path} ({why}; looked for {MANIFEST}, calls.db or calls/ there); "
+            "a decorated function or `fleche import` creates one"
+        )
+
+
+def _require_default() -> None:
+    """:class:`BadInput` unless the store used without ``--cache`` exists."""
+    configuration = load_configuration()
+    spec = os.environ.get(ENV_CACHE)
+    if spec:
+        _require(spec, Path.cwd(), configuration, f"the store {ENV_CACHE} names")
+    elif configuration.default is not None:
+        spec, file = configuration.default
+        _require(spec, file.parent, configuration, f"the [default] cache of {file}")
+    else:
+        why = f"the embedded default: no --cache, no {ENV_CACHE}, no [default] in {FILE_NAME}"
+        _require(EMBEDDED_ROOT, Path.cwd(), configuration, why)
 
 
 def _clip(text: str, width: int = 48) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 
 from ..call import Call, DigestedCall
+from ..sweep import remove_strays
+from ..verify import repair
 from .context import BadInput, Commands, Context, import_object, parse_duration
 
 __all__ = ["add_commands"]
@@ -14,12 +17,19 @@ Migration = Callable[[DigestedCall], Call]
 
 
 def gc(ctx: Context) -> int:
-    """Remove the values no stored call refers to."""
+    """Remove the values no stored call refers to, and the temporary files of killed writers."""
+    dry_run, grace = ctx.args.dry_run, ctx.args.grace
     with ctx.status("collecting unreferenced values…"):
-        removed = ctx.cache.gc(dry_run=ctx.args.dry_run, grace=ctx.args.grace)
-    verb = "would remove" if ctx.args.dry_run else "removed"
-    data = {"dry_run": ctx.args.dry_run, "values": sorted(removed)}
-    ctx.emit(data, lambda: ctx.say(f"{verb} {len(removed)} unreferenced values"))
+        removed = ctx.cache.gc(dry_run=dry_run, grace=grace)
+        files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
+    verb = "would remove" if dry_run else "removed"
+    data = {"dry_run": dry_run, "values": sorted(removed), "files": files}
+    ctx.emit(
+        data,
+        lambda: ctx.say(
+            f"{verb} {len(removed)} unreferenced values and {len(files)} stale temporary files"
+        ),
+    )
     return 0
 
 
@@ -40,28 +50,39 @@ def prune(ctx: Context) -> int:
     return 0
 
 
+#: ``verify --fix`` removes at most this many entries without ``--yes``.
+FEW = 5
+
+
 def verify(ctx: Context) -> int:
-    """Re-read and check every value and record; exit code 1 if anything is wrong."""
+    """Re-read and check every value and record; exit code 1 if anything is wrong.
+
+    With --fix, the broken entries found are removed; when there are more
+    than a few, they are only listed until the command is run again with --yes.
+    """
     check = getattr(ctx.cache, "verify", None)
     if check is None:
         raise BadInput(
             f"{type(ctx.cache).__name__} is a composition of caches; verify each store by itself"
         )
     with ctx.progress("verifying") as update:
-        report = check(fix=ctx.args.fix, progress=update)
-    problems = [
-        {
-            "store": p.store,
-            "key": p.key,
-            "kind": p.kind,
-            "detail": p.detail,
-            "fixable": p.fixable,
-            "fixed": p.fixed,
-        }
-        for p in report.problems
-    ]
+        report = check(progress=update)
+    removable = sum(p.fixable for p in report.problems)
+    held = ctx.args.fix and removable > FEW and not ctx.args.yes
+    if ctx.args.fix and not held:
+        report = repair(ctx.cache, report)
+    problems = [dataclasses.asdict(p) for p in report.problems]
     data = {"values": report.values, "calls": report.calls, "ok": report.ok, "problems": problems}
-    ctx.emit(data, lambda: ctx.say(str(report)))
+    data["held"] = held
+
+    def render() -> None:
+        ctx.say(str(report))
+        if held:
+            ctx.say(
+                f"{removable} entries would be removed: run again with --fix --yes to remove them"
+            )
+
+    ctx.emit(data, render)
     return 0 if report.ok else 1
 
 
@@ -140,7 +161,8 @@ def add_commands(commands: Commands) -> None:
         "--grace",
         type=parse_duration,
         default=None,
-        help="keep values younger than this (default 1h: calls running elsewhere may need them)",
+        help="keep values and temporary files younger than this "
+        "(default 1h: calls running elsewhere may need them)",
     )
     p.set_defaults(run=gc)
 
@@ -164,6 +186,12 @@ def add_commands(commands: Commands) -> None:
 
     p = commands.add_parser("verify", help="check every entry", description=verify.__doc__)
     p.add_argument("--fix", action="store_true", help="remove the broken entries found")
+    p.add_argument(
+        "--yes",
+        "--force",
+        action="store_true",
+        help=f"with --fix: remove them even when there are more than {FEW}",
+    )
     p.set_defaults(run=verify)
 
     p = commands.add_parser(

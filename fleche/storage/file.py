@@ -13,7 +13,9 @@ A prefix shorter than the level walks only the directories it matches.
 
 Writes go to a temporary sibling and are renamed into place, so a reader
 sees the old entry, the new one or none, and a killed writer leaves at most
-a stray ``.<name>.<random>.tmp`` file, which no operation ever reads.
+a stray ``.<name>.<random>.tmp`` file, which no operation ever reads and
+:meth:`FileStorage.strays` finds (``fleche gc`` removes them, ``fleche
+verify`` reports them).
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+try:
+    import fcntl
+except ImportError:  # Windows: a lock file cannot be removed while open anyway
+    fcntl = None  # type: ignore[assignment]
+
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning, warn
 from .base import StorageBackend
 
-__all__ = ["FileStorage"]
+__all__ = ["FileStorage", "remove_stray"]
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -251,6 +258,28 @@ class FileStorage(StorageBackend):
         for name in names:
             yield from self._walk(prefix, f"{directory}{os.sep}{name}", head + name, level + 1)
 
+    # -- leftovers -----------------------------------------------------------------
+
+    def strays(self, older_than: float) -> Iterator[Path]:
+        """Leftovers of killed writers last changed before ``older_than`` (epoch seconds).
+
+        Temporary files (``.<name>.<unique>.tmp``), leases set aside
+        (``*.stale``) and empty lock files (``.<name>.lock``): nothing reads
+        them, and a writer that is alive renames, removes or touches its own
+        long before a grace of an hour has passed.
+        """
+        for directory, _, names in os.walk(self._root):
+            for name in names:
+                path = os.path.join(directory, name)
+                if not _leftover(name):
+                    continue
+                try:
+                    info = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                if info.st_mtime < older_than and (not name.endswith(".lock") or not info.st_size):
+                    yield Path(path)
+
     # -- one file ----------------------------------------------------------------
 
     @abstractmethod
@@ -300,6 +329,42 @@ class FileStorage(StorageBackend):
                     raise
                 time.sleep(pause)
                 pause *= 2
+
+
+def _leftover(name: str) -> bool:
+    """Whether a file name is one a killed writer may leave behind (see :meth:`FileStorage.strays`)."""
+    hidden = name.startswith(".")
+    return (hidden and name.endswith((".tmp", ".lock"))) or name.endswith(".stale")
+
+
+def remove_stray(path: Path) -> bool:
+    """Remove a leftover found by :meth:`FileStorage.strays`; whether it was removed.
+
+    A lock file is removed only while locked here (``flock``, as
+    :mod:`filelock` does), so one in use is never pulled from under its holder.
+    """
+    if path.name.endswith(".lock") and fcntl is not None:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False  # held right now: not a leftover after all
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(fd)  # drops the lock
+        return True
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _sync(path: str) -> None:

@@ -67,21 +67,26 @@ def transient(err: BaseException) -> bool:
 class _Handle:
     """One thread's raw DB-API connection and cursor, closed when the thread lets go of it."""
 
-    __slots__ = ("connection", "cursor", "pid")
+    __slots__ = ("__weakref__", "connection", "cursor", "pid")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.cursor = connection.cursor()
         self.pid = os.getpid()
+        # A finalizer, not ``__del__``: when the store is collected as part of a
+        # reference cycle, it runs before the connection's own ``__del__`` (which
+        # would warn that it was dropped open).
+        weakref.finalize(self, _close, connection, self.pid)
 
-    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
-        # Never close a connection inherited through fork: it belongs to the parent.
-        # ``os.getpid`` is bound at definition: module globals may be gone at shutdown.
-        if self.pid == _getpid():
-            try:
-                self.connection.close()
-            except Exception:  # noqa: BLE001 - a connection that will not close is dropped anyway
-                pass
+
+def _close(connection: Any, pid: int, _getpid: Callable[[], int] = os.getpid) -> None:
+    # Never close a connection inherited through fork: it belongs to the parent.
+    # ``os.getpid`` is bound at definition: module globals may be gone at shutdown.
+    if pid == _getpid():
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - a connection that will not close is dropped anyway
+            pass
 
 
 def _own_connection(engine: Engine) -> Any:
