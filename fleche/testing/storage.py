@@ -52,6 +52,19 @@ class Backend:
         return self.name
 
 
+def _check_to_config(storage: Any, kind: str, key: Digest) -> None:
+    """``storage.to_config()`` rebuilds an equal storage (reading the same entries, if persistent)."""
+    if getattr(storage, "secret_key", None):
+        with pytest.raises(ConfigError, match="secret keys are never written"):
+            storage.to_config()
+        return
+    table = storage.to_config()
+    rebuilt = storage_from_table(table, kind)
+    assert type(rebuilt) is type(storage) and rebuilt.to_config() == table
+    if type(storage).persistent:
+        assert rebuilt.load(key) == storage.load(key)
+
+
 def require(backend: Backend, capability: str) -> None:
     """Skip the test, saying why, when ``backend`` lacks ``capability``."""
     if not getattr(backend, capability, None):
@@ -171,16 +184,7 @@ class ValueStorageTests:
 
     def test_to_config_rebuilds_the_storage(self, backend: Backend, tmp_path: Path) -> None:
         values = _values(backend, tmp_path)
-        key = values.save("configured")
-        if getattr(values, "secret_key", None):
-            with pytest.raises(ConfigError, match="secret keys are never written"):
-                values.to_config()
-            return
-        table = values.to_config()
-        rebuilt = storage_from_table(table, "value")
-        assert type(rebuilt) is type(values) and rebuilt.to_config() == table
-        if type(values).persistent:
-            assert rebuilt.load(key) == "configured"
+        _check_to_config(values, "value", values.save("configured"))
 
     def test_expand_and_shrink(self, backend: Backend, tmp_path: Path) -> None:
         values = _values(backend, tmp_path)
@@ -377,16 +381,7 @@ class CallStorageTests:
 
     def test_to_config_rebuilds_the_storage(self, backend: Backend, tmp_path: Path) -> None:
         calls = _calls(backend, tmp_path)
-        key = calls.save(_call(1))
-        if getattr(calls, "secret_key", None):
-            with pytest.raises(ConfigError, match="secret keys are never written"):
-                calls.to_config()
-            return
-        table = calls.to_config()
-        rebuilt = storage_from_table(table, "call")
-        assert type(rebuilt) is type(calls) and rebuilt.to_config() == table
-        if type(calls).persistent:
-            assert rebuilt.load(key) == calls.load(key)
+        _check_to_config(calls, "call", calls.save(_call(1)))
 
 
 # -- whole caches ----------------------------------------------------------------
