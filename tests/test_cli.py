@@ -217,8 +217,11 @@ def test_prune_then_gc(run, sql_store):
     assert sorted(orphans) == sorted(
         [*(digest(np.arange(n, dtype=float) * 2.0) for n in (2, 3, 4)), digest(2.0)]
     )
+    code, out, _ = run("--cache", path, "gc")  # all of them younger than the default grace
+    assert "removed 0 unreferenced values" in out
+    assert "4 unreferenced values younger than the grace period are kept" in out
     code, out, _ = run("--cache", path, "gc", "--grace", "0")
-    assert "removed 4 unreferenced values" in out
+    assert "removed 4 unreferenced values" in out and "kept" not in out
     assert not any(store.values.contains(k) for k in orphans)
     assert run("--cache", path, "prune", "--older-than", "soon")[0] == 2
 

@@ -266,6 +266,24 @@ class Cache(CacheBase):
                 continue  # a dangling reference: nothing below it to keep
         return live
 
+    def unreferenced(self, grace: Duration | None = None) -> tuple[list[Digest], list[Digest]]:
+        """Values no stored call refers to: ``(collectable, kept)``, kept being younger than ``grace``.
+
+        What :meth:`gc` removes, and what its grace period keeps for now
+        (the values of a call that failed, or of one another process runs).
+        """
+        horizon = self.clock() - seconds(GC_GRACE if grace is None else grace, "grace")
+        live = self.referenced()
+        dead: list[Digest] = []
+        young: list[Digest] = []
+        for key in self.values.list():
+            if key in live:
+                continue
+            written = self.values.stored_at(key)
+            # Younger than the grace: maybe an argument of a call another process runs.
+            (young if written is not None and written > horizon else dead).append(key)
+        return dead, young
+
     def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """Remove values no stored call refers to; returns their keys.
 
@@ -277,16 +295,7 @@ class Cache(CacheBase):
         process may be running a call whose arguments they are.  With
         ``dry_run`` nothing is removed.
         """
-        horizon = self.clock() - seconds(GC_GRACE if grace is None else grace, "grace")
-        live = self.referenced()
-        dead = []
-        for key in self.values.list():
-            if key in live:
-                continue
-            written = self.values.stored_at(key)
-            if written is not None and written > horizon:
-                continue  # maybe an argument of a call running in another process
-            dead.append(key)
+        dead, _ = self.unreferenced(grace)
         if dry_run:
             with self._pins_lock:
                 return {key for key in dead if key not in self._pins}

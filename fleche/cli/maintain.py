@@ -22,12 +22,21 @@ def gc(ctx: Context) -> int:
     with ctx.status("collecting unreferenced values…"):
         removed = ctx.cache.gc(dry_run=dry_run, grace=grace)
         files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
+        unreferenced = getattr(ctx.cache, "unreferenced", None)  # a plain Cache says what it kept
+        kept = len(unreferenced(grace)[1]) if callable(unreferenced) else 0
     verb = "would remove" if dry_run else "removed"
-    data = {"dry_run": dry_run, "values": sorted(removed), "files": files}
+    data = {"dry_run": dry_run, "values": sorted(removed), "files": files, "kept_by_grace": kept}
+    young = (
+        f"; {kept} unreferenced values younger than the grace period are kept for now "
+        "(calls that failed or still run; --grace 0 removes them)"
+        if kept
+        else ""
+    )
     ctx.emit(
         data,
         lambda: ctx.say(
             f"{verb} {len(removed)} unreferenced values and {len(files)} stale temporary files"
+            + young
         ),
     )
     return 0
