@@ -154,6 +154,8 @@ class _Verifier:
         self.calls: CallStorage = cache.calls
         self.progress = progress
         self.value_keys: set[Digest] = set()
+        #: How many values some record refers to were found: proof the value storage is the right one.
+        self.found = 0
         self.caught: list[warnings.WarningMessage] = []
         self.done = 0
         self.total = 0
@@ -214,6 +216,8 @@ class _Verifier:
                 call_problems.append(problem)
             self._tick()
         call_problems = _guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
+        if not self.found:  # not one referenced value listed: the values are elsewhere
+            call_problems = _kept(call_problems, MISSING_VALUE, _UNPROVEN)
         return value_problems, call_problems, len(self.value_keys), len(call_keys)
 
     @staticmethod
@@ -288,6 +292,8 @@ class _Verifier:
             elif not self._present(value):
                 missing = True
                 bad.append(f"{label} {value[:12]} (missing)")
+            else:
+                self.found += 1
         if bad:
             return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
         if own != key:
@@ -325,7 +331,18 @@ def _guard_systematic(problems: list[Problem], checked: int, kind: str) -> list[
     count = sum(1 for p in problems if p.kind == kind)
     if count < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
         return problems
-    note = f"; {_SYSTEMATIC[kind]}: kept"
+    return _kept(problems, kind, _SYSTEMATIC[kind])
+
+
+_UNPROVEN = (
+    "the value storage lists no value any record refers to, so it is not where these "
+    "calls keep their values"
+)
+
+
+def _kept(problems: list[Problem], kind: str, why: str) -> list[Problem]:
+    """The problems of ``kind`` marked as not to be repaired, saying why."""
+    note = f"; {why}: kept"
     return [
         dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == kind else p
         for p in problems

@@ -287,3 +287,22 @@ def test_report_text_lists_each_problem(store):
     store.values.evict(record.result)
     text = str(store.verify())
     assert "1 problem" in text and record.key()[:12] in text and "missing value" in text
+
+
+def test_missing_values_are_kept_when_no_referenced_value_is_listed():
+    # The values of these calls live elsewhere (another layout, a lost mount): removing
+    # the records would lose them, even when too few to look systematic.
+    values, calls = ValueMemory(), CallMemory()
+    with cache(Cache(ValueMemory(), calls)):  # the values went to another storage
+
+        @fleche
+        def square(x):
+            return x * x
+
+        square(3)
+    values.save("something unrelated")
+    store = Cache(values, calls)
+    (problem,) = store.verify(fix=True).problems
+    assert problem.kind == "missing value" and not problem.fixable and not problem.fixed
+    assert "lists no value any record refers to" in problem.detail
+    assert len(list(calls.list())) == 1
