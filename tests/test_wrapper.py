@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import threading
 import warnings
 
@@ -363,3 +364,32 @@ def test_unstored_annotation_and_conflicts():
         fleche(ignore=("x",), unstored=("x",))(lambda x: x)
     with pytest.raises(ValueError, match="not parameters"):
         fleche(unstored=("nope",))(lambda x: x)
+
+
+class _FullDisk(CallMemory):
+    def put(self, value, key):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_reported_once_not_at_every_call():
+    full = Cache(ValueMemory(), _FullDisk())
+
+    @fleche(cache=full)
+    def double(x):
+        return 2 * x
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [double(x) for x in range(5)] == [0, 2, 4, 6, 8]  # every result returned
+    (warning,) = [w for w in caught if issubclass(w.category, CacheWarning)]
+    assert "No space left" in str(warning.message) and "not reported again" in str(warning.message)
+    other = Cache(ValueMemory(), _FailingCalls())  # other failures are reported every time
+
+    @fleche(cache=other)
+    def triple(x):
+        return 3 * x
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [triple(x) for x in range(3)] == [0, 3, 6]
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 3

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -184,6 +185,32 @@ def _cause(err: BaseException) -> str:
     return text
 
 
+#: A medium that refuses every write: one warning per cache and cause every 30 s.
+_MEDIUM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+_QUIET_SECONDS = 30.0
+_quiet_until: dict[tuple[int, str, int], float] = {}
+
+
+def _quieting(cache: Any, err: BaseException) -> str | None:
+    """What to add to the warning about ``err`` (``""`` usually), or ``None`` to stay silent.
+
+    A full disk, a quota or a read-only mount fails every save in a row; the
+    user hears of it once, then again every 30 s while it lasts.
+    """
+    cause: BaseException | None = err
+    while cause is not None and not (
+        isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS
+    ):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return ""
+    key, now = (id(cache), str(cache), cause.errno), time.monotonic()
+    if now < _quiet_until.get(key, 0.0):
+        return None
+    _quiet_until[key] = now + _QUIET_SECONDS
+    return f" (the same failure is not reported again for {_QUIET_SECONDS:.0f} s)"
+
+
 class CacheBase(ABC):
     """The interface of every cache: :class:`~fleche.caches.Cache` and its compositions.
 
@@ -332,8 +359,11 @@ class CacheBase(ABC):
         try:
             return store()
         except Exception as err:
+            quiet = _quieting(self, err)
+            if quiet is None:
+                return None  # said a moment ago: a full or read-only disk fails every call
             where = f" (call {key[:12]})" if key else ""
-            warn(f"fleche could not {what}{where}: {_cause(err)}; {then}", CacheWarning)
+            warn(f"fleche could not {what}{where}: {_cause(err)}; {then}{quiet}", CacheWarning)
             return None
 
     def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
