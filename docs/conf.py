@@ -38,3 +38,12 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 html_theme = "alabaster"
 html_title = f"fleche {release}"
 nitpicky = False
+
+
+def _show_the_version(app, what, name, obj, skip, options):
+    """``fleche.__version__`` is in the package's ``__all__``: list it, as every other name there."""
+    return False if name == "fleche.__version__" else None
+
+
+def setup(app):
+    app.connect("autoapi-skip-member", _show_the_version)
