@@ -97,6 +97,16 @@ def _own_connection(engine: Engine) -> Any:
     return connection
 
 
+#: Held while a checkpoint thread is inside SQLite, and by a fork: a child forked while
+#: another thread is inside SQLite may inherit one of its mutexes held, and hang.
+_CHECKPOINTING = threading.Lock()
+os.register_at_fork(
+    before=_CHECKPOINTING.acquire,
+    after_in_parent=_CHECKPOINTING.release,
+    after_in_child=_CHECKPOINTING.release,
+)
+
+
 class _Checkpointer:
     """A thread that checkpoints one SQLite store when asked, and ends when not asked for a while.
 
@@ -130,9 +140,10 @@ class _Checkpointer:
                         self.thread = None
                         return
                     self.wanted.clear()
-                if connection is None:
-                    connection = _own_connection(self.engine)
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with _CHECKPOINTING:  # never inside SQLite while the process forks
+                    if connection is None:
+                        connection = _own_connection(self.engine)
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception:  # noqa: BLE001 - e.g. the store was removed; SQLite checkpoints itself
             with self.lock:
                 self.thread = None
