@@ -30,7 +30,7 @@ from ._remote_protocol import (
     write_message,
 )
 from .caches import CacheBase
-from .caches.base import Duration, seconds
+from .caches.base import Duration, sealed, seconds
 from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from .digest import Digest
 from .errors import FlecheError, FlecheWarning, ReadOnlyError
@@ -267,8 +267,7 @@ class RemoteCache(CacheBase):
         ``prepare(record, arguments, key)``, or ``prepare(call)`` with a plain
         :class:`~fleche.call.Call` (the 0.22 form).
         """
-        if arguments is None or key is None:
-            record, arguments, key = record.digested(), record.arguments, record.key()
+        record, arguments, key = sealed(record, arguments, key)
         self._writable(f"store the call {key[:12]}")
         blobs = [dumps_value(v) for v in arguments.values()]
         handle = self._request("prepare", blobs, names=list(arguments), record=record, key=key)[0]
