@@ -78,7 +78,10 @@ def main() -> None:
     print_table(
         "fleche functions run by one call on the default store",
         ["path", "calls", "module changes", "modules"],
-        [(path, calls, changes, len(modules)) for path, (calls, changes, modules) in results.items()],
+        [
+            (path, calls, changes, len(modules))
+            for path, (calls, changes, modules) in results.items()
+        ],
     )
     if options.modules:
         for path, (_, _, modules) in results.items():
