@@ -1,0 +1,162 @@
+"""A store of many calls: count, list, table, query, verify and gc against raw limits.
+
+Run:  PYTHONPATH=. python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--dir DIR]
+
+For each size N, a default store (pickle files + SQLite calls) holds N calls
+of ``simulate(x, group)`` (``group = x % (N // 100)``, so a query by group
+returns 100 calls), each with its own argument and result values.  The
+store is filled through :meth:`Cache.save` and kept in ``--dir`` between
+runs (``scale-N``), since filling a million calls takes many minutes.
+
+References, measured in the same run: raw ``sqlite3`` statements on the
+store's own database (``count(*)``, a ``SELECT`` of every call row, the
+indexed join that answers the group query) and a ``diskcache.Cache`` of N
+small items (``len()`` and ``check()``).  Issue 13's targets: count within
+3x of raw ``count(*)``; listing and ``.table()`` within 3x of the raw
+``SELECT`` per row; a 100-row query within 3x of the raw join; verify and
+gc at >= 100,000 entries per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import diskcache  # noqa: E402
+from _timing import ms, print_table  # noqa: E402
+
+from fleche import Cache  # noqa: E402
+from fleche.call import Call, QueryCall  # noqa: E402
+from fleche.digest import digest  # noqa: E402
+from fleche.storage import Sql, ValuePickleFile  # noqa: E402
+
+ROWS: list[list[str]] = []
+
+
+def timed(func: Callable[[], object], repeat: int = 3) -> float:
+    """Seconds of the best of ``repeat`` runs of ``func()``."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def open_store(root: Path) -> Cache:
+    return Cache(ValuePickleFile(root=root / "values"), Sql(url=str(root / "calls.db")))
+
+
+def fill(root: Path, size: int) -> Cache:
+    """The store of ``size`` calls under ``root``, filled now unless an earlier run did."""
+    done = root / "filled"
+    store = open_store(root)
+    if done.exists() and done.read_text() == str(size):
+        return store
+    groups = max(size // 100, 1)
+    start = time.perf_counter()
+    for x in range(size):
+        call = Call(
+            "simulate",
+            {"x": x, "group": x % groups},
+            module="bench.scale",
+            result=[x, x * 0.5],
+            metadata={"tags": {"project": "scale"}},
+        )
+        store.save(call)
+    done.write_text(str(size))
+    print(f"filled {size:,} calls in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return store
+
+
+def row(size: int, what: str, seconds: float, reference: float | None, per: int = 1) -> None:
+    ratio = "" if not reference else f"{seconds / reference:.1f}x"
+    rate = f"{per / seconds:,.0f}/s" if per > 1 else ""
+    ROWS.append(
+        [f"{size:,}", what, ms(seconds), "" if reference is None else ms(reference), ratio, rate]
+    )
+
+
+def bench_size(root: Path, size: int) -> None:
+    store = fill(root, size)
+    raw = sqlite3.connect(root / "calls.db")
+    group = 7 % max(size // 100, 1)
+    value = str(digest(group))
+    join = (
+        "SELECT c.* FROM calls c JOIN arguments a ON a.call_key = c.key "
+        "WHERE a.name = 'group' AND a.value = ?"
+    )
+    assert len(raw.execute(join, (value,)).fetchall()) == min(100, size)
+
+    raw_count = timed(lambda: raw.execute("SELECT count(*) FROM calls").fetchone())
+    row(size, "count all calls: query().count()", timed(lambda: store.query().count()), raw_count)
+    template = QueryCall(name="simulate")
+    row(
+        size,
+        "count one function's calls",
+        timed(lambda: store.query(template).count()),
+        timed(lambda: raw.execute("SELECT count(*) FROM calls WHERE name='simulate'").fetchone()),
+    )
+    raw_select = timed(lambda: raw.execute("SELECT * FROM calls").fetchall(), repeat=1)
+    row(
+        size,
+        "list every call: list(query())",
+        timed(lambda: list(store.query()), 1),
+        raw_select,
+        size,
+    )
+    if size <= 100_000:
+        row(size, "query().table()", timed(lambda: store.query().table(), 1), raw_select, size)
+    query = QueryCall(name="simulate", arguments={"group": group})
+    row(
+        size,
+        "query returning 100 calls",
+        timed(lambda: list(store.query(query)), 5),
+        timed(lambda: raw.execute(join, (value,)).fetchall(), 5),
+    )
+    row(size, "verify()", timed(store.verify, 1), None, size)
+    row(size, "gc() with nothing to collect", timed(store.gc, 1), None, size)
+    raw.close()
+    bench_diskcache(root / "diskcache", size)
+
+
+def bench_diskcache(directory: Path, size: int) -> None:
+    """diskcache's len() and check() over ``size`` small items, for reference."""
+    with diskcache.Cache(str(directory)) as cache:
+        if len(cache) != size:
+            cache.clear()
+            for x in range(size):
+                cache[x] = [x, x * 0.5]
+        row(size, "diskcache len()", timed(lambda: len(cache)), None)
+        row(size, "diskcache check()", timed(cache.check, 1), None, size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated store sizes")
+    parser.add_argument("--dir", help="where the stores are kept between runs (default: removed)")
+    options = parser.parse_args()
+    base = Path(options.dir) if options.dir else Path(tempfile.mkdtemp(prefix="fleche-scale-"))
+    try:
+        for size in (int(s) for s in options.sizes.split(",")):
+            bench_size(base / f"scale-{size}", size)
+    finally:
+        if not options.dir:
+            shutil.rmtree(base, ignore_errors=True)
+    print_table(
+        "A default store of many calls (pickle files + SQLite), with same-run references",
+        ["calls", "operation", "fleche", "reference", "ratio", "entries/s"],
+        ROWS,
+    )
+
+
+if __name__ == "__main__":
+    main()
