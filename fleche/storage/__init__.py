@@ -7,7 +7,6 @@ missing package raises an ``ImportError`` that says which extra to install.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ..errors import AmbiguousDigestError, SaveError
@@ -25,7 +24,12 @@ from .destructuring import DestructuringMixin, register_destructurer
 from .file import FileStorage
 from .memory import CallMemory, MemoryBackend, ValueMemory
 from .pickle_file import CallPickleFile, PickleFileBackend, ValuePickleFile
-from .registry import get_storage_constructor, is_registered_storage, register_storage
+from .registry import (
+    get_storage_constructor,
+    import_target,
+    is_registered_storage,
+    register_storage,
+)
 from .thread_safe import PerKeyLockMixin, SerializingMixin
 from .void import CallVoid, ValueVoid, VoidBackend
 
@@ -74,10 +78,4 @@ def __getattr__(name: str) -> Any:
         module, extra = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'fleche.storage' has no attribute {name!r}") from None
-    try:
-        return getattr(importlib.import_module(f".{module}", __name__), name)
-    except ImportError as err:
-        hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
-        raise ImportError(
-            f"fleche.storage.{name} needs {err.name or 'a missing package'}{hint}"
-        ) from err
+    return import_target(f"{__name__}.{module}:{name}", f"fleche.storage.{name}", extra)
