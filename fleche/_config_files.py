@@ -19,20 +19,24 @@ from typing import Any
 from ._config_forms import normalize
 from ._config_tables import Where, validate
 from .errors import ConfigError
-from .registry import RESERVED
+from .registry import CONFIGURABLE, RESERVED
 
 __all__ = [
+    "DEFAULT_METADATA",
     "ENV_CONFIG",
     "FILE_NAME",
     "Configuration",
     "file_configuration",
     "load_configuration",
+    "load_default_metadata",
     "metadata_names",
     "named_table",
 ]
 
 FILE_NAME = "fleche.toml"
 ENV_CONFIG = "FLECHE_CONFIG"
+#: The recorders used when ``[default] metadata`` names none.
+DEFAULT_METADATA = ("Runtime", "Environment", "Git", "Tags")
 
 
 @dataclass(frozen=True)
@@ -238,3 +242,22 @@ def metadata_names(path: Path, value: Mapping[str, Any]) -> tuple[tuple[str, ...
             key="[default].metadata",
         )
     return tuple(names), path
+
+
+def load_default_metadata() -> tuple[Any, ...]:
+    """New recorders of the classes ``[default] metadata`` names (else :data:`DEFAULT_METADATA`).
+
+    A name must be registered with :func:`~fleche.registry.configurable` (the built-in
+    recorders are); an unknown one is a :class:`ConfigError`.
+    """
+    configured = load_configuration().metadata
+    names, source = configured if configured else (DEFAULT_METADATA, None)
+    unknown = [name for name in names if name not in CONFIGURABLE]
+    if unknown:
+        raise ConfigError(
+            f"{source or '<defaults>'}: [default].metadata: unknown recorder {unknown[0]!r}; "
+            f"known: {', '.join(sorted(CONFIGURABLE))} (register more with @configurable)",
+            file=None if source is None else str(source),
+            key="[default].metadata",
+        )
+    return tuple(CONFIGURABLE[name]() for name in names)

@@ -38,7 +38,8 @@ may add ``read_only = true``; a storage cache may add ``ttl``,
 storages are written as ``values = { type = "ValuePickleFile", root = "v" }``
 and ``calls = { type = "Sql", url = "c.db" }``.  Unknown keys, templates,
 storages and cache names are :class:`~fleche.errors.ConfigError` naming the
-file and the key.
+file and the key.  Every name is registered in :mod:`fleche.registry`, and
+:func:`open_cache` is the one resolver every other way of opening calls.
 
 The shapes of the 0.22 release are read too (:mod:`fleche._config_forms`):
 an array of tables ``[[name]]`` is a stack, ``[[name.pool]]`` a pool,
@@ -62,11 +63,13 @@ from typing import Any
 
 from ._config_describe import describe, storage_table
 from ._config_files import (
+    DEFAULT_METADATA,
     ENV_CONFIG,
     FILE_NAME,
     Configuration,
     file_configuration,
     load_configuration,
+    load_default_metadata,
     named_table,
 )
 from ._config_forms import in_022_shapes, normalize_storage
@@ -115,8 +118,6 @@ __all__ = [
 ENV_CACHE = "FLECHE_CACHE"
 #: Where the embedded default store lives, under the working directory.
 EMBEDDED_ROOT = ".fleche"
-#: The recorders used when ``[default] metadata`` names none.
-DEFAULT_METADATA = ("Runtime", "Environment", "Git", "Tags")
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _OPENED: dict[str, CacheBase] = {}
@@ -390,25 +391,6 @@ def storage_to_config(storage: Any) -> dict[str, Any]:
 def load_cache_config(name: str | None = None) -> CacheBase:
     """The cache configured under ``name``, or the default cache (the 0.22 function)."""
     return default_cache() if name is None else named_cache(name)
-
-
-def load_default_metadata() -> tuple[Any, ...]:
-    """New recorders of the classes ``[default] metadata`` names (else :data:`DEFAULT_METADATA`).
-
-    A name must be registered with :func:`configurable` (the built-in
-    recorders are); an unknown one is a :class:`ConfigError`.
-    """
-    configured = load_configuration().metadata
-    names, source = configured if configured else (DEFAULT_METADATA, None)
-    unknown = [name for name in names if name not in CONFIGURABLE]
-    if unknown:
-        raise ConfigError(
-            f"{source or '<defaults>'}: [default].metadata: unknown recorder {unknown[0]!r}; "
-            f"known: {', '.join(sorted(CONFIGURABLE))} (register more with @configurable)",
-            file=None if source is None else str(source),
-            key="[default].metadata",
-        )
-    return tuple(CONFIGURABLE[name]() for name in names)
 
 
 install_config_reader(cache_from_config)
