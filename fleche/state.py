@@ -18,7 +18,6 @@ from typing import Any
 
 from .caches import Cache, CacheBase, CacheStack
 from .metadata import Environment, Git, Metadata, Runtime, Tags
-from .opening import open_for_calls
 
 __all__ = [
     "BoundWrapper",
@@ -50,11 +49,15 @@ def resolve(spec: Cache | str) -> Cache:
         raise TypeError(
             f"cache() takes a cache, a cache name, a path or a URL, not {type(spec).__name__}"
         )
+    from .opening import open_for_calls  # on first use: import fleche stays light
+
     return open_for_calls(spec)  # a store that cannot be opened costs a warning, not calls
 
 
 def default_cache() -> Cache:
     """The cache used when none is active: the configured default, else the embedded store."""
+    from .opening import open_for_calls
+
     return open_for_calls()
 
 
