@@ -25,6 +25,7 @@ from .file import FileStorage
 from .memory import CallMemory, MemoryBackend, ValueMemory
 from .pickle_file import CallPickleFile, PickleFileBackend, ValuePickleFile
 from .registry import (
+    EXTRAS,
     get_storage_constructor,
     import_target,
     is_registered_storage,
@@ -33,12 +34,12 @@ from .registry import (
 from .thread_safe import PerKeyLockMixin, SerializingMixin
 from .void import CallVoid, ValueVoid, VoidBackend
 
-#: Public name -> (module, pip extra that provides its dependencies).
-_LAZY: dict[str, tuple[str, str | None]] = {
-    "Sql": ("sql", "sql"),
-    "BagOfHoldingH5FileBackend": ("bagofholding_file", "hdf5"),
-    "ValueBagOfHoldingH5File": ("bagofholding_file", "hdf5"),
-    "CallBagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+#: Public name -> its module, which needs an optional package (see ``registry.EXTRAS``).
+_LAZY: dict[str, str] = {
+    "Sql": "sql",
+    "BagOfHoldingH5FileBackend": "bagofholding_file",
+    "ValueBagOfHoldingH5File": "bagofholding_file",
+    "CallBagOfHoldingH5File": "bagofholding_file",
 }
 
 __all__ = [
@@ -75,7 +76,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     try:
-        module, extra = _LAZY[name]
+        module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'fleche.storage' has no attribute {name!r}") from None
-    return import_target(f"{__name__}.{module}:{name}", f"fleche.storage.{name}", extra)
+    return import_target(f"{__name__}.{module}:{name}", f"fleche.storage.{name}", EXTRAS[module])

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from ..errors import ConfigError
 
 __all__ = [
+    "EXTRAS",
     "KINDS",
     "get_storage_constructor",
     "import_target",
@@ -38,6 +39,8 @@ __all__ = [
 
 Kind = Literal["value", "call"]
 KINDS: tuple[str, ...] = ("value", "call")
+#: Storage modules that need an optional package -> the pip extra that provides it.
+EXTRAS: dict[str, str] = {"sql": "sql", "bagofholding_file": "hdf5"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +55,16 @@ class _Entry:
 def _builtin() -> dict[tuple[str, str], _Entry]:
     table: dict[tuple[str, str], _Entry] = {}
     modules = {
-        "Memory": ("memory", None),
-        "Void": ("void", None),
-        "PickleFile": ("pickle_file", None),
-        "BagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+        "Memory": "memory",
+        "Void": "void",
+        "PickleFile": "pickle_file",
+        "BagOfHoldingH5File": "bagofholding_file",
     }
-    for suffix, (module, extra) in modules.items():
+    for suffix, module in modules.items():
         for kind in KINDS:
             cls = f"{kind.title()}{suffix}"
-            table[cls, kind] = _Entry(f"fleche.storage.{module}:{cls}", extra)
-    table["Sql", "call"] = _Entry("fleche.storage.sql:Sql", "sql")
+            table[cls, kind] = _Entry(f"fleche.storage.{module}:{cls}", EXTRAS.get(module))
+    table["Sql", "call"] = _Entry("fleche.storage.sql:Sql", EXTRAS["sql"])
     # the 0.22 names
     for kind in KINDS:
         title = kind.title()
