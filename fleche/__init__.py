@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import digest, remote  # noqa: F401  (digest: the submodule, as in 0.22; remote: registers type = "ssh")
+from . import digest  # noqa: F401  (the submodule, as in 0.22)
 from .caches import (
     Cache,
     CacheBase,

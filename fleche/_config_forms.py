@@ -8,67 +8,23 @@ and the templates ``cloudpickle``, ``dill`` and ``bagofholding_hdf``.
 :func:`normalize` rewrites such a table into the equivalent table of ours
 (see :mod:`fleche.config`), so one translator builds both; a table that is
 ours already comes back unchanged.  Cache types that are not storages
-(``type = "ssh"``) are looked up in :data:`CACHE_TYPES`.
+(``type = "ssh"``) are looked up in :data:`fleche.registry.CACHE_TYPES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path, PurePath
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
 
 from .errors import ConfigError
+from .registry import CACHE_TYPES, LEGACY_TEMPLATES
 from .security import normalize_secret_key
+from .storage.registry import spelled_out
 
-__all__ = [
-    "CACHE_TYPES",
-    "CONFIGURABLE",
-    "configurable",
-    "in_022_shapes",
-    "metadata_names",
-    "normalize",
-    "normalize_storage",
-    "register_cache_type",
-]
+__all__ = ["in_022_shapes", "normalize", "normalize_storage"]
 
-#: Recorder classes ``[default] metadata`` may name, by class name (see ``fleche.metadata``).
-CONFIGURABLE: dict[str, type] = {}
-
-#: Cache ``type`` -> a function of (the table, the directory relative paths resolve
-#: against) building the cache, e.g. ``"ssh"`` registered by :mod:`fleche.remote`.
-CACHE_TYPES: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {}
-
-#: 0.22 storage type -> (our value storage, our call storage, settings it implies).
-_STORAGE_TYPES: dict[str, tuple[str | None, str | None, dict[str, Any]]] = {
-    "memory": ("ValueMemory", "CallMemory", {}),
-    "void": ("ValueVoid", "CallVoid", {}),
-    "pickle": ("ValuePickleFile", "CallPickleFile", {}),
-    "cloudpickle": ("ValuePickleFile", "CallPickleFile", {"serializer": "cloudpickle"}),
-    "dill": ("ValuePickleFile", "CallPickleFile", {"serializer": "dill"}),
-    "bagofholding_hdf": ("ValueBagOfHoldingH5File", "CallBagOfHoldingH5File", {}),
-    "sql": (None, "Sql", {}),
-}
-_SYMMETRIC = ("memory", "void", "pickle", "cloudpickle", "dill", "bagofholding_hdf")
-_Class = TypeVar("_Class", bound=type)
-_KINDS = {"value": 0, "values": 0, "call": 1, "calls": 1}
-
-
-def configurable(cls: _Class) -> _Class:
-    """Register a metadata recorder class under its name, so ``fleche.toml`` can name it.
-
-    A decorator; the class must be constructible without arguments.
-    """
-    CONFIGURABLE[cls.__name__] = cls
-    return cls
-
-
-def register_cache_type(
-    name: str, build: Callable[[Mapping[str, Any], Any], Any], *, replace: bool = False
-) -> None:
-    """Let a table with ``type = name`` build a cache: ``build(table, base_directory)``."""
-    if name in CACHE_TYPES and not replace:
-        raise ConfigError(f"a cache type named {name!r} is registered already; pass replace=True")
-    CACHE_TYPES[name] = build
+_KINDS = {"value": "value", "values": "value", "call": "call", "calls": "call"}
 
 
 def normalize(table: Any) -> Any:
@@ -84,7 +40,7 @@ def normalize(table: Any) -> Any:
     if "max_size" in table:
         table["max_calls"] = table.pop("max_size")
     template = table.get("template")
-    if template in _SYMMETRIC and template not in ("memory", "void", "pickle"):
+    if template in LEGACY_TEMPLATES:
         table = _symmetric(table, template)
     elif template == "sql" and isinstance(table.get("values"), str):
         table = _sql(table, table.pop("values"))
@@ -127,31 +83,17 @@ def normalize_storage(table: Any, kind: str) -> Any:
     """A storage table in our names; ``kind`` is ``"value"`` or ``"call"`` (or the slot name)."""
     if kind not in _KINDS:
         raise ConfigError(f"a storage kind is 'value' or 'call', not {kind!r}")
-    if not isinstance(table, Mapping) or table.get("type") not in _STORAGE_TYPES:
+    if not isinstance(table, Mapping) or not isinstance(table.get("type"), str):
         return table
-    name = _STORAGE_TYPES[table["type"]][_KINDS[kind]]
-    if name is None:
-        raise ConfigError(f"type = {table['type']!r} is a call storage only; it cannot hold values")
-    settings = {**_STORAGE_TYPES[table["type"]][2], **table, "type": name}
+    spelled = spelled_out(table["type"], _KINDS[kind])
+    if spelled is None:
+        return table
+    settings = {**table, **spelled}
     if "compress" in settings:
         settings["compression"] = "zlib" if settings.pop("compress") else None
     if "secret_key" in settings:
         settings["secret_key"] = tuple(normalize_secret_key(settings["secret_key"]))
     return settings
-
-
-def metadata_names(path: Path, value: Mapping[str, Any]) -> tuple[tuple[str, ...], Path] | None:
-    """``[default] metadata``: a list of recorder class names (checked when they are built)."""
-    if "metadata" not in value:
-        return None
-    names = value["metadata"]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(
-            f'{path}: [default].metadata: expected a list of recorder names, e.g. ["Runtime"]',
-            file=str(path),
-            key="[default].metadata",
-        )
-    return tuple(names), path
 
 
 def in_022_shapes(table: dict[str, Any]) -> dict[str, Any] | list[Any]:

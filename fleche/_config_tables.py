@@ -15,45 +15,23 @@ import dataclasses
 import inspect
 import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config_forms import CACHE_TYPES, normalize
+from ._config_forms import normalize
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
 from .caches.base import seconds
 from .errors import ConfigError
-from .storage import registry as storage_registry
-from .storage.registry import KINDS, get_storage_constructor, storage_names
-from .storage.registry import plain as _plain
-from .storage.registry import storage_config as storage_table
+from .registry import CACHE_TYPES, FILE_OPTIONS, TEMPLATES, cache_type
+from .storage.registry import get_storage_constructor, storage_names
 from .store_layout import check_layout, record_layout
 
-__all__ = [
-    "TEMPLATES",
-    "Where",
-    "build",
-    "build_storage",
-    "describe",
-    "register_storage",
-    "storage_table",
-    "validate",
-]
+__all__ = ["LIMITS", "SIZE_INDEX", "Where", "build", "build_storage", "duration", "validate"]
 
-_FILE_OPTIONS = frozenset({"serializer", "compression", "compression_level"})
 _CACHE_KEYS = frozenset({"ttl", "max_bytes", "max_calls", "policy", "index"})
-_LIMITS = ("max_bytes", "max_calls")
-#: Template -> the keys it takes besides ``template``, ``read_only`` and the cache keys.
-TEMPLATES: dict[str, frozenset[str]] = {
-    "memory": frozenset(),
-    "void": frozenset(),
-    "pickle": frozenset({"root"}) | _FILE_OPTIONS,
-    "sql": frozenset({"root", "url"}) | _FILE_OPTIONS,
-    "hdf5": frozenset({"root", "url", "calls"}),
-    "stack": frozenset({"layers", "retry_after"}),
-    "pool": frozenset({"caches", "retry_after"}),
-}
+#: The keys that put a size limit on a cache.
+LIMITS = ("max_bytes", "max_calls")
 _EXPLICIT = frozenset({"values", "calls"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -82,18 +60,6 @@ class Where:
             raise self.error(f"expected a path (a string), got {value!r}")
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
-
-
-def register_storage(
-    name: str, target: str, extra: str | None = None, *, replace: bool = False
-) -> None:
-    """Make a storage class usable in tables as ``{type = name, ...}``; ``target`` is ``"module:Class"``.
-
-    Registers it for values and calls alike;
-    :func:`fleche.storage.register_storage` names the kind.
-    """
-    for kind in KINDS:
-        storage_registry.register_storage(name, kind, factory=target, replace=replace, extra=extra)
 
 
 def duration(value: Any, where: Where) -> float:
@@ -175,7 +141,7 @@ def validate(table: Any, where: Where) -> str | None:
     _get(table, "max_bytes", int, where)
     _get(table, "max_calls", int, where)
     _get(table, "policy", str, where)
-    if not any(k in table for k in _LIMITS) and ("policy" in table or "index" in table):
+    if not any(k in table for k in LIMITS) and ("policy" in table or "index" in table):
         raise where.at("policy" if "policy" in table else "index").error(
             "only meaningful with max_bytes or max_calls (max_size)"
         )
@@ -187,7 +153,7 @@ def build(table: Any, where: Where, named: Callable[[str, Where], CacheBase]) ->
     table = normalize(table)
     template = validate(table, where)
     if table.get("type") in CACHE_TYPES:
-        cache = CACHE_TYPES[table["type"]](table, where.base)
+        cache = cache_type(table["type"])(table, where.base)
     elif template in ("stack", "pool"):
         cache = _layered(table, template, where, named)
     else:
@@ -265,7 +231,7 @@ def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> Cach
     values, calls, root = storages(table, template, where)
     ttl = duration(table["ttl"], where.at("ttl")) if "ttl" in table else None
     cache: CacheBase = Cache(values, calls, ttl=ttl)
-    if any(k in table for k in _LIMITS):
+    if any(k in table for k in LIMITS):
         index = table.get("index")
         if index is not None:
             index = where.at("index").path(index)
@@ -312,7 +278,7 @@ def _file_storages(
     if "root" not in table:
         raise where.error(f"the {template} template needs a 'root' directory")
     root = where.at("root").path(table["root"])
-    options = {k: table[k] for k in _FILE_OPTIONS if k in table}
+    options = {k: table[k] for k in FILE_OPTIONS if k in table}
     sql = {"type": "Sql", "url": _get(table, "url", str, where, str(root / "calls.db"))}
     if template == "pickle":
         values = {"type": "ValuePickleFile", "root": str(root / "values"), **options}
@@ -370,118 +336,3 @@ def _read_only_calls(calls: dict[str, Any], where: Where) -> Any:
         return build_storage(
             {**calls, "url": f"sqlite:///file:{path}?immutable=1&uri=true"}, where, "call"
         )
-
-
-# -- objects to tables -------------------------------------------------------------
-
-
-def describe(cache: CacheBase, relative_to: Path | None = None) -> dict[str, Any]:
-    """The table :func:`build` turns back into an equal cache; ``ConfigError`` if there is none."""
-    kind = type(cache)
-    if kind is ReadOnlyCache:
-        table = describe(cache.cache, relative_to)
-        if "read_only" in table:
-            raise ConfigError(
-                "a read-only cache inside a read-only cache cannot be written to a configuration"
-            )
-        return {**table, "read_only": True}
-    if kind in (CacheStack, CachePool):
-        _default_clock(cache)
-        key, members = ("layers", cache.layers) if kind is CacheStack else ("caches", cache.caches)
-        table: dict[str, Any] = {"template": "stack" if kind is CacheStack else "pool"}
-        table[key] = [describe(member, relative_to) for member in members]
-        if cache.retry_after != 60.0:
-            table["retry_after"] = cache.retry_after
-        return table
-    if kind is SizeLimitedCache:
-        _default_clock(cache)
-        table = describe(cache.cache, relative_to)
-        if "read_only" in table:
-            raise ConfigError(
-                "a size limit around a read-only cache cannot be written to a configuration"
-            )
-        table.update({k: getattr(cache, k) for k in _LIMITS if getattr(cache, k) is not None})
-        if cache.policy != "lru":
-            table["policy"] = cache.policy
-        root = table.get("root")
-        default = None if root is None else _absolute(root, relative_to) / SIZE_INDEX
-        if cache.index != default:
-            if cache.index is None:
-                raise ConfigError(
-                    "a file store with a size index in memory cannot be written to a configuration"
-                )
-            table["index"] = _plain(cache.index, relative_to)
-        return table
-    if kind is Cache:
-        _default_clock(cache)
-        table = _shape(cache.values, cache.calls, relative_to)
-        if cache.ttl is not None:
-            table["ttl"] = cache.ttl
-        return table
-    own = getattr(cache, "to_config", None)  # a registered cache type (e.g. ssh) describes itself
-    if callable(own):
-        return own()
-    raise ConfigError(
-        f"a {kind.__name__} cannot be written to a configuration (it holds code or live state)"
-    )
-
-
-def _default_clock(cache: Any) -> None:
-    if cache.clock is not time.time:
-        raise ConfigError(
-            f"a {type(cache).__name__} with a custom clock cannot be written to a configuration"
-        )
-
-
-def _absolute(path: str, relative_to: Path | None) -> Path:
-    return Path(path) if relative_to is None else relative_to / path
-
-
-def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
-    """The template a pair of storages fits, else the explicit form."""
-    v, c = storage_table(values, relative_to), storage_table(calls, relative_to)
-    kinds = (v.pop("type"), c.pop("type"))
-    if kinds == ("ValueMemory", "CallMemory") and not v and not c:
-        return {"template": "memory"}
-    if kinds == ("ValueVoid", "CallVoid") and not v and not c:
-        return {"template": "void"}
-    shaped = _file_shape(kinds, dict(v), dict(c), values, relative_to)
-    if shaped is not None:
-        return shaped
-    return {"values": {"type": kinds[0], **v}, "calls": {"type": kinds[1], **c}}
-
-
-def _file_shape(
-    kinds: tuple[str, str], v: dict, c: dict, values: Any, relative_to: Path | None
-) -> dict | None:
-    if kinds[0] not in ("ValuePickleFile", "ValueBagOfHoldingH5File"):
-        return None
-    root_path = Path(values.root).parent
-    if Path(values.root).name != "values":
-        return None
-    root = _plain(root_path, relative_to)
-    v.pop("root")
-    table: dict[str, Any] = {"root": root}
-    if kinds[1] == "Sql":
-        url = c.pop("url", None)
-        if c or url is None:
-            return None
-        if url != _plain(root_path / "calls.db", relative_to):
-            table["url"] = url
-        template = "sql" if kinds[0] == "ValuePickleFile" else "hdf5"
-    elif kinds[1] == "CallPickleFile" and Path(c.pop("root")) == Path(
-        _plain(root_path / "calls", relative_to)
-    ):
-        template = "pickle" if kinds[0] == "ValuePickleFile" else "hdf5"
-        if template == "pickle" and c != v:
-            return None
-        if template == "hdf5":
-            if c:
-                return None
-            table["calls"] = "pickle"
-        c = {}
-    else:
-        return None
-    if c or not set(v) <= (_FILE_OPTIONS if template != "hdf5" else set()):
-        return None
-    return {"template": template, **table, **v}

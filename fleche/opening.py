@@ -27,7 +27,6 @@ from .config import (
     EMBEDDED_ROOT,
     ENV_CACHE,
     FILE_NAME,
-    RESERVED,
     Configuration,
     default_cache,
     from_config,
@@ -36,9 +35,10 @@ from .config import (
 )
 from .errors import ConfigError
 from .leases import leases_of
+from .registry import RESERVED
 from .store_layout import FILE_TEMPLATES, layout_of
 
-__all__ = ["default_spec", "open_for_calls", "store_table"]
+__all__ = ["default_spec", "open_for_calls", "store_location", "store_table"]
 
 _STAND_INS: dict[str, UnavailableCache] = {}
 _STAND_INS_LOCK = threading.Lock()
@@ -56,6 +56,34 @@ def default_spec(configuration: Configuration) -> tuple[Any, Path, str]:
     return EMBEDDED_ROOT, Path.cwd(), why
 
 
+def store_location(
+    spec: Any, base: Path, configuration: Configuration
+) -> tuple[Path, dict[str, Any] | None, Path] | None:
+    """Where the store ``spec`` names is kept, when that is one directory.
+
+    Its directory, the template table it opens with (``None`` while the
+    directory holds no store) and what that table's paths resolve against;
+    ``None`` for anything else (a URL, memory, a composition, a SQLite
+    file, a configuration file).  :class:`ConfigError` if the directory's
+    content contradicts itself.
+    """
+    if isinstance(spec, Mapping):
+        root = spec.get("root")
+        if spec.get("template") not in FILE_TEMPLATES or not isinstance(root, str):
+            return None
+        return base / Path(root).expanduser(), dict(spec), base
+    if not isinstance(spec, str | os.PathLike) or "://" in str(spec) or spec in RESERVED:
+        return None
+    if spec in configuration.caches:
+        table, file = configuration.caches[spec]
+        return store_location(table, file.parent, configuration)
+    path = base / Path(spec).expanduser()
+    if path.is_file() or (path / FILE_NAME).is_file():
+        return None
+    layout = layout_of(path) if path.is_dir() else None
+    return path, None if layout is None else {**layout, "root": str(path)}, base
+
+
 def store_table(
     spec: Any, base: Path, configuration: Configuration
 ) -> tuple[dict[str, Any], Path] | None:
@@ -64,23 +92,13 @@ def store_table(
     ``None`` for anything else (a URL, memory, a composition, a
     configuration file) and for a directory that holds no store.
     """
-    if isinstance(spec, Mapping):
-        if spec.get("template") in FILE_TEMPLATES and isinstance(spec.get("root"), str):
-            return dict(spec), base
-        return None
-    if not isinstance(spec, str | os.PathLike) or "://" in str(spec) or spec in RESERVED:
-        return None
-    if spec in configuration.caches:
-        table, file = configuration.caches[spec]
-        return store_table(table, file.parent, configuration)
-    path = base / Path(spec).expanduser()
-    if not path.is_dir() or (path / FILE_NAME).is_file():
-        return None
     try:
-        layout = layout_of(path)
+        location = store_location(spec, base, configuration)
     except ConfigError:
         return None
-    return None if layout is None else ({**layout, "root": str(path)}, base)
+    if location is None or location[1] is None:
+        return None
+    return location[1], location[2]
 
 
 def _writable(cache: CacheBase, table: tuple[dict[str, Any], Path] | None) -> CacheBase:
@@ -100,6 +118,8 @@ def open_for_calls(spec: Any = None) -> CacheBase:
     every later call with the same ``spec`` here, so the warning is not
     repeated and opening is retried at most every 30 seconds.
     """
+    if isinstance(spec, str) and spec in RESERVED:
+        return open_cache(spec)
     key = json.dumps([spec, os.getcwd(), os.environ.get(ENV_CACHE)], default=str)
     with _STAND_INS_LOCK:
         stand_in = _STAND_INS.get(key)

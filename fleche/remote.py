@@ -26,7 +26,6 @@ from typing import Any
 
 from ._remote_client import Link, RemoteCache, RemoteConnectionError, RemoteVersionWarning
 from ._remote_server import serve
-from .config import register_cache_type
 from .errors import ConfigError
 
 __all__ = [
@@ -170,8 +169,11 @@ def _rebuild(fields: dict[str, Any]) -> SshCache:
     return SshCache(**fields)
 
 
-def _from_table(table: Mapping[str, Any], base: Any) -> SshCache:
-    """An SshCache from a ``type = "ssh"`` table (``read_only`` is applied by the caller)."""
+def from_table(table: Mapping[str, Any], base: Any) -> SshCache:
+    """An SshCache from a ``type = "ssh"`` table (``read_only`` is applied by the caller).
+
+    :data:`fleche.registry.CACHE_TYPES` names it: ``import fleche`` need not import this module.
+    """
     settings = {f.name for f in dataclasses.fields(SshCache)}
     fields = {}
     for key, value in table.items():
@@ -186,6 +188,3 @@ def _from_table(table: Mapping[str, Any], base: Any) -> SshCache:
     if "host" not in fields:
         raise ConfigError("an ssh cache needs a 'host'", key="host")
     return SshCache(**fields)
-
-
-register_cache_type("ssh", _from_table)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from .caches import Cache, CacheBase, CacheStack, memory_cache, void_cache
+from .caches import Cache, CacheBase, CacheStack
 from .metadata import Environment, Git, Metadata, Runtime, Tags
 
 __all__ = [
@@ -40,9 +40,6 @@ _tags: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "fleche_tags", default=MappingProxyType({})
 )
 
-#: Cache names every process knows without a configuration file.
-RESERVED = {"memory": memory_cache, "void": void_cache}
-
 
 def resolve(spec: Cache | str) -> Cache:
     """A cache from a cache, a name (reserved, or one in ``fleche.toml``), a path or a URL."""
@@ -52,11 +49,9 @@ def resolve(spec: Cache | str) -> Cache:
         raise TypeError(
             f"cache() takes a cache, a cache name, a path or a URL, not {type(spec).__name__}"
         )
-    if spec in RESERVED:
-        return RESERVED[spec]()
-    from .opening import open_for_calls  # a store that cannot be opened costs a warning, not calls
+    from .opening import open_for_calls  # on first use: import fleche stays light
 
-    return open_for_calls(spec)
+    return open_for_calls(spec)  # a store that cannot be opened costs a warning, not calls
 
 
 def default_cache() -> Cache:

@@ -23,19 +23,12 @@ from typing import Any
 
 from ..caches import CacheBase
 from ..call import DigestedCall, QueryCall
-from ..config import (
-    EMBEDDED_ROOT,
-    ENV_CACHE,
-    FILE_NAME,
-    Configuration,
-    default_cache,
-    load_configuration,
-    open_cache,
-)
+from ..config import Configuration, default_cache, load_configuration, open_cache
 from ..digest import Digest
 from ..errors import AmbiguousDigestError, FlecheError
 from ..explain import summarize
-from ..store_layout import FILE_TEMPLATES, MANIFEST, holds_store
+from ..opening import default_spec, store_location
+from ..store_layout import MANIFEST, holds_store
 
 __all__ = [
     "BadInput",
@@ -338,21 +331,11 @@ class Context:
 
 def _missing(spec: Any, base: Path, configuration: Configuration) -> Path | None:
     """The directory a store should be in and is not; ``None`` if it is there or cannot be told."""
-    if isinstance(spec, Mapping):
-        root = spec.get("root")
-        if spec.get("template") not in FILE_TEMPLATES or not isinstance(root, str):
-            return None
-        path = base / Path(root).expanduser()
-        return None if holds_store(path) or "url" in spec else path
-    if not isinstance(spec, str) or "://" in spec or spec in ("memory", "void"):
+    location = store_location(spec, base, configuration)
+    if location is None:
         return None
-    if spec in configuration.caches:
-        table, file = configuration.caches[spec]
-        return _missing(table, file.parent, configuration)
-    path = base / Path(spec).expanduser()
-    if path.is_file() or (path / FILE_NAME).is_file():
-        return None  # a SQLite file, or a configuration naming the store
-    return None if holds_store(path) else path
+    path, table, _ = location
+    return None if holds_store(path) or "url" in (table or {}) else path
 
 
 def _require(spec: Any, base: Path, configuration: Configuration, why: str) -> None:
@@ -368,15 +351,8 @@ def _require(spec: Any, base: Path, configuration: Configuration, why: str) -> N
 def _require_default() -> None:
     """:class:`BadInput` unless the store used without ``--cache`` exists."""
     configuration = load_configuration()
-    spec = os.environ.get(ENV_CACHE)
-    if spec:
-        _require(spec, Path.cwd(), configuration, f"the store {ENV_CACHE} names")
-    elif configuration.default is not None:
-        spec, file = configuration.default
-        _require(spec, file.parent, configuration, f"the [default] cache of {file}")
-    else:
-        why = f"the embedded default: no --cache, no {ENV_CACHE}, no [default] in {FILE_NAME}"
-        _require(EMBEDDED_ROOT, Path.cwd(), configuration, why)
+    spec, base, why = default_spec(configuration)
+    _require(spec, base, configuration, why)
 
 
 def _clip(text: str, width: int = 48) -> str:

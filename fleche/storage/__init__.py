@@ -7,7 +7,6 @@ missing package raises an ``ImportError`` that says which extra to install.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ..errors import AmbiguousDigestError, SaveError
@@ -25,16 +24,22 @@ from .destructuring import DestructuringMixin, register_destructurer
 from .file import FileStorage
 from .memory import CallMemory, MemoryBackend, ValueMemory
 from .pickle_file import CallPickleFile, PickleFileBackend, ValuePickleFile
-from .registry import get_storage_constructor, is_registered_storage, register_storage
+from .registry import (
+    EXTRAS,
+    get_storage_constructor,
+    import_target,
+    is_registered_storage,
+    register_storage,
+)
 from .thread_safe import PerKeyLockMixin, SerializingMixin
 from .void import CallVoid, ValueVoid, VoidBackend
 
-#: Public name -> (module, pip extra that provides its dependencies).
-_LAZY: dict[str, tuple[str, str | None]] = {
-    "Sql": ("sql", "sql"),
-    "BagOfHoldingH5FileBackend": ("bagofholding_file", "hdf5"),
-    "ValueBagOfHoldingH5File": ("bagofholding_file", "hdf5"),
-    "CallBagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+#: Public name -> its module, which needs an optional package (see ``registry.EXTRAS``).
+_LAZY: dict[str, str] = {
+    "Sql": "sql",
+    "BagOfHoldingH5FileBackend": "bagofholding_file",
+    "ValueBagOfHoldingH5File": "bagofholding_file",
+    "CallBagOfHoldingH5File": "bagofholding_file",
 }
 
 __all__ = [
@@ -71,13 +76,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     try:
-        module, extra = _LAZY[name]
+        module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'fleche.storage' has no attribute {name!r}") from None
-    try:
-        return getattr(importlib.import_module(f".{module}", __name__), name)
-    except ImportError as err:
-        hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
-        raise ImportError(
-            f"fleche.storage.{name} needs {err.name or 'a missing package'}{hint}"
-        ) from err
+    return import_target(f"{__name__}.{module}:{name}", f"fleche.storage.{name}", EXTRAS[module])

@@ -24,18 +24,23 @@ from typing import Any, Literal
 from ..errors import ConfigError
 
 __all__ = [
+    "EXTRAS",
     "KINDS",
     "get_storage_constructor",
+    "import_target",
     "is_registered_storage",
     "plain",
     "register_storage",
     "storage_config",
     "storage_name",
     "storage_names",
+    "spelled_out",
 ]
 
 Kind = Literal["value", "call"]
 KINDS: tuple[str, ...] = ("value", "call")
+#: Storage modules that need an optional package -> the pip extra that provides it.
+EXTRAS: dict[str, str] = {"sql": "sql", "bagofholding_file": "hdf5"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +55,16 @@ class _Entry:
 def _builtin() -> dict[tuple[str, str], _Entry]:
     table: dict[tuple[str, str], _Entry] = {}
     modules = {
-        "Memory": ("memory", None),
-        "Void": ("void", None),
-        "PickleFile": ("pickle_file", None),
-        "BagOfHoldingH5File": ("bagofholding_file", "hdf5"),
+        "Memory": "memory",
+        "Void": "void",
+        "PickleFile": "pickle_file",
+        "BagOfHoldingH5File": "bagofholding_file",
     }
-    for suffix, (module, extra) in modules.items():
+    for suffix, module in modules.items():
         for kind in KINDS:
             cls = f"{kind.title()}{suffix}"
-            table[cls, kind] = _Entry(f"fleche.storage.{module}:{cls}", extra)
-    table["Sql", "call"] = _Entry("fleche.storage.sql:Sql", "sql")
+            table[cls, kind] = _Entry(f"fleche.storage.{module}:{cls}", EXTRAS.get(module))
+    table["Sql", "call"] = _Entry("fleche.storage.sql:Sql", EXTRAS["sql"])
     # the 0.22 names
     for kind in KINDS:
         title = kind.title()
@@ -133,22 +138,35 @@ def _entry(name: str, kind: str) -> _Entry:
         if point.name == name:
             entry = _STORAGES[name, kind] = _Entry(point.value)
             return entry
+    other = next((k for k in KINDS if k != kind and (name, k) in _STORAGES), None)
+    if other is not None:
+        raise ConfigError(f"type = {name!r} is a {other} storage only; it cannot hold {kind}s")
     raise ConfigError(
         f"unknown storage type {name!r} for {kind}s; known types: {', '.join(storage_names(kind))}"
     )
 
 
+def import_target(target: str, what: str, extra: str | None = None) -> Any:
+    """The object ``"module:qualname"`` names, imported now.
+
+    The one place that turns a missing optional package into advice: the
+    ``ImportError`` says that ``what`` needs it and which extra installs it.
+    """
+    module, _, qualname = target.partition(":")
+    try:
+        found: Any = importlib.import_module(module)
+    except ImportError as err:
+        hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
+        raise ImportError(f"{what} needs {err.name or 'a missing package'}{hint}") from err
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
 def _resolve(entry: _Entry, name: str) -> Callable[..., Any]:
     if not isinstance(entry.target, str):
         return entry.target
-    module, _, qualname = entry.target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), qualname)
-    except ImportError as err:
-        hint = f"; install it with: pip install 'fleche[{entry.extra}]'" if entry.extra else ""
-        raise ImportError(
-            f"the storage {name} needs {err.name or 'a missing package'}{hint}"
-        ) from err
+    return import_target(entry.target, f"the storage {name}", entry.extra)
 
 
 def get_storage_constructor(name: str, kind: Kind) -> Callable[..., Any]:
@@ -159,17 +177,36 @@ def get_storage_constructor(name: str, kind: Kind) -> Callable[..., Any]:
     return functools.partial(constructor, **dict(entry.preset)) if entry.preset else constructor
 
 
-def _target_of(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+def _name_of(target: str | Callable[..., Any]) -> str | None:
+    """The name ``target`` is registered under with no preset options; ``None`` if none."""
+    text = target if isinstance(target, str) else _target_of(target)
+    for (name, _), entry in _STORAGES.items():
+        if not entry.preset and (entry.target is target or entry.target == text):
+            return name
+    return None
+
+
+def _target_of(target: Any) -> str:
+    return f"{getattr(target, '__module__', '')}:{getattr(target, '__qualname__', '')}"
 
 
 def storage_name(cls: type) -> str | None:
     """The name a storage class is registered under with no preset options; ``None`` if none."""
-    target = _target_of(cls)
-    for (name, _), entry in _STORAGES.items():
-        if not entry.preset and (entry.target is cls or entry.target == target):
-            return name
-    return None
+    return _name_of(cls)
+
+
+def spelled_out(name: str, kind: Kind) -> dict[str, Any] | None:
+    """``{type = <class name>, <options>}`` for a second name of a storage (``"dill"``); else ``None``.
+
+    The 0.22 names (``pickle``, ``cloudpickle``, ``dill``, ``memory``,
+    ``void``, ``bagofholding_hdf``, ``sql``) are such names: a table using
+    one is rewritten into the class's own name and the options it implies.
+    """
+    entry = _STORAGES.get((name, kind))
+    canonical = None if entry is None else _name_of(entry.target)
+    if entry is None or canonical in (None, name):
+        return None
+    return {"type": canonical, **dict(entry.preset)}
 
 
 def is_registered_storage(cls: type) -> bool:
