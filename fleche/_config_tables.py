@@ -22,8 +22,8 @@ from typing import Any
 
 from ._config_forms import CACHE_TYPES, normalize
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
-from .caches.base import seconds
 from .errors import ConfigError
+from .expiry import seconds
 from .storage import registry as storage_registry
 from .storage.registry import KINDS, get_storage_constructor, storage_names
 from .storage.registry import plain as _plain

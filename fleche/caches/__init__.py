@@ -19,8 +19,9 @@ The 0.22 names are kept beside ours: ``BaseCache`` (:class:`CacheBase`),
 from __future__ import annotations
 
 from ..errors import Rejected
-from .base import EXPIRY, CacheBase, RefusingWrites, expires_at, is_expired
-from .core import GC_GRACE, Cache, memory_cache, void_cache
+from ..expiry import EXPIRY, GC_GRACE, expires_at, is_expired
+from .base import CacheBase, RefusingWrites
+from .core import Cache, memory_cache, void_cache
 from .layered import CacheStack
 from .pool import CachePool
 from .size_limited import SizeLimitedCache, SizeLimitedMixin

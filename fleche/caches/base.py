@@ -17,7 +17,6 @@ process reading the store agrees on when it expires.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import errno
 import time
 from abc import ABC, abstractmethod
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected, SaveError, warn
+from ..expiry import EXPIRY, Duration, is_expired, seconds
 from ..storage.base import MIN_PREFIX, needed_length
 
 if TYPE_CHECKING:
@@ -38,75 +38,13 @@ if TYPE_CHECKING:
     from .wrapping import FilteredCache, ReadOnlyCache
 
 __all__ = [
-    "EXPIRY",
     "CacheBase",
-    "Duration",
+    "RefusingWrites",
     "as_template",
-    "expires_at",
     "install_config_reader",
-    "is_expired",
     "merge_expansions",
-    "seconds",
     "sealed",
 ]
-
-#: Metadata namespace of a call's expiry: ``{"ttl": seconds, "expires": epoch seconds}``.
-EXPIRY = "expiry"
-
-Duration = float | int | datetime.timedelta
-
-
-def seconds(duration: Duration, what: str = "a duration") -> float:
-    """``duration`` (seconds or a ``timedelta``) as a non-negative number of seconds."""
-    if isinstance(duration, datetime.timedelta):
-        value = duration.total_seconds()
-    elif isinstance(duration, int | float) and not isinstance(duration, bool):
-        value = float(duration)
-    else:
-        raise TypeError(
-            f"{what} must be seconds or a datetime.timedelta, not {type(duration).__name__}"
-        )
-    if not value >= 0:  # also rejects NaN
-        raise ValueError(f"{what} must be zero or positive seconds; got {duration!r}")
-    return value
-
-
-def expires_at(record: Call) -> float | None:
-    """When a stored call expires (epoch seconds), or ``None`` if it never does."""
-    entry = record.metadata.get(EXPIRY)
-    return None if entry is None else entry.get("expires")
-
-
-def is_expired(record: Call, now: float) -> bool:
-    """Whether a stored call has expired by ``now``."""
-    return entry_expired(record.metadata.get(EXPIRY), now)
-
-
-def entry_expired(entry: Mapping[str, Any] | None, now: float) -> bool:
-    """Whether a call's expiry entry (its :data:`EXPIRY` metadata, or ``None``) has passed by ``now``."""
-    if entry is None:
-        return False
-    expires = entry.get("expires")
-    return expires is not None and expires <= now
-
-
-def stamp_expiry(
-    metadata: Mapping[str, Mapping[str, Any]], now: float, ttl: float | None
-) -> Mapping[str, Mapping[str, Any]]:
-    """``metadata`` with its absolute expiry filled in.
-
-    A ``ttl`` already in the metadata (from ``@fleche(ttl=...)``) wins over
-    the cache's ``ttl``; an ``expires`` already there is kept as it is (a
-    copied record keeps the expiry it was stored with).
-    """
-    entry = metadata.get(EXPIRY)
-    if entry is not None:
-        if "expires" in entry or entry.get("ttl") is None:
-            return metadata
-        ttl = entry["ttl"]
-    elif ttl is None:
-        return metadata
-    return {**metadata, EXPIRY: {"ttl": ttl, "expires": now + ttl}}
 
 
 def merge_expansions(key: Digest | str, attempts: Iterable[Callable[[], Digest]]) -> Digest:
@@ -198,9 +136,7 @@ def _quieting(cache: Any, err: BaseException) -> str | None:
     user hears of it once, then again every 30 s while it lasts.
     """
     cause: BaseException | None = err
-    while cause is not None and not (
-        isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS
-    ):
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return ""

@@ -19,32 +19,17 @@ from typing import TYPE_CHECKING, Any
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
 from ..digest import Digest, digest
 from ..errors import Indigestible, SaveError
+from ..expiry import EXPIRY, GC_GRACE, Duration, entry_expired, is_expired, seconds, stamp_expiry
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
-from .base import (
-    EXPIRY,
-    CacheBase,
-    Duration,
-    as_template,
-    entry_expired,
-    is_expired,
-    merge_expansions,
-    sealed,
-    seconds,
-    stamp_expiry,
-    where_stored,
-)
+from .base import CacheBase, as_template, merge_expansions, sealed, where_stored
 
 if TYPE_CHECKING:
     from ..verify import VerifyReport
 
 __all__ = ["GC_GRACE", "Cache", "memory_cache", "void_cache"]
-
-#: Values younger than this (seconds) are never collected by default: another
-#: process may have stored them for a call it is still running.
-GC_GRACE = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CacheWarning, ReadOnlyError, warn
+from ..expiry import Duration
 from ..query import QueryIterator
-from .base import CacheBase, Duration, as_template, merge_expansions, sealed
+from .base import CacheBase, as_template, merge_expansions, sealed
 
 __all__ = ["CacheStack"]
 

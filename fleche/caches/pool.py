@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from ..digest import Digest
 from ..errors import ReadOnlyError
-from .base import CacheBase, Duration, RefusingWrites
+from ..expiry import Duration
+from .base import CacheBase, RefusingWrites
 from .layered import _Layered
 
 __all__ = ["CachePool"]

@@ -20,8 +20,9 @@ from typing import Any
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
+from ..expiry import Duration
 from ..query import QueryIterator
-from .base import CacheBase, Duration, RefusingWrites, as_template
+from .base import CacheBase, RefusingWrites, as_template
 
 __all__ = ["FilteredCache", "FilteringMixin", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
 
