@@ -24,7 +24,8 @@ from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
-from .base import CacheBase, as_template, merge_expansions, sealed, where_stored
+from .base import CacheBase, as_template, merge_expansions, sealed
+from .messages import where_stored
 
 if TYPE_CHECKING:
     from ..verify import VerifyReport
