@@ -8,7 +8,9 @@ stores, e.g. your own and a colleague's.
 
 A layer that fails (anything but ``KeyError``: a database down, a full
 disk) is skipped for ``retry_after`` seconds while the others keep serving;
-one :class:`~fleche.errors.CacheWarning` is emitted per outage.
+one :class:`~fleche.errors.CacheWarning` is emitted per outage.  Reading
+over several members, with that bookkeeping, is :class:`~.members.Layered`,
+shared with the pool; this module adds the back-fill and the writes.
 """
 
 from __future__ import annotations
