@@ -10,23 +10,26 @@ is derived from those, so a wrapper that forwards the operations gets them
 right without re-implementing them.  The work of the longer ones lives
 beside this module and uses only the interface: pruning and history in
 :mod:`.maintenance`, lineage in :mod:`.provenance`, the wording of failed
-stores in :mod:`.messages`; expiry arithmetic in :mod:`fleche.expiry`.
+stores in :mod:`.messages`; expiry arithmetic in :mod:`fleche.expiry`.  The
+normal forms of :mod:`.forms` (``as_template``, ``sealed``,
+``merge_expansions``), which every implementation needs, are importable
+from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import AmbiguousDigestError, CacheWarning, Rejected, warn
 from ..expiry import Duration
-from ..storage.base import MIN_PREFIX, needed_length
+from ..storage.base import MIN_PREFIX
 from . import maintenance, provenance
+from .forms import as_template, merge_expansions, sealed
 from .messages import failure_message
 
 if TYPE_CHECKING:
@@ -43,48 +46,6 @@ __all__ = [
     "merge_expansions",
     "sealed",
 ]
-
-
-def merge_expansions(key: Digest | str, attempts: Iterable[Callable[[], Digest]]) -> Digest:
-    """The one full digest several stores agree a prefix names.
-
-    Each attempt is one store's ``expand``; ``KeyError`` if none knows the
-    prefix, :class:`AmbiguousDigestError` (with every candidate) if they
-    name different things or one of them is ambiguous.
-    """
-    found: set[Digest] = set()
-    candidates: list[str] = []
-    for attempt in attempts:
-        try:
-            found.add(attempt())
-        except KeyError:
-            pass
-        except AmbiguousDigestError as err:
-            candidates.extend(err.candidates)
-    if candidates or len(found) > 1:
-        everything = sorted(set(candidates) | found)
-        raise AmbiguousDigestError(str(key), everything, needed_length(everything))
-    if not found:
-        raise KeyError(f"no stored call or value starts with {str(key)!r}")
-    return found.pop()
-
-
-def as_template(template: QueryCall | None, fields: Mapping[str, Any]) -> QueryCall | None:
-    """The template of ``query(template, **fields)``: the 0.22 keywords are :class:`QueryCall` fields."""
-    if not fields:
-        return template
-    if template is None:
-        return QueryCall(**fields)
-    return dataclasses.replace(template, **fields)
-
-
-def sealed(
-    record: DigestedCall | Call, arguments: Mapping[str, Any] | None, key: Digest | None
-) -> tuple[DigestedCall, Mapping[str, Any], Digest]:
-    """The arguments of ``prepare``, also from the 0.22 form ``prepare(call)`` (a plain call)."""
-    if arguments is not None and key is not None:
-        return record, arguments, key  # type: ignore[return-value]
-    return record.digested(), record.arguments, record.key()
 
 
 #: The compositions behind :meth:`CacheBase.filter`, ``readonly`` and ``push``, by

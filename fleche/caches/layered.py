@@ -23,7 +23,8 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..expiry import Duration
-from .base import CacheBase, install_composition, sealed
+from .base import CacheBase, install_composition
+from .forms import sealed
 from .members import Layered
 
 __all__ = ["CacheStack"]

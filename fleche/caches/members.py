@@ -20,7 +20,8 @@ from ..call import LazyCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CacheWarning, warn
 from ..query import QueryIterator
-from .base import CacheBase, as_template, merge_expansions
+from .base import CacheBase
+from .forms import as_template, merge_expansions
 
 __all__ = ["Layered"]
 

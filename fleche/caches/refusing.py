@@ -9,7 +9,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..expiry import Duration
-from .base import sealed
+from .forms import sealed
 
 __all__ = ["RefusingWrites"]
 

@@ -22,7 +22,8 @@ from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..expiry import Duration
 from ..query import QueryIterator
-from .base import CacheBase, as_template, install_composition
+from .base import CacheBase, install_composition
+from .forms import as_template
 from .refusing import RefusingWrites
 
 __all__ = ["FilteredCache", "FilteringMixin", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
