@@ -161,7 +161,8 @@ def lineage(
     Parameters
     ----------
     cache
-        Where to look.
+        Where to look: any cache (a :class:`~fleche.caches.CacheBase`, or
+        an object with its interface).
     key
         A value digest or a call key, full or a unique prefix (``KeyError``
         if nothing has it, :class:`~fleche.errors.AmbiguousDigestError` if
