@@ -21,8 +21,8 @@ from typing import Any
 
 from ._config_forms import normalize
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
-from .caches.base import seconds
 from .errors import ConfigError
+from .expiry import seconds
 from .registry import CACHE_TYPES, FILE_OPTIONS, TEMPLATES, cache_type
 from .storage.registry import get_storage_constructor, storage_names
 from .store_layout import check_layout, record_layout

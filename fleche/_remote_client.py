@@ -30,10 +30,11 @@ from ._remote_protocol import (
     write_message,
 )
 from .caches import CacheBase
-from .caches.base import Duration, sealed, seconds
+from .caches.base import sealed
 from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from .digest import Digest
 from .errors import FlecheError, FlecheWarning, ReadOnlyError
+from .expiry import Duration, seconds
 from .query import QueryIterator
 
 __all__ = ["Link", "RemoteCache", "RemoteConnectionError", "RemoteVersionWarning"]

@@ -16,21 +16,45 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import reprlib
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .call import DigestedCall, QueryCall, key_of
-from .digest import Digest
+from .caches.messages import summarize
+from .call import Call, DigestedCall, QueryCall, argument_digests, key_of
+from .digest import DIGEST_LENGTH, Digest
 from .errors import CorruptEntryWarning, Indigestible
 
 if TYPE_CHECKING:
     from .caches import Cache
-    from .wrapper import CachedFunction
 
 __all__ = ["Difference", "Explanation", "NearMiss", "explain", "summarize"]
+
+
+class Explained(Protocol):
+    """What :func:`explain` needs of a decorated function (a :class:`~fleche.CachedFunction`).
+
+    Its identity (the fields of its keys), the cache it uses now, the call
+    it would make of given arguments, and its key prefix.
+    """
+
+    name: str
+    module: str
+    version: str | None
+    unkeyed: frozenset[str]
+
+    @property
+    def code(self) -> Digest | None: ...
+
+    @property
+    def prefix(self) -> bytes: ...
+
+    @property
+    def cache(self) -> Cache: ...
+
+    def call(self, *args: Any, **kwargs: Any) -> Call: ...
+
 
 #: Outcomes of :func:`explain`.
 STORED = "stored"
@@ -40,23 +64,6 @@ INDIGESTIBLE = "indigestible"
 
 _IDENTITY = ("name", "module", "version", "code", "unkeyed")
 _SHORT = 8
-_repr = reprlib.Repr()
-_repr.maxstring = 40
-_repr.maxother = 40
-
-
-def summarize(value: Any) -> str:
-    """A short readable description of a value: its repr, abridged; shape and dtype of arrays, shape and columns of tables."""
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if isinstance(shape, tuple) and dtype is not None:
-        return f"{type(value).__name__}(shape={shape}, dtype={dtype})"
-    columns = getattr(value, "columns", None)
-    if isinstance(shape, tuple) and columns is not None:  # a DataFrame: its columns, not its repr
-        return f"{type(value).__name__}(shape={shape}, columns={_repr.repr(list(columns))})"
-    try:
-        return _repr.repr(value)
-    except Exception as err:  # a broken __repr__ must not break the explanation
-        return f"<{type(value).__name__}: repr failed: {type(err).__name__}>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +215,7 @@ class Explanation:
 
 
 def explain(
-    function: CachedFunction,
+    function: Explained,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     *,
@@ -222,9 +229,12 @@ def explain(
     """
     cache = function.cache
     qualified = f"{function.module}.{function.name}"
-    arguments = dict(function.call(*args, **kwargs).arguments)
+    arguments = {
+        name: _expanded(cache, value)
+        for name, value in function.call(*args, **kwargs).arguments.items()
+    }
     try:
-        digests = function._digests(cache, arguments)
+        digests = argument_digests(arguments)
     except Indigestible as err:
         return Explanation(qualified, INDIGESTIBLE, detail=str(err))
     key = key_of(function.prefix, digests)
@@ -251,6 +261,13 @@ def explain(
         renamed=renamed,
         **base,
     )
+
+
+def _expanded(cache: Cache, value: Any) -> Any:
+    """An argument as it enters the key: a short :class:`Digest` is expanded to the full one."""
+    if type(value) is Digest and len(value) != DIGEST_LENGTH:
+        return cache.expand(value)
+    return value
 
 
 def _damage(cache: Cache, key: Digest) -> str:
@@ -288,7 +305,7 @@ def _same_name(cache: Cache, name: str) -> tuple[list[DigestedCall], bool]:
 
 
 def _compared(
-    function: CachedFunction, wanted: Mapping[str, Digest], records: Iterable[DigestedCall]
+    function: Explained, wanted: Mapping[str, Digest], records: Iterable[DigestedCall]
 ) -> Iterable[tuple[DigestedCall, tuple[Difference, ...]]]:
     for record in records:
         yield (
@@ -297,7 +314,7 @@ def _compared(
         )
 
 
-def _identity_differences(function: CachedFunction, record: DigestedCall) -> list[Difference]:
+def _identity_differences(function: Explained, record: DigestedCall) -> list[Difference]:
     found = []
     for field in _IDENTITY:
         mine, theirs = getattr(function, field), getattr(record, field)

@@ -14,20 +14,27 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .call import LazyCall
+from .digest import Digest
 from .errors import NoMatch, SeveralMatches
 
 if TYPE_CHECKING:
     import pandas
 
-    from .caches import CacheBase
-
 __all__ = ["QueryIterator"]
 
 Source = Callable[[], Iterable[LazyCall]]
 Key = Callable[[LazyCall], Any] | str
+
+
+class Queried(Protocol):
+    """What a query acts on: the cache its calls come from (any :class:`~fleche.caches.CacheBase`)."""
+
+    def evict(self, key: Digest | str) -> None: ...
+
+    def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]: ...
 
 
 def _created(call: LazyCall) -> float:
@@ -57,7 +64,7 @@ class QueryIterator:
     """
 
     calls: Source
-    cache: CacheBase | None = None
+    cache: Queried | None = None
 
     def __iter__(self) -> Iterator[LazyCall]:
         return iter(self.calls())

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .caches import GC_GRACE
-from .caches.base import Duration, seconds
+from .expiry import GC_GRACE, Duration, seconds
 from .storage.file import remove_stray
 
 __all__ = ["remove_strays", "strays"]

@@ -35,373 +35,41 @@ lost mount): those entries are reported but not removed.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import time
-import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from .caches import GC_GRACE
-from .call import unstored_arguments
-from .digest import Digest, digest
-from .errors import CorruptEntryWarning, Indigestible
-
-if TYPE_CHECKING:
-    from .caches import Cache
-    from .storage.base import CallStorage, ValueStorage
-
-__all__ = ["Problem", "VerifyReport", "repair", "verify"]
-
-Progress = Callable[[int, int], Any]
-T = TypeVar("T")
-
-# Kinds of problems.
-CORRUPT_VALUE = "corrupt value"
-MISSING_PART = "missing part"
-BROKEN_PART = "broken part"
-MISMATCH = "digest mismatch"
-UNVERIFIABLE = "unverifiable value"
-READ_ERROR = "read error"
-UNLISTABLE = "unreadable entries"
-CORRUPT_RECORD = "corrupt record"
-MISFILED_RECORD = "misfiled record"
-MISSING_VALUE = "missing value"
-BROKEN_VALUE = "broken value"
-STRAY = "stale temporary file"
-
-#: Below this many mismatching values, mismatches are never called systematic.
-_SYSTEMATIC_MINIMUM = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One inconsistency: where (``store`` is ``"values"`` or ``"calls"``, ``key``), what, and why.
-
-    ``key`` is ``None`` when the storage could not even list some entries
-    (e.g. a shared HDF5 file that cannot be opened): the entries it holds
-    read as missing, and the records that need them are reported too.
-    ``fixable`` says whether ``verify(fix=True)`` removes the entry;
-    ``fixed`` whether it did.
-    """
-
-    store: str
-    key: Digest | None
-    kind: str
-    detail: str
-    fixable: bool = True
-    fixed: bool = False
-
-    def __str__(self) -> str:
-        action = " [removed]" if self.fixed else ("" if self.fixable else " [kept]")
-        where = self.key[:12] if self.key else "(file)" if self.kind == STRAY else "(listing)"
-        return f"{self.store} {where}: {self.kind}: {self.detail}{action}"
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyReport:
-    """What :func:`verify` checked and found; ``ok`` when nothing is wrong."""
-
-    values: int
-    calls: int
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every entry is sound."""
-        return not self.problems
-
-    @property
-    def fixed(self) -> tuple[Problem, ...]:
-        """The problems repaired (their entries removed)."""
-        return tuple(p for p in self.problems if p.fixed)
-
-    def by_kind(self, kind: str) -> tuple[Problem, ...]:
-        """The problems of one kind, e.g. ``report.by_kind("corrupt value")``."""
-        return tuple(p for p in self.problems if p.kind == kind)
-
-    def __str__(self) -> str:
-        head = f"checked {self.values} values and {self.calls} calls: "
-        if self.ok:
-            return head + "no problems"
-        n = len(self.problems)
-        fixed = len(self.fixed)
-        head += f"{n} problem{'s' if n != 1 else ''}" + (f", {fixed} removed" if fixed else "")
-        return "\n".join([head, *(f"  {p}" for p in self.problems)])
-
-
-def _failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
-    """The problem a failed read stands for (``None``: the entry vanished meanwhile)."""
-    if isinstance(err, KeyError) and not corrupt:
-        return None
-    if isinstance(err, OSError):  # permissions, a lost mount: not the entry's fault
-        return Problem(store, key, READ_ERROR, f"{type(err).__name__}: {err}", fixable=False)
-    why = str(corrupt[0].message) if corrupt else f"{type(err).__name__}: {err}"
-    return Problem(store, key, kind, why)
-
-
-class _Verifier:
-    """One pass over a cache, collecting problems.
-
-    The whole pass runs under one warnings-recording context (entering one
-    per read cost more than the read itself on a memory store): the
-    corrupt-entry warnings raised by a read are its findings, every other
-    warning is passed on when the pass ends.
-    """
-
-    def __init__(self, cache: Cache, progress: Progress | None) -> None:
-        self.values: ValueStorage = cache.values
-        self.calls: CallStorage = cache.calls
-        self.progress = progress
-        self.value_keys: set[Digest] = set()
-        #: How many values some record refers to were found: proof the value storage is the right one.
-        self.found = 0
-        self.caught: list[warnings.WarningMessage] = []
-        self.done = 0
-        self.total = 0
-
-    def _tick(self) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-    def _present(self, key: Digest) -> bool:
-        # Listed at the start, or written since (a call stored during the pass).
-        return key in self.value_keys or self.values.contains(key)
-
-    def _attempt(self, read: Callable[[], T]) -> tuple[T | None, Exception | None, list]:
-        """``read()``, its exception if any, and the corrupt-entry warnings it raised."""
-        mark = len(self.caught)
-        try:
-            result, error = read(), None
-        except Exception as err:
-            result, error = None, err
-        corrupt = [w for w in self.caught[mark:] if issubclass(w.category, CorruptEntryWarning)]
-        return result, error, corrupt
-
-    def run(self) -> tuple[list[Problem], list[Problem], int, int]:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self.caught = caught
-                return self._run()
-        finally:  # after the filters are restored, so the user's filters apply
-            for w in self.caught:
-                if not issubclass(w.category, CorruptEntryWarning):
-                    warnings.warn_explicit(
-                        w.message, w.category, w.filename, w.lineno, source=w.source
-                    )
-
-    def _run(self) -> tuple[list[Problem], list[Problem], int, int]:
-        value_keys, error, corrupt = self._attempt(lambda: set(self.values.list()))
-        if error is not None:
-            raise error
-        self.value_keys = value_keys
-        value_problems = _unlisted("values", corrupt)
-        call_keys, error, corrupt = self._attempt(lambda: list(self.calls.list()))
-        if error is not None:
-            raise error
-        call_problems = _unlisted("calls", corrupt)
-        self.total = len(self.value_keys) + len(call_keys)
-        for key in sorted(self.value_keys):
-            problem = self.check_value(key)
-            if problem is not None:
-                value_problems.append(problem)
-            self._tick()
-        value_problems = _guard_systematic(value_problems, len(self.value_keys), MISMATCH)
-        broken = {p.key: p for p in value_problems if p.fixable}
-        for key in call_keys:
-            problem = self.check_call(key, broken)
-            if problem is not None:
-                call_problems.append(problem)
-            self._tick()
-        call_problems = _guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
-        if not self.found:  # not one referenced value listed: the values are elsewhere
-            call_problems = _kept(call_problems, MISSING_VALUE, _UNPROVEN)
-        return value_problems, call_problems, len(self.value_keys), len(call_keys)
-
-    @staticmethod
-    def _failure(
-        storage: ValueStorage | CallStorage,
-        store: str,
-        key: Digest,
-        err: Exception,
-        corrupt: list,
-        kind: str,
-    ) -> Problem | None:
-        problem = _failure(store, key, err, corrupt, kind)
-        if problem is None and storage.contains(key):  # a silent miss of a listed entry
-            problem = Problem(store, key, kind, "it is listed but reads as missing")
-        return problem
-
-    def check_value(self, key: Digest) -> Problem | None:
-        """Read one value, check its parts and its digest."""
-        parts, error, corrupt = self._attempt(lambda: list(self.values.children(key)))
-        if error is not None:
-            return self._failure(self.values, "values", key, error, corrupt, CORRUPT_VALUE)
-        missing = [part for part in parts if not self._present(part)]
-        if missing:
-            shown = ", ".join(p[:12] for p in missing[:5]) + (" …" if len(missing) > 5 else "")
-            return Problem(
-                "values",
-                key,
-                MISSING_PART,
-                f"{len(missing)} of {len(parts)} parts missing ({shown})",
-            )
-        value, error, corrupt = self._attempt(lambda: self.values.load(key))
-        if error is not None:
-            if isinstance(error, KeyError) and not corrupt and parts:
-                return Problem("values", key, BROKEN_PART, "a part further down is missing")
-            kind = BROKEN_PART if parts else CORRUPT_VALUE
-            return self._failure(self.values, "values", key, error, corrupt, kind)
-        try:
-            found = digest(value)
-        except Indigestible as err:
-            return Problem(
-                "values", key, UNVERIFIABLE, f"cannot re-digest it here: {err}", fixable=False
-            )
-        if found != key:
-            return Problem(
-                "values",
-                key,
-                MISMATCH,
-                f"its content digests to {found[:12]}: changed after it was stored",
-            )
-        return None
-
-    def check_call(self, key: Digest, broken: dict[Digest, Problem]) -> Problem | None:
-        """Read one record, check its key and every value it references."""
-        record, error, corrupt = self._attempt(lambda: self.calls.load(key))
-        if error is not None:
-            return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
-        try:
-            own = record.key()
-        except Exception as err:
-            return Problem(
-                "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
-            )
-        bad = []
-        missing = False
-        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
-        references = [
-            (f"argument {n!r}", d) for n, d in record.arguments.items() if n not in unstored
-        ]
-        for label, value in [*references, ("result", record.result)]:
-            if value in broken:
-                bad.append(f"{label} {value[:12]} ({broken[value].kind})")
-            elif not self._present(value):
-                missing = True
-                bad.append(f"{label} {value[:12]} (missing)")
-            else:
-                self.found += 1
-        if bad:
-            return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
-        if own != key:
-            return Problem(
-                "calls",
-                key,
-                MISFILED_RECORD,
-                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
-                fixable=False,
-            )
-        return None
-
-
-def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Problem]:
-    """Entries a storage could not even list: reported, never repaired (nothing to evict by key)."""
-    messages = dict.fromkeys(str(w.message) for w in corrupt)  # each once, in order
-    return [Problem(store, None, UNLISTABLE, message, fixable=False) for message in messages]
-
-
-_SYSTEMATIC = {
-    MISMATCH: "most values mismatch, so the digest rules changed rather than the values",
-    MISSING_VALUE: "most records miss their values, so the values are kept elsewhere "
-    "or in another layout than this store is opened with",
-}
-
-
-def _guard_systematic(problems: list[Problem], checked: int, kind: str) -> list[Problem]:
-    """Keep entries of one kind from being removed when most entries have it: the cause is global.
-
-    Most values mismatching their keys means the digest rules changed;
-    most records missing their values means the values live elsewhere (a
-    store opened with the wrong layout, a lost mount): removing them would
-    lose every call of a healthy store.
-    """
-    count = sum(1 for p in problems if p.kind == kind)
-    if count < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
-        return problems
-    return _kept(problems, kind, _SYSTEMATIC[kind])
-
-
-_UNPROVEN = (
-    "the value storage lists no value any record refers to, so it is not where these "
-    "calls keep their values"
+from .caches.verification import (
+    BROKEN_PART,
+    BROKEN_VALUE,
+    CORRUPT_RECORD,
+    CORRUPT_VALUE,
+    MISFILED_RECORD,
+    MISMATCH,
+    MISSING_PART,
+    MISSING_VALUE,
+    READ_ERROR,
+    STRAY,
+    UNLISTABLE,
+    UNVERIFIABLE,
+    Problem,
+    VerifyReport,
+    repair,
+    verify,
 )
 
-
-def _kept(problems: list[Problem], kind: str, why: str) -> list[Problem]:
-    """The problems of ``kind`` marked as not to be repaired, saying why."""
-    note = f"; {why}: kept"
-    return [
-        dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == kind else p
-        for p in problems
-    ]
-
-
-def verify(cache: Cache, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
-    """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
-
-    ``progress(done, total)`` is called after each entry (values first, then
-    records), e.g. to drive a progress bar on a large store.
-    """
-    verifier = _Verifier(cache, progress)
-    value_problems, call_problems, n_values, n_calls = verifier.run()
-    problems = value_problems + call_problems + _strays(cache)
-    report = VerifyReport(n_values, n_calls, tuple(problems))
-    if fix:
-        report = repair(cache, report)
-    audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
-    return dataclasses.replace(report, problems=report.problems + tuple(audited))
-
-
-def repair(cache: Cache, report: VerifyReport) -> VerifyReport:
-    """Remove the fixable entries a :func:`verify` report found (e.g. after a person read it)."""
-    # Records first: a record must never point at a value already removed.
-    problems = sorted(report.problems, key=lambda p: p.store != "calls")
-    fixed = {
-        id(p): _repair(cache.calls if p.store == "calls" else cache.values, p) for p in problems
-    }
-    return dataclasses.replace(report, problems=tuple(fixed[id(p)] for p in report.problems))
-
-
-def _strays(cache: Cache) -> list[Problem]:
-    """Leftovers of killed writers older than the gc grace: reported; ``fleche gc`` removes them."""
-    horizon = time.time() - GC_GRACE
-    found = []
-    for store, storage in (("values", cache.values), ("calls", cache.calls)):
-        find = getattr(storage, "strays", None)
-        if callable(find):
-            found += [
-                Problem(store, None, STRAY, f"{path} (`fleche gc` removes it)", fixable=False)
-                for path in find(horizon)
-            ]
-    return found
-
-
-def _audited(store: str, storage: Any, fix: bool) -> list[Problem]:
-    """What a storage that checks its own medium finds (its ``audit(fix)``, e.g. ``Sql``'s)."""
-    audit = getattr(storage, "audit", None)
-    if audit is None:
-        return []
-    return [Problem(store, f.key, f.kind, f.detail, f.fixable, f.fixed) for f in audit(fix)]
-
-
-def _repair(storage: ValueStorage | CallStorage, problem: Problem) -> Problem:
-    if not problem.fixable or problem.fixed:
-        return problem
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CorruptEntryWarning)
-        with contextlib.suppress(KeyError):
-            storage.evict(problem.key)
-    return dataclasses.replace(problem, fixed=True)
+#: The kinds of problems (``Problem.kind``, ``VerifyReport.by_kind``) are named here too.
+__all__ = [
+    "BROKEN_PART",
+    "BROKEN_VALUE",
+    "CORRUPT_RECORD",
+    "CORRUPT_VALUE",
+    "MISFILED_RECORD",
+    "MISMATCH",
+    "MISSING_PART",
+    "MISSING_VALUE",
+    "READ_ERROR",
+    "STRAY",
+    "UNLISTABLE",
+    "UNVERIFIABLE",
+    "Problem",
+    "VerifyReport",
+    "repair",
+    "verify",
+]

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, 
 
 from ._code_deps import code_digest
 from .caches import Cache, RefreshingCache
-from .caches.base import EXPIRY, Duration, seconds
 from .call import (
     UNSTORED,
     Call,
@@ -32,6 +31,7 @@ from .call import (
 )
 from .digest import DIGEST_LENGTH, Digest, digest
 from .errors import CacheWarning, Indigestible, warn
+from .expiry import EXPIRY, Duration, seconds
 from .isolation import isolating
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method

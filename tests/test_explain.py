@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleche import fleche
+from fleche import D, fleche
 from fleche.digest import digest
 from fleche.explain import explain, summarize
 
@@ -37,6 +37,16 @@ def test_a_stored_call_says_so(memory):
     assert report.stored and report.status == "stored" and report.nearest == ()
     assert report.key == simulate.digest(300)
     assert "is stored" in str(report)
+
+
+def test_a_short_digest_argument_is_explained_as_the_value_it_names(memory):
+    simulate = simulate_in()
+    simulate(300)
+    stored = memory.load(simulate.digest(300)).digested_call.arguments["temperature"]
+    short = D(memory.shrink(stored))
+    report = simulate.explain(short)
+    assert report.stored and report.key == simulate.digest(300)
+    assert report.arguments["temperature"] == stored
 
 
 def test_one_differing_argument_is_named_with_digests_and_values(memory):

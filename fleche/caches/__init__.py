@@ -11,7 +11,7 @@ least recently used first).  Every one of them offers the operations of
 
 The 0.22 names are kept beside ours: ``BaseCache`` (:class:`CacheBase`),
 ``CacheWrapper`` (:class:`WrapperCache`), ``ReadOnlyMixin``
-(:class:`~fleche.caches.base.RefusingWrites`), :class:`FilteringMixin`,
+(:class:`~fleche.caches.refusing.RefusingWrites`), :class:`FilteringMixin`,
 :class:`SizeLimitedMixin` and :class:`Rejected` (a policy refused; our
 :class:`~fleche.errors.ReadOnlyError` is one).
 """
@@ -19,10 +19,12 @@ The 0.22 names are kept beside ours: ``BaseCache`` (:class:`CacheBase`),
 from __future__ import annotations
 
 from ..errors import Rejected
-from .base import EXPIRY, CacheBase, RefusingWrites, expires_at, is_expired
-from .core import GC_GRACE, Cache, memory_cache, void_cache
+from ..expiry import EXPIRY, GC_GRACE, expires_at, is_expired
+from .base import CacheBase
+from .core import Cache, memory_cache, void_cache
 from .layered import CacheStack
 from .pool import CachePool
+from .refusing import RefusingWrites
 from .size_limited import SizeLimitedCache, SizeLimitedMixin
 from .wrapping import FilteredCache, FilteringMixin, ReadOnlyCache, RefreshingCache, WrapperCache
 
@@ -30,7 +32,7 @@ from .wrapping import FilteredCache, FilteringMixin, ReadOnlyCache, RefreshingCa
 BaseCache = CacheBase
 #: The 0.22 name of :class:`WrapperCache`.
 CacheWrapper = WrapperCache
-#: The 0.22 name of :class:`~fleche.caches.base.RefusingWrites`.
+#: The 0.22 name of :class:`~fleche.caches.refusing.RefusingWrites`.
 ReadOnlyMixin = RefusingWrites
 
 __all__ = [

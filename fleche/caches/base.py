@@ -1,154 +1,61 @@
-"""What every cache offers, and the maintenance built on it once for all of them.
+"""What every cache offers: the abstract cache and the operations derived from it.
 
 :class:`CacheBase` declares the operations a cache implements (``save``,
 ``prepare``, ``load``, ``load_value``, ``contains``, ``evict``, ``query``,
 ``expand``: the interface of the 0.22 ``BaseCache``) and those it should
 override where it can do better than the derived default (``load_result``,
 ``referenced``, ``gc``, ``now``).  The rest — short digests, pruning,
-history, transfer, filtering, tables and the guarded store step — is
-derived from those here, so a wrapper that forwards the operations gets
-them right without re-implementing them.
-
-Expiry lives in the call record: a call stored with a time to live carries
-``metadata["expiry"] = {"ttl": seconds, "expires": epoch seconds}``, so every
-process reading the store agrees on when it expires.
+history, lineage, transfer, filtering, tables and the guarded store step —
+is derived from those, so a wrapper that forwards the operations gets them
+right without re-implementing them.  The work of the longer ones lives
+beside this module and uses only the interface: pruning and history in
+:mod:`.maintenance`, lineage in :mod:`.provenance`, the wording of failed
+stores in :mod:`.messages`; expiry arithmetic in :mod:`fleche.expiry`.  The
+normal forms of :mod:`.forms` (``as_template``, ``sealed``,
+``merge_expansions``), which every implementation needs, are importable
+from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import errno
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected, SaveError, warn
-from ..storage.base import MIN_PREFIX, needed_length
+from ..errors import AmbiguousDigestError, CacheWarning, Rejected, warn
+from ..expiry import Duration
+from ..storage.base import MIN_PREFIX
+from . import maintenance, provenance
+from .forms import as_template, merge_expansions, sealed
+from .messages import failure_message
 
 if TYPE_CHECKING:
     import pandas
 
-    from ..lineage import Lineage
     from ..query import QueryIterator
-    from .layered import CacheStack
-    from .wrapping import FilteredCache, ReadOnlyCache
+    from .lineage import Lineage
 
 __all__ = [
-    "EXPIRY",
     "CacheBase",
-    "Duration",
     "as_template",
-    "expires_at",
+    "install_composition",
     "install_config_reader",
-    "is_expired",
     "merge_expansions",
-    "seconds",
     "sealed",
 ]
 
-#: Metadata namespace of a call's expiry: ``{"ttl": seconds, "expires": epoch seconds}``.
-EXPIRY = "expiry"
 
-Duration = float | int | datetime.timedelta
-
-
-def seconds(duration: Duration, what: str = "a duration") -> float:
-    """``duration`` (seconds or a ``timedelta``) as a non-negative number of seconds."""
-    if isinstance(duration, datetime.timedelta):
-        value = duration.total_seconds()
-    elif isinstance(duration, int | float) and not isinstance(duration, bool):
-        value = float(duration)
-    else:
-        raise TypeError(
-            f"{what} must be seconds or a datetime.timedelta, not {type(duration).__name__}"
-        )
-    if not value >= 0:  # also rejects NaN
-        raise ValueError(f"{what} must be zero or positive seconds; got {duration!r}")
-    return value
+#: The compositions behind :meth:`CacheBase.filter`, ``readonly`` and ``push``, by
+#: method name; installed by the modules defining them, which build on this one.
+_COMPOSITIONS: dict[str, Callable[..., CacheBase]] = {}
 
 
-def expires_at(record: Call) -> float | None:
-    """When a stored call expires (epoch seconds), or ``None`` if it never does."""
-    entry = record.metadata.get(EXPIRY)
-    return None if entry is None else entry.get("expires")
-
-
-def is_expired(record: Call, now: float) -> bool:
-    """Whether a stored call has expired by ``now``."""
-    return entry_expired(record.metadata.get(EXPIRY), now)
-
-
-def entry_expired(entry: Mapping[str, Any] | None, now: float) -> bool:
-    """Whether a call's expiry entry (its :data:`EXPIRY` metadata, or ``None``) has passed by ``now``."""
-    if entry is None:
-        return False
-    expires = entry.get("expires")
-    return expires is not None and expires <= now
-
-
-def stamp_expiry(
-    metadata: Mapping[str, Mapping[str, Any]], now: float, ttl: float | None
-) -> Mapping[str, Mapping[str, Any]]:
-    """``metadata`` with its absolute expiry filled in.
-
-    A ``ttl`` already in the metadata (from ``@fleche(ttl=...)``) wins over
-    the cache's ``ttl``; an ``expires`` already there is kept as it is (a
-    copied record keeps the expiry it was stored with).
-    """
-    entry = metadata.get(EXPIRY)
-    if entry is not None:
-        if "expires" in entry or entry.get("ttl") is None:
-            return metadata
-        ttl = entry["ttl"]
-    elif ttl is None:
-        return metadata
-    return {**metadata, EXPIRY: {"ttl": ttl, "expires": now + ttl}}
-
-
-def merge_expansions(key: Digest | str, attempts: Iterable[Callable[[], Digest]]) -> Digest:
-    """The one full digest several stores agree a prefix names.
-
-    Each attempt is one store's ``expand``; ``KeyError`` if none knows the
-    prefix, :class:`AmbiguousDigestError` (with every candidate) if they
-    name different things or one of them is ambiguous.
-    """
-    found: set[Digest] = set()
-    candidates: list[str] = []
-    for attempt in attempts:
-        try:
-            found.add(attempt())
-        except KeyError:
-            pass
-        except AmbiguousDigestError as err:
-            candidates.extend(err.candidates)
-    if candidates or len(found) > 1:
-        everything = sorted(set(candidates) | found)
-        raise AmbiguousDigestError(str(key), everything, needed_length(everything))
-    if not found:
-        raise KeyError(f"no stored call or value starts with {str(key)!r}")
-    return found.pop()
-
-
-def as_template(template: QueryCall | None, fields: Mapping[str, Any]) -> QueryCall | None:
-    """The template of ``query(template, **fields)``: the 0.22 keywords are :class:`QueryCall` fields."""
-    if not fields:
-        return template
-    if template is None:
-        return QueryCall(**fields)
-    return dataclasses.replace(template, **fields)
-
-
-def sealed(
-    record: DigestedCall | Call, arguments: Mapping[str, Any] | None, key: Digest | None
-) -> tuple[DigestedCall, Mapping[str, Any], Digest]:
-    """The arguments of ``prepare``, also from the 0.22 form ``prepare(call)`` (a plain call)."""
-    if arguments is not None and key is not None:
-        return record, arguments, key  # type: ignore[return-value]
-    return record.digested(), record.arguments, record.key()
+def install_composition(method: str, build: Callable[..., CacheBase]) -> None:
+    """Let :class:`CacheBase` ``method`` (``"filter"``, ``"readonly"``, ``"push"``) return ``build(...)``."""
+    _COMPOSITIONS[method] = build
 
 
 #: Builds a cache from a configuration table; installed by :mod:`fleche.config`.
@@ -158,55 +65,6 @@ _CONFIG_READER: list[Callable[[Any], CacheBase]] = []
 def install_config_reader(reader: Callable[[Any], CacheBase]) -> None:
     """Let :meth:`CacheBase.from_config` build caches (the configuration layer sits above)."""
     _CONFIG_READER[:] = [reader]
-
-
-def where_stored(storage: Any) -> str:
-    """Where a storage keeps its entries, for messages: its root, its URL or its kind."""
-    for name in ("root", "url"):
-        value = getattr(storage, name, None)
-        if value is not None:
-            return str(value)
-    return type(storage).__name__
-
-
-#: Words of a pickling error about a function pickle finds only by name.
-_UNNAMED_FUNCTION = ("<lambda>", "<locals>", "local object")
-_CLOUDPICKLE_HINT = (
-    'a lambda or a function defined inside another pickles with serializer="cloudpickle" '
-    "(pip install 'fleche[cloudpickle]')"
-)
-
-
-def _cause(err: BaseException) -> str:
-    """The failure in words (a :class:`SaveError` already names its part), hinting at cloudpickle where it helps."""
-    text = str(err) if isinstance(err, SaveError) else f"{type(err).__name__}: {err}"
-    if any(word in text for word in _UNNAMED_FUNCTION):
-        text += f"; {_CLOUDPICKLE_HINT}"
-    return text
-
-
-#: A medium that refuses every write: one warning per cache and cause every 30 s.
-_MEDIUM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
-_QUIET_SECONDS = 30.0
-_quiet_until: dict[tuple[int, str, int], float] = {}
-
-
-def _quieting(cache: Any, err: BaseException) -> str | None:
-    """What to add to the warning about ``err`` (``""`` usually), or ``None`` to stay silent.
-
-    A full disk, a quota or a read-only mount fails every save in a row; the
-    user hears of it once, then again every 30 s while it lasts.
-    """
-    cause: BaseException | None = err
-    while cause is not None and not (isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS):
-        cause = cause.__cause__ or cause.__context__
-    if cause is None:
-        return ""
-    key, now = (id(cache), str(cache), cause.errno), time.monotonic()
-    if now < _quiet_until.get(key, 0.0):
-        return None
-    _quiet_until[key] = now + _QUIET_SECONDS
-    return f" (the same failure is not reported again for {_QUIET_SECONDS:.0f} s)"
 
 
 class CacheBase(ABC):
@@ -357,11 +215,9 @@ class CacheBase(ABC):
         try:
             return store()
         except Exception as err:
-            quiet = _quieting(self, err)
-            if quiet is None:
-                return None  # said a moment ago: a full or read-only disk fails every call
-            where = f" (call {key[:12]})" if key else ""
-            warn(f"fleche could not {what}{where}: {_cause(err)}; {then}{quiet}", CacheWarning)
+            message = failure_message(self, err, what, key, then)
+            if message is not None:
+                warn(message, CacheWarning)
             return None
 
     def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
@@ -383,11 +239,9 @@ class CacheBase(ABC):
                 continue
         return key
 
-    def filter(self, predicate: Callable[[LazyCall], bool] | QueryCall) -> FilteredCache:
-        """This cache showing only the calls ``predicate`` accepts (a function or a template)."""
-        from .wrapping import FilteredCache
-
-        return FilteredCache(self, predicate)
+    def filter(self, predicate: Callable[[LazyCall], bool] | QueryCall) -> CacheBase:
+        """This cache showing only the calls ``predicate`` accepts (a function or a template): a :class:`~fleche.caches.FilteredCache`."""
+        return _COMPOSITIONS["filter"](self, predicate)
 
     def transfer(
         self,
@@ -409,17 +263,13 @@ class CacheBase(ABC):
             template, pop = None, template
         return self.query(template).transfer(target, pop=pop, overwrite=overwrite)
 
-    def readonly(self) -> ReadOnlyCache:
-        """This cache, readable but never written."""
-        from .wrapping import ReadOnlyCache
+    def readonly(self) -> CacheBase:
+        """This cache, readable but never written: a :class:`~fleche.caches.ReadOnlyCache`."""
+        return _COMPOSITIONS["readonly"](self)
 
-        return ReadOnlyCache(self)
-
-    def push(self, cache: CacheBase) -> CacheStack:
-        """``cache`` stacked in front of this one: it is read first and written too."""
-        from .layered import CacheStack
-
-        return CacheStack((cache, self))
+    def push(self, cache: CacheBase) -> CacheBase:
+        """``cache`` stacked in front of this one, read first and written too: a :class:`~fleche.caches.CacheStack`."""
+        return _COMPOSITIONS["push"]((cache, self))
 
     def table(
         self,
@@ -457,28 +307,7 @@ class CacheBase(ABC):
 
         Values of removed calls stay until :meth:`gc`.
         """
-        if older_than is None and func is None and expired is None:
-            expired = True
-        now = self.now()
-        cutoff = None if older_than is None else now - seconds(older_than, "older_than")
-        template, wanted = _function_filter(func)
-        doomed = []
-        for call in self.query(template, expired=True):
-            record = call.digested_call
-            if cutoff is not None and not record.created < cutoff:
-                continue
-            if wanted is not None and not wanted(record):
-                continue
-            if expired is not None and is_expired(record, now) != expired:
-                continue
-            doomed.append(call.key())
-        if not dry_run:
-            for key in doomed:
-                try:
-                    self.evict(key)
-                except KeyError:
-                    pass  # removed meanwhile
-        return doomed
+        return maintenance.prune(self, older_than, func, expired=expired, dry_run=dry_run)
 
     def history(self, func: Any = None) -> pandas.DataFrame:
         """Every stored call (expired ones too), oldest first, with its timestamps.
@@ -487,23 +316,7 @@ class CacheBase(ABC):
         ``created``, ``expires`` (``NaT`` if never), ``expired`` and the
         metadata columns.  No value is loaded.
         """
-        import pandas
-
-        template, wanted = _function_filter(func)
-        now = self.now()
-        query = self.query(template, expired=True)
-        if wanted is not None:
-            query = query.filter(lambda call: wanted(call.digested_call))
-        table = query.table(values=False)
-        if table.empty:
-            return pandas.DataFrame(
-                columns=["key", "function", "result", "created", "expires", "expired"]
-            )
-        column = f"{EXPIRY}.expires"
-        ends = table[column] if column in table else pandas.Series(float("nan"), index=table.index)
-        table["expires"] = pandas.to_datetime(ends, unit="s")
-        table["expired"] = (ends <= now).fillna(False).astype(bool)
-        return table.sort_values("created", kind="stable").reset_index(drop=True)
+        return maintenance.history(self, func)
 
     def lineage(
         self,
@@ -517,69 +330,4 @@ class CacheBase(ABC):
 
         See :func:`fleche.lineage.lineage`.
         """
-        from ..lineage import lineage
-
-        return lineage(self, key, used_by=used_by, depth=depth, summaries=summaries)
-
-
-def _function_filter(func: Any) -> tuple[QueryCall | None, Callable[[DigestedCall], bool] | None]:
-    """A template (pushed down to the storage) and a check for the calls of ``func``."""
-    if func is None:
-        return None, None
-    if isinstance(func, str):
-        return None, lambda record: func in (record.name, record.qualified_name)
-    name = getattr(func, "name", None) if hasattr(func, "prefix") else None  # a CachedFunction
-    if name is not None:
-        module = None if "module" in getattr(func, "unkeyed", frozenset()) else func.module
-        return QueryCall(name=name, module=module), None
-    try:
-        return QueryCall(name=func.__qualname__, module=func.__module__), None
-    except AttributeError:
-        raise TypeError(
-            f"func= takes a function or a function name, not {type(func).__name__}"
-        ) from None
-
-
-class RefusingWrites:
-    """Mixin for read-only caches: every write raises, ``gc`` only reports.
-
-    Put it in front of a cache class (``class Frozen(RefusingWrites, Cache)``);
-    ``ReadOnlyMixin`` is its 0.22 name.  A class may say why through
-    :meth:`_refuse` and what a dry ``gc`` would collect through :meth:`_garbage`.
-    """
-
-    @property
-    def read_only(self) -> bool:
-        """Always ``True``: this cache is never written."""
-        return True
-
-    def _refuse(self, what: str) -> ReadOnlyError:
-        """The error a refused write raises; says why and what to do instead."""
-        return ReadOnlyError(f"cannot {what}: {self} is read-only")
-
-    def _garbage(self, grace: Duration | None) -> set[Digest]:
-        """What ``gc`` would remove (the class this mixin is put in front of, asked dry)."""
-        return super().gc(True, grace=grace)  # type: ignore[misc]
-
-    def save(self, call: Call | LazyCall) -> Digest:
-        """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
-        raise self._refuse("store a call")
-
-    def prepare(
-        self,
-        record: DigestedCall | Call,
-        arguments: Mapping[str, Any] | None = None,
-        key: Digest | None = None,
-    ) -> PreparedCall:
-        """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
-        raise self._refuse(f"store the call {sealed(record, arguments, key)[2][:12]}")
-
-    def evict(self, key: Digest | str) -> None:
-        """Refused: raises :class:`~fleche.errors.ReadOnlyError`."""
-        raise self._refuse(f"evict {str(key)[:12]}")
-
-    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
-        """What garbage collection would remove; only ``dry_run=True`` is allowed."""
-        if not dry_run:
-            raise self._refuse("collect garbage (dry_run=True only reports)")
-        return self._garbage(grace)
+        return provenance.lineage(self, key, used_by=used_by, depth=depth, summaries=summaries)

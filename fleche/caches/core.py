@@ -14,37 +14,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
 from ..digest import Digest, digest
 from ..errors import Indigestible, SaveError
+from ..expiry import EXPIRY, GC_GRACE, Duration, entry_expired, is_expired, seconds, stamp_expiry
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
-from .base import (
-    EXPIRY,
-    CacheBase,
-    Duration,
-    as_template,
-    entry_expired,
-    is_expired,
-    merge_expansions,
-    sealed,
-    seconds,
-    stamp_expiry,
-    where_stored,
-)
-
-if TYPE_CHECKING:
-    from ..verify import VerifyReport
+from . import verification
+from .base import CacheBase, as_template, merge_expansions, sealed
+from .messages import where_stored
 
 __all__ = ["GC_GRACE", "Cache", "memory_cache", "void_cache"]
-
-#: Values younger than this (seconds) are never collected by default: another
-#: process may have stored them for a call it is still running.
-GC_GRACE = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,16 +333,14 @@ class Cache(CacheBase):
 
     def verify(
         self, fix: bool = False, progress: Callable[[int, int], Any] | None = None
-    ) -> VerifyReport:
+    ) -> verification.VerifyReport:
         """Re-read every value and record and check it; with ``fix``, remove the broken ones.
 
         Returns a report listing each problem with its key; see
         :mod:`fleche.verify` for what is checked and what a repair removes.
         ``progress(done, total)`` is called after each entry.
         """
-        from ..verify import verify
-
-        return verify(self, fix=fix, progress=progress)
+        return verification.verify(self, fix=fix, progress=progress)
 
 
 def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:

@@ -7,14 +7,16 @@ from collections.abc import Sequence
 
 from ..digest import Digest
 from ..errors import ReadOnlyError
-from .base import CacheBase, Duration, RefusingWrites
-from .layered import _Layered
+from ..expiry import Duration
+from .base import CacheBase
+from .members import Layered
+from .refusing import RefusingWrites
 
 __all__ = ["CachePool"]
 
 
 @dataclasses.dataclass(frozen=True)
-class CachePool(RefusingWrites, _Layered):
+class CachePool(RefusingWrites, Layered):
     """The read-only union of several caches: ``CachePool([mine, colleagues])``.
 
     Members may be any objects with the cache interface.

@@ -21,7 +21,8 @@ from typing import Any
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import Digest
 from ..errors import CacheWarning
-from .base import CacheBase, Duration
+from ..expiry import Duration
+from .base import CacheBase
 
 __all__ = ["RETRY_SECONDS", "UnavailableCache"]
 

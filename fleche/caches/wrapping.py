@@ -5,7 +5,7 @@
 policy overrides only the operations it changes.  There is no
 ``__getattr__`` forwarding: an operation a wrapper does not know is an
 error, not a silent bypass of its policy.  The policies are mixins
-(:class:`~fleche.caches.base.RefusingWrites`, :class:`FilteringMixin`) put in
+(:class:`~fleche.caches.refusing.RefusingWrites`, :class:`FilteringMixin`) put in
 front of the forwarding class, so they also fit in front of a cache class of
 one's own.
 """
@@ -20,8 +20,11 @@ from typing import Any
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
+from ..expiry import Duration
 from ..query import QueryIterator
-from .base import CacheBase, Duration, RefusingWrites, as_template
+from .base import CacheBase, install_composition
+from .forms import as_template
+from .refusing import RefusingWrites
 
 __all__ = ["FilteredCache", "FilteringMixin", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
 
@@ -224,3 +227,7 @@ class FilteredCache(FilteringMixin, WrapperCache):
 
     def __post_init__(self) -> None:
         _ = self._match  # a wrong predicate fails here, not at the first read
+
+
+install_composition("filter", FilteredCache)
+install_composition("readonly", ReadOnlyCache)
