@@ -183,17 +183,21 @@ class StoreTally:
 
 
 class _Complete:
-    """The records of ``calls`` whose values are all copied: a record never points at nothing."""
+    """The records of ``calls`` whose values are all in ``values``: a record never points at nothing."""
 
-    def __init__(self, calls: Entries, lost: set[str]) -> None:
-        self.calls, self.lost = calls, lost
+    def __init__(self, calls: Entries, values: Entries, lost: set[str], check: bool) -> None:
+        self.calls, self.values, self.lost, self.check = calls, values, lost, check
         self.keys, self.has, self.remove = calls.keys, calls.has, calls.remove
 
     def read(self, key: str) -> Any:
         record = self.calls.read(key)
-        missing = sorted(set(map(str, record.values())) & self.lost)
+        missing = [
+            str(d)
+            for d in record.values()
+            if str(d) in self.lost or (self.check and not self.values.has(d))
+        ]
         if missing:
-            raise LookupError(f"its values {', '.join(missing)} could not be copied")
+            raise LookupError(f"its values {', '.join(sorted(missing))} could not be copied")
         return record
 
 
@@ -223,7 +227,7 @@ def copy_store(
     done = copy_entries(
         values, to_values, value_keys, **options, progress=_stage(progress, "values")
     )
-    complete = _Complete(records, set(done.failed))
+    complete = _Complete(records, to_values, set(done.failed), not dry_run)
     copied = copy_entries(
         complete, to_records, calls, **options, progress=_stage(progress, "calls")
     )
