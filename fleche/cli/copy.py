@@ -17,7 +17,8 @@ from typing import Any
 
 from ..caches import CacheBase
 from ..config import open_cache
-from ..storage.transfer import CallEntries, StoreTally, ValueEntries, copy_store
+from ..storage.transfer import StoreTally, copy_store
+from .archive import store_entries
 from .context import BadInput, Commands, Context
 
 __all__ = ["add_commands"]
@@ -35,8 +36,8 @@ def copy(ctx: Context) -> int:
         raise BadInput(f"{args.source} and {args.target} are the same store: nothing to copy")
     with ctx.progress("copying") as update:
         tally = copy_store(
-            _entries(source, args.source),
-            _entries(target, args.target),
+            store_entries(source, args.source),
+            store_entries(target, args.target),
             overwrite=args.overwrite,
             remove=args.move,
             dry_run=args.dry_run,
@@ -48,28 +49,10 @@ def copy(ctx: Context) -> int:
     return 1 if tally.values.failed or tally.calls.failed else 0
 
 
-def _storages(cache: CacheBase, spec: str) -> tuple[Any, Any]:
-    """The value and call storages of a plain store; :class:`BadInput` for a composition."""
-    values, calls = getattr(cache, "values", None), getattr(cache, "calls", None)
-    if values is None or calls is None:
-        raise BadInput(
-            f"{spec} is a {type(cache).__name__}, not one store: copy each of its stores instead"
-        )
-    return values, calls
-
-
-def _entries(cache: CacheBase, spec: str) -> tuple[ValueEntries, CallEntries]:
-    values, calls = _storages(cache, spec)
-    return ValueEntries(values), CallEntries(calls)
-
-
 def _identity(cache: CacheBase) -> tuple[Any, ...]:
     """What tells two opened stores apart: the places of their storages."""
-    try:
-        storages = _storages(cache, "")
-    except BadInput:
-        return (id(cache),)
-    return tuple(_place(storage) for storage in storages)
+    places = [getattr(cache, part, None) for part in ("values", "calls")]
+    return tuple(_place(storage) for storage in places)
 
 
 def _place(storage: Any) -> Any:

@@ -193,7 +193,7 @@ class _Complete:
         record = self.calls.read(key)
         missing = [
             str(d)
-            for d in record.values()
+            for d in _digests(record)
             if str(d) in self.lost or (self.check and not self.values.has(d))
         ]
         if missing:
@@ -240,9 +240,14 @@ def copy_store(
 
 def _values_of(records: Entries, key: str) -> Iterable[Digest]:
     try:
-        return records.read(key).values()
+        return _digests(records.read(key))
     except KeyError:
         return ()  # reported when the record itself is copied
+
+
+def _digests(record: Any) -> list[Digest]:
+    """The values a record refers to (a call that stored no result refers to none)."""
+    return [d for d in record.values() if d is not None]
 
 
 def _remove_all(
