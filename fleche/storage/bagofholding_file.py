@@ -27,8 +27,10 @@ The format of one entry is described in :mod:`fleche.storage.hdf5_entry`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +52,8 @@ __all__ = ["BagOfHoldingH5FileBackend", "CallBagOfHoldingH5File", "ValueBagOfHol
 
 #: What ``version_validator`` accepts (bagofholding's keywords).
 VERSION_VALIDATORS = ("none", "semantic-major", "semantic-minor", "semantic-patch", "exact")
+#: The pending writes of :meth:`BagOfHoldingH5FileBackend.batched`, per thread and storage.
+_batches = threading.local()
 _LOST = LookupError("it read as damaged in this process and has not been stored again since")
 
 
@@ -196,7 +200,31 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
+        pending = _batches.__dict__.get(id(self))
+        if pending is not None:
+            pending.append((key, value))
+            return key
         return self.layout.put(self, value, key)
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Writes of this thread inside go to their files together at the end.
+
+        A shared file is rewritten once for all its new entries instead of
+        once per entry (what makes copying many small values into the
+        grouped layout fast).  Entries written inside are not readable
+        before the end; if the block raises, none is written.
+        """
+        if id(self) in _batches.__dict__:
+            yield  # nested: the outer batch writes
+            return
+        pending: list[tuple[str, Any]] = []
+        _batches.__dict__[id(self)] = pending
+        try:
+            yield
+        finally:
+            del _batches.__dict__[id(self)]
+        self.layout.put_many(self, pending)
 
     def get(self, key: Digest) -> Any:
         # docstring inherited

@@ -24,7 +24,7 @@ from typing import Any
 from ..digest import Digest
 from . import hdf5_shared as shared
 from .file import FileStorage
-from .hdf5_entry import write_entry
+from .hdf5_entry import write_entries
 
 __all__ = ["MAX_PREFIX_LENGTH", "GroupedFiles", "H5Layout", "PerKeyFiles", "layout_for", "others"]
 
@@ -103,16 +103,13 @@ class GroupedFiles(H5Layout):
             return storage._file(key), None
         return shared_file(storage.root, key[: self.prefix_length]), key
 
-    def put(self, storage: Any, value: Any, key: Digest) -> Digest:
-        # docstring inherited
-        if type(value) is not shared.Moved and shared.too_large(value):
-            return PerKeyFiles().put(storage, value, key)
-        return super().put(storage, value, key)
-
     def put_many(self, storage: Any, items: Sequence[tuple[str, Any]]) -> None:
         # docstring inherited: one rewrite of each shared file for all its new entries
         by_file: dict[str, dict[str, Any]] = {}
         for key, value in items:
+            if type(value) is not shared.Moved and shared.too_large(value):
+                PerKeyFiles().put(storage, value, Digest(key))
+                continue
             by_file.setdefault(self.place(storage, key)[0], {})[key] = value
         for file, entries in by_file.items():
             _add(storage, file, entries)
@@ -152,9 +149,7 @@ def _add(storage: Any, file: str, entries: dict[str, Any]) -> None:
         def add(temporary: str) -> None:
             moved = {k: v for k, v in entries.items() if type(v) is shared.Moved}
             shared.copy_in(temporary, moved)
-            for key, value in entries.items():
-                if key not in moved:
-                    write_entry(temporary, key, value, key)
+            write_entries(temporary, {k: v for k, v in entries.items() if k not in moved})
 
         shared.rewrite(file, keys, present, add, storage._replace)
 

@@ -16,6 +16,7 @@ and a record whose values could not be copied is not copied at all.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -84,11 +85,40 @@ class _Storage:
 
 
 class ValueEntries(_Storage):
-    """The values of a value storage, each stored again under the digest it has (not recomputed)."""
+    """The values of a value storage, each stored again under the digest it has (not recomputed).
+
+    What it holds is listed once, when first asked, then followed through
+    its own writes and removals: one listing instead of a lookup per key.
+    A value another process stores meanwhile may be copied again, which
+    costs a write the storage skips (a key names its content).
+    """
+
+    def __init__(self, storage: Any) -> None:
+        super().__init__(storage)
+        self._held: set[str] | None = None
+
+    def has(self, key: str) -> bool:
+        if self._held is None:
+            self._held = set(map(str, self.storage.list()))
+        return str(key) in self._held
 
     def write(self, items: Sequence[tuple[str, Any]]) -> None:
-        for key, value in items:
-            self.storage.save(value, Digest(key))
+        # A storage that can write a batch at once says so with ``batched()``.
+        batched = getattr(self.storage, "batched", contextlib.nullcontext)
+        with batched():
+            for key, value in items:
+                self.storage.save(value, Digest(key))
+        if self._held is not None:
+            self._held.update(str(key) for key, _ in items)
+
+    def confirms(self, key: str) -> bool:
+        """Whether the storage itself says it holds ``key`` (what a removal waits for)."""
+        return self.storage.contains(key)
+
+    def remove(self, keys: Sequence[str]) -> None:
+        super().remove(keys)
+        if self._held is not None:
+            self._held.difference_update(map(str, keys))
 
 
 class CallEntries(_Storage):
@@ -164,7 +194,8 @@ def _copy_batch(
 
 def remove_copied(source: Entries, target: Entries, keys: Sequence[str]) -> int:
     """Remove from ``source`` those ``keys`` that ``target`` holds; returns how many."""
-    confirmed = [k for k in keys if target.has(k)]
+    confirms = getattr(target, "confirms", target.has)  # exact, where ``has`` is a snapshot
+    confirmed = [k for k in keys if confirms(k)]
     if confirmed:
         source.remove(confirmed)
     return len(confirmed)
