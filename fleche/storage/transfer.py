@@ -246,8 +246,11 @@ def copy_store(
 
     With ``calls`` (keys), only those records and the values they refer
     to; otherwise everything, unreferenced values too.  With ``remove`` the
-    copied records, then (if no record failed) the copied values leave the
-    source, once everything is copied.  Other options: :func:`copy_entries`.
+    copied records leave the source once everything is copied, and so do
+    the copied values when the whole store was copied and no record
+    failed (otherwise a record left behind may still need them; ``gc``
+    removes the values no record refers to).  Other options:
+    :func:`copy_entries`.
     """
     (values, records), (to_values, to_records) = source, target
     value_keys = None
@@ -264,7 +267,7 @@ def copy_store(
     )
     if remove and not dry_run:
         copied.removed = _remove_all(complete, to_records, calls, progress)
-        if not copied.failed:
+        if calls is None and not copied.failed:
             done.removed = _remove_all(values, to_values, value_keys, progress)
     return StoreTally(done, copied)
 
@@ -289,7 +292,7 @@ def _remove_all(
     for start in range(0, len(keys), BATCH):
         removed += remove_copied(source, target, keys[start : start + BATCH])
         if progress is not None:
-            progress("removing", start + BATCH, len(keys))
+            progress("removing", min(start + BATCH, len(keys)), len(keys))
     return removed
 
 
