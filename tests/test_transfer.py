@@ -200,3 +200,29 @@ def test_storage_to_storage_between_layouts_in_two_directories(tmp_path: Path) -
     tally = copy_entries(ValueEntries(grouped), ValueEntries(per_key))
     assert tally.copied == len(list(grouped.list())) and not tally.failed
     assert [digest(per_key.load(k)) for k in keys] == keys
+
+
+def test_moving_some_calls_leaves_the_values_other_records_may_share(tmp_path: Path) -> None:
+    source = _fill(_open(tmp_path, "a", "pickle"))
+    values = sorted(source.values.list())
+    chosen = [c.key() for c in source.query(name="simulate")]
+    target = _open(tmp_path, "b", "sql")
+    tally = copy_store(_pair(source), _pair(target), chosen, remove=True)
+    assert tally.calls.removed == len(chosen) == 6 and tally.values.removed == 0
+    assert sorted(source.values.list()) == values
+    for record in source.calls.query(QueryCall(name="summarize")):
+        run = source.values.load(record.arguments["run"])  # its argument is still here
+        assert digest(run) == record.arguments["run"]
+
+
+def test_a_batch_is_written_at_its_end_and_not_at_all_if_it_fails(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(tmp_path, prefix_length=1)
+    with values.batched():
+        keys = [values.save(f"value {i}") for i in range(40)]
+        assert list(values.list()) == []
+    assert [values.load(k) for k in keys] == [f"value {i}" for i in range(40)]
+    assert len(list(tmp_path.glob("*.h5"))) <= 16  # one shared file per first character
+    with pytest.raises(RuntimeError), values.batched():
+        lost = values.save("never written")
+        raise RuntimeError("interrupted")
+    assert not values.contains(lost)
