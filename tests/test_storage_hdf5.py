@@ -26,6 +26,7 @@ from fleche.storage import (  # noqa: E402
     BagOfHoldingH5FileBackend,
     CallBagOfHoldingH5File,
     ValueBagOfHoldingH5File,
+    hdf5_shared,  # noqa: E402
 )
 from fleche.storage.hdf5_check import CHECK, PREFIX, tree_seal  # noqa: E402
 
@@ -236,16 +237,16 @@ def test_consolidate_gathers_per_key_files(tmp_path: Path) -> None:
 def test_interrupted_refix_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
     keys = [values.save(i * 1000) for i in range(40)]
-    original = BagOfHoldingH5FileBackend._copy_in
+    original = hdf5_shared.rewrite
     done = []
 
-    def flaky(self, target, entries):  # the fourth target file fails, as if killed
+    def flaky(file, *args):  # the fourth shared file written fails, as if killed
         if len(done) == 3:
             raise RuntimeError("interrupted")
-        done.append(target)
-        return original(self, target, entries)
+        done.append(file)
+        return original(file, *args)
 
-    monkeypatch.setattr(BagOfHoldingH5FileBackend, "_copy_in", flaky)
+    monkeypatch.setattr(hdf5_shared, "rewrite", flaky)
     with pytest.raises(RuntimeError):
         values.refix(2)
     grouped = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=2)

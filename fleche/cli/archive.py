@@ -8,7 +8,10 @@ only when a call needs it) holding, through the public cache API only:
 - ``fleche-archive.json``: the format, its version and the counts.
 
 Any backend exports to and imports from the same archive, so it is also
-how a store moves between backends (pickle files to PostgreSQL, …).
+how a store moves between backends (pickle files to PostgreSQL, …), and
+both go through the transfer ``fleche copy`` uses
+(:func:`fleche.storage.transfer.copy_store`): a call is written after its
+values, and one whose values cannot be read is left out whole.
 Importing unpickles the archive: import only archives you trust.
 """
 
@@ -21,63 +24,132 @@ import pickle
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import __version__
-from ..call import DigestedCall, LazyCall
-from ..digest import Digest
+from ..caches import CacheBase
+from ..call import DigestedCall
+from ..storage.transfer import CallEntries, Entries, StoreTally, ValueEntries, copy_store
 from .context import BadInput, Commands, Context
 
-__all__ = ["FORMAT", "VERSION", "add_commands"]
+__all__ = ["FORMAT", "VERSION", "ZipEntries", "add_commands", "store_entries"]
 
 FORMAT = "fleche-archive"
 VERSION = 1
 MANIFEST = "fleche-archive.json"
 
 
+class ZipEntries:
+    """One side of an archive (``values/`` or ``calls/``) as transfer entries.
+
+    Read from an archive opened for reading, written to one opened for
+    writing; a call record is kept as the dict of its fields, a value as
+    itself, each pickled.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, folder: str) -> None:
+        self.archive, self.folder = archive, folder
+        self.written: set[str] = set()
+
+    def keys(self) -> list[str]:
+        head = f"{self.folder}/"
+        return [
+            n[len(head) : -len(".pickle")] for n in self.archive.namelist() if n.startswith(head)
+        ]
+
+    def has(self, key: str) -> bool:
+        return key in self.written
+
+    def read(self, key: str) -> Any:
+        try:
+            data = self.archive.read(f"{self.folder}/{key}.pickle")
+        except KeyError:
+            raise KeyError(f"the archive has no {self.folder[:-1]} {key}") from None
+        loaded = pickle.loads(data)
+        return DigestedCall(**loaded) if self.folder == "calls" else loaded
+
+    def write(self, items: Sequence[tuple[str, Any]]) -> None:
+        for key, item in items:
+            if self.folder == "calls":
+                item = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+            self.archive.writestr(f"{self.folder}/{key}.pickle", pickle.dumps(item, protocol=5))
+            self.written.add(key)
+
+    def remove(self, keys: Sequence[str]) -> None:
+        raise TypeError("an archive is never emptied")
+
+
+class _Loaded:
+    """The values of any cache (also a composition) and the records already queried from it."""
+
+    def __init__(self, cache: CacheBase, records: dict[str, DigestedCall]) -> None:
+        self.cache, self.records = cache, records
+
+    def values(self) -> Entries:
+        return _Reader(self.cache.load_value)
+
+    def calls(self) -> Entries:
+        return _Reader(self.records.__getitem__, self.records)
+
+
+class _Reader:
+    """Read-only entries through ``read`` (a transfer source that is listed by its caller)."""
+
+    def __init__(self, read: Callable[[str], Any], keys: Iterable[str] = ()) -> None:
+        self.read, self._keys = read, keys
+
+    def keys(self) -> Iterable[str]:
+        return self._keys
+
+    def has(self, key: str) -> bool:
+        return False
+
+    def write(self, items: Sequence[tuple[str, Any]]) -> None:
+        raise TypeError("a source only")
+
+    def remove(self, keys: Sequence[str]) -> None:
+        raise TypeError("a source only")
+
+
+def store_entries(cache: CacheBase, spec: str) -> tuple[Entries, Entries]:
+    """The values and the calls of one store, as transfer entries; :class:`BadInput` for a composition."""
+    values, calls = getattr(cache, "values", None), getattr(cache, "calls", None)
+    if values is None or calls is None:
+        raise BadInput(
+            f"{spec} is a {type(cache).__name__}, not one store: name one of its stores instead"
+        )
+    return ValueEntries(values), CallEntries(calls)
+
+
 def export(ctx: Context) -> int:
     """Write the calls (of one function, or all) and their values into a zip archive."""
     if ctx.args.func:
-        records = list(ctx.calls_of(ctx.args.func, expired=True))
+        found = ctx.calls_of(ctx.args.func, expired=True)
     else:
-        records = [call.digested_call for call in ctx.cache.query(expired=True)]
+        found = (call.digested_call for call in ctx.cache.query(expired=True))
+    records = {record.key(): record for record in found}
+    source = _Loaded(ctx.cache, records)
     directory = os.path.dirname(os.path.abspath(ctx.args.archive))
     handle, temporary = tempfile.mkstemp(prefix=".fleche-export-", suffix=".zip", dir=directory)
     os.close(handle)
-    written: set[Digest] = set()
-    skipped = []
     try:
-        with (
-            zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive,
-            ctx.progress("exporting") as update,
-        ):
-            for done, record in enumerate(records, 1):
-                try:  # every value first: a call whose values cannot be read is left out whole
-                    values = {
-                        d: ctx.cache.load_value(d) for d in record.values() if d not in written
-                    }
-                except Exception as err:
-                    skipped.append({"key": record.key(), "error": f"{type(err).__name__}: {err}"})
-                    continue
-                for key, value in values.items():
-                    archive.writestr(f"values/{key}.pickle", pickle.dumps(value, protocol=5))
-                    written.add(key)
-                fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-                archive.writestr(f"calls/{record.key()}.pickle", pickle.dumps(fields, protocol=5))
-                update(done, len(records))
-            manifest = {
-                "format": FORMAT,
-                "version": VERSION,
-                "fleche": __version__,
-                "created": time.time(),
-                "calls": len(records) - len(skipped),
-                "values": len(written),
-            }
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+            target = (ZipEntries(archive, "values"), ZipEntries(archive, "calls"))
+            with ctx.progress("exporting") as update:
+                tally = copy_store(
+                    (source.values(), source.calls()),
+                    target,
+                    list(records),
+                    progress=lambda stage, done, total: update(done, total),
+                )
+            manifest = _manifest_of(tally)
             archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
         os.replace(temporary, ctx.args.archive)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+    skipped = [{"key": k, "error": e} for k, e in tally.calls.failed.items()]
     data = {**manifest, "archive": ctx.args.archive, "skipped": skipped}
     text = (
         f"exported {manifest['calls']} calls and {manifest['values']} values to {ctx.args.archive}"
@@ -89,41 +161,35 @@ def export(ctx: Context) -> int:
     return 1 if skipped else 0
 
 
-class _ArchiveValues:
-    """The values of an archive, loaded when a call needs them (what a :class:`LazyCall` reads)."""
-
-    def __init__(self, archive: zipfile.ZipFile) -> None:
-        self.archive = archive
-
-    def load(self, key: Digest | str) -> Any:
-        try:
-            data = self.archive.read(f"values/{key}.pickle")
-        except KeyError:
-            raise KeyError(f"the archive has no value {key}") from None
-        return pickle.loads(data)
+def _manifest_of(tally: StoreTally) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "fleche": __version__,
+        "created": time.time(),
+        "calls": tally.calls.copied,
+        "values": tally.values.copied,
+    }
 
 
 def import_(ctx: Context) -> int:
     """Store the calls of an archive, with their values, in the store (calls already there are kept)."""
-    cache = ctx.cache
+    target = store_entries(ctx.cache, ctx.args.cache or "the default store")
     try:
         archive = zipfile.ZipFile(ctx.args.archive)
     except (OSError, zipfile.BadZipFile) as err:
         raise BadInput(f"{ctx.args.archive} is not a fleche archive: {err}") from None
     with archive:
         manifest = _manifest(archive, ctx.args.archive)
-        members = [name for name in archive.namelist() if name.startswith("calls/")]
-        values = _ArchiveValues(archive)
-        imported = kept = 0
+        source = (ZipEntries(archive, "values"), ZipEntries(archive, "calls"))
         with ctx.progress("importing") as update:
-            for done, name in enumerate(members, 1):
-                record = DigestedCall(**pickle.loads(archive.read(name)))
-                if not ctx.args.overwrite and cache.contains(record.key()):
-                    kept += 1
-                else:
-                    cache.save(LazyCall(record, values))
-                    imported += 1
-                update(done, len(members))
+            tally = copy_store(
+                source,
+                target,
+                overwrite=ctx.args.overwrite,
+                progress=lambda stage, done, total: update(done, total),
+            )
+    imported, kept = tally.calls.copied, tally.calls.skipped
     data = {
         "archive": ctx.args.archive,
         "format_version": manifest["version"],
@@ -131,7 +197,7 @@ def import_(ctx: Context) -> int:
         "kept": kept,
     }
     ctx.emit(data, lambda: ctx.say(f"imported {imported} calls ({kept} already stored were kept)"))
-    return 0
+    return 1 if tally.calls.failed else 0
 
 
 def _manifest(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """HDF5 files through bagofholding and h5py: results your HDF5 tools can open.
 
-Two layouts share one directory tree, chosen by ``prefix_length``:
+Two layouts share one directory tree, chosen by ``prefix_length``, each a
+class of :mod:`fleche.storage.hdf5_layout` that the storage writes through:
 
-``prefix_length=0``: one file per key
+``prefix_length=0``: one file per key (:class:`~.hdf5_layout.PerKeyFiles`)
     ``root/a3/f9/c1…`` as in :class:`~fleche.storage.file.FileStorage`,
     written to a temporary file and renamed.  h5py refuses to open a file
     another process is writing (66 of 80 unlocked concurrent saves into one
     file failed), so one file per write is what makes processes safe.
-``prefix_length=n`` (1–8, default 2): keys grouped by their first ``n`` characters
+``prefix_length=n`` (1–8, default 2): keys grouped by their first ``n`` characters (:class:`~.hdf5_layout.GroupedFiles`)
     Each key is a group of the shared file ``root/a.h5`` (n ≤ 2),
     ``root/a3/a3f.h5`` (n ≤ 4) or ``root/a3/f9/a3f9c.h5`` (n ≤ 8): fewer,
     larger files for file systems with inode quotas and for browsing.  A
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,21 +44,17 @@ from .base import CallMixin, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .hdf5_entry import NoEntry, copy_entry, read_entry, write_entry
-from .hdf5_layout import LayoutChangesMixin
+from .hdf5_layout import MAX_PREFIX_LENGTH, H5Layout, layout_for, others
+from .hdf5_listing import sorted_keys
+from .hdf5_moves import LayoutChangesMixin
 
 __all__ = ["BagOfHoldingH5FileBackend", "CallBagOfHoldingH5File", "ValueBagOfHoldingH5File"]
 
-#: Longest key prefix that may name a shared file.
-MAX_PREFIX_LENGTH = 8
 #: What ``version_validator`` accepts (bagofholding's keywords).
 VERSION_VALIDATORS = ("none", "semantic-major", "semantic-minor", "semantic-patch", "exact")
-_HEX = "0123456789abcdef"
+#: The pending writes of :meth:`BagOfHoldingH5FileBackend.batched`, per thread and storage.
+_batches = threading.local()
 _LOST = LookupError("it read as damaged in this process and has not been stored again since")
-
-
-def _related(stem: str, prefix: str) -> bool:
-    """Whether a shared file for keys starting ``stem`` may hold keys starting ``prefix``."""
-    return stem.startswith(prefix) or prefix.startswith(stem)
 
 
 def _assign(storage: Any, given: dict[str, Any]) -> None:
@@ -127,6 +125,12 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
 
     version_validator: str | None = None
     prefix_length: int = 2
+    #: Where this storage writes: the layout ``prefix_length`` names (see :mod:`.hdf5_layout`).
+    layout: H5Layout | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    #: Where it reads: its layout first, then every other one.
+    _layouts: tuple[H5Layout, ...] = dataclasses.field(
+        default=(), init=False, repr=False, compare=False
+    )
 
     def __init__(
         self,
@@ -163,37 +167,20 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
             raise ConfigError(
                 f"version_validator must be one of {', '.join(VERSION_VALIDATORS)}; got {self.version_validator!r}"
             )
+        layout = layout_for(self.prefix_length)
+        object.__setattr__(self, "layout", layout)
+        object.__setattr__(self, "_layouts", (layout, *others(layout)))
 
     # -- layout ----------------------------------------------------------------
-
-    def _shared_file(self, prefix: str) -> str:
-        """The shared file of the keys starting with ``prefix`` (1 to 8 characters)."""
-        sep, root = os.sep, self._root
-        if len(prefix) <= 2:
-            return f"{root}{sep}{prefix}{shared.SUFFIX}"
-        if len(prefix) <= 4:
-            return f"{root}{sep}{prefix[:2]}{sep}{prefix}{shared.SUFFIX}"
-        return f"{root}{sep}{prefix[:2]}{sep}{prefix[2:4]}{sep}{prefix}{shared.SUFFIX}"
 
     @property
     def _validator(self) -> str:
         return self.version_validator or "none"
 
-    def _place(self, key: str, large: bool = False) -> tuple[str, str | None]:
-        """Where this storage writes ``key``: a file, and the group in it (``None``: its root)."""
-        if self.prefix_length == 0 or large:
-            return self._file(key), None
-        return self._shared_file(key[: self.prefix_length]), key
-
     def _locations(self, key: str) -> Iterator[tuple[str, str | None]]:
         """Every place ``key`` may be stored, this layout's first: 9 stats at most on a miss."""
-        place = self._place(key)
-        yield place
-        if place[1] is not None:
-            yield self._file(key), None
-        for length in range(1, MAX_PREFIX_LENGTH + 1):
-            if length != self.prefix_length:
-                yield self._shared_file(key[:length]), key
+        for layout in self._layouts:
+            yield layout.place(self, key)
 
     def location(self, key: Digest | str) -> tuple[Path, str]:
         """The HDF5 file and the path of the entry in it holding ``key`` (full or short).
@@ -213,24 +200,31 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        if self.prefix_length == 0 or shared.too_large(value):
-            return super().put(value, key)
-        file, _ = self._place(key)
-        os.makedirs(os.path.dirname(file), exist_ok=True)
-        with shared.locked(file):
-            keys = shared.keys_for_update(file, self._damaged)
-            replaced: set[str] = set()
-            if keys is not None and key in keys:
-                if self.content_addressed and key not in self._damaged:
-                    return key  # the same content is already there
-                replaced = {key}
+        pending = _batches.__dict__.get(id(self))
+        if pending is not None:
+            pending.append((key, value))
+            return key
+        return self.layout.put(self, value, key)
 
-            def add(temporary: str) -> None:
-                write_entry(temporary, key, value, key)
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Writes of this thread inside go to their files together at the end.
 
-            shared.rewrite(file, keys, replaced, add, self._replace)
-        self._damaged.discard(key)
-        return key
+        A shared file is rewritten once for all its new entries instead of
+        once per entry (what makes copying many small values into the
+        grouped layout fast).  Entries written inside are not readable
+        before the end; if the block raises, none is written.
+        """
+        if id(self) in _batches.__dict__:
+            yield  # nested: the outer batch writes
+            return
+        pending: list[tuple[str, Any]] = []
+        _batches.__dict__[id(self)] = pending
+        try:
+            yield
+        finally:
+            del _batches.__dict__[id(self)]
+        self.layout.put_many(self, pending)
 
     def get(self, key: Digest) -> Any:
         # docstring inherited
@@ -258,38 +252,22 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
 
     def _contains(self, key: Digest) -> bool:
         # A damaged per-key file still counts (``get`` reports it); a damaged shared file does not.
-        for file, group in self._locations(key):
-            if os.path.isfile(file) and (group is None or shared.holds(file, group)):
-                return True
-        return False
+        return any(layout.holds(self, key) for layout in self._layouts)
 
     def _evict(self, key: Digest) -> None:
-        found = False
-        for file, group in self._locations(key):
-            if not os.path.isfile(file):
-                continue
-            if group is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(file)
-                    found = True
-                continue
-            with shared.locked(file):
-                keys = shared.keys_for_update(file, self._damaged)
-                if keys is not None and key in keys:
-                    shared.rewrite(file, keys, {key}, None, self._replace)
-                    found = True
-        if not found:
+        found = [layout.evict(self, key) for layout in self._layouts]
+        if not any(found):
             raise KeyError(key)
         self._damaged.discard(key)
 
     def list(self) -> Iterator[Digest]:
         # docstring inherited
-        return self._sorted_keys("")
+        return sorted_keys(self._root, "")
 
     def _prefix_range(self, prefix: str) -> Iterator[Digest]:
         # Two or more characters read one fan-out directory and the few shared
         # files whose prefix fits; a shorter prefix walks its chunks lazily.
-        return self._sorted_keys(prefix.lower())
+        return sorted_keys(self._root, prefix.lower())
 
     # -- one per-key file --------------------------------------------------------
 
@@ -315,68 +293,6 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
     def _from_file(self, path: Path) -> Any:
         # docstring inherited
         return self._read(self._key_of(path), str(path))
-
-    # -- listing -----------------------------------------------------------------
-
-    def _sorted_keys(self, prefix: str) -> Iterator[Digest]:
-        """Stored keys starting with ``prefix``, sorted, one two-character chunk at a time."""
-        for chunk in self._chunks(prefix):
-            keys: set[str] = set()
-            for _, _, held in self._holders(max(chunk, prefix, key=len)):
-                keys.update(held)
-            yield from (Digest(k) for k in sorted(keys))
-
-    def _chunks(self, prefix: str) -> list[str]:
-        """The two-character prefixes under which something may be stored, matching ``prefix``."""
-        if len(prefix) >= 2:
-            return [prefix[:2]]
-        try:
-            with os.scandir(self._root) as entries:
-                names = [e.name for e in entries]
-        except FileNotFoundError:
-            return []
-        chunks = {n for n in names if shared.is_hex(n, 2)}
-        for name in names:
-            stem = name[: -len(shared.SUFFIX)]
-            if (
-                name.endswith(shared.SUFFIX)
-                and shared.is_hex(stem, len(stem))
-                and 1 <= len(stem) <= 2
-            ):
-                chunks.update([stem] if len(stem) == 2 else (stem + c for c in _HEX))
-        return sorted(c for c in chunks if c.startswith(prefix))
-
-    def _holders(self, prefix: str) -> Iterator[tuple[str, str | None, set[str]]]:
-        """``(file, group, keys)`` for every file holding keys that start with ``prefix`` (2+ characters).
-
-        ``group`` is ``None`` for a per-key file and ``""`` for a shared
-        file (whose groups are its keys).  Reads one fan-out subtree (one
-        directory for 4+ characters) and the shared files whose prefix fits.
-        """
-        sep, root = os.sep, self._root
-        files = [self._shared_file(prefix[:1]), self._shared_file(prefix[:2])]
-        level = f"{root}{sep}{prefix[:2]}"
-        if len(prefix) >= shared.SPLIT:  # one leaf directory: no listing above it
-            subdirs = [prefix[2:4]]
-            files += [self._shared_file(prefix[:3]), self._shared_file(prefix[:4])]
-        else:
-            subdirs, _, stems = shared.scan(level)
-            files += [f"{level}{sep}{s}{shared.SUFFIX}" for s in stems if _related(s, prefix)]
-        for second in subdirs:
-            if not second.startswith(prefix[2:4]):
-                continue
-            leaf = f"{level}{sep}{second}"
-            _, names, stems = shared.scan(leaf)
-            head = prefix[:2] + second
-            for name in names:
-                if (head + name).startswith(prefix):
-                    yield f"{leaf}{sep}{name}", None, {head + name}
-            files += [f"{leaf}{sep}{s}{shared.SUFFIX}" for s in stems if _related(s, prefix)]
-        for file in files:
-            if os.path.isfile(file):
-                held = {k for k in shared.listed(file) if k.startswith(prefix)}
-                if held:
-                    yield file, "", held
 
 
 @dataclasses.dataclass(frozen=True, init=False)

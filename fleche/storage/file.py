@@ -176,14 +176,14 @@ class FileStorage(StorageBackend):
                 os.makedirs(os.path.dirname(final), exist_ok=True)  # first under this prefix
                 self._write(value, key, temporary)
             if self.fsync:
-                _sync(temporary)
+                sync(temporary)
             self._replace(temporary, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
         if self.fsync:
-            _sync(os.path.dirname(final))
+            sync(os.path.dirname(final))
         self._damaged.discard(key)
         return key
 
@@ -367,7 +367,7 @@ def remove_stray(path: Path) -> bool:
     return True
 
 
-def _sync(path: str) -> None:
+def sync(path: str) -> None:
     """Flush a file or a directory to the device (directories only on POSIX)."""
     if os.path.isdir(path) and os.name == "nt":
         return

@@ -40,6 +40,7 @@ import fractions
 import pathlib
 import pickle
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import h5py
@@ -164,31 +165,59 @@ def write_entry(file: str, group: str | None, value: Any, key: str) -> None:
     A shared file must exist and must not hold ``group`` yet.  The entry
     gets its integrity check (:mod:`.hdf5_check`).
     """
-    array = type(value) is np.ndarray and value.dtype.type in ARRAY_TYPES
-    payload = None if array else _pickled(value)
-    frame = None if array or payload is not None else frame_parts(value, is_plain)
-    bag = not array and payload is None and frame is None
-    if bag:
+    kind, data = _kind(value)
+    if kind == "bag":
         H5Bag.save(value, file if group is None else f"{file}/{group}")
-    with h5py.File(file, "w" if group is None and not bag else "r+") as handle:
+    with h5py.File(file, "w" if group is None and kind != "bag" else "r+") as handle:
         if group is None:
             target = handle
         else:
-            target = handle[group] if bag else handle.create_group(group)
-        if array:
-            target.attrs[FORMAT] = np.bytes_("array")
-            target.create_dataset("array", data=value)
-            target.attrs[CHECK] = array_seal(key, value)
-        elif payload is not None:
-            target.attrs[FORMAT] = np.bytes_("pickle")
-            target.create_dataset("pickle", data=np.frombuffer(payload, dtype=np.uint8))
-            target.attrs[CHECK] = bytes_seal(key, b"pickle", payload)
-        else:
-            contents = None
-            if not bag:
-                target.attrs[FORMAT] = np.bytes_("frame")
-                contents = write_frame(target, frame)
-            target.attrs[CHECK] = tree_seal(key, target, contents)
+            target = handle[group] if kind == "bag" else handle.create_group(group)
+        _fill(target, key, value, kind, data)
+
+
+def write_entries(file: str, entries: Mapping[str, Any]) -> None:
+    """Write each ``key: value`` as the group ``key`` of the existing shared file ``file``.
+
+    As :func:`write_entry`, but the file is opened once for all of them.
+    """
+    kinds = {key: _kind(value) for key, value in entries.items()}
+    for key, (kind, _) in kinds.items():
+        if kind == "bag":
+            H5Bag.save(entries[key], f"{file}/{key}")
+    with h5py.File(file, "r+") as handle:
+        for key, (kind, data) in kinds.items():
+            target = handle[key] if kind == "bag" else handle.create_group(key)
+            _fill(target, key, entries[key], kind, data)
+
+
+def _kind(value: Any) -> tuple[str, Any]:
+    """The format an entry of ``value`` gets, and what it is written from."""
+    if type(value) is np.ndarray and value.dtype.type in ARRAY_TYPES:
+        return "array", None
+    payload = _pickled(value)
+    if payload is not None:
+        return "pickle", payload
+    frame = frame_parts(value, is_plain)
+    return ("bag", None) if frame is None else ("frame", frame)
+
+
+def _fill(target: h5py.Group, key: str, value: Any, kind: str, data: Any) -> None:
+    """Write the entry's datasets (all but a bag's, already written) and its integrity check."""
+    if kind == "array":
+        target.attrs[FORMAT] = np.bytes_("array")
+        target.create_dataset("array", data=value)
+        target.attrs[CHECK] = array_seal(key, value)
+    elif kind == "pickle":
+        target.attrs[FORMAT] = np.bytes_("pickle")
+        target.create_dataset("pickle", data=np.frombuffer(data, dtype=np.uint8))
+        target.attrs[CHECK] = bytes_seal(key, b"pickle", data)
+    else:
+        contents = None
+        if kind == "frame":
+            target.attrs[FORMAT] = np.bytes_("frame")
+            contents = write_frame(target, data)
+        target.attrs[CHECK] = tree_seal(key, target, contents)
 
 
 def _pickled(value: Any) -> bytes | None:

@@ -1,139 +1,175 @@
-"""Changing the layout of an HDF5 store: refix, consolidate, relocate, rebag.
+"""The layouts of an HDF5 store: one class per layout, each knowing only its own places.
 
-A mixin of :class:`~fleche.storage.bagofholding_file.BagOfHoldingH5FileBackend`,
-whose layout (``_place``, ``_holders``, ``_chunks``) it moves entries into.
-Entries are copied as stored (no decoding, no version check: their
-integrity checks travel with them) and every new copy is in place before
-the old one is removed, so an interruption loses nothing.
+:class:`PerKeyFiles` (``prefix_length=0``) writes one file per key;
+:class:`GroupedFiles` (``prefix_length`` 1–8) groups keys sharing their
+first characters in one shared file (see :mod:`fleche.storage.hdf5_shared`
+for how those are written safely).  A
+:class:`~fleche.storage.bagofholding_file.BagOfHoldingH5FileBackend` holds
+the layout its ``prefix_length`` names (:func:`layout_for`), writes
+through it, and reads through every layout, its own first, so a store
+being moved between layouts stays readable.
+
+A layout is stateless but for its prefix length: every method gets the
+storage it works for (its root, its per-key file machinery, its rename).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from ..digest import Digest
 from . import hdf5_shared as shared
 from .file import FileStorage
-from .hdf5_entry import is_bag
+from .hdf5_entry import write_entries
 
-__all__ = ["LayoutChangesMixin"]
+__all__ = ["MAX_PREFIX_LENGTH", "GroupedFiles", "H5Layout", "PerKeyFiles", "layout_for", "others"]
+
+#: Longest key prefix that may name a shared file.
+MAX_PREFIX_LENGTH = 8
 
 
-class LayoutChangesMixin:
-    """``refix``, ``consolidate``, ``relocate`` and ``rebag`` of an HDF5 storage."""
+class H5Layout(ABC):
+    """Where one layout keeps each key, and how it writes and removes entries there."""
 
-    def refix(self, prefix_length: int) -> Any:
-        """Move every entry into the layout of ``prefix_length``; returns the storage for it.
+    prefix_length: int = 0
 
-        Each entry is copied (as stored: no decoding, no version check) and
-        the new file is in place before the old copy is removed, so an
-        interruption loses nothing: run it again, or :meth:`relocate` on
-        the returned storage, to finish.  Run it while no other process
-        writes to the store.
+    @abstractmethod
+    def place(self, storage: Any, key: str, large: bool = False) -> tuple[str, str | None]:
+        """The file holding ``key`` here, and its group in it (``None``: the file's root).
+
+        ``large``: the entry is too large for a shared file (see
+        :data:`~fleche.storage.hdf5_shared.SHARED_LIMIT`).
         """
-        target = dataclasses.replace(self, prefix_length=prefix_length)
-        target.relocate()
-        return target
 
-    @classmethod
-    def consolidate(cls, root: Path | str, prefix_length: int = 2, **options: Any) -> Any:
-        """The storage of ``root`` in the grouped layout of ``prefix_length``, entries moved there.
+    @abstractmethod
+    def put_many(self, storage: Any, items: Sequence[tuple[str, Any]]) -> None:
+        """Write each ``(key, value)`` here; a value may be a :class:`~.hdf5_shared.Moved` entry."""
 
-        E.g. gather the per-key files a cluster job wrote into shared files:
-        ``ValueBagOfHoldingH5File.consolidate("store/values")``.  ``options``
-        are the other fields of the storage.  See :meth:`refix`.
-        """
-        storage = cls(root, prefix_length=prefix_length, **options)
-        storage.relocate()
-        return storage
+    @abstractmethod
+    def evict(self, storage: Any, key: str) -> bool:
+        """Remove ``key`` from its place here; whether it was there."""
 
-    def relocate(self) -> int:
-        """Move every entry not where this storage's layout puts it; returns how many moved.
+    def put(self, storage: Any, value: Any, key: Digest) -> Digest:
+        """Write one entry here; returns its key."""
+        self.put_many(storage, [(key, value)])
+        return key
 
-        Finishes an interrupted :meth:`refix` or :meth:`consolidate`.  New
-        copies land before old ones go (see :meth:`refix`).
-        """
-        moved = 0
-        for chunk in self._chunks(""):
-            moved += self._consolidate(chunk)
-        return moved
+    def holds(self, storage: Any, key: str) -> bool:
+        """Whether ``key`` is in its place here (a damaged shared file holds nothing)."""
+        file, group = self.place(storage, key)
+        return os.path.isfile(file) and (group is None or shared.holds(file, group))
 
-    def rebag(self, version_validator: str | None = None) -> int:
-        """Rewrite every bagofholding entry with the installed package versions; returns how many.
 
-        Each bag is loaded under ``version_validator`` (default: this
-        storage's) and written again, replacing the old one atomically,
-        so that after an upgrade the entries a strict validator would
-        refuse are readable again.  Arrays, frames and plain data record
-        no versions and are left as they are; an entry that cannot be
-        loaded is left too (with a :class:`~fleche.errors.CorruptEntryWarning`).
-        """
-        reader = dataclasses.replace(self, version_validator=version_validator or self._validator)
-        count = 0
-        for key in list(self.list()):
-            file, path = self.location(key)
-            if not is_bag(str(file), None if path == "/" else path[1:]):
+@dataclasses.dataclass(frozen=True)
+class PerKeyFiles(H5Layout):
+    """One file per key, ``root/a3/f9/c1…``, written to a temporary file and renamed."""
+
+    def place(self, storage: Any, key: str, large: bool = False) -> tuple[str, str | None]:
+        # docstring inherited
+        return storage._file(key), None
+
+    def put_many(self, storage: Any, items: Sequence[tuple[str, Any]]) -> None:
+        # docstring inherited
+        for key, value in items:
+            FileStorage.put(storage, value, Digest(key))
+
+    def evict(self, storage: Any, key: str) -> bool:
+        # docstring inherited
+        try:
+            os.unlink(storage._file(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupedFiles(H5Layout):
+    """Keys grouped by their first ``prefix_length`` characters in shared files.
+
+    ``root/a.h5`` (1–2 characters), ``root/a3/a3f.h5`` (3–4) or
+    ``root/a3/f9/a3f9c.h5`` (5–8); an array or frame too large for a
+    shared file gets a per-key file.
+    """
+
+    prefix_length: int = 2
+
+    def place(self, storage: Any, key: str, large: bool = False) -> tuple[str, str | None]:
+        # docstring inherited
+        if large:
+            return storage._file(key), None
+        return shared_file(storage.root, key[: self.prefix_length]), key
+
+    def put_many(self, storage: Any, items: Sequence[tuple[str, Any]]) -> None:
+        # docstring inherited: one rewrite of each shared file for all its new entries
+        by_file: dict[str, dict[str, Any]] = {}
+        for key, value in items:
+            if type(value) is not shared.Moved and shared.too_large(value):
+                PerKeyFiles().put(storage, value, Digest(key))
                 continue
-            try:
-                value = reader.get(key)
-            except KeyError:
-                continue
-            self._damaged.add(key)  # what put replaces even where content names the key
-            self.put(value, key)
-            count += 1
-        return count
+            by_file.setdefault(self.place(storage, key)[0], {})[key] = value
+        for file, entries in by_file.items():
+            _add(storage, file, entries)
+        storage._damaged.difference_update(k for k, _ in items)
 
-    def _consolidate(self, chunk: str) -> int:
-        misplaced: dict[str, dict[str, shared.Moved]] = {}  # target file -> key -> source
-        for file, group, held in list(self._holders(chunk)):
-            large = group is None and os.path.getsize(file) > shared.SHARED_LIMIT
-            for key in held:
-                target, _ = self._place(key, large)
-                if target != file:
-                    misplaced.setdefault(target, {})[key] = shared.Moved(
-                        file, None if group is None else key
-                    )
-        for target, entries in misplaced.items():
-            self._copy_in(target, entries)
-        done: dict[str, set[str]] = {}  # shared source file -> keys moved out of it
-        for entries in misplaced.values():
-            for key, source in entries.items():
-                if source.group is None:
-                    _unlink(source.file)
-                else:
-                    done.setdefault(source.file, set()).add(key)
-        for file, keys in done.items():
-            with shared.locked(file):
-                present = shared.keys_for_update(file)
-                if present is not None and keys & present:
-                    shared.rewrite(file, present, keys & present, None, self._replace)
-        return sum(len(entries) for entries in misplaced.values())
+    def evict(self, storage: Any, key: str) -> bool:
+        # docstring inherited
+        file, _ = self.place(storage, key)
+        if not os.path.isfile(file):
+            return False
+        with shared.locked(file):
+            keys = shared.keys_for_update(file, storage._damaged)
+            if keys is None or key not in keys:
+                return False
+            shared.rewrite(file, keys, {key}, None, storage._replace)
+        return True
 
-    def _copy_in(self, target: str, entries: dict[str, shared.Moved]) -> None:
-        """Copy entries into their place ``target`` unless already there (then the copy there wins)."""
-        if self.prefix_length == 0:
-            for key, source in entries.items():
-                if not os.path.isfile(target):
-                    FileStorage.put(self, source, Digest(key))
+
+def _add(storage: Any, file: str, entries: dict[str, Any]) -> None:
+    """Add ``entries`` to the shared file ``file`` in one rewrite (its lock held).
+
+    A key already there is kept where the storage is content-addressed
+    (its content is the same) and the entry is not known to be damaged;
+    otherwise it is replaced.
+    """
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    with shared.locked(file):
+        keys = shared.keys_for_update(file, storage._damaged)
+        present = set() if keys is None else keys & entries.keys()  # replaced, or kept:
+        if storage.content_addressed:
+            kept = present - storage._damaged
+            entries = {k: v for k, v in entries.items() if k not in kept}
+            present -= kept
+        if not entries:
             return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with shared.locked(target):
-            keys = shared.keys_for_update(target)
-            new = {k: s for k, s in entries.items() if keys is None or k not in keys}
-            if new:
-                shared.rewrite(
-                    target,
-                    keys,
-                    set(),
-                    lambda temporary: shared.copy_in(temporary, new),
-                    self._replace,
-                )
+
+        def add(temporary: str) -> None:
+            moved = {k: v for k, v in entries.items() if type(v) is shared.Moved}
+            shared.copy_in(temporary, moved)
+            write_entries(temporary, {k: v for k, v in entries.items() if k not in moved})
+
+        shared.rewrite(file, keys, present, add, storage._replace)
 
 
-def _unlink(file: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(file)
+def shared_file(root: Any, prefix: str) -> str:
+    """The shared file of the keys starting with ``prefix`` (1 to 8 characters) under ``root``."""
+    sep, root = os.sep, str(root)
+    if len(prefix) <= 2:
+        return f"{root}{sep}{prefix}{shared.SUFFIX}"
+    if len(prefix) <= 4:
+        return f"{root}{sep}{prefix[:2]}{sep}{prefix}{shared.SUFFIX}"
+    return f"{root}{sep}{prefix[:2]}{sep}{prefix[2:4]}{sep}{prefix}{shared.SUFFIX}"
+
+
+def layout_for(prefix_length: int) -> H5Layout:
+    """The layout of ``prefix_length``: 0 for one file per key, 1–8 for shared files."""
+    return PerKeyFiles() if prefix_length == 0 else GroupedFiles(prefix_length)
+
+
+def others(layout: H5Layout) -> tuple[H5Layout, ...]:
+    """Every layout but ``layout``: where a store being moved may still hold an entry."""
+    lengths = range(MAX_PREFIX_LENGTH + 1)
+    return tuple(layout_for(n) for n in lengths if n != layout.prefix_length)

@@ -35,7 +35,7 @@ from filelock import FileLock
 
 from ..digest import DIGEST_LENGTH
 from ..errors import CorruptEntryWarning
-from .file import _sync, temporary_sibling
+from .file import sync, temporary_sibling
 from .hdf5_check import PREFIX, read_attribute
 from .hdf5_entry import copy_entry
 
@@ -218,13 +218,13 @@ def rewrite(
                             source.copy(source[key], target, name=key)
         if add is not None:
             add(temporary)
-        _sync(temporary)
+        sync(temporary)
         replace(temporary, file)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _sync(os.path.dirname(file))
+    sync(os.path.dirname(file))
 
 
 def copy_in(file: str, entries: dict[str, Moved]) -> None:
