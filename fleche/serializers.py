@@ -34,6 +34,7 @@ from .errors import ConfigError
 __all__ = [
     "BUFFER_ALIGNMENT",
     "CODECS",
+    "OUT_OF_BAND",
     "CloudpickleSerializer",
     "Compressed",
     "DillSerializer",
@@ -130,7 +131,7 @@ def _loads_framed(loads: Callable[..., Any], data: Buffer) -> Any:
     The buffers handed to the unpickler are slices of ``data`` when it is
     writable (the caller's buffer becomes the arrays' memory), else copies.
     """
-    if data[:4] != _FRAMED:
+    if not data or data[0] != 0xFF or data[:4] != _FRAMED:  # the first byte: cheap on a hit
         return loads(data)
     view = memoryview(data).cast("B")
     _, version, count, length = _FRAME.unpack_from(view)
