@@ -126,15 +126,15 @@ def _dumps_framed(dumps: Callable[..., bytes], obj: Any, protocol: int) -> bytes
 
 
 def _loads_framed(loads: Callable[..., Any], data: Buffer) -> Any:
-    """The object in bytes :func:`_dumps_framed` wrote (or a plain pickle stream).
+    """The object in bytes :func:`_dumps_framed` wrote (their first byte is 0xff).
 
     The buffers handed to the unpickler are slices of ``data`` when it is
     writable (the caller's buffer becomes the arrays' memory), else copies.
     """
-    if not data or data[0] != 0xFF or data[:4] != _FRAMED:  # the first byte: cheap on a hit
-        return loads(data)
     view = memoryview(data).cast("B")
-    _, version, count, length = _FRAME.unpack_from(view)
+    marker, version, count, length = _FRAME.unpack_from(view)
+    if marker != _FRAMED:
+        raise ValueError("neither a pickle stream nor a fleche pickle frame")
     if version != _FRAME_VERSION:
         raise ValueError(f"pickle frame version {version}; this fleche reads {_FRAME_VERSION}")
     offset = _FRAME.size + 8 * count
@@ -165,7 +165,9 @@ class PickleSerializer:
 
     def loads(self, data: Buffer) -> Any:
         # docstring inherited
-        return _loads_framed(pickle.loads, data)
+        if data and data[0] == 0xFF:  # one index on a small value's hit, no call
+            return _loads_framed(pickle.loads, data)
+        return pickle.loads(data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +186,9 @@ class CloudpickleSerializer:
 
     def loads(self, data: Buffer) -> Any:
         # docstring inherited
-        return _loads_framed(_optional("cloudpickle").loads, data)
+        if data and data[0] == 0xFF:
+            return _loads_framed(_optional("cloudpickle").loads, data)
+        return _optional("cloudpickle").loads(data)
 
 
 @dataclasses.dataclass(frozen=True)
