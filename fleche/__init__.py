@@ -8,9 +8,8 @@ and any stored object is named by a short digest prefix.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import digest  # noqa: F401  (the submodule, as in 0.22)
+from ._version import __version__
 from .caches import (
     Cache,
     CacheBase,

@@ -525,18 +525,18 @@ class QueryCall:
         arguments = None
         if self.arguments is not None:
             arguments = {
-                n: Digest.from_raw(argument_raw(n, _unwrap(v))) for n, v in self.arguments.items()
+                n: Digest.from_raw(argument_raw(n, unwrap(v))) for n, v in self.arguments.items()
             }
-        result = self.result if self.result is None else Exactly(digest(_unwrap(self.result)))
+        result = self.result if self.result is None else Exactly(digest(unwrap(self.result)))
         return dataclasses.replace(self, arguments=arguments, result=result)
 
     def matches(self, call: DigestedCall) -> bool:
         """Whether a stored record fits this template (digest it first with :meth:`digested`)."""
         for field in ("name", "module", "version", "code"):
             want = getattr(self, field)
-            if want is not None and _unwrap(want) != getattr(call, field):
+            if want is not None and unwrap(want) != getattr(call, field):
                 return False
-        if self.result is not None and _unwrap(self.result) != call.result:
+        if self.result is not None and unwrap(self.result) != call.result:
             return False
         if self.arguments is not None:
             stored = call.arguments
@@ -555,12 +555,13 @@ def metadata_matches(
         if stored is None:
             return False
         for name, value in entries.items():
-            if name not in stored or stored[name] != _unwrap(value):
+            if name not in stored or stored[name] != unwrap(value):
                 return False
     return True
 
 
-def _unwrap(value: Any) -> Any:
+def unwrap(value: Any) -> Any:
+    """A template field's value to match: the one inside :class:`Exactly`, else the field."""
     return value.value if isinstance(value, Exactly) else value
 
 

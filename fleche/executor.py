@@ -32,8 +32,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .errors import CacheWarning, warn
-from .state import _cache as _activated_cache  # the cache set, if any (not resolved to the default)
-from .state import active_metadata, active_tags, cache, meta, tags
+from .state import activated_cache, active_metadata, active_tags, cache, meta, tags
 
 __all__ = ["CachingExecutor", "wrap_executor"]
 
@@ -113,7 +112,7 @@ class CachingExecutor(Executor):
         cache itself when a task needs it (the same one, from the same
         configuration), and submitting a plain function opens nothing.
         """
-        current = (_activated_cache.get(), active_metadata(), active_tags())
+        current = (activated_cache(), active_metadata(), active_tags())
         with self._lock:
             known = self._state
             if known is not None and all(a is b for a, b in zip(known[0], current, strict=True)):

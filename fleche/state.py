@@ -70,6 +70,11 @@ def active_cache() -> Cache:
     return current
 
 
+def activated_cache() -> Cache | None:
+    """The cache set with :func:`cache` in this context, if any (never opens the default)."""
+    return _cache.get()
+
+
 def active_metadata() -> tuple[Metadata, ...]:
     """The metadata recorders in force."""
     return _metadata.get()

@@ -292,6 +292,12 @@ def explain(ctx: Context) -> int:
 
 def add_commands(commands: Commands) -> None:
     """Register the reading commands."""
+    _add_finding(commands)
+    _add_tracing(commands)
+
+
+def _add_finding(commands: Commands) -> None:
+    """``ls``, ``show``, ``query`` and ``stats``: the calls and values of a store."""
     listing = argparse.ArgumentParser(add_help=False)
     listing.add_argument(
         "--limit", type=int, default=50, help="show at most this many calls, newest first (0: all)"
@@ -329,6 +335,9 @@ def add_commands(commands: Commands) -> None:
     p = commands.add_parser("stats", help="counts and sizes", description=stats.__doc__)
     p.set_defaults(run=stats)
 
+
+def _add_tracing(commands: Commands) -> None:
+    """``lineage`` and ``explain``: where a value came from, why a call is (not) stored."""
     p = commands.add_parser(
         "lineage", help="where a value came from, or where it went", description=lineage.__doc__
     )

@@ -162,7 +162,12 @@ def add_commands(commands: Commands) -> None:
     """Register the commands that change a store."""
     dry = argparse.ArgumentParser(add_help=False)
     dry.add_argument("--dry-run", action="store_true", help="only report what would change")
+    _add_cleaning(commands, dry)
+    _add_rewriting(commands, dry)
 
+
+def _add_cleaning(commands: Commands, dry: argparse.ArgumentParser) -> None:
+    """``gc``, ``prune`` and ``verify``: remove what is unreferenced, old or broken."""
     p = commands.add_parser(
         "gc", parents=[dry], help="remove unreferenced values", description=gc.__doc__
     )
@@ -203,6 +208,9 @@ def add_commands(commands: Commands) -> None:
     )
     p.set_defaults(run=verify)
 
+
+def _add_rewriting(commands: Commands, dry: argparse.ArgumentParser) -> None:
+    """``transform`` and the renames: rewrite the call records in place."""
     p = commands.add_parser(
         "transform", parents=[dry], help="rewrite every call record", description=transform.__doc__
     )

@@ -37,7 +37,8 @@ __all__ = [
     "ValueStorage",
 ]
 
-_NO_CONTEXT = contextlib.nullcontext()
+#: The shared no-op operation context (mixins skip entering it on the hot path).
+NO_CONTEXT = contextlib.nullcontext()
 
 #: What :meth:`KeyManagement._operation_context` returns: a context manager
 #: entered around one operation (``isinstance`` works on it).
@@ -129,7 +130,7 @@ class KeyManagement(ABC):
         """
         # One shared no-op context: the hit path of a plain storage pays
         # almost nothing for the hook (benchmarks/bench_core.py).
-        return _NO_CONTEXT
+        return NO_CONTEXT
 
     @abstractmethod
     def list(self) -> Iterable[Digest]:

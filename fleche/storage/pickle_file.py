@@ -279,18 +279,45 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_all(file: str) -> bytes:
+def _read_all(file: str) -> bytes | memoryview:
     """The whole file: one system call for a small one (the hit path)."""
     fd = os.open(file, _OPEN)
     try:
         data = os.read(fd, _SMALL)
         if len(data) < _SMALL:
             return data
-        os.lseek(fd, 0, os.SEEK_SET)  # a large one: read again into one buffer of the right size
-        with open(fd, "rb", buffering=0, closefd=False) as handle:
-            return handle.readall()
+        return _read_large(fd, data)
     finally:
         os.close(fd)
+
+
+def _read_large(fd: int, first: bytes) -> memoryview:
+    """A large file read again, once, into a writable buffer the loaded value may keep.
+
+    The payload starts on a 16-byte boundary (counting on the allocator's
+    alignment), and the serializers place out-of-band buffers at multiples
+    of :data:`~fleche.serializers.BUFFER_ALIGNMENT` from its start: arrays
+    are unpickled as aligned views of this buffer, with no second copy
+    (benchmarks/bench_big_values.py).
+    """
+    size = os.fstat(fd).st_size
+    pad = -_payload_offset(first) % 16
+    buffer = bytearray(pad + size)
+    view = memoryview(buffer)[pad:]
+    done = 0
+    os.lseek(fd, 0, os.SEEK_SET)
+    with open(fd, "rb", buffering=0, closefd=False) as handle:
+        while done < size and (count := handle.readinto(view[done:])):
+            done += count
+    return view[:done]  # shorter if truncated meanwhile: the check refuses it
+
+
+def _payload_offset(first: bytes) -> int:
+    """Where the payload of the entry starting with ``first`` begins (0 if it has no header)."""
+    if len(first) < _HEAD.size or first[:4] != MAGIC:
+        return 0
+    _, _, flags, _, length = _HEAD.unpack_from(first)
+    return _HEAD.size + length + (TAG_SIZE if flags & SIGNED else _CHECK_SIZE)
 
 
 @dataclasses.dataclass(frozen=True)
