@@ -209,8 +209,10 @@ class SizeLimitedMixin(WrapperCache):
 
     def _enforce(self) -> None:
         """Evict calls (and values no call holds), least recently used first, to fit the budget."""
+        if not self._over():
+            return
         usage = self._usage()
-        self._register(usage.flush())
+        self._register(usage.flush())  # the order of the last uses, and calls unknown so far
         while self._over():
             victims = usage.oldest(_BATCH)
             if not victims:

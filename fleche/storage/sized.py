@@ -117,7 +117,7 @@ class SizedValues(ValueStorage):
                     if self.index is not None:
                         self.index.parent.mkdir(parents=True, exist_ok=True)
                     path = None if self.index is None else str(self.index)
-                    index = self._box[0] = UsageIndex(path)
+                    index = self._box[0] = UsageIndex(path, self.values.contains)
         return index
 
     # -- writing and reading: the bookkeeping ----------------------------------------
@@ -126,8 +126,10 @@ class SizedValues(ValueStorage):
         # docstring inherited
         key = self.values.save(value, digest(value) if key is None else key)
         usage, now = self.usage(), self.clock()
-        if not usage.used(key, now):  # new to the index: measured once
-            usage.record(key, size_of(value), now, self._parts(key))
+        if usage.known(key):
+            usage.touch(key, now)  # only its use is new
+        else:
+            usage.add(key, size_of(value), now, self._parts(key))
         return key
 
     def _parts(self, key: Digest) -> list[tuple[str, str]]:

@@ -12,11 +12,12 @@ in batches, so a read costs no SQL statement.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 __all__ = ["UsageIndex"]
@@ -28,12 +29,16 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY, size INTEGER NOT NULL, used REAL NOT NULL, refs INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_unheld ON entries (refs, used);
+CREATE INDEX IF NOT EXISTS entries_unheld ON entries (used) WHERE refs = 0;
 CREATE TABLE IF NOT EXISTS parts (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
 CREATE TABLE IF NOT EXISTS holders (key TEXT PRIMARY KEY, used REAL NOT NULL, holds TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS holders_used ON holders (used);
 CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
 INSERT OR IGNORE INTO totals VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
+    BEGIN UPDATE totals SET bytes = bytes + NEW.size WHERE id = 0; END;
+CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
+    BEGIN UPDATE totals SET bytes = bytes - OLD.size WHERE id = 0; END;
 """
 
 _TOUCH_ENTRY = "UPDATE entries SET used = max(used, ?) WHERE key = ?"
@@ -45,11 +50,15 @@ class UsageIndex:
 
     ``path`` is the SQLite file, ``None`` for private memory.  Every change
     is one transaction, so several processes can share the file.
+    ``present(key)`` tells whether the storage still holds an entry: one
+    removed between its write and its recording is not recorded.
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, present: Callable[[str], bool] = bool) -> None:
         self.pid = os.getpid()
+        self._present = present
         self._lock = threading.Lock()
+        self._adds: dict[str, tuple[int, float, list[tuple[str, str]]]] = {}
         self._entries: dict[str, float] = {}
         self._holders: dict[str, float] = {}
         self._db = sqlite3.connect(
@@ -60,13 +69,23 @@ class UsageIndex:
             self._db.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             self._db.executescript(_SCHEMA)
-        weakref.finalize(self, _close, self._db, self.pid)
+        weakref.finalize(self, _close, self._db, self.pid, self._adds)
 
     # -- reading -----------------------------------------------------------------
 
     def _read(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._adds:
+            with self._transaction():
+                pass  # what this process recorded is read back
         with self._lock:
             return self._db.execute(sql, tuple(parameters)).fetchall()
+
+    def known(self, key: str) -> bool:
+        """Whether the entry under ``key`` is recorded (or about to be, by this process)."""
+        if key in self._adds:
+            return True
+        with self._lock:
+            return bool(self._db.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchall())
 
     def total(self) -> int:
         """Bytes of the entries recorded."""
@@ -102,41 +121,44 @@ class UsageIndex:
 
     # -- writing -------------------------------------------------------------------
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._lock, self._db)
-
-    def used(self, key: str, when: float) -> bool:
-        """Mark the entry under ``key`` used at ``when``; whether it is recorded."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The lock and ``BEGIN IMMEDIATE``…``COMMIT``, writing the entries added meanwhile first."""
         with self._lock:
-            return self._db.execute(_TOUCH_ENTRY, (when, key)).rowcount > 0
+            adds = dict(self._adds)
+            self._adds.clear()
+        # Checked outside the lock: an entry evicted since it was written is not recorded.
+        adds = {key: add for key, add in adds.items() if self._present(key)}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                _insert(self._db, adds)
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
-    def record(self, key: str, size: int, when: float, parts: Iterable[tuple[str, str]]) -> None:
-        """Record the entry under ``key`` and the ``(parent, child)`` edges of its stored parts.
+    def add(self, key: str, size: int, when: float, parts: Iterable[tuple[str, str]]) -> None:
+        """Record a new entry of ``size`` bytes written at ``when``, with its stored parts.
 
-        A part is recorded with size 0: the size of a container is counted
-        on the container.  An entry recorded already keeps its size.
+        ``parts`` are the ``(parent, child)`` edges of the parts stored apart
+        from it, each recorded with size 0 (a container's size is counted on
+        the container).  Written with the next change or read, so that a
+        call's values and its hold cost one transaction; an entry recorded
+        already keeps its size.
         """
-        with self._transaction() as db:
-            if db.execute(
-                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, 0)", (key, size, when)
-            ).rowcount:
-                db.execute("UPDATE totals SET bytes = bytes + ? WHERE id = 0", (size,))
-            else:
-                db.execute(_TOUCH_ENTRY, (when, key))
-            for parent, child in parts:
-                db.execute("INSERT OR IGNORE INTO entries VALUES (?, 0, ?, 0)", (child, when))
-                if db.execute(
-                    "INSERT OR IGNORE INTO parts VALUES (?, ?)", (parent, child)
-                ).rowcount:
-                    db.execute("UPDATE entries SET refs = refs + 1 WHERE key = ?", (child,))
+        with self._lock:
+            self._adds[key] = (size, when, list(parts))
+            full = len(self._adds) >= TOUCH_BATCH
+        if full:
+            with self._transaction():
+                pass
 
     def forget(self, key: str) -> None:
         """The entry under ``key`` is gone from the storage: drop it (its parts stay recorded)."""
         with self._transaction() as db:
-            for (size,) in db.execute(
-                "DELETE FROM entries WHERE key = ? RETURNING size", (key,)
-            ).fetchall():
-                db.execute("UPDATE totals SET bytes = bytes - ? WHERE id = 0", (size,))
+            db.execute("DELETE FROM entries WHERE key = ?", (key,))
             children = _parts(db, key)
             db.executemany(
                 "UPDATE entries SET refs = refs - 1 WHERE key = ?", [(c,) for c in children]
@@ -207,7 +229,7 @@ class UsageIndex:
         with self._lock:
             entries, self._entries = self._entries, {}
             holders, self._holders = self._holders, {}
-        if not entries and not holders:
+        if not entries and not holders and not self._adds:
             return []
         unknown = []
         with self._transaction() as db:
@@ -218,32 +240,30 @@ class UsageIndex:
         return unknown
 
 
-def _close(db: sqlite3.Connection, pid: int) -> None:
-    if pid == os.getpid():
-        db.close()
+def _close(db: sqlite3.Connection, pid: int, adds: dict[str, Any]) -> None:
+    """Write what is still pending, then close (in the process that opened ``db`` only)."""
+    if pid != os.getpid():
+        return
+    try:
+        if adds:
+            db.execute("BEGIN IMMEDIATE")
+            _insert(db, adds)
+            db.execute("COMMIT")
+    except sqlite3.Error:
+        pass  # best effort at exit: an entry not recorded is recorded when next held
+    db.close()
 
 
-class _Transaction:
-    """``with index._transaction() as db:`` — the lock and ``BEGIN IMMEDIATE``…``COMMIT``."""
-
-    def __init__(self, lock: threading.Lock, db: sqlite3.Connection) -> None:
-        self.lock = lock
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        return self.db
-
-    def __exit__(self, kind: type | None, *_: object) -> None:
-        try:
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-        finally:
-            self.lock.release()
+def _insert(
+    db: sqlite3.Connection, adds: dict[str, tuple[int, float, list[tuple[str, str]]]]
+) -> None:
+    """Write added entries and the edges of their parts (inside a transaction)."""
+    for key, (size, when, parts) in adds.items():
+        db.execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, 0)", (key, size, when))
+        for parent, child in parts:
+            db.execute("INSERT OR IGNORE INTO entries VALUES (?, 0, ?, 0)", (child, when))
+            if db.execute("INSERT OR IGNORE INTO parts VALUES (?, ?)", (parent, child)).rowcount:
+                db.execute("UPDATE entries SET refs = refs + 1 WHERE key = ?", (child,))
 
 
 def _decref(db: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
@@ -253,12 +273,11 @@ def _decref(db: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
     while todo:
         key = todo.pop()
         rows = db.execute(
-            "UPDATE entries SET refs = refs - 1 WHERE key = ? RETURNING refs, size", (key,)
+            "UPDATE entries SET refs = refs - 1 WHERE key = ? RETURNING refs", (key,)
         ).fetchall()
         if not rows or rows[0][0] > 0:
             continue
         db.execute("DELETE FROM entries WHERE key = ?", (key,))
-        db.execute("UPDATE totals SET bytes = bytes - ? WHERE id = 0", (rows[0][1],))
         todo.extend(_parts(db, key))
         freed.append(key)
     return freed
