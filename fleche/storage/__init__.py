@@ -26,7 +26,9 @@ from .file import FileStorage
 from .memory import CallMemory, MemoryBackend, ValueMemory
 from .pickle_file import CallPickleFile, PickleFileBackend, ValuePickleFile
 from .registry import get_storage_constructor, is_registered_storage, register_storage
+from .sized import SizedValues
 from .thread_safe import PerKeyLockMixin, SerializingMixin
+from .usage import UsageIndex
 from .void import CallVoid, ValueVoid, VoidBackend
 
 #: Public name -> (module, pip extra that provides its dependencies).
@@ -54,7 +56,9 @@ __all__ = [
     "PickleFileBackend",
     "SaveError",
     "SerializingMixin",
+    "SizedValues",
     "StorageBackend",
+    "UsageIndex",
     "ValueMemory",
     "ValueMixin",
     "ValuePickleFile",

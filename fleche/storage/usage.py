@@ -157,6 +157,8 @@ class UsageIndex:
 
     def forget(self, key: str) -> None:
         """The entry under ``key`` is gone from the storage: drop it (its parts stay recorded)."""
+        if not self.known(key):
+            return  # freed already (the usual case): no write
         with self._transaction() as db:
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
             children = _parts(db, key)
