@@ -15,6 +15,7 @@ import pytest
 from fleche.digest import digest
 from fleche.storage import ValueMemory, ValuePickleFile
 from fleche.storage.sized import SizedValues, size_of
+from fleche.testing.storage import value_state_machine
 
 from .backends import hdf5_values, pickle_values
 from .test_compositions import Clock
@@ -28,6 +29,9 @@ def _hdf5(root: Path):
     pytest.importorskip("bagofholding")
     return hdf5_values(root)
 
+
+#: The wrapper keeps the value storage contract (a dict model, hypothesis state machine).
+TestSizedValuesMachine = value_state_machine(lambda: SizedValues(ValueMemory())).TestCase
 
 BACKENDS = {"memory": _memory, "pickle": pickle_values, "hdf5": _hdf5}
 PERSISTENT = ["pickle", "hdf5"]
