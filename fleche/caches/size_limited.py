@@ -17,6 +17,7 @@ registered the first time it is read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -196,10 +197,16 @@ class SizeLimitedMixin(WrapperCache):
     # -- evicting ------------------------------------------------------------------
 
     def _free(self, keys: list[str]) -> None:
-        """Remove freed values from the storage, except arguments of calls running here."""
-        values, pins = self._counted.values, self._counted.pins
+        """Remove freed values from the storage, except arguments of calls running here.
+
+        Through ``cache.values``, below the bookkeeping: the index let go of
+        them already.
+        """
+        if not keys:
+            return
+        values, pins = self.cache.values, self._counted.pins
         for key in keys:
-            pins.unless_pinned(key, lambda key=key: values.evict(key))
+            pins.unless_pinned(key, functools.partial(values.evict, key))
 
     def _over(self) -> bool:
         """Whether the values kept exceed ``max_bytes`` or the calls ``max_calls``."""
@@ -213,7 +220,7 @@ class SizeLimitedMixin(WrapperCache):
         if not self._over():
             return
         usage = self._usage()
-        self._register(usage.flush())  # the order of the last uses, and calls unknown so far
+        self._register(usage.flush(holders_only=True))  # the order of the last uses
         while self._over():
             victims = usage.oldest(_BATCH)
             if not victims:

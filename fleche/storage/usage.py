@@ -226,8 +226,14 @@ class UsageIndex:
         if len(self._holders) >= TOUCH_BATCH:
             self.flush()
 
-    def flush(self) -> list[str]:
-        """Write the uses remembered in memory; returns the holders touched that are not recorded."""
+    def flush(self, *, holders_only: bool = False) -> list[str]:
+        """Write the uses remembered in memory; returns the holders touched that are not recorded.
+
+        With ``holders_only``, nothing is written unless a holder was used
+        (the order of eviction depends on it; the values' uses go along).
+        """
+        if holders_only and not self._holders:
+            return []
         with self._lock:
             entries, self._entries = self._entries, {}
             holders, self._holders = self._holders, {}
