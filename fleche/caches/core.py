@@ -10,10 +10,10 @@ record that cannot be stored costs a warning, never the user's result
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
@@ -27,6 +27,7 @@ from ..storage.void import CallVoid, ValueVoid
 from . import verification
 from .base import CacheBase, as_template, merge_expansions, sealed
 from .messages import where_stored
+from .pins import Pins
 
 __all__ = ["GC_GRACE", "Cache", "memory_cache", "void_cache"]
 
@@ -55,12 +56,8 @@ class Cache(CacheBase):
     _: dataclasses.KW_ONLY
     ttl: Duration | None = None
     clock: Callable[[], float] = time.time
-    _pins: Counter[Digest] = dataclasses.field(
-        default_factory=Counter, init=False, repr=False, compare=False
-    )
-    _pins_lock: threading.Lock = dataclasses.field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
-    )
+    #: Values of the calls prepared here and not yet committed, kept from :meth:`gc`.
+    pins: Pins = dataclasses.field(default_factory=Pins, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
@@ -121,43 +118,32 @@ class Cache(CacheBase):
         """
         record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
-        self._pin(pinned)
+        self.pins.pin(pinned)
         name = ""
         try:
             for name, value in arguments.items():
                 self.values.save(value, record.arguments[name])
         except Exception as err:
-            self._unpin(pinned)
+            self.pins.unpin(pinned)
             raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
         except BaseException:
-            self._unpin(pinned)
+            self.pins.unpin(pinned)
             raise
-        return PreparedCall(record, key, self._finish, lambda: self._unpin(pinned))
+        return PreparedCall(record, key, self._finish, lambda: self.pins.unpin(pinned))
 
     def _finish(self, record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
         try:
             result_key = digest(result)
         except Indigestible as err:
             raise err.located("result") from None
-        self._pin([result_key])
+        self.pins.pin([result_key])
         try:
             self.values.save(result, result_key)
             meta = {**record.metadata, **metadata} if metadata else record.metadata
             meta = stamp_expiry(meta, self.clock(), self.ttl)
             return self.calls.save(dataclasses.replace(record, result=result_key, metadata=meta))
         finally:
-            self._unpin([result_key])
-
-    def _pin(self, keys: Iterable[Digest]) -> None:
-        with self._pins_lock:
-            self._pins.update(keys)
-
-    def _unpin(self, keys: Iterable[Digest]) -> None:
-        with self._pins_lock:
-            self._pins.subtract(keys)
-            for key in keys:
-                if self._pins[key] <= 0:
-                    del self._pins[key]
+            self.pins.unpin([result_key])
 
     # -- reading -------------------------------------------------------------
 
@@ -237,8 +223,7 @@ class Cache(CacheBase):
             except KeyError:
                 continue
             todo.extend(record.values())
-        with self._pins_lock:
-            todo.extend(self._pins)
+        todo.extend(self.pins.snapshot())
         while todo:
             key = todo.pop()
             if key in live:
@@ -281,21 +266,15 @@ class Cache(CacheBase):
         """
         dead, _ = self.unreferenced(grace)
         if dry_run:
-            with self._pins_lock:
-                return {key for key in dead if key not in self._pins}
+            pinned = self.pins.snapshot()
+            return {key for key in dead if key not in pinned}
         removed = set()
         for key in dead:
-            # Checked and evicted under the pin lock: a prepare pins before it
-            # stores, so it either sees the value gone and stores it again, or
-            # pinned it first and the value is kept.
-            with self._pins_lock:
-                if key in self._pins:
-                    continue
-                try:
-                    self.values.evict(key)
-                except KeyError:
-                    continue
-            removed.add(key)
+            try:
+                if self.pins.unless_pinned(key, functools.partial(self.values.evict, key)):
+                    removed.add(key)
+            except KeyError:
+                continue
         return removed
 
     def redigest(self) -> int:

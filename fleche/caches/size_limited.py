@@ -1,159 +1,43 @@
 """A byte budget on a cache: the least recently used calls go first.
 
-:class:`SizeLimitedCache` keeps its bookkeeping in a small SQLite side
-index (a file shared by every process using the store, or private memory):
-for each call when it was last read and which values it uses, for each
-value its size and how many calls and containers refer to it.  Opening a
-store never reads its records; a call stored by someone else is registered
-the first time it is read.  Evicting a call frees the values no remaining
-call refers to, containers with the children they alone hold.
+The bookkeeping is the value storage's: :class:`SizeLimitedCache` reads
+the usage index its value storage declares
+(:meth:`~fleche.storage.base.ValueStorage.usage`), wrapping the storage in
+a :class:`~fleche.storage.sized.SizedValues` when it keeps none.  That
+index records the size and last use of every value written or read, and
+which calls hold which values.  The policy here only decides: after each
+store it evicts, through the cache, the least recently used calls (and
+values no call holds) until the budget is kept; evicting a call frees the
+values no remaining call holds, containers with the parts they alone hold.
 
-Sizes are estimates: an array's ``nbytes``, the length of ``bytes`` and
-``str``, else the pickled length of the value.  The size of a container is
-counted on the value itself; its separately stored children count zero.
+Opening a store never reads its records; a call stored by someone else is
+registered the first time it is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
-import sqlite3
-import sys
-import threading
+import functools
 import time
-import weakref
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..call import Call, DigestedCall, LazyCall, PreparedCall
+from ..call import Call, DigestedCall, LazyCall, PreparedCall, unstored_arguments
 from ..digest import DIGEST_LENGTH, Digest
-from .base import sealed
+from ..expiry import Duration
+from ..storage.sized import SizedValues, size_of
+from ..storage.usage import UsageIndex
 from .core import Cache
+from .forms import sealed
 from .wrapping import WrapperCache
 
 __all__ = ["POLICIES", "SizeLimitedCache", "SizeLimitedMixin", "size_of"]
 
 #: Eviction orders: least recently used, or first stored first out.
 POLICIES = ("lru", "fifo")
-#: Reads remembered in memory before they are written to the index.
-_TOUCH_BATCH = 256
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, accessed REAL NOT NULL, uses TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS calls_accessed ON calls (accessed);
-CREATE TABLE IF NOT EXISTS nodes (key TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS edges (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
-CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
-INSERT OR IGNORE INTO totals VALUES (0, 0);
-"""
-
-
-class _Counting:
-    """A write-only file that only counts bytes."""
-
-    __slots__ = ("size",)
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        n = memoryview(data).nbytes
-        self.size += n
-        return n
-
-
-def size_of(value: Any) -> int:
-    """Estimated bytes of ``value``: ``nbytes`` of arrays, ``len`` of bytes/str, else pickled length."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return memoryview(value).nbytes
-    if isinstance(value, str):
-        return len(value)
-    nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int) and type(value).__module__.startswith("numpy"):
-        return nbytes
-    sink = _Counting()
-    try:
-        pickle.dump(value, sink, protocol=5)
-    except Exception:
-        return sys.getsizeof(value)
-    return sink.size
-
-
-class _Index:
-    """The side index: one connection per process, every change one transaction."""
-
-    def __init__(self, path: str | None) -> None:
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
-        self.db = sqlite3.connect(
-            path or ":memory:", timeout=30, isolation_level=None, check_same_thread=False
-        )
-        if path:
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-        with self.lock:
-            self.db.executescript(_SCHEMA)
-        weakref.finalize(self, _close, self.db, self.pid)
-
-    def transaction(self) -> _Transaction:
-        return _Transaction(self)
-
-    def read(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.lock:
-            return self.db.execute(sql, tuple(parameters)).fetchall()
-
-
-def _close(db: sqlite3.Connection, pid: int) -> None:
-    if pid == os.getpid():
-        db.close()
-
-
-class _Transaction:
-    """``with index.transaction() as db:`` — the index lock and ``BEGIN IMMEDIATE``…``COMMIT``."""
-
-    def __init__(self, index: _Index) -> None:
-        self.index = index
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.index.lock.acquire()
-        try:
-            self.index.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.index.lock.release()
-            raise
-        return self.index.db
-
-    def __exit__(self, kind: type | None, *_: object) -> None:
-        try:
-            self.index.db.execute("COMMIT" if kind is None else "ROLLBACK")
-        finally:
-            self.index.lock.release()
-
-
-def _incref(db: sqlite3.Connection, key: str) -> None:
-    db.execute("UPDATE nodes SET refs = refs + 1 WHERE key = ?", (key,))
-
-
-def _decref(db: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
-    """Drop one reference from each key; the nodes left unreferenced are removed (cascading)."""
-    freed: list[str] = []
-    todo = list(keys)
-    while todo:
-        key = todo.pop()
-        db.execute("UPDATE nodes SET refs = refs - 1 WHERE key = ?", (key,))
-        row = db.execute("SELECT refs, size FROM nodes WHERE key = ?", (key,)).fetchone()
-        if row is None or row[0] > 0:
-            continue
-        db.execute("DELETE FROM nodes WHERE key = ?", (key,))
-        db.execute("UPDATE totals SET bytes = bytes - ? WHERE id = 0", (row[1],))
-        children = [c for (c,) in db.execute("SELECT child FROM edges WHERE parent = ?", (key,))]
-        db.execute("DELETE FROM edges WHERE parent = ?", (key,))
-        todo.extend(children)
-        freed.append(key)
-    return freed
+#: Victims read from the index at a time.
+_BATCH = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,14 +53,16 @@ class SizeLimitedMixin(WrapperCache):
     cache
         The :class:`~fleche.caches.Cache` whose calls are limited.
     max_bytes
-        The budget for the values of the calls tracked here (``None``: none).
+        The budget for the values stored through this cache (``None``: none).
     max_calls
         At most this many calls are kept (``None``: no limit on the number).
     policy
         ``"lru"`` (least recently read first) or ``"fifo"`` (first stored first).
     index
         The SQLite file of the bookkeeping, shared by every process that
-        uses the store; ``None`` keeps it in memory (right for a memory cache).
+        uses the store; ``None`` keeps it in memory (right for a memory
+        cache).  Not used when the value storage keeps its own
+        (:meth:`~fleche.storage.base.ValueStorage.usage`).
     clock
         Returns the current time in epoch seconds; injected in tests.
     """
@@ -188,112 +74,80 @@ class SizeLimitedMixin(WrapperCache):
     policy: str = "lru"
     index: str | Path | None = None
     clock: Callable[[], float] = time.time
-    _box: list[Any] = dataclasses.field(
-        default_factory=lambda: [None], init=False, repr=False, compare=False
-    )
-    _touched: dict[str, float] = dataclasses.field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    _pins: Counter[str] = dataclasses.field(
-        default_factory=Counter, init=False, repr=False, compare=False
-    )
-    _lock: threading.Lock = dataclasses.field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
-    )
+    #: ``cache`` with values that keep account: every operation goes through it.
+    _counted: Cache = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.cache, Cache):
             raise TypeError(
                 f"SizeLimitedCache limits a Cache (values and calls), not {type(self.cache).__name__}"
             )
-        if self.max_bytes is None and self.max_calls is None:
-            raise ValueError("a SizeLimitedCache needs max_bytes, max_calls or both")
-        for name in ("max_bytes", "max_calls"):
-            limit = getattr(self, name)
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-            ):
-                raise ValueError(f"{name} must be a whole number >= 0 or None; got {limit!r}")
-        if self.policy not in POLICIES:
-            raise ValueError(
-                f"unknown eviction policy {self.policy!r}; choose one of {list(POLICIES)}"
-            )
+        _check_limits(self.max_bytes, self.max_calls, self.policy)
         if self.index is not None:
             object.__setattr__(self, "index", Path(self.index).expanduser())
+        counted = self.cache
+        if counted.values.usage() is None:
+            values = SizedValues(counted.values, index=self.index, clock=self.clock)
+            counted = dataclasses.replace(counted, values=values)
+        object.__setattr__(self, "_counted", counted)
 
-    def _db(self) -> _Index:
-        index = self._box[0]
-        if index is None or index.pid != os.getpid():
-            with self._lock:
-                index = self._box[0]
-                if index is None or index.pid != os.getpid():
-                    if self.index is not None:
-                        self.index.parent.mkdir(parents=True, exist_ok=True)
-                    index = self._box[0] = _Index(None if self.index is None else str(self.index))
-        return index
-
-    # -- size ------------------------------------------------------------------
+    def _usage(self) -> UsageIndex:
+        usage = self._counted.values.usage()
+        assert usage is not None  # declared when __post_init__ checked it
+        return usage
 
     def total(self) -> int:
-        """Bytes of the values of the calls tracked now."""
-        return self._db().read("SELECT bytes FROM totals WHERE id = 0")[0][0]
+        """Bytes of the values stored through this cache and kept now."""
+        return self._usage().total()
 
-    # -- reading: remember the access ----------------------------------------------
+    # -- reading: remember the use -----------------------------------------------------
 
     def _touch(self, key: Digest | str) -> None:
-        if self.policy != "lru":
-            return
-        self._touched[key] = self.clock()
-        if len(self._touched) >= _TOUCH_BATCH:
-            self.flush()
+        if self.policy == "lru":
+            self._usage().touch_holder(key, self.clock())
 
     def flush(self) -> None:
-        """Write the reads remembered in memory to the index (registering calls it does not know)."""
-        with self._lock:
-            touched = dict(self._touched)
-            self._touched.clear()
-        if not touched:
-            return
-        index = self._db()
-        with index.transaction() as db:
-            unknown = []
-            for key, when in touched.items():
-                cursor = db.execute(
-                    "UPDATE calls SET accessed = max(accessed, ?) WHERE key = ?", (when, key)
-                )
-                if cursor.rowcount == 0:
-                    unknown.append((key, when))
-        for (
-            key,
-            when,
-        ) in unknown:  # stored before the limit or by another process: registered lazily
+        """Write the uses remembered in memory to the index (registering calls it does not know)."""
+        if self._register(self._usage().flush()):
+            self._enforce()
+
+    def _register(self, keys: list[str]) -> bool:
+        """Hold the values of calls used here and unknown to the index; whether there were any."""
+        for key in keys:  # stored before the limit, or by another process
             try:
-                call = self.cache.load(key)
+                record = self._counted.load(key).digested_call
             except KeyError:
                 continue
-            self._register(call.digested_call, _sizes_of(call), when)
-        if unknown:
-            self._enforce()
+            self._hold(record, {})
+        return bool(keys)
 
     def load(self, key: Digest | str) -> LazyCall:
         # docstring inherited
-        call = self.cache.load(key)
+        call = self._counted.load(key)
         self._touch(call.key() if len(key) != DIGEST_LENGTH else key)
         return call
 
     def load_result(self, key: Digest | str) -> Any:
         # docstring inherited
-        result = self.cache.load_result(key)
-        self._touch(key)
+        result = self._counted.load_result(key)
+        if self.policy == "lru":  # the hit path: _touch inlined (benchmarks/bench_stack.py)
+            self._counted.values.usage().touch_holder(key, self.clock())  # type: ignore[union-attr]
         return result
 
-    # -- writing: register, then keep to the budget ----------------------------------
+    def load_value(self, key: Digest | str) -> Any:
+        # docstring inherited
+        return self._counted.load_value(key)
+
+    # -- writing: hold the values, then keep to the budget ----------------------------------
 
     def save(self, call: Call | LazyCall) -> Digest:
         # docstring inherited
-        key = self.cache.save(call)
-        record = call.digested_call if isinstance(call, LazyCall) else call.digested()
-        self._register(record, _sizes_of(call, record), self.clock(), _values_of(call, record))
+        key = self._counted.save(call)
+        if isinstance(call, LazyCall):  # its values are read from its store if need be
+            self._hold(call.digested_call, {})
+        else:
+            record = call.digested()
+            self._hold(record, _stored_values(call, record))
         self._enforce()
         return key
 
@@ -305,155 +159,121 @@ class SizeLimitedMixin(WrapperCache):
     ) -> PreparedCall:
         # docstring inherited
         record, arguments, key = sealed(record, arguments, key)
-        pinned = list(record.arguments.values())
-        with self._lock:
-            self._pins.update(pinned)
-        try:
-            inner = self.cache.prepare(record, arguments, key)
-        except BaseException:
-            self._unpin(pinned)
-            raise
-        sizes = {record.arguments[name]: size_of(value) for name, value in arguments.items()}
+        inner = self._counted.prepare(record, arguments, key)
         given = {record.arguments[name]: value for name, value in arguments.items()}
 
         def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
             done = inner.commit(result, metadata)
-            stored = self.cache.calls.load(done)
-            sizes[stored.result] = size_of(result)
-            self._register(stored, sizes, self.clock(), {**given, stored.result: result})
+            stored = self._counted.load(done).digested_call
+            self._hold(stored, {**given, stored.result: result})
             self._enforce()
             return done
 
-        def release() -> None:
-            inner.abandon()
-            self._unpin(pinned)
+        return PreparedCall(record, key, finish, inner.abandon)
 
-        return PreparedCall(record, key, finish, release)
+    def _hold(self, record: DigestedCall, values: Mapping[str, Any]) -> None:
+        """Record that the call ``record`` holds its values (and free what it held before).
 
-    def _unpin(self, keys: list[Digest]) -> None:
-        with self._lock:
-            self._pins.subtract(keys)
-            for key in keys:
-                if self._pins[key] <= 0:
-                    del self._pins[key]
-
-    def _register(
-        self,
-        record: DigestedCall,
-        sizes: Mapping[str, int],
-        when: float,
-        values: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Track a stored call: its values (and their stored parts), and replace what it used before.
-
-        ``values`` (by digest), when at hand, are stored again if another
-        process freed them between our write and our registration.
+        A value the index does not know (stored before the limit, or freed
+        by another process between our write and now) is stored again
+        through the counting storage, from ``values`` or from the store.
         """
-        index = self._db()
-        uses = list(dict.fromkeys(record.values()))
-        known = {
-            k
-            for (k,) in index.read(
-                f"SELECT key FROM nodes WHERE key IN ({','.join('?' * len(uses))})", uses
-            )
-        }
-        edges: list[tuple[str, str]] = []
-        todo = [k for k in uses if k not in known]
-        seen = set(todo)
-        while todo:  # the stored parts of new containers, read outside the transaction
-            parent = todo.pop()
-            try:
-                children = list(self.cache.values.children(parent))
-            except KeyError:
-                continue
-            for child in children:
-                edges.append((parent, child))
-                if child not in seen:
-                    seen.add(child)
-                    todo.append(child)
-        key = record.key()
-        freed: list[str] = []
-        new: list[str] = []
-        with index.transaction() as db:
-            row = db.execute("SELECT uses FROM calls WHERE key = ?", (key,)).fetchone()
-            for node in seen.union(uses):  # a value known a moment ago may have been freed since
-                size = sizes.get(node, 0)
-                if db.execute(
-                    "INSERT OR IGNORE INTO nodes VALUES (?, ?, 0)", (node, size)
-                ).rowcount:
-                    db.execute("UPDATE totals SET bytes = bytes + ? WHERE id = 0", (size,))
-                    new.append(node)
-            for parent, child in edges:
-                if db.execute(
-                    "INSERT OR IGNORE INTO edges VALUES (?, ?)", (parent, child)
-                ).rowcount:
-                    _incref(db, child)
-            for node in uses:
-                _incref(db, node)
-            if row is not None:  # stored again (a rerun): release what the old record used
-                freed = _decref(db, row[0].split())
-            db.execute(
-                "INSERT INTO calls VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET accessed = ?, uses = ?",
-                (key, when, " ".join(uses), when, " ".join(uses)),
-            )
-        # Our references are counted now: nothing frees these values any more.  A
-        # value new to the index may have been freed by another process just
-        # before (while our write skipped it as present): store it again.
-        for node in new:
-            if values is not None and node in values and not self.cache.values.contains(node):
-                self.cache.values.save(values[node], node)
+        usage, key, when = self._usage(), record.key(), self.clock()
+        missing, freed = usage.hold(key, record.values(), when)
+        again = [k for k in missing if self._store_again(k, values)]
+        if again:
+            _, more = usage.hold(key, record.values(), when)
+            freed.extend(more)
         self._free(freed)
 
-    def _free(self, keys: Iterable[str]) -> None:
+    def _store_again(self, key: Digest, values: Mapping[str, Any]) -> bool:
+        storage = self._counted.values
+        try:
+            value = values[key] if key in values else storage.load(key)
+        except KeyError:
+            return False  # neither at hand nor stored: the call holds it untracked
+        storage.save(value, key)
+        return True
+
+    # -- evicting ------------------------------------------------------------------
+
+    def _free(self, keys: list[str]) -> None:
+        """Remove freed values from the storage, except arguments of calls running here.
+
+        Through ``cache.values``, below the bookkeeping: the index let go of
+        them already.
+        """
+        if not keys:
+            return
+        values, pins = self.cache.values, self._counted.pins
         for key in keys:
-            with self._lock:
-                if key in self._pins:
-                    continue  # an argument of a call running here; gc() removes it later if unused
-            try:
-                self.cache.values.evict(key)
-            except KeyError:
-                pass
+            pins.unless_pinned(key, functools.partial(values.evict, key))
 
     def _over(self) -> bool:
-        """Whether the calls tracked now exceed ``max_bytes`` or ``max_calls``."""
-        if self.max_bytes is not None and self.total() > self.max_bytes:
+        """Whether the values kept exceed ``max_bytes`` or the calls ``max_calls``."""
+        usage = self._usage()
+        if self.max_bytes is not None and usage.total() > self.max_bytes:
             return True
-        if self.max_calls is None:
-            return False
-        return self._db().read("SELECT COUNT(*) FROM calls")[0][0] > self.max_calls
+        return self.max_calls is not None and usage.holders() > self.max_calls
 
     def _enforce(self) -> None:
-        """Evict calls, least recently used first, until the tracked ones fit the budget."""
-        if self._touched:
-            self.flush()
+        """Evict calls (and values no call holds), least recently used first, to fit the budget."""
+        if not self._over():
+            return
+        usage = self._usage()
+        self._register(usage.flush(holders_only=True))  # the order of the last uses
         while self._over():
-            victims = self._db().read("SELECT key FROM calls ORDER BY accessed LIMIT 16")
+            victims = usage.oldest(_BATCH)
             if not victims:
                 return
-            for (key,) in victims:
-                self._forget(key)
+            for key, is_call in victims:
+                if is_call:
+                    self._forget(key)
+                else:
+                    self._free(usage.drop(key))
                 if not self._over():
                     return
 
     def _forget(self, key: str) -> None:
-        """Remove a call from the store and the index, then the values only it used."""
-        try:
-            self.cache.evict(key)
-        except KeyError:
-            pass  # already gone (another process, or evicted directly)
-        with self._db().transaction() as db:
-            row = db.execute("SELECT uses FROM calls WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                return
-            db.execute("DELETE FROM calls WHERE key = ?", (key,))
-            freed = _decref(db, row[0].split())
-        self._free(freed)
+        """Remove a call from the store and the index, then the values only it held."""
+        self._counted.evict(key)
+        self._free(self._usage().release(key))
 
     def evict(self, key: Digest | str) -> None:
         # docstring inherited
-        full = self.cache.expand(key) if len(key) != DIGEST_LENGTH else key
-        self.cache.evict(full)
-        self._forget(full)
+        self._forget(self._counted.expand(key) if len(key) != DIGEST_LENGTH else key)
+
+    def referenced(self) -> set[Digest]:
+        # docstring inherited
+        return self._counted.referenced()
+
+    def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
+        # docstring inherited
+        return self._counted.gc(dry_run, grace=grace)
+
+
+def _stored_values(call: Call, record: DigestedCall) -> dict[Digest, Any]:
+    """The values :meth:`Cache.save` stores for ``call``, by digest."""
+    unstored = unstored_arguments(record.metadata)
+    values = {
+        record.arguments[name]: value
+        for name, value in call.arguments.items()
+        if name not in unstored and type(value) is not Digest
+    }
+    values[record.result] = call.result
+    return values
+
+
+def _check_limits(max_bytes: int | None, max_calls: int | None, policy: str) -> None:
+    if max_bytes is None and max_calls is None:
+        raise ValueError("a SizeLimitedCache needs max_bytes, max_calls or both")
+    for name, limit in (("max_bytes", max_bytes), ("max_calls", max_calls)):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"{name} must be a whole number >= 0 or None; got {limit!r}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown eviction policy {policy!r}; choose one of {list(POLICIES)}")
 
 
 class SizeLimitedCache(SizeLimitedMixin):
@@ -483,16 +303,3 @@ class SizeLimitedCache(SizeLimitedMixin):
                 "max_size goes with the 0.22 form SizeLimitedCache(values, calls, max_size)"
             )
         super().__init__(cache, **options)
-
-
-def _values_of(call: Call | LazyCall, record: DigestedCall) -> dict[str, Any]:
-    values = {record.arguments[name]: call.arguments[name] for name in record.arguments}
-    values[record.result] = call.result
-    return values
-
-
-def _sizes_of(call: Call | LazyCall, record: DigestedCall | None = None) -> dict[str, int]:
-    record = record or call.digested()
-    sizes = {record.arguments[name]: size_of(call.arguments[name]) for name in record.arguments}
-    sizes[record.result] = size_of(call.result)
-    return sizes

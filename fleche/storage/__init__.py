@@ -31,7 +31,9 @@ from .registry import (
     is_registered_storage,
     register_storage,
 )
+from .sized import SizedValues
 from .thread_safe import PerKeyLockMixin, SerializingMixin
+from .usage import UsageIndex
 from .void import CallVoid, ValueVoid, VoidBackend
 
 #: Public name -> its module, which needs an optional package (see ``registry.EXTRAS``).
@@ -59,7 +61,9 @@ __all__ = [
     "PickleFileBackend",
     "SaveError",
     "SerializingMixin",
+    "SizedValues",
     "StorageBackend",
+    "UsageIndex",
     "ValueMemory",
     "ValueMixin",
     "ValuePickleFile",

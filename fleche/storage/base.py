@@ -16,12 +16,15 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
 from .registry import storage_config
+
+if TYPE_CHECKING:
+    from .usage import UsageIndex
 
 __all__ = [
     "AmbiguousDigestError",
@@ -305,6 +308,15 @@ class ValueStorage(KeyManagement):
         are kept too.
         """
         return ()
+
+    def usage(self) -> UsageIndex | None:
+        """The index of the sizes and last uses of the entries, if this storage keeps one.
+
+        A size limit reads it to choose what to evict.  ``None`` by default;
+        :class:`~fleche.storage.sized.SizedValues` keeps one around any
+        value storage.
+        """
+        return None
 
 
 class ValueMixin(ValueStorage, StorageBackend):
