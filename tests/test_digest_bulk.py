@@ -14,10 +14,12 @@ import math
 import struct
 
 import numpy as np
+import pytest
 import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleche import _digest_numpy
 from fleche._digest_builtins import BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, xxh3_128_rows, xxh3_128_words
@@ -126,3 +128,31 @@ def test_vectorised_xxh3_of_words_equals_xxhash(prefix, words):
     got = xxh3_128_words(prefix, np.array(words, dtype=np.uint64))
     expected = [xxhash.xxh3_128_digest(prefix + struct.pack("<Q", w)) for w in words]
     assert [bytes(row) for row in got] == expected
+
+
+_SHAPES = st.lists(st.integers(2, 9), min_size=2, max_size=4).map(tuple)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    _SHAPES,
+    st.sampled_from(["<f8", ">f8", "<i2", ">c16", "|u1", "<M8[s]"]),
+    st.sampled_from(["F", "transposed", "F-strided"]),
+    st.sampled_from([(1, 1, 8), (2, 16, 64), (256, 1 << 19, 1 << 22)]),
+    st.randoms(),
+)
+def test_fortran_order_arrays_digest_as_their_c_order_copy(shape, dtype, layout, tiles, rnd):
+    data = rnd.randbytes(math.prod(shape) * np.dtype(dtype).itemsize)
+    c_order = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if layout == "F":
+        arr = np.asfortranarray(c_order)
+    elif layout == "transposed":
+        arr = np.ascontiguousarray(c_order.T).T
+    else:
+        arr = np.asfortranarray(np.repeat(c_order, 2, axis=-1))[..., ::2]
+    assert arr.tobytes() == c_order.tobytes()
+    assert not arr.flags.c_contiguous
+    with pytest.MonkeyPatch.context() as patch:  # small tiles: many tiles, rows split
+        for name, value in zip(("TILE_COLUMNS", "TILE_BYTES", "BLOCK_BYTES"), tiles, strict=True):
+            patch.setattr(_digest_numpy, name, value)
+        assert digest_raw(arr) == digest_raw(np.ascontiguousarray(c_order))
