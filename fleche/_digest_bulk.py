@@ -68,14 +68,22 @@ def _str_digests(values: list[str]) -> np.ndarray:
     out = np.empty((len(values), 16), dtype=np.uint8)
     rest = np.ones(len(values), dtype=bool)
     for rows in groups:
-        rest[rows] = False
         length = int(lengths[rows[0]])
-        block = np.empty((len(rows), _HEAD_BYTES + length), dtype=np.uint8)
-        block[:, :_HEAD_BYTES] = np.frombuffer(pack_head(_H_STR, length), dtype=np.uint8)
-        block[:, _HEAD_BYTES:] = flat[starts[rows, None] + np.arange(length)]
-        out[rows] = xxh3_128_rows(block)
+        if len(rows) == len(values):  # all of one length (dict keys often are): no gather
+            return _str_rows(flat.reshape(-1, length))
+        out[rows] = _str_rows(flat[starts[rows, None] + np.arange(length)])
+        rest[rows] = False
     out[rest] = _encoded([values[i] for i in np.flatnonzero(rest)])
     return out
+
+
+def _str_rows(utf8: np.ndarray) -> np.ndarray:
+    """Digests of the strs whose UTF-8 bytes are the rows of ``utf8``."""
+    count, length = utf8.shape
+    block = np.empty((count, _HEAD_BYTES + length), dtype=np.uint8)
+    block[:, :_HEAD_BYTES] = np.frombuffer(pack_head(_H_STR, length), dtype=np.uint8)
+    block[:, _HEAD_BYTES:] = utf8
+    return xxh3_128_rows(block)
 
 
 def _length_groups(lengths: np.ndarray) -> list[np.ndarray]:
@@ -127,4 +135,4 @@ def sorted_items(keys: list[Any], values: list[Any]) -> np.ndarray:
     first = words[order, 0]
     if (first[1:] == first[:-1]).any():  # equal leading words: sort by all 32 bytes
         order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
-    return items[order].reshape(-1)
+    return items.view("V32")[order, 0].view(np.uint8)  # rows moved whole, not byte by byte
