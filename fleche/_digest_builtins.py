@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import pathlib
 import struct
+import sys
 import uuid
 from collections import OrderedDict, defaultdict, deque
 from decimal import Decimal
@@ -155,12 +156,14 @@ _H_DEFAULT_DICT = header(Tag.DEFAULT_DICT)
 
 BULK_MIN = 512
 """Lists, tuples and dicts this long go through :mod:`fleche._digest_bulk` (numpy)."""
+IMPORT_MIN = 1 << 16
+"""Below this many elements, numpy is used only if the program imported it already."""
 _bulk: Any = None  # that module once loaded; False if numpy is not installed
 
 
-def _bulk_module() -> Any:
+def _bulk_module(size: int) -> Any:
     global _bulk
-    if _bulk is None:
+    if _bulk is None and (size >= IMPORT_MIN or "numpy" in sys.modules):
         try:
             from fleche import _digest_bulk as module
         except ImportError:
@@ -171,7 +174,7 @@ def _bulk_module() -> Any:
 
 def _bulk_sequence(head: bytes, obj: Any) -> bytes | None:
     """The digest of a long list or tuple of exact ints or floats; else None."""
-    bulk = _bulk_module()
+    bulk = _bulk_module(len(obj))
     found = bulk.number_digests(obj) if bulk else None
     return None if found is None else stream(head, found.nbytes, [found])
 
@@ -214,7 +217,7 @@ def _dict_items(obj: dict) -> list[bytes]:
 def _enc_dict(obj: dict) -> bytes:
     # Order-insensitive: items sorted by key digest (32-byte key+value strings sort
     # by key first), so equal dicts built in any order share a digest.
-    bulk = _bulk_module() if len(obj) >= BULK_MIN else None
+    bulk = _bulk_module(len(obj)) if len(obj) >= BULK_MIN else None
     if bulk:
         try:
             flat = bulk.sorted_items(list(obj), list(obj.values()))

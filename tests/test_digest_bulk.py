@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from fleche import _digest_numpy
 from fleche._digest_builtins import BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, xxh3_128_rows, xxh3_128_words
-from fleche.digest import digest_raw
+from fleche.digest import digest, digest_raw
 
 _BITS = st.integers(0, 2**64 - 1)
 _ANY_FLOAT = _BITS.map(lambda bits: struct.unpack("<d", struct.pack("<Q", bits))[0])
@@ -156,3 +158,20 @@ def test_fortran_order_arrays_digest_as_their_c_order_copy(shape, dtype, layout,
         for name, value in zip(("TILE_COLUMNS", "TILE_BYTES", "BLOCK_BYTES"), tiles, strict=True):
             patch.setattr(_digest_numpy, name, value)
         assert digest_raw(arr) == digest_raw(np.ascontiguousarray(c_order))
+
+
+def test_numpy_is_imported_only_for_very_long_containers():
+    # A program without numpy digests a 600-int list element by element (and its
+    # digest is the one the bulk path gives here); 70,000 ints are worth the import.
+    script = (
+        "import sys\n"
+        "from fleche.digest import digest\n"
+        "print(digest(list(range(600))), 'numpy' in sys.modules)\n"
+        "print(digest(list(range(70_000))), 'numpy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    short, long = (line.split() for line in done.stdout.splitlines())
+    assert short == [digest(list(range(600))), "False"]
+    assert long == [digest(list(range(70_000))), "True"]
