@@ -3,9 +3,9 @@
 An array is its dtype, its shape and its values in C order, little-endian. A
 C-contiguous little-endian buffer is hashed straight from memory (no copy);
 anything else (Fortran order, strided views, big-endian) is copied in pieces of
-at most ``CHUNK_BYTES``, never whole; Fortran-order arrays and transposed views
-are transposed tile by tile, so the copy runs at cache speed. So a Fortran-ordered array and a sliced
-view digest like their C-ordered copies.
+at most ``CHUNK_BYTES``, never whole (Fortran-order arrays and transposed views
+tile by tile, so the transposing copy runs in the cache). So a Fortran-ordered
+array and a sliced view digest like their C-ordered copies.
 
 Decisions:
 
