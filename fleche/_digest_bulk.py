@@ -11,7 +11,9 @@ this path; anything else is encoded element by element as before.
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from operator import countOf
 from typing import Any
 
@@ -27,15 +29,20 @@ _HEAD_BYTES = len(_INT_PREFIX)
 _NAN_BITS = struct.unpack("<Q", struct.pack("<d", float("nan")))[0]
 GROUP_MIN = 512
 """Fewer strs than this of one length are cheaper to hash one by one."""
-CHUNK = 8192
+CHUNK = 4096
 """Elements hashed per numpy pass: their temporaries stay in the L2 cache."""
 
 
-def _words_digests(prefix: bytes, words: np.ndarray) -> np.ndarray:
-    out = np.empty((len(words), 16), dtype=np.uint8)
-    for start in range(0, len(words), CHUNK):
-        out[start : start + CHUNK] = xxh3_128_words(prefix, words[start : start + CHUNK])
+def _in_chunks(hash_rows: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """``hash_rows(rows)``, a chunk at a time (whole, its temporaries would miss the cache)."""
+    out = np.empty((len(rows), 16), dtype=np.uint8)
+    for start in range(0, len(rows), CHUNK):
+        out[start : start + CHUNK] = hash_rows(rows[start : start + CHUNK])
     return out
+
+
+def _words_digests(prefix: bytes, words: np.ndarray) -> np.ndarray:
+    return _in_chunks(functools.partial(xxh3_128_words, prefix), words)
 
 
 def _int_digests(values: list[Any]) -> np.ndarray | None:
@@ -83,7 +90,7 @@ def _str_rows(utf8: np.ndarray) -> np.ndarray:
     block = np.empty((count, _HEAD_BYTES + length), dtype=np.uint8)
     block[:, :_HEAD_BYTES] = np.frombuffer(pack_head(_H_STR, length), dtype=np.uint8)
     block[:, _HEAD_BYTES:] = utf8
-    return xxh3_128_rows(block)
+    return _in_chunks(xxh3_128_rows, block)
 
 
 def _length_groups(lengths: np.ndarray) -> list[np.ndarray]:
