@@ -26,7 +26,7 @@ import pandas as pd
 import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import best_of, print_table  # noqa: E402
+from _timing import best_of, best_of_alternated, print_table  # noqa: E402
 
 from fleche.digest import digest, digest_raw  # noqa: E402
 
@@ -58,14 +58,20 @@ def _pickled(value: object) -> bytes:
 def bench_big_array() -> list[list[str]]:
     """100 MB of float64: hashed in place; other layouts copied in pieces (transposed in tiles)."""
     arr = np.random.default_rng(0).random(100_000_000 // 8)
-    raw = best_of(lambda: xxhash.xxh3_128(arr).digest(), number=1, repeat=7)
-    rows = [_row("100 MB float64 array, C order", best_of(lambda: digest_raw(arr), 1, 7), raw)]
+    funcs = {"fleche": lambda: digest_raw(arr), "raw": lambda: xxhash.xxh3_128(arr).digest()}
+    best = best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=9)
+    rows = [_row("100 MB float64 array, C order", best["fleche"], best["raw"])]
     for shape in ((10_000, -1), (1_250, -1)):
         fortran = np.asfortranarray(arr.reshape(shape))
-        fleche = best_of(lambda f=fortran: digest_raw(f), 1, 5)
-        copy = best_of(lambda f=fortran: xxhash.xxh3_128(np.ascontiguousarray(f)).digest(), 1, 5)
+        funcs = {
+            "fleche": lambda f=fortran: digest_raw(f),
+            "copy": lambda f=fortran: xxhash.xxh3_128(np.ascontiguousarray(f)).digest(),
+            "raw": lambda: xxhash.xxh3_128(arr).digest(),
+        }
+        best = best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=7)
         case = f"100 MB float64, Fortran order {fortran.shape[0]}x{fortran.shape[1]}"
-        rows += [_row(case, fleche, copy, "C copy+xxh3"), _row("  same", fleche, raw)]
+        rows.append(_row(case, best["fleche"], best["copy"], "C copy+xxh3"))
+        rows.append(_row("  same", best["fleche"], best["raw"]))
     strided = arr.reshape(10_000, -1)[:, ::2]
     half = best_of(lambda: xxhash.xxh3_128(arr[: arr.size // 2]).digest(), number=1, repeat=7)
     rows.append(
@@ -86,15 +92,12 @@ def bench_containers() -> list[list[str]]:
         ("dict of 10,000 str -> float", mapping),
         ("list of 100,000 ints and strs (no bulk)", mixed),
     ]
-    return [
-        _row(
-            case,
-            _best("digest_raw(v)", 5, v=value),
-            _best("p(v)", 5, v=value, p=_pickled),
-            "pickle+xxh3",
-        )
-        for case, value in cases
-    ]
+    rows = []
+    for case, value in cases:
+        funcs = {"fleche": lambda v=value: digest_raw(v), "ref": lambda v=value: _pickled(v)}
+        best = best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=25)
+        rows.append(_row(case, best["fleche"], best["ref"], "pickle+xxh3"))
+    return rows
 
 
 def bench_small_ints() -> list[list[str]]:
