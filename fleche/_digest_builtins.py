@@ -214,10 +214,15 @@ def _dict_items(obj: dict) -> list[bytes]:
         raise
 
 
+def _plain(cls: type) -> bool:
+    """Whether a dict class reads its items as dict does (the bulk path reads keys and values)."""
+    return cls.__iter__ is dict.__iter__ and cls.values is dict.values and cls.items is dict.items
+
+
 def _enc_dict(obj: dict) -> bytes:
     # Order-insensitive: items sorted by key digest (32-byte key+value strings sort
     # by key first), so equal dicts built in any order share a digest.
-    bulk = _bulk_module(len(obj)) if len(obj) >= BULK_MIN else None
+    bulk = _bulk_module(len(obj)) if len(obj) >= BULK_MIN and _plain(type(obj)) else None
     if bulk:
         try:
             flat = bulk.sorted_items(list(obj), list(obj.values()))

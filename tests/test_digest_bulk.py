@@ -14,6 +14,7 @@ import math
 import struct
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -175,3 +176,21 @@ def test_numpy_is_imported_only_for_very_long_containers():
     short, long = (line.split() for line in done.stdout.splitlines())
     assert short == [digest(list(range(600))), "False"]
     assert long == [digest(list(range(70_000))), "True"]
+
+
+class _Shifted(dict):
+    """A dict subclass whose items() is what the digest reads, whatever its keys say."""
+
+    def items(self):
+        return ((k, v + 1) for k, v in dict.items(self))
+
+
+def test_dict_subclass_with_its_own_items_digests_its_items():
+    def subclass_node(value: dict, items: dict) -> bytes:
+        name = digest_raw(f"{type(value).__module__}.{type(value).__qualname__}")
+        return _node(Tag.SUBCLASS, name + _expected_dict(items))
+
+    shifted = _Shifted((i, i) for i in range(BULK_MIN))
+    assert digest_raw(shifted) == subclass_node(shifted, {i: i + 1 for i in range(BULK_MIN)})
+    counts = Counter({f"word{i}": i for i in range(BULK_MIN)})  # a plain-reading subclass
+    assert digest_raw(counts) == subclass_node(counts, dict(counts))
