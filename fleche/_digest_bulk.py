@@ -5,8 +5,9 @@ The scheme gives every element of a list its own node (see
 from Python. Here the same node bytes are built column-wise in numpy and
 hashed by :mod:`fleche._digest_xxh3`, which gives the very digests the
 per-element encoders give (``tests/test_digest_bulk.py`` checks this on random
-values). Only exact ``int`` (within int64), ``float`` and ``str`` runs take
-this path; anything else is encoded element by element as before.
+values). Only lists and tuples of exact ``int`` (within int64) or exact
+``float``, and dict keys and values of those types or ``str``, take this path;
+anything else is encoded element by element as before.
 """
 
 from __future__ import annotations

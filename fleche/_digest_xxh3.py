@@ -43,8 +43,8 @@ def _word(block: np.ndarray, offset: int) -> np.ndarray:
     return np.ndarray((n,), dtype="<u8", buffer=block, offset=offset, strides=(length,))
 
 
-def _fold(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Low 64 bits XOR high 64 bits of the 128-bit products ``a * b`` (wrapping)."""
+def _fold(a: np.ndarray | np.uint64, b: np.ndarray) -> np.ndarray:
+    """Low 64 bits XOR high 64 bits of the 128-bit products ``a * b`` (``a`` may be a scalar)."""
     a0, a1 = a & _LOW32, a >> _S32
     b0, b1 = b & _LOW32, b >> _S32
     lo_lo, hi_lo, lo_hi = a0 * b0, a1 * b0, a0 * b1
@@ -82,7 +82,12 @@ def xxh3_128_rows(block: np.ndarray) -> np.ndarray:
         low ^= _word(block, second) + _word(block, second + 8)
         high += _mix16(block, second, 4 * i + 2)
         high ^= _word(block, first) + _word(block, first + 8)
-    out = np.empty((n, 2), dtype=">u8")
+    return _finish(low, high, length)
+
+
+def _finish(low: np.ndarray, high: np.ndarray, length: int) -> np.ndarray:
+    """The 128-bit result from the two accumulators, as big-endian digest rows."""
+    out = np.empty((len(low), 2), dtype=">u8")
     out[:, 1] = _avalanche(low + high)
     out[:, 0] = -_avalanche(low * _P1 + high * _P4 + _U64((length * 0xC2B2AE3D27D4EB4F) & _MASK))
     return out.view(np.uint8)
@@ -96,28 +101,15 @@ def xxh3_128_words(prefix: bytes, words: np.ndarray) -> np.ndarray:
     """``xxh3_128_digest(prefix + word)`` for each little-endian uint64 ``word``.
 
     ``prefix`` is 10 bytes (a node header: version, tag, payload length 8),
-    so every message is 18 bytes; the constant words are folded in once.
-    Equals ``xxh3_128_rows`` of the same rows, in a third of the operations.
+    so every message is 18 bytes. Equals ``xxh3_128_rows`` of those rows, with
+    the words that lie in the prefix alone computed once instead of per row.
     """
     v = words.astype(_U64, copy=False)
     shifted = (v << _U64(16)) | _U64(_const(prefix, 8))  # bytes 8..15: prefix tail, word head
-    first, tail = _const(prefix, 0), _const(prefix, 2)  # bytes 0..7 and 2..9
-    low = _fold_const(first ^ int(_SECRET[0]), shifted ^ _SECRET[1])
+    first, tail = _U64(_const(prefix, 0)), _U64(_const(prefix, 2))  # bytes 0..7 and 2..9
+    low = _fold(first ^ _SECRET[0], shifted ^ _SECRET[1])
     low += _U64((18 * 0x9E3779B185EBCA87) & _MASK)
-    low ^= v + _U64(tail)
-    high = _fold_const(tail ^ int(_SECRET[2]), v ^ _SECRET[3])
-    high ^= shifted + _U64(first)
-    out = np.empty((len(v), 2), dtype=">u8")
-    out[:, 1] = _avalanche(low + high)
-    out[:, 0] = -_avalanche(low * _P1 + high * _P4 + _U64((18 * 0xC2B2AE3D27D4EB4F) & _MASK))
-    return out.view(np.uint8)
-
-
-def _fold_const(a: int, b: np.ndarray) -> np.ndarray:
-    """``_fold`` with a constant first factor: its halves are scalars."""
-    a0, a1 = _U64(a & 0xFFFFFFFF), _U64(a >> 32)
-    b0, b1 = b & _LOW32, b >> _S32
-    hi_lo = a1 * b0
-    cross = ((a0 * b0) >> _S32) + (hi_lo & _LOW32) + a0 * b1
-    upper = (hi_lo >> _S32) + (cross >> _S32) + a1 * b1
-    return upper ^ (b * _U64(a))
+    low ^= v + tail
+    high = _fold(tail ^ _SECRET[2], v ^ _SECRET[3])
+    high ^= shifted + first
+    return _finish(low, high, 18)
