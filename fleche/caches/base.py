@@ -198,7 +198,9 @@ def _quieting(cache: Any, err: BaseException) -> str | None:
     user hears of it once, then again every 30 s while it lasts.
     """
     cause: BaseException | None = err
-    while cause is not None and not (isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS):
+    while cause is not None and not (
+        isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS
+    ):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return ""
