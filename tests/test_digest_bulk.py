@@ -14,6 +14,7 @@ import math
 import struct
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import numpy as np
@@ -27,6 +28,7 @@ from fleche._digest_builtins import BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, xxh3_128_rows, xxh3_128_words
 from fleche.digest import digest, digest_raw
+from fleche.errors import Indigestible
 
 _BITS = st.integers(0, 2**64 - 1)
 _ANY_FLOAT = _BITS.map(lambda bits: struct.unpack("<d", struct.pack("<Q", bits))[0])
@@ -194,3 +196,11 @@ def test_dict_subclass_with_its_own_items_digests_its_items():
     assert digest_raw(shifted) == subclass_node(shifted, {i: i + 1 for i in range(BULK_MIN)})
     counts = Counter({f"word{i}": i for i in range(BULK_MIN)})  # a plain-reading subclass
     assert digest_raw(counts) == subclass_node(counts, dict(counts))
+
+
+def test_big_dict_names_where_an_indigestible_value_sits():
+    mapping = {f"key-{i:05d}": float(i) for i in range(BULK_MIN)}
+    mapping["key-00007"] = threading.Lock()
+    with pytest.raises(Indigestible) as caught:
+        digest_raw(mapping)
+    assert "['key-00007']" in str(caught.value)
