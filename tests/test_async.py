@@ -58,7 +58,10 @@ def test_concurrent_awaits_run_the_body_once(memory):
     assert results == [{"x": 7, "double": 14}] * 20
     assert runs == [7]
     assert fetch.query().count() == 1  # stored once
-    assert not fetch._inflight  # nothing left in flight
+    # Nothing left in flight: once evicted, the call is computed again, not awaited forever.
+    memory.evict(fetch.digest(7, delay=0.01))
+    assert asyncio.run(asyncio.wait_for(fetch(7, delay=0.01), 10)) == {"x": 7, "double": 14}
+    assert runs == [7, 7]
 
 
 def test_concurrent_awaits_of_different_calls_run_each_once(memory):

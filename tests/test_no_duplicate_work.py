@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from fleche import Cache, CacheWarning, cache, fleche
-from fleche.leases import FileLeases, LockLeases, SqlLeases, leases_of
 from fleche.storage import CallMemory, CallPickleFile, ValueMemory, ValuePickleFile
+from fleche.storage.file_leases import FileLeases
+from fleche.storage.lock_leases import LockLeases
+from fleche.storage.sql_leases import SqlLeases
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -270,15 +272,15 @@ def test_which_caches_have_leases(tmp_path):
 
     files = pickle_store(tmp_path)
     memory = Cache(ValueMemory(), CallMemory())
-    assert leases_of(memory) is None
-    assert isinstance(leases_of(files), FileLeases)
-    assert leases_of(files).root == tmp_path / "calls" / "leases"
-    sqlite = leases_of(sqlite_store(tmp_path))
+    assert memory.leases() is None
+    assert isinstance(files.leases(), FileLeases)
+    assert files.leases().root == tmp_path / "calls" / "leases"
+    sqlite = sqlite_store(tmp_path).leases()
     assert isinstance(sqlite, LockLeases) and sqlite.path == tmp_path / "calls.db-leases"
-    assert isinstance(leases_of(CacheStack([memory, files])), FileLeases)
-    assert leases_of(ReadOnlyCache(files)) is None
-    assert leases_of(RefreshingCache(files)) is None
-    assert leases_of(CachePool([files])) is None
+    assert isinstance(CacheStack([memory, files]).leases(), FileLeases)
+    assert ReadOnlyCache(files).leases() is None
+    assert RefreshingCache(files).leases() is None
+    assert CachePool([files]).leases() is None
 
 
 def sqlite_table_leases(root: Path) -> SqlLeases:
@@ -289,10 +291,10 @@ def sqlite_table_leases(root: Path) -> SqlLeases:
 
 
 LEASES = {
-    "pickle": lambda root: leases_of(pickle_store(root)),
-    "sqlite": lambda root: leases_of(sqlite_store(root)),
+    "pickle": lambda root: pickle_store(root).leases(),
+    "sqlite": lambda root: sqlite_store(root).leases(),
     "sqlite-table": sqlite_table_leases,
-    "postgres": lambda root: leases_of(postgres_store(root)),
+    "postgres": lambda root: postgres_store(root).leases(),
 }
 
 
@@ -335,7 +337,7 @@ def _hold_lock_lease(path: str, key: str, held) -> None:
 
 
 def test_a_lock_lease_is_held_by_its_process_and_dies_with_it(tmp_path):
-    leases = leases_of(sqlite_store(tmp_path))
+    leases = sqlite_store(tmp_path).leases()
     assert not leases.expires
     held = SPAWN.Event()
     holder = SPAWN.Process(target=_hold_lock_lease, args=(str(leases.path), "k" * 32, held))
@@ -364,7 +366,7 @@ def _open_lock_files(under: Path) -> set[str]:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files")
 def test_a_process_keeps_few_lock_files_open_and_never_drops_a_held_lease(tmp_path, monkeypatch):
-    monkeypatch.setattr("fleche.leases.IDLE_LOCK_FILES", 4)
+    monkeypatch.setattr("fleche.storage.lock_leases.IDLE_LOCK_FILES", 4)
     held = LockLeases(tmp_path / "held.db-leases")
     token = held.acquire("k" * 32, 30.0)
     for n in range(12):  # many stores, each used once
@@ -385,7 +387,7 @@ def _try_lock_lease(path: str, key: str, results) -> None:
 
 
 def test_a_forked_child_does_not_inherit_lock_leases(tmp_path):
-    leases = leases_of(sqlite_store(tmp_path))
+    leases = sqlite_store(tmp_path).leases()
     token = leases.acquire("k" * 32, 30.0)
     fork = multiprocessing.get_context("fork")
     results = fork.Queue()
@@ -405,7 +407,7 @@ def test_an_empty_lease_file_is_taken_over_within_seconds(tmp_path):
     # A holder killed between creating its lease file and writing its owner
     # must not make the next caller wait a whole expiry (a minute).
     store = pickle_store(tmp_path)
-    leases = leases_of(store)
+    leases = store.leases()
     key = square.digest(11)
     leases.root.mkdir(parents=True, exist_ok=True)
     (leases.root / key).write_bytes(b"")

@@ -28,6 +28,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected, SaveError, warn
 from ..storage.base import MIN_PREFIX, needed_length
+from ..storage.leases import LeaseBackend
 
 if TYPE_CHECKING:
     import pandas
@@ -198,9 +199,7 @@ def _quieting(cache: Any, err: BaseException) -> str | None:
     user hears of it once, then again every 30 s while it lasts.
     """
     cause: BaseException | None = err
-    while cause is not None and not (
-        isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS
-    ):
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return ""
@@ -238,6 +237,15 @@ class CacheBase(ABC):
     def persistent(self) -> bool:
         """Whether stored calls outlive this process."""
         return False
+
+    def leases(self) -> LeaseBackend | None:
+        """Where the processes sharing this cache record who computes a missed call.
+
+        A capability (see :mod:`fleche.storage.leases`): ``None`` means only
+        the threads of one process are kept from computing a call twice.
+        Compositions forward it from the member a decorated call writes to.
+        """
+        return None
 
     # -- what a cache implements -----------------------------------------------
 

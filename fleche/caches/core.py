@@ -21,6 +21,7 @@ from ..digest import Digest, digest
 from ..errors import Indigestible, SaveError
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
+from ..storage.leases import LeaseBackend
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
 from .base import (
@@ -93,6 +94,10 @@ class Cache(CacheBase):
     def persistent(self) -> bool:
         # docstring inherited
         return bool(self.values.persistent and self.calls.persistent)
+
+    def leases(self) -> LeaseBackend | None:
+        # docstring inherited: those of the store of the call records
+        return self.calls.leases()
 
     def now(self) -> float:
         # docstring inherited

@@ -23,6 +23,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CacheWarning, ReadOnlyError, warn
 from ..query import QueryIterator
+from ..storage.leases import LeaseBackend
 from .base import CacheBase, Duration, as_template, merge_expansions, sealed
 
 __all__ = ["CacheStack"]
@@ -260,6 +261,14 @@ class _Stack(_Layered):
     def read_only(self) -> bool:
         # docstring inherited
         return all(layer.read_only for layer in self.layers)
+
+    def leases(self) -> LeaseBackend | None:
+        # docstring inherited: those of the lowest layer that has leases, the one shared widest
+        for layer in reversed(self.layers):
+            found = layer.leases()
+            if found is not None:
+                return found
+        return None
 
     @property
     def stack(self) -> tuple[CacheBase, ...]:
