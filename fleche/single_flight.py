@@ -173,7 +173,7 @@ async def compute_once_async(
         flight, leading = _join(cache, key, task)
         if leading:
             break
-        if flight.task is task or (flight.task is None and flight.thread == threading.get_ident()):
+        if flight.thread == threading.get_ident() and (flight.task is None or flight.task is task):
             return await compute()  # led by this task, or by the plain call running this loop
         await _landed(flight)
         found = flight.outcome(load)

@@ -132,6 +132,18 @@ def test_a_cancelled_waiter_does_not_cancel_the_leader(memory):
     assert runs == [6]
 
 
+def test_a_coroutine_awaiting_its_own_call_does_not_wait_for_itself(memory):
+    calls = []
+
+    @fleche(ignore=("depth",))
+    async def reentrant(x, depth=0):
+        calls.append(depth)
+        return (await reentrant(x, depth=1)) + 1 if depth == 0 else x  # the same key, same task
+
+    assert asyncio.run(asyncio.wait_for(reentrant(1), 10)) == 2  # it once waited forever
+    assert calls == [0, 1]
+
+
 def test_helpers_work_on_async_functions(memory):
     fetch, runs = counted_async(version="2")
     asyncio.run(fetch(1))
