@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CacheWarning, warn
-from .storage.leases import LeaseBackend, lease_seconds
+from .storage.leases import Held, LeaseBackend, keep_renewed, lease_seconds, stop_renewing
 
 if TYPE_CHECKING:  # imported by the awaited path only: ``import fleche`` stays without asyncio
     import asyncio
@@ -72,10 +72,6 @@ class _Flight:
         #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None = []
 
-    def succeed(self, result: R) -> R:
-        self.result, self.finished = result, True
-        return result
-
     def outcome(self, load: Callable[[], Any]) -> Any:
         """What a waiter returns once the flight has landed (or ``_AGAIN``); raises its error."""
         if self.error is not None:
@@ -101,22 +97,15 @@ def _join(cache: Any, key: str, task: asyncio.Task | None) -> tuple[_Flight, boo
     return flight, False
 
 
-@contextlib.contextmanager
-def _leading(cache: Any, key: str, flight: _Flight) -> Iterator[None]:
-    """Around the leader's computation: record an error, then land the flight and wake waiters."""
-    try:
-        yield
-    except Exception as err:
-        flight.error = err
-        raise
-    finally:
-        with _flights_lock:
-            _flights.pop((id(cache), key), None)
-            waiters, flight.waiters = flight.waiters or [], None
-        flight.done.set()
-        for loop, future in waiters:
-            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
-                loop.call_soon_threadsafe(_wake, future)
+def _land(cache: Any, key: str, flight: _Flight) -> None:
+    """The leader is done, however it ended: the flight leaves the table and its waiters wake."""
+    with _flights_lock:
+        _flights.pop((id(cache), key), None)
+        waiters, flight.waiters = flight.waiters or [], None
+    flight.done.set()
+    for loop, future in waiters:
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
+            loop.call_soon_threadsafe(_wake, future)
 
 
 def _wake(future: asyncio.Future) -> None:
@@ -152,14 +141,25 @@ def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
-    with _leading(cache, key, flight):
+    try:
         claim = _Claim(cache, key, load)
-        for pause in claim.pauses():
-            time.sleep(pause)
-        if claim.found is not _MISSING:
-            return flight.succeed(claim.found)
-        with claim.held():
-            return flight.succeed(compute())
+        if claim.waiting:
+            for pause in claim.pauses():
+                time.sleep(pause)
+        flight.result = claim.found
+        if flight.result is _MISSING:
+            try:
+                flight.result = compute()
+            finally:
+                claim.release()
+    except Exception as err:
+        flight.error = err
+        raise
+    else:
+        flight.finished = True
+        return flight.result
+    finally:
+        _land(cache, key, flight)
 
 
 async def compute_once_async(
@@ -179,14 +179,25 @@ async def compute_once_async(
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
-    with _leading(cache, key, flight):
+    try:
         claim = _Claim(cache, key, load)
-        for pause in claim.pauses():
-            await asyncio.sleep(pause)
-        if claim.found is not _MISSING:
-            return flight.succeed(claim.found)
-        with claim.held():
-            return flight.succeed(await compute())
+        if claim.waiting:
+            for pause in claim.pauses():
+                await asyncio.sleep(pause)
+        flight.result = claim.found
+        if flight.result is _MISSING:
+            try:
+                flight.result = await compute()
+            finally:
+                claim.release()
+    except Exception as err:
+        flight.error = err
+        raise
+    else:
+        flight.finished = True
+        return flight.result
+    finally:
+        _land(cache, key, flight)
 
 
 def _try(load: Callable[[], Any]) -> Any:
@@ -198,43 +209,48 @@ def _try(load: Callable[[], Any]) -> Any:
 
 
 class _Claim:
-    """A leader taking the lease of its call, if its cache has leases.
+    """The lease of a call as its leader takes it, if its cache has leases.
 
-    :meth:`pauses` tries, and yields how long to wait before each next try
-    (the caller sleeps or awaits); it ends with the lease (``token``), or
-    with the result another process stored meanwhile (``found``), or with
-    neither (no leases, or they failed: compute anyway).
+    Made, it has tried once: it holds the lease (``token``, renewed in the
+    background if it expires), or there is none to take (no leases, or
+    they failed: compute anyway), or another process holds it
+    (``waiting``).  Then :meth:`pauses` yields how long to wait before each
+    next try (the caller sleeps or awaits) and ends holding the lease, or
+    with the result the other process stored (``found``).
     """
 
-    __slots__ = ("backend", "duration", "found", "key", "load", "token")
+    __slots__ = ("backend", "duration", "found", "held", "key", "load", "token", "waiting")
 
     def __init__(self, cache: Any, key: str, load: Callable[[], Any]) -> None:
         self.key, self.load = key, load
         self.token: Any = None
+        self.held: Held | None = None
         self.found: Any = _MISSING
-        self.duration = 0.0
+        self.waiting = False
         try:
             self.backend: LeaseBackend | None = cache.leases()
         except Exception as err:
             _warn("find where to record the lease", key, err)
             self.backend = None
+        if self.backend is not None:
+            self.duration = lease_seconds()
+            self.waiting = not self._take()
 
     def pauses(self) -> Iterator[float]:
-        if self.backend is None:
-            return
-        self.duration = lease_seconds()
         pause = POLL_START
-        while not self._take():
+        while True:
             yield pause
             pause = min(pause * 1.5, POLL_MAX)
             self.found = _try(self.load)
             if self.found is not _MISSING:
                 return
-        if pause > POLL_START and self.token is not None:
+            if self._take():
+                break
+        if self.token is not None:
             # Waited for another holder: it has likely stored the call before letting go.
             self.found = _try(self.load)
             if self.found is not _MISSING:
-                self._release()
+                self.release()
 
     def _take(self) -> bool:
         """Try once to take the lease; whether to stop trying (taken, or failing: go without)."""
@@ -243,32 +259,23 @@ class _Claim:
         except Exception as err:
             _warn(f"take the lease in {self.backend}", self.key, err)
             return True
-        return self.token is not None
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Around the computation: the lease renewed while it runs (if it expires), then given back."""
         if self.token is None:
-            yield
-            return
-        backend = self.backend
-        renewing = (
-            _renewer.holding(backend, self.key, self.token, self.duration)
-            if backend.expires
-            else contextlib.nullcontext()
-        )
-        try:
-            with renewing:
-                yield
-        finally:
-            self._release()
+            return False
+        if self.backend.expires:
+            self.held = keep_renewed(self.backend, self.key, self.token, self.duration)
+        return True
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give the lease back, if held."""
+        if self.token is None:
+            return
+        if self.held is not None:
+            stop_renewing(self.held)
         try:
             self.backend.release(self.key, self.token)
         except Exception as err:
             _warn(f"release the lease in {self.backend}", self.key, err)
-        self.token = None
+        self.token = self.held = None
 
 
 _warned: set[tuple[str, type]] = set()
@@ -287,87 +294,11 @@ def _warn(what: str, key: str, err: Exception) -> None:
     )
 
 
-class _Held:
-    """A lease held by this process, renewed until it is dropped."""
-
-    __slots__ = ("alive", "backend", "due", "duration", "key", "lock", "token")
-
-    def __init__(self, backend: LeaseBackend, key: str, token: Any, duration: float) -> None:
-        self.backend, self.key, self.token, self.duration = backend, key, token, duration
-        self.due = time.monotonic() + duration / 3
-        self.lock = threading.Lock()  # a renewal never overlaps the release
-        self.alive = True
-
-
-class _Renewer:
-    """One daemon thread that renews every lease this process holds, a third of a duration apart.
-
-    It sleeps until the next renewal is due and ends when no lease is held,
-    so taking and giving back a lease for a short call wakes no thread.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[int, _Held] = {}
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._wake_at = 0.0
-
-    @contextlib.contextmanager
-    def holding(
-        self, backend: LeaseBackend, key: str, token: Any, duration: float
-    ) -> Iterator[None]:
-        held = _Held(backend, key, token, duration)
-        with self._changed:
-            self._held[id(held)] = held
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="fleche-lease-renewer", daemon=True
-                )
-                self._thread.start()
-            elif held.due < self._wake_at:
-                self._changed.notify()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._held.pop(id(held), None)
-            with held.lock:
-                held.alive = False
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                if not self._held:
-                    self._thread = None
-                    return
-                now = time.monotonic()
-                due = [held for held in self._held.values() if held.due <= now]
-                if not due:
-                    self._wake_at = min(held.due for held in self._held.values())
-                    self._changed.wait(self._wake_at - now)
-                    continue
-                for held in due:
-                    held.due = now + held.duration / 3
-            for held in due:
-                with held.lock:
-                    if held.alive:
-                        try:
-                            held.backend.renew(held.key, held.token, held.duration)
-                        except (
-                            Exception
-                        ):  # the lease expires then: at worst a duplicate computation
-                            pass
-
-
-_renewer = _Renewer()
-
-
 def _after_fork() -> None:
-    """A forked child holds none of its parent's flights or leases, nor its renewer thread."""
-    global _flights_lock, _renewer
+    """A forked child holds none of its parent's flights."""
+    global _flights_lock
     _flights.clear()
     _flights_lock = threading.Lock()
-    _renewer = _Renewer()
 
 
 os.register_at_fork(after_in_child=_after_fork)
