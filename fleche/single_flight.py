@@ -57,12 +57,29 @@ _AGAIN = object()
 
 
 class _Flight:
-    """One call being computed in this process, and how it ended."""
+    """One call being computed in this process, and how it ended.
 
-    __slots__ = ("cache", "done", "error", "finished", "result", "task", "thread", "waiters")
+    Its leader computes inside ``with flight:``, which records an error,
+    gives back the lease the leader took (``claim``) and lands the flight.
+    """
 
-    def __init__(self, cache: Any, task: asyncio.Task | None) -> None:
+    __slots__ = (
+        "cache",
+        "claim",
+        "done",
+        "error",
+        "finished",
+        "result",
+        "slot",
+        "task",
+        "thread",
+        "waiters",
+    )
+
+    def __init__(self, cache: Any, slot: tuple[int, str], task: asyncio.Task | None) -> None:
         self.cache = cache  # held, so that id(cache) in the slot is not reused meanwhile
+        self.slot = slot
+        self.claim: _Claim | None = None
         self.done = threading.Event()
         self.thread = threading.get_ident()
         self.task = task  # the task leading it, or None for a plain call
@@ -71,6 +88,27 @@ class _Flight:
         self.error: Exception | None = None
         #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None = []
+
+    def __enter__(self) -> _Flight:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
+        """The leader is done, however it ended: lease given back, flight landed, waiters woken."""
+        if isinstance(error, Exception):
+            self.error = error
+        if self.claim is not None:
+            self.claim.release()
+        with _flights_lock:
+            _flights.pop(self.slot, None)
+            waiters, self.waiters = self.waiters or [], None
+        self.done.set()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
+                loop.call_soon_threadsafe(_wake, future)
+
+    def succeed(self, result: R) -> R:
+        self.result, self.finished = result, True
+        return result
 
     def outcome(self, load: Callable[[], Any]) -> Any:
         """What a waiter returns once the flight has landed (or ``_AGAIN``); raises its error."""
@@ -92,20 +130,9 @@ def _join(cache: Any, key: str, task: asyncio.Task | None) -> tuple[_Flight, boo
     with _flights_lock:
         flight = _flights.get(slot)
         if flight is None:
-            flight = _flights[slot] = _Flight(cache, task)
+            flight = _flights[slot] = _Flight(cache, slot, task)
             return flight, True
     return flight, False
-
-
-def _land(cache: Any, key: str, flight: _Flight) -> None:
-    """The leader is done, however it ended: the flight leaves the table and its waiters wake."""
-    with _flights_lock:
-        _flights.pop((id(cache), key), None)
-        waiters, flight.waiters = flight.waiters or [], None
-    flight.done.set()
-    for loop, future in waiters:
-        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
-            loop.call_soon_threadsafe(_wake, future)
 
 
 def _wake(future: asyncio.Future) -> None:
@@ -141,25 +168,12 @@ def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
-    try:
-        claim = _Claim(cache, key, load)
+    with flight:
+        claim = flight.claim = _Claim(cache, key, load)
         if claim.waiting:
             for pause in claim.pauses():
                 time.sleep(pause)
-        flight.result = claim.found
-        if flight.result is _MISSING:
-            try:
-                flight.result = compute()
-            finally:
-                claim.release()
-    except Exception as err:
-        flight.error = err
-        raise
-    else:
-        flight.finished = True
-        return flight.result
-    finally:
-        _land(cache, key, flight)
+        return flight.succeed(compute() if claim.found is _MISSING else claim.found)
 
 
 async def compute_once_async(
@@ -179,25 +193,12 @@ async def compute_once_async(
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
-    try:
-        claim = _Claim(cache, key, load)
+    with flight:
+        claim = flight.claim = _Claim(cache, key, load)
         if claim.waiting:
             for pause in claim.pauses():
                 await asyncio.sleep(pause)
-        flight.result = claim.found
-        if flight.result is _MISSING:
-            try:
-                flight.result = await compute()
-            finally:
-                claim.release()
-    except Exception as err:
-        flight.error = err
-        raise
-    else:
-        flight.finished = True
-        return flight.result
-    finally:
-        _land(cache, key, flight)
+        return flight.succeed(await compute() if claim.found is _MISSING else claim.found)
 
 
 def _try(load: Callable[[], Any]) -> Any:
