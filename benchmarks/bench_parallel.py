@@ -37,8 +37,10 @@ from _timing import best_of, print_table, us  # noqa: E402
 import fleche.wrapper  # noqa: E402
 from fleche import Cache, cache, wrap_executor  # noqa: E402
 from fleche import fleche as cached
-from fleche.leases import FileLeases, LockLeases, SqlLeases  # noqa: E402
 from fleche.storage import CallMemory, CallPickleFile, Sql, ValueMemory, ValuePickleFile  # noqa: E402
+from fleche.storage.file_leases import FileLeases  # noqa: E402
+from fleche.storage.lock_leases import LockLeases  # noqa: E402
+from fleche.storage.sql_leases import SqlLeases  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []
 COUNTER = itertools.count()

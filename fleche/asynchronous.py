@@ -5,11 +5,13 @@ calling it returns a coroutine, a hit is awaited like a miss, and the same
 helpers (``.call``, ``.digest``, ``.contains``, ``.load``, ``.record``,
 ``.query``, ``.bind``, ``.explain``) work unchanged; ``.rerun`` is awaited too.
 
-Concurrent awaits of one call in one event loop share one computation: the
-first becomes the leader and runs the body, the others wait for its future
-(an in-process single flight per key).  If the leader is cancelled, a
-waiter takes over; if the body raises, every waiter gets the exception.
-Reads and writes of the store stay synchronous: they are short next to a
+Concurrent misses of one call compute it once, awaited or not, in one
+process or several: an awaited miss joins the single flight of plain calls
+(:func:`fleche.single_flight.compute_once_async`), the same table of calls
+in flight and the same leases, waiting without blocking its event loop.
+If the leading task is cancelled, a waiter takes over; if the body raises,
+every waiter gets the exception.  Reads and writes of the store, and taking
+a lease (which never waits), stay synchronous: they are short next to a
 body worth caching, and a thread hop per hit would cost more than it saves.
 """
 
@@ -21,10 +23,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .caches import Cache, RefreshingCache
-from .digest import Digest
+from .single_flight import compute_once_async
 from .state import active_cache
 from .state import cache as activate
-from .wrapper import _MISS, CachedFunction, _Keyed
+from .wrapper import MISS, CachedFunction, Keyed
 
 __all__ = ["AsyncCachedFunction", "is_coroutine_function"]
 
@@ -44,8 +46,6 @@ class AsyncCachedFunction(CachedFunction):
 
     def __init__(self, func: Callable[..., Any], **options: Any) -> None:
         super().__init__(func, **options)
-        #: (event loop, id of the cache, key) -> the future of the computation in flight.
-        self._inflight: dict[tuple[asyncio.AbstractEventLoop, int, Digest], asyncio.Future] = {}
         # Let inspect/asyncio see a coroutine function, as they would for the body.
         if hasattr(inspect, "markcoroutinefunction"):  # Python >= 3.12
             inspect.markcoroutinefunction(self)
@@ -61,52 +61,18 @@ class AsyncCachedFunction(CachedFunction):
         if keyed is None:
             return await self.func(*args, **kwargs)
         key = keyed.key
-        slot = (asyncio.get_running_loop(), id(cache), key)
-        while True:
-            pending = self._inflight.get(slot)
-            if pending is None:
-                result = self._stored_result(cache, key)
-                if result is not _MISS:
-                    return result
-                break
-            try:
-                # shield: a waiter that is cancelled must not cancel the leader's future.
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if pending.cancelled() and not (task is not None and task.cancelling()):
-                    continue  # the leader was cancelled, not us: look again, maybe lead
-                raise
-        return await self._lead(slot, cache, keyed, args, kwargs)
-
-    async def _lead(
-        self,
-        slot: tuple[asyncio.AbstractEventLoop, int, Digest],
-        cache: Cache,
-        keyed: _Keyed,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """Compute the call for every awaiter of ``slot`` and publish the outcome."""
-        future = slot[0].create_future()
-        self._inflight[slot] = future
-        try:
-            result = await self._compute_async(cache, keyed, args, kwargs)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # retrieved: no "never retrieved" log when nobody waits
-            raise
-        else:
-            future.set_result(result)
+        result = self._stored_result(cache, key)
+        if result is not MISS:
             return result
-        finally:
-            del self._inflight[slot]
+        return await compute_once_async(
+            cache,
+            key,
+            lambda: cache.load_result(key),
+            lambda: self._compute_async(cache, keyed, args, kwargs),
+        )
 
     async def _compute_async(
-        self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, cache: Cache, keyed: Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Await the body and store the call, like :meth:`CachedFunction._compute`."""
         with self._computation(cache, keyed, args, kwargs) as run:

@@ -34,7 +34,6 @@ from .config import (
     open_cache,
 )
 from .errors import ConfigError
-from .leases import leases_of
 from .registry import RESERVED
 from .store_layout import FILE_TEMPLATES, layout_of
 
@@ -143,7 +142,7 @@ def open_for_calls(spec: Any = None) -> CacheBase:
     except Exception as err:
         fallback = _read_only(table)
         name = str(spec if spec is not None else "(the default store)")
-        stand_in = UnavailableCache(name, attempt, err, fallback, leases=leases_of)
+        stand_in = UnavailableCache(name, attempt, err, fallback)
         with _STAND_INS_LOCK:
             return _STAND_INS.setdefault(key, stand_in)
 

@@ -1,17 +1,32 @@
-"""No duplicate work: concurrent identical calls compute once.
+"""No duplicate work: concurrent identical calls compute once, plain or awaited.
 
-:func:`compute_once` is the decorator's miss path.  Within a process, the
-first thread to miss a call becomes its leader; the others wait for it and
-then load the stored result — or receive the leader's own result if storing
-it failed, or its exception if the body raised (a body interrupted by
-``KeyboardInterrupt`` or ``SystemExit`` is taken over by a waiter instead).
+:func:`compute_once` (a plain call) and :func:`compute_once_async` (an
+awaited one) are the decorator's miss path.  They share one table of the
+calls in flight in this process, keyed by (cache, lookup key): the first
+caller to miss a call leads and computes it; the others wait for it — a
+thread blocks, a coroutine awaits without blocking its event loop — and
+then load the stored result, or receive the leader's own result if storing
+it failed, or its exception if the body raised.  A leader interrupted
+(``KeyboardInterrupt``, ``SystemExit``, a cancelled task) is taken over by
+a waiter.
+
 Across processes sharing a store, the leader also holds the call's lease
-(:mod:`fleche.leases`) while the body runs, renewing it in the background;
-other processes poll the store with backoff until the call appears, or the
-lease is released or expires and they take over.
+while the body runs (where the cache keeps leases:
+:meth:`~fleche.caches.CacheBase.leases`, :mod:`fleche.storage.leases`),
+renewed in the background.  Taking a lease never blocks: a process that
+finds it held polls the store with backoff (a coroutine awaits its pauses)
+until the call appears, or the lease is released or expires and it takes
+over.
 
-Leases never cost the user a result: if taking one fails, the call is
-computed anyway, with a :class:`~fleche.errors.CacheWarning`.
+A miss reads the store once, in the decorator: a leader that gets the lease
+at its first try computes at once, and the store is read again only after
+waiting for another holder.  This leaves a small window: another leader
+that stores the call and lets go of its flight and lease between our read
+and our taking its place goes unnoticed, and the call is computed a second
+time.  At worst a duplicate computation, never a wrong value: values are
+content-addressed and every write is atomic.  Leases never cost the user a
+result either: if taking one fails, the call is computed anyway, with a
+:class:`~fleche.errors.CacheWarning`.
 """
 
 from __future__ import annotations
@@ -20,13 +35,16 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CacheWarning, warn
-from .leases import LeaseBackend, lease_seconds, leases_of
+from .storage.leases import Held, LeaseBackend, keep_renewed, lease_seconds, stop_renewing
 
-__all__ = ["POLL_MAX", "POLL_START", "compute_once"]
+if TYPE_CHECKING:  # imported by the awaited path only: ``import fleche`` stays without asyncio
+    import asyncio
+
+__all__ = ["POLL_MAX", "POLL_START", "compute_once", "compute_once_async"]
 
 R = TypeVar("R")
 
@@ -34,24 +52,104 @@ R = TypeVar("R")
 POLL_START, POLL_MAX = 0.005, 0.5
 
 _MISSING = object()
+#: What a waiter gets from an interrupted leader: look again, and maybe lead.
+_AGAIN = object()
 
 
 class _Flight:
-    """One call being computed in this process, and how it ended."""
+    """One call being computed in this process, and how it ended.
 
-    __slots__ = ("cache", "done", "error", "finished", "owner", "result")
+    Its leader computes inside ``with flight:``, which records an error,
+    gives back the lease the leader took (``claim``) and lands the flight.
+    """
 
-    def __init__(self, cache: Any) -> None:
+    __slots__ = (
+        "cache",
+        "claim",
+        "done",
+        "error",
+        "finished",
+        "result",
+        "slot",
+        "task",
+        "thread",
+        "waiters",
+    )
+
+    def __init__(self, cache: Any, slot: tuple[int, str], task: asyncio.Task | None) -> None:
         self.cache = cache  # held, so that id(cache) in the slot is not reused meanwhile
+        self.slot = slot
+        self.claim: _Claim | None = None
         self.done = threading.Event()
-        self.owner = threading.get_ident()
+        self.thread = threading.get_ident()
+        self.task = task  # the task leading it, or None for a plain call
         self.finished = False
         self.result: Any = None
         self.error: Exception | None = None
+        #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None = []
+
+    def __enter__(self) -> _Flight:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
+        """The leader is done, however it ended: lease given back, flight landed, waiters woken."""
+        if isinstance(error, Exception):
+            self.error = error
+        if self.claim is not None:
+            self.claim.release()
+        with _flights_lock:
+            _flights.pop(self.slot, None)
+            waiters, self.waiters = self.waiters or [], None
+        self.done.set()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
+                loop.call_soon_threadsafe(_wake, future)
+
+    def succeed(self, result: R) -> R:
+        self.result, self.finished = result, True
+        return result
+
+    def outcome(self, load: Callable[[], Any]) -> Any:
+        """What a waiter returns once the flight has landed (or ``_AGAIN``); raises its error."""
+        if self.error is not None:
+            raise self.error
+        if not self.finished:
+            return _AGAIN
+        found = _try(load)
+        return self.result if found is _MISSING else found
 
 
 _flights: dict[tuple[int, str], _Flight] = {}
 _flights_lock = threading.Lock()
+
+
+def _join(cache: Any, key: str, task: asyncio.Task | None) -> tuple[_Flight, bool]:
+    """The flight of the call ``key`` of ``cache``, and whether the caller leads it (it is new)."""
+    slot = (id(cache), key)
+    with _flights_lock:
+        flight = _flights.get(slot)
+        if flight is None:
+            flight = _flights[slot] = _Flight(cache, slot, task)
+            return flight, True
+    return flight, False
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():  # a waiter cancelled meanwhile
+        future.set_result(None)
+
+
+async def _landed(flight: _Flight) -> None:
+    """Until ``flight`` has landed, awaited in the running loop without blocking it."""
+    import asyncio
+
+    future = asyncio.get_running_loop().create_future()
+    with _flights_lock:
+        if flight.waiters is None:
+            return
+        flight.waiters.append((future.get_loop(), future))
+    await future
 
 
 def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[[], R]) -> R:
@@ -60,35 +158,47 @@ def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[
     ``load()`` reads the stored result (``KeyError`` if not stored); it is
     tried again whenever another computation of the call may have ended.
     """
-    slot = (id(cache), key)
     while True:
-        with _flights_lock:
-            flight = _flights.get(slot)
-            if flight is None:
-                flight = _flights[slot] = _Flight(cache)
-                break
-        if flight.owner == threading.get_ident():
-            return compute()  # the body calls itself with the same arguments
+        flight, leading = _join(cache, key, None)
+        if leading:
+            break
+        if flight.thread == threading.get_ident():
+            return compute()  # the body calls itself with the same arguments: never wait for it
         flight.done.wait()
-        if flight.error is not None:
-            raise flight.error
-        if flight.finished:
-            found = _try(load)
-            return flight.result if found is _MISSING else found
-        # The leader was interrupted: look again, and maybe lead.
-    try:
-        result = _lead(cache, key, load, compute)
-    except Exception as err:
-        flight.error = err
-        raise
-    else:
-        flight.result = result
-        flight.finished = True
-        return result
-    finally:
-        with _flights_lock:
-            _flights.pop(slot, None)
-        flight.done.set()
+        found = flight.outcome(load)
+        if found is not _AGAIN:
+            return found
+    with flight:
+        claim = flight.claim = _Claim(cache, key, load)
+        if claim.waiting:
+            for pause in claim.pauses():
+                time.sleep(pause)
+        return flight.succeed(compute() if claim.found is _MISSING else claim.found)
+
+
+async def compute_once_async(
+    cache: Any, key: str, load: Callable[[], R], compute: Callable[[], Awaitable[R]]
+) -> R:
+    """:func:`compute_once` for a coroutine: ``await compute()``, and every wait awaited."""
+    import asyncio
+
+    task = asyncio.current_task()
+    while True:
+        flight, leading = _join(cache, key, task)
+        if leading:
+            break
+        if flight.thread == threading.get_ident() and (flight.task is None or flight.task is task):
+            return await compute()  # led by this task, or by the plain call running this loop
+        await _landed(flight)
+        found = flight.outcome(load)
+        if found is not _AGAIN:
+            return found
+    with flight:
+        claim = flight.claim = _Claim(cache, key, load)
+        if claim.waiting:
+            for pause in claim.pauses():
+                await asyncio.sleep(pause)
+        return flight.succeed(await compute() if claim.found is _MISSING else claim.found)
 
 
 def _try(load: Callable[[], Any]) -> Any:
@@ -99,44 +209,74 @@ def _try(load: Callable[[], Any]) -> Any:
         return _MISSING
 
 
-def _lead(cache: Any, key: str, load: Callable[[], R], compute: Callable[[], R]) -> R:
-    """Compute the call as this process's leader: under its lease, if the store has leases."""
-    try:
-        backend = leases_of(cache)
-    except Exception as err:
-        _warn("find where to record the lease", key, err)
-        backend = None
-    if backend is None:
-        found = _try(load)  # stored by a leader that finished since our miss
-        return compute() if found is _MISSING else found
-    duration = lease_seconds()
-    pause = POLL_START
-    while True:
+class _Claim:
+    """The lease of a call as its leader takes it, if its cache has leases.
+
+    Made, it has tried once: it holds the lease (``token``, renewed in the
+    background if it expires), or there is none to take (no leases, or
+    they failed: compute anyway), or another process holds it
+    (``waiting``).  Then :meth:`pauses` yields how long to wait before each
+    next try (the caller sleeps or awaits) and ends holding the lease, or
+    with the result the other process stored (``found``).
+    """
+
+    __slots__ = ("backend", "duration", "found", "held", "key", "load", "token", "waiting")
+
+    def __init__(self, cache: Any, key: str, load: Callable[[], Any]) -> None:
+        self.key, self.load = key, load
+        self.token: Any = None
+        self.held: Held | None = None
+        self.found: Any = _MISSING
+        self.waiting = False
         try:
-            token = backend.acquire(key, duration)
+            self.backend: LeaseBackend | None = cache.leases()
         except Exception as err:
-            _warn(f"take the lease in {backend}", key, err)
-            return compute()
-        if token is not None:
-            break
-        time.sleep(pause)
-        pause = min(pause * 1.5, POLL_MAX)
-        found = _try(load)
-        if found is not _MISSING:
-            return found
-    try:
-        found = _try(load)  # stored by the holder we waited for, just before it let go
-        if found is not _MISSING:
-            return found
-        if not getattr(backend, "expires", True):
-            return compute()  # a lease that lasts as long as this process needs no renewal
-        with _renewer.holding(backend, key, token, duration):
-            return compute()
-    finally:
+            _warn("find where to record the lease", key, err)
+            self.backend = None
+        if self.backend is not None:
+            self.duration = lease_seconds()
+            self.waiting = not self._take()
+
+    def pauses(self) -> Iterator[float]:
+        pause = POLL_START
+        while True:
+            yield pause
+            pause = min(pause * 1.5, POLL_MAX)
+            self.found = _try(self.load)
+            if self.found is not _MISSING:
+                return
+            if self._take():
+                break
+        if self.token is not None:
+            # Waited for another holder: it has likely stored the call before letting go.
+            self.found = _try(self.load)
+            if self.found is not _MISSING:
+                self.release()
+
+    def _take(self) -> bool:
+        """Try once to take the lease; whether to stop trying (taken, or failing: go without)."""
         try:
-            backend.release(key, token)
+            self.token = self.backend.acquire(self.key, self.duration)
         except Exception as err:
-            _warn(f"release the lease in {backend}", key, err)
+            _warn(f"take the lease in {self.backend}", self.key, err)
+            return True
+        if self.token is None:
+            return False
+        if self.backend.expires:
+            self.held = keep_renewed(self.backend, self.key, self.token, self.duration)
+        return True
+
+    def release(self) -> None:
+        """Give the lease back, if held."""
+        if self.token is None:
+            return
+        if self.held is not None:
+            stop_renewing(self.held)
+        try:
+            self.backend.release(self.key, self.token)
+        except Exception as err:
+            _warn(f"release the lease in {self.backend}", self.key, err)
+        self.token = self.held = None
 
 
 _warned: set[tuple[str, type]] = set()
@@ -155,87 +295,11 @@ def _warn(what: str, key: str, err: Exception) -> None:
     )
 
 
-class _Held:
-    """A lease held by this process, renewed until it is dropped."""
-
-    __slots__ = ("alive", "backend", "due", "duration", "key", "lock", "token")
-
-    def __init__(self, backend: LeaseBackend, key: str, token: Any, duration: float) -> None:
-        self.backend, self.key, self.token, self.duration = backend, key, token, duration
-        self.due = time.monotonic() + duration / 3
-        self.lock = threading.Lock()  # a renewal never overlaps the release
-        self.alive = True
-
-
-class _Renewer:
-    """One daemon thread that renews every lease this process holds, a third of a duration apart.
-
-    It sleeps until the next renewal is due and ends when no lease is held,
-    so taking and giving back a lease for a short call wakes no thread.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[int, _Held] = {}
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._wake_at = 0.0
-
-    @contextlib.contextmanager
-    def holding(
-        self, backend: LeaseBackend, key: str, token: Any, duration: float
-    ) -> Iterator[None]:
-        held = _Held(backend, key, token, duration)
-        with self._changed:
-            self._held[id(held)] = held
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="fleche-lease-renewer", daemon=True
-                )
-                self._thread.start()
-            elif held.due < self._wake_at:
-                self._changed.notify()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._held.pop(id(held), None)
-            with held.lock:
-                held.alive = False
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                if not self._held:
-                    self._thread = None
-                    return
-                now = time.monotonic()
-                due = [held for held in self._held.values() if held.due <= now]
-                if not due:
-                    self._wake_at = min(held.due for held in self._held.values())
-                    self._changed.wait(self._wake_at - now)
-                    continue
-                for held in due:
-                    held.due = now + held.duration / 3
-            for held in due:
-                with held.lock:
-                    if held.alive:
-                        try:
-                            held.backend.renew(held.key, held.token, held.duration)
-                        except (
-                            Exception
-                        ):  # the lease expires then: at worst a duplicate computation
-                            pass
-
-
-_renewer = _Renewer()
-
-
 def _after_fork() -> None:
-    """A forked child holds none of its parent's flights or leases, nor its renewer thread."""
-    global _flights_lock, _renewer
+    """A forked child holds none of its parent's flights."""
+    global _flights_lock
     _flights.clear()
     _flights_lock = threading.Lock()
-    _renewer = _Renewer()
 
 
 os.register_at_fork(after_in_child=_after_fork)

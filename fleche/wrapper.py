@@ -70,6 +70,8 @@ class _Keyed(NamedTuple):
 
 #: What :meth:`CachedFunction._stored_result` returns on a miss (``None`` is a result).
 _MISS = object()
+#: Public names of the two above, for the awaited variant (fleche/asynchronous.py).
+Keyed, MISS = _Keyed, _MISS
 
 
 def process_ignore_required_args(

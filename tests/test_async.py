@@ -58,7 +58,10 @@ def test_concurrent_awaits_run_the_body_once(memory):
     assert results == [{"x": 7, "double": 14}] * 20
     assert runs == [7]
     assert fetch.query().count() == 1  # stored once
-    assert not fetch._inflight  # nothing left in flight
+    # Nothing left in flight: once evicted, the call is computed again, not awaited forever.
+    memory.evict(fetch.digest(7, delay=0.01))
+    assert asyncio.run(asyncio.wait_for(fetch(7, delay=0.01), 10)) == {"x": 7, "double": 14}
+    assert runs == [7, 7]
 
 
 def test_concurrent_awaits_of_different_calls_run_each_once(memory):
@@ -127,6 +130,18 @@ def test_a_cancelled_waiter_does_not_cancel_the_leader(memory):
 
     assert asyncio.run(main()) == {"x": 6, "double": 12}
     assert runs == [6]
+
+
+def test_a_coroutine_awaiting_its_own_call_does_not_wait_for_itself(memory):
+    calls = []
+
+    @fleche(ignore=("depth",))
+    async def reentrant(x, depth=0):
+        calls.append(depth)
+        return (await reentrant(x, depth=1)) + 1 if depth == 0 else x  # the same key, same task
+
+    assert asyncio.run(asyncio.wait_for(reentrant(1), 10)) == 2  # it once waited forever
+    assert calls == [0, 1]
 
 
 def test_helpers_work_on_async_functions(memory):

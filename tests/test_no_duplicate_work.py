@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleche import Cache, CacheWarning, cache, fleche
-from fleche.leases import FileLeases, LockLeases, SqlLeases, leases_of
-from fleche.storage import CallMemory, CallPickleFile, ValueMemory, ValuePickleFile
+from fleche.storage import CallPickleFile, ValuePickleFile
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -262,150 +261,11 @@ def test_a_failing_lease_costs_a_warning_not_the_result(tmp_path):
         assert square.contains(2)
 
 
-# -- the lease backends -------------------------------------------------------------
-
-
-def test_which_caches_have_leases(tmp_path):
-    from fleche import CachePool, CacheStack, ReadOnlyCache, RefreshingCache
-
-    files = pickle_store(tmp_path)
-    memory = Cache(ValueMemory(), CallMemory())
-    assert leases_of(memory) is None
-    assert isinstance(leases_of(files), FileLeases)
-    assert leases_of(files).root == tmp_path / "calls" / "leases"
-    sqlite = leases_of(sqlite_store(tmp_path))
-    assert isinstance(sqlite, LockLeases) and sqlite.path == tmp_path / "calls.db-leases"
-    assert isinstance(leases_of(CacheStack([memory, files])), FileLeases)
-    assert leases_of(ReadOnlyCache(files)) is None
-    assert leases_of(RefreshingCache(files)) is None
-    assert leases_of(CachePool([files])) is None
-
-
-def sqlite_table_leases(root: Path) -> SqlLeases:
-    """Leases as rows of a SQLite table: where POSIX locks are missing or for ``file:`` URIs."""
-    from fleche.storage import Sql
-
-    return SqlLeases(store=Sql(url=str(root / "calls.db")))
-
-
-LEASES = {
-    "pickle": lambda root: leases_of(pickle_store(root)),
-    "sqlite": lambda root: leases_of(sqlite_store(root)),
-    "sqlite-table": sqlite_table_leases,
-    "postgres": lambda root: leases_of(postgres_store(root)),
-}
-
-
-@pytest.mark.parametrize("backend", LEASES)
-def test_a_lease_is_exclusive_until_released(backend, tmp_path):
-    leases = LEASES[backend](tmp_path)
-    token = leases.acquire("k" * 32, 30.0)
-    assert token is not None
-    assert leases.acquire("k" * 32, 30.0) is None
-    other = leases.acquire("j" * 32, 30.0)
-    assert other is not None  # keys are independent
-    leases.renew("k" * 32, token, 30.0)
-    leases.release("k" * 32, token)
-    again = leases.acquire("k" * 32, 30.0)
-    assert again is not None
-    leases.release("k" * 32, token)  # a lease given back cannot be released twice
-    assert leases.acquire("k" * 32, 30.0) is None
-    leases.release("k" * 32, again)
-    leases.release("j" * 32, other)
-
-
-@pytest.mark.parametrize("backend", ["pickle", "sqlite-table", "postgres"])
-def test_an_expired_lease_is_taken_over(backend, tmp_path):
-    leases = LEASES[backend](tmp_path)
-    assert leases.expires
-    expired = leases.acquire("k" * 32, 0.0)  # expires at once
-    assert expired is not None
-    time.sleep(0.05)
-    taken = leases.acquire("k" * 32, 30.0)
-    assert taken is not None
-    leases.release("k" * 32, expired)  # the expired holder cannot release the new lease
-    assert leases.acquire("k" * 32, 30.0) is None
-    leases.release("k" * 32, taken)
-
-
-def _hold_lock_lease(path: str, key: str, held) -> None:
-    assert LockLeases(Path(path)).acquire(key, 30.0) is not None
-    held.set()
-    time.sleep(30)  # until killed
-
-
-def test_a_lock_lease_is_held_by_its_process_and_dies_with_it(tmp_path):
-    leases = leases_of(sqlite_store(tmp_path))
-    assert not leases.expires
-    held = SPAWN.Event()
-    holder = SPAWN.Process(target=_hold_lock_lease, args=(str(leases.path), "k" * 32, held))
-    holder.start()
-    try:
-        assert held.wait(30)
-        assert leases.acquire("k" * 32, 30.0) is None  # another process holds it
-        assert leases.acquire("j" * 32, 30.0) is not None
-    finally:
-        holder.kill()
-        holder.join()
-    assert leases.acquire("k" * 32, 30.0) is not None  # at once: no expiry to wait for
-
-
-def _open_lock_files(under: Path) -> set[str]:
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(under)) and target.endswith("-leases"):
-            found.add(target)
-    return found
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files")
-def test_a_process_keeps_few_lock_files_open_and_never_drops_a_held_lease(tmp_path, monkeypatch):
-    monkeypatch.setattr("fleche.leases.IDLE_LOCK_FILES", 4)
-    held = LockLeases(tmp_path / "held.db-leases")
-    token = held.acquire("k" * 32, 30.0)
-    for n in range(12):  # many stores, each used once
-        other = LockLeases(tmp_path / f"{n}.db-leases")
-        other.release("j" * 32, other.acquire("j" * 32, 30.0))
-    opened = _open_lock_files(tmp_path)
-    assert str(held.path) in opened and len(opened) <= 1 + 4
-    results = SPAWN.Queue()
-    child = SPAWN.Process(target=_try_lock_lease, args=(str(held.path), "k" * 32, results))
-    child.start()
-    assert results.get(timeout=30) is False  # its lock was never dropped
-    child.join()
-    held.release("k" * 32, token)
-
-
-def _try_lock_lease(path: str, key: str, results) -> None:
-    results.put(LockLeases(Path(path)).acquire(key, 30.0) is not None)
-
-
-def test_a_forked_child_does_not_inherit_lock_leases(tmp_path):
-    leases = leases_of(sqlite_store(tmp_path))
-    token = leases.acquire("k" * 32, 30.0)
-    fork = multiprocessing.get_context("fork")
-    results = fork.Queue()
-    child = fork.Process(target=_try_lock_lease, args=(str(leases.path), "k" * 32, results))
-    child.start()
-    assert results.get(timeout=30) is False  # the parent holds it, not the child
-    child.join()
-    child = fork.Process(target=_try_lock_lease, args=(str(leases.path), "j" * 32, results))
-    child.start()
-    assert results.get(timeout=30) is True
-    child.join()
-    assert leases.acquire("k" * 32, 30.0) is None  # still the parent's
-    leases.release("k" * 32, token)
-
-
 def test_an_empty_lease_file_is_taken_over_within_seconds(tmp_path):
     # A holder killed between creating its lease file and writing its owner
     # must not make the next caller wait a whole expiry (a minute).
     store = pickle_store(tmp_path)
-    leases = leases_of(store)
+    leases = store.leases()
     key = square.digest(11)
     leases.root.mkdir(parents=True, exist_ok=True)
     (leases.root / key).write_bytes(b"")

@@ -28,6 +28,7 @@ from ..digest import DIGEST_LENGTH, Digest
 from ..errors import AmbiguousDigestError, CacheWarning, Rejected, warn
 from ..expiry import Duration
 from ..storage.base import MIN_PREFIX
+from ..storage.leases import LeaseBackend
 from . import maintenance, provenance
 from .forms import as_template, merge_expansions, sealed
 from .messages import failure_message
@@ -94,6 +95,15 @@ class CacheBase(ABC):
     def persistent(self) -> bool:
         """Whether stored calls outlive this process."""
         return False
+
+    def leases(self) -> LeaseBackend | None:
+        """Where the processes sharing this cache record who computes a missed call.
+
+        A capability (see :mod:`fleche.storage.leases`): ``None`` means only
+        the threads of one process are kept from computing a call twice.
+        Compositions forward it from the member a decorated call writes to.
+        """
+        return None
 
     # -- what a cache implements -----------------------------------------------
 

@@ -22,6 +22,7 @@ from ..errors import Indigestible, SaveError
 from ..expiry import EXPIRY, GC_GRACE, Duration, entry_expired, is_expired, seconds, stamp_expiry
 from ..query import QueryIterator
 from ..storage.base import CallStorage, ValueStorage
+from ..storage.leases import LeaseBackend
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
 from . import verification
@@ -74,6 +75,10 @@ class Cache(CacheBase):
     def persistent(self) -> bool:
         # docstring inherited
         return bool(self.values.persistent and self.calls.persistent)
+
+    def leases(self) -> LeaseBackend | None:
+        # docstring inherited: those of the store of the call records
+        return self.calls.leases()
 
     def now(self) -> float:
         # docstring inherited

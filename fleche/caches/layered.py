@@ -23,6 +23,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall
 from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..expiry import Duration
+from ..storage.leases import LeaseBackend
 from .base import CacheBase, install_composition
 from .forms import sealed
 from .members import Layered
@@ -81,6 +82,14 @@ class _Stack(Layered):
     def read_only(self) -> bool:
         # docstring inherited
         return all(layer.read_only for layer in self.layers)
+
+    def leases(self) -> LeaseBackend | None:
+        # docstring inherited: those of the lowest layer that has leases, the one shared widest
+        for layer in reversed(self.layers):
+            found = layer.leases()
+            if found is not None:
+                return found
+        return None
 
     @property
     def stack(self) -> tuple[CacheBase, ...]:

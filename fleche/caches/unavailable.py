@@ -22,6 +22,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import Digest
 from ..errors import CacheWarning
 from ..expiry import Duration
+from ..storage.leases import LeaseBackend
 from .base import CacheBase
 
 __all__ = ["RETRY_SECONDS", "UnavailableCache"]
@@ -34,8 +35,7 @@ class UnavailableCache(CacheBase):
     """Stands in for the store ``name`` that ``opener()`` failed to open with ``error``.
 
     ``fallback`` serves meanwhile (e.g. the store opened read-only, or a
-    void cache); ``leases(cache)`` finds the lease backend of the store once
-    it is open.  Writes the fallback refuses cost no further warning: the
+    void cache).  Writes the fallback refuses cost no further warning: the
     first one said the results are not stored.
     """
 
@@ -47,7 +47,6 @@ class UnavailableCache(CacheBase):
         fallback: CacheBase,
         *,
         retry_after: float = RETRY_SECONDS,
-        leases: Callable[[CacheBase], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
@@ -55,7 +54,6 @@ class UnavailableCache(CacheBase):
         self.fallback = fallback
         self.retry_after = retry_after
         self._open = opener
-        self._leases = leases
         self._clock = clock
         self._opened: CacheBase | None = None
         self._next_try = clock() + retry_after
@@ -97,10 +95,10 @@ class UnavailableCache(CacheBase):
                         self.error = err
         return self.fallback if self._opened is None else self._opened
 
-    def leases(self) -> Any:
-        """The lease backend of the store once it is open; none meanwhile."""
+    def leases(self) -> LeaseBackend | None:
+        """The leases of the store once it is open; none meanwhile (the fallback is not written)."""
         opened = self._opened
-        return None if opened is None or self._leases is None else self._leases(opened)
+        return None if opened is None else opened.leases()
 
     def save_guarded(self, store: Callable[[], Any], key: str | None = None, **wording: str) -> Any:
         # docstring inherited

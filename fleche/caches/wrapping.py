@@ -22,6 +22,7 @@ from ..digest import Digest
 from ..errors import ReadOnlyError
 from ..expiry import Duration
 from ..query import QueryIterator
+from ..storage.leases import LeaseBackend
 from .base import CacheBase, install_composition
 from .forms import as_template
 from .refusing import RefusingWrites
@@ -55,6 +56,10 @@ class WrapperCache(CacheBase):
     def persistent(self) -> bool:
         # docstring inherited
         return self.cache.persistent
+
+    def leases(self) -> LeaseBackend | None:
+        # docstring inherited: the wrapped cache's, unless this one is never written
+        return None if self.read_only else self.cache.leases()
 
     def now(self) -> float:
         # docstring inherited
@@ -146,6 +151,10 @@ class RefreshingCache(WrapperCache):
     def load_result(self, key: Digest | str) -> Any:
         # docstring inherited
         raise KeyError(f"the call {str(key)[:12]} is being refreshed")
+
+    def leases(self) -> None:
+        # docstring inherited: a refresh computes again even while another process computes
+        return None
 
 
 class FilteringMixin:

@@ -317,3 +317,4 @@ class CallBagOfHoldingH5File(CallMixin, BagOfHoldingH5FileBackend):
     """
 
     __init__ = BagOfHoldingH5FileBackend.__init__
+    leases = FileStorage.leases  # lease files beside the records, not CallStorage's none

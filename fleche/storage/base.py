@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
+from .leases import LeaseBackend
 from .registry import storage_config
 
 if TYPE_CHECKING:
@@ -376,6 +377,15 @@ class CallStorage(KeyManagement):
         """
         record = self.load(key)
         return record.result, record.metadata.get(namespace)
+
+    def leases(self) -> LeaseBackend | None:
+        """Where processes sharing this store record who computes a missed call; ``None`` here.
+
+        A capability: a store other processes see (files, SQL) returns its
+        :class:`~fleche.storage.leases.LeaseBackend`; one private to this
+        process has none, and only threads are deduplicated.
+        """
+        return None
 
     def transform(self, func: Callable[[DigestedCall], Call] | None = None) -> int:
         """Rewrite every record through ``func`` and re-key it if its key changed.

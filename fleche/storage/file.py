@@ -38,6 +38,7 @@ except ImportError:  # Windows: a lock file cannot be removed while open anyway
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning, warn
 from .base import StorageBackend
+from .file_leases import FileLeases
 
 __all__ = ["FileStorage", "remove_stray"]
 
@@ -129,6 +130,13 @@ class FileStorage(StorageBackend):
         root = Path(self.root).expanduser()
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "_root", str(root))
+
+    def leases(self) -> FileLeases:
+        """Lease files under ``root/leases``: call storages of files share this capability.
+
+        (A call storage class takes it with ``leases = FileStorage.leases``.)
+        """
+        return FileLeases(root=self.root / "leases")
 
     # -- layout ----------------------------------------------------------------
 

@@ -338,3 +338,5 @@ class CallPickleFile(CallMixin, PerKeyLockMixin, PickleFileBackend):
 
     Saving a call again (a rerun) replaces its record atomically.
     """
+
+    leases = FileStorage.leases  # lease files beside the records, not CallStorage's none

@@ -29,7 +29,9 @@ from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning, warn
 from .base import CallMixin, CallStorage
+from .leases import LeaseBackend
 from .sql_connection import Runtime, resolve_url
+from .sql_leases import sql_leases
 from .sql_maintenance import Finding, audit, convert_legacy_metadata
 from .sql_metadata import join_metadata
 from .sql_query import (
@@ -143,12 +145,13 @@ class Sql(CallStorage):
             self._box[1] = path
         return Path(self._box[1]) / "calls.db"
 
-    def leases(self) -> Any:
-        """Where this store records who computes a missed call (see :mod:`fleche.leases`)."""
+    def leases(self) -> LeaseBackend | None:
+        """Byte locks beside a SQLite file, else a table of the database (chosen once per process).
+
+        See :func:`~fleche.storage.sql_leases.sql_leases`.
+        """
         runtime = self._runtime()
         if runtime.leases is None:
-            from ..leases import sql_leases  # fleche.leases builds on the storages
-
             runtime.leases = sql_leases(self)
         return runtime.leases
 

@@ -1,0 +1,259 @@
+"""Leases, a capability of call storages: which storages and caches have them, and each backend."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from fleche import (
+    Cache,
+    CachePool,
+    CacheStack,
+    CacheWarning,
+    FilteredCache,
+    ReadOnlyCache,
+    RefreshingCache,
+    SizeLimitedCache,
+)
+from fleche.caches import memory_cache
+from fleche.caches.unavailable import UnavailableCache
+from fleche.config import open_cache
+from fleche.storage import CallMemory, CallVoid, ValueMemory
+from fleche.storage.file_leases import FileLeases
+from fleche.storage.leases import LEASE_SECONDS, lease_seconds
+from fleche.storage.lock_leases import LockLeases
+from fleche.storage.sql_leases import SqlLeases
+
+from .backends import BACKENDS
+from .test_no_duplicate_work import pickle_store, postgres_store, sqlite_store
+
+pytestmark = pytest.mark.timeout(60)
+
+SPAWN = multiprocessing.get_context("spawn")
+
+# -- which storages and caches have leases ------------------------------------------------
+
+#: What ``calls.leases()`` gives for each storage composition of the conformance suite.
+EXPECTED = {
+    "memory": type(None),
+    "sqlite": LockLeases,
+    "postgres": SqlLeases,
+    **dict.fromkeys(
+        ["pickle", "cloudpickle", "dill", "signed-pickle", "hdf5", "hdf5-grouped"], FileLeases
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_every_call_storage_declares_its_leases(backend, tmp_path):
+    calls = backend.calls(tmp_path / "calls")
+    leases = calls.leases()
+    assert type(leases) is EXPECTED[backend.name]
+    assert (leases is not None) == backend.processes  # shared by processes: leases to share
+    if isinstance(leases, FileLeases):
+        assert leases.root == tmp_path / "calls" / "leases"  # beside the records
+    if leases is not None:  # and they work
+        token = leases.acquire("k" * 32, 30.0)
+        assert token is not None and leases.acquire("k" * 32, 30.0) is None
+        leases.release("k" * 32, token)
+
+
+def test_storages_of_this_process_only_have_no_leases():
+    assert CallMemory().leases() is None
+    assert CallVoid().leases() is None
+    assert memory_cache().leases() is None
+
+
+def test_the_default_store_has_byte_lock_leases(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    leases = open_cache(str(tmp_path / "store")).leases()
+    assert isinstance(leases, LockLeases)
+    assert leases.path.name.endswith("-leases") and leases.path.is_relative_to(tmp_path)
+
+
+def test_a_cache_has_the_leases_of_its_call_storage(tmp_path):
+    files = pickle_store(tmp_path)
+    assert files.leases() == files.calls.leases() == FileLeases(root=tmp_path / "calls" / "leases")
+    sqlite = sqlite_store(tmp_path).leases()
+    assert isinstance(sqlite, LockLeases) and sqlite.path == tmp_path / "calls.db-leases"
+
+
+def test_a_stack_has_the_leases_of_its_lowest_layer_that_has_some(tmp_path):
+    memory = Cache(ValueMemory(), CallMemory())
+    upper, lower = pickle_store(tmp_path / "upper"), pickle_store(tmp_path / "lower")
+    assert CacheStack([memory, upper]).leases() == upper.leases()
+    assert CacheStack([upper, lower]).leases() == lower.leases()  # the one shared widest
+    assert CacheStack([upper, memory]).leases() == upper.leases()
+    assert CacheStack([upper, ReadOnlyCache(lower)]).leases() == upper.leases()
+    assert CacheStack([memory, memory_cache()]).leases() is None
+
+
+def test_wrappers_forward_leases_unless_they_never_write_or_always_compute(tmp_path):
+    files = pickle_store(tmp_path)
+    assert FilteredCache(files, lambda call: True).leases() == files.leases()
+    assert SizeLimitedCache(files, max_bytes=10**6).leases() == files.leases()
+    assert ReadOnlyCache(files).leases() is None
+    assert RefreshingCache(files).leases() is None  # a rerun computes whoever else computes
+    assert CachePool([files]).leases() is None
+
+
+def test_a_remote_cache_has_no_leases(tmp_path):
+    from .test_remote import PipeCache
+
+    assert PipeCache(pickle_store(tmp_path)).leases() is None  # the server's store coordinates
+
+
+def test_an_unavailable_store_has_the_leases_of_the_store_once_it_opens(tmp_path):
+    files, now, attempts = pickle_store(tmp_path), [0.0], []
+
+    def opener():
+        attempts.append(now[0])
+        if now[0] < 30:
+            raise OSError("still down")
+        return files
+
+    with pytest.warns(CacheWarning, match="down"):
+        stand_in = UnavailableCache(
+            "s", opener, OSError("down"), ReadOnlyCache(files), clock=lambda: now[0]
+        )
+    assert stand_in.leases() is None  # the fallback stores nothing: nothing to coordinate
+    now[0] = 31.0
+    assert stand_in.current() is files
+    assert stand_in.leases() == files.leases()
+
+
+def test_the_lease_duration_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("FLECHE_LEASE_SECONDS", raising=False)
+    assert lease_seconds() == LEASE_SECONDS
+    monkeypatch.setenv("FLECHE_LEASE_SECONDS", "2.5")
+    assert lease_seconds() == 2.5
+    monkeypatch.setenv("FLECHE_LEASE_SECONDS", "soon")
+    with pytest.warns(CacheWarning, match="not a number"):
+        assert lease_seconds() == LEASE_SECONDS
+
+
+# -- the lease backends -------------------------------------------------------------------
+
+
+def sqlite_table_leases(root: Path) -> SqlLeases:
+    """Leases as rows of a SQLite table: where POSIX locks are missing or for ``file:`` URIs."""
+    from fleche.storage import Sql
+
+    return SqlLeases(store=Sql(url=str(root / "calls.db")))
+
+
+LEASES = {
+    "pickle": lambda root: pickle_store(root).leases(),
+    "sqlite": lambda root: sqlite_store(root).leases(),
+    "sqlite-table": sqlite_table_leases,
+    "postgres": lambda root: postgres_store(root).leases(),
+}
+
+
+@pytest.mark.parametrize("backend", LEASES)
+def test_a_lease_is_exclusive_until_released(backend, tmp_path):
+    leases = LEASES[backend](tmp_path)
+    token = leases.acquire("k" * 32, 30.0)
+    assert token is not None
+    assert leases.acquire("k" * 32, 30.0) is None
+    other = leases.acquire("j" * 32, 30.0)
+    assert other is not None  # keys are independent
+    leases.renew("k" * 32, token, 30.0)
+    leases.release("k" * 32, token)
+    again = leases.acquire("k" * 32, 30.0)
+    assert again is not None
+    leases.release("k" * 32, token)  # a lease given back cannot be released twice
+    assert leases.acquire("k" * 32, 30.0) is None
+    leases.release("k" * 32, again)
+    leases.release("j" * 32, other)
+
+
+@pytest.mark.parametrize("backend", ["pickle", "sqlite-table", "postgres"])
+def test_an_expired_lease_is_taken_over(backend, tmp_path):
+    leases = LEASES[backend](tmp_path)
+    assert leases.expires
+    expired = leases.acquire("k" * 32, 0.0)  # expires at once
+    assert expired is not None
+    time.sleep(0.05)
+    taken = leases.acquire("k" * 32, 30.0)
+    assert taken is not None
+    leases.release("k" * 32, expired)  # the expired holder cannot release the new lease
+    assert leases.acquire("k" * 32, 30.0) is None
+    leases.release("k" * 32, taken)
+
+
+def _hold_lock_lease(path: str, key: str, held) -> None:
+    assert LockLeases(Path(path)).acquire(key, 30.0) is not None
+    held.set()
+    time.sleep(30)  # until killed
+
+
+def test_a_lock_lease_is_held_by_its_process_and_dies_with_it(tmp_path):
+    leases = sqlite_store(tmp_path).leases()
+    assert not leases.expires
+    held = SPAWN.Event()
+    holder = SPAWN.Process(target=_hold_lock_lease, args=(str(leases.path), "k" * 32, held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        assert leases.acquire("k" * 32, 30.0) is None  # another process holds it
+        assert leases.acquire("j" * 32, 30.0) is not None
+    finally:
+        holder.kill()
+        holder.join()
+    assert leases.acquire("k" * 32, 30.0) is not None  # at once: no expiry to wait for
+
+
+def _open_lock_files(under: Path) -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(under)) and target.endswith("-leases"):
+            found.add(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files")
+def test_a_process_keeps_few_lock_files_open_and_never_drops_a_held_lease(tmp_path, monkeypatch):
+    monkeypatch.setattr("fleche.storage.lock_leases.IDLE_LOCK_FILES", 4)
+    held = LockLeases(tmp_path / "held.db-leases")
+    token = held.acquire("k" * 32, 30.0)
+    for n in range(12):  # many stores, each used once
+        other = LockLeases(tmp_path / f"{n}.db-leases")
+        other.release("j" * 32, other.acquire("j" * 32, 30.0))
+    opened = _open_lock_files(tmp_path)
+    assert str(held.path) in opened and len(opened) <= 1 + 4
+    results = SPAWN.Queue()
+    child = SPAWN.Process(target=_try_lock_lease, args=(str(held.path), "k" * 32, results))
+    child.start()
+    assert results.get(timeout=30) is False  # its lock was never dropped
+    child.join()
+    held.release("k" * 32, token)
+
+
+def _try_lock_lease(path: str, key: str, results) -> None:
+    results.put(LockLeases(Path(path)).acquire(key, 30.0) is not None)
+
+
+def test_a_forked_child_does_not_inherit_lock_leases(tmp_path):
+    leases = sqlite_store(tmp_path).leases()
+    token = leases.acquire("k" * 32, 30.0)
+    fork = multiprocessing.get_context("fork")
+    results = fork.Queue()
+    child = fork.Process(target=_try_lock_lease, args=(str(leases.path), "k" * 32, results))
+    child.start()
+    assert results.get(timeout=30) is False  # the parent holds it, not the child
+    child.join()
+    child = fork.Process(target=_try_lock_lease, args=(str(leases.path), "j" * 32, results))
+    child.start()
+    assert results.get(timeout=30) is True
+    child.join()
+    assert leases.acquire("k" * 32, 30.0) is None  # still the parent's
+    leases.release("k" * 32, token)
