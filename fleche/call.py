@@ -349,6 +349,20 @@ class DigestedCall(Call):
     def digested(self) -> DigestedCall:
         return self
 
+    def completed(self, result: Digest, metadata: Mapping[str, Mapping[str, Any]]) -> DigestedCall:
+        """This record with a result digest and metadata: a prepared call's, once it has run."""
+        done = object.__new__(DigestedCall)
+        _set(done, "name", self.name)
+        _set(done, "arguments", self.arguments)
+        _set(done, "metadata", metadata)
+        _set(done, "module", self.module)
+        _set(done, "version", self.version)
+        _set(done, "code", self.code)
+        _set(done, "result", result)
+        _set(done, "unkeyed", self.unkeyed)
+        _set(done, "created", self.created)
+        return done
+
     def values(self) -> Iterator[Digest]:
         """Every value digest this record references: arguments, then result."""
         yield from self.arguments.values()

@@ -148,21 +148,29 @@ class Cache(CacheBase):
         except BaseException:
             self._unpin(pinned)
             raise
-        return PreparedCall(record, key, self._finish, lambda: self._unpin(pinned))
+        return PreparedCall(record, key, self, pinned)
 
-    def _finish(self, record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        # The key sealed by prepare and the result digest taken here go down
+        # as they are: no storage digests them again.
         try:
             result_key = digest(result)
         except Indigestible as err:
             raise err.located("result") from None
+        record = prepared.record
         self._pin([result_key])
         try:
             self.values.save(result, result_key)
             meta = {**record.metadata, **metadata} if metadata else record.metadata
             meta = stamp_expiry(meta, self.clock(), self.ttl)
-            return self.calls.save(dataclasses.replace(record, result=result_key, metadata=meta))
+            return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)
         finally:
             self._unpin([result_key])
+
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        self._unpin(prepared.hold)
 
     def _pin(self, keys: Iterable[Digest]) -> None:
         with self._pins_lock:

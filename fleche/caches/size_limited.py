@@ -315,20 +315,25 @@ class SizeLimitedMixin(WrapperCache):
             raise
         sizes = {record.arguments[name]: size_of(value) for name, value in arguments.items()}
         given = {record.arguments[name]: value for name, value in arguments.items()}
+        return PreparedCall(record, key, self, (inner, pinned, sizes, given))
 
-        def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-            done = inner.commit(result, metadata)
-            stored = self.cache.calls.load(done)
-            sizes[stored.result] = size_of(result)
-            self._register(stored, sizes, self.clock(), {**given, stored.result: result})
-            self._enforce()
-            return done
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        # docstring inherited
+        inner, _, sizes, given = prepared.hold
+        done = inner.commit(result, metadata)
+        stored = self.cache.calls.load(done)
+        sizes[stored.result] = size_of(result)
+        self._register(stored, sizes, self.clock(), {**given, stored.result: result})
+        self._enforce()
+        return done
 
-        def release() -> None:
-            inner.abandon()
-            self._unpin(pinned)
-
-        return PreparedCall(record, key, finish, release)
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        # docstring inherited
+        inner, pinned, _, _ = prepared.hold
+        inner.abandon()
+        self._unpin(pinned)
 
     def _unpin(self, keys: list[Digest]) -> None:
         with self._lock:

@@ -343,6 +343,16 @@ class CallStorage(KeyManagement):
     def load(self, key: Digest | str) -> DigestedCall:
         """The record under ``key`` (full or short); ``KeyError`` if none."""
 
+    def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
+        """Store ``record`` under ``key``, its lookup key as the caller sealed it; returns ``key``.
+
+        The miss path's save: the cache hands down the key the decorator
+        computed, so the storage need not digest the record again.  This
+        default calls :meth:`save` (which does); storages built on
+        :class:`CallMixin` store under ``key`` as given.
+        """
+        return self.save(record)
+
     @abstractmethod
     def query(self, template: QueryCall | Call) -> Iterable[DigestedCall]:
         """The records matching ``template``; use ``None`` as wildcard.
@@ -398,7 +408,10 @@ class CallMixin(CallStorage, StorageBackend):
     def save(self, call: Call) -> Digest:
         # docstring inherited
         record = call.digested()
-        key = record.key()
+        return self.save_keyed(record, record.key())
+
+    def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
+        # docstring inherited
         with self._operation_context(key):
             return self.put(record, key)
 
