@@ -41,6 +41,7 @@ __all__ = [
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 #: Strings and bytes longer than this are stored as children of their own.
 _INLINE_LIMIT = 256
+_TEXTS = (str, bytes)
 #: ``remaining_depth`` of the value storages fleche ships: scalars and short
 #: strings inline, every container and heavy leaf stored apart.  At 0 a list
 #: of 1,000 floats costs 1,001 entries and 10-100 times the time of 1; at 2
@@ -228,7 +229,7 @@ def _form(value: Any) -> Digested | None:
 def _leaf_depth(value: Any) -> float:
     """0 for small scalars; infinite for heavy leaves and for references (never inline)."""
     kind = type(value)
-    if kind in _SCALARS and (kind not in (str, bytes) or len(value) <= _INLINE_LIMIT):
+    if kind in _SCALARS and (kind not in _TEXTS or len(value) <= _INLINE_LIMIT):
         return 0
     return math.inf
 
@@ -278,25 +279,49 @@ class DestructuringMixin(StorageBackend):
         ``depth < remaining_depth`` (the element is inlined in its parent's
         :class:`Digested` wrapper) or a :class:`Digest` when the element was
         written to storage separately (under ``key``, else its digest).
-        Every node in the structure is visited exactly once (O(n)).
+        Every node in the structure is visited exactly once (O(n)); a small
+        scalar element is kept inline without a call of its own.
         """
-        form = None if self._is_trojan_tuple(value) else _form(value)
-        if form is None:
-            depth = _leaf_depth(value)
-            if type(value) is Digest:
-                return value, depth  # a reference to a value stored already
-            if depth < self.remaining_depth:
-                return value, depth
-            key = digest(value) if key is None else key
-            super().put(value, key)
-            return key, depth
-        interned = [self._intern_rec(part) for part in form.parts()]
-        depth = 1 + max((d for _, d in interned), default=0)
+        kind = type(value)
+        if kind is list or kind is tuple or kind is dict:
+            form = None
+            parts = value.values() if kind is dict else value
+        else:
+            form = None if self._is_trojan_tuple(value) else _form(value)
+            if form is None:
+                return self._intern_leaf(value, key)
+            parts = form.parts()
+        inline = self.remaining_depth > 0
+        interned = []
+        depth = 0
+        for part in parts:
+            small = type(part)
+            if inline and small in _SCALARS and (small not in _TEXTS or len(part) <= _INLINE_LIMIT):
+                interned.append(part)  # depth 0: kept inline
+                continue
+            result, below = self._intern_rec(part)
+            interned.append(result)
+            depth = below if below > depth else depth
+        depth += 1
         if depth < self.remaining_depth:
             return value, depth
-        form = form.with_parts([result for result, _ in interned])
+        if form is not None:
+            form = form.with_parts(interned)
+        elif kind is dict:
+            form = DigestedDict(dict(zip(value, interned, strict=True)))
+        else:
+            form = DigestedIterable(interned if kind is list else tuple(interned))
         key = form.key(value) if key is None else key
         super().put(form, key)
+        return key, depth
+
+    def _intern_leaf(self, value: Any, key: Digest | None) -> tuple[Any, int | float]:
+        """A leaf: kept inline when shallow enough, else stored under ``key`` (or its digest)."""
+        depth = _leaf_depth(value)
+        if type(value) is Digest or depth < self.remaining_depth:
+            return value, depth  # a Digest is a reference to a value stored already
+        key = digest(value) if key is None else key
+        super().put(value, key)
         return key, depth
 
     def put(self, value: Any, key: Digest) -> Digest:
