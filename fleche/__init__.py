@@ -8,9 +8,8 @@ and any stored object is named by a short digest prefix.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import digest, remote  # noqa: F401  (digest: the submodule, as in 0.22; remote: registers type = "ssh")
+from ._version import __version__
 from .caches import (
     Cache,
     CacheBase,

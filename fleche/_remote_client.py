@@ -18,7 +18,6 @@ from abc import abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
-from . import __version__
 from ._remote_protocol import (
     PROTOCOL,
     decode_error,
@@ -29,6 +28,7 @@ from ._remote_protocol import (
     write_json,
     write_message,
 )
+from ._version import __version__
 from .caches import CacheBase
 from .caches.base import Duration, sealed, seconds
 from .call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall

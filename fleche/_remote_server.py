@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from . import __version__
 from ._remote_protocol import (
     MAGIC,
     PROTOCOL,
@@ -28,6 +27,7 @@ from ._remote_protocol import (
     write_json,
     write_message,
 )
+from ._version import __version__
 from .caches import CacheBase
 from .call import DigestedCall, LazyCall, PreparedCall
 

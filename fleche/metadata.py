@@ -13,6 +13,7 @@ runs either kind, and ours offer both.  A class decorated with
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import getpass
 import os
@@ -25,11 +26,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
+from ._version import __version__
 from .config import CONFIGURABLE, configurable
 
 __all__ = [
+    "ACTIVE_TAGS",
     "CONFIGURABLE",
     "Environment",
     "Git",
@@ -42,6 +46,11 @@ __all__ = [
     "configurable",
     "record",
 ]
+
+#: The tags in force where a call runs, recorded by :class:`Tags`; set by :func:`fleche.tags`.
+ACTIVE_TAGS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "fleche_tags", default=MappingProxyType({})
+)
 
 #: A plain value metadata may hold: what JSON carries.
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
@@ -147,8 +156,6 @@ class Environment(Recorder):
 
 @functools.cache
 def _environment() -> dict[str, str]:
-    from . import __version__
-
     try:
         user = getpass.getuser()
     except Exception:  # no user database entry (containers)
@@ -256,11 +263,7 @@ class Tags(Recorder):
         return None
 
     def stop(self, token: None) -> dict[str, Any]:
-        if self.tags is not None:
-            return dict(self.tags)
-        from .state import active_tags
-
-        return dict(active_tags())
+        return dict(ACTIVE_TAGS.get() if self.tags is None else self.tags)
 
 
 def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Callable[[], Any]]:

@@ -246,21 +246,26 @@ class CachedFunction(Generic[P, R]):
         call is abandoned.  The body sets ``run.result``.
         """
         arguments, digests, key = keyed
-        args, kwargs = self._expand_values(cache, args, kwargs)
-        stored_arguments = {
-            n: v for n, v in arguments.items() if type(v) is not Digest and n not in self.unstored
-        }
+        if Digest in map(type, args) or Digest in map(type, kwargs.values()):
+            args, kwargs = self._expand_values(cache, args, kwargs)
+        stored_arguments = arguments
+        if self.unstored or Digest in map(type, arguments.values()):
+            stored_arguments = {
+                n: v
+                for n, v in arguments.items()
+                if type(v) is not Digest and n not in self.unstored
+            }
         draft = DigestedCall(
             name=self.name,
             module=self.module,
-            arguments={n: Digest.from_raw(raw) for n, raw in digests.items()},
+            arguments=dict(zip(digests, map(Digest.from_raw, digests.values()), strict=True)),
             version=self.version,
             code=self.code,
             unkeyed=self.unkeyed,
             metadata=self._record_metadata,
         )
         prepared = cache.save_guarded(
-            lambda: cache.prepare(draft, stored_arguments, key),
+            functools.partial(cache.prepare, draft, stored_arguments, key),
             key,
             what=f"store the arguments of {self.name}",
             then="it runs uncached",
@@ -271,12 +276,12 @@ class CachedFunction(Generic[P, R]):
             yield run
         except BaseException:
             if prepared is not None:
-                prepared.abandon()
+                cache.abandon(prepared)
             raise
         metadata = stop()
         if prepared is not None:
             cache.save_guarded(
-                lambda: prepared.commit(run.result, metadata),
+                functools.partial(cache.commit, prepared, run.result, metadata),
                 key,
                 what=f"store the result of {self.name}",
             )
@@ -290,8 +295,6 @@ class CachedFunction(Generic[P, R]):
         def value(v: Any) -> Any:
             return cache.load_value(v) if type(v) is Digest else v
 
-        if not any(type(v) is Digest for v in (*args, *kwargs.values())):
-            return args, kwargs
         return tuple(value(v) for v in args), {k: value(v) for k, v in kwargs.items()}
 
     # -- helpers -------------------------------------------------------------

@@ -571,7 +571,7 @@ def test_a_different_fleche_version_is_a_warning(ssh, tmp_path: Path) -> None:
     from fleche import __version__
 
     other = _skewed_copy(
-        tmp_path, f'__version__ = "{__version__}"', '__version__ = "9.9.9"', "__init__.py"
+        tmp_path, f'__version__ = "{__version__}"', '__version__ = "9.9.9"', "_version.py"
     )
     remote = ssh(pythonpath=other, cache_name=str(tmp_path / "store"))
     with pytest.warns(RemoteVersionWarning, match="9.9.9"):
