@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import and_, false, func, or_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ..call import QueryCall, _unwrap
+from ..call import QueryCall
+from ..call_template import unwrap
 from ..digest import Digest, digest
 from .sql_metadata import plain_key, text_ok
 from .sql_schema import arguments, calls
@@ -28,7 +29,7 @@ def normalize_value(value: Any) -> str:
     A value given as its :class:`Digest` stays as it is, since
     ``digest(Digest(x)) == x``.
     """
-    return str(digest(_unwrap(value)))
+    return str(digest(unwrap(value)))
 
 
 def call_conditions(template: QueryCall) -> list[Any]:
@@ -38,7 +39,7 @@ def call_conditions(template: QueryCall) -> list[Any]:
         want = getattr(template, field)
         if want is None:
             continue
-        want = _unwrap(want)
+        want = unwrap(want)
         column = calls.c[field]
         if want is None:
             conditions.append(column.is_(None))
@@ -115,7 +116,7 @@ def _sqlite_conditions(namespace: str, entries: dict[str, Any]) -> list[Any]:
     path = f'$."{namespace}"'
     conditions: list[Any] = [func.json_type(calls.c.meta, path) == "object"]
     for name, value in entries.items():
-        value = _unwrap(value)
+        value = unwrap(value)
         if type(name) is not str or not plain_key(name):
             continue
         extracted = func.json_extract(calls.c.meta, f'{path}."{name}"')
@@ -139,7 +140,7 @@ def _postgres_conditions(namespace: str, entries: dict[str, Any]) -> list[Any]:
     # Containment (``meta @> {...}``) is answered from the GIN index on meta.
     conditions: list[Any] = [_jsonb.contains({namespace: {}})]
     for name, value in entries.items():
-        value = _unwrap(value)
+        value = unwrap(value)
         if type(name) is not str or not text_ok(name):
             continue
         if type(value) in (str, Digest):
