@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..digest import Digest, digest
-from ._legacy_forms import Node, Ref
+from ._legacy_forms import Node, Ref, legacy_refs, legacy_value
 from .base import StorageBackend
 
 __all__ = [
@@ -347,7 +347,7 @@ class DestructuringMixin(StorageBackend):
                 raise KeyError(key)  # a reference to itself names no value
             return self.get(form)
         if kind is Node or kind is Ref:  # written by an earlier version of fleche
-            return _legacy_value(form, self.get)
+            return legacy_value(form, self.get)
         if kind in self._FORMS or isinstance(form, Digested):
             return form.restore(
                 [self.get(part) if type(part) is Digest else part for part in form.parts()]
@@ -359,7 +359,7 @@ class DestructuringMixin(StorageBackend):
         if isinstance(form, HasChildDigests):
             return list(form.child_digests())
         if type(form) is Node or type(form) is Ref:
-            return list(_legacy_refs(form))
+            return list(legacy_refs(form))
         return [form] if type(form) is Digest and form != key else []
 
     def child_digests(self, key: Digest | str) -> list[Digest]:
@@ -380,26 +380,3 @@ class DestructuringMixin(StorageBackend):
             except KeyError:
                 continue  # evicted meanwhile
         return uses
-
-
-def _legacy_value(form: Any, load: Callable[[Digest], Any]) -> Any:
-    """The value an entry written before :class:`Digested` stands for (children loaded)."""
-    if type(form) is Ref:
-        return load(form.key)
-    if type(form) is not Node:
-        return form
-    if form.kind == "dataclass":
-        return form.cls(**{name: _legacy_value(x, load) for name, x in form.items})
-    items = [_legacy_value(x, load) for x in form.items]
-    if form.kind == "dict":
-        return dict(zip(items[::2], items[1::2], strict=True))
-    return items if form.kind == "list" else tuple(items)
-
-
-def _legacy_refs(form: Any) -> Iterable[Digest]:
-    """The children an entry written before :class:`Digested` keeps apart, in order."""
-    if type(form) is Ref:
-        yield form.key
-    elif type(form) is Node:
-        for item in form.items:
-            yield from _legacy_refs(item[1] if form.kind == "dataclass" else item)

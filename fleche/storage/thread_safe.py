@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..digest import Digest
-from .base import _NO_CONTEXT, KeyManagement
+from .keys import NO_CONTEXT, KeyManagement
 
 __all__ = ["PerKeyLockMixin", "SerializingMixin"]
 
@@ -88,7 +88,7 @@ class _HoldingKey:
                 entry[1] += 1
         entry[0].acquire()
         self._entry = entry
-        if self._inner is not _NO_CONTEXT:
+        if self._inner is not NO_CONTEXT:
             try:
                 self._inner.__enter__()
             except BaseException:
@@ -97,7 +97,7 @@ class _HoldingKey:
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         try:
-            if self._inner is not _NO_CONTEXT:
+            if self._inner is not NO_CONTEXT:
                 return self._inner.__exit__(*exc_info)
             return None
         finally:
