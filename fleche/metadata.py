@@ -99,9 +99,14 @@ class Recorder(MetaData):
     #: The entries :meth:`stop` records.
     KEYS: ClassVar[frozenset[str]] = frozenset()
 
-    @abstractmethod
     def start(self) -> Any:
-        """Just before the body; returns a token for :meth:`stop`."""
+        """Just before the body; returns a token for :meth:`stop`.
+
+        This default measures nothing (its token is ``None``), and
+        :func:`record` does not even call it: a recorder whose entries do not
+        depend on when the body started costs one call per computation.
+        """
+        return None
 
     @abstractmethod
     def stop(self, token: Any) -> Mapping[str, Any]:
@@ -147,9 +152,6 @@ class Environment(Recorder):
     name = "environment"
     KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
 
-    def start(self) -> None:
-        return None
-
     def stop(self, token: None) -> dict[str, str]:
         return {**_environment(), "cwd": os.getcwd()}
 
@@ -180,9 +182,6 @@ class Git(Recorder):
 
     name = "git"
     KEYS = frozenset({"commit", "branch", "dirty"})
-
-    def start(self) -> None:
-        return None
 
     def stop(self, token: None) -> dict[str, Any]:
         where = (os.getcwd(), os.environ.get("GIT_DIR"))
@@ -259,11 +258,11 @@ class Tags(Recorder):
         # docstring inherited
         return frozenset(self.tags or ())
 
-    def start(self) -> None:
-        return None
-
     def stop(self, token: None) -> dict[str, Any]:
         return dict(ACTIVE_TAGS.get() if self.tags is None else self.tags)
+
+
+_MEASURES_NOTHING = Recorder.start
 
 
 def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Callable[[], Any]]:
@@ -272,7 +271,13 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
     A recorder is ours (``start``/``stop``) or a 0.22 :class:`MetaData`
     (``pre(call)``/``post(pre, call)``); ``call`` is handed to the latter.
     """
-    tokens = [r.start() if hasattr(r, "start") else r.pre(call) for r in recorders]
+    tokens = []
+    for r in recorders:
+        start = getattr(type(r), "start", None)
+        if start is None:  # a 0.22 MetaData
+            tokens.append(r.pre(call))
+        else:
+            tokens.append(None if start is _MEASURES_NOTHING else r.start())
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}

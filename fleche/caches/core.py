@@ -135,7 +135,8 @@ class Cache(CacheBase):
         :meth:`gc` until the returned call is committed or abandoned.
         ``prepare(call)`` with a plain call (the 0.22 form) digests it first.
         """
-        record, arguments, key = sealed(record, arguments, key)
+        if arguments is None or key is None:
+            record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
         self._pin(pinned)
         name = ""
@@ -164,7 +165,8 @@ class Cache(CacheBase):
         try:
             self.values.save(result, result_key)
             meta = {**record.metadata, **metadata} if metadata else record.metadata
-            meta = stamp_expiry(meta, self.clock(), self.ttl)
+            if self.ttl is not None or EXPIRY in meta:
+                meta = stamp_expiry(meta, self.clock(), self.ttl)
             return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)
         finally:
             self._unpin([result_key])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from ..call import Call, DigestedCall, QueryCall
-from ..digest import Digest, digest
+from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
 from .keys import (
     MIN_PREFIX,
@@ -122,7 +122,8 @@ class ValueMixin(ValueStorage, StorageBackend):
 
     def load(self, key: Digest | str) -> Any:
         # docstring inherited
-        key = self.expand(key)
+        if len(key) != DIGEST_LENGTH or type(key) is not Digest:  # the hit path skips expand
+            key = self.expand(key)
         with self._operation_context(key):
             return self.get(key)
 

@@ -326,7 +326,11 @@ class DestructuringMixin(StorageBackend):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        if type(value) is Digest and value == key:
+        kind = type(value)
+        if kind in _SCALARS:
+            super().put(value, key)  # a leaf is stored whole under its key, whatever its depth
+            return key
+        if kind is Digest and value == key:
             return key  # a value's own digest: a reference to itself, nothing to store
         result, _ = self._intern_rec(value, key)
         if result is value:  # shallow enough to be kept whole
