@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .call import DigestedCall, QueryCall, key_of
+from .call import DigestedCall, QueryCall
 from .digest import Digest
 from .errors import CorruptEntryWarning, Indigestible
 
@@ -222,12 +222,10 @@ def explain(
     """
     cache = function.cache
     qualified = f"{function.module}.{function.name}"
-    arguments = dict(function.call(*args, **kwargs).arguments)
     try:
-        digests = function._digests(cache, arguments)
+        arguments, digests, key = function._keyed(cache, args, kwargs)
     except Indigestible as err:
         return Explanation(qualified, INDIGESTIBLE, detail=str(err))
-    key = key_of(function.prefix, digests)
     wanted = {name: Digest.from_raw(raw) for name, raw in digests.items()}
     base = {"function": qualified, "key": key, "short": key[:_SHORT], "arguments": wanted}
     if cache.contains(key):

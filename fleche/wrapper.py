@@ -193,7 +193,13 @@ class CachedFunction(FunctionHelpers[P, R]):
 
     def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed:
         arguments = self._bind(args, kwargs)
-        digests = self._digests(cache, arguments)
+        try:
+            digests = argument_digests(arguments)
+        except ValueError:  # a short digest cannot be digested: expand it (rare path)
+            for name, value in arguments.items():
+                if type(value) is Digest and len(value) != DIGEST_LENGTH:
+                    arguments[name] = cache.expand(value)
+            digests = argument_digests(arguments)
         return _Keyed(arguments, digests, key_of(self.prefix, digests))
 
     def _stored_result(self, cache: Cache, key: Digest) -> Any:
@@ -209,16 +215,6 @@ class CachedFunction(FunctionHelpers[P, R]):
                 CacheWarning,
             )
             return _MISS
-
-    def _digests(self, cache: Cache, arguments: dict[str, Any]) -> dict[str, bytes]:
-        """Raw argument digests; short :class:`Digest` arguments are expanded in place."""
-        try:
-            return argument_digests(arguments)
-        except ValueError:  # a short digest cannot be digested: expand it (rare path)
-            for name, value in arguments.items():
-                if type(value) is Digest and len(value) != DIGEST_LENGTH:
-                    arguments[name] = cache.expand(value)
-            return argument_digests(arguments)
 
     def _compute(
         self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -205,7 +205,10 @@ class Cache(CacheBase):
         :class:`LazyCall` in between.
         """
         # Not _live: a SQL store reads the result and the expiry only (benchmarks/bench_stack.py).
-        return self.values.load(self._live_result(key))
+        result, expiry = self.calls.result_of(key, EXPIRY)
+        if expiry is not None and entry_expired(expiry, self.clock()):
+            raise KeyError(f"the call {str(key)[:12]} expired")
+        return self.values.load(result)
 
     def _live_result(self, key: Digest | str) -> Digest | None:
         """The result digest of the call under ``key``; ``KeyError`` if missing or expired."""
