@@ -168,5 +168,7 @@ def _instance_encoder(cls: type) -> Encoder:
 
 def _encode_zoneinfo(zone: Any) -> bytes:
     if zone.key is None:
-        raise Indigestible(type(zone), reason="a ZoneInfo read from a file has no key", value=zone)
+        raise Indigestible(
+            type(zone), reason="a ZoneInfo read from a file has no key", value=zone
+        )
     return composite(header(Tag.ZONEINFO), [encode(zone.key)])

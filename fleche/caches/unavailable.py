@@ -101,7 +101,9 @@ class UnavailableCache(CacheBase):
         opened = self._opened
         return None if opened is None or self._leases is None else self._leases(opened)
 
-    def save_guarded(self, store: Callable[[], Any], key: str | None = None, **wording: str) -> Any:
+    def save_guarded(
+        self, store: Callable[[], Any], key: str | None = None, **wording: str
+    ) -> Any:
         # docstring inherited
         if self.current() is not self.fallback:
             return super().save_guarded(store, key, **wording)
