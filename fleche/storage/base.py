@@ -222,7 +222,8 @@ class CallMixin(CallStorage, StorageBackend):
 
     def load(self, key: Digest | str) -> DigestedCall:
         # docstring inherited
-        key = self.expand(key)
+        if len(key) != DIGEST_LENGTH or type(key) is not Digest:  # the hit path skips expand
+            key = self.expand(key)
         with self._operation_context(key):
             return self.get(key)
 
