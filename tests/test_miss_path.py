@@ -106,3 +106,40 @@ def test_plain_metadata_takes_the_fast_path_with_the_same_document(metadata):
     }
     assert to_json(document) == to_json(exact)
     assert (typed is None) == (exact == metadata)
+
+
+class Counted:
+    """A value that counts how often it is digested."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.digested = 0
+
+    def __digest__(self):
+        self.digested += 1
+        return digest(("Counted", self.n))
+
+
+def test_a_result_and_its_parts_are_digested_once_on_a_miss(store):
+    from fleche import fleche
+
+    parts = [Counted(1), Counted(2)]
+
+    @fleche(cache=store)
+    def build(x: int) -> list:
+        return parts
+
+    key = build.digest(0)
+    assert build(0) is parts
+    assert [part.digested for part in parts] == [1, 1]
+    assert store.load(key).digested_call.result == digest(parts)  # the key the parts make up
+    assert [type(v) for v in store.values.load(store.load(key).digested_call.result)] == [
+        Counted
+    ] * 2
+
+
+def test_a_staged_value_is_written_only_when_saved(store):
+    staged = store.values.stage([Counted(3), "text"])
+    assert not store.values.contains(staged.key)
+    assert store.values.save_staged(staged) == staged.key
+    assert store.values.load(staged.key)[1] == "text"

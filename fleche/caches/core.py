@@ -157,13 +157,14 @@ class Cache(CacheBase):
         # The key sealed by prepare and the result digest taken here go down
         # as they are: no storage digests them again.
         try:
-            result_key = digest(result)
+            staged = self.values.stage(result)  # the result and its parts digested once
         except Indigestible as err:
             raise err.located("result") from None
         record = prepared.record
+        result_key = staged.key
         self._pin([result_key])
         try:
-            self.values.save(result, result_key)
+            self.values.save_staged(staged)
             meta = {**record.metadata, **metadata} if metadata else record.metadata
             if self.ttl is not None or EXPIRY in meta:
                 meta = stamp_expiry(meta, self.clock(), self.ttl)

@@ -11,6 +11,7 @@ short digests) is in :mod:`.keys`; its names are re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ __all__ = [
     "MIN_PREFIX",
     "OperationContext",
     "SaveError",
+    "Staged",
     "StorageBackend",
     "ValueMixin",
     "ValueStorage",
@@ -76,6 +78,20 @@ class StorageBackend(KeyManagement):
         """Keys of the parts of the entry under ``key`` stored apart; none by default."""
         return ()
 
+    def _plan(self, value: Any, key: Digest | None) -> tuple[Digest, list[Any]]:
+        """The key of ``value`` (``key`` if given) and the ``(entry, key)`` a put of it writes.
+
+        Nothing is written yet; parts come before what refers to them.  By
+        default the value is one entry under its digest.
+        """
+        key = digest(value) if key is None else key
+        return key, [(value, key)]
+
+    def _write_plan(self, writes: list[Any]) -> None:
+        """Write the entries of a :meth:`_plan`, in order."""
+        for entry, key in writes:
+            self.put(entry, key)
+
     def _contains(self, key: Digest) -> bool:
         """Default: a full :meth:`get`; override when a cheaper test exists."""
         try:
@@ -83,6 +99,20 @@ class StorageBackend(KeyManagement):
         except KeyError:
             return False
         return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Staged:
+    """A value digested for storing and not yet written: its key and the entries to write.
+
+    What :meth:`ValueStorage.stage` gives and :meth:`ValueStorage.save_staged`
+    takes: the miss path digests a result (and its parts) once, pins the key
+    against garbage collection, then writes it.
+    """
+
+    key: Digest
+    value: Any
+    writes: list[Any] | None = None
 
 
 class ValueStorage(KeyManagement):
@@ -100,6 +130,18 @@ class ValueStorage(KeyManagement):
     @abstractmethod
     def load(self, key: Digest | str) -> Any:
         """The value under ``key`` (full or short); ``KeyError`` if none."""
+
+    def stage(self, value: Any) -> Staged:
+        """``value`` digested for :meth:`save_staged`, nothing written yet.
+
+        The key and the digests of the parts are taken once and go down to
+        the write as they are.  This default digests the value whole.
+        """
+        return Staged(digest(value), value)
+
+    def save_staged(self, staged: Staged) -> Digest:
+        """Store a value staged by :meth:`stage`; returns its key (the first write wins)."""
+        return self.save(staged.value, staged.key)
 
     def children(self, key: Digest | str) -> Iterable[Digest]:
         """Keys of the parts of a value stored apart from it (none by default).
@@ -126,6 +168,19 @@ class ValueMixin(ValueStorage, StorageBackend):
             key = self.expand(key)
         with self._operation_context(key):
             return self.get(key)
+
+    def stage(self, value: Any) -> Staged:
+        # docstring inherited
+        key, writes = self._plan(value, None)
+        return Staged(key, value, writes)
+
+    def save_staged(self, staged: Staged) -> Digest:
+        # docstring inherited
+        if staged.writes is None:
+            return self.save(staged.value, staged.key)
+        with self._operation_context(staged.key):
+            self._write_plan(staged.writes)
+        return staged.key
 
     def children(self, key: Digest | str) -> Iterable[Digest]:
         # docstring inherited

@@ -42,13 +42,10 @@ _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 #: Strings and bytes longer than this are stored as children of their own.
 _INLINE_LIMIT = 256
 _TEXTS = (str, bytes)
-#: ``remaining_depth`` of the value storages fleche ships: scalars and short
-#: strings inline, every container and heavy leaf stored apart.  At 0 a list
-#: of 1,000 floats costs 1,001 entries and 10-100 times the time of 1; at 2
-#: a list of small records is one entry (20 times faster to store than at 1)
-#: but its records are no longer values of their own, so the lineage of a
-#: result built from other calls' results stops at it, and equal records are
-#: no longer stored once (benchmarks/bench_destructuring.py).
+#: ``remaining_depth`` of the value storages fleche ships: scalars and short strings
+#: inline, every container and heavy leaf apart.  At 0 a list of 1,000 floats costs
+#: 1,001 entries; at 2 a list of records is one entry (20 times faster) but lineage
+#: stops at it and equal records are stored twice (benchmarks/bench_destructuring.py).
 INLINE_DEPTH = 1
 
 
@@ -265,22 +262,18 @@ class DestructuringMixin(StorageBackend):
 
     @staticmethod
     def _is_trojan_tuple(value: Any) -> bool:
-        """Whether ``value`` is a subclass of ``tuple`` (a named tuple, say), not a plain one.
-
-        Such a value looks like a tuple but is rebuilt differently, so it is
-        stored whole, never split into a plain tuple.
-        """
+        """Whether ``value`` subclasses ``tuple`` (a named tuple): stored whole, never split."""
         return isinstance(value, tuple) and type(value) is not tuple
 
-    def _intern_rec(self, value: Any, key: Digest | None = None) -> tuple[Any, int | float]:
+    def _intern_rec(
+        self, value: Any, key: Digest | None = None, writes: list[Any] | None = None
+    ) -> tuple[Any, int | float]:
         """Post-order traversal: recurse to leaves, decide inline-vs-store on the way back up.
 
-        Returns ``(result, depth)`` where *result* is the plain value when
-        ``depth < remaining_depth`` (the element is inlined in its parent's
-        :class:`Digested` wrapper) or a :class:`Digest` when the element was
-        written to storage separately (under ``key``, else its digest).
-        Every node in the structure is visited exactly once (O(n)); a small
-        scalar element is kept inline without a call of its own.
+        Returns ``(result, depth)``: the plain value when ``depth <
+        remaining_depth`` (inlined in its parent), else the :class:`Digest` it
+        was written under (``key``, else its digest; appended to ``writes`` as
+        ``(entry, key)`` when a list is given).  Each node is digested once.
         """
         kind = type(value)
         if kind is list or kind is tuple or kind is dict:
@@ -289,7 +282,7 @@ class DestructuringMixin(StorageBackend):
         else:
             form = None if self._is_trojan_tuple(value) else _form(value)
             if form is None:
-                return self._intern_leaf(value, key)
+                return self._intern_leaf(value, key, writes)
             parts = form.parts()
         inline = self.remaining_depth > 0
         interned = []
@@ -299,7 +292,7 @@ class DestructuringMixin(StorageBackend):
             if inline and small in _SCALARS and (small not in _TEXTS or len(part) <= _INLINE_LIMIT):
                 interned.append(part)  # depth 0: kept inline
                 continue
-            result, below = self._intern_rec(part)
+            result, below = self._intern_rec(part, None, writes)
             interned.append(result)
             depth = below if below > depth else depth
         depth += 1
@@ -307,34 +300,55 @@ class DestructuringMixin(StorageBackend):
             return value, depth
         if form is not None:
             form = form.with_parts(interned)
-        elif kind is dict:
-            form = DigestedDict(dict(zip(value, interned, strict=True)))
-        else:
-            form = DigestedIterable(interned if kind is list else tuple(interned))
-        key = form.key(value) if key is None else key
-        super().put(form, key)
+            key = form.key(value) if key is None else key
+        else:  # a list, tuple or dict digests as its interned items (what form.key gives)
+            items = dict(zip(value, interned, strict=True)) if kind is dict else interned
+            form = DigestedDict(items) if kind is dict else DigestedIterable(kind(items))
+            key = digest(form.items) if key is None else key
+        self._emit(form, key, writes)
         return key, depth
 
-    def _intern_leaf(self, value: Any, key: Digest | None) -> tuple[Any, int | float]:
+    def _intern_leaf(self, value: Any, key: Digest | None, writes: list | None) -> tuple[Any, Any]:
         """A leaf: kept inline when shallow enough, else stored under ``key`` (or its digest)."""
         depth = _leaf_depth(value)
         if type(value) is Digest or depth < self.remaining_depth:
             return value, depth  # a Digest is a reference to a value stored already
         key = digest(value) if key is None else key
-        super().put(value, key)
+        self._emit(value, key, writes)
         return key, depth
+
+    def _emit(self, entry: Any, key: Digest, writes: list[Any] | None) -> None:
+        """Write an entry now, or add it to the ``writes`` of a plan."""
+        if writes is None:
+            super().put(entry, key)
+        else:
+            writes.append((entry, key))
+
+    def _plan(self, value: Any, key: Digest | None) -> tuple[Digest, list[Any]]:
+        # docstring inherited
+        kind = type(value)
+        if kind is Digest and value == key:
+            return key, []  # a value's own digest: a reference to itself, nothing to store
+        writes: list[Any] = []
+        if kind not in _SCALARS:  # a scalar leaf is stored whole under its key
+            result, _ = self._intern_rec(value, key, writes)
+            if result is not value:
+                return result, writes
+        key = digest(value) if key is None else key
+        writes.append((value, key))  # shallow enough to be kept whole
+        return key, writes
+
+    def _write_plan(self, writes: list[Any]) -> None:
+        # docstring inherited
+        for entry, key in writes:
+            super().put(entry, key)
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        kind = type(value)
-        if kind in _SCALARS:
+        if type(value) in _SCALARS:
             super().put(value, key)  # a leaf is stored whole under its key, whatever its depth
-            return key
-        if kind is Digest and value == key:
-            return key  # a value's own digest: a reference to itself, nothing to store
-        result, _ = self._intern_rec(value, key)
-        if result is value:  # shallow enough to be kept whole
-            super().put(value, key)
+        else:
+            self._write_plan(self._plan(value, key)[1])
         return key
 
     def get(self, key: Digest | Any) -> Any:
