@@ -28,6 +28,7 @@ from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import AmbiguousDigestError, CacheWarning, ReadOnlyError, Rejected, SaveError, warn
 from ..storage.base import MIN_PREFIX, needed_length
+from .preparing import FinishesPreparedCalls
 
 if TYPE_CHECKING:
     import pandas
@@ -198,7 +199,9 @@ def _quieting(cache: Any, err: BaseException) -> str | None:
     user hears of it once, then again every 30 s while it lasts.
     """
     cause: BaseException | None = err
-    while cause is not None and not (isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS):
+    while cause is not None and not (
+        isinstance(cause, OSError) and cause.errno in _MEDIUM_ERRNOS
+    ):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return ""
@@ -209,7 +212,7 @@ def _quieting(cache: Any, err: BaseException) -> str | None:
     return f" (the same failure is not reported again for {_QUIET_SECONDS:.0f} s)"
 
 
-class CacheBase(ABC):
+class CacheBase(FinishesPreparedCalls, ABC):
     """The interface of every cache: :class:`~fleche.caches.Cache` and its compositions.
 
     Capabilities are declared: ``read_only`` (writes raise
@@ -264,49 +267,6 @@ class CacheBase(ABC):
         returned call is committed or abandoned.  ``prepare(call)`` with a
         plain :class:`~fleche.call.Call` (the 0.22 form) digests it here.
         """
-
-    def commit(
-        self,
-        prepared: PreparedCall,
-        result: Any,
-        metadata: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> Digest:
-        """Store the result and the record of a prepared call (with extra ``metadata``); the call key.
-
-        The cache that prepared it does the work (a wrapper forwards to it);
-        ``RuntimeError`` if it was committed already.  The call is released
-        whether or not storing succeeds.
-        """
-        owner = prepared.cache
-        if owner is not self:
-            return owner.commit(prepared, result, metadata)
-        if prepared.committed:
-            raise RuntimeError(f"the prepared call {prepared.key[:12]} was committed already")
-        try:
-            key = self._commit_prepared(prepared, result, metadata or {})
-        finally:
-            self.abandon(prepared)
-        prepared.committed = True
-        return key
-
-    def abandon(self, prepared: PreparedCall) -> None:
-        """Let a prepared call go without storing anything more (its pins released); idempotent."""
-        owner = prepared.cache
-        if owner is not self:
-            owner.abandon(prepared)
-        elif prepared.open:
-            prepared.open = False
-            self._release_prepared(prepared)
-
-    def _commit_prepared(
-        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
-    ) -> Digest:
-        """Store what :meth:`commit` stores: a cache whose ``prepare`` makes calls overrides it."""
-        raise TypeError(f"{type(self).__name__} prepares no calls of its own to commit")
-
-    def _release_prepared(self, prepared: PreparedCall) -> None:
-        """Release what ``prepare`` holds for ``prepared`` (its ``hold``); overridden with it."""
-        raise TypeError(f"{type(self).__name__} prepares no calls of its own to release")
 
     @abstractmethod
     def load(self, key: Digest | str) -> LazyCall:
