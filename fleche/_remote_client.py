@@ -272,25 +272,31 @@ class RemoteCache(CacheBase):
         self._writable(f"store the call {key[:12]}")
         blobs = [dumps_value(v) for v in arguments.values()]
         handle = self._request("prepare", blobs, names=list(arguments), record=record, key=key)[0]
-        generation = self._state().generation
-        finished: list[bool] = []
+        return PreparedCall(record, key, self, (handle, self._state().generation))
 
-        def same_connection() -> int | None:
-            return handle if self._state().generation == generation else None
+    def _same_connection(self, prepared: PreparedCall) -> int | None:
+        """The server's handle of a prepared call, if it was made on the connection open now."""
+        handle, generation = prepared.hold
+        return handle if self._state().generation == generation else None
 
-        def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-            fields = {"handle": same_connection(), "record": record, "key": key}
-            answer = self._request(
-                "commit", [dumps_value(result)], metadata=dict(metadata), **fields
-            )
-            finished.append(True)
-            return answer[0]
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        # docstring inherited
+        fields = {
+            "handle": self._same_connection(prepared),
+            "record": prepared.record,
+            "key": prepared.key,
+        }
+        answer = self._request("commit", [dumps_value(result)], metadata=dict(metadata), **fields)
+        prepared.hold = (None, None)  # finished on the server: nothing left to abandon there
+        return answer[0]
 
-        def release() -> None:
-            if not finished and same_connection() is not None:
-                self._request("abandon", handle=handle)
-
-        return PreparedCall(record, key, finish, release)
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        # docstring inherited
+        handle, _ = prepared.hold
+        if handle is not None and self._same_connection(prepared) is not None:
+            self._request("abandon", handle=handle)
 
     def load(self, key: Digest | str) -> LazyCall:
         # docstring inherited

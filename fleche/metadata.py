@@ -13,6 +13,7 @@ runs either kind, and ours offer both.  A class decorated with
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import getpass
 import os
@@ -25,11 +26,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
+from ._version import __version__
 from .config import CONFIGURABLE, configurable
 
 __all__ = [
+    "ACTIVE_TAGS",
     "CONFIGURABLE",
     "Environment",
     "Git",
@@ -42,6 +46,11 @@ __all__ = [
     "configurable",
     "record",
 ]
+
+#: The tags in force where a call runs, recorded by :class:`Tags`; set by :func:`fleche.tags`.
+ACTIVE_TAGS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "fleche_tags", default=MappingProxyType({})
+)
 
 #: A plain value metadata may hold: what JSON carries.
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
@@ -90,9 +99,14 @@ class Recorder(MetaData):
     #: The entries :meth:`stop` records.
     KEYS: ClassVar[frozenset[str]] = frozenset()
 
-    @abstractmethod
     def start(self) -> Any:
-        """Just before the body; returns a token for :meth:`stop`."""
+        """Just before the body; returns a token for :meth:`stop`.
+
+        This default measures nothing (its token is ``None``), and
+        :func:`record` does not even call it: a recorder whose entries do not
+        depend on when the body started costs one call per computation.
+        """
+        return None
 
     @abstractmethod
     def stop(self, token: Any) -> Mapping[str, Any]:
@@ -138,17 +152,12 @@ class Environment(Recorder):
     name = "environment"
     KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
 
-    def start(self) -> None:
-        return None
-
     def stop(self, token: None) -> dict[str, str]:
         return {**_environment(), "cwd": os.getcwd()}
 
 
 @functools.cache
 def _environment() -> dict[str, str]:
-    from . import __version__
-
     try:
         user = getpass.getuser()
     except Exception:  # no user database entry (containers)
@@ -173,9 +182,6 @@ class Git(Recorder):
 
     name = "git"
     KEYS = frozenset({"commit", "branch", "dirty"})
-
-    def start(self) -> None:
-        return None
 
     def stop(self, token: None) -> dict[str, Any]:
         where = (os.getcwd(), os.environ.get("GIT_DIR"))
@@ -252,15 +258,11 @@ class Tags(Recorder):
         # docstring inherited
         return frozenset(self.tags or ())
 
-    def start(self) -> None:
-        return None
-
     def stop(self, token: None) -> dict[str, Any]:
-        if self.tags is not None:
-            return dict(self.tags)
-        from .state import active_tags
+        return dict(ACTIVE_TAGS.get() if self.tags is None else self.tags)
 
-        return dict(active_tags())
+
+_MEASURES_NOTHING = Recorder.start
 
 
 def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Callable[[], Any]]:
@@ -269,7 +271,13 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
     A recorder is ours (``start``/``stop``) or a 0.22 :class:`MetaData`
     (``pre(call)``/``post(pre, call)``); ``call`` is handed to the latter.
     """
-    tokens = [r.start() if hasattr(r, "start") else r.pre(call) for r in recorders]
+    tokens = []
+    for r in recorders:
+        start = getattr(type(r), "start", None)
+        if start is None:  # a 0.22 MetaData
+            tokens.append(r.pre(call))
+        else:
+            tokens.append(None if start is _MEASURES_NOTHING else r.start())
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}

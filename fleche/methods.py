@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .explain import Explanation
     from .query import QueryIterator
     from .state import BoundWrapper
-    from .wrapper import CachedFunction
+    from .wrapper_helpers import FunctionHelpers
 
 __all__ = ["BoundCachedFunction", "FUNCTION", "CLASSMETHOD", "STATICMETHOD", "unwrap_method"]
 
@@ -48,7 +48,7 @@ def unwrap_method(func: Any) -> tuple[Callable[..., Any], str]:
     return func, FUNCTION
 
 
-def bind_descriptor(function: CachedFunction, kind: str, instance: Any, owner: type | None) -> Any:
+def bind_descriptor(function: FunctionHelpers, kind: str, instance: Any, owner: type | None) -> Any:
     """What ``instance.method`` (or ``owner.method``) gives for a cached function."""
     if kind == STATICMETHOD:
         return function
@@ -69,7 +69,7 @@ class BoundCachedFunction:
 
     __slots__ = ("__func__", "__self__")
 
-    def __init__(self, function: CachedFunction, instance: Any) -> None:
+    def __init__(self, function: FunctionHelpers, instance: Any) -> None:
         self.__func__ = function
         self.__self__ = instance
 

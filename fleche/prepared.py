@@ -2,18 +2,16 @@
 
 Kept apart from :mod:`fleche.call` (which re-exports both) so each module
 keeps one job: :mod:`fleche.call` defines the records, this one the two
-views a cache hands out while it reads or writes them.
+views a cache hands out while it reads or writes them.  It imports no
+record class (records reach it as data), so the records can import it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .digest import DIGEST_LENGTH, Digest
-
-if TYPE_CHECKING:
-    from .call import DigestedCall
 
 __all__ = ["LazyArguments", "PreparedCall"]
 
@@ -51,13 +49,17 @@ class LazyArguments(Mapping[str, Any]):
 
 
 class PreparedCall:
-    """A call whose arguments are stored and whose key is sealed before it runs.
+    """A call whose arguments are stored and whose key is sealed before it runs: plain data.
 
-    Made by :meth:`fleche.caches.Cache.prepare`; ``record`` holds the argument
-    digests.  While a prepared call is open its argument values are pinned
-    against garbage collection.  Finish it with :meth:`commit` (stores the
-    result and the record, once) or :meth:`abandon`; as a context manager it
-    abandons itself on exit if it was not committed.
+    Made by a cache's ``prepare``: ``record`` holds the argument digests,
+    ``key`` the sealed lookup key, ``cache`` the cache that finishes it and
+    ``hold`` what that cache keeps until then (the pinned argument keys, the
+    prepared calls of its layers…).  While it is ``open`` its argument values
+    are pinned against garbage collection.  The cache finishes it:
+    ``cache.commit(prepared, result, metadata)`` stores the result and the
+    record (once), ``cache.abandon(prepared)`` lets it go.  :meth:`commit`
+    and :meth:`abandon` here are the 0.22 spelling of those; as a context
+    manager it abandons itself on exit if it was not committed.
 
     ``PreparedCall(digested, cache)``, the 0.22 form, prepares ``digested``
     (whose argument values are already stored, e.g. by
@@ -65,58 +67,43 @@ class PreparedCall:
     argument digests are expanded against it.
     """
 
-    __slots__ = ("record", "key", "_finish", "_release", "committed")
+    __slots__ = ("record", "key", "cache", "hold", "committed", "open")
 
-    def __init__(
-        self,
-        record: DigestedCall,
-        key: Digest | Any,
-        finish: Callable[[DigestedCall, Any, Mapping[str, Any]], Digest] | None = None,
-        release: Callable[[], None] | None = None,
-    ) -> None:
-        if finish is None:  # PreparedCall(digested, cache)
-            cache = key
-            record = _resolved(record, cache)
-            key = record.key()
-
-            def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-                return cache.prepare(record, {}, key).commit(result, metadata)
-
+    def __init__(self, record: Any, key: Digest | Any, cache: Any = None, hold: Any = None) -> None:
+        if cache is None:  # PreparedCall(digested, cache): prepared in that cache
+            record = _resolved(record, key)
+            made = key.prepare(record, {}, record.key())
+            record, key, cache, hold = made.record, made.key, made.cache, made.hold
         self.record = record
         self.key = key
-        self._finish = finish
-        self._release = release or _noop
+        self.cache = cache
+        self.hold = hold
         self.committed = False
+        self.open = True
 
     def commit(
         self, result: Any, metadata: Mapping[str, Mapping[str, Any]] | None = None
     ) -> Digest:
         """Store ``result`` and the call record (with extra ``metadata``); returns the call key.
 
+        The 0.22 spelling of ``cache.commit(prepared, result, metadata)``.
+
         Raises
         ------
         RuntimeError
             If the call was committed already.
         """
-        if self.committed:
-            raise RuntimeError(f"the prepared call {self.key[:12]} was committed already")
-        try:
-            key = self._finish(self.record, result, metadata or {})
-        finally:
-            self.abandon()
-        self.committed = True
-        return key
+        return self.cache.commit(self, result, metadata)
 
     def abandon(self) -> None:
         """Release the pinned arguments without storing anything more (again: nothing)."""
-        release, self._release = self._release, _noop
-        release()
+        self.cache.abandon(self)
 
     def to_lookup_key(self) -> Digest:
         """The 0.22 name of :attr:`key`."""
         return self.key
 
-    def resolve(self, values: Any) -> DigestedCall:
+    def resolve(self, values: Any) -> Any:
         """The record with every short argument digest expanded against ``values``."""
         return _resolved(self.record, values)
 
@@ -127,11 +114,7 @@ class PreparedCall:
         self.abandon()
 
 
-def _noop() -> None:
-    pass
-
-
-def _resolved(record: DigestedCall, values: Any) -> DigestedCall:
+def _resolved(record: Any, values: Any) -> Any:
     """``record`` with its short argument digests expanded by ``values.expand``."""
     arguments = record.arguments
     if all(len(d) == DIGEST_LENGTH for d in arguments.values()):

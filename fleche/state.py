@@ -13,11 +13,11 @@ import contextvars
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from .caches import Cache, CacheBase, CacheStack
-from .metadata import Environment, Git, Metadata, Runtime, Tags
+from .metadata import ACTIVE_TAGS, Environment, Git, Metadata, Runtime, Tags
 
 __all__ = [
     "BoundWrapper",
@@ -36,9 +36,7 @@ _cache: contextvars.ContextVar[Cache | None] = contextvars.ContextVar("fleche_ca
 _metadata: contextvars.ContextVar[tuple[Metadata, ...]] = contextvars.ContextVar(
     "fleche_metadata", default=(Runtime(), Environment(), Git(), Tags())
 )
-_tags: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "fleche_tags", default=MappingProxyType({})
-)
+_tags = ACTIVE_TAGS
 
 
 def resolve(spec: Cache | str) -> Cache:

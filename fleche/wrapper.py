@@ -11,18 +11,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from ._code_deps import code_digest
-from .caches import Cache, RefreshingCache
+from .caches import Cache
 from .call import (
     UNSTORED,
-    Call,
     DigestedCall,
     Ignored,
-    LazyCall,
-    QueryCall,
     Required,
     Unstored,
     argument_digests,
@@ -35,14 +32,10 @@ from .expiry import EXPIRY, Duration, seconds
 from .isolation import isolating
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
-from .profile import Binder, FunctionProfile, bind, marked_names
-from .query import QueryIterator
+from .profile import Binder, FunctionProfile, marked_names
 from .single_flight import compute_once
-from .state import BoundWrapper, active_cache, active_metadata, resolve
-from .state import cache as activate
-
-if TYPE_CHECKING:
-    from .explain import Explanation
+from .state import active_cache, active_metadata, resolve
+from .wrapper_helpers import FunctionHelpers
 
 __all__ = ["CachedFunction", "Ignored", "Required", "fleche", "process_ignore_required_args"]
 
@@ -85,7 +78,7 @@ def process_ignore_required_args(
     return FunctionProfile.of(func, ignore=ignore, require=require)
 
 
-class CachedFunction(Generic[P, R]):
+class CachedFunction(FunctionHelpers[P, R]):
     """A function whose calls are stored in the active cache (see :func:`fleche`)."""
 
     def __new__(
@@ -202,7 +195,13 @@ class CachedFunction(Generic[P, R]):
 
     def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed:
         arguments = self._bind(args, kwargs)
-        digests = self._digests(cache, arguments)
+        try:
+            digests = argument_digests(arguments)
+        except ValueError:  # a short digest cannot be digested: expand it (rare path)
+            for name, value in arguments.items():
+                if type(value) is Digest and len(value) != DIGEST_LENGTH:
+                    arguments[name] = cache.expand(value)
+            digests = argument_digests(arguments)
         return _Keyed(arguments, digests, key_of(self.prefix, digests))
 
     def _stored_result(self, cache: Cache, key: Digest) -> Any:
@@ -218,16 +217,6 @@ class CachedFunction(Generic[P, R]):
                 CacheWarning,
             )
             return _MISS
-
-    def _digests(self, cache: Cache, arguments: dict[str, Any]) -> dict[str, bytes]:
-        """Raw argument digests; short :class:`Digest` arguments are expanded in place."""
-        try:
-            return argument_digests(arguments)
-        except ValueError:  # a short digest cannot be digested: expand it (rare path)
-            for name, value in arguments.items():
-                if type(value) is Digest and len(value) != DIGEST_LENGTH:
-                    arguments[name] = cache.expand(value)
-            return argument_digests(arguments)
 
     def _compute(
         self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -248,21 +237,26 @@ class CachedFunction(Generic[P, R]):
         call is abandoned.  The body sets ``run.result``.
         """
         arguments, digests, key = keyed
-        args, kwargs = self._expand_values(cache, args, kwargs)
-        stored_arguments = {
-            n: v for n, v in arguments.items() if type(v) is not Digest and n not in self.unstored
-        }
+        if Digest in map(type, args) or Digest in map(type, kwargs.values()):
+            args, kwargs = self._expand_values(cache, args, kwargs)
+        stored_arguments = arguments
+        if self.unstored or Digest in map(type, arguments.values()):
+            stored_arguments = {
+                n: v
+                for n, v in arguments.items()
+                if type(v) is not Digest and n not in self.unstored
+            }
         draft = DigestedCall(
             name=self.name,
             module=self.module,
-            arguments={n: Digest.from_raw(raw) for n, raw in digests.items()},
+            arguments=dict(zip(digests, map(Digest.from_raw, digests.values()), strict=True)),
             version=self.version,
             code=self.code,
             unkeyed=self.unkeyed,
             metadata=self._record_metadata,
         )
         prepared = cache.save_guarded(
-            lambda: cache.prepare(draft, stored_arguments, key),
+            functools.partial(cache.prepare, draft, stored_arguments, key),
             key,
             what=f"store the arguments of {self.name}",
             then="it runs uncached",
@@ -273,12 +267,12 @@ class CachedFunction(Generic[P, R]):
             yield run
         except BaseException:
             if prepared is not None:
-                prepared.abandon()
+                cache.abandon(prepared)
             raise
         metadata = stop()
         if prepared is not None:
             cache.save_guarded(
-                lambda: prepared.commit(run.result, metadata),
+                functools.partial(cache.commit, prepared, run.result, metadata),
                 key,
                 what=f"store the result of {self.name}",
             )
@@ -292,106 +286,11 @@ class CachedFunction(Generic[P, R]):
         def value(v: Any) -> Any:
             return cache.load_value(v) if type(v) is Digest else v
 
-        if not any(type(v) is Digest for v in (*args, *kwargs.values())):
-            return args, kwargs
         return tuple(value(v) for v in args), {k: value(v) for k, v in kwargs.items()}
-
-    # -- helpers -------------------------------------------------------------
-
-    def call(self, /, *args: P.args, **kwargs: P.kwargs) -> Call:
-        """This call, not run: arguments by name as they enter the key, result ``None``."""
-        return Call(
-            self.name,
-            self._bind(args, kwargs),
-            module=self.module,
-            version=self.version,
-            code=self.code,
-            unkeyed=self.unkeyed,
-        )
-
-    def digest(self, /, *args: P.args, **kwargs: P.kwargs) -> Digest:
-        """The lookup key of this call (nothing is run or read)."""
-        return self._keyed(self._cache or active_cache(), args, kwargs).key
-
-    def contains(self, /, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Whether this call is stored."""
-        return self.cache.contains(self.digest(*args, **kwargs))
-
-    def load(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """The stored result of this call (``KeyError`` if it is not stored; nothing runs)."""
-        return self.cache.load_result(self.digest(*args, **kwargs))
-
-    def record(self, /, *args: P.args, **kwargs: P.kwargs) -> LazyCall:
-        """The stored record of this call: arguments, result and metadata (``KeyError`` if none)."""
-        return self.cache.load(self.digest(*args, **kwargs))
-
-    def rerun(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Compute this call again and store the new result over the old one.
-
-        Decorated functions it calls are computed again too (those using
-        the active cache, not a ``cache=`` of their own).
-        """
-        cache = self.cache
-        with activate(RefreshingCache(active_cache())):
-            return self._compute(cache, self._keyed(cache, args, kwargs), args, kwargs)
-
-    def bind(self, /, *args: P.args, **kwargs: P.kwargs) -> BoundWrapper:
-        """This function (with ``args``/``kwargs`` applied) bound to the active cache and metadata.
-
-        See :class:`~fleche.state.BoundWrapper`: it runs with them wherever
-        it is called, e.g. when sent to a process pool.
-        """
-        return BoundWrapper.bind(
-            functools.partial(self, *args, **kwargs) if args or kwargs else self
-        )
-
-    def query(
-        self,
-        /,
-        *args: Any,
-        metadata: Mapping[str, Mapping[str, Any]] | None = None,
-        **arguments: Any,
-    ) -> QueryIterator:
-        """Stored calls of this function whose arguments equal the ones given.
-
-        Arguments may be given by position or name; those not given, given
-        as ``None`` (match ``None`` itself with :class:`~fleche.call.Exactly`)
-        or ignored are wildcards.  ``metadata`` filters on recorded
-        metadata, e.g. ``metadata={"tags": {"project": "x"}}``.  Calls of
-        every version of the function are found.
-        """
-        signature = self._bind.signature
-        unknown = arguments.keys() - signature.parameters.keys()
-        if unknown:
-            raise TypeError(
-                f"{self.name}.query() got arguments {sorted(unknown)} the function does not take"
-            )
-        if args:
-            arguments = bind(signature, args, arguments, partial=True)
-        given = {n: v for n, v in arguments.items() if v is not None and n not in self.ignored}
-        module = None if "module" in self.unkeyed else self.module
-        template = QueryCall(
-            name=self.name, module=module, arguments=given or None, metadata=metadata or None
-        )
-        return self.cache.query(template)
-
-    @property
-    def fleche(self) -> CachedFunction[P, R]:
-        """The helpers again (``f.fleche.digest(...)``), where 0.22 scripts look for them."""
-        return self
 
     def __digest__(self) -> Digest:
         # A decorated function digests like the plain one (hash_code, digests of functions).
         return digest(self.func)
-
-    def explain(self, /, *args: P.args, **kwargs: P.kwargs) -> Explanation:
-        """Why this call is (not) stored: the nearest stored calls and what differs.
-
-        Nothing runs; see :mod:`fleche.explain`.
-        """
-        from .explain import explain
-
-        return explain(self, args, kwargs)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         # A method: bind the instance (or the class) like a function does (fleche/methods.py).

@@ -32,6 +32,7 @@ from ..storage.leases import LeaseBackend
 from . import maintenance, provenance
 from .forms import as_template, merge_expansions, sealed
 from .messages import failure_message
+from .preparing import FinishesPreparedCalls
 
 if TYPE_CHECKING:
     import pandas
@@ -68,7 +69,7 @@ def install_config_reader(reader: Callable[[Any], CacheBase]) -> None:
     _CONFIG_READER[:] = [reader]
 
 
-class CacheBase(ABC):
+class CacheBase(FinishesPreparedCalls, ABC):
     """The interface of every cache: :class:`~fleche.caches.Cache` and its compositions.
 
     Capabilities are declared: ``read_only`` (writes raise

@@ -121,7 +121,8 @@ class Cache(CacheBase):
         :meth:`gc` until the returned call is committed or abandoned.
         ``prepare(call)`` with a plain call (the 0.22 form) digests it first.
         """
-        record, arguments, key = sealed(record, arguments, key)
+        if arguments is None or key is None:
+            record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
         self.pins.pin(pinned)
         name = ""
@@ -134,21 +135,31 @@ class Cache(CacheBase):
         except BaseException:
             self.pins.unpin(pinned)
             raise
-        return PreparedCall(record, key, self._finish, lambda: self.pins.unpin(pinned))
+        return PreparedCall(record, key, self, pinned)
 
-    def _finish(self, record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        # The key sealed by prepare and the result digest taken here go down
+        # as they are: no storage digests them again.
         try:
-            result_key = digest(result)
+            staged = self.values.stage(result)  # the result and its parts digested once
         except Indigestible as err:
             raise err.located("result") from None
+        record = prepared.record
+        result_key = staged.key
         self.pins.pin([result_key])
         try:
-            self.values.save(result, result_key)
+            self.values.save_staged(staged)
             meta = {**record.metadata, **metadata} if metadata else record.metadata
-            meta = stamp_expiry(meta, self.clock(), self.ttl)
-            return self.calls.save(dataclasses.replace(record, result=result_key, metadata=meta))
+            if self.ttl is not None or EXPIRY in meta:
+                meta = stamp_expiry(meta, self.clock(), self.ttl)
+            return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)
         finally:
             self.pins.unpin([result_key])
+
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        self.pins.unpin(prepared.hold)
 
     # -- reading -------------------------------------------------------------
 
@@ -170,7 +181,10 @@ class Cache(CacheBase):
         :class:`LazyCall` in between.
         """
         # Not _live: a SQL store reads the result and the expiry only (benchmarks/bench_stack.py).
-        return self.values.load(self._live_result(key))
+        result, expiry = self.calls.result_of(key, EXPIRY)
+        if expiry is not None and entry_expired(expiry, self.clock()):
+            raise KeyError(f"the call {str(key)[:12]} expired")
+        return self.values.load(result)
 
     def _live_result(self, key: Digest | str) -> Digest | None:
         """The result digest of the call under ``key``; ``KeyError`` if missing or expired."""

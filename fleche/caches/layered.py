@@ -190,24 +190,28 @@ class _Stack(Layered):
             f"store the call {key[:12]}",
         )
 
-        def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-            done: Digest | None = None
-            error: Exception | None = None
-            for index, each in prepared:
-                try:
-                    done = each.commit(result, metadata)
-                except Exception as err:
-                    error = err
-                    self._failed(index, err)
-            if done is None:
-                raise error or ReadOnlyError(f"no layer stored the call {key[:12]}")
-            return done
+        return PreparedCall(record, key, self, prepared)
 
-        def release() -> None:
-            for _, each in prepared:
-                each.abandon()
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        # docstring inherited
+        done: Digest | None = None
+        error: Exception | None = None
+        for index, each in prepared.hold:
+            try:
+                done = each.commit(result, metadata)
+            except Exception as err:
+                error = err
+                self._failed(index, err)
+        if done is None:
+            raise error or ReadOnlyError(f"no layer stored the call {prepared.key[:12]}")
+        return done
 
-        return PreparedCall(record, key, finish, release)
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        # docstring inherited
+        for _, each in prepared.hold:
+            each.abandon()
 
     def evict(self, key: Digest | str) -> None:
         # docstring inherited

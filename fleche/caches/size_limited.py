@@ -161,15 +161,23 @@ class SizeLimitedMixin(WrapperCache):
         record, arguments, key = sealed(record, arguments, key)
         inner = self._counted.prepare(record, arguments, key)
         given = {record.arguments[name]: value for name, value in arguments.items()}
+        return PreparedCall(record, key, self, (inner, given))
 
-        def finish(record: DigestedCall, result: Any, metadata: Mapping[str, Any]) -> Digest:
-            done = inner.commit(result, metadata)
-            stored = self._counted.load(done).digested_call
-            self._hold(stored, {**given, stored.result: result})
-            self._enforce()
-            return done
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        # docstring inherited
+        inner, given = prepared.hold
+        done = inner.commit(result, metadata)
+        stored = self._counted.load(done).digested_call
+        self._hold(stored, {**given, stored.result: result})
+        self._enforce()
+        return done
 
-        return PreparedCall(record, key, finish, inner.abandon)
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        # docstring inherited
+        inner, _ = prepared.hold
+        inner.abandon()
 
     def _hold(self, record: DigestedCall, values: Mapping[str, Any]) -> None:
         """Record that the call ``record`` holds its values (and free what it held before).

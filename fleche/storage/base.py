@@ -1,28 +1,32 @@
-"""The storage contract: key management, primitive backends, value and call storages.
+"""The storage contract: primitive backends, value and call storages.
 
 Backends implement primitives (``put``, ``get``, ``list``, ``_evict``,
 ``_contains`` and, for fast short digests, ``_prefix_range``); mixins add
 behaviour using only those primitives; the domain classes expose ``save``,
 ``load``, ``expand``, ``shrink`` and ``query``.  Every public operation runs
 inside :meth:`KeyManagement._operation_context`, the one place where a lock,
-a session or a file handle is injected.
+a session or a file handle is injected.  Key management (evict, contains,
+short digests) is in :mod:`.keys`; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import enum
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
+from .keys import (
+    MIN_PREFIX,
+    Intent,
+    KeyManagement,
+    OperationContext,
+    needed_length,
+)
 from .leases import LeaseBackend
-from .registry import storage_config
 
 if TYPE_CHECKING:
     from .usage import UsageIndex
@@ -36,211 +40,12 @@ __all__ = [
     "MIN_PREFIX",
     "OperationContext",
     "SaveError",
+    "Staged",
     "StorageBackend",
     "ValueMixin",
     "ValueStorage",
+    "needed_length",
 ]
-
-#: The shared no-op operation context (mixins skip entering it on the hot path).
-NO_CONTEXT = contextlib.nullcontext()
-
-#: What :meth:`KeyManagement._operation_context` returns: a context manager
-#: entered around one operation (``isinstance`` works on it).
-OperationContext = contextlib.AbstractContextManager
-
-
-class Intent(enum.Enum):
-    """Whether an operation writes or only reads its key.
-
-    The 0.22 name, kept so code that imports it runs.  ``_operation_context``
-    takes the key alone (as the storage reference has it): every mixin
-    fleche ships scopes its resource by key, whatever the operation.
-    """
-
-    WRITE = "write"
-    READ = "read"
-
-
-#: Shortest prefix :meth:`KeyManagement.shrink` hands out.
-MIN_PREFIX = 4
-#: How many candidates an :class:`AmbiguousDigestError` lists at most.
-MAX_CANDIDATES = 20
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def needed_length(candidates: list[str]) -> int:
-    """How many characters tell every one of the (sorted) candidates apart."""
-    return 1 + max(
-        (_common_prefix(a, b) for a, b in zip(candidates, candidates[1:], strict=False)), default=0
-    )
-
-
-def constructor_arguments(storage: Any) -> dict[str, Any]:
-    """The fields a storage dataclass was built from (what pickling and configs keep)."""
-    return {f.name: getattr(storage, f.name) for f in dataclasses.fields(storage) if f.init}
-
-
-def _rebuild(cls: type, arguments: dict[str, Any]) -> Any:
-    return cls(**arguments)
-
-
-class KeyManagement(ABC):
-    """Key-management helpers shared by every keyed storage.
-
-    Subclasses implement ``list``, ``_evict`` and ``_contains``; ``evict``,
-    ``contains``, ``expand`` and ``shrink`` are implemented here once.
-    Capabilities are declared, not discovered: ``persistent``,
-    ``read_only`` and ``supports_prefix_range`` are class attributes.
-    """
-
-    persistent: ClassVar[bool] = False
-    read_only: ClassVar[bool] = False
-    #: ``_prefix_range`` is an index lookup, not a scan of every key.
-    supports_prefix_range: ClassVar[bool] = False
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickle the constructor arguments only, never locks, sessions or indexes.
-        return (_rebuild, (type(self), constructor_arguments(self)))
-
-    def to_config(self) -> dict[str, Any]:
-        """The table ``fleche.config`` builds this storage from: its registered type and settings.
-
-        Only settings that differ from their defaults are written; secret
-        keys never are.  ``ConfigError`` if the class is not registered
-        (:func:`~fleche.storage.registry.register_storage`).
-        """
-        return storage_config(self)
-
-    def _operation_context(self, key: Digest | str) -> OperationContext:
-        """Context entered around every operation on ``key``.
-
-        The base is a no-op.  Mixins override it to inject a resource scoped
-        to the operation (a lock, a session, a file handle) and chain with
-        ``super()`` so every mixin in the MRO wraps the operation::
-
-            @contextlib.contextmanager
-            def _operation_context(self, key):
-                with self._lock:
-                    with super()._operation_context(key):
-                        yield
-        """
-        # One shared no-op context: the hit path of a plain storage pays
-        # almost nothing for the hook (benchmarks/bench_core.py).
-        return NO_CONTEXT
-
-    @abstractmethod
-    def list(self) -> Iterable[Digest]:
-        """Every stored key, as a stream (never materialised by the backend).
-
-        Keys written or evicted while the stream is consumed may or may not
-        appear.
-        """
-
-    @abstractmethod
-    def _evict(self, key: Digest) -> None:
-        """Remove the entry under a full key; for an absent key do nothing or raise ``KeyError``."""
-
-    @abstractmethod
-    def _contains(self, key: Digest) -> bool:
-        """Whether an entry is stored under a full key; never raises for a missing key."""
-
-    def _prefix_range(self, prefix: str) -> Iterable[Digest]:
-        """Stored keys starting with ``prefix``, in sorted order.
-
-        This default scans :meth:`list`: O(n) in the number of keys.  Backends
-        override it with an index lookup (a sorted index, a SQL range scan,
-        one fan-out directory) and set ``supports_prefix_range``.
-        """
-        return sorted(k for k in self.list() if k.startswith(prefix))
-
-    def evict(self, key: Digest | str) -> None:
-        """Remove the entry under ``key`` (a full or short digest); nothing if there is none.
-
-        An absent key is not an error, so concurrent garbage collection,
-        pruning and evictions never fail on each other.  An ambiguous short
-        digest still raises :class:`AmbiguousDigestError`.
-        """
-        try:
-            key = self.expand(key)
-            with self._operation_context(key):
-                self._evict(key)
-        except KeyError:
-            return
-
-    def contains(self, key: Digest | str) -> bool:
-        """Whether an entry is stored under ``key`` (a full or short digest).
-
-        Text that is no digest at all (not hex, too long, NUL, path
-        separators) is not stored: ``False``, on every backend.
-        """
-        if type(key) is not Digest:
-            try:
-                key = Digest(key)
-            except (TypeError, ValueError):
-                return False
-        try:
-            key = self.expand(key)
-        except KeyError:
-            return False
-        with self._operation_context(key):
-            return self._contains(key)
-
-    def expand(self, key: Digest | str) -> Digest:
-        """The full key a short digest stands for.
-
-        A full-length digest is returned as is, without a lookup.  Raises
-        ``KeyError`` when nothing matches and :class:`AmbiguousDigestError`
-        (listing the candidates and the length needed) when several do.
-        """
-        key = key if type(key) is Digest else Digest(key)
-        if len(key) == DIGEST_LENGTH:
-            return key
-        candidates = list(islice(self._prefix_range(key), MAX_CANDIDATES))
-        if not candidates:
-            raise KeyError(f"no stored key starts with {str(key)!r}")
-        if len(candidates) > 1:
-            raise AmbiguousDigestError(key, candidates, needed_length(candidates))
-        return candidates[0]
-
-    def stored_at(self, key: Digest) -> float | None:
-        """When the entry under a full key was last written (epoch seconds); ``None`` if unknown.
-
-        Garbage collection keeps values younger than its grace period, which
-        may belong to a call another process is still running.  The default
-        knows nothing; storages that keep a write time override it.
-        """
-        return None
-
-    def shrink(
-        self, *keys: Digest | str, key: Digest | str | None = None
-    ) -> Digest | tuple[Digest, ...]:
-        """The shortest prefix (at least 4 characters) naming only this key.
-
-        One key (by position, or as ``key=`` as the storage spec names it)
-        gives a :class:`Digest`, several a tuple of them.  Costs one
-        :meth:`_prefix_range` probe per extra character, so it is O(log n)
-        wherever the prefix range is.
-        """
-        if key is not None:
-            keys = (key, *keys)
-        if len(keys) != 1:
-            return tuple(self._shrink(key) for key in keys)
-        return self._shrink(keys[0])
-
-    def _shrink(self, key: Digest | str) -> Digest:
-        key = self.expand(key)
-        for length in range(MIN_PREFIX, DIGEST_LENGTH):
-            if len(list(islice(self._prefix_range(key[:length]), 2))) <= 1:
-                return Digest(key[:length])
-        return key
 
 
 class StorageBackend(KeyManagement):
@@ -277,6 +82,20 @@ class StorageBackend(KeyManagement):
         """Keys of the parts of the entry under ``key`` stored apart; none by default."""
         return ()
 
+    def _plan(self, value: Any, key: Digest | None) -> tuple[Digest, list[Any]]:
+        """The key of ``value`` (``key`` if given) and the ``(entry, key)`` a put of it writes.
+
+        Nothing is written yet; parts come before what refers to them.  By
+        default the value is one entry under its digest.
+        """
+        key = digest(value) if key is None else key
+        return key, [(value, key)]
+
+    def _write_plan(self, writes: list[Any]) -> None:
+        """Write the entries of a :meth:`_plan`, in order."""
+        for entry, key in writes:
+            self.put(entry, key)
+
     def _contains(self, key: Digest) -> bool:
         """Default: a full :meth:`get`; override when a cheaper test exists."""
         try:
@@ -284,6 +103,20 @@ class StorageBackend(KeyManagement):
         except KeyError:
             return False
         return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Staged:
+    """A value digested for storing and not yet written: its key and the entries to write.
+
+    What :meth:`ValueStorage.stage` gives and :meth:`ValueStorage.save_staged`
+    takes: the miss path digests a result (and its parts) once, pins the key
+    against garbage collection, then writes it.
+    """
+
+    key: Digest
+    value: Any
+    writes: list[Any] | None = None
 
 
 class ValueStorage(KeyManagement):
@@ -301,6 +134,18 @@ class ValueStorage(KeyManagement):
     @abstractmethod
     def load(self, key: Digest | str) -> Any:
         """The value under ``key`` (full or short); ``KeyError`` if none."""
+
+    def stage(self, value: Any) -> Staged:
+        """``value`` digested for :meth:`save_staged`, nothing written yet.
+
+        The key and the digests of the parts are taken once and go down to
+        the write as they are.  This default digests the value whole.
+        """
+        return Staged(digest(value), value)
+
+    def save_staged(self, staged: Staged) -> Digest:
+        """Store a value staged by :meth:`stage`; returns its key (the first write wins)."""
+        return self.save(staged.value, staged.key)
 
     def children(self, key: Digest | str) -> Iterable[Digest]:
         """Keys of the parts of a value stored apart from it (none by default).
@@ -332,9 +177,23 @@ class ValueMixin(ValueStorage, StorageBackend):
 
     def load(self, key: Digest | str) -> Any:
         # docstring inherited
-        key = self.expand(key)
+        if len(key) != DIGEST_LENGTH or type(key) is not Digest:  # the hit path skips expand
+            key = self.expand(key)
         with self._operation_context(key):
             return self.get(key)
+
+    def stage(self, value: Any) -> Staged:
+        # docstring inherited
+        key, writes = self._plan(value, None)
+        return Staged(key, value, writes)
+
+    def save_staged(self, staged: Staged) -> Digest:
+        # docstring inherited
+        if staged.writes is None:
+            return self.save(staged.value, staged.key)
+        with self._operation_context(staged.key):
+            self._write_plan(staged.writes)
+        return staged.key
 
     def children(self, key: Digest | str) -> Iterable[Digest]:
         # docstring inherited
@@ -356,6 +215,16 @@ class CallStorage(KeyManagement):
     @abstractmethod
     def load(self, key: Digest | str) -> DigestedCall:
         """The record under ``key`` (full or short); ``KeyError`` if none."""
+
+    def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
+        """Store ``record`` under ``key``, its lookup key as the caller sealed it; returns ``key``.
+
+        The miss path's save: the cache hands down the key the decorator
+        computed, so the storage need not digest the record again.  This
+        default calls :meth:`save` (which does); storages built on
+        :class:`CallMixin` store under ``key`` as given.
+        """
+        return self.save(record)
 
     @abstractmethod
     def query(self, template: QueryCall | Call) -> Iterable[DigestedCall]:
@@ -421,13 +290,17 @@ class CallMixin(CallStorage, StorageBackend):
     def save(self, call: Call) -> Digest:
         # docstring inherited
         record = call.digested()
-        key = record.key()
+        return self.save_keyed(record, record.key())
+
+    def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
+        # docstring inherited
         with self._operation_context(key):
             return self.put(record, key)
 
     def load(self, key: Digest | str) -> DigestedCall:
         # docstring inherited
-        key = self.expand(key)
+        if len(key) != DIGEST_LENGTH or type(key) is not Digest:  # the hit path skips expand
+            key = self.expand(key)
         with self._operation_context(key):
             return self.get(key)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..digest import Digest, digest
-from ._legacy_forms import Node, Ref
+from ._legacy_forms import Node, Ref, legacy_refs, legacy_value
 from .base import StorageBackend
 
 __all__ = [
@@ -41,13 +41,11 @@ __all__ = [
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 #: Strings and bytes longer than this are stored as children of their own.
 _INLINE_LIMIT = 256
-#: ``remaining_depth`` of the value storages fleche ships: scalars and short
-#: strings inline, every container and heavy leaf stored apart.  At 0 a list
-#: of 1,000 floats costs 1,001 entries and 10-100 times the time of 1; at 2
-#: a list of small records is one entry (20 times faster to store than at 1)
-#: but its records are no longer values of their own, so the lineage of a
-#: result built from other calls' results stops at it, and equal records are
-#: no longer stored once (benchmarks/bench_destructuring.py).
+_TEXTS = (str, bytes)
+#: ``remaining_depth`` of the value storages fleche ships: scalars and short strings
+#: inline, every container and heavy leaf apart.  At 0 a list of 1,000 floats costs
+#: 1,001 entries; at 2 a list of records is one entry (20 times faster) but lineage
+#: stops at it and equal records are stored twice (benchmarks/bench_destructuring.py).
 INLINE_DEPTH = 1
 
 
@@ -228,7 +226,7 @@ def _form(value: Any) -> Digested | None:
 def _leaf_depth(value: Any) -> float:
     """0 for small scalars; infinite for heavy leaves and for references (never inline)."""
     kind = type(value)
-    if kind in _SCALARS and (kind not in (str, bytes) or len(value) <= _INLINE_LIMIT):
+    if kind in _SCALARS and (kind not in _TEXTS or len(value) <= _INLINE_LIMIT):
         return 0
     return math.inf
 
@@ -264,48 +262,93 @@ class DestructuringMixin(StorageBackend):
 
     @staticmethod
     def _is_trojan_tuple(value: Any) -> bool:
-        """Whether ``value`` is a subclass of ``tuple`` (a named tuple, say), not a plain one.
-
-        Such a value looks like a tuple but is rebuilt differently, so it is
-        stored whole, never split into a plain tuple.
-        """
+        """Whether ``value`` subclasses ``tuple`` (a named tuple): stored whole, never split."""
         return isinstance(value, tuple) and type(value) is not tuple
 
-    def _intern_rec(self, value: Any, key: Digest | None = None) -> tuple[Any, int | float]:
+    def _intern_rec(
+        self, value: Any, key: Digest | None = None, writes: list[Any] | None = None
+    ) -> tuple[Any, int | float]:
         """Post-order traversal: recurse to leaves, decide inline-vs-store on the way back up.
 
-        Returns ``(result, depth)`` where *result* is the plain value when
-        ``depth < remaining_depth`` (the element is inlined in its parent's
-        :class:`Digested` wrapper) or a :class:`Digest` when the element was
-        written to storage separately (under ``key``, else its digest).
-        Every node in the structure is visited exactly once (O(n)).
+        Returns ``(result, depth)``: the plain value when ``depth <
+        remaining_depth`` (inlined in its parent), else the :class:`Digest` it
+        was written under (``key``, else its digest; appended to ``writes`` as
+        ``(entry, key)`` when a list is given).  Each node is digested once.
         """
-        form = None if self._is_trojan_tuple(value) else _form(value)
-        if form is None:
-            depth = _leaf_depth(value)
-            if type(value) is Digest:
-                return value, depth  # a reference to a value stored already
-            if depth < self.remaining_depth:
-                return value, depth
-            key = digest(value) if key is None else key
-            super().put(value, key)
-            return key, depth
-        interned = [self._intern_rec(part) for part in form.parts()]
-        depth = 1 + max((d for _, d in interned), default=0)
+        kind = type(value)
+        if kind is list or kind is tuple or kind is dict:
+            form = None
+            parts = value.values() if kind is dict else value
+        else:
+            form = None if self._is_trojan_tuple(value) else _form(value)
+            if form is None:
+                return self._intern_leaf(value, key, writes)
+            parts = form.parts()
+        inline = self.remaining_depth > 0
+        interned = []
+        depth = 0
+        for part in parts:
+            small = type(part)
+            if inline and small in _SCALARS and (small not in _TEXTS or len(part) <= _INLINE_LIMIT):
+                interned.append(part)  # depth 0: kept inline
+                continue
+            result, below = self._intern_rec(part, None, writes)
+            interned.append(result)
+            depth = below if below > depth else depth
+        depth += 1
         if depth < self.remaining_depth:
             return value, depth
-        form = form.with_parts([result for result, _ in interned])
-        key = form.key(value) if key is None else key
-        super().put(form, key)
+        if form is not None:
+            form = form.with_parts(interned)
+            key = form.key(value) if key is None else key
+        else:  # a list, tuple or dict digests as its interned items (what form.key gives)
+            items = dict(zip(value, interned, strict=True)) if kind is dict else interned
+            form = DigestedDict(items) if kind is dict else DigestedIterable(kind(items))
+            key = digest(form.items) if key is None else key
+        self._emit(form, key, writes)
         return key, depth
+
+    def _intern_leaf(self, value: Any, key: Digest | None, writes: list | None) -> tuple[Any, Any]:
+        """A leaf: kept inline when shallow enough, else stored under ``key`` (or its digest)."""
+        depth = _leaf_depth(value)
+        if type(value) is Digest or depth < self.remaining_depth:
+            return value, depth  # a Digest is a reference to a value stored already
+        key = digest(value) if key is None else key
+        self._emit(value, key, writes)
+        return key, depth
+
+    def _emit(self, entry: Any, key: Digest, writes: list[Any] | None) -> None:
+        """Write an entry now, or add it to the ``writes`` of a plan."""
+        if writes is None:
+            super().put(entry, key)
+        else:
+            writes.append((entry, key))
+
+    def _plan(self, value: Any, key: Digest | None) -> tuple[Digest, list[Any]]:
+        # docstring inherited
+        kind = type(value)
+        if kind is Digest and value == key:
+            return key, []  # a value's own digest: a reference to itself, nothing to store
+        writes: list[Any] = []
+        if kind not in _SCALARS:  # a scalar leaf is stored whole under its key
+            result, _ = self._intern_rec(value, key, writes)
+            if result is not value:
+                return result, writes
+        key = digest(value) if key is None else key
+        writes.append((value, key))  # shallow enough to be kept whole
+        return key, writes
+
+    def _write_plan(self, writes: list[Any]) -> None:
+        # docstring inherited
+        for entry, key in writes:
+            super().put(entry, key)
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        if type(value) is Digest and value == key:
-            return key  # a value's own digest: a reference to itself, nothing to store
-        result, _ = self._intern_rec(value, key)
-        if result is value:  # shallow enough to be kept whole
-            super().put(value, key)
+        if type(value) in _SCALARS:
+            super().put(value, key)  # a leaf is stored whole under its key, whatever its depth
+        else:
+            self._write_plan(self._plan(value, key)[1])
         return key
 
     def get(self, key: Digest | Any) -> Any:
@@ -322,7 +365,7 @@ class DestructuringMixin(StorageBackend):
                 raise KeyError(key)  # a reference to itself names no value
             return self.get(form)
         if kind is Node or kind is Ref:  # written by an earlier version of fleche
-            return _legacy_value(form, self.get)
+            return legacy_value(form, self.get)
         if kind in self._FORMS or isinstance(form, Digested):
             return form.restore(
                 [self.get(part) if type(part) is Digest else part for part in form.parts()]
@@ -334,7 +377,7 @@ class DestructuringMixin(StorageBackend):
         if isinstance(form, HasChildDigests):
             return list(form.child_digests())
         if type(form) is Node or type(form) is Ref:
-            return list(_legacy_refs(form))
+            return list(legacy_refs(form))
         return [form] if type(form) is Digest and form != key else []
 
     def child_digests(self, key: Digest | str) -> list[Digest]:
@@ -355,26 +398,3 @@ class DestructuringMixin(StorageBackend):
             except KeyError:
                 continue  # evicted meanwhile
         return uses
-
-
-def _legacy_value(form: Any, load: Callable[[Digest], Any]) -> Any:
-    """The value an entry written before :class:`Digested` stands for (children loaded)."""
-    if type(form) is Ref:
-        return load(form.key)
-    if type(form) is not Node:
-        return form
-    if form.kind == "dataclass":
-        return form.cls(**{name: _legacy_value(x, load) for name, x in form.items})
-    items = [_legacy_value(x, load) for x in form.items]
-    if form.kind == "dict":
-        return dict(zip(items[::2], items[1::2], strict=True))
-    return items if form.kind == "list" else tuple(items)
-
-
-def _legacy_refs(form: Any) -> Iterable[Digest]:
-    """The children an entry written before :class:`Digested` keeps apart, in order."""
-    if type(form) is Ref:
-        yield form.key
-    elif type(form) is Node:
-        for item in form.items:
-            yield from _legacy_refs(item[1] if form.kind == "dataclass" else item)

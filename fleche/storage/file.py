@@ -185,7 +185,10 @@ class FileStorage(StorageBackend):
                 self._write(value, key, temporary)
             if self.fsync:
                 sync(temporary)
-            self._replace(temporary, final)
+            try:
+                os.replace(temporary, final)
+            except PermissionError:  # the target is held open elsewhere (Windows): retry
+                self._replace(temporary, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)

@@ -196,7 +196,10 @@ class PickleFileBackend(FileStorage):
             signer = self._signer
             check = signer.sign(name, head, payload) if signer else _check(name, head, payload)
             if len(payload) <= _SMALL:
-                _write_all(fd, head + check + payload)  # one system call
+                data = head + check + payload
+                written = os.write(fd, data)  # one system call
+                if written < len(data):
+                    _write_all(fd, data[written:])
             else:
                 _write_all(fd, head + check)
                 _write_all(fd, payload)  # no copy of a large payload

@@ -159,7 +159,7 @@ class Sql(CallStorage):
 
     def put(self, call: Any, key: Digest) -> Digest:
         """Store the record of ``call`` under ``key``: one upsert statement."""
-        record = call.digested()
+        record = call if type(call) is DigestedCall else call.digested()
         row = encode_record(record, key)
         runtime = self._runtime()
         if runtime.statements.postgres:  # its statement also writes the argument rows
@@ -279,6 +279,7 @@ class Sql(CallStorage):
 
     # Saves and loads go through put/get as in CallMixin; the spec keeps Sql's base CallStorage.
     save = CallMixin.save
+    save_keyed = CallMixin.save_keyed
     load = CallMixin.load
 
     # -- queries ------------------------------------------------------------------

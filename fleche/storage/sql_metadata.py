@@ -117,6 +117,34 @@ def _json_exact(value: Any) -> bool:
     return False
 
 
+def _plain(metadata: dict[Any, Any]) -> bool:
+    """Whether every namespace is a dict of ASCII text names and plain scalars JSON keeps exactly.
+
+    What the recorders fleche ships write; tested inline, without a call per
+    entry, as the miss path pays for it on every save.  Anything else (non-ASCII
+    text included) takes the general path of :func:`split_metadata`.
+    """
+    for namespace, entries in metadata.items():
+        if type(namespace) is not str or type(entries) is not dict:
+            return False
+        if not namespace.isascii() or "\x00" in namespace:
+            return False
+        for name, value in entries.items():
+            kind = type(value)
+            if type(name) is not str or not name.isascii() or "\x00" in name:
+                return False
+            if kind is str:
+                if not value.isascii() or "\x00" in value:
+                    return False
+            elif kind is float:
+                # As _json_exact: finite, below 1e16 (JSONB would make it an int), not -0.0.
+                if not -1e16 < value < 1e16 or (not value and math.copysign(1.0, value) < 0):
+                    return False
+            elif not (value is None or kind is bool or kind is int):
+                return False
+    return True
+
+
 def split_metadata(metadata: Mapping[Any, Any]) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Metadata as a JSON document, and the typed JSON text of what that cannot carry exactly.
 
@@ -126,6 +154,8 @@ def split_metadata(metadata: Mapping[Any, Any]) -> tuple[dict[str, dict[str, Any
     Raises :class:`~fleche.errors.SaveError` for a value of a type the
     typed encoding does not know.
     """
+    if type(metadata) is dict and _plain(metadata):
+        return metadata, None  # the usual case: every entry is JSON as it is
     document: dict[str, dict[str, Any]] = {}
     extra: dict[Any, Any] = {}
     for namespace, entries in metadata.items():

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import and_, false, func, or_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ..call import QueryCall, unwrap
+from ..call import QueryCall
+from ..call_template import unwrap
 from ..digest import Digest, digest
 from .sql_metadata import plain_key, text_ok
 from .sql_schema import arguments, calls

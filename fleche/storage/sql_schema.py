@@ -12,6 +12,7 @@ as "maybe" and check in Python.  Nothing in a row is ever unpickled.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from typing import Any
@@ -318,6 +319,9 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
     """
     _check_text(record)
     document, typed = split_metadata(record.metadata)
+    digests = record.arguments  # a dict of digests is JSON as it is (a Digest is text)
+    if type(digests) is not dict:
+        digests = {name: str(value) for name, value in digests.items()}
     result = None if record.result is None else str(record.result)
     return {
         "key": key,
@@ -328,7 +332,7 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
         "unkeyed": ",".join(sorted(record.unkeyed)),
         "created": record.created,
         "result": result,
-        "arguments": to_json({name: str(value) for name, value in record.arguments.items()}),
+        "arguments": to_json(digests),
         "meta": to_json(document),
         "meta_typed": typed,
         "meta_extra": None,  # a save replaces a schema-1 record whole
@@ -337,6 +341,8 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
 
 
 def _check_text(record: DigestedCall) -> None:
+    if _plain_identity(record.name, record.module, record.version, tuple(record.arguments)):
+        return  # the usual case, answered from the cache below without a Python call
     for what, text in (
         ("function name", record.name),
         ("module", record.module),
@@ -348,6 +354,13 @@ def _check_text(record: DigestedCall) -> None:
                 f"the call's {what} {text!r} cannot be stored in SQL: it must be text without "
                 "NUL characters or lone surrogates; rename it (or use a file store)"
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_identity(name: Any, module: Any, version: Any, names: tuple[Any, ...]) -> bool:
+    """Whether a function's identity and argument names are plain ASCII text (each function's once)."""
+    texts = (name, module, *names) if version is None else (name, module, version, *names)
+    return all(type(t) is str and t.isascii() and "\x00" not in t for t in texts)
 
 
 def decode_row(key: str, row: tuple[Any, ...]) -> DigestedCall:

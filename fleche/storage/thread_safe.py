@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..digest import Digest
-from .base import NO_CONTEXT, KeyManagement
+from .keys import NO_CONTEXT, KeyManagement
 
 __all__ = ["PerKeyLockMixin", "SerializingMixin"]
 

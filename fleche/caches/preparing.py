@@ -1,0 +1,64 @@
+"""Finishing a prepared call: the cache that prepared it commits it once, or lets it go.
+
+A :class:`~fleche.call.PreparedCall` is plain data naming the cache that
+made it; ``cache.commit(prepared, result, metadata)`` and
+``cache.abandon(prepared)`` reach that cache (a wrapper forwards them),
+which stores or releases what it holds through two hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..call import PreparedCall
+from ..digest import Digest
+
+__all__ = ["FinishesPreparedCalls"]
+
+
+class FinishesPreparedCalls:
+    """``commit`` and ``abandon`` of every cache; a cache that prepares calls writes the hooks."""
+
+    def commit(
+        self,
+        prepared: PreparedCall,
+        result: Any,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Digest:
+        """Store the result and the record of a prepared call (with extra ``metadata``); the call key.
+
+        The cache that prepared it does the work (a wrapper forwards to it);
+        ``RuntimeError`` if it was committed already.  The call is released
+        whether or not storing succeeds.
+        """
+        owner = prepared.cache
+        if owner is not self:
+            return owner.commit(prepared, result, metadata)
+        if prepared.committed:
+            raise RuntimeError(f"the prepared call {prepared.key[:12]} was committed already")
+        try:
+            key = self._commit_prepared(prepared, result, metadata or {})
+        finally:
+            self.abandon(prepared)
+        prepared.committed = True
+        return key
+
+    def abandon(self, prepared: PreparedCall) -> None:
+        """Let a prepared call go without storing anything more (its pins released); idempotent."""
+        owner = prepared.cache
+        if owner is not self:
+            owner.abandon(prepared)
+        elif prepared.open:
+            prepared.open = False
+            self._release_prepared(prepared)
+
+    def _commit_prepared(
+        self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
+    ) -> Digest:
+        """Store what :meth:`commit` stores: a cache whose ``prepare`` makes calls overrides it."""
+        raise TypeError(f"{type(self).__name__} prepares no calls of its own to commit")
+
+    def _release_prepared(self, prepared: PreparedCall) -> None:
+        """Release what ``prepare`` holds for ``prepared`` (its ``hold``); overridden with it."""
+        raise TypeError(f"{type(self).__name__} prepares no calls of its own to release")
