@@ -8,7 +8,7 @@ and any stored object is named by a short digest prefix.
 
 from __future__ import annotations
 
-from . import digest  # noqa: F401  (the submodule, as in 0.22)
+from . import asynchronous, digest  # noqa: F401  (digest: the submodule, as in 0.22; asynchronous: @fleche on async def)
 from ._version import __version__
 from .caches import (
     Cache,

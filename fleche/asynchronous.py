@@ -26,7 +26,7 @@ from .caches import Cache, RefreshingCache
 from .single_flight import compute_once_async
 from .state import active_cache
 from .state import cache as activate
-from .wrapper import MISS, CachedFunction, Keyed
+from .wrapper import MISS, CachedFunction, Keyed, install_awaitable_variant
 
 __all__ = ["AsyncCachedFunction", "is_coroutine_function"]
 
@@ -87,3 +87,6 @@ class AsyncCachedFunction(CachedFunction):
 
     def __repr__(self) -> str:
         return f"<fleche cached coroutine function {self.module}.{self.name}>"
+
+
+install_awaitable_variant(AsyncCachedFunction)

@@ -37,7 +37,14 @@ from .single_flight import compute_once
 from .state import active_cache, active_metadata, resolve
 from .wrapper_helpers import FunctionHelpers
 
-__all__ = ["CachedFunction", "Ignored", "Required", "fleche", "process_ignore_required_args"]
+__all__ = [
+    "CachedFunction",
+    "Ignored",
+    "Required",
+    "fleche",
+    "install_awaitable_variant",
+    "process_ignore_required_args",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +70,18 @@ class _Keyed(NamedTuple):
 
 #: What :meth:`CachedFunction._stored_result` returns on a miss (``None`` is a result).
 _MISS = object()
+
+_AWAITABLE: list[type] = []  # what ``CachedFunction(async_function)`` builds
+
+
+def install_awaitable_variant(variant: type) -> None:
+    """Make ``@fleche`` on an ``async def`` build ``variant``; :mod:`fleche.asynchronous` installs it.
+
+    The variant builds on this module, so this module cannot import it.
+    """
+    _AWAITABLE[:] = [variant]
+
+
 #: Public names of the two above, for the awaited variant (fleche/asynchronous.py).
 Keyed, MISS = _Keyed, _MISS
 
@@ -84,15 +103,13 @@ class CachedFunction(FunctionHelpers[P, R]):
     def __new__(
         cls, func: Callable[P, R] | None = None, *args: Any, **options: Any
     ) -> CachedFunction[P, R]:
-        # An ``async def`` gets the awaitable variant (fleche/asynchronous.py).
+        # An ``async def`` gets the awaitable variant (fleche/asynchronous.py installs it).
         if (
             cls is CachedFunction
             and func is not None
             and inspect.iscoroutinefunction(unwrap_method(func)[0])
         ):
-            from .asynchronous import AsyncCachedFunction
-
-            cls = AsyncCachedFunction
+            cls = _AWAITABLE[0]
         return super().__new__(cls)
 
     def __init__(
