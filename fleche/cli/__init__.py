@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FlecheError
-from . import about, archive, browse, legacy, maintain, remote
+from . import about, archive, browse, legacy, maintain, remote, ui
 from .context import Commands, Context
 
 __all__ = ["main", "parser"]
@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, argparse.SUPPRESS)  # after the command too, without resetting
     commands = Commands(top.add_subparsers(title="commands", metavar="COMMAND"), common)
-    for group in (browse, maintain, archive, legacy, about, remote):
+    for group in (browse, maintain, archive, legacy, about, remote, ui):
         group.add_commands(commands)
     return top
 
