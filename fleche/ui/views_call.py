@@ -64,9 +64,12 @@ def value(key: str) -> str | Response:
     if full != key:
         return redirect(url_for("value", key=full))
     cache = store().cache
+    shown = _value(full)
+    if shown["problem"] == "missing":
+        raise Problem(404, "Not found", f"No stored call or value is {full!r}.")
     producers = [c.key() for c in cache.query(QueryCall(result=full), expired=True).take(20)]
     graph = layout(lineage_of(cache, full, depth=2))
-    return render_template("value.html", value=_value(full), producers=producers, graph=graph)
+    return render_template("value.html", value=shown, producers=producers, graph=graph)
 
 
 def download(key: str) -> Response:
