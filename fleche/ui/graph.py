@@ -18,7 +18,7 @@ from .preview import clip
 
 __all__ = ["Layout", "layout", "lineage_of"]
 
-COLUMN, ROW, NODE_W, NODE_H, MARGIN = 230, 64, 190, 42, 12
+COLUMN, ROW, NODE_W, NODE_H, MARGIN = 270, 64, 190, 42, 12
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def layout(graphs: tuple[Lineage, ...]) -> Layout:
         x1, y1, y2 = x1 + NODE_W, y1 + NODE_H / 2, y2 + NODE_H / 2
         middle = (x1 + x2) / 2
         path = f"M{x1:.0f},{y1:.0f} C{middle:.0f},{y1:.0f} {middle:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
-        links.append(Link(path, name or "", middle, (y1 + y2) / 2 - 4))
+        links.append(Link(path, name or "", x1 + 6, y1 - 5))  # named at the source: no two collide
     width = MARGIN * 2 + (max(column.values(), default=0)) * COLUMN + NODE_W
     height = MARGIN * 2 + max(rows.values(), default=1) * ROW
     return Layout(nodes, links, width, height)
