@@ -43,7 +43,11 @@ def demo(tmp_path_factory):
     """The demo store, built by ``fleche demo`` in a directory of its own."""
     where = tmp_path_factory.mktemp("demo")
     subprocess.run(
-        [sys.executable, "-m", "fleche", "demo"], cwd=where, env=ENV, check=True, capture_output=True
+        [sys.executable, "-m", "fleche", "demo"],
+        cwd=where,
+        env=ENV,
+        check=True,
+        capture_output=True,
     )
     return where / ".fleche"
 
@@ -75,10 +79,19 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1300,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1300,1000",
+    ):
         options.add_argument(flag)
     options.add_experimental_option(
-        "prefs", {"download.default_directory": str(tmp_path / "downloads"), "download.prompt_for_download": False}
+        "prefs",
+        {
+            "download.default_directory": str(tmp_path / "downloads"),
+            "download.prompt_for_download": False,
+        },
     )
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(120)
@@ -93,7 +106,9 @@ def node(browser, key: str):
 def test_browse_filter_follow_lineage_and_download(server, demo, browser, shots, tmp_path):
     store = open_cache(str(demo))
     (diffuse,) = store.query(QueryCall(name="diffuse", arguments={"diffusivity": 0.1}))
-    (spread,) = store.query(QueryCall(name="spread", arguments={"profile": diffuse.digested_call.result}))
+    (spread,) = store.query(
+        QueryCall(name="spread", arguments={"profile": diffuse.digested_call.result})
+    )
 
     browser.get(server + "/")
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "functions"))
