@@ -51,10 +51,31 @@ def keys(store, name: str) -> list[str]:
 
 def test_index_lists_functions_with_their_counts(client):
     page = client.get("/").get_data(as_text=True)
-    assert re.search(r"simulate</a></td><td>tests?\.?test_ui</td><td class=\"num\">30<", page) or (
-        "simulate" in page and ">30<" in page
+    rows = re.findall(
+        r'<tr><td><a href="/f/([^"]+)">(\w+)</a></td><td>[^<]*</td><td class="num">(\d+)</td>', page
     )
-    assert "analyse" in page
+    module = simulate.__module__
+    assert sorted(rows) == [
+        (f"{module}:analyse", "analyse", "30"),
+        (f"{module}:simulate", "simulate", "30"),
+    ]
+
+
+def test_metadata_filters_are_template_queries(client, store):
+    ident = f"{simulate.__module__}:simulate"
+    host = next(iter(store.query(name="simulate"))).digested_call.metadata["environment"]["host"]
+    assert (
+        client.get(f"/f/{ident}?m.environment.host={host}")
+        .get_data(as_text=True)
+        .count('class="key"')
+        == 30
+    )
+    assert (
+        client.get(f"/f/{ident}?m.environment.host=elsewhere")
+        .get_data(as_text=True)
+        .count('class="key"')
+        == 0
+    )
 
 
 def test_function_table_filters_by_argument_in_sql_terms(client, store):
