@@ -228,3 +228,16 @@ def test_the_command_prints_its_url_first_and_serves(store, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_consumers_are_drawn_on_a_small_store_or_when_asked(client, store):
+    key = keys(store, "simulate")[2]
+    consumer = next(
+        iter(
+            store.query(name="analyse", arguments={"profile": store.load(key).digested_call.result})
+        )
+    )
+    link = f'href="/c/{consumer.key()}"'
+    assert link in client.get(f"/c/{key}").get_data(as_text=True)  # 60 calls: drawn unasked
+    without = client.get(f"/c/{key}?down=0").get_data(as_text=True)
+    assert link not in without and 'id="no-consumers"' in without

@@ -96,6 +96,10 @@ class Catalog:
             for (module, name), n in sorted(counts.items(), key=lambda i: (i[0][0] or "", i[0][1]))
         ]
 
+    def total(self) -> int | None:
+        """Every call record, if the last scan is complete."""
+        return self._scanned if self.complete else None
+
     def count(self, module: str | None, name: str) -> int | None:
         """The calls of one function, if the last complete scan counted them."""
         if not self.complete:

@@ -55,9 +55,16 @@ class Layout:
     height: float
 
 
-def lineage_of(cache: Any, key: str, depth: int = 3) -> tuple[Lineage, Lineage]:
-    """Upstream and downstream lineage of ``key``, ``depth`` calls deep each way."""
-    return lineage(cache, key, depth=depth), lineage(cache, key, used_by=True, depth=depth)
+def lineage_of(
+    cache: Any, key: str, depth: int = 3, downstream: bool = True
+) -> tuple[Lineage, ...]:
+    """Upstream lineage of ``key`` and, if ``downstream``, the calls that used it, ``depth`` calls deep.
+
+    Upstream steps are indexed template queries; downstream reads every
+    call record of the store once, which the caller decides to afford.
+    """
+    up = lineage(cache, key, depth=depth)
+    return (up, lineage(cache, key, used_by=True, depth=depth)) if downstream else (up,)
 
 
 def _layers(nodes: list[str], edges: set[tuple[str, str, str | None]]) -> dict[str, int]:

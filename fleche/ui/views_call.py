@@ -19,6 +19,18 @@ from .rows import facts, load
 
 __all__ = ["register"]
 
+#: Largest store whose pages draw downstream lineage unasked (it reads every call record).
+DOWNSTREAM_LIMIT = 20_000
+
+
+def _downstream() -> bool:
+    """Whether to draw consumers: asked by ``?down=1``, or the store is small enough."""
+    if request.args.get("down") in ("0", "1"):
+        return request.args["down"] == "1"
+    store().catalog.wait(0.1)  # a small store is counted by now
+    total = store().catalog.total()
+    return total is not None and total <= DOWNSTREAM_LIMIT
+
 
 def _short(key: str) -> str:
     try:
@@ -48,12 +60,13 @@ def call(key: str) -> str | Response:
     except KeyError:
         return redirect(url_for("value", key=full))
     digested = record.digested_call
-    graph = layout(lineage_of(store().cache, full))
+    down = _downstream()
+    graph = layout(lineage_of(store().cache, full, downstream=down))
     return render_template(
         "call.html", key=full, short=_short(full), record=digested, facts=facts(record),
         ident=function_id(digested.module, digested.name),
         arguments={n: _value(d) for n, d in digested.arguments.items()},
-        result=_value(digested.result), graph=graph, allow_writes=store().allow_writes,
+        result=_value(digested.result), graph=graph, down=down, allow_writes=store().allow_writes,
         token=store().token, metadata=json.dumps(digested.metadata, indent=2, default=str, sort_keys=True),
     )  # fmt: skip
 
@@ -68,8 +81,9 @@ def value(key: str) -> str | Response:
     if shown["problem"] == "missing":
         raise Problem(404, "Not found", f"No stored call or value is {full!r}.")
     producers = [c.key() for c in cache.query(QueryCall(result=full), expired=True).take(20)]
-    graph = layout(lineage_of(cache, full, depth=2))
-    return render_template("value.html", value=shown, producers=producers, graph=graph)
+    down = _downstream()
+    graph = layout(lineage_of(cache, full, depth=2, downstream=down))
+    return render_template("value.html", value=shown, producers=producers, graph=graph, down=down)
 
 
 def download(key: str) -> Response:
