@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("flask")
 
-from fleche import fleche  # noqa: E402
+from fleche import Call, fleche  # noqa: E402
 from fleche.config import open_cache  # noqa: E402
 from fleche.ui import create_app  # noqa: E402
 
@@ -241,3 +241,13 @@ def test_consumers_are_drawn_on_a_small_store_or_when_asked(client, store):
     assert link in client.get(f"/c/{key}").get_data(as_text=True)  # 60 calls: drawn unasked
     without = client.get(f"/c/{key}?down=0").get_data(as_text=True)
     assert link not in without and 'id="no-consumers"' in without
+
+
+def test_columns_are_every_argument_any_call_had(tmp_path):
+    cache = open_cache(str(tmp_path / "grown"))
+    cache.save(Call("grow", {"a": 1}, module="lab", result=1))
+    cache.save(
+        Call("grow", {"a": 2, "b": "x"}, module="lab", result=2)
+    )  # a later version's argument
+    page = create_app(cache).test_client().get("/f/lab:grow?a.b=x")
+    assert page.status_code == 200 and page.get_data(as_text=True).count('class="key"') == 1

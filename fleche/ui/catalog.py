@@ -54,6 +54,7 @@ class Catalog:
         self._max_age = max_age
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str | None, str]] = Counter()
+        self._parameters: dict[tuple[str | None, str], tuple[str, ...]] = {}
         self._scanned = 0
         self._finished: float | None = None
         self._thread: threading.Thread | None = None
@@ -106,13 +107,21 @@ class Catalog:
             return None
         return self._counts.get((module, name), 0)
 
+    def parameters(self, module: str | None, name: str) -> tuple[str, ...] | None:
+        """The argument names the scan met in the calls of a function, in order of first sight."""
+        return self._parameters.get((module, name))
+
     def _scan(self) -> None:
         counts: Counter[tuple[str | None, str]] = Counter()
         scanned = 0
         try:
             for call in self._cache.query(expired=True):
                 record = call.digested_call
-                counts[(record.module, record.name)] += 1
+                function = (record.module, record.name)
+                counts[function] += 1
+                known = self._parameters.get(function, ())
+                if not known or not set(known).issuperset(record.arguments):  # e.g. a new version
+                    self._parameters[function] = tuple(dict.fromkeys((*known, *record.arguments)))
                 scanned += 1
                 if scanned % 5000 == 0:
                     self._publish(counts, scanned, finished=False)
