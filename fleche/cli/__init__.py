@@ -5,7 +5,7 @@ read; ``gc``, ``prune``, ``verify --fix``, ``transform`` and the renames
 change; ``export``/``import`` move a store through a portable archive;
 ``import-legacy`` brings a store of the fleche 0.22 release along;
 ``config`` says which store is active and why; ``demo`` runs a small
-workflow.  Every command is a thin shell over the public API (one module
+workflow; ``ui`` serves a web page to browse a store.  Every command is a thin shell over the public API (one module
 per group: :mod:`.browse`, :mod:`.maintain`, :mod:`.archive`, :mod:`.legacy`,
 :mod:`.about`).
 
