@@ -99,6 +99,18 @@ def browser(tmp_path):
     driver.quit()
 
 
+def settle(browser, condition) -> None:
+    """Wait (up to a minute) for ``condition(browser)``: a click starts a navigation, it does not finish it."""
+    WebDriverWait(browser, 60).until(condition)
+
+
+def at(path: str):
+    return lambda b: (
+        b.current_url.endswith(path)
+        and b.execute_script("return document.readyState") == "complete"
+    )
+
+
 def node(browser, key: str):
     return browser.find_element(By.CSS_SELECTOR, f'#lineage a[data-key="{key}"] rect')
 
@@ -115,19 +127,24 @@ def test_browse_filter_follow_lineage_and_download(server, demo, browser, shots,
     assert browser.title.startswith("Functions")
     browser.save_screenshot(str(shots / "index.png"))
     browser.find_element(By.LINK_TEXT, "diffuse").click()
+    settle(browser, at("/f/fleche.demo:diffuse"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#calls a.key")) == 4
     browser.find_element(By.NAME, "a.diffusivity").send_keys("0.1")
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
+    settle(browser, lambda b: "a.diffusivity=0.1" in b.current_url and at("")(b))
     rows = browser.find_elements(By.CSS_SELECTOR, "#calls a.key")
     assert len(rows) == 1 and "a.diffusivity=0.1" in browser.current_url
     browser.save_screenshot(str(shots / "function.png"))
 
     rows[0].click()
+    settle(browser, at(f"/c/{diffuse.key()}"))
     assert browser.current_url.endswith(f"/c/{diffuse.key()}")
     browser.save_screenshot(str(shots / "call.png"))
     node(browser, spread.key()).click()  # downstream: the analysis of this profile
+    settle(browser, at(f"/c/{spread.key()}"))
     assert browser.current_url.endswith(f"/c/{spread.key()}")
     node(browser, diffuse.key()).click()  # upstream: the call that produced its argument
+    settle(browser, at(f"/c/{diffuse.key()}"))
     assert browser.current_url.endswith(f"/c/{diffuse.key()}")
 
     result = diffuse.digested_call.result
