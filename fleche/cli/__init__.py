@@ -6,7 +6,7 @@ change; ``export``/``import`` move a store through a portable archive,
 ``copy`` straight into another store;
 ``import-legacy`` brings a store of the fleche 0.22 release along;
 ``config`` says which store is active and why; ``demo`` runs a small
-workflow.  Every command is a thin shell over the public API (one module
+workflow; ``ui`` serves a web page to browse a store.  Every command is a thin shell over the public API (one module
 per group: :mod:`.browse`, :mod:`.maintain`, :mod:`.archive`, :mod:`.legacy`,
 :mod:`.about`).
 
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FlecheError
-from . import about, archive, browse, copy, legacy, maintain, remote
+from . import about, archive, browse, copy, legacy, maintain, remote, ui
 from .context import Commands, Context
 
 __all__ = ["main", "parser"]
@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, argparse.SUPPRESS)  # after the command too, without resetting
     commands = Commands(top.add_subparsers(title="commands", metavar="COMMAND"), common)
-    for group in (browse, maintain, archive, copy, legacy, about, remote):
+    for group in (browse, maintain, archive, copy, legacy, about, remote, ui):
         group.add_commands(commands)
     return top
 
