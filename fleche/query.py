@@ -60,11 +60,14 @@ class QueryIterator:
 
     ``calls`` returns a fresh iterable of calls each time it is called;
     ``cache`` is where they are stored (needed only by :meth:`evict` and by
-    ``shrink_keys`` in :meth:`table`).
+    ``shrink_keys`` in :meth:`table`); ``counter``, if given, returns how
+    many calls ``calls`` would yield (chained views count by iterating).
     """
 
     calls: Source
     cache: Queried | None = None
+    #: Counts the calls without loading them (the storage's own count), if the source has one.
+    counter: Callable[[], int] | None = dataclasses.field(default=None, compare=False)
 
     def __iter__(self) -> Iterator[LazyCall]:
         return iter(self.calls())
@@ -116,7 +119,9 @@ class QueryIterator:
         return {k: QueryIterator(calls.copy, self.cache) for k, calls in groups.items()}
 
     def count(self) -> int:
-        """How many calls match."""
+        """How many calls match (counted by the store where it can, without loading them)."""
+        if self.counter is not None:
+            return self.counter()
         return sum(1 for _ in self)
 
     def any(self) -> LazyCall | None:

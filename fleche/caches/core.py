@@ -217,7 +217,10 @@ class Cache(CacheBase):
                     continue
                 yield LazyCall(record, self.values)
 
-        return QueryIterator(source, self)
+        def counter() -> int:
+            return self.calls.count(template, now=None if expired else self.clock())
+
+        return QueryIterator(source, self, counter)
 
     def expand(self, key: Digest | str) -> Digest:
         # docstring inherited
@@ -230,13 +233,7 @@ class Cache(CacheBase):
     def referenced(self) -> set[Digest]:
         # docstring inherited
         live: set[Digest] = set()
-        todo: list[Digest] = []
-        for key in self.calls.list():
-            try:
-                record = self.calls.load(key)
-            except KeyError:
-                continue
-            todo.extend(record.values())
+        todo = list(self.calls.referenced())
         with self._pins_lock:
             todo.extend(self._pins)
         while todo:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning, warn
+from . import sql_scan
 from .base import CallMixin, CallStorage
 from .sql_connection import Runtime, resolve_url
 from .sql_maintenance import Finding, audit, convert_legacy_metadata
@@ -329,6 +330,9 @@ class Sql(CallStorage):
         the answer is exactly that of a scan.
         """
         template = QueryCall.from_template(template).digested()
+        if sql_scan.shaped(template):
+            yield from self._scanned(template)
+            return
         engine = self.engine
         with engine.connect() as connection:
             rows = connection.execute(
@@ -349,6 +353,26 @@ class Sql(CallStorage):
             with engine.connect() as connection:
                 rows = connection.execute(load).all()
             yield from self._matches(template, rows)
+
+    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
+        """The records matching a template SQL answers exactly, a page at a time (:mod:`.sql_scan`)."""
+        decode = sql_scan.decode
+        for key, *row in sql_scan.rows(self._runtime(), template):
+            try:
+                yield decode(key, row)
+            except Exception as err:
+                self._damaged(key, err)
+
+    def count(self, template: QueryCall | Call | None = None, *, now: float | None = None) -> int:
+        # docstring inherited
+        template = QueryCall.from_template(QueryCall() if template is None else template).digested()
+        if not sql_scan.shaped(template):
+            return super().count(template, now=now)
+        return sql_scan.count(self._runtime(), template, now)
+
+    def referenced(self) -> Iterator[Digest]:
+        # docstring inherited
+        return sql_scan.referenced(self._runtime())
 
     def _matches(self, template: QueryCall, rows: Any) -> Iterator[DigestedCall]:
         """The records of ``rows`` (key first, then :data:`ROW_COLUMNS`) that match ``template``."""
