@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..call import Call
 from ..caches import Cache
+from ..call import Call
 from ..digest import digest
 from ..storage.memory import CallMemory, ValueMemory
 from ..wrapper import fleche
