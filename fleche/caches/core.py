@@ -329,15 +329,21 @@ class Cache(CacheBase):
         return len(moved) + rekeyed
 
     def verify(
-        self, fix: bool = False, progress: Callable[[int, int], Any] | None = None
+        self,
+        fix: bool = False,
+        progress: Callable[[int, int], Any] | None = None,
+        *,
+        since: float | None = None,
     ) -> verification.VerifyReport:
         """Re-read every value and record and check it; with ``fix``, remove the broken ones.
 
         Returns a report listing each problem with its key; see
         :mod:`fleche.verify` for what is checked and what a repair removes.
-        ``progress(done, total)`` is called after each entry.
+        ``progress(done, total)`` is called after each entry.  ``since``
+        (e.g. ``report.started`` of the last verify) re-reads only the
+        values written after it.
         """
-        return verification.verify(self, fix=fix, progress=progress)
+        return verification.verify(self, fix=fix, progress=progress, since=since)
 
 
 def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:

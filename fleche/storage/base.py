@@ -384,6 +384,19 @@ class CallStorage(KeyManagement):
         for record in self.query(QueryCall()):
             yield from record.values()
 
+    def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
+        """Every readable record with its key, in the order of :meth:`list`.
+
+        What ``verify`` reads.  A record that cannot be read is left out
+        (with the warning its load gives).  This default loads the records
+        one by one; storages that read many at once (``Sql``) override it.
+        """
+        for key in self.list():
+            try:
+                yield key, self.load(key)
+            except KeyError:
+                continue
+
     def transform(self, func: Callable[[DigestedCall], Call] | None = None) -> int:
         """Rewrite every record through ``func`` and re-key it if its key changed.
 

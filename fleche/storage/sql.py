@@ -70,7 +70,7 @@ def _remove(path: str, pid: int) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Sql(CallStorage):
+class Sql(sql_scan.Scanning, CallStorage):
     """Call records in a SQL database, queried with indexed set-based SQL.
 
     Parameters
@@ -353,26 +353,6 @@ class Sql(CallStorage):
             with engine.connect() as connection:
                 rows = connection.execute(load).all()
             yield from self._matches(template, rows)
-
-    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
-        """The records matching a template SQL answers exactly, a page at a time (:mod:`.sql_scan`)."""
-        decode = sql_scan.decode
-        for key, *row in sql_scan.rows(self._runtime(), template):
-            try:
-                yield decode(key, row)
-            except Exception as err:
-                self._damaged(key, err)
-
-    def count(self, template: QueryCall | Call | None = None, *, now: float | None = None) -> int:
-        # docstring inherited
-        template = QueryCall.from_template(QueryCall() if template is None else template).digested()
-        if not sql_scan.shaped(template):
-            return super().count(template, now=now)
-        return sql_scan.count(self._runtime(), template, now)
-
-    def referenced(self) -> Iterator[Digest]:
-        # docstring inherited
-        return sql_scan.referenced(self._runtime())
 
     def _matches(self, template: QueryCall, rows: Any) -> Iterator[DigestedCall]:
         """The records of ``rows`` (key first, then :data:`ROW_COLUMNS`) that match ``template``."""

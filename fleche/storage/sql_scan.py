@@ -29,7 +29,7 @@ from .sql_query import normalize_value
 from .sql_schema import ROW_COLUMNS, arguments, calls
 from .sql_seal import broken_seal, seal
 
-__all__ = ["count", "decode", "referenced", "rows", "shaped"]
+__all__ = ["Scanning", "count", "decode", "referenced", "rows", "shaped"]
 
 _scan = make_scanner(json.JSONDecoder())
 _HEX = re.compile("[0-9a-f]*")
@@ -238,4 +238,47 @@ def referenced(runtime: Any) -> Iterator[str]:
     index, so rows of the index left behind keep nothing alive.
     """
     text = _REFERENCED[runtime.statements.postgres]
-    return (value for (value,) in runtime.read(text, {}) if type(value) is str)
+    found = runtime.read(text, {})
+    return (
+        _new(Digest, v) for (v,) in found if type(v) is str and len(v) == 32 and _HEX.fullmatch(v)
+    )
+
+
+class Scanning:
+    """What :class:`~fleche.storage.sql.Sql` reads many records at once with (mixed in before ``CallStorage``).
+
+    Counts and references come from the database; records a page at a
+    time.  The store supplies ``_runtime()`` and ``_damaged(key, err)``.
+    """
+
+    def _runtime(self) -> Any:
+        raise NotImplementedError
+
+    def _damaged(self, key: str, err: Exception) -> KeyError:
+        raise NotImplementedError
+
+    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
+        """The records a :func:`shaped` template matches, a page at a time."""
+        return (record for _, record in self._pages(template))
+
+    def _pages(self, template: QueryCall) -> Iterator[tuple[str, DigestedCall]]:
+        for key, *row in rows(self._runtime(), template):
+            try:
+                yield key, decode(key, row)
+            except Exception as err:
+                self._damaged(key, err)
+
+    def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
+        """Every readable record with its key, in key order, a page at a time."""
+        return ((Digest(key), record) for key, record in self._pages(QueryCall()))
+
+    def count(self, template: Any = None, *, now: float | None = None) -> int:
+        """How many records match ``template`` (not expired by ``now``), counted by the database."""
+        template = QueryCall.from_template(QueryCall() if template is None else template).digested()
+        if not shaped(template):
+            return super().count(template, now=now)  # type: ignore[misc]
+        return count(self._runtime(), template, now)
+
+    def referenced(self) -> Iterator[Digest]:
+        """Every value digest the records refer to, listed by the database."""
+        return referenced(self._runtime())
