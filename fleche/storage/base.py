@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
-from ..expiry import is_expired
+from .bulk_reads import BulkReads
 from .registry import storage_config
 
 __all__ = [
@@ -331,7 +331,7 @@ class ValueMixin(ValueStorage, StorageBackend):
             return self._children(key)
 
 
-class CallStorage(KeyManagement):
+class CallStorage(KeyManagement, BulkReads):
     """Domain interface of a call storage: ``lookup key -> DigestedCall``."""
 
     #: ``query`` is answered by the backend (e.g. SQL), not by a scan.
@@ -365,37 +365,6 @@ class CallStorage(KeyManagement):
         """
         record = self.load(key)
         return record.result, record.metadata.get(namespace)
-
-    def count(self, template: QueryCall | Call | None = None, *, now: float | None = None) -> int:
-        """How many records match ``template`` (all without one); with ``now``, those not expired by then.
-
-        This default loads every matching record; storages that can count
-        in place (``Sql``) override it.
-        """
-        records = self.query(QueryCall() if template is None else template)
-        return sum(1 for record in records if now is None or not is_expired(record, now))
-
-    def referenced(self) -> Iterable[Digest]:
-        """The digest of every value some record refers to (arguments and results), maybe repeated.
-
-        What garbage collection keeps.  This default loads every record;
-        storages that can list the references in place (``Sql``) override it.
-        """
-        for record in self.query(QueryCall()):
-            yield from record.values()
-
-    def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
-        """Every readable record with its key, in the order of :meth:`list`.
-
-        What ``verify`` reads.  A record that cannot be read is left out
-        (with the warning its load gives).  This default loads the records
-        one by one; storages that read many at once (``Sql``) override it.
-        """
-        for key in self.list():
-            try:
-                yield key, self.load(key)
-            except KeyError:
-                continue
 
     def transform(self, func: Callable[[DigestedCall], Call] | None = None) -> int:
         """Rewrite every record through ``func`` and re-key it if its key changed.

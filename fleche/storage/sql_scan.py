@@ -274,12 +274,6 @@ class Scanning:
     time.  The store supplies ``_runtime()`` and ``_damaged(key, err)``.
     """
 
-    def _runtime(self) -> Any:
-        raise NotImplementedError
-
-    def _damaged(self, key: str, err: Exception) -> KeyError:
-        raise NotImplementedError
-
     def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
         """The records a :func:`shaped` template matches, a page at a time."""
         return (record for _, record in self._pages(template))
