@@ -324,9 +324,9 @@ _values = st.recursive(
         | st.lists(inner, max_size=4).map(tuple)
         | st.dictionaries(_keys, inner, max_size=4)
         | st.lists(st.tuples(_keys, inner), max_size=4).map(OrderedDict)
-        | st.tuples(
-            st.sampled_from([None, list, int]), st.dictionaries(_keys, inner, max_size=3)
-        ).map(lambda factory_items: defaultdict(*factory_items))
+        | st.tuples(st.sampled_from([None, list, int]), st.dictionaries(_keys, inner, max_size=3)).map(
+            lambda factory_items: defaultdict(*factory_items)
+        )
         | st.sets(_keys, max_size=4)
         | st.frozensets(_keys, max_size=4)
     ),
