@@ -163,10 +163,12 @@ class CachedFunction(Generic[P, R]):
     @property
     def cache(self) -> Cache:
         """The cache this function uses now (its own, else the active one)."""
-        return self._cache or active_cache()
+        return active_cache() if self._cache is None else self._cache
 
     def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        cache = self._cache or active_cache()
+        cache = self._cache
+        if cache is None:  # not ``or``: a cache has a length, and its truth is not asked here
+            cache = active_cache()
         keyed = self._key(cache, args, kwargs)
         if keyed is None:
             return self.func(*args, **kwargs)
@@ -309,7 +311,7 @@ class CachedFunction(Generic[P, R]):
 
     def digest(self, /, *args: P.args, **kwargs: P.kwargs) -> Digest:
         """The lookup key of this call (nothing is run or read)."""
-        return self._keyed(self._cache or active_cache(), args, kwargs).key
+        return self._keyed(active_cache() if self._cache is None else self._cache, args, kwargs).key
 
     def contains(self, /, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call is stored."""
