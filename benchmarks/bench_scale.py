@@ -98,6 +98,8 @@ def bench_size(root: Path, size: int) -> None:
 
     raw_count = timed(lambda: raw.execute("SELECT count(*) FROM calls").fetchone())
     row(size, "count all calls: query().count()", timed(lambda: store.query().count()), raw_count)
+    everything = timed(lambda: store.query(expired=True).count())
+    row(size, "count with expired: query(expired=True)", everything, raw_count)
     template = QueryCall(name="simulate")
     row(
         size,
@@ -115,6 +117,8 @@ def bench_size(root: Path, size: int) -> None:
     )
     if size <= 100_000:
         row(size, "query().table()", timed(lambda: store.query().table(), 1), raw_select, size)
+    digests = timed(lambda: store.query().table(values=False), 1)
+    row(size, "query().table(values=False)", digests, raw_select, size)
     query = QueryCall(name="simulate", arguments={"group": group})
     row(
         size,
@@ -123,6 +127,10 @@ def bench_size(root: Path, size: int) -> None:
         timed(lambda: raw.execute(join, (value,)).fetchall(), 5),
     )
     row(size, "verify()", timed(store.verify, 1), None, size)
+    since = getattr(store.verify(), "started", None)  # None: a fleche without verify(since=)
+    if since is not None:
+        checked = timed(lambda: store.verify(since=since), 1)
+        row(size, "verify(since=last start)", checked, None, size)
     row(size, "gc() with nothing to collect", timed(store.gc, 1), None, size)
     raw.close()
     bench_diskcache(root / "diskcache", size)

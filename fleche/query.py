@@ -12,6 +12,7 @@ of an argument (then the argument's value is the key).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,11 +61,14 @@ class QueryIterator:
 
     ``calls`` returns a fresh iterable of calls each time it is called;
     ``cache`` is where they are stored (needed only by :meth:`evict` and by
-    ``shrink_keys`` in :meth:`table`).
+    ``shrink_keys`` in :meth:`table`); ``counter``, if given, returns how
+    many calls ``calls`` would yield (chained views count by iterating).
     """
 
     calls: Source
     cache: Queried | None = None
+    #: Counts the calls without loading them (the storage's own count), if the source has one.
+    counter: Callable[[], int] | None = dataclasses.field(default=None, compare=False)
 
     def __iter__(self) -> Iterator[LazyCall]:
         return iter(self.calls())
@@ -116,7 +120,9 @@ class QueryIterator:
         return {k: QueryIterator(calls.copy, self.cache) for k, calls in groups.items()}
 
     def count(self) -> int:
-        """How many calls match."""
+        """How many calls match (counted by the store where it can, without loading them)."""
+        if self.counter is not None:
+            return self.counter()
         return sum(1 for _ in self)
 
     def any(self) -> LazyCall | None:
@@ -223,20 +229,73 @@ def _frame(
     load_result: bool,
     shrink: Callable[[Any], Any] | None,
 ) -> pandas.DataFrame:
-    """The rows of :meth:`QueryIterator.table`; ``shrink`` shortens the digests shown."""
+    """The rows of :meth:`QueryIterator.table`; ``shrink`` shortens the digests shown.
+
+    Built column by column, each value loaded once however many rows
+    show it, and ``created`` converted in one go: a row at a time, pandas
+    spends more on a table of many calls than the store does.
+    """
     import pandas
 
-    short = shrink or (lambda key: key)
-    rows = []
-    for call in calls:
+    short = functools.cache(shrink) if shrink else (lambda key: key)
+    columns: dict[str, list[Any]] = {"key": [], "function": []}
+    created: list[float] = []
+    loaded: dict[Digest, Any] = {}
+    for n, call in enumerate(calls):
         record = call.digested_call
-        row: dict[str, Any] = {"key": short(call.key()), "function": record.qualified_name}
+        columns["key"].append(short(call.key()))
+        columns["function"].append(record.qualified_name)
+        row: dict[str, Any] = {}
         for name, key in record.arguments.items():
-            row[name] = call.arguments[name] if load_argument(name) else short(key)
-        row["result"] = call.result if load_result else short(record.result)
-        row["created"] = pandas.Timestamp(record.created, unit="s")
+            row[name] = _value(loaded, call, name, key) if load_argument(name) else short(key)
+        row["result"] = (
+            _value(loaded, call, None, record.result) if load_result else short(record.result)
+        )
+        created.append(record.created)
         for namespace, entries in record.metadata.items():
             for name, value in entries.items():
                 row[f"{namespace}.{name}"] = value
-        rows.append(row)
-    return pandas.DataFrame(rows)
+        _append(columns, row, n)
+    if not created:
+        return pandas.DataFrame()
+    table = {
+        name: values + [_MISSING] * (len(created) - len(values)) for name, values in columns.items()
+    }
+    table = _with_created(table, pandas.to_datetime(pandas.Series(created), unit="s"))
+    return pandas.DataFrame(table)
+
+
+#: What a row without some column shows there (as a frame built from rows would).
+_MISSING = float("nan")
+
+
+def _value(loaded: dict[Digest, Any], call: LazyCall, name: str | None, key: Digest) -> Any:
+    """The value of an argument (``name``) or the result, loaded once per table."""
+    try:
+        return loaded[key]
+    except KeyError:
+        value = loaded[key] = call.result if name is None else call.arguments[name]
+        return value
+
+
+def _append(columns: dict[str, list[Any]], row: dict[str, Any], n: int) -> None:
+    """Add row ``n`` to ``columns``: a new column starts with ``n`` missing entries."""
+    for name, value in row.items():
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = [_MISSING] * n
+        elif len(column) < n:
+            column.extend([_MISSING] * (n - len(column)))
+        column.append(value)
+
+
+def _with_created(table: dict[str, list[Any]], created: Any) -> dict[str, Any]:
+    """``table`` with ``created`` placed after ``result``, where the row-built frame had it."""
+    out: dict[str, Any] = {}
+    for name, values in table.items():
+        out[name] = values
+        if name == "result":
+            out["created"] = created
+    if "created" not in out:
+        out["created"] = created
+    return out

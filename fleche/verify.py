@@ -35,7 +35,7 @@ lost mount): those entries are reported but not removed.
 
 from __future__ import annotations
 
-from .caches.verification import (
+from .caches.findings import (
     BROKEN_PART,
     BROKEN_VALUE,
     CORRUPT_RECORD,
@@ -50,9 +50,8 @@ from .caches.verification import (
     UNVERIFIABLE,
     Problem,
     VerifyReport,
-    repair,
-    verify,
 )
+from .caches.verification import repair, verify
 
 #: The kinds of problems (``Problem.kind``, ``VerifyReport.by_kind``) are named here too.
 __all__ = [

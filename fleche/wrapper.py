@@ -175,10 +175,12 @@ class CachedFunction(FunctionHelpers[P, R]):
     @property
     def cache(self) -> Cache:
         """The cache this function uses now (its own, else the active one)."""
-        return self._cache or active_cache()
+        return active_cache() if self._cache is None else self._cache
 
     def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        cache = self._cache or active_cache()
+        cache = self._cache
+        if cache is None:  # not ``or``: a cache has a length, and its truth is not asked here
+            cache = active_cache()
         keyed = self._key(cache, args, kwargs)
         if keyed is None:
             return self.func(*args, **kwargs)

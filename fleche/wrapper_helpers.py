@@ -48,7 +48,7 @@ class FunctionHelpers(Generic[P, R]):
 
     def digest(self, /, *args: P.args, **kwargs: P.kwargs) -> Digest:
         """The lookup key of this call (nothing is run or read)."""
-        return self._keyed(self._cache or active_cache(), args, kwargs).key
+        return self._keyed(active_cache() if self._cache is None else self._cache, args, kwargs).key
 
     def contains(self, /, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call is stored."""

@@ -243,6 +243,17 @@ def test_verify_reports_then_fixes(run, tmp_path):
     assert not store.contains(key)
 
 
+def test_verify_since_rereads_only_recent_values(run, tmp_path):
+    path = tmp_path / "pickled"
+    fill(open_cache({"template": "pickle", "root": str(path)}))
+    file = next(f for f in (path / "values").rglob("*") if f.is_file())
+    file.write_bytes(b"garbage")
+    os.utime(file, (1.0e9, 1.0e9))  # written long ago, as far as its time says
+    assert run("--cache", path, "verify", "--since", "1d")[0] == 0
+    code, out, _ = run("--cache", path, "verify", "--json")
+    assert code == 1 and json.loads(out)["started"] > 1.0e9
+
+
 def test_rename_function_keeps_the_calls(run, sql_store):
     path, store = sql_store
     old, new = f"{__name__}.power", f"{__name__}.power_renamed"

@@ -383,8 +383,12 @@ def test_expand_is_a_range_scan_naming_candidates(store: Sql) -> None:
 
 
 def _count_statements(store: Sql) -> list[str]:
+    """Statements run from now on, through SQLAlchemy or as compiled text on a raw cursor."""
     seen: list[str] = []
     event.listen(store.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    runtime = store._runtime()
+    read = runtime.read
+    runtime.read = lambda *args: seen.append(args[0]) or read(*args)
     return seen
 
 
@@ -400,9 +404,20 @@ def test_query_runs_a_bounded_number_of_statements(store: Sql) -> None:
     seen.clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("fleche.storage.sql._CHUNK", 70)
-        found = [r.key() for r in store.query(QueryCall(name="simulate"))]
+        found = [r.key() for r in store.query(QueryCall(name="simulate", metadata={"tags": {}}))]
     assert found == sorted(found) and len(set(found)) == 300
     assert len(seen) == 1 + 1 + 4  # the first 70 records, the other keys, 230 of them by 70
+
+
+def test_a_template_sql_answers_exactly_is_read_in_pages(store: Sql) -> None:
+    for i in range(300):
+        store.save(_call(i))
+    seen = _count_statements(store)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("fleche.storage.sql_scan.PAGE", 70)
+        found = [r.key() for r in store.query(QueryCall(name="simulate"))]
+    assert found == sorted(found) and len(set(found)) == 300
+    assert len(seen) == 5  # 300 records in pages of 70, one statement each
 
 
 def test_filters_are_pushed_down(store: Sql) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import warnings
 
@@ -11,7 +12,7 @@ import pytest
 
 from fleche import Cache, Call, CorruptEntryWarning, cache, fleche
 from fleche.digest import digest
-from fleche.storage import CallMemory, CallPickleFile, ValueMemory, ValuePickleFile
+from fleche.storage import CallMemory, CallPickleFile, Sql, ValueMemory, ValuePickleFile
 
 from .backends import BACKENDS
 
@@ -306,3 +307,49 @@ def test_missing_values_are_kept_when_no_referenced_value_is_listed():
     assert problem.kind == "missing value" and not problem.fixable and not problem.fixed
     assert "lists no value any record refers to" in problem.detail
     assert len(list(calls.list())) == 1
+
+
+def test_verify_since_rereads_only_values_written_after(tmp_path):
+    store = Cache(ValuePickleFile(tmp_path / "values"), CallMemory())
+    run = fill(store)
+    with cache(store):
+        old = run.record(3).digested_call
+    first = store.verify()
+    assert first.ok and first.started is not None
+    path = store.values._path(old.result)
+    stamp = path.stat().st_mtime
+    path.write_bytes(b"garbage")  # damaged in place, its time set back: not a change since
+    os.utime(path, (stamp, stamp))
+    with cache(store):
+        run(6)
+        new = run.record(6).digested_call
+    path = store.values._path(new.result)
+    path.write_bytes(b"garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        since = store.verify(since=first.started)
+        full = store.verify()
+    assert {p.key for p in since.problems if p.store == "values"} == {new.result}
+    assert {p.key for p in full.problems if p.store == "values"} == {old.result, new.result}
+    store.values.evict(new.arguments["x"])  # records and their references are always checked
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        since = store.verify(since=first.started)
+    assert ("calls", new.key()) in {(p.store, p.key) for p in since.problems}
+    assert since.values == full.values - 1  # every value is counted, checked or not
+
+
+def test_verify_reads_records_in_bulk_and_alone_when_damaged(tmp_path):
+    store = Cache(ValueMemory(), Sql(url=str(tmp_path / "calls.db")))
+    run = fill(store)
+    with cache(store):
+        damaged = run.record(4, table=[1, 2, 3]).key()
+    with store.calls.session() as connection:
+        connection.exec_driver_sql(f"UPDATE calls SET seal = 'x' WHERE key = '{damaged}'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        report = store.verify()
+    assert [(p.store, p.key, p.kind) for p in report.problems] == [
+        ("calls", damaged, "corrupt record")
+    ]
+    assert report.calls == 3

@@ -106,6 +106,14 @@ class CacheBase(FinishesPreparedCalls, ABC):
         """
         return None
 
+    def __len__(self) -> int:
+        """How many calls that have not expired are stored (counted by the store where it can)."""
+        return self.query().count()
+
+    def __bool__(self) -> bool:
+        # A cache is a cache, stored calls or not (``__len__`` must not make an empty one false).
+        return True
+
     # -- what a cache implements -----------------------------------------------
 
     def now(self) -> float:

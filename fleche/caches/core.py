@@ -222,7 +222,10 @@ class Cache(CacheBase):
                     continue
                 yield LazyCall(record, self.values)
 
-        return QueryIterator(source, self)
+        def counter() -> int:
+            return self.calls.count(template, now=None if expired else self.clock())
+
+        return QueryIterator(source, self, counter)
 
     def expand(self, key: Digest | str) -> Digest:
         # docstring inherited
@@ -235,13 +238,7 @@ class Cache(CacheBase):
     def referenced(self) -> set[Digest]:
         # docstring inherited
         live: set[Digest] = set()
-        todo: list[Digest] = []
-        for key in self.calls.list():
-            try:
-                record = self.calls.load(key)
-            except KeyError:
-                continue
-            todo.extend(record.values())
+        todo = list(self.calls.referenced())
         todo.extend(self.pins.snapshot())
         while todo:
             key = todo.pop()
@@ -330,15 +327,21 @@ class Cache(CacheBase):
         return len(moved) + rekeyed
 
     def verify(
-        self, fix: bool = False, progress: Callable[[int, int], Any] | None = None
+        self,
+        fix: bool = False,
+        progress: Callable[[int, int], Any] | None = None,
+        *,
+        since: float | None = None,
     ) -> verification.VerifyReport:
         """Re-read every value and record and check it; with ``fix``, remove the broken ones.
 
         Returns a report listing each problem with its key; see
         :mod:`fleche.verify` for what is checked and what a repair removes.
-        ``progress(done, total)`` is called after each entry.
+        ``progress(done, total)`` is called after each entry.  ``since``
+        (e.g. ``report.started`` of the last verify) re-reads only the
+        values written after it.
         """
-        return verification.verify(self, fix=fix, progress=progress)
+        return verification.verify(self, fix=fix, progress=progress, since=since)
 
 
 def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from ..call import unstored_arguments
@@ -20,6 +21,22 @@ from ..digest import Digest, digest
 from ..errors import CorruptEntryWarning, Indigestible
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
+from .findings import (
+    BROKEN_PART,
+    BROKEN_VALUE,
+    CORRUPT_RECORD,
+    CORRUPT_VALUE,
+    MISFILED_RECORD,
+    MISMATCH,
+    MISSING_PART,
+    MISSING_VALUE,
+    READ_ERROR,
+    STRAY,
+    UNLISTABLE,
+    UNVERIFIABLE,
+    Problem,
+    VerifyReport,
+)
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -35,78 +52,8 @@ class Verified(Protocol):
 
 T = TypeVar("T")
 
-# Kinds of problems.
-CORRUPT_VALUE = "corrupt value"
-MISSING_PART = "missing part"
-BROKEN_PART = "broken part"
-MISMATCH = "digest mismatch"
-UNVERIFIABLE = "unverifiable value"
-READ_ERROR = "read error"
-UNLISTABLE = "unreadable entries"
-CORRUPT_RECORD = "corrupt record"
-MISFILED_RECORD = "misfiled record"
-MISSING_VALUE = "missing value"
-BROKEN_VALUE = "broken value"
-STRAY = "stale temporary file"
-
 #: Below this many mismatching values, mismatches are never called systematic.
 _SYSTEMATIC_MINIMUM = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One inconsistency: where (``store`` is ``"values"`` or ``"calls"``, ``key``), what, and why.
-
-    ``key`` is ``None`` when the storage could not even list some entries
-    (e.g. a shared HDF5 file that cannot be opened): the entries it holds
-    read as missing, and the records that need them are reported too.
-    ``fixable`` says whether ``verify(fix=True)`` removes the entry;
-    ``fixed`` whether it did.
-    """
-
-    store: str
-    key: Digest | None
-    kind: str
-    detail: str
-    fixable: bool = True
-    fixed: bool = False
-
-    def __str__(self) -> str:
-        action = " [removed]" if self.fixed else ("" if self.fixable else " [kept]")
-        where = self.key[:12] if self.key else "(file)" if self.kind == STRAY else "(listing)"
-        return f"{self.store} {where}: {self.kind}: {self.detail}{action}"
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyReport:
-    """What :func:`verify` checked and found; ``ok`` when nothing is wrong."""
-
-    values: int
-    calls: int
-    problems: tuple[Problem, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every entry is sound."""
-        return not self.problems
-
-    @property
-    def fixed(self) -> tuple[Problem, ...]:
-        """The problems repaired (their entries removed)."""
-        return tuple(p for p in self.problems if p.fixed)
-
-    def by_kind(self, kind: str) -> tuple[Problem, ...]:
-        """The problems of one kind, e.g. ``report.by_kind("corrupt value")``."""
-        return tuple(p for p in self.problems if p.kind == kind)
-
-    def __str__(self) -> str:
-        head = f"checked {self.values} values and {self.calls} calls: "
-        if self.ok:
-            return head + "no problems"
-        n = len(self.problems)
-        fixed = len(self.fixed)
-        head += f"{n} problem{'s' if n != 1 else ''}" + (f", {fixed} removed" if fixed else "")
-        return "\n".join([head, *(f"  {p}" for p in self.problems)])
 
 
 def _failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
@@ -128,7 +75,8 @@ class _Verifier:
     warning is passed on when the pass ends.
     """
 
-    def __init__(self, cache: Verified, progress: Progress | None) -> None:
+    def __init__(self, cache: Verified, progress: Progress | None, since: float | None) -> None:
+        self.since = since
         self.values: ValueStorage = cache.values
         self.calls: CallStorage = cache.calls
         self.progress = progress
@@ -189,8 +137,9 @@ class _Verifier:
             self._tick()
         value_problems = _guard_systematic(value_problems, len(self.value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
+        take = _in_step(iter(self.calls.scan()), set(call_keys))
         for key in call_keys:
-            problem = self.check_call(key, broken)
+            problem = self.check_call(key, broken, take(key))
             if problem is not None:
                 call_problems.append(problem)
             self._tick()
@@ -215,6 +164,11 @@ class _Verifier:
 
     def check_value(self, key: Digest) -> Problem | None:
         """Read one value, check its parts and its digest."""
+        if self.since is not None and (self.values.stored_at(key) or math.inf) < self.since:
+            return None  # unchanged since the verify that started then
+        value, error, _ = self._attempt(lambda: self.values.load(key))
+        if error is None:  # the common case: one read, then only the digest to check
+            return _digest_problem(key, value)
         parts, error, corrupt = self._attempt(lambda: list(self.values.children(key)))
         if error is not None:
             return self._failure(self.values, "values", key, error, corrupt, CORRUPT_VALUE)
@@ -233,26 +187,16 @@ class _Verifier:
                 return Problem("values", key, BROKEN_PART, "a part further down is missing")
             kind = BROKEN_PART if parts else CORRUPT_VALUE
             return self._failure(self.values, "values", key, error, corrupt, kind)
-        try:
-            found = digest(value)
-        except Indigestible as err:
-            return Problem(
-                "values", key, UNVERIFIABLE, f"cannot re-digest it here: {err}", fixable=False
-            )
-        if found != key:
-            return Problem(
-                "values",
-                key,
-                MISMATCH,
-                f"its content digests to {found[:12]}: changed after it was stored",
-            )
-        return None
+        return _digest_problem(key, value)
 
-    def check_call(self, key: Digest, broken: dict[Digest, Problem]) -> Problem | None:
-        """Read one record, check its key and every value it references."""
-        record, error, corrupt = self._attempt(lambda: self.calls.load(key))
-        if error is not None:
-            return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
+    def check_call(
+        self, key: Digest, broken: dict[Digest, Problem], record: Any = None
+    ) -> Problem | None:
+        """Check one record (``record``, read in bulk, or read now): its key and every value it references."""
+        if record is None:
+            record, error, corrupt = self._attempt(lambda: self.calls.load(key))
+            if error is not None:
+                return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
         try:
             own = record.key()
         except Exception as err:
@@ -284,6 +228,45 @@ class _Verifier:
                 fixable=False,
             )
         return None
+
+
+def _digest_problem(key: Digest, value: Any) -> Problem | None:
+    """What is wrong with a value read under ``key``: its content digests to another key, or cannot."""
+    try:
+        found = digest(value)
+    except Indigestible as err:
+        return Problem(
+            "values", key, UNVERIFIABLE, f"cannot re-digest it here: {err}", fixable=False
+        )
+    if found != key:
+        return Problem(
+            "values",
+            key,
+            MISMATCH,
+            f"its content digests to {found[:12]}: changed after it was stored",
+        )
+    return None
+
+
+def _in_step(records: Iterator[tuple[Digest, Any]], listed: set[Digest]) -> Callable[[Digest], Any]:
+    """``take(key)``: the record ``records`` (a scan in listing order) holds for ``key``, or ``None``.
+
+    ``None`` when the scan left the record out (it could not be read) or
+    the two passes disagree (written meanwhile): the caller reads it alone.
+    """
+    pending = next(records, None)
+
+    def take(key: Digest) -> Any:
+        nonlocal pending
+        while pending is not None and pending[0] not in listed:
+            pending = next(records, None)
+        if pending is None or pending[0] != key:
+            return None
+        record = pending[1]
+        pending = next(records, None)
+        return record
+
+    return take
 
 
 def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Problem]:
@@ -328,16 +311,27 @@ def _kept(problems: list[Problem], kind: str, why: str) -> list[Problem]:
     ]
 
 
-def verify(cache: Verified, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
+def verify(
+    cache: Verified,
+    fix: bool = False,
+    progress: Progress | None = None,
+    *,
+    since: float | None = None,
+) -> VerifyReport:
     """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
 
     ``progress(done, total)`` is called after each entry (values first, then
-    records), e.g. to drive a progress bar on a large store.
+    records), e.g. to drive a progress bar on a large store.  ``since``
+    (epoch seconds, e.g. the ``started`` of an earlier report) skips
+    re-reading the values written before then, where the value storage
+    knows when each was written; every record and its references are
+    still checked.
     """
-    verifier = _Verifier(cache, progress)
+    started = time.time()
+    verifier = _Verifier(cache, progress, since)
     value_problems, call_problems, n_values, n_calls = verifier.run()
     problems = value_problems + call_problems + _strays(cache)
-    report = VerifyReport(n_values, n_calls, tuple(problems))
+    report = VerifyReport(n_values, n_calls, tuple(problems), started)
     if fix:
         report = repair(cache, report)
     audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)

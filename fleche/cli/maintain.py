@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from collections.abc import Callable
 
 from ..call import Call, DigestedCall
@@ -68,20 +69,23 @@ def verify(ctx: Context) -> int:
 
     With --fix, the broken entries found are removed; when there are more
     than a few, they are only listed until the command is run again with --yes.
+    With --since, only the values written that recently are read again.
     """
     check = getattr(ctx.cache, "verify", None)
     if check is None:
         raise BadInput(
             f"{type(ctx.cache).__name__} is a composition of caches; verify each store by itself"
         )
+    since = None if ctx.args.since is None else time.time() - ctx.args.since
     with ctx.progress("verifying") as update:
-        report = check(progress=update)
+        report = check(progress=update, since=since)
     removable = sum(p.fixable for p in report.problems)
     held = ctx.args.fix and removable > FEW and not ctx.args.yes
     if ctx.args.fix and not held:
         report = repair(ctx.cache, report)
     problems = [dataclasses.asdict(p) for p in report.problems]
     data = {"values": report.values, "calls": report.calls, "ok": report.ok, "problems": problems}
+    data["started"] = report.started
     data["held"] = held
 
     def render() -> None:
@@ -200,6 +204,14 @@ def _add_cleaning(commands: Commands, dry: argparse.ArgumentParser) -> None:
 
     p = commands.add_parser("verify", help="check every entry", description=verify.__doc__)
     p.add_argument("--fix", action="store_true", help="remove the broken entries found")
+    p.add_argument(
+        "--since",
+        type=parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="re-read only the values written this recently, e.g. 1d since a daily verify "
+        "(every record and its references are still checked)",
+    )
     p.add_argument(
         "--yes",
         "--force",

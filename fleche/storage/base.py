@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
+from .bulk_reads import BulkReads
 from .keys import (
     MIN_PREFIX,
     Intent,
@@ -202,7 +203,7 @@ class ValueMixin(ValueStorage, StorageBackend):
             return self._children(key)
 
 
-class CallStorage(KeyManagement):
+class CallStorage(KeyManagement, BulkReads):
     """Domain interface of a call storage: ``lookup key -> DigestedCall``."""
 
     #: ``query`` is answered by the backend (e.g. SQL), not by a scan.

@@ -374,7 +374,7 @@ class DestructuringMixin(StorageBackend):
 
     def _children(self, key: Digest) -> list[Digest]:
         form = super().get(key)
-        if isinstance(form, HasChildDigests):
+        if type(form) in self._FORMS or isinstance(form, HasChildDigests):  # skip the protocol test
             return list(form.child_digests())
         if type(form) is Node or type(form) is Ref:
             return list(legacy_refs(form))

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning, warn
+from . import sql_scan
 from .base import CallMixin, CallStorage
 from .leases import LeaseBackend
 from .sql_connection import Runtime, resolve_url
@@ -71,7 +72,7 @@ def _remove(path: str, pid: int) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Sql(CallStorage):
+class Sql(sql_scan.Scanning, CallStorage):
     """Call records in a SQL database, queried with indexed set-based SQL.
 
     Parameters
@@ -333,6 +334,9 @@ class Sql(CallStorage):
         the answer is exactly that of a scan.
         """
         template = QueryCall.from_template(template).digested()
+        if sql_scan.shaped(template):
+            yield from self._scanned(template)
+            return
         engine = self.engine
         with engine.connect() as connection:
             rows = connection.execute(

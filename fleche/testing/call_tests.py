@@ -143,3 +143,50 @@ class CallStorageTests:
     def test_to_config_rebuilds_the_storage(self, backend: Backend, tmp_path: Path) -> None:
         calls = calls_of(backend, tmp_path)
         check_to_config(calls, "call", calls.save(_call(1)))
+
+    def test_count_agrees_with_the_query(self, backend: Backend, tmp_path: Path) -> None:
+        calls = calls_of(backend, tmp_path)
+        assert calls.count() == 0
+        for i in range(12):
+            tags = {"tags": {"even": i % 2 == 0}}
+            calls.save(dataclasses.replace(_call(i, result=i % 3), metadata=tags))
+        calls.save(Call(name="other", module="tests.model", arguments={"temperature": 3}))
+        templates = [
+            QueryCall(),
+            QueryCall(name="simulate"),
+            QueryCall(name="missing"),
+            QueryCall(arguments={"temperature": 3}),
+            QueryCall(name="simulate", arguments={"temperature": 4, "steps": 10}),
+            QueryCall(result=1),
+            QueryCall(metadata={"tags": {"even": True}}),
+            Call(name=None, module=None, arguments=None),
+        ]
+        for template in templates:
+            assert calls.count(template) == len(list(calls.query(template))), template
+        assert calls.count() == 13
+
+    def test_count_leaves_out_calls_expired_by_now(self, backend: Backend, tmp_path: Path) -> None:
+        calls = calls_of(backend, tmp_path)
+        ends = [None, 100.0, 200.0, float("inf"), 100.0]  # inf: kept apart as typed metadata
+        for i, end in enumerate(ends):
+            expiry = {} if end is None else {"expiry": {"ttl": 1.0, "expires": end}}
+            calls.save(dataclasses.replace(_call(i), metadata=expiry))
+        assert calls.count() == 5
+        assert calls.count(now=50.0) == 5
+        assert calls.count(now=150.0) == 3
+        assert calls.count(QueryCall(arguments={"temperature": 2}), now=250.0) == 0
+        assert calls.count(QueryCall(name="simulate"), now=250.0) == 2
+
+    def test_referenced_names_every_argument_and_result(
+        self, backend: Backend, tmp_path: Path
+    ) -> None:
+        calls = calls_of(backend, tmp_path)
+        assert set(calls.referenced()) == set()
+        expected = set()
+        for i in range(5):
+            call = _call(i % 3, result=[i])
+            calls.save(call)
+        for key in calls.list():
+            expected.update(calls.load(key).values())
+        assert set(calls.referenced()) == expected
+        assert {digest(0), digest(10), digest([4])} <= set(calls.referenced())

@@ -1,0 +1,55 @@
+"""What a call storage answers about many records at once: counts, references, a scan.
+
+The defaults here load the records one by one through ``query``, ``list``
+and ``load``, so every call storage has them; a storage that can answer
+in place (``Sql``, from :mod:`.sql_scan`) overrides them.  Counting,
+listing, verifying and collecting a large store go through these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from ..call import Call, DigestedCall, QueryCall
+from ..digest import Digest
+from ..expiry import is_expired
+
+__all__ = ["BulkReads"]
+
+
+class BulkReads:
+    """Counts, references and a scan of every record, derived from ``query``, ``list`` and ``load``.
+
+    Mixed into :class:`~fleche.storage.base.CallStorage`, which declares those three.
+    """
+
+    def count(self, template: QueryCall | Call | None = None, *, now: float | None = None) -> int:
+        """How many records match ``template`` (all without one); with ``now``, those not expired by then.
+
+        This default loads every matching record; storages that can count
+        in place (``Sql``) override it.
+        """
+        records = self.query(QueryCall() if template is None else template)
+        return sum(1 for record in records if now is None or not is_expired(record, now))
+
+    def referenced(self) -> Iterable[Digest]:
+        """The digest of every value some record refers to (arguments and results), maybe repeated.
+
+        What garbage collection keeps.  This default loads every record;
+        storages that can list the references in place (``Sql``) override it.
+        """
+        for record in self.query(QueryCall()):
+            yield from record.values()
+
+    def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
+        """Every readable record with its key, in the order of :meth:`list`.
+
+        What ``verify`` reads.  A record that cannot be read is left out
+        (with the warning its load gives).  This default loads the records
+        one by one; storages that read many at once (``Sql``) override it.
+        """
+        for key in self.list():
+            try:
+                yield key, self.load(key)
+            except KeyError:
+                continue

@@ -1,0 +1,302 @@
+"""Reading many call records of a SQL store at once: pages of rows, counts, referenced values.
+
+The read side of a store browsed, audited and cleaned at scale.  A
+template without metadata entries has a *shape* (which identity fields
+it names, how many arguments); the statement for a shape is built and
+compiled once per dialect and then run as DB-API text with the
+template's values as parameters, since building and compiling a
+SQLAlchemy statement costs ten times what SQLite needs to answer it
+(benchmarks/bench_scale.py).  Rows are read a page at a time by key
+(no connection held between pages) and decoded in plain Python with
+the C JSON scanner.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+from collections.abc import Iterator, Sequence
+from json.scanner import make_scanner
+from typing import Any
+
+from sqlalchemy import bindparam, false, func, literal_column, or_, select
+
+from ..call import DigestedCall, QueryCall, unwrap
+from ..digest import Digest
+from ..expiry import EXPIRY, is_expired
+from .sql_metadata import join_metadata, text_ok
+from .sql_query import normalize_value
+from .sql_schema import ROW_COLUMNS, arguments, calls
+from .sql_seal import broken_seal, seal
+
+__all__ = ["Scanning", "count", "decode", "decoded", "referenced", "rows", "shaped"]
+
+_scan = make_scanner(json.JSONDecoder())
+_HEX = re.compile("[0-9a-f]*")
+_new = str.__new__
+_NO_UNKEYED: frozenset[str] = frozenset()
+_FIELDS = ("name", "module", "version", "code")
+#: Compiled statement text by (dialect, kind, shape); templates come in few shapes.
+_COMPILED: dict[tuple[Any, ...], str] = {}
+_MAX_COMPILED = 512
+#: Records per page when many are read.
+PAGE = 1000
+
+
+def _json(text: Any) -> Any:
+    """JSON text decoded by the C scanner (psycopg hands over documents decoded already)."""
+    if type(text) is not str:
+        return text
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("empty JSON text") from None
+    if end != len(text):
+        raise ValueError("text after the JSON document")
+    return value
+
+
+def decode(key: str, row: Sequence[Any]) -> DigestedCall:
+    """The record of a ``calls`` row selected as ``key, *ROW_COLUMNS``; ``ValueError`` if damaged.
+
+    The same record :func:`~fleche.storage.sql_schema.decode_row` makes,
+    with the argument digests checked together instead of one by one.
+    """
+    name, module, version, code, unkeyed, created, result, args, meta, typed, sealed = row
+    if sealed != seal(key, result):
+        raise broken_seal(result, sealed)
+    given = _json(args)
+    if type(given) is not dict:
+        raise ValueError("the arguments are not a JSON object")
+    digests = list(given.values())
+    if not all(type(d) is str and len(d) == 32 for d in digests) or not _HEX.fullmatch(
+        "".join(digests)
+    ):
+        raise ValueError("an argument digest is not 32 hexadecimal characters")
+    meta = _json(meta)
+    if typed is not None:
+        meta = join_metadata(meta, typed)
+    return DigestedCall(
+        name,
+        {n: _new(Digest, d) for n, d in given.items()},
+        None if result is None else _new(Digest, result),
+        meta,
+        module,
+        version,
+        None if code is None else Digest(code),
+        frozenset(unkeyed.split(",")) if unkeyed else _NO_UNKEYED,
+        created,
+    )
+
+
+def shaped(template: QueryCall) -> bool:
+    """Whether SQL answers ``template`` (digested) exactly: no metadata, only text identity fields."""
+    if template.metadata:
+        return False
+    return all(
+        (want := getattr(template, f)) is None
+        or unwrap(want) is None
+        or isinstance(unwrap(want), str)
+        for f in _FIELDS
+    )
+
+
+def _shape(template: QueryCall) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The shape of a :func:`shaped` template and the parameters its statement takes."""
+    shape: list[Any] = []
+    params: dict[str, Any] = {}
+    for field in _FIELDS:
+        want = getattr(template, field)
+        if want is None:
+            continue
+        want = unwrap(want)
+        if want is None or not text_ok(want):
+            shape.append((field, "null" if want is None else "never"))
+            continue
+        shape.append((field, "equal"))
+        params[f"want_{field}"] = str(want)
+    if template.result is not None:
+        shape.append(("result", "equal"))
+        params["want_result"] = normalize_value(template.result)
+    for n, (name, value) in enumerate((template.arguments or {}).items()):
+        if type(name) is not str or not text_ok(name):
+            shape.append(("arguments", "never"))  # no stored argument has such a name
+            continue
+        shape.append(("arguments", n))
+        params[f"argument_name_{n}"] = name
+        params[f"argument_value_{n}"] = normalize_value(value)
+    return tuple(shape), params
+
+
+def _expires(postgres: bool) -> Any:
+    """When a row's call expires, from its JSON document (a constant path: no parameter)."""
+    if postgres:
+        return literal_column(f"CAST(calls.meta #>> '{{{EXPIRY},expires}}' AS DOUBLE PRECISION)")
+    return literal_column(f"""json_extract(calls.meta, '$."{EXPIRY}"."expires"')""")
+
+
+def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
+    """The statement of one ``kind`` (``rows``, ``typed``, ``count``, ``live``) for a shape."""
+    if kind in ("rows", "typed"):
+        statement = select(calls.c.key, *ROW_COLUMNS)
+    else:
+        statement = select(func.count()).select_from(calls)
+    for field, how in shape:
+        if how == "never":
+            statement = statement.where(false())
+        elif field == "arguments":
+            alias = arguments.alias(f"argument_{how}")
+            statement = statement.join_from(
+                calls,
+                alias,
+                (alias.c.call_key == calls.c.key)
+                & (alias.c.name == bindparam(f"argument_name_{how}"))
+                & (alias.c.value == bindparam(f"argument_value_{how}")),
+            )
+        elif how == "null":
+            statement = statement.where(calls.c[field].is_(None))
+        else:
+            statement = statement.where(calls.c[field] == bindparam(f"want_{field}"))
+    if kind == "live":  # expiry in the JSON document; typed rows are checked in Python
+        expires = _expires(postgres)
+        statement = statement.where(
+            calls.c.meta_typed.is_(None), or_(expires.is_(None), expires > bindparam("now"))
+        )
+    elif kind == "typed":
+        statement = statement.where(calls.c.meta_typed.is_not(None))
+    if kind == "rows":
+        statement = statement.where(calls.c.key > bindparam("after")).order_by(calls.c.key)
+    return statement
+
+
+def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
+    """The DB-API text of a statement, compiled once per dialect, kind and shape."""
+    dialect = runtime.engine.dialect
+    postgres = runtime.statements.postgres
+    cached = (postgres, kind, shape)
+    text = _COMPILED.get(cached)
+    if text is None:
+        text = str(_build(kind, shape, postgres).compile(dialect=dialect))
+        if kind == "rows":
+            text += " LIMIT " + ("%(page)s" if postgres else ":page")
+        if len(_COMPILED) >= _MAX_COMPILED:
+            _COMPILED.clear()
+        _COMPILED[cached] = text
+    return text
+
+
+def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of a statement of ``kind`` for ``template``, a page (a list) at a time, by key."""
+    shape, params = _shape(template)
+    text = _text(runtime, kind, shape)
+    params["after"] = ""
+    params["page"] = size = PAGE
+    while True:
+        page = runtime.read(text, params)
+        yield page
+        if len(page) < size:
+            return
+        params["after"] = page[-1][0]
+
+
+def rows(runtime: Any, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of the rows (``key, *ROW_COLUMNS``) of every record a :func:`shaped` template matches."""
+    return _pages(runtime, "rows", template)
+
+
+def decoded(page: list[tuple[Any, ...]]) -> list[tuple[str, DigestedCall | Exception]]:
+    """Each row of a page with its record, or the exception that says why it cannot be read.
+
+    The cycle collector is paused meanwhile: it would otherwise walk the
+    ever larger heap of a long listing every few hundred records, a third
+    of the time of a listing (records hold no cycles to find).
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        found: list[tuple[str, DigestedCall | Exception]] = []
+        for key, *row in page:
+            try:
+                found.append((key, decode(key, row)))
+            except Exception as err:
+                found.append((key, err))
+        return found
+    finally:
+        if paused:
+            gc.enable()
+
+
+def count(runtime: Any, template: QueryCall, now: float | None) -> int:
+    """How many records a :func:`shaped` template matches (not expired by ``now``, if given).
+
+    Records whose metadata needs typed JSON (rare) are decoded and checked
+    in Python; every other record is counted by the database.  Damaged
+    rows are counted too: ``verify`` finds them.
+    """
+    shape, params = _shape(template)
+    if now is None:
+        return runtime.read(_text(runtime, "count", shape), params)[0][0]
+    params["now"] = now
+    found = runtime.read(_text(runtime, "live", shape), params)[0][0]
+    # Few rows, read at once in table order: by key, each would cost an index lookup.
+    typed = runtime.read(_text(runtime, "typed", shape), params)
+    return found + sum(
+        1 for _, r in decoded(typed) if not isinstance(r, Exception) and not is_expired(r, now)
+    )
+
+
+_REFERENCED = {
+    False: "SELECT result FROM calls WHERE result IS NOT NULL "
+    "UNION SELECT given.value FROM calls, json_each(calls.arguments) AS given",
+    True: "SELECT result FROM calls WHERE result IS NOT NULL "
+    "UNION SELECT given.value FROM calls, json_each_text(calls.arguments::json) AS given",
+}
+
+
+def referenced(runtime: Any) -> Iterator[str]:
+    """The digest of every value some record refers to (results and arguments), each once.
+
+    Read from each record's own argument document, not from the argument
+    index, so rows of the index left behind keep nothing alive.
+    """
+    text = _REFERENCED[runtime.statements.postgres]
+    found = runtime.read(text, {})
+    return (
+        _new(Digest, v) for (v,) in found if type(v) is str and len(v) == 32 and _HEX.fullmatch(v)
+    )
+
+
+class Scanning:
+    """What :class:`~fleche.storage.sql.Sql` reads many records at once with (mixed in before ``CallStorage``).
+
+    Counts and references come from the database; records a page at a
+    time.  The store supplies ``_runtime()`` and ``_damaged(key, err)``.
+    """
+
+    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
+        """The records a :func:`shaped` template matches, a page at a time."""
+        return (record for _, record in self._pages(template))
+
+    def _pages(self, template: QueryCall) -> Iterator[tuple[str, DigestedCall]]:
+        for page in rows(self._runtime(), template):
+            for key, record in decoded(page):
+                if isinstance(record, Exception):
+                    self._damaged(key, record)
+                else:
+                    yield key, record
+
+    def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
+        """Every readable record with its key, in key order, a page at a time."""
+        return ((Digest(key), record) for key, record in self._pages(QueryCall()))
+
+    def count(self, template: Any = None, *, now: float | None = None) -> int:
+        """How many records match ``template`` (not expired by ``now``), counted by the database."""
+        template = QueryCall.from_template(QueryCall() if template is None else template).digested()
+        if not shaped(template):
+            return super().count(template, now=now)  # type: ignore[misc]
+        return count(self._runtime(), template, now)
+
+    def referenced(self) -> Iterator[Digest]:
+        """Every value digest the records refer to, listed by the database."""
+        return referenced(self._runtime())
