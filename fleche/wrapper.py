@@ -37,6 +37,7 @@ from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
 from .profile import Binder, FunctionProfile, bind, marked_names
 from .query import QueryIterator
+from .shipping import reduce_function
 from .single_flight import compute_once
 from .state import BoundWrapper, active_cache, active_metadata, resolve
 from .state import cache as activate
@@ -395,9 +396,9 @@ class CachedFunction(Generic[P, R]):
         # A method: bind the instance (or the class) like a function does (fleche/methods.py).
         return bind_descriptor(self, self._method_kind, instance, owner)
 
-    def __reduce__(self) -> str:
-        # Pickled by reference, like a plain function, so it can be sent to worker processes.
-        return self.__qualname__
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # By reference like a plain function where it imports, else by value: fleche/shipping.py.
+        return reduce_function(self)
 
     def __repr__(self) -> str:
         return f"<fleche cached function {self.module}.{self.name}>"
