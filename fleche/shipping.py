@@ -59,13 +59,14 @@ def reduce_function(function: Any) -> str | tuple[Any, ...]:
 
 def rebuild(data: bytes) -> Any:
     """The decorated function pickled by value in ``data`` (rebuilt once per process)."""
-    with _rebuilt_lock:
-        found = _rebuilt.get(data)
-        if found is None:
-            if len(_rebuilt) >= REBUILT_MAX:
-                _rebuilt.pop(next(iter(_rebuilt)))
-            found = _rebuilt[data] = _loads(data)
+    found = _rebuilt.get(data)
+    if found is not None:
         return found
+    made = _loads(data)  # outside the lock: loading may rebuild others
+    with _rebuilt_lock:
+        if len(_rebuilt) >= REBUILT_MAX:
+            _rebuilt.pop(next(iter(_rebuilt)))
+        return _rebuilt.setdefault(data, made)
 
 
 def _dumps(root: Any) -> bytes:
