@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from fleche import fleche
+from fleche import cache, fleche, wrap_executor
 from fleche.shipping import importable
 
 pytest.importorskip("cloudpickle", reason="sending by value needs cloudpickle")
@@ -43,6 +45,19 @@ def test_a_local_function_pickles_by_value_with_its_key(memory):
     assert copy is not local and copy is pickle.loads(data)  # rebuilt once per process
     assert copy.digest(1) == local.digest(1)
     assert copy.contains(1) and copy(2) == 12 and local.contains(2)
+
+
+def test_a_local_function_runs_in_a_spawned_worker(tmp_path):
+    @fleche
+    def triple(x):
+        return x * 3, os.getpid()
+
+    spawn = multiprocessing.get_context("spawn")
+    with cache(str(tmp_path / "store")):
+        with wrap_executor(ProcessPoolExecutor(1, mp_context=spawn)) as pool:
+            value, pid = pool.submit(triple, 2).result()
+        assert value == 6 and pid != os.getpid()
+        assert triple(2) == (6, pid)  # stored by the worker under the key made here
 
 
 SCRIPT = """
