@@ -37,7 +37,6 @@ from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
 from .profile import Binder, FunctionProfile, bind, marked_names
 from .query import QueryIterator
-from .shipping import reduce_function
 from .single_flight import compute_once
 from .state import BoundWrapper, active_cache, active_metadata, resolve
 from .state import cache as activate
@@ -398,6 +397,8 @@ class CachedFunction(Generic[P, R]):
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         # By reference like a plain function where it imports, else by value: fleche/shipping.py.
+        from .shipping import reduce_function
+
         return reduce_function(self)
 
     def __repr__(self) -> str:
