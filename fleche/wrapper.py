@@ -396,8 +396,7 @@ class CachedFunction(Generic[P, R]):
         return bind_descriptor(self, self._method_kind, instance, owner)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        # By reference like a plain function where it imports, else by value: fleche/shipping.py.
-        from .shipping import reduce_function
+        from .shipping import reduce_function  # by reference where it imports, else by value
 
         return reduce_function(self)
 
