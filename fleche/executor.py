@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import pickle
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -90,20 +91,28 @@ class CachingExecutor(Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        **options: Any,
     ) -> Iterator[R]:
         """Like :meth:`Executor.map`; with ``chunksize > 1`` on a process pool, tasks go in chunks.
 
         Chunked tasks skip the check for stored calls at submission (the
-        worker still loads them instead of computing).
+        worker still loads them instead of computing).  Other keywords go
+        to the wrapped executor's ``map`` as given.
         """
         if chunksize > 1 and not self._threads:
             task = functools.partial(_apply, self._pickled_state(), fn)
-            return self.executor.map(task, *iterables, timeout=timeout, chunksize=chunksize)
-        return super().map(fn, *iterables, timeout=timeout)
+            given = {"timeout": timeout, "chunksize": chunksize, **options}
+            return self.executor.map(task, *iterables, **_taken(self.executor, "map", given))
+        return super().map(fn, *iterables, timeout=timeout, **options)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Shut the wrapped executor down."""
-        self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, **options: Any) -> None:
+        """Shut the wrapped executor down.
+
+        ``cancel_futures=False`` is not passed to an executor whose
+        ``shutdown`` does not take it (Dask's); other keywords go as given.
+        """
+        given = {"wait": wait, "cancel_futures": cancel_futures, **options}
+        self.executor.shutdown(**_taken(self.executor, "shutdown", given))
 
     def _pickled_state(self) -> bytes | None:
         """The active cache, metadata and tags, pickled once for as long as they stay the same.
@@ -137,6 +146,36 @@ class CachingExecutor(Executor):
                     )
             self._state = (current, data)
             return data
+
+
+#: Keywords of ``concurrent.futures`` that not every executor takes, with their defaults.
+_STANDARD = {"timeout": None, "chunksize": 1, "cancel_futures": False}
+
+
+def _taken(executor: Executor, method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` without the standard keywords at their default that ``method`` does not take."""
+    names = _keywords(type(executor), method)
+    if names is None:
+        return given
+    return {
+        name: value
+        for name, value in given.items()
+        if name in names or name not in _STANDARD or value != _STANDARD[name]
+    }
+
+
+@functools.cache
+def _keywords(kind: type, method: str) -> frozenset[str] | None:
+    """The keywords ``kind.method`` takes by name (read once per class); ``None``: any."""
+    try:
+        parameters = inspect.signature(getattr(kind, method)).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass everything
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(
+        p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
 
 
 def _stored_result(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -315,9 +315,10 @@ class CachedFunction(FunctionHelpers[P, R]):
         # A method: bind the instance (or the class) like a function does (fleche/methods.py).
         return bind_descriptor(self, self._method_kind, instance, owner)
 
-    def __reduce__(self) -> str:
-        # Pickled by reference, like a plain function, so it can be sent to worker processes.
-        return self.__qualname__
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        from .shipping import reduce_function  # by reference where it imports, else by value
+
+        return reduce_function(self)
 
     def __repr__(self) -> str:
         return f"<fleche cached function {self.module}.{self.name}>"

@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "fleche.methods",
             "fleche.asynchronous",
             "fleche.executor",
+            "fleche.shipping",
             "fleche.isolation",
             "fleche.remote",
             "fleche._remote_",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -129,3 +129,32 @@ def test_an_unpicklable_cache_warns_and_still_computes(tmp_path):
         with pytest.warns(CacheWarning, match="cannot send the active cache"):
             future = pool.submit(plain, 1)
         assert future.result() == 0
+
+
+class Inline(Executor):
+    """An executor of an older interface, like Dask's: ``shutdown`` takes only ``wait``."""
+
+    def __init__(self) -> None:
+        self.shut: list[bool] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+    def shutdown(self, wait=True):
+        self.shut.append(wait)
+
+
+def test_only_the_keywords_an_executor_takes_are_passed(tmp_path):
+    inline = Inline()
+    with wrap_executor(inline) as pool, cache(store(tmp_path)):
+        assert pool.submit(tagged, 1).result() == 2
+        assert list(pool.map(tagged, [2, 3], timeout=5)) == [3, 4]
+    assert inline.shut == [True]  # without ``cancel_futures``, which it does not take
+    pool.shutdown(wait=False)
+    assert inline.shut == [True, False]
+    with pytest.raises(TypeError, match="cancel_futures"):
+        pool.shutdown(cancel_futures=True)  # asked for: passed, and refused by the executor
+    with pytest.raises(TypeError, match="linger"):
+        pool.shutdown(linger=1)  # a keyword fleche does not know goes through as given

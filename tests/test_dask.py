@@ -1,0 +1,141 @@
+"""wrap_executor on a real local Dask cluster: each call once, in the submitter's store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fleche import cache, fleche, tags, wrap_executor
+
+distributed = pytest.importorskip(
+    "distributed", reason="Dask distributed is not installed (pip install 'fleche[dask]')"
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+#: A sweep with duplicates: 50 calls of 20 distinct ones.
+SWEEP = [i % 20 for i in range(50)]
+
+
+@fleche(version="1", ignore=("log",))
+def square(x, log):
+    """Leaves one file in ``log`` per computation (the argument is not part of the key)."""
+    Path(log, f"{x}-{os.getpid()}-{os.urandom(4).hex()}").touch()
+    return x * x
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes of one thread each, on loopback."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as connected,
+    ):
+        yield connected
+
+
+def computed(log: Path) -> list[int]:
+    """The arguments of the computations that left a file in ``log``, sorted."""
+    return sorted(int(path.name.split("-")[0]) for path in log.iterdir())
+
+
+@pytest.mark.parametrize("options", [{}, {"pure": False}], ids=["default", "impure"])
+def test_a_sweep_computes_each_call_once(client, options, tmp_path):
+    log = tmp_path / "log"
+    log.mkdir()
+    store = tmp_path / "store"
+    with cache(str(store)), tags(sweep="a"):
+        with wrap_executor(client.get_executor(**options)) as pool:
+            futures = [pool.submit(square, x, str(log)) for x in SWEEP[:10]]
+            mapped = list(pool.map(square, SWEEP, [str(log)] * len(SWEEP)))
+        assert [f.result() for f in futures] == [x * x for x in SWEEP[:10]]
+        assert mapped == [x * x for x in SWEEP]
+        assert computed(log) == sorted(set(SWEEP))  # each distinct call once, in the workers
+        assert all(square.contains(x, str(log)) for x in SWEEP)
+        assert square.record(3, str(log)).metadata["tags"] == {"sweep": "a"}
+        # Stored calls resolve at submission, without the cluster.
+        with wrap_executor(client.get_executor(**options)) as pool:
+            again = [pool.submit(square, x, str(log)) for x in SWEEP]
+        assert all(f.done() for f in again)
+    assert computed(log) == sorted(set(SWEEP))
+    assert (store / "calls.db").exists()
+
+
+def test_shutdown_passes_other_keywords_through(client):
+    pool = wrap_executor(client.get_executor())
+    # Dask's shutdown takes no ``cancel_futures``: asked for, it is Dask that refuses.
+    with pytest.raises(TypeError, match="cancel_futures"):
+        pool.shutdown(cancel_futures=True)
+    pool.shutdown(wait=False)
+    with pytest.raises(RuntimeError):
+        pool.submit(abs, -1)
+
+
+SCRIPT = """
+import json
+import os
+import sys
+from pathlib import Path
+
+from distributed import Client
+
+from fleche import fleche, wrap_executor
+
+
+@fleche(version="1", ignore=("log",))
+def cube(x, log):
+    Path(log, f"{x}-{os.getpid()}-{os.urandom(4).hex()}").touch()
+    return x**3
+
+
+if __name__ == "__main__":
+    address, log, sweep = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    with Client(address) as client, wrap_executor(client.get_executor(pure=False)) as pool:
+        results = list(pool.map(cube, sweep, [log] * len(sweep)))
+    print(json.dumps({
+        "results": results,
+        "stored": [cube.contains(x, log) for x in sweep],  # under the keys made here
+        "workers": sorted({p.name.split("-")[1] for p in Path(log).iterdir()}),
+        "pid": str(os.getpid()),
+        "direct": [cube(x, log) for x in sweep],
+    }))
+"""
+
+
+def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
+    script = tmp_path / "sweep.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    log = tmp_path / "log"
+    log.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLECHE_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "user-config")  # no user configuration
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # fleche, not the script
+    address = client.scheduler.address
+    done = subprocess.run(
+        [sys.executable, str(script), address, str(log), json.dumps(SWEEP)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["results"] == report["direct"] == [x**3 for x in SWEEP]
+    assert all(report["stored"])
+    assert computed(log) == sorted(set(SWEEP))  # the direct calls were all hits
+    assert report["pid"] not in report["workers"]
+    assert (tmp_path / ".fleche" / "calls.db").exists()  # the script's default store
