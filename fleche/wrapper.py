@@ -33,6 +33,7 @@ from .isolation import isolating
 from .metadata import Metadata, record
 from .methods import bind_descriptor, unwrap_method
 from .profile import Binder, FunctionProfile, marked_names
+from .shipping import reduce_function
 from .single_flight import compute_once
 from .state import active_cache, active_metadata, resolve
 from .wrapper_helpers import FunctionHelpers
@@ -75,10 +76,7 @@ _AWAITABLE: list[type] = []  # what ``CachedFunction(async_function)`` builds
 
 
 def install_awaitable_variant(variant: type) -> None:
-    """Make ``@fleche`` on an ``async def`` build ``variant``; :mod:`fleche.asynchronous` installs it.
-
-    The variant builds on this module, so this module cannot import it.
-    """
+    """Make ``@fleche`` on an ``async def`` build ``variant`` (it builds on this module: it installs itself)."""
     _AWAITABLE[:] = [variant]
 
 
@@ -316,9 +314,7 @@ class CachedFunction(FunctionHelpers[P, R]):
         return bind_descriptor(self, self._method_kind, instance, owner)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        from .shipping import reduce_function  # by reference where it imports, else by value
-
-        return reduce_function(self)
+        return reduce_function(self)  # by reference where it imports, else by value
 
     def __repr__(self) -> str:
         return f"<fleche cached function {self.module}.{self.name}>"

@@ -7,9 +7,9 @@ from werkzeug.wrappers import Response
 
 from fleche import QueryCall
 
-from .app import Problem, resolve, store
 from .catalog import parse_function_id
 from .listing import BadQuery, page_of, parse_listing
+from .requests import Problem, resolve, store
 from .rows import call_row
 
 __all__ = ["register"]

@@ -10,11 +10,11 @@ from werkzeug.wrappers import Response
 
 from fleche import QueryCall
 
-from .app import Problem, resolve, store
 from .catalog import function_id
 from .download import FORMATS, write
 from .graph import layout, lineage_of
 from .preview import preview
+from .requests import Problem, resolve, store
 from .rows import facts, load
 
 __all__ = ["register"]
