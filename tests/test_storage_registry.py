@@ -87,3 +87,19 @@ def test_a_factory_function_takes_its_parameters_from_the_table():
     assert cache.values.storage == {"label": "x"}
     with pytest.raises(ConfigError, match="no setting 'colour'"):
         from_config({"values": {"type": "labelled", "colour": 1}, "calls": {"type": "memory"}})
+
+
+def test_a_broken_fleche_import_is_not_blamed_on_a_missing_extra() -> None:
+    from fleche.storage.registry import import_target
+
+    with pytest.raises(ImportError) as raised:
+        import_target("fleche.no_such_module:thing", "fleche.storage.Thing", "sql")
+    assert "pip install" not in str(raised.value)
+    assert raised.value.name == "fleche.no_such_module"
+
+
+def test_a_missing_package_names_the_extra_to_install() -> None:
+    from fleche.storage.registry import import_target
+
+    with pytest.raises(ImportError, match=r"pip install 'fleche\[sql\]'"):
+        import_target("no_such_package_here:thing", "fleche.storage.Thing", "sql")

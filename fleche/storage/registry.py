@@ -156,6 +156,8 @@ def import_target(target: str, what: str, extra: str | None = None) -> Any:
     try:
         found: Any = importlib.import_module(module)
     except ImportError as err:
+        if (err.name or "").split(".")[0] == "fleche":
+            raise  # a fault of fleche itself, not a missing optional package
         hint = f"; install it with: pip install 'fleche[{extra}]'" if extra else ""
         raise ImportError(f"{what} needs {err.name or 'a missing package'}{hint}") from err
     for part in qualname.split("."):

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, false, func, literal_column, or_, select
 
-from ..call import DigestedCall, QueryCall, unwrap
+from ..call import DigestedCall, QueryCall
+from ..call_template import unwrap
 from ..digest import Digest
 from ..expiry import EXPIRY, is_expired
 from .sql_metadata import join_metadata, text_ok
