@@ -61,7 +61,7 @@ class _Run:
         self.kwargs = kwargs
 
 
-class _Keyed(NamedTuple):
+class Keyed(NamedTuple):
     """A call's arguments by name, their raw digests and its lookup key."""
 
     arguments: dict[str, Any]
@@ -70,7 +70,7 @@ class _Keyed(NamedTuple):
 
 
 #: What :meth:`CachedFunction._stored_result` returns on a miss (``None`` is a result).
-_MISS = object()
+MISS = object()
 
 _AWAITABLE: list[type] = []  # what ``CachedFunction(async_function)`` builds
 
@@ -78,10 +78,6 @@ _AWAITABLE: list[type] = []  # what ``CachedFunction(async_function)`` builds
 def install_awaitable_variant(variant: type) -> None:
     """Make ``@fleche`` on an ``async def`` build ``variant`` (it builds on this module: it installs itself)."""
     _AWAITABLE[:] = [variant]
-
-
-#: Public names of the two above, for the awaited variant (fleche/asynchronous.py).
-Keyed, MISS = _Keyed, _MISS
 
 
 def process_ignore_required_args(
@@ -184,7 +180,7 @@ class CachedFunction(FunctionHelpers[P, R]):
             return self.func(*args, **kwargs)
         key = keyed.key
         result = self._stored_result(cache, key)
-        if result is not _MISS:
+        if result is not MISS:
             return result
         # Concurrent misses of this call (threads, processes) compute it once: fleche/single_flight.py.
         return compute_once(
@@ -194,7 +190,7 @@ class CachedFunction(FunctionHelpers[P, R]):
             lambda: self._compute(cache, keyed, args, kwargs),
         )
 
-    def _key(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed | None:
+    def _key(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Keyed | None:
         """Bound arguments, their digests and the lookup key; ``None`` to run uncached.
 
         An argument that cannot be digested costs a warning, not the call,
@@ -210,7 +206,7 @@ class CachedFunction(FunctionHelpers[P, R]):
             warn(f"{err}; calling {self.name} without the cache", CacheWarning)
             return None
 
-    def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Keyed:
+    def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Keyed:
         arguments = self._bind(args, kwargs)
         try:
             digests = argument_digests(arguments)
@@ -219,24 +215,24 @@ class CachedFunction(FunctionHelpers[P, R]):
                 if type(value) is Digest and len(value) != DIGEST_LENGTH:
                     arguments[name] = cache.expand(value)
             digests = argument_digests(arguments)
-        return _Keyed(arguments, digests, key_of(self.prefix, digests))
+        return Keyed(arguments, digests, key_of(self.prefix, digests))
 
     def _stored_result(self, cache: Cache, key: Digest) -> Any:
-        """The stored result, or ``_MISS``; an unreadable entry is a miss with a warning."""
+        """The stored result, or ``MISS``; an unreadable entry is a miss with a warning."""
         try:
             return cache.load_result(key)
         except KeyError:
-            return _MISS
+            return MISS
         except Exception as err:
             warn(
                 f"fleche could not read call {key[:12]} of {self.name} "
                 f"({type(err).__name__}: {err}); computing it",
                 CacheWarning,
             )
-            return _MISS
+            return MISS
 
     def _compute(
-        self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, cache: Cache, keyed: Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         """Run the body and store the call; a storage failure costs a warning, never the result."""
         with self._computation(cache, keyed, args, kwargs) as run:
@@ -245,7 +241,7 @@ class CachedFunction(FunctionHelpers[P, R]):
 
     @contextlib.contextmanager
     def _computation(
-        self, cache: Cache, keyed: _Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, cache: Cache, keyed: Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Iterator[_Run]:
         """Around one run of the body (sync or async): arguments stored before, result after.
 
