@@ -17,7 +17,7 @@ body worth caching, and a thread hop per hit would cost more than it saves.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -30,15 +30,24 @@ from .wrapper import MISS, CachedFunction, Keyed, install_awaitable_variant
 
 __all__ = ["AsyncCachedFunction", "is_coroutine_function"]
 
-#: ``asyncio.iscoroutinefunction`` recognises objects carrying this marker (Python < 3.12).
-_ASYNCIO_MARKER = getattr(getattr(asyncio, "coroutines", None), "_is_coroutine", None)
+
+@functools.cache
+def _asyncio_marker() -> Any:
+    """What ``asyncio.iscoroutinefunction`` recognises (Python < 3.12); asyncio loaded on first use.
+
+    ``import fleche`` does not import asyncio: a program that awaits has it already.
+    """
+    import asyncio
+
+    return getattr(getattr(asyncio, "coroutines", None), "_is_coroutine", None)
 
 
 def is_coroutine_function(func: Any) -> bool:
     """Whether calling ``func`` returns a coroutine: ``async def``, or marked as such."""
-    return inspect.iscoroutinefunction(func) or (
-        _ASYNCIO_MARKER is not None and getattr(func, "_is_coroutine", None) is _ASYNCIO_MARKER
-    )
+    if inspect.iscoroutinefunction(func):
+        return True
+    marker = _asyncio_marker()
+    return marker is not None and getattr(func, "_is_coroutine", None) is marker
 
 
 class AsyncCachedFunction(CachedFunction):
@@ -49,8 +58,8 @@ class AsyncCachedFunction(CachedFunction):
         # Let inspect/asyncio see a coroutine function, as they would for the body.
         if hasattr(inspect, "markcoroutinefunction"):  # Python >= 3.12
             inspect.markcoroutinefunction(self)
-        elif _ASYNCIO_MARKER is not None:
-            self._is_coroutine = _ASYNCIO_MARKER
+        elif _asyncio_marker() is not None:
+            self._is_coroutine = _asyncio_marker()
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         return self._call(args, kwargs)
