@@ -265,25 +265,6 @@ def test_a_sqlite_store_made_without_triggers_gets_them_when_opened(tmp_path: Pa
     assert [r.key() for r in Sql(url=str(path)).query(QueryCall(arguments={"i": 2}))] == [key]
 
 
-def test_a_functions_calls_are_listed_in_key_order_without_a_sort(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
-    Sql(url=str(path)).save(_call(1))
-    with Sql(url=str(path)).session() as connection:  # a store with the index of older releases
-        connection.exec_driver_sql("DROP INDEX ix_calls_function_key")
-        connection.exec_driver_sql("CREATE INDEX ix_calls_function ON calls (name, module)")
-    store = Sql(url=str(path))
-    store.save(_call(2))
-    with store.session() as connection:
-        plan = connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT key FROM calls WHERE name = 'simulate' AND module = 'm' "
-            "ORDER BY key LIMIT 500"
-        ).all()
-    steps = " ".join(str(step[-1]) for step in plan)
-    assert "ix_calls_function_key" in steps
-    assert "TEMP B-TREE" not in steps  # no sort of all the function's rows for one page
-    assert len(list(store.query(QueryCall(name="simulate")))) == 2
-
-
 def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
     key = store.save(_call(1))
     with store.session() as connection:

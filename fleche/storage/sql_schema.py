@@ -5,8 +5,9 @@ load is a single primary-key lookup; ``arguments`` repeats the argument
 digests one row each, as the index that argument templates are answered
 from.  Metadata is a JSON document (JSONB on PostgreSQL) so that simple
 entries can be matched in SQL; the few metadata values JSON cannot carry
-exactly (tuples, non-finite floats, numpy scalars…) are kept apart in ``meta_typed`` as typed
-JSON (:mod:`.sql_metadata`), which queries check in Python.  Nothing in a row is ever unpickled.
+exactly (tuples, non-finite floats, numpy scalars…) are kept apart in
+``meta_typed`` as typed JSON (:mod:`.sql_metadata`), which queries treat
+as "maybe" and check in Python.  Nothing in a row is ever unpickled.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ calls = Table(
     # Schema 1 pickled that part here.  Never unpickled when read: see legacy_metadata().
     Column("meta_extra", LargeBinary),
     Column("seal", String(16)),  # xxh3-64 of key and result (.sql_seal), checked on every read
-    Index("ix_calls_function_key", "name", "module", "key"),  # a function's calls, in key order
+    Index("ix_calls_function", "name", "module"),
     Index("ix_calls_result", "result"),
 )
 
@@ -150,7 +151,6 @@ def check_schema(connection: Connection, where: str) -> None:
     ``where`` names the store in the error message.
     """
     tables.create_all(connection, checkfirst=True)
-    _index_functions_by_key(connection)
     if connection.dialect.name == "sqlite":
         for trigger in _SQLITE_TRIGGERS:
             connection.exec_driver_sql(trigger)
@@ -209,17 +209,6 @@ def _migrate_from_2(connection: Connection) -> None:
     while rows := connection.execute(pages.where(calls.c.key > after)).all():
         connection.execute(store, [{"row": k, "sealed": seal(k, r)} for k, r in rows])
         after = rows[-1][0]
-
-
-def _index_functions_by_key(connection: Connection) -> None:
-    """Give a store made before it the ``(name, module, key)`` index, in place of ``(name, module)``."""
-    indexes = {index["name"] for index in inspect(connection).get_indexes("calls")}
-    if "ix_calls_function" in indexes:
-        connection.exec_driver_sql("DROP INDEX ix_calls_function")
-    if "ix_calls_function_key" not in indexes:
-        connection.exec_driver_sql(
-            "CREATE INDEX ix_calls_function_key ON calls (name, module, key)"
-        )
 
 
 def _add_column(connection: Connection, name: str, sql_type: str) -> None:
