@@ -120,26 +120,28 @@ def s3_values(root: Path, **options):
     return ValueObjectStore(s3_url(root), endpoint=endpoint, **options)
 
 
-def raw_object_store(url: str):
+def raw_object_store(url: str, endpoint: str | None = None):
     """An obstore store of the test server at ``url`` (``s3://bucket/prefix``), fleche bypassed."""
     from obstore.store import S3Store
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    endpoint = os.environ["FLECHE_TEST_S3_ENDPOINT"]
     return S3Store(
         bucket,
         prefix=prefix,
-        endpoint=endpoint,
+        endpoint=endpoint or os.environ["FLECHE_TEST_S3_ENDPOINT"],
         region="us-east-1",
         client_options={"allow_http": True},
     )
 
 
 def corrupt_object(storage, key: Digest) -> None:
-    """Tear the object of ``key`` to its first half, written over it with obstore directly."""
+    """Tear the object of ``key`` to its first half, written over it with obstore directly.
+
+    ``AttributeError`` for a storage that is not an object store (the SQL calls beside it).
+    """
     import obstore
 
-    store = raw_object_store(storage.url)
+    store = raw_object_store(storage.url, storage.endpoint)
     path = f"{key[:3]}/{key[3:]}"
     data = bytes(obstore.get(store, path).bytes())
     obstore.put(store, path, data[: len(data) // 2])
