@@ -280,7 +280,7 @@ def _object_storages(
     """Values in an object store (``url = "s3://bucket/prefix"``), calls in SQL (``calls``)."""
     if "url" not in table:
         raise where.error("the s3 template needs a 'url' (s3://bucket/prefix) for its values")
-    keys = ("url", "endpoint", "region", *sorted(FILE_OPTIONS))
+    keys = ("url", "endpoint", "region", "profile", *sorted(FILE_OPTIONS))
     values = {"type": "ValueObjectStore", **{k: table[k] for k in keys if k in table}}
     calls = {"type": "Sql", "url": _get(table, "calls", str, where, "sqlite:///:memory:")}
     return build_storage(values, where, "value"), build_storage(calls, where, "call"), None

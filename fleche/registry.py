@@ -51,7 +51,7 @@ TEMPLATES: dict[str, frozenset[str]] = {
     "pickle": frozenset({"root"}) | FILE_OPTIONS,
     "sql": frozenset({"root", "url"}) | FILE_OPTIONS,
     "hdf5": frozenset({"root", "url", "calls"}),
-    "s3": frozenset({"url", "endpoint", "region", "calls"}) | FILE_OPTIONS,
+    "s3": frozenset({"url", "endpoint", "region", "profile", "calls"}) | FILE_OPTIONS,
     "stack": frozenset({"layers", "retry_after"}),
     "pool": frozenset({"caches", "retry_after"}),
 }

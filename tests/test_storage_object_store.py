@@ -169,6 +169,26 @@ def test_credentials_are_never_written_down(tmp_path, url, endpoint):
         s3_values(tmp_path / "store", secret_key="k").to_config()
 
 
+def test_credentials_from_a_profile(tmp_path, url, endpoint, monkeypatch):
+    pytest.importorskip("boto3")
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text(
+        "[tests]\n"
+        f"aws_access_key_id = {os.environ['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {os.environ['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    table = {"template": "s3", "url": url, "endpoint": endpoint, "profile": "tests"}
+    store = from_config(table)
+    assert store.values.load(store.values.save("through a profile")) == "through a profile"
+    assert to_config(store) == table
+    with pytest.raises(ConfigError, match="no AWS profile 'nobody'"):
+        from_config({**table, "profile": "nobody"})
+
+
 def test_fleche_config_shows_the_store_without_secrets(
     tmp_path, url, endpoint, monkeypatch, capsys
 ):

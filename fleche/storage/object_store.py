@@ -15,7 +15,8 @@ content.  Only an object read as damaged in this process is overwritten.
 
 Credentials come from the standard AWS environment variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
-``AWS_REGION``...) as :mod:`obstore` reads them; they are never fields of
+``AWS_REGION``...) as :mod:`obstore` reads them, or from a named profile
+of the AWS configuration files (through boto3); they are never fields of
 the storage, so neither its pickle nor its ``to_config()`` carries them.
 """
 
@@ -36,7 +37,7 @@ from .base import StorageBackend, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .pickle_file import PickleCodec
 
-__all__ = ["ObjectStoreBackend", "ValueObjectStore", "parse_s3_url"]
+__all__ = ["ObjectStoreBackend", "ValueObjectStore", "parse_s3_url", "profile_credentials"]
 
 #: Key characters of the fan-out "directory" (as :attr:`FileStorage.fanout`).
 FANOUT = 3
@@ -54,6 +55,22 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if scheme != "s3" or not bucket:
         raise ConfigError(f"an object store url is 's3://bucket/prefix', not {url!r}")
     return bucket, prefix.strip("/")
+
+
+def profile_credentials(profile: str) -> Any:
+    """An obstore credential provider reading the AWS profile ``profile`` (files, SSO, roles)."""
+    try:
+        import boto3
+        from botocore.exceptions import ProfileNotFound
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError as err:
+        raise ConfigError(
+            f"profile = {profile!r} needs boto3 to read the AWS configuration: pip install boto3"
+        ) from err
+    try:
+        return Boto3CredentialProvider(boto3.Session(profile_name=profile))
+    except ProfileNotFound as err:
+        raise ConfigError(f"no AWS profile {profile!r} in the AWS configuration files") from err
 
 
 def _path(key: str) -> str:
@@ -92,6 +109,10 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         The bucket's region; ``None`` reads ``AWS_REGION`` or
         ``AWS_DEFAULT_REGION`` (``us-east-1`` when neither is set and an
         endpoint is given).
+    profile
+        A profile of the AWS configuration files (``~/.aws/credentials``,
+        ``AWS_CONFIG_FILE``...) to take the credentials from, read through
+        boto3; ``None`` reads the ``AWS_*`` environment variables.
     secret_key, serializer, compress, compression, compression_level
         As for pickle files (:class:`~fleche.storage.pickle_file.PickleCodec`).
     """
@@ -100,6 +121,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
     _: dataclasses.KW_ONLY
     endpoint: str | None = None
     region: str | None = None
+    profile: str | None = None
     #: Keys that read as damaged in this process: the next put overwrites them.
     _damaged: set[str] = dataclasses.field(
         default_factory=set, init=False, repr=False, compare=False
@@ -120,6 +142,8 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         if self.region is not None:
             options["region"] = self.region
         client = {"allow_http": True} if (self.endpoint or "").startswith("http://") else None
+        if self.profile is not None:
+            options["credential_provider"] = profile_credentials(self.profile)
         store = S3Store(bucket, prefix=prefix or None, client_options=client, **options)
         object.__setattr__(self, "_store", store)
 
