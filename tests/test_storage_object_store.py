@@ -81,6 +81,26 @@ def test_racing_writers_of_one_key_all_succeed(tmp_path, url):
     assert len(list(stores[0].list())) == 1
 
 
+def _load_in_a_forked_child(values, key, results) -> None:
+    try:
+        results.put(("loaded", values.load(key)))
+    except Exception as err:  # noqa: BLE001 - the type is the answer
+        results.put((type(err).__name__, str(err)))
+
+
+def test_a_child_forked_after_use_fails_at_once_instead_of_hanging(tmp_path, url):
+    values = s3_values(tmp_path / "store")
+    key = values.save("before the fork")
+    fork = multiprocessing.get_context("fork")
+    results = fork.Queue()
+    child = fork.Process(target=_load_in_a_forked_child, args=(values, key, results))
+    child.start()
+    kind, message = results.get(timeout=30)
+    child.join(timeout=30)
+    assert kind == "ForkedClientError" and "spawn" in message
+    assert values.load(key) == "before the fork"  # the parent's client is untouched
+
+
 # -- prefixes across the fan-out -------------------------------------------------------
 
 

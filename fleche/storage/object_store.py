@@ -37,7 +37,13 @@ from .base import StorageBackend, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .pickle_file import PickleCodec
 
-__all__ = ["ObjectStoreBackend", "ValueObjectStore", "parse_s3_url", "profile_credentials"]
+__all__ = [
+    "ForkedClientError",
+    "ObjectStoreBackend",
+    "ValueObjectStore",
+    "parse_s3_url",
+    "profile_credentials",
+]
 
 #: Key characters of the fan-out "directory" (as :attr:`FileStorage.fanout`).
 FANOUT = 3
@@ -46,6 +52,21 @@ FANOUT = 3
 #: arrays unpickled from them can be written to, as from a pickle file.
 _SMALL = 1 << 16
 _HEX = frozenset("0123456789abcdef")
+
+
+class ForkedClientError(RuntimeError):
+    """obstore was used before this process was forked: its client cannot run here."""
+
+
+#: Whether obstore ran in this process, and whether it ran in a parent this one was forked from.
+_runtime = {"used": False, "forked": False}
+
+
+def _after_fork() -> None:
+    _runtime["forked"] = _runtime["used"]
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -147,6 +168,22 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         store = S3Store(bucket, prefix=prefix or None, client_options=client, **options)
         object.__setattr__(self, "_store", store)
 
+    def _client(self) -> Any:
+        """The obstore store, unless this process was forked after obstore ran in its parent.
+
+        obstore's I/O threads (tokio) do not survive ``fork()``: a call in
+        such a child would hang, and could garble the HTTP connections it
+        shares with its parent.  Fail at once, saying what to do instead.
+        """
+        if _runtime["forked"]:
+            raise ForkedClientError(
+                "the S3 client (obstore) cannot run in a process forked after it was used; "
+                "start worker processes with the 'spawn' or 'forkserver' method "
+                "(multiprocessing.get_context('spawn'))"
+            )
+        _runtime["used"] = True
+        return self._store
+
     # -- primitives ------------------------------------------------------------
 
     def put(self, value: Any, key: Digest) -> Digest:
@@ -154,11 +191,11 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         path = _path(key)
         start, payload = self._encode(value, key)
         if key in self._damaged:
-            obstore.put(self._store, path, start + payload)
+            obstore.put(self._client(), path, start + payload)
             self._damaged.discard(key)
             return key
         try:
-            obstore.put(self._store, path, start + payload, mode="create")
+            obstore.put(self._client(), path, start + payload, mode="create")
         except AlreadyExistsError:
             pass  # the same content is there already (another writer won the race)
         return key
@@ -166,7 +203,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
     def get(self, key: Digest) -> Any:
         # docstring inherited
         try:
-            data: Any = obstore.get(self._store, _path(key)).bytes()
+            data: Any = obstore.get(self._client(), _path(key)).bytes()
         except FileNotFoundError:  # obstore raises it for a missing object
             raise KeyError(key) from None
         if len(data) > _SMALL:
@@ -185,7 +222,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
     def _metadata(self, key: Digest) -> dict[str, Any] | None:
         """The metadata of the object of ``key``; ``None`` if there is none."""
         try:
-            return obstore.head(self._store, _path(key))
+            return obstore.head(self._client(), _path(key))
         except (FileNotFoundError, KeyError):
             return None
 
@@ -202,7 +239,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         # S3 deletes a missing object without complaint: ask first, for the KeyError.
         if self._metadata(key) is None:
             raise KeyError(key)
-        obstore.delete(self._store, _path(key))
+        obstore.delete(self._client(), _path(key))
         self._damaged.discard(key)
 
     # -- listing ---------------------------------------------------------------
@@ -226,7 +263,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         wanted = prefix if len(prefix) <= FANOUT else f"{prefix[:FANOUT]}/{prefix[FANOUT:]}"
         directory = prefix[:FANOUT] if len(prefix) >= FANOUT else None
         offset = wanted[:-1] or None
-        for batch in obstore.list(self._store, prefix=directory, offset=offset):
+        for batch in obstore.list(self._client(), prefix=directory, offset=offset):
             for meta in batch:
                 path = meta["path"]
                 if not path.startswith(wanted):
