@@ -92,6 +92,13 @@ def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
         return {"template": "memory"}
     if kinds == ("ValueVoid", "CallVoid") and not v and not c:
         return {"template": "void"}
+    if kinds == ("ValueObjectStore", "Sql") and set(c) <= {"url"}:
+        calls = c.get("url", "sqlite:///:memory:")
+        return {
+            "template": "s3",
+            **v,
+            **({"calls": calls} if calls != "sqlite:///:memory:" else {}),
+        }
     shaped = _file_shape(kinds, dict(v), dict(c), values, relative_to)
     if shaped is not None:
         return shaped

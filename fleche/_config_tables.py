@@ -228,6 +228,8 @@ def _url(value: str, where: Where) -> str:
 
 def _cache(table: Mapping[str, Any], template: str | None, where: Where) -> CacheBase:
     storages = _file_storages if template in ("pickle", "sql", "hdf5") else _plain_storages
+    if template == "s3":
+        storages = _object_storages
     values, calls, root = storages(table, template, where)
     ttl = duration(table["ttl"], where.at("ttl")) if "ttl" in table else None
     cache: CacheBase = Cache(values, calls, ttl=ttl)
@@ -270,6 +272,18 @@ def _plain_storages(
         build_storage(table["calls"], where.at("calls"), "call"),
         None,
     )
+
+
+def _object_storages(
+    table: Mapping[str, Any], template: str | None, where: Where
+) -> tuple[Any, Any, None]:
+    """Values in an object store (``url = "s3://bucket/prefix"``), calls in SQL (``calls``)."""
+    if "url" not in table:
+        raise where.error("the s3 template needs a 'url' (s3://bucket/prefix) for its values")
+    keys = ("url", "endpoint", "region", "profile", *sorted(FILE_OPTIONS))
+    values = {"type": "ValueObjectStore", **{k: table[k] for k in keys if k in table}}
+    calls = {"type": "Sql", "url": _get(table, "calls", str, where, "sqlite:///:memory:")}
+    return build_storage(values, where, "value"), build_storage(calls, where, "call"), None
 
 
 def _file_storages(

@@ -2,7 +2,7 @@
 
 ``fleche.toml``, :func:`fleche.cache` and ``--cache`` name things; this
 module says what each name means.  Reserved cache names (``memory``,
-``void``), templates (``pickle``, ``sql``, ``hdf5``, ...) and the keys
+``void``), templates (``pickle``, ``sql``, ``hdf5``, ``s3``, ...) and the keys
 each takes, cache types that are not built from storages (``type =
 "ssh"``), and the metadata recorders ``[default] metadata`` may name are
 registered here; storage types (``{type = "ValuePickleFile"}`` and their
@@ -51,6 +51,7 @@ TEMPLATES: dict[str, frozenset[str]] = {
     "pickle": frozenset({"root"}) | FILE_OPTIONS,
     "sql": frozenset({"root", "url"}) | FILE_OPTIONS,
     "hdf5": frozenset({"root", "url", "calls"}),
+    "s3": frozenset({"url", "endpoint", "region", "profile", "calls"}) | FILE_OPTIONS,
     "stack": frozenset({"layers", "retry_after"}),
     "pool": frozenset({"caches", "retry_after"}),
 }

@@ -98,6 +98,55 @@ def _private_schema(url: str, root: Path) -> str:
     return marker.read_text()
 
 
+def s3_url(root: Path) -> str:
+    """A fresh prefix of the test bucket, the same one each time for ``root`` (skips without a server)."""
+    import pytest
+
+    url = os.environ.get("FLECHE_TEST_S3_URL")
+    if not url:
+        pytest.skip("FLECHE_TEST_S3_URL is not set: start a server with .ci/start-seaweedfs")
+    marker = root / ".s3-url"
+    if not marker.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{url.rstrip('/')}/{uuid.uuid4().hex[:16]}")
+    return marker.read_text()
+
+
+def s3_values(root: Path, **options):
+    """Values in the test server's bucket, under a prefix of their own for each ``root``."""
+    from fleche.storage import ValueObjectStore
+
+    endpoint = os.environ.get("FLECHE_TEST_S3_ENDPOINT")
+    return ValueObjectStore(s3_url(root), endpoint=endpoint, **options)
+
+
+def raw_object_store(url: str, endpoint: str | None = None):
+    """An obstore store of the test server at ``url`` (``s3://bucket/prefix``), fleche bypassed."""
+    from obstore.store import S3Store
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=endpoint or os.environ["FLECHE_TEST_S3_ENDPOINT"],
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+
+
+def corrupt_object(storage, key: Digest) -> None:
+    """Tear the object of ``key`` to its first half, written over it with obstore directly.
+
+    ``AttributeError`` for a storage that is not an object store (the SQL calls beside it).
+    """
+    import obstore
+
+    store = raw_object_store(storage.url, storage.endpoint)
+    path = f"{key[:3]}/{key[3:]}"
+    data = bytes(obstore.get(store, path).bytes())
+    obstore.put(store, path, data[: len(data) // 2])
+
+
 def hdf5_values(root: Path):
     from fleche.storage import ValueBagOfHoldingH5File
 
@@ -156,6 +205,7 @@ BACKENDS: list[Backend] = [
     Backend(
         "postgres", values=pickle_values, calls=postgres_calls, corrupt=corrupt_file, processes=True
     ),
+    Backend("s3", values=s3_values, calls=sqlite_calls, corrupt=corrupt_object, processes=True),
     Backend("hdf5", values=hdf5_values, calls=hdf5_calls, corrupt=corrupt_hdf5, processes=True),
     Backend(
         "hdf5-grouped",

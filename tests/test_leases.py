@@ -41,6 +41,7 @@ SPAWN = multiprocessing.get_context("spawn")
 EXPECTED = {
     "memory": type(None),
     "sqlite": LockLeases,
+    "s3": LockLeases,  # calls in SQLite, values in the object store
     "postgres": SqlLeases,
     **dict.fromkeys(
         ["pickle", "cloudpickle", "dill", "signed-pickle", "hdf5", "hdf5-grouped"], FileLeases

@@ -1,6 +1,6 @@
 """Storage layer: primitive backends, behaviour mixins and their compositions.
 
-Backends that need optional packages (SQLAlchemy, h5py, bagofholding) are
+Backends that need optional packages (SQLAlchemy, h5py, bagofholding, obstore) are
 imported on first use of their name, so ``import fleche`` stays light; a
 missing package raises an ``ImportError`` that says which extra to install.
 """
@@ -42,6 +42,8 @@ _LAZY: dict[str, str] = {
     "BagOfHoldingH5FileBackend": "bagofholding_file",
     "ValueBagOfHoldingH5File": "bagofholding_file",
     "CallBagOfHoldingH5File": "bagofholding_file",
+    "ObjectStoreBackend": "object_store",
+    "ValueObjectStore": "object_store",
 }
 
 __all__ = [

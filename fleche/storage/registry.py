@@ -40,7 +40,7 @@ __all__ = [
 Kind = Literal["value", "call"]
 KINDS: tuple[str, ...] = ("value", "call")
 #: Storage modules that need an optional package -> the pip extra that provides it.
-EXTRAS: dict[str, str] = {"sql": "sql", "bagofholding_file": "hdf5"}
+EXTRAS: dict[str, str] = {"sql": "sql", "bagofholding_file": "hdf5", "object_store": "s3"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,9 @@ def _builtin() -> dict[tuple[str, str], _Entry]:
             cls = f"{kind.title()}{suffix}"
             table[cls, kind] = _Entry(f"fleche.storage.{module}:{cls}", EXTRAS.get(module))
     table["Sql", "call"] = _Entry("fleche.storage.sql:Sql", EXTRAS["sql"])
+    table["ValueObjectStore", "value"] = _Entry(
+        "fleche.storage.object_store:ValueObjectStore", EXTRAS["object_store"]
+    )
     # the 0.22 names
     for kind in KINDS:
         title = kind.title()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,7 @@ from fleche.digest import Digest, digest
 from fleche.errors import CorruptEntryWarning
 from fleche.testing.storage import Backend
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, raw_object_store
 
 MODES = ("bit flip", "truncation", "swap", "zero length", "foreign")
 TARGETS = ("result", "record", "child")
@@ -148,8 +149,24 @@ def damage(store: Cache, target: str, mode: str, i: int, rng: random.Random) -> 
     storage, key, other = target_keys(store, target, i)
     if hasattr(storage, "_path") or hasattr(storage, "location"):
         tamper(mode, file_of(storage, key), file_of(storage, other), rng)
+    elif hasattr(storage, "endpoint"):
+        tamper_objects(storage, mode, key, other, rng)
     else:
         tamper_row(storage.url, mode, key, other, rng)
+
+
+def tamper_objects(storage: Any, mode: str, key: Digest, other: Digest, rng: random.Random) -> None:
+    """Damage the object of ``key`` in an object store as :func:`tamper` damages a file."""
+    import obstore
+
+    raw = raw_object_store(storage.url, storage.endpoint)
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {k: Path(scratch) / k for k in (key, other)}
+        for k, file in files.items():
+            file.write_bytes(bytes(obstore.get(raw, f"{k[:3]}/{k[3:]}").bytes()))
+        tamper(mode, files[key], files[other], rng)
+        for k, file in files.items():
+            obstore.put(raw, f"{k[:3]}/{k[3:]}", file.read_bytes())
 
 
 def tamper_row(url: str, mode: str, key: Digest, other: Digest, rng: random.Random) -> None:
