@@ -9,6 +9,7 @@ import pytest
 
 import fleche.state as fleche_state
 from fleche import Cache, cache
+from fleche.cli import main
 from fleche.storage import CallMemory, ValueMemory
 
 from .backends import BACKENDS
@@ -64,3 +65,15 @@ def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return user
+
+
+@pytest.fixture
+def run(capsys):
+    """Run the ``fleche`` command in-process: ``run("ls", ...) -> (exit code, stdout, stderr)``."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

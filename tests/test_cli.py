@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from fleche import cache, fleche, open_cache
-from fleche.cli import main
 from fleche.digest import digest
 
 
@@ -51,16 +50,6 @@ def fill(store):
             power(x)
         power(2, p=3)
     return store
-
-
-@pytest.fixture
-def run(capsys):
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

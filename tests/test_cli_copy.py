@@ -8,22 +8,11 @@ import numpy as np
 import pytest
 
 from fleche import cache, fleche, open_cache
-from fleche.cli import main
 
 
 @fleche
 def measure(x):
     return {"samples": np.arange(x, dtype=float), "x": x}
-
-
-@pytest.fixture
-def run(capsys):
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture
