@@ -35,6 +35,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -209,6 +210,22 @@ def _try(load: Callable[[], Any]) -> Any:
         return _MISSING
 
 
+#: id(cache) -> (the cache, weakly; the pid; its lease backend): ``leases()`` once per cache and process.
+_backends: dict[int, tuple[weakref.ref, int, LeaseBackend | None]] = {}
+
+
+def _leases_of(cache: Any) -> LeaseBackend | None:
+    """``cache.leases()``, asked once per cache and process (a cache's leases never change)."""
+    entry = _backends.get(id(cache))
+    pid = os.getpid()
+    if entry is not None and entry[0]() is cache and entry[1] == pid:
+        return entry[2]
+    backend = cache.leases()
+    with contextlib.suppress(TypeError):  # a cache that cannot be weakly referenced: ask each time
+        _backends[id(cache)] = (weakref.ref(cache), pid, backend)
+    return backend
+
+
 class _Claim:
     """The lease of a call as its leader takes it, if its cache has leases.
 
@@ -229,7 +246,7 @@ class _Claim:
         self.found: Any = _MISSING
         self.waiting = False
         try:
-            self.backend: LeaseBackend | None = cache.leases()
+            self.backend: LeaseBackend | None = _leases_of(cache)
         except Exception as err:
             _warn("find where to record the lease", key, err)
             self.backend = None
@@ -299,6 +316,7 @@ def _after_fork() -> None:
     """A forked child holds none of its parent's flights."""
     global _flights_lock
     _flights.clear()
+    _backends.clear()
     _flights_lock = threading.Lock()
 
 

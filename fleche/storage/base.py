@@ -173,6 +173,8 @@ class ValueMixin(ValueStorage, StorageBackend):
         # docstring inherited
         if key is None:
             key = digest(value)
+        if self._context_free:
+            return self.put(value, key)
         with self._operation_context(key):
             return self.put(value, key)
 
@@ -295,6 +297,8 @@ class CallMixin(CallStorage, StorageBackend):
 
     def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
         # docstring inherited
+        if self._context_free:
+            return self.put(record, key)
         with self._operation_context(key):
             return self.put(record, key)
 

@@ -97,6 +97,13 @@ class KeyManagement(ABC):
     #: ``_prefix_range`` is an index lookup, not a scan of every key.
     supports_prefix_range: ClassVar[bool] = False
 
+    #: No class overrides ``_operation_context``: operations skip the no-op hook (one call less).
+    _context_free: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._context_free = cls._operation_context is KeyManagement._operation_context
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle the constructor arguments only, never locks, sessions or indexes.
         return (_rebuild, (type(self), constructor_arguments(self)))

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from ..digest import Digest
 from .keys import NO_CONTEXT, KeyManagement
@@ -147,5 +147,15 @@ class PerKeyLockMixin(KeyManagement):
                 entry = locks.table[key] = [threading.RLock(), 0]
             return entry[0]
 
+    #: No class below this one in the MRO wraps operations: the lock is the whole context.
+    _lock_innermost: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        below = cls.__mro__[cls.__mro__.index(PerKeyLockMixin) + 1 :]
+        wrapper = next(c for c in below if "_operation_context" in vars(c))
+        cls._lock_innermost = wrapper is KeyManagement
+
     def _operation_context(self, key: Digest | str) -> contextlib.AbstractContextManager[None]:
-        return _HoldingKey(self._key_locks, key, super()._operation_context(key))
+        inner = NO_CONTEXT if self._lock_innermost else super()._operation_context(key)
+        return _HoldingKey(self._key_locks, key, inner)
