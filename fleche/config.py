@@ -86,6 +86,7 @@ from .registry import (
     register_cache_type,
     register_storage,
 )
+from .storage.redaction import redact_url
 from .store_layout import MANIFEST, layout_of
 
 __all__ = [
@@ -286,7 +287,7 @@ def _open_url(url: str, where: Where) -> CacheBase:
         table = {"template": "sql", "root": str(database.parent), "url": url}
         return _open_table(table, None, where, False)
     raise where.error(
-        f"{url!r} holds call records only; give the values a home with a table, e.g. "
+        f"{redact_url(url)!r} holds call records only; give the values a home with a table, e.g. "
         "{'template': 'sql', 'url': ..., 'root': 'values directory'}, or name it in fleche.toml"
     )
 

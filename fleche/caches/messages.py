@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..errors import SaveError
+from ..storage.redaction import redact_url
 
 __all__ = ["failure_message", "summarize", "where_stored"]
 
@@ -27,7 +28,7 @@ def where_stored(storage: Any) -> str:
     for name in ("root", "url"):
         value = getattr(storage, name, None)
         if value is not None:
-            return str(value)
+            return redact_url(str(value))
     return type(storage).__name__
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import ENV_CACHE, embedded_default, load_configuration, to_config
 from ..errors import ConfigError
 from ..state import cache as activate
+from ..storage.redaction import redact_url
 from .context import BadInput, Commands, Context
 
 __all__ = ["add_commands"]
@@ -17,12 +18,12 @@ def config(ctx: Context) -> int:
     """The configuration files in force, the cache names they define, and which store is active and why."""
     configuration = load_configuration()
     if ctx.args.cache is not None:
-        why = f"named by --cache {ctx.args.cache!r}"
+        why = f"named by --cache {redact_url(ctx.args.cache)!r}"
     elif os.environ.get(ENV_CACHE):
-        why = f"named by the environment variable {ENV_CACHE}={os.environ[ENV_CACHE]!r}"
+        why = f"named by the environment variable {ENV_CACHE}={redact_url(os.environ[ENV_CACHE])!r}"
     elif configuration.default is not None:
         spec, path = configuration.default
-        why = f"the [default] cache {spec!r} of {path}"
+        why = f"the [default] cache {redact_url(str(spec))!r} of {path}"
     else:
         why = f"nothing configured: the embedded default store in {Path.cwd() / '.fleche'}"
     try:

@@ -28,6 +28,7 @@ from ..digest import Digest
 from ..errors import AmbiguousDigestError, FlecheError
 from ..explain import summarize
 from ..opening import default_spec, store_location
+from ..storage.redaction import redact_url
 from ..store_layout import MANIFEST, holds_store
 
 __all__ = [
@@ -174,13 +175,13 @@ class Context:
             return open_cache({"template": "sql", "url": spec, "root": values}, source="--cache")
         if "://" in spec and not spec.startswith("sqlite"):
             raise BadInput(
-                f"{spec} holds call records only: name the directory of the values with --values DIR"
+                f"{redact_url(spec)} holds call records only: name the directory of the values with --values DIR"
             )
         if not create:
             configuration = load_configuration()
             if spec not in configuration.caches and not os.path.exists(os.path.expanduser(spec)):
                 raise BadInput(
-                    f"no store at {spec!r} and no cache of that name "
+                    f"no store at {redact_url(spec)!r} and no cache of that name "
                     f"(known names: {', '.join(configuration.names())})"
                 )
             _require(spec, Path.cwd(), configuration, "--cache")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from .redaction import redact_url
 
 __all__ = [
     "EXTRAS",
@@ -266,7 +267,7 @@ def storage_config(storage: Any, relative_to: Path | None = None) -> dict[str, A
             raise ConfigError(
                 "secret keys are never written to a configuration; set FLECHE_SECRET_KEY instead"
             )
-        if field.name == "url" and isinstance(value, str) and "://" not in value:
-            value = Path(value)
+        if field.name == "url" and isinstance(value, str):
+            value = Path(value) if "://" not in value else redact_url(value)
         table[field.name] = plain(value, relative_to)
     return table

@@ -31,6 +31,7 @@ from ..errors import CorruptEntryWarning, warn
 from . import sql_scan
 from .base import CallMixin, CallStorage
 from .leases import LeaseBackend
+from .redaction import redact_url
 from .sql_connection import Runtime, resolve_url
 from .sql_leases import sql_leases
 from .sql_maintenance import Finding, audit, convert_legacy_metadata
@@ -106,6 +107,10 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     def __post_init__(self) -> None:
         self._runtime()  # fail early on a bad URL, an unreachable server or a newer schema
+
+    def __repr__(self) -> str:
+        url = None if self.url is None else redact_url(self.url)
+        return f"{type(self).__qualname__}(url={url!r}, echo={self.echo!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "echo": self.echo}
