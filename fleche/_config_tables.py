@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from ._config_forms import normalize
 from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, SizeLimitedCache
 from .errors import ConfigError
-from .expiry import seconds
+from .expiry import parse_duration, seconds
 from .registry import CACHE_TYPES, FILE_OPTIONS, TEMPLATES, cache_type
 from .storage.registry import get_storage_constructor, storage_names
 from .store_layout import check_layout, record_layout
@@ -33,8 +32,6 @@ _CACHE_KEYS = frozenset({"ttl", "max_bytes", "max_calls", "policy", "index"})
 #: The keys that put a size limit on a cache.
 LIMITS = ("max_bytes", "max_calls")
 _EXPLICIT = frozenset({"values", "calls"})
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Size index of a size-limited file store, under its root.
 SIZE_INDEX = "size-index.db"
 
@@ -65,12 +62,12 @@ class Where:
 def duration(value: Any, where: Where) -> float:
     """Seconds from a number or a string such as ``"90s"``, ``"12h"``, ``"7d"``, ``"2w"``."""
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
+        try:
+            return parse_duration(value)
+        except ValueError:
             raise where.error(
                 f"expected seconds or a duration such as '12h' or '7d', got {value!r}"
-            )
-        return float(match.group(1)) * _UNITS[match.group(2)]
+            ) from None
     try:
         return seconds(value, "a duration")
     except (TypeError, ValueError) as err:

@@ -9,6 +9,7 @@ arithmetic on that entry; it knows call records, not caches or storages.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ __all__ = [
     "entry_expired",
     "expires_at",
     "is_expired",
+    "parse_duration",
     "seconds",
     "stamp_expiry",
 ]
@@ -59,6 +61,18 @@ def seconds(duration: Duration, what: str = "a duration") -> float:
     if not value >= 0:  # also rejects NaN
         raise ValueError(f"{what} must be zero or positive seconds; got {duration!r}")
     return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"``, ``"30d"`` or ``"2w"``; ``ValueError`` else."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 15m, 12h, 30d or 2w")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def expires_at(record: Recorded) -> float | None:

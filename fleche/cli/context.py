@@ -26,6 +26,7 @@ from ..call import DigestedCall, QueryCall
 from ..config import Configuration, default_cache, load_configuration, open_cache
 from ..digest import Digest
 from ..errors import AmbiguousDigestError, FlecheError
+from ..expiry import parse_duration as duration_seconds
 from ..explain import summarize
 from ..opening import default_spec, store_location
 from ..storage.redaction import redact_url
@@ -42,9 +43,6 @@ __all__ = [
     "plain",
     "when",
 ]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class Commands:
@@ -78,12 +76,10 @@ class BadInput(FlecheError, ValueError):
 
 def parse_duration(text: str) -> float:
     """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"``, ``"30d"`` or ``"2w"``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration; write e.g. 90s, 15m, 12h, 30d or 2w"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return duration_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def literal(text: str) -> Any:
