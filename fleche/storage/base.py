@@ -182,6 +182,8 @@ class ValueMixin(ValueStorage, StorageBackend):
         # docstring inherited
         if len(key) != DIGEST_LENGTH or type(key) is not Digest:  # the hit path skips expand
             key = self.expand(key)
+        if self._context_free:
+            return self.get(key)
         with self._operation_context(key):
             return self.get(key)
 
@@ -194,6 +196,9 @@ class ValueMixin(ValueStorage, StorageBackend):
         # docstring inherited
         if staged.writes is None:
             return self.save(staged.value, staged.key)
+        if self._context_free:
+            self._write_plan(staged.writes)
+            return staged.key
         with self._operation_context(staged.key):
             self._write_plan(staged.writes)
         return staged.key
@@ -306,6 +311,8 @@ class CallMixin(CallStorage, StorageBackend):
         # docstring inherited
         if len(key) != DIGEST_LENGTH or type(key) is not Digest:  # the hit path skips expand
             key = self.expand(key)
+        if self._context_free:
+            return self.get(key)
         with self._operation_context(key):
             return self.get(key)
 

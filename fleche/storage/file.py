@@ -125,6 +125,7 @@ class FileStorage(StorageBackend):
 
     persistent: ClassVar[bool] = True
     supports_prefix_range: ClassVar[bool] = True
+    atomic_entries: ClassVar[bool] = True  # written aside and renamed into place
 
     def __post_init__(self) -> None:
         root = Path(self.root).expanduser()

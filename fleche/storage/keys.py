@@ -97,12 +97,21 @@ class KeyManagement(ABC):
     #: ``_prefix_range`` is an index lookup, not a scan of every key.
     supports_prefix_range: ClassVar[bool] = False
 
-    #: No class overrides ``_operation_context``: operations skip the no-op hook (one call less).
+    #: Each primitive (``put``, ``get``, ``_evict``) is atomic by itself, as a file renamed
+    #: into place is: a lock held around one of them guards nothing.
+    atomic_entries: ClassVar[bool] = False
+    #: This class's ``_operation_context`` only takes a per-key lock (so an atomic storage may skip it).
+    _context_only_locks: ClassVar[bool] = False
+    #: Operations skip ``_operation_context``: nothing overrides it, or it only locks atomic entries.
     _context_free: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._context_free = cls._operation_context is KeyManagement._operation_context
+        contexts = [c for c in cls.__mro__[:-1] if "_operation_context" in vars(c)]
+        contexts.remove(KeyManagement)
+        cls._context_free = not contexts or (
+            cls.atomic_entries and all(vars(c).get("_context_only_locks") for c in contexts)
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle the constructor arguments only, never locks, sessions or indexes.

@@ -147,6 +147,7 @@ class PerKeyLockMixin(KeyManagement):
                 entry = locks.table[key] = [threading.RLock(), 0]
             return entry[0]
 
+    _context_only_locks: ClassVar[bool] = True
     #: No class below this one in the MRO wraps operations: the lock is the whole context.
     _lock_innermost: ClassVar[bool] = False
 
