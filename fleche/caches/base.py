@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest
-from ..errors import AmbiguousDigestError, CacheWarning, Rejected, warn
+from ..errors import AmbiguousDigestError, Rejected
 from ..expiry import Duration
 from ..storage.base import MIN_PREFIX
 from ..storage.leases import LeaseBackend
 from . import maintenance, provenance
 from .forms import as_template, merge_expansions, sealed
-from .messages import failure_message
 from .preparing import FinishesPreparedCalls
 
 if TYPE_CHECKING:
@@ -213,31 +212,6 @@ class CacheBase(FinishesPreparedCalls, ABC):
         raise Rejected(f"{self} cannot collect garbage: it has no value storage of its own")
 
     # -- derived once for every cache --------------------------------------------
-
-    def save_guarded(
-        self,
-        store: Callable[[], Any],
-        key: str | None = None,
-        *,
-        what: str = "store the call",
-        then: str = "the result is returned uncached",
-    ) -> Any:
-        """Run a store step; on failure warn (:class:`CacheWarning`) and return ``None``.
-
-        The single place where fleche trades caching for the user's result:
-        backends raise, this decides.  Only ``Exception`` is caught, so an
-        interrupt still interrupts.  The warning says "fleche could not
-        ``what`` (call ``key``): the cause; ``then``", points at the user's
-        line, and suggests cloudpickle when a lambda or a local function
-        could not be pickled.
-        """
-        try:
-            return store()
-        except Exception as err:
-            message = failure_message(self, err, what, key, then)
-            if message is not None:
-                warn(message, CacheWarning)
-            return None
 
     def shrink(self, *keys: Digest | str) -> Digest | tuple[Digest, ...]:
         """The shortest prefix (at least 4 characters) naming ``key`` among calls and values.

@@ -4,7 +4,7 @@
 back, names them by short digests and collects values no call uses.  It is
 also the one place that decides to degrade instead of failing: a value or
 record that cannot be stored costs a warning, never the user's result
-(:meth:`~fleche.caches.base.CacheBase.save_guarded`).
+(:meth:`~fleche.caches.preparing.FinishesPreparedCalls.save_guarded`).
 """
 
 from __future__ import annotations
@@ -148,15 +148,14 @@ class Cache(CacheBase):
             raise err.located("result") from None
         record = prepared.record
         result_key = staged.key
-        self.pins.pin([result_key])
-        try:
-            self.values.save_staged(staged)
-            meta = {**record.metadata, **metadata} if metadata else record.metadata
-            if self.ttl is not None or EXPIRY in meta:
-                meta = stamp_expiry(meta, self.clock(), self.ttl)
-            return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)
-        finally:
-            self.pins.unpin([result_key])
+        if prepared.open:  # pinned with the arguments, released with them when it is finished
+            self.pins.pin([result_key])
+            prepared.hold.append(result_key)
+        self.values.save_staged(staged)
+        meta = {**record.metadata, **metadata} if metadata else record.metadata
+        if self.ttl is not None or EXPIRY in meta:
+            meta = stamp_expiry(meta, self.clock(), self.ttl)
+        return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)
 
     def _release_prepared(self, prepared: PreparedCall) -> None:
         self.pins.unpin(prepared.hold)

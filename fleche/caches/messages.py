@@ -1,7 +1,7 @@
 """Words for messages: where a storage keeps its entries, what a value is, why a store failed.
 
 A failed store step costs the user a warning, never the result
-(:meth:`~fleche.caches.CacheBase.save_guarded`); this module words that
+(:meth:`~fleche.caches.preparing.FinishesPreparedCalls.save_guarded`); this module words that
 warning and keeps a medium that refuses every write (a full disk, a quota,
 a read-only mount) from repeating it on every call.
 """

@@ -1,4 +1,8 @@
-"""Finishing a prepared call: the cache that prepared it commits it once, or lets it go.
+"""Storing a miss, from the cache's side: guarded steps, prepared calls finished once.
+
+:meth:`~FinishesPreparedCalls.save_guarded` runs a store step and turns its
+failure into a warning: the one place a cache trades caching for the user's
+result.  The cache that prepared a call commits it once, or lets it go.
 
 A :class:`~fleche.call.PreparedCall` is plain data naming the cache that
 made it; ``cache.commit(prepared, result, metadata)`` and
@@ -8,17 +12,44 @@ which stores or releases what it holds through two hooks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..call import PreparedCall
 from ..digest import Digest
+from ..errors import CacheWarning, warn
+from .messages import failure_message
 
 __all__ = ["FinishesPreparedCalls"]
 
 
 class FinishesPreparedCalls:
-    """``commit`` and ``abandon`` of every cache; a cache that prepares calls writes the hooks."""
+    """``save_guarded``, ``commit`` and ``abandon`` of every cache; a cache that prepares calls writes the hooks."""
+
+    def save_guarded(
+        self,
+        store: Callable[[], Any],
+        key: str | None = None,
+        *,
+        what: str = "store the call",
+        then: str = "the result is returned uncached",
+    ) -> Any:
+        """Run a store step; on failure warn (:class:`CacheWarning`) and return ``None``.
+
+        The single place where fleche trades caching for the user's result:
+        backends raise, this decides.  Only ``Exception`` is caught, so an
+        interrupt still interrupts.  The warning says "fleche could not
+        ``what`` (call ``key``): the cause; ``then``", points at the user's
+        line, and suggests cloudpickle when a lambda or a local function
+        could not be pickled.
+        """
+        try:
+            return store()
+        except Exception as err:
+            message = failure_message(self, err, what, key, then)
+            if message is not None:
+                warn(message, CacheWarning)
+            return None
 
     def commit(
         self,

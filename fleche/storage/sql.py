@@ -285,7 +285,7 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     # Saves and loads go through put/get as in CallMixin; the spec keeps Sql's base CallStorage.
     save = CallMixin.save
-    save_keyed = CallMixin.save_keyed
+    save_keyed = put  # the miss path's save is the upsert itself: no operation context wraps it
     load = CallMixin.load
 
     # -- queries ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -231,6 +232,9 @@ class Statements:
 
     def __init__(self, dialect: Dialect) -> None:
         self.postgres = dialect.name == "postgresql"
+        #: The ``namespace`` parameter of :attr:`result_of`: a key, or a JSON path on SQLite
+        #: (both C callables: the hit path runs no Python function for it).
+        self.namespace: Callable[[str], str] = str if self.postgres else _json_path
         dialect_insert = postgresql.insert if self.postgres else sqlite.insert
         row = dialect_insert(calls)  # every column, each bound under its own name
         upsert = row.on_conflict_do_update(
@@ -271,9 +275,10 @@ class Statements:
             + f" LIMIT {PREFIX_PAGE}"
         )
 
-    def namespace(self, name: str) -> str:
-        """The ``namespace`` parameter of :attr:`result_of`: a key, or a JSON path on SQLite."""
-        return name if self.postgres else '$."' + name.replace('"', '\\"') + '"'
+
+@functools.cache
+def _json_path(name: str) -> str:
+    return '$."' + name.replace('"', '\\"') + '"'
 
 
 def _postgres_save(upsert: str) -> str:
