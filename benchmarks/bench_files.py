@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import functools
 import os
+import pickle
 import random
 import shutil
 import sqlite3
@@ -113,6 +114,43 @@ def grown(root: Path) -> Cache:
     return cache
 
 
+def raw_floor(root: Path) -> Callable[[int], int]:
+    """A miss's storage work done with no fleche code: what the design's miss costs at least.
+
+    The lookup (one indexed SELECT), the argument's and the result's value
+    files (create, write, rename), and the record's one INSERT into the same
+    schema (its argument index filled by the same trigger), on the same
+    SQLite settings as ``Sql``.
+    """
+    Sql(url=str(root / "calls.db"))  # the schema, made by fleche
+    db = sqlite3.connect(root / "calls.db", isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        db.execute(f"PRAGMA {pragma}")
+    values = root / "values"
+    values.mkdir()
+    meta = '{"runtime":{"started":1.5,"walltime":2.1e-05,"cputime":1.9e-05},"environment":{"host":"h"}}'
+
+    def write(name: str, data: bytes) -> None:
+        fd = os.open(f"{values}/.{name}.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, data)
+        os.close(fd)
+        os.rename(f"{values}/.{name}.tmp", f"{values}/{name}")
+
+    def miss(x: int) -> int:
+        key, argument, result = (digest((kind, x)) for kind in ("key", "arg", "result"))
+        db.execute("SELECT result, seal FROM calls WHERE key = ?", (key,)).fetchall()
+        write(argument, pickle.dumps(x))
+        write(result, pickle.dumps(x + 1))
+        db.execute(
+            "INSERT INTO calls (key, name, module, unkeyed, created, result, arguments, meta, seal)"
+            " VALUES (?, 'tiny', '__main__', '', ?, ?, ?, ?, ?)",
+            (key, time.time(), result, f'{{"x":"{argument}"}}', meta, key[:16]),
+        )
+        return x + 1
+
+    return miss
+
+
 def bench_misses(tmp: Path, n: int) -> None:
     def fresh(func: Callable[[int], int]) -> Callable[[], None]:
         counter = iter(range(10**9))
@@ -140,6 +178,10 @@ def bench_misses(tmp: Path, n: int) -> None:
         "joblib.Memory.cache": (
             joblib.Memory(str(tmp / "mjl"), verbose=0).cache(tiny),
             f"fresh store; {new}",
+        ),
+        "raw floor: the same files and SQL, no fleche code": (
+            raw_floor(tmp / "mraw"),
+            "reference; lookup + 2 value files + 1 INSERT",
         ),
     }
     # Short batches, many rounds, the same for every candidate: a batch is
