@@ -176,7 +176,7 @@ def _bulk_sequence(head: bytes, obj: Any) -> bytes | None:
     """The digest of a long list or tuple of exact ints or floats; else None."""
     bulk = _bulk_module(len(obj))
     found = bulk.number_digests(obj) if bulk else None
-    return None if found is None else stream(head, found.nbytes, [found])
+    return None if found is None else stream(head, 16 * len(obj), found)
 
 
 def _sequence_encoder(head: bytes) -> Encoder:
