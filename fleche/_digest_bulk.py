@@ -67,26 +67,35 @@ def _loader(column: np.ndarray) -> Load:
 
 def _str_digests(values: list[str]) -> np.ndarray:
     """Strs of one UTF-8 length are hashed together; lengths met rarely, one by one."""
-    joined = "".join(values)
-    if joined.isascii():  # one encode for all, and the lengths of the strs are those in bytes
-        flat, sizes = joined.encode("ascii"), map(len, values)
-    else:
-        data = [s.encode("utf-8", "surrogatepass") for s in values]
-        flat, sizes = b"".join(data), map(len, data)
-    lengths = np.fromiter(sizes, dtype=np.int64, count=len(values))
+    data, starts, lengths = _utf8(values)
     groups = _length_groups(lengths)
-    flat = np.frombuffer(flat, dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths
+    flat = np.frombuffer(data, dtype=np.uint8)
     out = np.empty((len(values), 16), dtype=np.uint8)
     rest = np.ones(len(values), dtype=bool)
     for rows in groups:
         length = int(lengths[rows[0]])
         if len(rows) == len(values):  # all of one length (dict keys often are): no gather
-            return _str_rows(flat.reshape(-1, length))
+            return _str_rows(np.ndarray((len(rows), length), np.uint8, data, 0, (length + 1, 1)))
         out[rows] = _str_rows(flat[starts[rows, None] + np.arange(length)])
         rest[rows] = False
     out[rest] = _encoded([values[i] for i in np.flatnonzero(rest)])
     return out
+
+
+def _utf8(values: list[str]) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The UTF-8 of the strs joined by NULs, where each begins and how many bytes it has.
+
+    One encode for all: UTF-8 has a 0 byte only for a NUL, so the NULs found
+    are the separators, unless a str holds one (then each is encoded alone).
+    """
+    data = "\0".join(values).encode("utf-8", "surrogatepass")
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
+    if len(ends) == len(values) - 1:
+        lengths = np.diff(ends, prepend=-1, append=len(data)) - 1
+    else:
+        encoded = (s.encode("utf-8", "surrogatepass") for s in values)
+        lengths = np.fromiter(map(len, encoded), np.int64, len(values))
+    return data, np.cumsum(lengths + 1) - lengths - 1, lengths
 
 
 def _str_rows(utf8: np.ndarray) -> np.ndarray:
