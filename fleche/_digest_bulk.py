@@ -26,8 +26,8 @@ from fleche._digest_xxh3 import (
     MIN_LENGTH,
     Load,
     collect,
+    rows_digests,
     words_digests,
-    xxh3_128_rows,
 )
 
 _INT_PREFIX = pack_head(header(Tag.INT), 8)
@@ -65,21 +65,21 @@ def _loader(column: np.ndarray) -> Load:
     return load_floats
 
 
-def _str_digests(values: list[str]) -> np.ndarray:
+def _str_digests(values: list[str], out: np.ndarray) -> None:
     """Strs of one UTF-8 length are hashed together; lengths met rarely, one by one."""
     data, starts, lengths = _utf8(values)
     groups = _length_groups(lengths)
     flat = np.frombuffer(data, dtype=np.uint8)
-    out = np.empty((len(values), 16), dtype=np.uint8)
     rest = np.ones(len(values), dtype=bool)
     for rows in groups:
         length = int(lengths[rows[0]])
         if len(rows) == len(values):  # all of one length (dict keys often are): no gather
-            return _str_rows(np.ndarray((len(rows), length), np.uint8, data, 0, (length + 1, 1)))
+            utf8 = np.ndarray((len(rows), length), np.uint8, data, 0, (length + 1, 1))
+            _str_rows(utf8, out)
+            return
         out[rows] = _str_rows(flat[starts[rows, None] + np.arange(length)])
         rest[rows] = False
     out[rest] = _encoded([values[i] for i in np.flatnonzero(rest)])
-    return out
 
 
 def _utf8(values: list[str]) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -98,13 +98,13 @@ def _utf8(values: list[str]) -> tuple[bytes, np.ndarray, np.ndarray]:
     return data, np.cumsum(lengths + 1) - lengths - 1, lengths
 
 
-def _str_rows(utf8: np.ndarray) -> np.ndarray:
-    """Digests of the strs whose UTF-8 bytes are the rows of ``utf8``."""
+def _str_rows(utf8: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Digests of the strs whose UTF-8 bytes are the rows of ``utf8`` (into ``out`` if given)."""
     count, length = utf8.shape
     block = np.empty((count, _HEAD_BYTES + length), dtype=np.uint8)
     block[:, :_HEAD_BYTES] = np.frombuffer(pack_head(_H_STR, length), dtype=np.uint8)
     block[:, _HEAD_BYTES:] = utf8
-    return xxh3_128_rows(block)
+    return collect(count, rows_digests(block), out)
 
 
 def _length_groups(lengths: np.ndarray) -> list[np.ndarray]:
@@ -180,16 +180,16 @@ def number_digests(values: Any) -> Iterator[np.ndarray] | None:
     return None if found is None else words_digests(*found)
 
 
-def _bulk_keys(values: list[Any]) -> np.ndarray | None:
-    if values and type(values[0]) is str:
-        return _str_digests(values) if countOf(map(type, values), str) == len(values) else None
+def _digests(values: list[Any], out: np.ndarray) -> None:
+    """The digests of ``values`` into the ``(n, 16)`` array ``out``."""
+    if values and type(values[0]) is str and countOf(map(type, values), str) == len(values):
+        _str_digests(values, out)
+        return
     found = _words(values)
-    return None if found is None else collect(len(values), words_digests(*found))
-
-
-def _digests(values: list[Any]) -> np.ndarray:
-    found = _bulk_keys(values)
-    return _encoded(values) if found is None else found
+    if found is None:
+        out[...] = _encoded(values)
+    else:
+        collect(len(values), words_digests(*found), out)
 
 
 def sorted_items(keys: list[Any], values: list[Any]) -> np.ndarray:
@@ -197,7 +197,9 @@ def sorted_items(keys: list[Any], values: list[Any]) -> np.ndarray:
 
     Raises what :func:`fleche._digest_scheme.encode` raises for a key or value.
     """
-    items = np.concatenate((_digests(keys), _digests(values)), axis=1)
+    items = np.empty((len(keys), 32), dtype=np.uint8)
+    _digests(keys, items[:, :16])
+    _digests(values, items[:, 16:])
     words = items.view(">u8")  # big-endian words sort like the bytes they hold
     first = words[:, 0].astype(np.uint64)
     order = _radix_order(first)

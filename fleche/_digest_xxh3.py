@@ -147,9 +147,9 @@ def _in_chunks(n: int, hash_chunk: HashChunk) -> Iterator[np.ndarray]:
         _kept.buffers = buffers
 
 
-def collect(n: int, pieces: Iterator[np.ndarray]) -> np.ndarray:
-    """The ``(n, 16)`` array of all the digests ``pieces`` yields."""
-    out = np.empty((n, 16), dtype=np.uint8)
+def collect(n: int, pieces: Iterator[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+    """The ``(n, 16)`` array of all the digests ``pieces`` yields (into ``out`` if given)."""
+    out = np.empty((n, 16), dtype=np.uint8) if out is None else out
     start = 0
     for piece in pieces:
         out[start : start + len(piece)] = piece
