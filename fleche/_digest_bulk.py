@@ -68,16 +68,17 @@ def _loader(column: np.ndarray) -> Load:
 def _str_digests(values: list[str], out: np.ndarray) -> None:
     """Strs of one UTF-8 length are hashed together; lengths met rarely, one by one."""
     data, starts, lengths = _utf8(values)
-    groups = _length_groups(lengths)
-    flat = np.frombuffer(data, dtype=np.uint8)
     rest = np.ones(len(values), dtype=bool)
-    for rows in groups:
+    for rows in _length_groups(lengths):
         length = int(lengths[rows[0]])
-        if len(rows) == len(values):  # all of one length (dict keys often are): no gather
-            utf8 = np.ndarray((len(rows), length), np.uint8, data, 0, (length + 1, 1))
+        if rows[-1] - rows[0] == len(rows) - 1:  # a run of strs: the rows of a strided view
+            utf8 = np.ndarray((len(rows), length), np.uint8, data, starts[rows[0]], (length + 1, 1))
+        else:
+            utf8 = np.frombuffer(data, dtype=np.uint8)[starts[rows, None] + np.arange(length)]
+        if len(rows) == len(values):
             _str_rows(utf8, out)
             return
-        out[rows] = _str_rows(flat[starts[rows, None] + np.arange(length)])
+        out[rows] = _str_rows(utf8)
         rest[rows] = False
     out[rest] = _encoded([values[i] for i in np.flatnonzero(rest)])
 
@@ -108,11 +109,10 @@ def _str_rows(utf8: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def _length_groups(lengths: np.ndarray) -> list[np.ndarray]:
-    """Indices of the strs sharing a length, for lengths with a node of 17..128 bytes."""
-    order = np.argsort(lengths, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
-    low, high = MIN_LENGTH - _HEAD_BYTES, MAX_LENGTH - _HEAD_BYTES
-    return [rows for rows in groups if len(rows) >= GROUP_MIN and low <= lengths[rows[0]] <= high]
+    """Indices of the strs sharing a length, for lengths met often with a node of 9..128 bytes."""
+    low, high = max(0, MIN_LENGTH - _HEAD_BYTES), MAX_LENGTH - _HEAD_BYTES
+    counts = np.bincount(np.minimum(lengths, high + 1))[: high + 1]
+    return [np.flatnonzero(lengths == n) for n in np.flatnonzero(counts >= GROUP_MIN) if n >= low]
 
 
 def _encoded(values: list[Any]) -> np.ndarray:
