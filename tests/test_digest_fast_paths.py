@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import xxhash
 
+from fleche import _digest_bulk
 from fleche._digest_builtins import BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche.digest import digest_raw
@@ -165,6 +166,16 @@ def test_big_dicts_of_str_keys(keys):
     assert digest_raw(flipped) == digest_raw(mapping)
     as_values = {i: k for i, k in enumerate(keys)}
     assert digest_raw(as_values) == _general_dict(as_values)
+
+
+def test_dict_items_whose_key_digests_share_leading_bits_are_fully_sorted(monkeypatch):
+    # 200,000 keys ordered by 32 bits only: some pairs of key digests tie on
+    # them (~4.6 expected), and the full sort must then decide.
+    monkeypatch.setattr(_digest_bulk, "RADIX_32_MAX", 1 << 20)
+    mapping = {f"key{i}": i for i in range(200_000)}
+    leading = {digest_raw(k)[:4] for k in mapping}
+    assert len(leading) < len(mapping)  # the case this test is about
+    assert digest_raw(mapping) == _general_dict(mapping)
 
 
 def test_big_dict_values_of_every_scalar_kind():
