@@ -204,9 +204,29 @@ def sorted_items(keys: list[Any], values: list[Any]) -> np.ndarray:
     first = words[:, 0].astype(np.uint64)
     order, sorted_bits = _radix_order(first)
     top = first[order] >> np.uint64(64 - sorted_bits)
-    if (top[1:] == top[:-1]).any():  # equal leading bits: sort by all 32 bytes
+    ties = np.flatnonzero(top[1:] == top[:-1])  # items i, i + 1 not ordered yet
+    if len(ties) > TIES_MAX:
         order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
+    elif len(ties):
+        _break_ties(order, ties.tolist(), items)
     return items.view("V32")[order, 0].view(np.uint8)  # rows moved whole, not byte by byte
+
+
+TIES_MAX = 64
+"""More items than this tied on their leading bits are ordered by a full sort."""
+
+
+def _break_ties(order: np.ndarray, ties: list[int], items: np.ndarray) -> None:
+    """Orders each run of tied items (``order[i]`` and ``order[i + 1]`` for each i in ``ties``)."""
+    runs: list[list[int]] = []
+    for i in ties:
+        if runs and runs[-1][1] == i:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    for first, last in runs:
+        span = order[first : last + 1].tolist()
+        order[first : last + 1] = sorted(span, key=lambda row: items[row].tobytes())
 
 
 RADIX_32_MAX = 1 << 15

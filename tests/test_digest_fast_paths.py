@@ -168,13 +168,22 @@ def test_big_dicts_of_str_keys(keys):
     assert digest_raw(as_values) == _general_dict(as_values)
 
 
-def test_dict_items_whose_key_digests_share_leading_bits_are_fully_sorted(monkeypatch):
+@pytest.mark.parametrize("ties_max", [64, 0], ids=["ties broken one by one", "full sort"])
+def test_dict_items_whose_key_digests_share_leading_bits_are_fully_sorted(monkeypatch, ties_max):
     # 200,000 keys ordered by 32 bits only: some pairs of key digests tie on
-    # them (~4.6 expected), and the full sort must then decide.
+    # them (~4.6 expected), and the whole digests must then decide.
     monkeypatch.setattr(_digest_bulk, "RADIX_32_MAX", 1 << 20)
+    monkeypatch.setattr(_digest_bulk, "TIES_MAX", ties_max)
     mapping = {f"key{i}": i for i in range(200_000)}
     leading = {digest_raw(k)[:4] for k in mapping}
     assert len(leading) < len(mapping)  # the case this test is about
+    assert digest_raw(mapping) == _general_dict(mapping)
+
+
+def test_a_dict_whose_key_digests_tie_on_32_bits():
+    # Two of these keys' digests share their first 4 bytes (the radix sort's 32 bits).
+    mapping = {f"key-{i:05d}": i / 7 for i in range(10_000)}
+    assert len({digest_raw(k)[:4] for k in mapping}) == len(mapping) - 1
     assert digest_raw(mapping) == _general_dict(mapping)
 
 
