@@ -131,7 +131,10 @@ def _words(values: Any) -> Words | None:
     found = _NUMBERS.get(kind)
     if found is None:
         return None
-    if kind is float or _INT32_MIN <= values[0] <= _INT32_MAX:
+    sample = values[:: max(1, len(values) // _SAMPLE)]  # others met: no marshal of them all
+    if countOf(map(type, sample), kind) == len(sample) and (
+        kind is float or _INT32_MIN <= values[0] <= _INT32_MAX
+    ):
         marshalled = _marshalled(values)
         if marshalled is not None:
             return marshalled
@@ -143,6 +146,7 @@ def _words(values: Any) -> Words | None:
 
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+_SAMPLE = 64  # elements whose type is looked at before marshal writes the whole list
 _MARSHAL_HEAD = 5  # a list or tuple in marshal format 2: a type byte, then its length (u32)
 _MARSHAL_RECORDS = {5: (b"i", "<i4", _INT_PREFIX), 9: (b"g", "<f8", _FLOAT_PREFIX)}
 """Record size -> its type byte and value in marshal format 2: int32 ints, and floats."""
