@@ -106,6 +106,7 @@ def bench_containers() -> list[list[str]]:
         ("list of 100,000 ints", list(range(100_000))),
         ("list of 100,000 random int64", rng.integers(-(2**63), 2**63, 100_000).tolist()),
         ("list of 100,000 floats", [i / 7 for i in range(100_000)]),
+        ("list of 100,000 strs", [f"item{i}" for i in range(100_000)]),
         ("dict of 10,000 str -> float", {f"key-{i:05d}": i / 7 for i in range(10_000)}),
         ("dict of 10,000 str -> int", {f"key-{i:05d}": i for i in range(10_000)}),
         ("dict of 10,000 str -> int, keys k0..k9999", {f"k{i}": i for i in range(10_000)}),

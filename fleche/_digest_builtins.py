@@ -173,9 +173,9 @@ def _bulk_module(size: int) -> Any:
 
 
 def _bulk_sequence(head: bytes, obj: Any) -> bytes | None:
-    """The digest of a long list or tuple of exact ints or floats; else None."""
+    """The digest of a long list or tuple of exact ints, floats or strs; else None."""
     bulk = _bulk_module(len(obj))
-    found = bulk.number_digests(obj) if bulk else None
+    found = bulk.element_digests(obj) if bulk else None
     return None if found is None else stream(head, 16 * len(obj), found)
 
 

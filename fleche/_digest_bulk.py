@@ -1,13 +1,15 @@
-"""Digests of many children at once: long lists of numbers, dicts of str keys.
+"""Digests of many children at once: long lists of numbers or strs, big dicts.
 
 The scheme gives every element of a list its own node (see
 :mod:`fleche._digest_scheme`), so a list of 100,000 ints is 100,000 xxh3 calls
 from Python. Here the same node bytes are built column-wise in numpy and
 hashed by :mod:`fleche._digest_xxh3`, which gives the very digests the
-per-element encoders give (``tests/test_digest_bulk.py`` checks this on random
-values). Only lists and tuples of exact ``int`` (within int64) or exact
-``float``, and dict keys and values of those types or ``str``, take this path;
-anything else is encoded element by element as before.
+per-element encoders give (``tests/test_digest_bulk.py`` and
+``tests/test_digest_fast_paths.py`` check this). Only lists, tuples, dict keys
+and dict values that are all exact ``int`` (within int64), all exact ``float``
+or all exact ``str`` take this path; anything else is encoded element by
+element as before. Ints within int32 and floats are type-checked and read in
+one ``marshal`` pass; strs in one UTF-8 encode of them all.
 """
 
 from __future__ import annotations
@@ -175,18 +177,25 @@ def _marshalled(values: Any) -> Words | None:
     return prefix, len(values), _loader(column)
 
 
-def number_digests(values: Any) -> Iterator[np.ndarray] | None:
-    """The digests of ``values`` in pieces if all are ints or all floats, else None.
-
-    Strs are left out: a list of strs of many lengths is faster one by one.
-    """
+def element_digests(values: Any) -> Iterator[np.ndarray] | None:
+    """The digests of ``values`` in pieces if all are ints, all floats or all strs, else None."""
+    if _all_strs(values):
+        out = np.empty((len(values), 16), dtype=np.uint8)
+        _str_digests(values, out)
+        return iter([out])
     found = _words(values)
     return None if found is None else words_digests(*found)
 
 
+def _all_strs(values: Any) -> bool:
+    return (
+        bool(values) and type(values[0]) is str and countOf(map(type, values), str) == len(values)
+    )
+
+
 def _digests(values: list[Any], out: np.ndarray) -> None:
     """The digests of ``values`` into the ``(n, 16)`` array ``out``."""
-    if values and type(values[0]) is str and countOf(map(type, values), str) == len(values):
+    if _all_strs(values):
         _str_digests(values, out)
         return
     found = _words(values)

@@ -187,6 +187,12 @@ def test_a_dict_whose_key_digests_tie_on_32_bits():
     assert digest_raw(mapping) == _general_dict(mapping)
 
 
+@pytest.mark.parametrize("strs", list(_KEY_SETS.values()), ids=list(_KEY_SETS))
+def test_long_str_lists(strs):
+    assert digest_raw(strs) == _general_list(strs)
+    assert digest_raw(tuple(strs)) == _general_list(strs, Tag.TUPLE)
+
+
 def test_big_dict_values_of_every_scalar_kind():
     kinds = [1, -(2**40), 2**70, 0.5, math.nan, -0.0, True, None, "x", _Int(3), _Float(1.5)]
     for kind in kinds:
