@@ -133,10 +133,10 @@ def _words(values: Any) -> Words | None:
     found = _NUMBERS.get(kind)
     if found is None:
         return None
-    sample = values[:: max(1, len(values) // _SAMPLE)]  # others met: no marshal of them all
-    if countOf(map(type, sample), kind) == len(sample) and (
-        kind is float or _INT32_MIN <= values[0] <= _INT32_MAX
-    ):
+    sample = values[:: max(1, len(values) // _SAMPLE)]
+    if countOf(map(type, sample), kind) != len(sample):
+        return None  # others met: neither marshal nor a type check of them all
+    if kind is float or _INT32_MIN <= values[0] <= _INT32_MAX:
         marshalled = _marshalled(values)
         if marshalled is not None:
             return marshalled
@@ -148,7 +148,7 @@ def _words(values: Any) -> Words | None:
 
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
-_SAMPLE = 64  # elements whose type is looked at before marshal writes the whole list
+_SAMPLE = 64  # elements whose types are looked at before a pass over all of them
 _MARSHAL_HEAD = 5  # a list or tuple in marshal format 2: a type byte, then its length (u32)
 _MARSHAL_RECORDS = {5: (b"i", "<i4", _INT_PREFIX), 9: (b"g", "<f8", _FLOAT_PREFIX)}
 """Record size -> its type byte and value in marshal format 2: int32 ints, and floats."""
