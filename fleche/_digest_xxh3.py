@@ -44,7 +44,7 @@ _SECRET = np.frombuffer(
     dtype="<u8",
 ).tolist()
 
-_and, _xor, _or = np.bitwise_and, np.bitwise_xor, np.bitwise_or
+_and, _xor = np.bitwise_and, np.bitwise_xor
 _add, _mul, _shr, _shl = np.add, np.multiply, np.right_shift, np.left_shift
 
 
@@ -269,17 +269,3 @@ def _short_rounds(length: int, word: Callable, rows: slice, t: list) -> tuple:
     _add(high, _mul(m_high, _P2_C, t[10]), high)
     high_word = _avalanche(high, t[1], t[2])
     return high_word, _avalanche(_mul(m_low, _P2_C, m_low), t[1], t[3])
-
-
-def xxh3_128_words(prefix: bytes, words: np.ndarray) -> np.ndarray:
-    """``xxh3_128_digest(prefix + word)`` of each of ``words`` (integers) as an ``(n, 16)`` array."""
-
-    def load(rows: slice, into: np.ndarray) -> None:
-        np.copyto(into, words[rows], casting="unsafe")
-
-    return collect(len(words), words_digests(prefix, len(words), load))
-
-
-def xxh3_128_rows(block: np.ndarray) -> np.ndarray:
-    """All of :func:`rows_digests` as one ``(n, 16)`` uint8 array."""
-    return collect(len(block), rows_digests(block))

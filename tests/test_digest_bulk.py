@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from fleche import _digest_numpy
 from fleche._digest_builtins import BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
-from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, xxh3_128_rows, xxh3_128_words
+from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, collect, rows_digests, words_digests
 from fleche.digest import digest, digest_raw
 from fleche.errors import Indigestible
 
@@ -123,14 +123,19 @@ def test_bool_values_are_not_ints_in_bulk():
 @given(st.integers(MIN_LENGTH, MAX_LENGTH), st.integers(1, 40), st.randoms())
 def test_vectorised_xxh3_equals_xxhash(length, rows, rnd):
     block = np.frombuffer(rnd.randbytes(length * rows), dtype=np.uint8).reshape(rows, length)
-    got = xxh3_128_rows(block)
+    got = collect(rows, rows_digests(block))
     assert [bytes(row) for row in got] == [xxhash.xxh3_128_digest(bytes(r)) for r in block]
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.binary(min_size=10, max_size=10), st.lists(_BITS, min_size=1, max_size=40))
 def test_vectorised_xxh3_of_words_equals_xxhash(prefix, words):
-    got = xxh3_128_words(prefix, np.array(words, dtype=np.uint64))
+    column = np.array(words, dtype=np.uint64)
+
+    def load(rows: slice, into: np.ndarray) -> None:
+        np.copyto(into, column[rows])
+
+    got = collect(len(words), words_digests(prefix, len(words), load))
     expected = [xxhash.xxh3_128_digest(prefix + struct.pack("<Q", w)) for w in words]
     assert [bytes(row) for row in got] == expected
 
