@@ -19,11 +19,11 @@ import pytest
 import xxhash
 
 from fleche import _digest_bulk
-from fleche._digest_builtins import BULK_MIN
+from fleche._digest_builtins import BULK_MIN, DICT_BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche.digest import digest_raw
 
-_N = BULK_MIN + 37
+_N = max(BULK_MIN, DICT_BULK_MIN, _digest_bulk.STR_LIST_MIN) + 37  # every bulk path
 
 
 def _node(tag: Tag, payload: bytes) -> bytes:
