@@ -148,6 +148,7 @@ def test_nested_lists_digest_as_their_elements():
 _KEY_SETS = {
     "one length": [f"key-{i:05d}" for i in range(_N)],
     "many lengths": [f"k{i}" for i in range(_N)],
+    "empty strs among one-letter ones": ["", "a"] * (_N // 2 + 1),
     "two lengths interleaved": [f"a{i:04d}" if i % 2 else f"bb{i:06d}" for i in range(2 * _N)],
     "empty and short": ["", *(chr(65 + i % 26) * (i % 7) + str(i) for i in range(_N))],
     "non-ASCII": [f"clé-{i}-é€😀" for i in range(_N)],
