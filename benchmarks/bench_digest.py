@@ -11,6 +11,12 @@ repeats. The reference column says what the raw limit is for each case:
 
 So ``fleche/ref`` is the price of canonical, type-tagged encoding: near 1 for
 big buffers (hashed in place); for containers of scalars, one node per element.
+For Fortran-order arrays both references are shown: ``pickle+xxh3`` is the
+raw limit of issue 13 (pickle copies the buffer), ``xxh3`` of the C-order
+array in place is the floor no transposing digest can reach.
+
+Container and array rows count CPU time (``time.thread_time``), so a machine
+busy with other work skews them less; ``--wall`` times them by the clock.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import pickle
 import struct
 import sys
+import time
 import timeit
 from pathlib import Path
 
@@ -26,7 +33,7 @@ import pandas as pd
 import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import best_of, best_of_alternated, print_table  # noqa: E402
+from _timing import best_of_alternated, print_table  # noqa: E402
 
 from fleche.digest import digest, digest_raw  # noqa: E402
 
@@ -51,6 +58,14 @@ def _row(case: str, fleche: float, reference: float, what: str = "xxh3") -> list
     return [case, _time(fleche), what, _time(reference), f"{fleche / reference:.2f}"]
 
 
+CLOCK = time.thread_time
+"""The clock of the container and array rows (``--wall``: ``time.perf_counter``)."""
+
+
+def _alternated(funcs: dict, repeat: int) -> dict[str, float]:
+    return best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=repeat, clock=CLOCK)
+
+
 def _pickled(value: object) -> bytes:
     return xxhash.xxh3_128_digest(pickle.dumps(value, protocol=5))
 
@@ -59,43 +74,52 @@ def bench_big_array() -> list[list[str]]:
     """100 MB of float64: hashed in place; other layouts copied in pieces (transposed in tiles)."""
     arr = np.random.default_rng(0).random(100_000_000 // 8)
     funcs = {"fleche": lambda: digest_raw(arr), "raw": lambda: xxhash.xxh3_128(arr).digest()}
-    best = best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=9)
+    best = _alternated(funcs, repeat=9)
     rows = [_row("100 MB float64 array, C order", best["fleche"], best["raw"])]
     for shape in ((10_000, -1), (1_250, -1)):
         fortran = np.asfortranarray(arr.reshape(shape))
         funcs = {
             "fleche": lambda f=fortran: digest_raw(f),
+            "pickle": lambda f=fortran: _pickled(f),
             "copy": lambda f=fortran: xxhash.xxh3_128(np.ascontiguousarray(f)).digest(),
             "raw": lambda: xxhash.xxh3_128(arr).digest(),
         }
-        best = best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=7)
+        best = _alternated(funcs, repeat=7)
         case = f"100 MB float64, Fortran order {fortran.shape[0]}x{fortran.shape[1]}"
-        rows.append(_row(case, best["fleche"], best["copy"], "C copy+xxh3"))
-        rows.append(_row("  same", best["fleche"], best["raw"]))
+        rows.append(_row(case, best["fleche"], best["pickle"], "pickle+xxh3"))
+        rows.append(_row("  same", best["fleche"], best["copy"], "C copy+xxh3"))
+        rows.append(_row("  same", best["fleche"], best["raw"], "xxh3 of C order"))
     strided = arr.reshape(10_000, -1)[:, ::2]
-    half = best_of(lambda: xxhash.xxh3_128(arr[: arr.size // 2]).digest(), number=1, repeat=7)
-    rows.append(
-        _row("50 MB strided view [:, ::2]", best_of(lambda: digest_raw(strided), 1, 5), half)
-    )
+    funcs = {
+        "fleche": lambda: digest_raw(strided),
+        "half": lambda: xxhash.xxh3_128(arr[: arr.size // 2]).digest(),
+    }
+    best = _alternated(funcs, repeat=5)
+    rows.append(_row("50 MB strided view [:, ::2]", best["fleche"], best["half"]))
     return rows
 
 
 def bench_containers() -> list[list[str]]:
-    """Lists and dicts of scalars: one node per element, hashed in bulk when numbers."""
-    ints = list(range(100_000))
-    floats = [i / 7 for i in range(100_000)]
-    mapping = {f"key-{i:05d}": i / 7 for i in range(10_000)}
-    mixed = [i if i % 3 else str(i) for i in range(100_000)]
+    """Lists and dicts of scalars: one node per element, hashed in bulk when numbers or strs."""
+    rng = np.random.default_rng(2)
     cases = [
-        ("list of 100,000 ints", ints),
-        ("list of 100,000 floats", floats),
-        ("dict of 10,000 str -> float", mapping),
-        ("list of 100,000 ints and strs (no bulk)", mixed),
+        ("list of 100,000 ints", list(range(100_000))),
+        ("list of 100,000 random int64", rng.integers(-(2**63), 2**63, 100_000).tolist()),
+        ("list of 100,000 floats", [i / 7 for i in range(100_000)]),
+        ("list of 100,000 strs", [f"item{i}" for i in range(100_000)]),
+        ("dict of 10,000 str -> float", {f"key-{i:05d}": i / 7 for i in range(10_000)}),
+        ("dict of 10,000 str -> int", {f"key-{i:05d}": i for i in range(10_000)}),
+        ("dict of 10,000 str -> int, keys k0..k9999", {f"k{i}": i for i in range(10_000)}),
+        ("dict of 100,000 str -> float", {f"name_{i}": i / 7 for i in range(100_000)}),
+        (
+            "list of 100,000 ints and strs (no bulk)",
+            [i if i % 3 else str(i) for i in range(100_000)],
+        ),
     ]
     rows = []
     for case, value in cases:
         funcs = {"fleche": lambda v=value: digest_raw(v), "ref": lambda v=value: _pickled(v)}
-        best = best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=25)
+        best = _alternated(funcs, repeat=25)
         rows.append(_row(case, best["fleche"], best["ref"], "pickle+xxh3"))
     return rows
 
@@ -112,17 +136,6 @@ def bench_small_ints() -> list[list[str]]:
     ]
 
 
-def bench_dict() -> list[list[str]]:
-    """10,000 str -> int: one node per key and value, then a sort by key digest."""
-    mapping = {f"key-{i:05d}": i for i in range(10_000)}
-    flat = b"".join(k.encode() for k in mapping) + struct.pack(
-        f"<{len(mapping)}q", *mapping.values()
-    )
-    raw = _best("xxhash.xxh3_128(b).digest()", 2000, b=flat)
-    fleche = _best("digest_raw(m)", 20, m=mapping)
-    return [_row("dict of 10,000 str -> int", fleche, raw, "xxh3 of keys+values")]
-
-
 def bench_frame() -> list[list[str]]:
     """1e6 rows x 4 float64 columns: one in-place buffer pass per column."""
     rng = np.random.default_rng(1)
@@ -135,18 +148,24 @@ def bench_frame() -> list[list[str]]:
             hasher.update(column)
         return hasher.digest()
 
-    raw = best_of(reference, number=5)
-    rows = [_row("DataFrame 1e6 x 4 float64", best_of(lambda: digest_raw(frame), 5), raw)]
     strided = pd.DataFrame(np.column_stack(columns), columns=list("abcd"))
+    funcs = {
+        "fleche": lambda: digest_raw(frame),
+        "strided": lambda: digest_raw(strided),
+        "raw": reference,
+    }
+    best = _alternated(funcs, repeat=15)
+    rows = [_row("DataFrame 1e6 x 4 float64", best["fleche"], best["raw"])]
     if not strided["a"].to_numpy().flags.c_contiguous:
-        rows.append(_row("same, strided columns", best_of(lambda: digest_raw(strided), 5), raw))
+        rows.append(_row("same, strided columns", best["strided"], best["raw"]))
     return rows
 
 
 def main() -> None:
-    rows = (
-        bench_small_ints() + bench_dict() + bench_containers() + bench_frame() + bench_big_array()
-    )
+    global CLOCK
+    if "--wall" in sys.argv[1:]:
+        CLOCK = time.perf_counter
+    rows = bench_small_ints() + bench_containers() + bench_frame() + bench_big_array()
     print_table(
         "fleche.digest vs a raw reference in the same run (best of repeats)",
         ["case", "fleche", "reference", "ref time", "fleche/ref (time)"],

@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleche import _digest_numpy
-from fleche._digest_builtins import BULK_MIN
+from fleche._digest_builtins import BULK_MIN, DICT_BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
-from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, xxh3_128_rows, xxh3_128_words
+from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, collect, rows_digests, words_digests
 from fleche.digest import digest, digest_raw
 from fleche.errors import Indigestible
 
@@ -64,6 +64,7 @@ def _long(base: list, size: int) -> list:
 
 
 _SIZE = st.integers(BULK_MIN, BULK_MIN + 300)
+_DICT_SIZE = st.integers(DICT_BULK_MIN, DICT_BULK_MIN + 300)
 
 
 @settings(max_examples=60, deadline=None)
@@ -93,7 +94,7 @@ def test_long_mixed_lists_digest_as_their_elements(base, size):
     st.text(max_size=12),
     st.lists(st.text(max_size=130), max_size=20),
     st.lists(_VALUES, min_size=1, max_size=10),
-    _SIZE,
+    _DICT_SIZE,
 )
 def test_big_dicts_of_str_keys_digest_as_their_items(prefix, extra, base, size):
     keys = [f"{prefix}{i:06d}" for i in range(size)] + extra  # a few lengths, many keys each
@@ -103,7 +104,7 @@ def test_big_dicts_of_str_keys_digest_as_their_items(prefix, extra, base, size):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(_INT64, st.integers(), _ANY_FLOAT), min_size=1, max_size=20), _SIZE)
+@given(st.lists(st.one_of(_INT64, st.integers(), _ANY_FLOAT), min_size=1, max_size=20), _DICT_SIZE)
 def test_big_dicts_of_number_keys_digest_as_their_items(base, size):
     mapping = {i: v for i, v in enumerate(_long(base, size))}
     mapping.update({float(i) + 0.5: -i for i in range(10)})
@@ -123,14 +124,19 @@ def test_bool_values_are_not_ints_in_bulk():
 @given(st.integers(MIN_LENGTH, MAX_LENGTH), st.integers(1, 40), st.randoms())
 def test_vectorised_xxh3_equals_xxhash(length, rows, rnd):
     block = np.frombuffer(rnd.randbytes(length * rows), dtype=np.uint8).reshape(rows, length)
-    got = xxh3_128_rows(block)
+    got = collect(rows, rows_digests(block))
     assert [bytes(row) for row in got] == [xxhash.xxh3_128_digest(bytes(r)) for r in block]
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.binary(min_size=10, max_size=10), st.lists(_BITS, min_size=1, max_size=40))
 def test_vectorised_xxh3_of_words_equals_xxhash(prefix, words):
-    got = xxh3_128_words(prefix, np.array(words, dtype=np.uint64))
+    column = np.array(words, dtype=np.uint64)
+
+    def load(rows: slice, into: np.ndarray) -> None:
+        np.copyto(into, column[rows])
+
+    got = collect(len(words), words_digests(prefix, len(words), load))
     expected = [xxhash.xxh3_128_digest(prefix + struct.pack("<Q", w)) for w in words]
     assert [bytes(row) for row in got] == expected
 
@@ -192,14 +198,14 @@ def test_dict_subclass_with_its_own_items_digests_its_items():
         name = digest_raw(f"{type(value).__module__}.{type(value).__qualname__}")
         return _node(Tag.SUBCLASS, name + _expected_dict(items))
 
-    shifted = _Shifted((i, i) for i in range(BULK_MIN))
-    assert digest_raw(shifted) == subclass_node(shifted, {i: i + 1 for i in range(BULK_MIN)})
-    counts = Counter({f"word{i}": i for i in range(BULK_MIN)})  # a plain-reading subclass
+    shifted = _Shifted((i, i) for i in range(DICT_BULK_MIN))
+    assert digest_raw(shifted) == subclass_node(shifted, {i: i + 1 for i in range(DICT_BULK_MIN)})
+    counts = Counter({f"word{i}": i for i in range(DICT_BULK_MIN)})  # a plain-reading subclass
     assert digest_raw(counts) == subclass_node(counts, dict(counts))
 
 
 def test_big_dict_names_where_an_indigestible_value_sits():
-    mapping = {f"key-{i:05d}": float(i) for i in range(BULK_MIN)}
+    mapping = {f"key-{i:05d}": float(i) for i in range(DICT_BULK_MIN)}
     mapping["key-00007"] = threading.Lock()
     with pytest.raises(Indigestible) as caught:
         digest_raw(mapping)
