@@ -19,6 +19,7 @@ from fleche import (
     ReadOnlyCache,
     RefreshingCache,
     SizeLimitedCache,
+    cache,
 )
 from fleche.caches import memory_cache
 from fleche.caches.unavailable import UnavailableCache
@@ -30,7 +31,14 @@ from fleche.storage.lock_leases import LockLeases
 from fleche.storage.sql_leases import SqlLeases
 
 from .backends import BACKENDS
-from .test_no_duplicate_work import pickle_store, postgres_store, sqlite_store
+from .test_no_duplicate_work import (
+    STORES,
+    computations,
+    pickle_store,
+    postgres_store,
+    sqlite_store,
+    square,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -354,3 +362,51 @@ def test_a_dead_holder_of_this_host_loses_its_lease_at_once(backend, tmp_path):
     token = leases.acquire("k" * 32, 30.0)
     assert token is not None
     leases.release("k" * 32, token)
+
+
+# -- a call stored between the decorator's read and the lease -------------------------------
+
+
+def _compute(store: str, root: str, marks: str, results, x: int) -> None:
+    with cache(STORES[store](Path(root))):
+        results.put(square(x, marks=marks))
+
+
+class _Late:
+    """Leases that let another process compute and store the call before each is taken."""
+
+    def __init__(self, leases, before) -> None:
+        self.leases, self.before = leases, before
+        self.expires, self.across_hosts = leases.expires, leases.across_hosts
+
+    def acquire(self, key, duration):
+        self.before()
+        return self.leases.acquire(key, duration)
+
+    def renew(self, key, token, duration):
+        self.leases.renew(key, token, duration)
+
+    def release(self, key, token):
+        self.leases.release(key, token)
+
+
+@pytest.mark.parametrize("store", ["postgres"])
+def test_a_call_stored_while_its_lease_was_free_is_not_computed_again(store, tmp_path):
+    # Leases that serve many hosts: after taking one, the store is read again.
+    marks = tmp_path / "marks"
+    results = SPAWN.Queue()
+
+    def another_process_computes_it():
+        other = SPAWN.Process(target=_compute, args=(store, str(tmp_path), str(marks), results, 5))
+        other.start()
+        assert results.get(timeout=30) == 25
+        other.join()
+
+    class LateCache(Cache):
+        def leases(self):
+            return _Late(super().leases(), another_process_computes_it)
+
+    base = STORES[store](tmp_path)
+    with cache(LateCache(base.values, base.calls)):
+        assert square(5, marks=str(marks)) == 25
+    assert computations(marks) == 1

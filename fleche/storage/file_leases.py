@@ -49,6 +49,7 @@ class FileLeases:
 
     root: Path
     expires: ClassVar[bool] = True
+    across_hosts: ClassVar[bool] = False
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key)

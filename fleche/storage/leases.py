@@ -67,6 +67,9 @@ class LeaseBackend(Protocol):
 
     #: Whether a lease lapses unless renewed (the holder then renews it while the body runs).
     expires: ClassVar[bool]
+    #: Whether processes of many hosts share these leases: a taker then reads the
+    #: store once more, since the call may have been stored while the lease was free.
+    across_hosts: ClassVar[bool]
 
     def acquire(self, key: str, duration: float) -> Any | None:
         """Take the lease of ``key`` for ``duration`` seconds; a token, or ``None`` if another holds it.

@@ -74,6 +74,7 @@ class SqlLeases:
 
     store: Any  # a fleche.storage.Sql
     expires: ClassVar[bool] = True
+    across_hosts: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         engine = self.store.engine

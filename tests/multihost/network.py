@@ -5,9 +5,10 @@ through a veth pair made inside the namespaces, so the machine's own
 network is never touched and traffic stays between the test's own
 addresses.  A program runs on a host with a host name of its own
 (``unshare --uts``).  Everything is named ``flmh<pid>-...`` and removed by
-:meth:`Network.close`, pass or fail: processes are killed by the pids their
-namespace holds (SIGTERM, then SIGKILL), then the namespace is deleted,
-which takes its links with it.  Namespaces left by a run that was itself
+:meth:`Network.close`, pass or fail: servers that keep state outside their
+directory are stopped first (:attr:`Network.stoppers`), every other process
+is killed (SIGKILL) by the pids its namespace holds, then the namespace is
+deleted, which takes its links with it.  Namespaces left by a run that was itself
 killed are removed by the next one.
 """
 
@@ -63,25 +64,18 @@ def pids_in(namespace: str) -> list[int]:
         return []  # no such namespace (any more)
 
 
-def remove_namespace(namespace: str, grace: float = 5.0) -> None:
-    """Stop every process of ``namespace`` (SIGTERM, SIGKILL after ``grace`` s), then delete it.
-
-    With no grace, SIGKILL at once: the host dies as in a power cut.
-    """
-    steps = [(signal.SIGTERM, grace)] if grace else []
-    for sig, wait in [*steps, (signal.SIGKILL, 10.0)]:
-        pids = pids_in(namespace)
+def remove_namespace(namespace: str) -> None:
+    """Kill every process of ``namespace`` (SIGKILL, as in a power cut), then delete it."""
+    pids = pids_in(namespace)
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
         for pid in pids:
             try:
-                os.kill(pid, sig)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + wait
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.05)
-            pids = pids_in(namespace)
-        if not pids:
-            break
+        time.sleep(0.05)
+        pids = pids_in(namespace)
     subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
 
 
@@ -91,7 +85,7 @@ def remove_stale() -> None:
         name = line.split()[0] if line.strip() else ""
         found = re.fullmatch(PREFIX + r"(\d+)-.*", name)
         if found and not Path(f"/proc/{found.group(1)}").exists():
-            remove_namespace(name, grace=0.0)
+            remove_namespace(name)
 
 
 class Network:
@@ -103,6 +97,8 @@ class Network:
         self.tag = f"{PREFIX}{os.getpid()}"
         self.namespaces: dict[str, str] = {}  # role -> namespace
         self.children: list[subprocess.Popen] = []
+        #: Commands that stop a server cleanly, run (in their hosts) before the hosts go.
+        self.stoppers: list[list[str]] = []
 
     def host(self, role: str) -> str:
         """A new host (namespace) joined to the bridge; its address."""
@@ -112,7 +108,10 @@ class Network:
         ip("-n", namespace, "link", "set", "lo", "up")
         address = f"{self.subnet}.{len(self.namespaces)}"
         if len(self.namespaces) == 1:
-            ip("-n", namespace, "link", "add", "br0", "type", "bridge")
+            # A bridge takes the lowest address of its ports unless given one: when that
+            # port's host died, its address would change under the others' ARP caches.
+            mac = "02:" + ":".join(f"{byte:02x}" for byte in os.urandom(5))
+            ip("-n", namespace, "link", "add", "br0", "address", mac, "type", "bridge")
             ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "br0")
             ip("-n", namespace, "link", "set", "br0", "up")
             return address
@@ -167,12 +166,16 @@ class Network:
 
     def kill(self, role: str) -> None:
         """Kill host ``role`` at once: SIGKILL to every process in it, then delete it."""
-        remove_namespace(self.namespaces.pop(role), grace=0.0)
+        remove_namespace(self.namespaces.pop(role))
+        for child in self.children:
+            child.poll()  # reaped: its pid is free, as on a host that died
 
     def close(self) -> None:
         """Stop every process and remove every host made here."""
-        for role in reversed(list(self.namespaces)):  # the bridge's host, with the servers, last
-            remove_namespace(self.namespaces.pop(role), grace=2.0)
+        for argv in self.stoppers:
+            subprocess.run(argv, capture_output=True, timeout=30)
+        for role in reversed(list(self.namespaces)):  # the bridge's host last
+            remove_namespace(self.namespaces.pop(role))
         for child in self.children:
             try:
                 child.wait(timeout=5)

@@ -60,6 +60,8 @@ def start_postgres(net: Network, role: str, address: str, root: Path) -> str:
     )
     start = [f"{bindir}/pg_ctl", "-D", f"{home}/data", "-l", f"{home}/server.log", "-w", "-t", "60"]
     _as_postgres([*start, "start", "-o", options], net, role)
+    stop = ["runuser", "-u", "postgres", "--", *start, "-m", "immediate", "stop"]
+    net.stoppers.append(net.command(role, stop))
     _as_postgres(
         [f"{bindir}/createdb", "-h", address, "-p", str(POSTGRES_PORT), "fleche"], net, role
     )
