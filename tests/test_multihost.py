@@ -16,6 +16,7 @@ import collections
 import json
 import os
 import random
+import re
 import selectors
 import shutil
 import subprocess
@@ -37,6 +38,11 @@ pytestmark = pytest.mark.timeout(170)
 ROOT = Path(__file__).resolve().parents[1]
 #: The lease duration of the workers (seconds): a killed host's leases lapse this long after.
 LEASE_SECONDS = 6
+
+
+#: Variables of this environment kept from the hosts: other S3 credentials and
+#: servers, and proxies (their traffic stays between the test's addresses).
+_FOREIGN = re.compile(r"AWS_.*|(?i:(http|https|all)_proxy)")
 
 
 class Hosts:
@@ -102,32 +108,32 @@ def hosts():
     reason = network.why_not() or servers.why_not()
     if reason:
         pytest.skip(reason)
+    net = network.Network()
     root = Path(tempfile.mkdtemp(prefix="fleche-multihost-"))
     root.chmod(0o711)  # the postgres user reaches its directory inside
     try:
-        net = network.Network()
-    except subprocess.CalledProcessError as err:
-        shutil.rmtree(root)
-        pytest.skip(f"cannot make network namespaces here: {err.stderr.strip()}")
-    try:
-        yield _start(net, root)
+        try:
+            store = net.host("store")
+        except subprocess.CalledProcessError as err:
+            pytest.skip(f"cannot make network namespaces here: {err.stderr.strip()}")
+        yield _start(net, store, root)
     finally:
         net.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(net: network.Network, root: Path) -> Hosts:
-    store = net.host("store")
+def _start(net: network.Network, store: str, root: Path) -> Hosts:
     workers = {name: net.host(name) for name in ("worker-a", "worker-b")}
     calls = servers.start_postgres(net, "store", store, root)
     endpoint = servers.start_seaweedfs(net, "store", store, root)
     markers = calls.replace("+psycopg", "")
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not _FOREIGN.match(name)},
         **servers.S3_KEYS,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "FLECHE_LEASE_SECONDS": str(LEASE_SECONDS),
         "MULTIHOST_MARKERS": markers,
+        "DASK_TEMPORARY_DIRECTORY": str(root),  # scratch space in the test's directory
     }
     scheduler = servers.start_dask(net, workers, root, env)
     sweep = {

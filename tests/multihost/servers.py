@@ -108,6 +108,6 @@ def start_dask(net: Network, hosts: dict[str, str], root: Path, env: dict[str, s
     for hostname, host_address in hosts.items():
         argv = [*python, "distributed.cli.dask_worker", address, "--host", host_address]
         argv += ["--nthreads", "2", "--no-nanny", "--no-dashboard", "--name", hostname]
-        argv += ["--local-directory", str(root / hostname), "--death-timeout", "60"]
+        argv += ["--death-timeout", "60"]
         net.start(hostname, argv, root / f"{hostname}.log", hostname, env=env)
     return address
