@@ -18,15 +18,18 @@ finds it held polls the store with backoff (a coroutine awaits its pauses)
 until the call appears, or the lease is released or expires and it takes
 over.
 
-A miss reads the store once, in the decorator: a leader that gets the lease
-at its first try computes at once, and the store is read again only after
-waiting for another holder.  This leaves a small window: another leader
-that stores the call and lets go of its flight and lease between our read
-and our taking its place goes unnoticed, and the call is computed a second
-time.  At worst a duplicate computation, never a wrong value: values are
-content-addressed and every write is atomic.  Leases never cost the user a
-result either: if taking one fails, the call is computed anyway, with a
-:class:`~fleche.errors.CacheWarning`.
+A miss reads the store once, in the decorator, where leases serve one
+host: a leader that gets the lease at its first try computes at once, and
+the store is read again only after waiting for another holder.  This
+leaves a small window: another leader that stores the call and lets go of
+its flight and lease between our read and our taking its place goes
+unnoticed, and the call is computed a second time.  At worst a duplicate
+computation, never a wrong value: values are content-addressed and every
+write is atomic.  Where leases serve many hosts (rows in PostgreSQL:
+:attr:`~fleche.storage.leases.LeaseBackend.across_hosts`), the leader
+reads the store once more after taking the lease, which closes the
+window.  Leases never cost the user a result either: if taking one fails,
+the call is computed anyway, with a :class:`~fleche.errors.CacheWarning`.
 """
 
 from __future__ import annotations
@@ -253,6 +256,12 @@ class _Claim:
         if self.backend is not None:
             self.duration = lease_seconds()
             self.waiting = not self._take()
+            if self.token is not None and self.backend.across_hosts:
+                # The call may have been stored, and its lease let go, since the
+                # decorator read the store (over a network, a gap worth closing).
+                self.found = _try(self.load)
+                if self.found is not _MISSING:
+                    self.release()
 
     def pauses(self) -> Iterator[float]:
         pause = POLL_START

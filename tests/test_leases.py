@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -18,18 +19,26 @@ from fleche import (
     ReadOnlyCache,
     RefreshingCache,
     SizeLimitedCache,
+    cache,
 )
 from fleche.caches import memory_cache
 from fleche.caches.unavailable import UnavailableCache
 from fleche.config import open_cache
 from fleche.storage import CallMemory, CallVoid, ValueMemory
 from fleche.storage.file_leases import FileLeases
-from fleche.storage.leases import LEASE_SECONDS, lease_seconds
+from fleche.storage.leases import LEASE_SECONDS, holder_gone, lease_owner, lease_seconds
 from fleche.storage.lock_leases import LockLeases
 from fleche.storage.sql_leases import SqlLeases
 
 from .backends import BACKENDS
-from .test_no_duplicate_work import pickle_store, postgres_store, sqlite_store
+from .test_no_duplicate_work import (
+    STORES,
+    computations,
+    pickle_store,
+    postgres_store,
+    sqlite_store,
+    square,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -258,3 +267,146 @@ def test_a_forked_child_does_not_inherit_lock_leases(tmp_path):
     child.join()
     assert leases.acquire("k" * 32, 30.0) is None  # still the parent's
     leases.release("k" * 32, token)
+
+
+# -- holders on other hosts ---------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has ended."""
+    child = SPAWN.Process(target=time.sleep, args=(0,))
+    child.start()
+    child.join()
+    return child.pid
+
+
+ON_LINUX = os.path.exists("/proc/sys/kernel/random/boot_id")
+#: How a lease taken elsewhere differs from one taken by a process of this host.
+ELSEWHERE = {
+    "another host name": {"host": "elsewhere.example"},
+    "another boot": {"boot": "00000000-0000-4000-8000-000000000000"},
+    "another pid namespace": {"pidns": "1"},
+    "an older fleche (no boot id)": {"boot": None},
+}
+
+
+def _owner(pid: int, change: dict) -> dict:
+    owner = {**lease_owner(), "pid": pid, **change}
+    return {name: value for name, value in owner.items() if value is not None}
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="a pid is judged only where the system gives a boot id")
+def test_only_a_dead_holder_of_this_host_boot_and_pid_namespace_is_known_gone():
+    dead = _dead_pid()
+    assert holder_gone(_owner(dead, {}))
+    assert not holder_gone(_owner(os.getpid(), {}))
+    for change in ELSEWHERE.values():
+        assert not holder_gone(_owner(dead, change)), change
+    assert not holder_gone("not an owner") and not holder_gone({"pid": dead})
+
+
+def test_an_owner_names_its_host_boot_pid_namespace_and_process():
+    owner = lease_owner()
+    assert set(owner) == {"host", "boot", "pidns", "pid", "nonce"}
+    assert owner["pid"] == os.getpid() and owner["nonce"] != lease_owner()["nonce"]
+
+
+def _plant(leases, key: str, owner: dict, duration: float) -> None:
+    """A lease of ``owner`` as another process's fleche records it, expiring in ``duration`` s."""
+    if isinstance(leases, FileLeases):
+        leases.root.mkdir(parents=True, exist_ok=True)
+        (leases.root / key).write_text(json.dumps({**owner, "duration": duration}))
+        return
+    from sqlalchemy import text
+
+    with leases.store.engine.begin() as connection:
+        connection.execute(
+            text('INSERT INTO fleche_leases ("key", owner, expires) VALUES (:k, :o, :e)'),
+            {"k": key, "o": json.dumps(owner), "e": time.time() + duration},
+        )
+
+
+@pytest.mark.parametrize("backend", ["pickle", "sqlite-table", "postgres"])
+def test_a_holder_elsewhere_keeps_its_lease_until_it_expires(backend, tmp_path):
+    leases = LEASES[backend](tmp_path)
+    dead = _dead_pid()  # no such process here, which says nothing of a process elsewhere
+    keys = {elsewhere: f"{n}" * 32 for n, elsewhere in enumerate(ELSEWHERE)}
+    for elsewhere, key in keys.items():
+        _plant(leases, key, _owner(dead, ELSEWHERE[elsewhere]), 1.0)
+    for elsewhere, key in keys.items():
+        assert leases.acquire(key, 30.0) is None, elsewhere
+    time.sleep(1.1)
+    for key in keys.values():  # expired: taken over
+        token = leases.acquire(key, 30.0)
+        assert token is not None
+        leases.release(key, token)
+
+
+@pytest.mark.parametrize("backend", ["sqlite-table", "postgres"])
+def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_lease(backend, tmp_path, monkeypatch):
+    leases = LEASES[backend](tmp_path)
+    token = leases.acquire("k" * 32, 30.0)
+    ahead = time.time
+    monkeypatch.setattr(time, "time", lambda: ahead() + 3600.0)  # the database's clock decides
+    assert leases.acquire("k" * 32, 30.0) is None
+    leases.renew("k" * 32, token, 30.0)
+    assert leases.acquire("k" * 32, 30.0) is None
+    leases.release("k" * 32, token)
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="a pid is judged only where the system gives a boot id")
+@pytest.mark.parametrize("backend", ["pickle", "sqlite-table", "postgres"])
+def test_a_dead_holder_of_this_host_loses_its_lease_at_once(backend, tmp_path):
+    leases = LEASES[backend](tmp_path)
+    _plant(leases, "k" * 32, _owner(_dead_pid(), {}), 30.0)
+    token = leases.acquire("k" * 32, 30.0)
+    assert token is not None
+    leases.release("k" * 32, token)
+
+
+# -- a call stored between the decorator's read and the lease -------------------------------
+
+
+def _compute(store: str, root: str, marks: str, results, x: int) -> None:
+    with cache(STORES[store](Path(root))):
+        results.put(square(x, marks=marks))
+
+
+class _Late:
+    """Leases that let another process compute and store the call before each is taken."""
+
+    def __init__(self, leases, before) -> None:
+        self.leases, self.before = leases, before
+        self.expires, self.across_hosts = leases.expires, leases.across_hosts
+
+    def acquire(self, key, duration):
+        self.before()
+        return self.leases.acquire(key, duration)
+
+    def renew(self, key, token, duration):
+        self.leases.renew(key, token, duration)
+
+    def release(self, key, token):
+        self.leases.release(key, token)
+
+
+@pytest.mark.parametrize("store", ["postgres"])
+def test_a_call_stored_while_its_lease_was_free_is_not_computed_again(store, tmp_path):
+    # Leases that serve many hosts: after taking one, the store is read again.
+    marks = tmp_path / "marks"
+    results = SPAWN.Queue()
+
+    def another_process_computes_it():
+        other = SPAWN.Process(target=_compute, args=(store, str(tmp_path), str(marks), results, 5))
+        other.start()
+        assert results.get(timeout=30) == 25
+        other.join()
+
+    class LateCache(Cache):
+        def leases(self):
+            return _Late(super().leases(), another_process_computes_it)
+
+    base = STORES[store](tmp_path)
+    with cache(LateCache(base.values, base.calls)):
+        assert square(5, marks=str(marks)) == 25
+    assert computations(marks) == 1

@@ -36,15 +36,20 @@ class FileToken:
 class FileLeases:
     """Leases as files ``root/<key>``, created with ``O_CREAT | O_EXCL``.
 
-    The file holds its owner (host, pid namespace, pid) and its duration;
-    it expires ``duration`` seconds after its modification time, which the
-    holder renews through its open descriptor (so it can never renew a
-    lease another process took over).  Clocks of hosts sharing the
-    directory are assumed to agree to well within a lease duration.
+    The file holds its owner (host, boot id, pid namespace, pid) and its
+    duration; it expires ``duration`` seconds after its modification time,
+    which the holder renews through its open descriptor (so it can never
+    renew a lease another process took over).  They are made for a store
+    on one host: on a directory that several hosts share (NFS), a holder
+    elsewhere is judged by expiry alone and the hosts' clocks (and the file
+    server's) must agree to well within a lease duration; a store shared by
+    many hosts keeps its calls in PostgreSQL instead
+    (:class:`~fleche.storage.sql_leases.SqlLeases`).
     """
 
     root: Path
     expires: ClassVar[bool] = True
+    across_hosts: ClassVar[bool] = False
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key)

@@ -15,7 +15,9 @@ A lease that expires lapses :data:`LEASE_SECONDS` after it was last renewed
 holder renews it while the body runs (:func:`keep_renewed`, one background
 thread for the whole process), so a crashed holder blocks the others
 for one expiry at most, and not at all on its own host once its process is
-gone (:func:`holder_gone`).  Leases decide only who computes, never what is
+gone (:func:`holder_gone`).  A lease names its holder by host (host name
+and boot id), pid namespace and pid: a holder on another host is judged
+by its lease's expiry and renewals alone, never by a pid looked up here.  Leases decide only who computes, never what is
 stored, so a failing lease costs at worst a duplicate computation.
 """
 
@@ -65,6 +67,9 @@ class LeaseBackend(Protocol):
 
     #: Whether a lease lapses unless renewed (the holder then renews it while the body runs).
     expires: ClassVar[bool]
+    #: Whether processes of many hosts share these leases: a taker then reads the
+    #: store once more, since the call may have been stored while the lease was free.
+    across_hosts: ClassVar[bool]
 
     def acquire(self, key: str, duration: float) -> Any | None:
         """Take the lease of ``key`` for ``duration`` seconds; a token, or ``None`` if another holds it.
@@ -81,28 +86,42 @@ class LeaseBackend(Protocol):
 
 
 @functools.cache
-def _here() -> tuple[str, str]:
-    """This host and its pid namespace: where a pid means the same process."""
+def _here() -> dict[str, str]:
+    """Where a pid means the same process: this host (name and boot) and pid namespace.
+
+    The boot id tells apart two hosts of one name, or one host before and
+    after a reboot; the pid namespace, two containers of one host.
+    """
     try:
         namespace = str(os.stat("/proc/self/ns/pid").st_ino)
     except OSError:
         namespace = ""
-    return socket.gethostname(), namespace
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            boot = file.read().strip()
+    except OSError:  # not Linux: no boot id, so no pid is ever judged (leases expire instead)
+        boot = ""
+    return {"host": socket.gethostname(), "boot": boot, "pidns": namespace}
 
 
 def lease_owner() -> dict[str, Any]:
-    """A new owner for a lease taken by this process: host, pid namespace, pid and a nonce."""
-    host, namespace = _here()
-    return {"host": host, "pidns": namespace, "pid": os.getpid(), "nonce": os.urandom(8).hex()}
+    """A new owner for a lease taken by this process: host, boot id, pid namespace, pid and a nonce."""
+    return {**_here(), "pid": os.getpid(), "nonce": os.urandom(8).hex()}
 
 
 def holder_gone(owner: Any) -> bool:
     """Whether the process ``owner`` (from :func:`lease_owner`) is known to be gone.
 
-    Known only on its own host and pid namespace; anything else, or
-    something unreadable, counts as alive (it expires instead).
+    Known only where its pid means the same process as here: same host
+    name, boot id and pid namespace.  A holder on another host (or one
+    recorded without a boot id, by an older fleche or on a system without
+    one), or something unreadable, counts as alive: its lease's expiry
+    decides.
     """
-    if not isinstance(owner, dict) or [owner.get("host"), owner.get("pidns")] != list(_here()):
+    here = _here()
+    if not here["boot"] or not isinstance(owner, dict):
+        return False
+    if any(owner.get(name) != value for name, value in here.items()):
         return False
     pid = owner.get("pid")
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():

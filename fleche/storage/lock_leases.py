@@ -83,6 +83,7 @@ class LockLeases:
 
     path: Path
     expires: ClassVar[bool] = False
+    across_hosts: ClassVar[bool] = False
 
     def acquire(self, key: str, duration: float) -> tuple[int, int] | None:
         # docstring inherited

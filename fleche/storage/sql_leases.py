@@ -67,12 +67,14 @@ class SqlLeases:
     row has expired, so exactly one process wins; taking over from a dead
     holder is one compare-and-set update.  Every statement is atomic by
     itself and runs on the store's own per-thread connection, without a
-    transaction around it.  Expiry uses the clock of the process (hosts are
-    assumed to agree to well within a duration).
+    transaction around it.  Expiry is reckoned by the database's clock, in
+    seconds since the epoch, never by a host's: the hosts sharing a store
+    need not agree on the time.
     """
 
     store: Any  # a fleche.storage.Sql
     expires: ClassVar[bool] = True
+    across_hosts: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         engine = self.store.engine
@@ -101,9 +103,8 @@ class SqlLeases:
 
     def acquire(self, key: str, duration: float) -> str | None:
         # docstring inherited
-        owner = json.dumps(lease_owner())
-        now = time.time()
-        values = {"key": key, "owner": owner, "expires": now + duration, "now": now}
+        owner = json.dumps(lease_owner(), separators=(",", ":"))
+        values = {"key": key, "owner": owner, "duration": duration}
         if self._change("take", values) == 1:
             return owner
         runtime = self.store._runtime()
@@ -111,16 +112,22 @@ class SqlLeases:
         holder = rows[0][0] if rows else None
         if holder is None or not holder_gone(_parse(holder)):
             return None
-        values = {"key": key, "owner": owner, "expires": now + duration, "holder": holder}
-        return owner if self._change("take_from", values) == 1 else None
+        return owner if self._change("take_from", {**values, "holder": holder}) == 1 else None
 
     def renew(self, key: str, token: str, duration: float) -> None:
         # docstring inherited
-        self._change("renew", {"key": key, "owner": token, "expires": time.time() + duration})
+        self._change("renew", {"key": key, "owner": token, "duration": duration})
 
     def release(self, key: str, token: str) -> None:
         # docstring inherited
         self._change("release", {"key": key, "owner": token})
+
+
+#: The database's clock in seconds since the epoch, as SQL: the one clock all its clients share.
+_NOW = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
 
 
 @functools.cache
@@ -128,14 +135,18 @@ def _statements(dialect: Any) -> dict[str, str]:
     """The lease statements as DB-API text in the paramstyle of ``dialect``, compiled once."""
     from sqlalchemy import text
 
+    now = _NOW[dialect.name]
     statements = {
         # One upsert: a new row, or an expired one taken over; a live lease is left alone.
-        "take": 'INSERT INTO fleche_leases ("key", owner, expires) VALUES (:key, :owner, :expires) '
+        "take": 'INSERT INTO fleche_leases ("key", owner, expires) '
+        f"VALUES (:key, :owner, {now} + :duration) "
         'ON CONFLICT ("key") DO UPDATE SET owner = excluded.owner, expires = excluded.expires '
-        "WHERE fleche_leases.expires < :now",
+        f"WHERE fleche_leases.expires < {now}",
         "holder": 'SELECT owner FROM fleche_leases WHERE "key" = :key',
-        "take_from": 'UPDATE fleche_leases SET owner = :owner, expires = :expires WHERE "key" = :key AND owner = :holder',
-        "renew": 'UPDATE fleche_leases SET expires = :expires WHERE "key" = :key AND owner = :owner',
+        "take_from": f"UPDATE fleche_leases SET owner = :owner, expires = {now} + :duration "
+        'WHERE "key" = :key AND owner = :holder',
+        "renew": f"UPDATE fleche_leases SET expires = {now} + :duration "
+        'WHERE "key" = :key AND owner = :owner',
         "release": 'DELETE FROM fleche_leases WHERE "key" = :key AND owner = :owner',
     }
     return {name: str(text(sql).compile(dialect=dialect)) for name, sql in statements.items()}
