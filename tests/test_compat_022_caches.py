@@ -432,15 +432,17 @@ def test_templates(project, template):
     roundtrip(cache)
 
 
-def test_hdf5_template_and_storage():
+def test_hdf5_template_and_storage(tmp_path):
     pytest.importorskip("bagofholding")
     from fleche.storage import CallBagOfHoldingH5File, ValueBagOfHoldingH5File
 
-    cache = cache_from_config({"template": "bagofholding_hdf", "root": "/tmp/x"})
+    cache = cache_from_config({"template": "bagofholding_hdf", "root": str(tmp_path / "x")})
     assert isinstance(cache.values, ValueBagOfHoldingH5File)
     assert isinstance(cache.calls, CallBagOfHoldingH5File)
     roundtrip(cache)
-    sql_hdf = cache_from_config({"template": "sql", "root": "/tmp/y", "values": "bagofholding_hdf"})
+    sql_hdf = cache_from_config(
+        {"template": "sql", "root": str(tmp_path / "y"), "values": "bagofholding_hdf"}
+    )
     assert isinstance(sql_hdf.values, ValueBagOfHoldingH5File) and isinstance(sql_hdf.calls, Sql)
 
 
