@@ -114,17 +114,15 @@ if __name__ == "__main__":
 """
 
 
-def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
-    script = tmp_path / "sweep.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    log = tmp_path / "log"
-    log.mkdir()
+def run_script(text: str, tmp_path: Path, *args: str) -> dict:
+    """What a script of ``text`` run as ``__main__`` with ``args`` prints (as JSON)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(text))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLECHE_")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "user-config")  # no user configuration
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # fleche, not the script
-    address = client.scheduler.address
     done = subprocess.run(
-        [sys.executable, str(script), address, str(log), json.dumps(SWEEP)],
+        [sys.executable, str(script), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -133,9 +131,49 @@ def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
+    log = tmp_path / "log"
+    log.mkdir()
+    address = client.scheduler.address
+    report = run_script(SCRIPT, tmp_path, address, str(log), json.dumps(SWEEP))
     assert report["results"] == report["direct"] == [x**3 for x in SWEEP]
     assert all(report["stored"])
     assert computed(log) == sorted(set(SWEEP))  # the direct calls were all hits
     assert report["pid"] not in report["workers"]
     assert (tmp_path / ".fleche" / "calls.db").exists()  # the script's default store
+
+
+COUNTED = """
+import json
+import sys
+
+from distributed import Client
+
+import fleche.wrapper as wrapper
+from fleche import fleche, wrap_executor
+
+pickled = []
+by_value = wrapper.reduce_function
+wrapper.reduce_function = lambda function: pickled.append(1) or by_value(function)
+
+
+@fleche
+def double(x):
+    return 2 * x
+
+
+if __name__ == "__main__":
+    with Client(sys.argv[1]) as client, wrap_executor(client.get_executor(pure=False)) as pool:
+        futures = [pool.submit(double, x) for x in range(5)]
+        results = [f.result() for f in futures]
+    print(json.dumps({"results": results, "pickled": len(pickled)}))
+"""
+
+
+def test_a_function_sent_by_value_is_pickled_once_per_task(client, tmp_path):
+    # Dask pickles a task twice when its stream names __main__; the function goes pickled already.
+    report = run_script(COUNTED, tmp_path, client.scheduler.address)
+    assert report == {"results": [0, 2, 4, 6, 8], "pickled": 5}
