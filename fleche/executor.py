@@ -51,8 +51,13 @@ def wrap_executor(executor: Executor) -> CachingExecutor:
     if isinstance(executor, CachingExecutor):
         return executor
     if not isinstance(executor, Executor):
+        hint = (
+            " (a Dask client's is client.get_executor())"
+            if hasattr(executor, "get_executor")
+            else ""
+        )
         raise TypeError(
-            f"wrap_executor() takes a concurrent.futures.Executor, not {type(executor).__name__}"
+            f"wrap_executor() takes a concurrent.futures.Executor{hint}, not {type(executor).__name__}"
         )
     return CachingExecutor(executor)
 

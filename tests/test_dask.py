@@ -83,6 +83,24 @@ def test_shutdown_passes_other_keywords_through(client):
         pool.submit(abs, -1)
 
 
+@fleche(version="1")
+def options(key, workers=None, priority=0, pure=True):
+    """Parameters named as options of Dask's ``submit``: they must reach the function."""
+    return [key, workers, priority, pure]
+
+
+def test_keywords_named_as_dask_options_go_to_the_function(client, tmp_path):
+    with cache(str(tmp_path / "store")), wrap_executor(client.get_executor()) as pool:
+        future = pool.submit(options, "k", workers="w", priority=7, pure="p")
+        assert future.result(timeout=60) == ["k", "w", 7, "p"]
+        assert options.contains("k", workers="w", priority=7, pure="p")
+
+
+def test_a_client_is_not_an_executor(client):
+    with pytest.raises(TypeError, match=r"client.get_executor\(\)"):
+        wrap_executor(client)
+
+
 SCRIPT = """
 import json
 import os
