@@ -96,6 +96,20 @@ def test_keywords_named_as_dask_options_go_to_the_function(client, tmp_path):
         assert options.contains("k", workers="w", priority=7, pure="p")
 
 
+@fleche(version="1")
+def total(data, factor):
+    return sum(data) * factor
+
+
+def test_scattered_data_reaches_the_function_as_its_value(client, tmp_path):
+    data = list(range(1000))
+    scattered = client.scatter(data)
+    with cache(str(tmp_path / "store")), wrap_executor(client.get_executor()) as pool:
+        assert pool.submit(total, scattered, 2).result(timeout=60) == 999000
+        assert total.query().only().arguments["data"] == data  # stored as the value
+        assert pool.submit(total, data, 2).done()  # the same call, stored
+
+
 def test_a_client_is_not_an_executor(client):
     with pytest.raises(TypeError, match=r"client.get_executor\(\)"):
         wrap_executor(client)
