@@ -292,27 +292,3 @@ def test_the_s3_template_caches_decorated_calls(tmp_path, url, endpoint):
         assert _double(5) == result
     assert COMPUTED == [5]
     assert list(reopened.values.list())  # the values are in the bucket
-
-
-def test_fleche_config_hides_the_password_of_the_calls_database(
-    tmp_path, url, endpoint, monkeypatch, capsys
-):
-    from fleche.cli import main
-
-    postgres = os.environ.get("FLECHE_TEST_POSTGRES_URL")
-    if not postgres:
-        pytest.skip("FLECHE_TEST_POSTGRES_URL is not set")
-    import sqlalchemy
-
-    calls = sqlalchemy.make_url(postgres).set(password="not-to-be-shown")
-    calls = calls.render_as_string(hide_password=False)
-    (tmp_path / "fleche.toml").write_text(
-        f'root = true\n[bucket]\ntemplate = "s3"\nurl = "{url}"\n'
-        f'endpoint = "{endpoint}"\ncalls = "{calls}"\n'
-    )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FLECHE_CACHE", raising=False)
-    for argv in (["--cache", "bucket", "config"], ["--cache", calls, "config", "--json"]):
-        assert main(argv) == 0
-        out = capsys.readouterr().out
-        assert "not-to-be-shown" not in out and ":***@" in out

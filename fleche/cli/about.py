@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Any
 
 from ..config import ENV_CACHE, embedded_default, load_configuration, to_config
 from ..errors import ConfigError
@@ -13,20 +11,6 @@ from ..state import cache as activate
 from .context import BadInput, Commands, Context
 
 __all__ = ["add_commands"]
-
-#: The password of a URL (``scheme://user:password@host``).
-_PASSWORD = re.compile(r"(://[^/\s:@'\"]*):[^/\s@'\"]*@")
-
-
-def _redacted(value: Any) -> Any:
-    """``value`` with the password of every URL in it replaced by ``***``."""
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item) for item in value]
-    if isinstance(value, str):
-        return _PASSWORD.sub(r"\1:***@", value)
-    return value
 
 
 def config(ctx: Context) -> int:
@@ -65,9 +49,8 @@ def config(ctx: Context) -> int:
         },
         "names": names,
     }
-    data = _redacted(data)  # a database URL may carry a password
+
     active = data["active"]
-    why, table, names = active["why"], active["table"], data["names"]
 
     def render() -> None:
         files = data["files"] or [
