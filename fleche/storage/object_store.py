@@ -208,7 +208,9 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
             start, payload = self._encode(value, key)
             obstore.put(self._client(), path, start + payload)
             self._damaged.discard(key)
-        elif not self._known(key):
+        elif self._known(key):
+            return key  # trusted as found then, not as found now: asked again when it is old
+        else:
             start, payload = self._encode(value, key)
             data = start + payload
             if len(data) <= LARGE or self._metadata(key) is None:
