@@ -1,9 +1,13 @@
 """fleche on a local Dask cluster: sweep throughput with 2 workers against 1, and per-task overhead.
 
-Run:  PYTHONPATH=. python benchmarks/bench_dask.py [--calls 60] [--work 0.05] [--tasks 200]
+Run:  PYTHONPATH=. python benchmarks/bench_dask.py [--calls 60] [--work 0.05] [--tasks 200] [--store s3]
 
-Rows, all in the same run, on a store of pickle files + SQLite in a
-temporary directory, through ``wrap_executor(client.get_executor(pure=False))``:
+Rows, all in the same run, through ``wrap_executor(client.get_executor(pure=False))``,
+on a store of pickle files + SQLite in a temporary directory, or with
+``--store s3`` on the configuration of a cluster: values in the object
+store ``FLECHE_TEST_S3_URL``/``FLECHE_TEST_S3_ENDPOINT`` names, calls in
+the PostgreSQL database of ``FLECHE_TEST_POSTGRES_URL`` (a fresh prefix
+and schema for each store):
 
 - a sweep of ``--calls`` distinct calls whose body takes ``--work`` seconds
   (a sleep: the machine's cores are shared), on 1 and on 2 worker processes,
@@ -21,9 +25,11 @@ sent to the workers by value (fleche/shipping.py), as a notebook's would.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +39,7 @@ from _timing import ms, print_table, us  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
 from fleche import cache, fleche, wrap_executor  # noqa: E402
+from fleche.config import from_config  # noqa: E402
 
 
 def body(x: int, seconds: float) -> int:
@@ -62,13 +69,50 @@ def one_by_one(pool, fn: Callable[..., int], xs: range) -> float:
     return (time.perf_counter() - start) / len(xs)
 
 
-def sweep(client: Client, root: Path, calls: int, work: float) -> tuple[float, float]:
+Stores = Callable[[str], object]
+
+
+def file_stores(scratch: str) -> Stores:
+    """A store of pickle files + SQLite in ``scratch/<name>`` for each name."""
+    return lambda name: str(Path(scratch, name))
+
+
+def cluster_stores() -> Stores:
+    """Values in the test object store, calls in the test PostgreSQL, fresh for each name."""
+    import sqlalchemy
+
+    values = f"{os.environ['FLECHE_TEST_S3_URL'].rstrip('/')}/bench-dask-{uuid.uuid4().hex[:8]}"
+    postgres = os.environ["FLECHE_TEST_POSTGRES_URL"]
+
+    def store(name: str) -> object:
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        engine = sqlalchemy.create_engine(postgres, poolclass=sqlalchemy.NullPool)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        engine.dispose()
+        calls = sqlalchemy.make_url(postgres).update_query_dict(
+            {"options": f"-csearch_path={schema}"}
+        )
+        return from_config(
+            {
+                "template": "s3",
+                "url": f"{values}/{name}",
+                "endpoint": os.environ["FLECHE_TEST_S3_ENDPOINT"],
+                "calls": calls.render_as_string(hide_password=False),
+            }
+        )
+
+    return store
+
+
+def sweep(client: Client, stores: Stores, calls: int, work: float) -> tuple[float, float]:
     """Calls per second of the sweep, fleche (a fresh store each round) and bare Dask in turn."""
     bare = client.get_executor(pure=False)
     warm = range(-4 * len(client.scheduler_info()["workers"]), 0)
     fleche_best = bare_best = float("inf")
     for round in range(ROUNDS):
-        with cache(str(root / str(round))), wrap_executor(client.get_executor(pure=False)) as pool:
+        store = stores(f"sweep{len(client.scheduler_info()['workers'])}-{round}")
+        with cache(store), wrap_executor(client.get_executor(pure=False)) as pool:
             # Every worker imports fleche and opens the store before the clock starts.
             batch(pool, cached, warm, work)
             fleche_best = min(fleche_best, batch(pool, cached, range(calls), work))
@@ -76,7 +120,7 @@ def sweep(client: Client, root: Path, calls: int, work: float) -> tuple[float, f
     return 1 / fleche_best, 1 / bare_best
 
 
-def overhead(client: Client, root: Path, tasks: int) -> dict[str, float]:
+def overhead(client: Client, store: object, tasks: int) -> dict[str, float]:
     """Seconds per task of a body that does nothing, bare and through fleche (best of rounds)."""
     bare = client.get_executor(pure=False)
     found: dict[str, float] = {}
@@ -84,7 +128,7 @@ def overhead(client: Client, root: Path, tasks: int) -> dict[str, float]:
     def keep(name: str, seconds: float) -> None:
         found[name] = min(found.get(name, float("inf")), seconds)
 
-    with cache(str(root)), wrap_executor(client.get_executor(pure=False)) as pool:
+    with cache(store), wrap_executor(client.get_executor(pure=False)) as pool:
         batch(pool, cached, range(-tasks, 0), 0)  # warm: the workers have the functions
         for round in range(1, ROUNDS + 1):
             new = range(round * tasks, (round + 1) * tasks)
@@ -112,18 +156,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--work", type=float, default=0.05)
     parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--store", choices=("files", "s3"), default="files")
     options = parser.parse_args()
     rates: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
+        stores = file_stores(scratch) if options.store == "files" else cluster_stores()
         for workers in (1, 2):
             with cluster(workers) as running, Client(running) as client:
-                rates[workers] = sweep(
-                    client, Path(scratch, f"sweep{workers}"), options.calls, options.work
-                )
+                rates[workers] = sweep(client, stores, options.calls, options.work)
                 if workers == 2:
-                    costs = overhead(client, Path(scratch, "overhead"), options.tasks)
+                    costs = overhead(client, stores("overhead"), options.tasks)
+    where = "pickle files + SQLite" if options.store == "files" else "object store + PostgreSQL"
     print_table(
-        f"Sweep of {options.calls} distinct calls of {ms(options.work)} each",
+        f"Sweep of {options.calls} distinct calls of {ms(options.work)} each, {where}",
         ["workers", "fleche calls/s", "bare Dask calls/s", "fleche speed-up over 1 worker"],
         [
             [n, f"{rates[n][0]:.1f}", f"{rates[n][1]:.1f}", f"{rates[n][0] / rates[1][0]:.2f}×"]

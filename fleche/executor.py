@@ -51,8 +51,13 @@ def wrap_executor(executor: Executor) -> CachingExecutor:
     if isinstance(executor, CachingExecutor):
         return executor
     if not isinstance(executor, Executor):
+        hint = (
+            " (a Dask client's is client.get_executor())"
+            if hasattr(executor, "get_executor")
+            else ""
+        )
         raise TypeError(
-            f"wrap_executor() takes a concurrent.futures.Executor, not {type(executor).__name__}"
+            f"wrap_executor() takes a concurrent.futures.Executor{hint}, not {type(executor).__name__}"
         )
     return CachingExecutor(executor)
 
@@ -83,6 +88,11 @@ class CachingExecutor(Executor):
             return future
         if self._threads:
             return self.executor.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        if _by_value(fn):
+            # Pickled here, once: Dask would pickle it twice (its stream names __main__).
+            return self.executor.submit(
+                _run_shipped, self._pickled_state(), pickle.dumps(fn), args, kwargs
+            )
         return self.executor.submit(_run, self._pickled_state(), fn, args, kwargs)
 
     def map(
@@ -193,6 +203,14 @@ def _stored_result(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
         return _MISSING
 
 
+def _by_value(fn: Any) -> bool:
+    """Whether ``fn`` is a decorated function that pickles by value (see :mod:`fleche.shipping`)."""
+    from .shipping import importable
+    from .wrapper import CachedFunction
+
+    return isinstance(fn, CachedFunction) and not importable(fn)
+
+
 def _activated(state: bytes | None) -> tuple[Any, tuple[Any, ...], dict[str, Any]] | None:
     """The cache, metadata and tags of a pickled state, rebuilt once per worker process."""
     if state is None:
@@ -224,6 +242,13 @@ def _run(
 ) -> R:
     """A task in a worker process: ``fn`` in a fresh context with the submitter's cache active."""
     return contextvars.Context().run(_within, state, fn, args, kwargs)
+
+
+def _run_shipped(
+    state: bytes | None, function: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """:func:`_run` of a decorated function pickled by the submitter (rebuilt once per process)."""
+    return _run(state, pickle.loads(function), args, kwargs)
 
 
 def _apply(state: bytes | None, fn: Callable[..., R], *args: Any) -> R:

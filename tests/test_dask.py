@@ -83,6 +83,38 @@ def test_shutdown_passes_other_keywords_through(client):
         pool.submit(abs, -1)
 
 
+@fleche(version="1")
+def options(key, workers=None, priority=0, pure=True):
+    """Parameters named as options of Dask's ``submit``: they must reach the function."""
+    return [key, workers, priority, pure]
+
+
+def test_keywords_named_as_dask_options_go_to_the_function(client, tmp_path):
+    with cache(str(tmp_path / "store")), wrap_executor(client.get_executor()) as pool:
+        future = pool.submit(options, "k", workers="w", priority=7, pure="p")
+        assert future.result(timeout=60) == ["k", "w", 7, "p"]
+        assert options.contains("k", workers="w", priority=7, pure="p")
+
+
+@fleche(version="1")
+def total(data, factor):
+    return sum(data) * factor
+
+
+def test_scattered_data_reaches_the_function_as_its_value(client, tmp_path):
+    data = list(range(1000))
+    scattered = client.scatter(data)
+    with cache(str(tmp_path / "store")), wrap_executor(client.get_executor()) as pool:
+        assert pool.submit(total, scattered, 2).result(timeout=60) == 999000
+        assert total.query().only().arguments["data"] == data  # stored as the value
+        assert pool.submit(total, data, 2).done()  # the same call, stored
+
+
+def test_a_client_is_not_an_executor(client):
+    with pytest.raises(TypeError, match=r"client.get_executor\(\)"):
+        wrap_executor(client)
+
+
 SCRIPT = """
 import json
 import os
@@ -114,17 +146,15 @@ if __name__ == "__main__":
 """
 
 
-def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
-    script = tmp_path / "sweep.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    log = tmp_path / "log"
-    log.mkdir()
+def run_script(text: str, tmp_path: Path, *args: str) -> dict:
+    """What a script of ``text`` run as ``__main__`` with ``args`` prints (as JSON)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(text))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLECHE_")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "user-config")  # no user configuration
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # fleche, not the script
-    address = client.scheduler.address
     done = subprocess.run(
-        [sys.executable, str(script), address, str(log), json.dumps(SWEEP)],
+        [sys.executable, str(script), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -133,9 +163,49 @@ def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_a_function_of_a_main_script_is_sent_by_value(client, tmp_path):
+    log = tmp_path / "log"
+    log.mkdir()
+    address = client.scheduler.address
+    report = run_script(SCRIPT, tmp_path, address, str(log), json.dumps(SWEEP))
     assert report["results"] == report["direct"] == [x**3 for x in SWEEP]
     assert all(report["stored"])
     assert computed(log) == sorted(set(SWEEP))  # the direct calls were all hits
     assert report["pid"] not in report["workers"]
     assert (tmp_path / ".fleche" / "calls.db").exists()  # the script's default store
+
+
+COUNTED = """
+import json
+import sys
+
+from distributed import Client
+
+import fleche.wrapper as wrapper
+from fleche import fleche, wrap_executor
+
+pickled = []
+by_value = wrapper.reduce_function
+wrapper.reduce_function = lambda function: pickled.append(1) or by_value(function)
+
+
+@fleche
+def double(x):
+    return 2 * x
+
+
+if __name__ == "__main__":
+    with Client(sys.argv[1]) as client, wrap_executor(client.get_executor(pure=False)) as pool:
+        futures = [pool.submit(double, x) for x in range(5)]
+        results = [f.result() for f in futures]
+    print(json.dumps({"results": results, "pickled": len(pickled)}))
+"""
+
+
+def test_a_function_sent_by_value_is_pickled_once_per_task(client, tmp_path):
+    # Dask pickles a task twice when its stream names __main__; the function goes pickled already.
+    report = run_script(COUNTED, tmp_path, client.scheduler.address)
+    assert report == {"results": [0, 2, 4, 6, 8], "pickled": 5}

@@ -13,6 +13,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 import warnings
 
 import pytest
@@ -25,6 +26,7 @@ from fleche.storage.registry import get_storage_constructor
 from .backends import raw_object_store, s3_url, s3_values
 
 obstore = pytest.importorskip("obstore", reason="the s3 extra (obstore) is not installed")
+object_store = pytest.importorskip("fleche.storage.object_store")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,6 +61,36 @@ def test_a_second_write_of_a_key_leaves_the_object_alone(tmp_path, url):
     assert again.save("once") == key
     assert obstore.head(raw, _object(key))["e_tag"] == before["e_tag"]
     assert again.load(key) == "once"
+
+
+def test_a_value_found_stored_is_not_sent_again_for_a_while(tmp_path, url, monkeypatch):
+    monkeypatch.setattr(object_store, "PRESENT_SECONDS", 4.0)
+    values = s3_values(tmp_path / "store")
+    key = values.save("repeated argument")
+    noted = time.monotonic()
+    raw = raw_object_store(url)
+    time.sleep(2.5)
+    obstore.delete(raw, _object(key))  # behind its back: it still trusts its note
+    values.save("repeated argument")
+    assert not values.contains(key)
+    # The note dates from the first save, not from the saves it spared.
+    time.sleep(max(0.0, noted + 4.5 - time.monotonic()))
+    values.save("repeated argument")
+    assert values.load(key) == "repeated argument"
+    values.evict(key)  # its own eviction is noted at once
+    values.save("repeated argument")
+    assert values.load(key) == "repeated argument"
+
+
+def test_a_large_value_stored_already_is_not_uploaded_again(tmp_path, url):
+    big = os.urandom(object_store.LARGE + 1)
+    key = s3_values(tmp_path / "store").save(big)
+    raw = raw_object_store(url)
+    before = obstore.head(raw, _object(key))
+    assert s3_values(tmp_path / "store").save(big) == key
+    assert obstore.head(raw, _object(key))["e_tag"] == before["e_tag"]
+    obstore.delete(raw, _object(key))
+    assert s3_values(tmp_path / "store").load(s3_values(tmp_path / "store").save(big)) == big
 
 
 def test_racing_writers_of_one_key_all_succeed(tmp_path, url):

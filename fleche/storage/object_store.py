@@ -12,6 +12,11 @@ Objects are content-addressed and written once, with a conditional
 create (``If-None-Match: *``): when two writers race for a key, one
 creates it and the other's refusal is a success, since both hold the same
 content.  Only an object read as damaged in this process is overwritten.
+A miss thus costs one request per new value.  A value this process found
+stored (created, or refused as there already) is not sent again for
+:data:`PRESENT_SECONDS` (an argument repeated through a sweep), well
+within the hour :meth:`~fleche.caches.Cache.gc` leaves a young value
+alone; a large one is asked for (``HEAD``) before it is uploaded.
 
 Credentials come from the standard AWS environment variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
@@ -23,7 +28,9 @@ the storage, so neither its pickle nor its ``to_config()`` carries them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -52,6 +59,10 @@ FANOUT = 3
 #: arrays unpickled from them can be written to, as from a pickle file.
 _SMALL = 1 << 16
 _HEX = frozenset("0123456789abcdef")
+#: Seconds a key this process found stored is trusted to be there without asking.
+PRESENT_SECONDS = 60.0
+#: Encoded entries larger than this are asked for (one ``HEAD``) before they are uploaded.
+LARGE = 1 << 20
 
 
 class ForkedClientError(RuntimeError):
@@ -147,6 +158,10 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
     _damaged: set[str] = dataclasses.field(
         default_factory=set, init=False, repr=False, compare=False
     )
+    #: Keys found stored, oldest first, with the ``time.monotonic()`` they were.
+    _present: dict[str, float] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     _store: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     persistent: ClassVar[bool] = True
@@ -189,16 +204,38 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
         path = _path(key)
-        start, payload = self._encode(value, key)
         if key in self._damaged:
+            start, payload = self._encode(value, key)
             obstore.put(self._client(), path, start + payload)
             self._damaged.discard(key)
-            return key
-        try:
-            obstore.put(self._client(), path, start + payload, mode="create")
-        except AlreadyExistsError:
-            pass  # the same content is there already (another writer won the race)
+        elif self._known(key):
+            return key  # trusted as found then, not as found now: asked again when it is old
+        else:
+            start, payload = self._encode(value, key)
+            data = start + payload
+            if len(data) <= LARGE or self._metadata(key) is None:
+                try:
+                    obstore.put(self._client(), path, data, mode="create")
+                except AlreadyExistsError:
+                    pass  # the same content is there already (another writer won the race)
+        self._remember(key)
         return key
+
+    def _known(self, key: str) -> bool:
+        """Whether this process found ``key`` stored less than :data:`PRESENT_SECONDS` ago."""
+        seen = self._present.get(key)
+        return seen is not None and time.monotonic() - seen < PRESENT_SECONDS
+
+    def _remember(self, key: str) -> None:
+        """Note ``key`` as stored now, and forget the keys noted too long ago."""
+        present = self._present
+        now = time.monotonic()
+        present.pop(key, None)
+        present[key] = now  # the newest last, so the stale ones are at the front
+        for old in list(itertools.islice(present, 8)):
+            if now - present.get(old, now) < PRESENT_SECONDS:
+                break
+            present.pop(old, None)
 
     def get(self, key: Digest) -> Any:
         # docstring inherited
@@ -241,6 +278,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
             raise KeyError(key)
         obstore.delete(self._client(), _path(key))
         self._damaged.discard(key)
+        self._present.pop(key, None)
 
     # -- listing ---------------------------------------------------------------
 
