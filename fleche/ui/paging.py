@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, false, func, literal_column, select
 
 from fleche import Cache, LazyCall, QueryCall
 from fleche.expiry import is_expired
-from fleche.storage import Sql
+from fleche.storage.sql import Sql
 from fleche.storage.sql_metadata import text_ok
 from fleche.storage.sql_query import argument_joins, metadata_condition
 from fleche.storage.sql_scan import decode
