@@ -114,3 +114,13 @@ def test_any_other_store_pages_its_query(sqlite):
     keys, page = shown(client, f"{URL}?a.group=2&size=20&page=4")
     assert keys == [c.key() for c in memory.query(name="step", arguments={"group": 2})][60:80]
     assert 'rel="next"' not in page and 'rel="prev"' in page
+
+
+def test_a_page_past_the_end_is_empty_and_links_back(sqlite):
+    client = create_app(sqlite).test_client()
+    keys, page = shown(client, f"{URL}?page=1000000000&a.group=1")
+    assert keys == [] and "No call matches" in page and 'rel="first"' in page
+    answer = client.get(f"{URL}?page=2&size=501")
+    assert answer.status_code == 400 and "size must be" in answer.get_data(as_text=True)
+    quoted = client.get("/f/lab:step'--?m.tags.odd=1")
+    assert quoted.status_code == 404 and "holds no call" in quoted.get_data(as_text=True)
