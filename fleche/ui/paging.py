@@ -141,8 +141,13 @@ class SqlitePages:
 
 
 def _exact(template: QueryCall) -> bool:
-    """Whether SQL selects exactly the matches (metadata filters are only narrowed in SQL)."""
-    return not template.metadata
+    """Whether SQL selects exactly the matches: it does for a function and its arguments.
+
+    Metadata filters are only narrowed in SQL; the other fields of a
+    template (never set by a table's URL) are left to the check in Python.
+    """
+    others = (template.version, template.code, template.result)
+    return not template.metadata and all(field is None for field in others)
 
 
 def pages_for(cache: Any) -> Pages:
