@@ -8,10 +8,11 @@ import pytest
 
 pytest.importorskip("flask")
 
-from fleche import Cache, Call  # noqa: E402
+from fleche import Cache, Call, QueryCall  # noqa: E402
 from fleche.config import open_cache  # noqa: E402
 from fleche.storage import CallMemory, ValueMemory  # noqa: E402
 from fleche.ui import create_app  # noqa: E402
+from fleche.ui.paging import pages_for  # noqa: E402
 
 CALLS = 237
 URL = "/f/lab:step"
@@ -124,3 +125,27 @@ def test_a_page_past_the_end_is_empty_and_links_back(sqlite):
     assert answer.status_code == 400 and "size must be" in answer.get_data(as_text=True)
     quoted = client.get("/f/lab:step'--?m.tags.odd=1")
     assert quoted.status_code == 404 and "holds no call" in quoted.get_data(as_text=True)
+
+
+def test_a_function_whose_calls_all_expired_still_has_its_page(tmp_path):
+    cache = open_cache(str(tmp_path / "store"))
+    expired = {"expiry": {"expires": 1.0}}
+    key = cache.save(Call("step", {"x": 1}, module="lab", result=1, metadata=expired))
+    memory = Cache(ValueMemory(), CallMemory())
+    memory.save(next(iter(cache.query(expired=True))))
+    for store in (cache, memory):  # its columns come from an expired call
+        assert pages_for(store).sample(QueryCall(name="step", module="lab")).key() == key
+        keys, page = shown(create_app(store).test_client(), URL)
+        assert keys == [] and "No call matches" in page and "sort=x" in page
+
+
+def test_sqlite_counts_the_catalog_itself_and_lists_every_argument_name(sqlite):
+    sqlite.save(Call("step", {"x": 0, "group": 0, "seed": 4}, module="lab", result=0))
+    pages = pages_for(sqlite)
+    assert pages.counts() == {("lab", "step"): CALLS + 1}
+    assert pages.parameters() == {("lab", "step"): ("x", "group", "seed")}
+    memory = Cache(ValueMemory(), CallMemory())
+    assert pages_for(memory).counts() is None  # read from the records instead
+    app = create_app(sqlite)
+    assert app.extensions["fleche_ui"].catalog.wait(30)
+    assert f">{CALLS + 1}</td>" in app.test_client().get("/").get_data(as_text=True)

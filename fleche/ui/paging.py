@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, false, func, literal_column, select
+from sqlalchemy import bindparam, false, func, literal_column, select, text
 
 from fleche import Cache, LazyCall, QueryCall
 from fleche.expiry import is_expired
@@ -35,6 +35,15 @@ __all__ = ["Pages", "QueryPages", "SqlitePages", "pages_for"]
 
 #: Rows read at a time when SQL can only narrow the matches (metadata filters).
 CHUNK = 500
+#: Calls per function, from the ``(name, module)`` index alone.
+COUNTS = "SELECT name, module, count(*) FROM calls GROUP BY name, module"
+#: Each function's argument names, with where each was first seen (row, then place).
+PARAMETERS = (
+    "SELECT calls.name, calls.module, given.key, min(calls.rowid), min(given.id) "
+    "FROM calls, json_each(calls.arguments) AS given GROUP BY 1, 2, 3"
+)
+#: A function as the catalog names it: ``(module, name)``.
+Function = tuple[str | None, str]
 _ROWID = literal_column("calls.rowid")
 
 
@@ -52,6 +61,18 @@ class Pages(Protocol):
         """How many stored calls match (expired ones too), if that is cheap to know."""
         ...
 
+    def sample(self, template: QueryCall) -> LazyCall | None:
+        """One stored call that matches, expired or not (``None`` if there is none)."""
+        ...
+
+    def counts(self) -> dict[Function, int] | None:
+        """Stored calls per ``(module, name)``, if the store counts them itself."""
+        ...
+
+    def parameters(self) -> dict[Function, tuple[str, ...]]:
+        """The argument names of each function's calls, if the store lists them itself."""
+        ...
+
 
 class QueryPages:
     """Pages of any cache, cut from its template query (reading every call before the page)."""
@@ -67,6 +88,15 @@ class QueryPages:
 
     def count(self, template: QueryCall) -> int | None:
         return None
+
+    def sample(self, template: QueryCall) -> LazyCall | None:
+        return self._cache.query(template, expired=True).any()
+
+    def counts(self) -> dict[Function, int] | None:
+        return None
+
+    def parameters(self) -> dict[Function, tuple[str, ...]]:
+        return {}
 
 
 class SqlitePages:
@@ -92,7 +122,20 @@ class SqlitePages:
         statement = self._matching(template.digested(), func.count())
         return self._read(statement)[0][0]
 
-    def _narrowed(self, template: QueryCall, now: float) -> Iterator[LazyCall]:
+    def sample(self, template: QueryCall) -> LazyCall | None:
+        return next(self._narrowed(template.digested(), None), None)
+
+    def counts(self) -> dict[Function, int] | None:
+        rows = self._read(text(COUNTS))
+        return {(module or None, name): n for name, module, n in rows}
+
+    def parameters(self) -> dict[Function, tuple[str, ...]]:
+        found: dict[Function, list[tuple[int, int, str]]] = {}
+        for name, module, argument, row, place in self._read(text(PARAMETERS)):
+            found.setdefault((module or None, name), []).append((row, place, argument))
+        return {f: tuple(a for *_, a in sorted(seen)) for f, seen in found.items()}
+
+    def _narrowed(self, template: QueryCall, now: float | None) -> Iterator[LazyCall]:
         """Every match newest first, read :data:`CHUNK` rows at a time and checked in Python."""
         statement = self._matching(template, _ROWID, calls.c.key, *ROW_COLUMNS)
         statement = statement.order_by(_ROWID.desc()).limit(CHUNK)
@@ -129,14 +172,17 @@ class SqlitePages:
         with self._storage.engine.connect() as connection:
             return connection.execute(statement).all()
 
-    def _calls(self, rows: list[Any], template: QueryCall, now: float) -> Iterator[LazyCall]:
-        """The calls of ``rows`` that match ``template`` exactly; damaged rows are left out."""
+    def _calls(self, rows: list[Any], template: QueryCall, now: float | None) -> Iterator[LazyCall]:
+        """The calls of ``rows`` that match ``template`` exactly (not expired by ``now``, if given).
+
+        Damaged rows are left out.
+        """
         for _, key, *row in rows:
             try:
                 record = decode(key, row)
             except ValueError:
                 continue  # ``fleche verify`` reports it
-            if template.matches(record) and not is_expired(record, now):
+            if template.matches(record) and (now is None or not is_expired(record, now)):
                 yield LazyCall(record, self._values)
 
 

@@ -50,9 +50,9 @@ class Store:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     def __post_init__(self) -> None:
-        self.catalog = Catalog(self.cache)
         if self.pages is None:
             self.pages = QueryPages(self.cache)
+        self.catalog = Catalog(self.cache, pages=self.pages)
 
 
 def store() -> Store:

@@ -36,7 +36,7 @@ def _parameters(module: str | None, name: str) -> list[str]:
     known = store().catalog.parameters(module, name)
     if known is not None:  # the background count met a call: no query
         return list(known)
-    call = store().cache.query(QueryCall(name=name, module=module), expired=True).any()
+    call = store().pages.sample(QueryCall(name=name, module=module))
     if call is None:
         raise Problem(404, "No such function", f"The store holds no call of {module or ''}:{name}.")
     return list(call.digested_call.arguments)
