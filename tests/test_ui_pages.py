@@ -147,5 +147,7 @@ def test_sqlite_counts_the_catalog_itself_and_lists_every_argument_name(sqlite):
     memory = Cache(ValueMemory(), CallMemory())
     assert pages_for(memory).counts() is None  # read from the records instead
     app = create_app(sqlite)
-    assert app.extensions["fleche_ui"].catalog.wait(30)
+    catalog = app.extensions["fleche_ui"].catalog
+    assert catalog.wait(30) and catalog.idle(30)
+    assert catalog.parameters("lab", "step") == ("x", "group", "seed")
     assert f">{CALLS + 1}</td>" in app.test_client().get("/").get_data(as_text=True)

@@ -78,6 +78,13 @@ class Catalog:
         """Wait up to ``timeout`` seconds for the first count; whether it is done."""
         return self._counted.wait(timeout)
 
+    def idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for all background work (counts, then argument names)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not (thread and thread.is_alive())
+
     @property
     def complete(self) -> bool:
         """Whether the counts cover every call record (as of the last scan)."""
