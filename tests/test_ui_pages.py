@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 
@@ -151,3 +152,13 @@ def test_sqlite_counts_the_catalog_itself_and_lists_every_argument_name(sqlite):
     assert catalog.wait(30) and catalog.idle(30)
     assert catalog.parameters("lab", "step") == ("x", "group", "seed")
     assert f">{CALLS + 1}</td>" in app.test_client().get("/").get_data(as_text=True)
+
+
+def test_a_damaged_row_is_left_out_of_its_page(tmp_path):
+    cache = open_cache(str(tmp_path / "store"))
+    keys = [cache.save(Call("step", {"x": x}, module="lab", result=x)) for x in range(3)]
+    (database,) = (tmp_path / "store").rglob("*.db")
+    with sqlite3.connect(database) as raw:  # its seal no longer matches its result
+        raw.execute("UPDATE calls SET result = ? WHERE key = ?", ("0" * 32, keys[1]))
+    shown_keys, page = shown(create_app(cache).test_client(), URL)
+    assert shown_keys == [keys[2], keys[0]] and "Traceback" not in page

@@ -28,8 +28,7 @@ from fleche.expiry import is_expired
 from fleche.storage.sql import Sql
 from fleche.storage.sql_metadata import text_ok
 from fleche.storage.sql_query import argument_joins, metadata_condition
-from fleche.storage.sql_scan import decode
-from fleche.storage.sql_schema import ROW_COLUMNS, calls
+from fleche.storage.sql_schema import ROW_COLUMNS, calls, decode_row
 
 __all__ = ["Pages", "QueryPages", "SqlitePages", "pages_for"]
 
@@ -179,7 +178,7 @@ class SqlitePages:
         """
         for _, key, *row in rows:
             try:
-                record = decode(key, row)
+                record = decode_row(key, tuple(row))
             except ValueError:
                 continue  # ``fleche verify`` reports it
             if template.matches(record) and (now is None or not is_expired(record, now)):
