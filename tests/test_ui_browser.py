@@ -10,11 +10,13 @@ else to the test's temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from fleche import QueryCall  # noqa: E402
+from fleche import Call, QueryCall  # noqa: E402
 from fleche.config import open_cache  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -52,11 +54,11 @@ def demo(tmp_path_factory):
     return where / ".fleche"
 
 
-@pytest.fixture(scope="module")
-def server(demo):
-    """A ``fleche ui`` process over the demo store; yields the URL of its first line."""
+@contextlib.contextmanager
+def serving(store: Path) -> Iterator[str]:
+    """A ``fleche ui`` process over ``store``; yields the URL of its first line."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fleche", "ui", "--cache", str(demo), "--port", "0", "--no-open"],
+        [sys.executable, "-m", "fleche", "ui", "--cache", str(store), "--port", "0", "--no-open"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV,
     )  # fmt: skip
     try:
@@ -64,6 +66,12 @@ def server(demo):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    with serving(demo) as url:
+        yield url
 
 
 @pytest.fixture
@@ -160,3 +168,18 @@ def test_browse_filter_follow_lineage_and_download(server, demo, browser, shots,
     browser.get(f"{server}/c/0")
     assert "Ambiguous" in browser.page_source or "Not found" in browser.page_source
     browser.save_screenshot(str(shots / "error.png"))
+
+
+def test_a_picture_is_drawn_on_its_call_page(tmp_path, browser, shots):
+    store = open_cache(str(tmp_path / "pictures"))
+    y, x = np.mgrid[0:1:192j, 0:1:320j]
+    picture = np.stack([x, y, 0.5 + 0.5 * np.sin(12 * x * y)], axis=-1)  # floats in [0, 1]
+    key = store.save(Call("render", {"width": 320, "height": 192}, module="lab", result=picture))
+    with serving(tmp_path / "pictures") as url:
+        browser.get(f"{url}/c/{key}")
+        settle(browser, at(f"/c/{key}"))
+        image = browser.find_element(By.CSS_SELECTOR, "img.picture")
+        settle(browser, lambda b: b.execute_script("return arguments[0].complete", image))
+        assert browser.execute_script("return arguments[0].naturalWidth", image) == 320
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
+        browser.save_screenshot(str(shots / "picture.png"))

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, SecurityError
 from fleche import ReadOnlyCache
 
 from . import views_browse, views_call
+from .paging import pages_for
 from .requests import Problem, Store
 
 __all__ = ["create_app"]
@@ -31,7 +32,7 @@ def create_app(cache: Any, *, allow_writes: bool = False, host: str = "127.0.0.1
     """
     app = Flask(__name__)
     app.extensions["fleche_ui"] = Store(
-        cache if allow_writes else ReadOnlyCache(cache), allow_writes
+        cache if allow_writes else ReadOnlyCache(cache), allow_writes, pages_for(cache)
     )
     if host in LOOPBACK:
         app.config["TRUSTED_HOSTS"] = ["127.0.0.1", "localhost", "[::1]", "::1"]

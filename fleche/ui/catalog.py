@@ -1,10 +1,12 @@
 """The functions a store holds and how many calls each has, counted in the background.
 
-No template query counts calls per function, so the catalog reads every
-call record once (records only, never a value) in a thread started with
-the server.  The index page shows what has been counted so far and says
-when the count is still running, so the first page is fast on a store of
-any size.
+No template query counts calls per function, so the catalog asks the
+store's pages (:mod:`fleche.ui.paging`) to count them, which SQLite does
+from its index of functions; on any other store it reads every call record
+once (records only, never a value).  Either way it runs in a thread started
+with the server; the index page shows what has been counted so far and
+says when the count is still running, so the first page is fast on a store
+of any size.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def parse_function_id(ident: str) -> tuple[str | None, str]:
 class Catalog:
     """Call counts per function, refreshed by a background scan of the call records."""
 
-    def __init__(self, cache: Any, max_age: float = 30.0) -> None:
-        self._cache = cache
+    def __init__(self, cache: Any, max_age: float = 30.0, pages: Any = None) -> None:
+        self._cache, self._pages = cache, pages
+        self._counted = threading.Event()
         self._max_age = max_age
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str | None, str]] = Counter()
@@ -72,16 +75,20 @@ class Catalog:
             self._thread.start()
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the running scan; whether it is done."""
+        """Wait up to ``timeout`` seconds for the first count; whether it is done."""
+        return self._counted.wait(timeout)
+
+    def idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for all background work (counts, then argument names)."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
-        return self.complete
+        return not (thread and thread.is_alive())
 
     @property
     def complete(self) -> bool:
         """Whether the counts cover every call record (as of the last scan)."""
-        return self._finished is not None and not (self._thread and self._thread.is_alive())
+        return self._counted.is_set()
 
     @property
     def scanned(self) -> int:
@@ -112,6 +119,19 @@ class Catalog:
         return self._parameters.get((module, name))
 
     def _scan(self) -> None:
+        try:
+            counted = self._pages.counts() if self._pages is not None else None
+        except Exception:  # the store cannot count: read its records instead
+            counted = None
+        if counted is None:
+            self._read_records()
+            return
+        self._publish(Counter(counted), sum(counted.values()), finished=True)
+        found = self._pages.parameters()
+        with self._lock:
+            self._parameters.update(found)
+
+    def _read_records(self) -> None:
         counts: Counter[tuple[str | None, str]] = Counter()
         scanned = 0
         try:
@@ -135,3 +155,4 @@ class Catalog:
                 self._scanned = scanned
             if finished:
                 self._finished = time.monotonic()
+                self._counted.set()

@@ -1,4 +1,4 @@
-"""Values in files other tools read: ``.npy``, ``.csv``, ``.h5`` and pickle.
+"""Values in files other tools read: ``.npy``, ``.csv``, ``.h5``, ``.png`` (pictures) and pickle.
 
 The file is written to a spooled temporary file (in memory up to
 :data:`SPOOL`, on disk past it) and streamed from there in chunks, so a
@@ -11,6 +11,8 @@ import pickle
 import tempfile
 from typing import IO, Any
 
+from .image import png
+
 __all__ = ["FORMATS", "write"]
 
 SPOOL = 8 * 2**20
@@ -20,6 +22,7 @@ FORMATS = {
     "npy": ("application/octet-stream", "npy"),
     "csv": ("text/csv", "csv"),
     "h5": ("application/x-hdf5", "h5"),
+    "png": ("image/png", "png"),
     "pickle": ("application/octet-stream", "pkl"),
 }
 
@@ -69,8 +72,12 @@ def _h5(value: Any, out: IO[bytes]) -> None:
         f.create_dataset("value", data=np.asarray(value))
 
 
+def _png(value: Any, out: IO[bytes]) -> None:
+    out.write(png(value, largest=None))
+
+
 def _pickle(value: Any, out: IO[bytes]) -> None:
     pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-_WRITERS = {"npy": _npy, "csv": _csv, "h5": _h5, "pickle": _pickle}
+_WRITERS = {"npy": _npy, "csv": _csv, "h5": _h5, "png": _png, "pickle": _pickle}

@@ -1,9 +1,8 @@
 """One page of a function's calls: the filters, order and page a URL asks for.
 
 Filters are template queries (``QueryCall(arguments=..., metadata=...)``),
-so a SQL store answers them from its argument index; the page is cut with
-:meth:`~fleche.QueryIterator.skip` and :meth:`~fleche.QueryIterator.take`,
-which stop reading once the page is full.  Sorting needs every matching
+so a SQL store answers them from its argument index; the page is cut by
+:mod:`fleche.ui.paging` (in SQL on SQLite, from the query elsewhere).  Sorting needs every matching
 call: by time or duration it reads records only, by an argument it loads
 that argument of every match, and it refuses more than :data:`SORT_LIMIT`
 matches (narrow the filter first).
@@ -21,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleche import LazyCall, QueryCall, QueryIterator
+from fleche import LazyCall, QueryCall
+
+from .paging import Pages
 
 __all__ = [
     "SORT_LIMIT",
@@ -147,17 +148,14 @@ def duration(call: LazyCall) -> float | None:
     return value if isinstance(value, int | float) else None
 
 
-def page_of(query: QueryIterator, listing: Listing) -> Page:
-    """The calls of ``listing.page``, read no further than that page (unless sorted)."""
+def page_of(pages: Pages, cache: Any, listing: Listing, template: QueryCall) -> Page:
+    """The calls of ``listing.page`` of ``template``'s matches: cut by ``pages`` unless sorted."""
     start = (listing.page - 1) * listing.size
     if listing.sort is None:
-        calls = list(query.skip(start).take(listing.size + 1))
-    else:
-        matches = list(query.take(SORT_LIMIT + 1))
-        if len(matches) > SORT_LIMIT:
-            raise BadQuery(
-                f"more than {SORT_LIMIT:,} calls match: filter them further before sorting"
-            )
-        matches.sort(key=_order_key(listing.sort), reverse=listing.descending)
-        calls = matches[start : start + listing.size + 1]
+        return Page(*pages.window(template, start, listing.size))
+    matches = list(cache.query(template).take(SORT_LIMIT + 1))
+    if len(matches) > SORT_LIMIT:
+        raise BadQuery(f"more than {SORT_LIMIT:,} calls match: filter them further before sorting")
+    matches.sort(key=_order_key(listing.sort), reverse=listing.descending)
+    calls = matches[start : start + listing.size + 1]
     return Page(calls[: listing.size], len(calls) > listing.size)

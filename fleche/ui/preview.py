@@ -1,7 +1,9 @@
 """What a page shows of a value: a one-line summary for a table cell, a preview for its page.
 
-Arrays get their shape, dtype, statistics and a plot; data frames their
-first rows; text itself; anything else a clipped ``repr``.  Every piece of
+Arrays get their shape, dtype, statistics and a plot; pictures (Pillow
+images, arrays shaped like images: :mod:`fleche.ui.image`) are drawn as
+PNG; data frames show their first rows; text itself; anything else a
+clipped ``repr``.  Every piece of
 text is escaped by the templates; only the plots (numbers only) and the
 frame tables (escaped by pandas) are inserted as markup.
 """
@@ -13,6 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from .image import is_image
 from .plot import heatmap, line
 
 __all__ = ["Preview", "clip", "preview", "summary"]
@@ -31,6 +34,8 @@ def _kind(value: Any) -> str:
         return "array" if getattr(value, "ndim", 0) else "scalar"
     if module == "pandas" and hasattr(value, "to_frame") or type(value).__name__ == "DataFrame":
         return "frame"
+    if module == "PIL" and is_image(value):
+        return "image"
     return "text" if isinstance(value, str) else "other"
 
 
@@ -41,12 +46,14 @@ def summary(value: Any) -> str:
         return f"{value.dtype}[{'×'.join(map(str, value.shape))}]"
     if kind == "frame":
         return f"{type(value).__name__} {'×'.join(map(str, value.shape))}"
+    if kind == "image":
+        return f"{value.mode} image {value.width}×{value.height}"
     return clip(repr(value.item() if kind == "scalar" else value))
 
 
 @dataclass(frozen=True)
 class Preview:
-    """A value as a page shows it: facts (label → text), text to show, markup (plot, table)."""
+    """A value as a page shows it: facts (label → text), text to show, markup (plot, table), a picture."""
 
     kind: str
     type: str
@@ -54,6 +61,8 @@ class Preview:
     text: str | None = None
     markup: Markup | None = None
     downloads: tuple[str, ...] = ("pickle",)
+    #: Whether the page shows the value drawn as PNG (``/v/<digest>/preview.png``).
+    image: bool = False
 
 
 def preview(value: Any) -> Preview:
@@ -62,6 +71,9 @@ def preview(value: Any) -> Preview:
     name = f"{type(value).__module__}.{type(value).__qualname__}"
     if kind == "array":
         return _array(value, name)
+    if kind == "image":
+        facts = {"size": f"{value.width} × {value.height}", "mode": value.mode}
+        return Preview("image", name, facts, downloads=("png", "pickle"), image=True)
     if kind == "frame":
         frame = value.to_frame() if hasattr(value, "to_frame") else value
         table = frame.head(ROWS).to_html(escape=True, border=0, classes="frame")
@@ -88,7 +100,7 @@ def _array(value: Any, name: str) -> Preview:
     numeric = np.issubdtype(value.dtype, np.number) and not np.issubdtype(
         value.dtype, np.complexfloating
     )
-    plot = ""
+    image, plot = is_image(value), ""
     if numeric and value.size:
         with np.errstate(all="ignore"):
             facts.update(
@@ -96,10 +108,12 @@ def _array(value: Any, name: str) -> Preview:
                 max=f"{np.nanmax(value):.6g}",
                 mean=f"{np.nanmean(value):.6g}",
             )
-        plot = line(value) if value.ndim == 1 else heatmap(value) if value.ndim == 2 else ""
+        if not image:
+            plot = line(value) if value.ndim == 1 else heatmap(value) if value.ndim == 2 else ""
     downloads = ("npy", "csv", "h5", "pickle") if value.ndim <= 2 else ("npy", "h5", "pickle")
+    if image:
+        downloads = ("png", *downloads)
     with np.printoptions(threshold=50, edgeitems=5):
         text = clip(repr(value), TEXT)
-    return Preview(
-        "array", name, facts, text=text, markup=Markup(plot) if plot else None, downloads=downloads
-    )
+    markup = Markup(plot) if plot else None
+    return Preview("array", name, facts, text=text, markup=markup, downloads=downloads, image=image)

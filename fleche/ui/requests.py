@@ -15,6 +15,7 @@ from flask import current_app
 from fleche import AmbiguousDigestError, Digest
 
 from .catalog import Catalog
+from .paging import Pages, QueryPages
 
 __all__ = ["Candidate", "Problem", "Store", "resolve", "store"]
 
@@ -40,15 +41,18 @@ class Candidate:
 
 @dataclass
 class Store:
-    """What every request reads: the cache, its function catalog, whether writes are allowed."""
+    """What every request reads: the cache, where its pages come from, its function catalog, whether writes are allowed."""
 
     cache: Any
     allow_writes: bool = False
+    pages: Pages | None = None
     catalog: Catalog = field(init=False)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     def __post_init__(self) -> None:
-        self.catalog = Catalog(self.cache)
+        if self.pages is None:
+            self.pages = QueryPages(self.cache)
+        self.catalog = Catalog(self.cache, pages=self.pages)
 
 
 def store() -> Store:

@@ -36,7 +36,7 @@ def _parameters(module: str | None, name: str) -> list[str]:
     known = store().catalog.parameters(module, name)
     if known is not None:  # the background count met a call: no query
         return list(known)
-    call = store().cache.query(QueryCall(name=name, module=module), expired=True).any()
+    call = store().pages.sample(QueryCall(name=name, module=module))
     if call is None:
         raise Problem(404, "No such function", f"The store holds no call of {module or ''}:{name}.")
     return list(call.digested_call.arguments)
@@ -51,17 +51,22 @@ def function(ident: str) -> str:
             400, "Not a function", f"{err}: a function page is /f/<module>:<name>."
         ) from None
     parameters = _parameters(module, name)
+    cache, pages = store().cache, store().pages
     try:
         listing = parse_listing(request.args, parameters)
-        page = page_of(store().cache.query(listing.template(module, name)), listing)
+        template = listing.template(module, name)
+        page = page_of(pages, cache, listing, template)
     except BadQuery as err:
         raise Problem(400, "Bad filter", str(err)) from None
-    cache = store().cache
     rows = [call_row(cache, call, parameters) for call in page.calls]
     total = None if listing.raw else store().catalog.count(module, name)
+    if total is None:  # filtered, or still counting
+        total = pages.count(template)
+    last = None if total is None else max(1, -(-total // listing.size))
     return render_template(
         "function.html", ident=ident, module=module, name=name, parameters=parameters,
-        listing=listing, rows=rows, has_next=page.has_next, total=total,
+        listing=listing, rows=rows, has_next=page.has_next, total=total, last=last,
+        order=pages.order,
     )  # fmt: skip
 
 

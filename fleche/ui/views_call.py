@@ -13,6 +13,7 @@ from fleche import QueryCall
 from .catalog import function_id
 from .download import FORMATS, write
 from .graph import layout, lineage_of
+from .image import is_image, png
 from .preview import preview
 from .requests import Problem, resolve, store
 from .rows import facts, load
@@ -111,6 +112,17 @@ def download(key: str) -> Response:
     )
 
 
+def picture(key: str) -> Response:
+    """The value under ``key`` drawn as a PNG preview (a picture only); never changes, so cached."""
+    full = resolve(key)
+    ok, loaded = load(store().cache, full)
+    if not ok or not is_image(loaded):
+        raise Problem(404, "No picture", f"The value {full[:10]} is not a picture.")
+    answer = Response(png(loaded), mimetype="image/png")
+    answer.headers["Cache-Control"] = "max-age=31536000, immutable"  # content-addressed
+    return answer
+
+
 def evict(key: str) -> Response:
     """Remove a call record (``--allow-writes`` only; the form carries this server's token)."""
     if not store().allow_writes:
@@ -130,4 +142,5 @@ def register(app: Flask) -> None:
     app.add_url_rule("/c/<key>", view_func=call)
     app.add_url_rule("/v/<key>", view_func=value)
     app.add_url_rule("/v/<key>/download", view_func=download)
+    app.add_url_rule("/v/<key>/preview.png", view_func=picture)
     app.add_url_rule("/c/<key>/evict", view_func=evict, methods=["POST"])
