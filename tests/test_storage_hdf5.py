@@ -8,6 +8,7 @@ changing the layout, the version check and damaged files.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import warnings
@@ -346,6 +347,22 @@ def test_damaged_file_is_a_warned_miss_and_is_replaced(tmp_path: Path, prefix_le
         warnings.simplefilter("ignore", CorruptEntryWarning)  # a damaged shared file is set aside
         values.save(np.arange(1000))
     np.testing.assert_array_equal(values.load(key), np.arange(1000))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files in /proc")
+@pytest.mark.parametrize("prefix_length", [0, 1])
+def test_a_failed_read_leaves_no_file_open(tmp_path: Path, prefix_length: int) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    array = np.full(1000, 7.0)
+    key = values.save(array)
+    file, _ = values.location(key)
+    data = file.read_bytes()
+    start = data.index(array.tobytes())
+    file.write_bytes(data[:start] + np.full(1000, 8.0).tobytes() + data[start + array.nbytes :])
+    with pytest.warns(CorruptEntryWarning), pytest.raises(KeyError) as failed:
+        values.load(key)
+    opened = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+    assert str(file.resolve()) not in opened, failed.value  # the failure's traceback is alive
 
 
 def test_garbage_file_is_a_warned_miss(tmp_path: Path) -> None:

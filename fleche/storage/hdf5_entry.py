@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import fractions
+import os
 import pathlib
 import pickle
 import uuid
@@ -77,6 +78,10 @@ __all__ = [
 FORMAT = "fleche_format"
 _FORMAT = FORMAT.encode()
 _PREFIX = PREFIX.encode()
+#: How entries are opened for reading: closing the file closes everything opened in it
+#: (as ``h5py.File.close`` does), so no dataset left referenced keeps the file open.
+_READING = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+_READING.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
 #: How strictly the bagofholding version of a stored bag must match: the
 #: library's own floor (``min_compatible_version``) applies on top of it.
 BAG_VERSION_VALIDATOR = "semantic-major"
@@ -239,16 +244,13 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
     the file has no such group (with the prefix the file is for), anything else if the entry cannot be
     decoded or fails its integrity check.
     """
-    # The fast formats are read through h5py's low-level API: the high-level
-    # attribute and dataset accessors cost ~200 µs of a ~550 µs small hit
-    # (call records, container nodes; benchmarks/bench_hdf5.py).
-    with h5py.File(file, "r") as handle:
-        if group is None:
-            entry = handle.id
-        elif group in handle:
-            entry = h5py.h5g.open(handle.id, group.encode())
-        else:
-            raise NoEntry(group, read_attribute(handle.id, _PREFIX))
+    # The file and the fast formats go through h5py's low-level API: the
+    # high-level file object, attribute and dataset accessors cost ~200 µs
+    # of a ~550 µs small hit (call records, container nodes) and ~0.5 ms of
+    # a 10 MB array hit (benchmarks/bench_hdf5.py, bench_big_values.py).
+    fid = h5py.h5f.open(os.fsencode(file), h5py.h5f.ACC_RDONLY, _READING)
+    try:
+        entry = fid if group is None else _group(fid, group)
         kind = _format(entry)
         check = read_check(entry)
         if check is None:
@@ -263,15 +265,27 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
             return pickle.loads(payload)
         if kind is not None and kind != b"frame":
             raise UnreadableEntry(f"unknown entry format {kind!r} (written by a newer fleche?)")
-        tree = handle if group is None else handle[group]
-        contents = read_tree(tree) if kind == b"frame" else None
-        _verify(check, tree_seal(key, tree, contents))
-        if kind == b"frame":
-            return read_frame(tree, contents)
+        with h5py.File(fid) as handle:
+            tree = handle if group is None else handle[group]
+            contents = read_tree(tree) if kind == b"frame" else None
+            _verify(check, tree_seal(key, tree, contents))
+            if kind == b"frame":
+                return read_frame(tree, contents)
+    finally:
+        fid.close()  # and, by its close degree, everything opened in it
     bag = H5Bag(
         file if group is None else f"{file}/{group}", bag_version_validator=BAG_VERSION_VALIDATOR
     )
     return bag.load(version_validator=version_validator)
+
+
+def _group(fid: Any, group: str) -> Any:
+    """The group ``group`` of a shared file (a low-level file id); :class:`NoEntry` if it has none."""
+    root = h5py.h5g.open(fid, b"/")
+    name = group.encode()
+    if name not in root:
+        raise NoEntry(group, read_attribute(fid, _PREFIX))
+    return h5py.h5g.open(root, name)
 
 
 def _verify(stored: bytes, computed: np.void) -> None:
