@@ -251,7 +251,7 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
     fid = h5py.h5f.open(os.fsencode(file), h5py.h5f.ACC_RDONLY, _READING)
     try:
         entry = fid if group is None else _group(fid, group)
-        kind = _format(entry)
+        kind = read_attribute(entry, _FORMAT)  # None for a bag
         check = read_check(entry)
         if check is None:
             raise UnreadableEntry("it has no integrity check (written by an older fleche)")
@@ -294,18 +294,6 @@ def _verify(stored: bytes, computed: np.void) -> None:
             "its integrity check fails: its bytes changed after it was written, "
             "or it is another key's entry (a swapped file)"
         )
-
-
-def _format(entry: Any) -> bytes | None:
-    """The ``fleche_format`` attribute of an entry (a low-level group id); ``None`` for a bag."""
-    if not h5py.h5a.exists(entry, _FORMAT):
-        return None
-    attribute = h5py.h5a.open(entry, _FORMAT)
-    if attribute.dtype.kind != "S":
-        raise UnreadableEntry(f"the {FORMAT} attribute has type {attribute.dtype}")
-    value = np.empty((), dtype=attribute.dtype)
-    attribute.read(value)
-    return value.item()
 
 
 def _dataset(entry: Any, name: bytes) -> np.ndarray:
