@@ -48,12 +48,14 @@ from fleche.config import open_cache  # noqa: E402
 from fleche.storage import CallBagOfHoldingH5File, ValueBagOfHoldingH5File  # noqa: E402
 
 SIZE = 10 * 2**20
+#: The dtype of the result (8 bytes an item): ``--dtype datetime64[ns]`` times the HDF5 time format.
+DTYPE = np.dtype(np.float64)
 JOBLIB = "joblib.Memory.cache"
 
 
 def array(seed: int) -> np.ndarray:
-    """``SIZE`` bytes of float64 (a module-level function, so joblib can hash its code)."""
-    return np.random.default_rng(seed).random(SIZE // 8)
+    """``SIZE`` bytes of ``DTYPE`` (a module-level function, so joblib can hash its code)."""
+    return np.random.default_rng(seed).random(SIZE // 8).view(DTYPE)
 
 
 def raw_read(path: Path, allocate: Callable[[int], Any]) -> Callable[[], object]:
@@ -125,7 +127,7 @@ def bench_hits(tmp: Path, calls: int) -> list[list[str]]:
     raw = tmp / "raw"
     raw.write_bytes(expected.tobytes())
     with h5py.File(tmp / "raw.h5", "w") as handle:
-        handle["array"] = expected
+        handle["array"] = expected.view(np.int64)  # the same bytes, for any DTYPE
     hits["raw read into a bytearray"] = raw_read(raw, bytearray)
     hits["raw read into a numpy buffer"] = raw_read(
         raw, functools.partial(np.empty, dtype=np.uint8)
@@ -160,9 +162,11 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=10, help="hits per timed batch (10 MB)")
     parser.add_argument("--dir", default=None, help="where to make the temporary directory")
+    parser.add_argument("--dtype", default="float64", help="of the array, 8 bytes an item")
     parser.add_argument("--no-misses", action="store_true", help="time the hits only")
     args = parser.parse_args()
-    global SIZE
+    global SIZE, DTYPE
+    DTYPE = np.dtype(args.dtype)
     warnings.simplefilter("ignore")  # joblib and diskcache chatter
     for megabytes in args.megabytes:
         SIZE = int(megabytes * 2**20) // 8 * 8
@@ -173,7 +177,7 @@ def main() -> None:
             misses = [] if args.no_misses else bench_misses(tmp, max(1, calls // 4))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        title = f"a {megabytes:g} MB float64 array result"
+        title = f"a {megabytes:g} MB {DTYPE} array result"
         header = ["subject", "time", "ratio"]
         print_table(
             f"hit returning {title} (new cache object, best batch of {calls})", header, hits

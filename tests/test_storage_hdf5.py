@@ -19,6 +19,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
+H5Bag = pytest.importorskip("bagofholding").H5Bag
 
 from fleche.call import Call  # noqa: E402
 from fleche.digest import Digest, digest  # noqa: E402
@@ -71,6 +72,54 @@ def test_arrays_round_trip_exactly(tmp_path: Path, array: np.ndarray) -> None:
     values = ValueBagOfHoldingH5File(root=tmp_path)
     loaded = values.load(values.save(array))
     assert _same(loaded, array) and loaded.dtype == array.dtype and loaded.shape == array.shape
+
+
+@pytest.mark.parametrize("prefix_length", [0, 2])
+@pytest.mark.parametrize(
+    "times",
+    [
+        np.arange(1000).astype("datetime64[ns]"),
+        np.array(["2020-01-01", "NaT", "1969-12-31"], dtype="datetime64[D]"),
+        np.arange(12).reshape(3, 4).astype(">m8[s]").T,
+        np.array(5, dtype="timedelta64[ms]"),
+        np.array([], dtype="datetime64[us]"),
+    ],
+    ids=["ns", "days-NaT", "big-endian-transposed", "0-d", "empty"],
+)
+def test_time_arrays_are_int64_datasets_and_round_trip_exactly(
+    tmp_path: Path, prefix_length: int, times: np.ndarray
+) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    key = values.save(times)
+    loaded = values.load(key)
+    assert loaded.dtype == times.dtype and loaded.shape == times.shape
+    assert loaded.tobytes() == times.tobytes()  # NaT too
+    file, path = values.location(key)
+    with h5py.File(file, "r") as handle:
+        assert handle[path]["array"].dtype == np.int64
+
+
+@pytest.mark.parametrize("dtype", [b"<M8[ms]", b"|O", b"<f8", b"<M8[nonsense]"])
+def test_a_time_entry_with_a_changed_dtype_is_a_warned_miss(tmp_path: Path, dtype: bytes) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    times = np.arange(10).astype("datetime64[s]")
+    key = values.save(times)
+    with h5py.File(values.location(key)[0], "r+") as handle:
+        handle.attrs["fleche_dtype"] = np.bytes_(dtype)
+    assert _outcome(values, key, times) == "miss"
+
+
+def test_time_arrays_stored_as_bags_by_older_fleche_still_load(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    times = np.arange(10).astype("datetime64[s]")
+    key = values.save(times)
+    file, _ = values.location(key)
+    file.unlink()
+    H5Bag.save(times, str(file))  # the format datetime arrays had before the time format
+    with h5py.File(file, "r+") as handle:
+        handle.attrs[CHECK] = tree_seal(key, handle)
+    loaded = values.load(key)
+    assert loaded.dtype == times.dtype and loaded.tobytes() == times.tobytes()
 
 
 def test_dict_of_arrays_keeps_each_array_a_dataset(tmp_path: Path) -> None:
@@ -394,9 +443,10 @@ def test_import_fleche_does_not_import_h5py() -> None:
 
 
 def _kinds() -> list[object]:
-    """One value of every entry format: array, pickled plain data, frame, bag."""
+    """One value of every entry format: array, pickled plain data, frame, bag, time."""
     frame = pd.DataFrame({"a": np.arange(50.0), "b": [f"s{i}" for i in range(50)]})
-    return [np.arange(64.0), np.arange(64.0) + 1, [1, "two", 3.0], frame, np.float64(2.5)]
+    times = np.arange(64).astype("datetime64[s]")
+    return [np.arange(64.0), np.arange(64.0) + 1, [1, "two", 3.0], frame, np.float64(2.5), times]
 
 
 def _outcome(values: ValueBagOfHoldingH5File, key: str, expected: object) -> str:

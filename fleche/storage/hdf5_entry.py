@@ -1,11 +1,16 @@
 """One value as one HDF5 group: the entry format of the HDF5 storages.
 
 An entry is the root group of a file or a group named by its key inside a
-shared file, in one of four formats, chosen by the value:
+shared file, in one of five formats, chosen by the value:
 
 ``array``
     A numpy array of a numeric or boolean dtype: the dataset ``array``,
     written and read by h5py directly (the speed of raw h5py).
+``time``
+    A numpy ``datetime64`` or ``timedelta64`` array: its ``int64`` counts
+    as the dataset ``array``, its dtype (``<M8[ns]``, ...) in the
+    attribute ``fleche_dtype``; read at the speed of an ``array`` entry
+    (bagofholding, which stored these before, takes ~300 ms for 10 MB).
 ``pickle``
     Plain Python data (builtins, digests, destructured container nodes,
     call records) as pickled bytes in a ``uint8`` dataset.  bagofholding
@@ -78,6 +83,9 @@ __all__ = [
 FORMAT = "fleche_format"
 _FORMAT = FORMAT.encode()
 _PREFIX = PREFIX.encode()
+#: Attribute of a ``time`` entry naming the dtype its ``int64`` dataset is a view of.
+DTYPE = "fleche_dtype"
+_DTYPE = DTYPE.encode()
 #: How entries are opened for reading: closing the file closes everything opened in it
 #: (as ``h5py.File.close`` does), so no dataset left referenced keeps the file open.
 _READING = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
@@ -200,6 +208,8 @@ def _kind(value: Any) -> tuple[str, Any]:
     """The format an entry of ``value`` gets, and what it is written from."""
     if type(value) is np.ndarray and value.dtype.type in ARRAY_TYPES:
         return "array", None
+    if type(value) is np.ndarray and value.dtype.kind in "mM":
+        return "time", value.view(np.int64)
     payload = _pickled(value)
     if payload is not None:
         return "pickle", payload
@@ -209,9 +219,11 @@ def _kind(value: Any) -> tuple[str, Any]:
 
 def _fill(target: h5py.Group, key: str, value: Any, kind: str, data: Any) -> None:
     """Write the entry's datasets (all but a bag's, already written) and its integrity check."""
-    if kind == "array":
-        target.attrs[FORMAT] = np.bytes_("array")
-        target.create_dataset("array", data=value)
+    if kind in ("array", "time"):
+        target.attrs[FORMAT] = np.bytes_(kind)
+        target.create_dataset("array", data=value if data is None else data)
+        if kind == "time":
+            target.attrs[DTYPE] = np.bytes_(value.dtype.str)
         target.attrs[CHECK] = array_seal(key, value)
     elif kind == "pickle":
         target.attrs[FORMAT] = np.bytes_("pickle")
@@ -255,8 +267,10 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
         check = read_check(entry)
         if check is None:
             raise UnreadableEntry("it has no integrity check (written by an older fleche)")
-        if kind == b"array":
+        if kind in (b"array", b"time"):
             array = _dataset(entry, b"array")
+            if kind == b"time":
+                array = array.view(_time_dtype(entry, array))
             _verify(check, array_seal(key, array))
             return array
         if kind == b"pickle":
@@ -286,6 +300,15 @@ def _group(fid: Any, group: str) -> Any:
     if name not in root:
         raise NoEntry(group, read_attribute(fid, _PREFIX))
     return h5py.h5g.open(root, name)
+
+
+def _time_dtype(entry: Any, counts: np.ndarray) -> np.dtype:
+    """The ``datetime64``/``timedelta64`` dtype a ``time`` entry's ``counts`` are a view of."""
+    name = read_attribute(entry, _DTYPE)
+    dtype = np.dtype(name.decode("ascii")) if name is not None else None
+    if counts.dtype != np.int64 or dtype is None or dtype.kind not in "mM" or dtype.itemsize != 8:
+        raise UnreadableEntry(f"a time entry of {counts.dtype} counts with the dtype {name!r}")
+    return dtype
 
 
 def _verify(stored: bytes, computed: np.void) -> None:
