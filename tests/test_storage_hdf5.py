@@ -99,6 +99,27 @@ def test_time_arrays_are_int64_datasets_and_round_trip_exactly(
         assert handle[path]["array"].dtype == np.int64
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.array([b"ab\x00cd", b"", b"\xff" * 6, b"xyz"], dtype="S6"),
+        np.zeros((2, 0), dtype="S3"),
+        np.array(b"q", dtype="S1"),
+    ],
+    ids=["embedded-nul", "empty", "0-d"],
+)
+def test_fixed_width_bytes_arrays_are_datasets_and_round_trip_exactly(
+    tmp_path: Path, data: np.ndarray
+) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    key = values.save(data)
+    loaded = values.load(key)
+    assert loaded.dtype == data.dtype and loaded.shape == data.shape
+    assert loaded.tobytes() == data.tobytes()
+    with h5py.File(values.location(key)[0], "r") as handle:
+        assert handle["array"].dtype == data.dtype
+
+
 @pytest.mark.parametrize("dtype", [b"<M8[ms]", b"|O", b"<f8", b"<M8[nonsense]"])
 def test_a_time_entry_with_a_changed_dtype_is_a_warned_miss(tmp_path: Path, dtype: bytes) -> None:
     values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)

@@ -4,8 +4,9 @@ An entry is the root group of a file or a group named by its key inside a
 shared file, in one of five formats, chosen by the value:
 
 ``array``
-    A numpy array of a numeric or boolean dtype: the dataset ``array``,
-    written and read by h5py directly (the speed of raw h5py).
+    A numpy array of a numeric, boolean or fixed-width bytes (``S``)
+    dtype: the dataset ``array``, written and read by h5py directly (the
+    speed of raw h5py).
 ``time``
     A numpy ``datetime64`` or ``timedelta64`` array: its ``int64`` counts
     as the dataset ``array``, its dtype (``<M8[ns]``, ...) in the
@@ -206,10 +207,12 @@ def write_entries(file: str, entries: Mapping[str, Any]) -> None:
 
 def _kind(value: Any) -> tuple[str, Any]:
     """The format an entry of ``value`` gets, and what it is written from."""
-    if type(value) is np.ndarray and value.dtype.type in ARRAY_TYPES:
-        return "array", None
-    if type(value) is np.ndarray and value.dtype.kind in "mM":
-        return "time", value.view(np.int64)
+    if type(value) is np.ndarray:
+        dtype = value.dtype
+        if dtype.type in ARRAY_TYPES or (dtype.kind == "S" and dtype.itemsize):
+            return "array", None
+        if dtype.kind in "mM":
+            return "time", value.view(np.int64)
     payload = _pickled(value)
     if payload is not None:
         return "pickle", payload
