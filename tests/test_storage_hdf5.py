@@ -8,6 +8,7 @@ changing the layout, the version check and damaged files.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import warnings
@@ -18,6 +19,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
+H5Bag = pytest.importorskip("bagofholding").H5Bag
 
 from fleche.call import Call  # noqa: E402
 from fleche.digest import Digest, digest  # noqa: E402
@@ -70,6 +72,75 @@ def test_arrays_round_trip_exactly(tmp_path: Path, array: np.ndarray) -> None:
     values = ValueBagOfHoldingH5File(root=tmp_path)
     loaded = values.load(values.save(array))
     assert _same(loaded, array) and loaded.dtype == array.dtype and loaded.shape == array.shape
+
+
+@pytest.mark.parametrize("prefix_length", [0, 2])
+@pytest.mark.parametrize(
+    "times",
+    [
+        np.arange(1000).astype("datetime64[ns]"),
+        np.array(["2020-01-01", "NaT", "1969-12-31"], dtype="datetime64[D]"),
+        np.arange(12).reshape(3, 4).astype(">m8[s]").T,
+        np.array(5, dtype="timedelta64[ms]"),
+        np.array([], dtype="datetime64[us]"),
+    ],
+    ids=["ns", "days-NaT", "big-endian-transposed", "0-d", "empty"],
+)
+def test_time_arrays_are_int64_datasets_and_round_trip_exactly(
+    tmp_path: Path, prefix_length: int, times: np.ndarray
+) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    key = values.save(times)
+    loaded = values.load(key)
+    assert loaded.dtype == times.dtype and loaded.shape == times.shape
+    assert loaded.tobytes() == times.tobytes()  # NaT too
+    file, path = values.location(key)
+    with h5py.File(file, "r") as handle:
+        assert handle[path]["array"].dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.array([b"ab\x00cd", b"", b"\xff" * 6, b"xyz"], dtype="S6"),
+        np.zeros((2, 0), dtype="S3"),
+        np.array(b"q", dtype="S1"),
+    ],
+    ids=["embedded-nul", "empty", "0-d"],
+)
+def test_fixed_width_bytes_arrays_are_datasets_and_round_trip_exactly(
+    tmp_path: Path, data: np.ndarray
+) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    key = values.save(data)
+    loaded = values.load(key)
+    assert loaded.dtype == data.dtype and loaded.shape == data.shape
+    assert loaded.tobytes() == data.tobytes()
+    with h5py.File(values.location(key)[0], "r") as handle:
+        assert handle["array"].dtype == data.dtype
+
+
+@pytest.mark.parametrize("dtype", [b"<M8[ms]", b"|O", b"<f8", b"<M8[nonsense]"])
+def test_a_time_entry_with_a_changed_dtype_is_a_warned_miss(tmp_path: Path, dtype: bytes) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    times = np.arange(10).astype("datetime64[s]")
+    key = values.save(times)
+    with h5py.File(values.location(key)[0], "r+") as handle:
+        handle.attrs["fleche_dtype"] = np.bytes_(dtype)
+    assert _outcome(values, key, times) == "miss"
+
+
+def test_time_arrays_stored_as_bags_by_older_fleche_still_load(tmp_path: Path) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=0)
+    times = np.arange(10).astype("datetime64[s]")
+    key = values.save(times)
+    file, _ = values.location(key)
+    file.unlink()
+    H5Bag.save(times, str(file))  # the format datetime arrays had before the time format
+    with h5py.File(file, "r+") as handle:
+        handle.attrs[CHECK] = tree_seal(key, handle)
+    loaded = values.load(key)
+    assert loaded.dtype == times.dtype and loaded.tobytes() == times.tobytes()
 
 
 def test_dict_of_arrays_keeps_each_array_a_dataset(tmp_path: Path) -> None:
@@ -348,6 +419,22 @@ def test_damaged_file_is_a_warned_miss_and_is_replaced(tmp_path: Path, prefix_le
     np.testing.assert_array_equal(values.load(key), np.arange(1000))
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files in /proc")
+@pytest.mark.parametrize("prefix_length", [0, 1])
+def test_a_failed_read_leaves_no_file_open(tmp_path: Path, prefix_length: int) -> None:
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    array = np.full(1000, 7.0)
+    key = values.save(array)
+    file, _ = values.location(key)
+    data = file.read_bytes()
+    start = data.index(array.tobytes())
+    file.write_bytes(data[:start] + np.full(1000, 8.0).tobytes() + data[start + array.nbytes :])
+    with pytest.warns(CorruptEntryWarning), pytest.raises(KeyError) as failed:
+        values.load(key)
+    opened = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+    assert str(file.resolve()) not in opened, failed.value  # the failure's traceback is alive
+
+
 def test_garbage_file_is_a_warned_miss(tmp_path: Path) -> None:
     values = ValueBagOfHoldingH5File(root=tmp_path)
     key = values.save({"x": 1})
@@ -377,9 +464,10 @@ def test_import_fleche_does_not_import_h5py() -> None:
 
 
 def _kinds() -> list[object]:
-    """One value of every entry format: array, pickled plain data, frame, bag."""
+    """One value of every entry format: array, pickled plain data, frame, bag, time."""
     frame = pd.DataFrame({"a": np.arange(50.0), "b": [f"s{i}" for i in range(50)]})
-    return [np.arange(64.0), np.arange(64.0) + 1, [1, "two", 3.0], frame, np.float64(2.5)]
+    times = np.arange(64).astype("datetime64[s]")
+    return [np.arange(64.0), np.arange(64.0) + 1, [1, "two", 3.0], frame, np.float64(2.5), times]
 
 
 def _outcome(values: ValueBagOfHoldingH5File, key: str, expected: object) -> str:

@@ -1,11 +1,17 @@
 """One value as one HDF5 group: the entry format of the HDF5 storages.
 
 An entry is the root group of a file or a group named by its key inside a
-shared file, in one of four formats, chosen by the value:
+shared file, in one of five formats, chosen by the value:
 
 ``array``
-    A numpy array of a numeric or boolean dtype: the dataset ``array``,
-    written and read by h5py directly (the speed of raw h5py).
+    A numpy array of a numeric, boolean or fixed-width bytes (``S``)
+    dtype: the dataset ``array``, written and read by h5py directly (the
+    speed of raw h5py).
+``time``
+    A numpy ``datetime64`` or ``timedelta64`` array: its ``int64`` counts
+    as the dataset ``array``, its dtype (``<M8[ns]``, ...) in the
+    attribute ``fleche_dtype``; read at the speed of an ``array`` entry
+    (bagofholding, which stored these before, takes ~300 ms for 10 MB).
 ``pickle``
     Plain Python data (builtins, digests, destructured container nodes,
     call records) as pickled bytes in a ``uint8`` dataset.  bagofholding
@@ -37,6 +43,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import fractions
+import os
 import pathlib
 import pickle
 import uuid
@@ -77,6 +84,13 @@ __all__ = [
 FORMAT = "fleche_format"
 _FORMAT = FORMAT.encode()
 _PREFIX = PREFIX.encode()
+#: Attribute of a ``time`` entry naming the dtype its ``int64`` dataset is a view of.
+DTYPE = "fleche_dtype"
+_DTYPE = DTYPE.encode()
+#: How entries are opened for reading: closing the file closes everything opened in it
+#: (as ``h5py.File.close`` does), so no dataset left referenced keeps the file open.
+_READING = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+_READING.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
 #: How strictly the bagofholding version of a stored bag must match: the
 #: library's own floor (``min_compatible_version``) applies on top of it.
 BAG_VERSION_VALIDATOR = "semantic-major"
@@ -193,8 +207,12 @@ def write_entries(file: str, entries: Mapping[str, Any]) -> None:
 
 def _kind(value: Any) -> tuple[str, Any]:
     """The format an entry of ``value`` gets, and what it is written from."""
-    if type(value) is np.ndarray and value.dtype.type in ARRAY_TYPES:
-        return "array", None
+    if type(value) is np.ndarray:
+        dtype = value.dtype
+        if dtype.type in ARRAY_TYPES or (dtype.kind == "S" and dtype.itemsize):
+            return "array", None
+        if dtype.kind in "mM":
+            return "time", value.view(np.int64)
     payload = _pickled(value)
     if payload is not None:
         return "pickle", payload
@@ -204,9 +222,11 @@ def _kind(value: Any) -> tuple[str, Any]:
 
 def _fill(target: h5py.Group, key: str, value: Any, kind: str, data: Any) -> None:
     """Write the entry's datasets (all but a bag's, already written) and its integrity check."""
-    if kind == "array":
-        target.attrs[FORMAT] = np.bytes_("array")
-        target.create_dataset("array", data=value)
+    if kind in ("array", "time"):
+        target.attrs[FORMAT] = np.bytes_(kind)
+        target.create_dataset("array", data=value if data is None else data)
+        if kind == "time":
+            target.attrs[DTYPE] = np.bytes_(value.dtype.str)
         target.attrs[CHECK] = array_seal(key, value)
     elif kind == "pickle":
         target.attrs[FORMAT] = np.bytes_("pickle")
@@ -239,22 +259,21 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
     the file has no such group (with the prefix the file is for), anything else if the entry cannot be
     decoded or fails its integrity check.
     """
-    # The fast formats are read through h5py's low-level API: the high-level
-    # attribute and dataset accessors cost ~200 µs of a ~550 µs small hit
-    # (call records, container nodes; benchmarks/bench_hdf5.py).
-    with h5py.File(file, "r") as handle:
-        if group is None:
-            entry = handle.id
-        elif group in handle:
-            entry = h5py.h5g.open(handle.id, group.encode())
-        else:
-            raise NoEntry(group, read_attribute(handle.id, _PREFIX))
-        kind = _format(entry)
+    # The file and the fast formats go through h5py's low-level API: the
+    # high-level file object, attribute and dataset accessors cost ~200 µs
+    # of a ~550 µs small hit (call records, container nodes) and ~0.5 ms of
+    # a 10 MB array hit (benchmarks/bench_hdf5.py, bench_big_values.py).
+    fid = h5py.h5f.open(os.fsencode(file), h5py.h5f.ACC_RDONLY, _READING)
+    try:
+        entry = fid if group is None else _group(fid, group)
+        kind = read_attribute(entry, _FORMAT)  # None for a bag
         check = read_check(entry)
         if check is None:
             raise UnreadableEntry("it has no integrity check (written by an older fleche)")
-        if kind == b"array":
+        if kind in (b"array", b"time"):
             array = _dataset(entry, b"array")
+            if kind == b"time":
+                array = array.view(_time_dtype(entry, array))
             _verify(check, array_seal(key, array))
             return array
         if kind == b"pickle":
@@ -263,15 +282,36 @@ def read_entry(file: str, group: str | None, version_validator: str, key: str) -
             return pickle.loads(payload)
         if kind is not None and kind != b"frame":
             raise UnreadableEntry(f"unknown entry format {kind!r} (written by a newer fleche?)")
-        tree = handle if group is None else handle[group]
-        contents = read_tree(tree) if kind == b"frame" else None
-        _verify(check, tree_seal(key, tree, contents))
-        if kind == b"frame":
-            return read_frame(tree, contents)
+        with h5py.File(fid) as handle:
+            tree = handle if group is None else handle[group]
+            contents = read_tree(tree) if kind == b"frame" else None
+            _verify(check, tree_seal(key, tree, contents))
+            if kind == b"frame":
+                return read_frame(tree, contents)
+    finally:
+        fid.close()  # and, by its close degree, everything opened in it
     bag = H5Bag(
         file if group is None else f"{file}/{group}", bag_version_validator=BAG_VERSION_VALIDATOR
     )
     return bag.load(version_validator=version_validator)
+
+
+def _group(fid: Any, group: str) -> Any:
+    """The group ``group`` of a shared file (a low-level file id); :class:`NoEntry` if it has none."""
+    root = h5py.h5g.open(fid, b"/")
+    name = group.encode()
+    if name not in root:
+        raise NoEntry(group, read_attribute(fid, _PREFIX))
+    return h5py.h5g.open(root, name)
+
+
+def _time_dtype(entry: Any, counts: np.ndarray) -> np.dtype:
+    """The ``datetime64``/``timedelta64`` dtype a ``time`` entry's ``counts`` are a view of."""
+    name = read_attribute(entry, _DTYPE)
+    dtype = np.dtype(name.decode("ascii")) if name is not None else None
+    if counts.dtype != np.int64 or dtype is None or dtype.kind not in "mM" or dtype.itemsize != 8:
+        raise UnreadableEntry(f"a time entry of {counts.dtype} counts with the dtype {name!r}")
+    return dtype
 
 
 def _verify(stored: bytes, computed: np.void) -> None:
@@ -280,18 +320,6 @@ def _verify(stored: bytes, computed: np.void) -> None:
             "its integrity check fails: its bytes changed after it was written, "
             "or it is another key's entry (a swapped file)"
         )
-
-
-def _format(entry: Any) -> bytes | None:
-    """The ``fleche_format`` attribute of an entry (a low-level group id); ``None`` for a bag."""
-    if not h5py.h5a.exists(entry, _FORMAT):
-        return None
-    attribute = h5py.h5a.open(entry, _FORMAT)
-    if attribute.dtype.kind != "S":
-        raise UnreadableEntry(f"the {FORMAT} attribute has type {attribute.dtype}")
-    value = np.empty((), dtype=attribute.dtype)
-    attribute.read(value)
-    return value.item()
 
 
 def _dataset(entry: Any, name: bytes) -> np.ndarray:
