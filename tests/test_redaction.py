@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from fleche import Cache
@@ -11,6 +9,8 @@ from fleche.caches.messages import where_stored
 from fleche.config import to_config
 from fleche.storage import Sql, ValueMemory
 from fleche.storage.redaction import redact_url
+
+from .backends import postgres_calls
 
 PASSWORD = "s3cret-pw"
 
@@ -44,13 +44,11 @@ def test_redact_url_hides_the_password_only(url, shown):
 
 
 @pytest.fixture
-def url_with_password():
-    """The test server's URL with a password added (its trust authentication ignores it)."""
-    url = os.environ.get("FLECHE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("FLECHE_TEST_POSTGRES_URL is not set: start a server with .ci/start-postgres")
+def url_with_password(tmp_path):
+    """A private schema of the test server, its URL with a password added (trust ignores it)."""
     import sqlalchemy
 
+    url = postgres_calls(tmp_path).url
     return sqlalchemy.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
 
 
