@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from ..call import unstored_arguments
-from ..digest import Digest, digest
+from ..digest import Digest
 from ..errors import CorruptEntryWarning, Indigestible
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
@@ -81,6 +81,8 @@ class _Verifier:
         self.calls: CallStorage = cache.calls
         self.progress = progress
         self.value_keys: set[Digest] = set()
+        #: The parts of each container checked: a container with a broken part is broken.
+        self.parts: dict[Digest, list[Digest]] = {}
         #: How many values some record refers to were found: proof the value storage is the right one.
         self.found = 0
         self.caught: list[warnings.WarningMessage] = []
@@ -135,6 +137,7 @@ class _Verifier:
             if problem is not None:
                 value_problems.append(problem)
             self._tick()
+        value_problems += self.broken_parts(value_problems)
         value_problems = _guard_systematic(value_problems, len(self.value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
         take = _in_step(iter(self.calls.scan()), set(call_keys))
@@ -163,15 +166,19 @@ class _Verifier:
         return problem
 
     def check_value(self, key: Digest) -> Problem | None:
-        """Read one value, check its parts and its digest."""
+        """Read one value once: its digest, and its parts (stored apart) are listed."""
         if self.since is not None and (self.values.stored_at(key) or math.inf) < self.since:
             return None  # unchanged since the verify that started then
-        value, error, _ = self._attempt(lambda: self.values.load(key))
-        if error is None:  # the common case: one read, then only the digest to check
-            return _digest_problem(key, value)
-        parts, error, corrupt = self._attempt(lambda: list(self.values.children(key)))
+        examined, error, corrupt = self._attempt(lambda: self.values.examine(key))
+        if isinstance(error, Indigestible):
+            return Problem(
+                "values", key, UNVERIFIABLE, f"cannot re-digest it here: {error}", fixable=False
+            )
         if error is not None:
             return self._failure(self.values, "values", key, error, corrupt, CORRUPT_VALUE)
+        found, parts = examined
+        if parts:
+            self.parts[key] = parts
         missing = [part for part in parts if not self._present(part)]
         if missing:
             shown = ", ".join(p[:12] for p in missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -181,13 +188,31 @@ class _Verifier:
                 MISSING_PART,
                 f"{len(missing)} of {len(parts)} parts missing ({shown})",
             )
-        value, error, corrupt = self._attempt(lambda: self.values.load(key))
-        if error is not None:
-            if isinstance(error, KeyError) and not corrupt and parts:
-                return Problem("values", key, BROKEN_PART, "a part further down is missing")
-            kind = BROKEN_PART if parts else CORRUPT_VALUE
-            return self._failure(self.values, "values", key, error, corrupt, kind)
-        return _digest_problem(key, value)
+        if found is None:
+            return Problem("values", key, BROKEN_PART, "a part further down is missing")
+        if found != key:
+            return Problem(
+                "values",
+                key,
+                MISMATCH,
+                f"its content digests to {found[:12]}: changed after it was stored",
+            )
+        return None
+
+    def broken_parts(self, problems: list[Problem]) -> list[Problem]:
+        """The containers whose parts (or parts' parts) have a problem a repair removes."""
+        broken = {p.key for p in problems if p.fixable}
+        found: list[Problem] = []
+        while True:
+            more = [
+                key
+                for key, parts in self.parts.items()
+                if key not in broken and not broken.isdisjoint(parts)
+            ]
+            if not more:
+                return found
+            broken.update(more)
+            found += [Problem("values", key, BROKEN_PART, "a part is broken") for key in more]
 
     def check_call(
         self, key: Digest, broken: dict[Digest, Problem], record: Any = None
@@ -228,24 +253,6 @@ class _Verifier:
                 fixable=False,
             )
         return None
-
-
-def _digest_problem(key: Digest, value: Any) -> Problem | None:
-    """What is wrong with a value read under ``key``: its content digests to another key, or cannot."""
-    try:
-        found = digest(value)
-    except Indigestible as err:
-        return Problem(
-            "values", key, UNVERIFIABLE, f"cannot re-digest it here: {err}", fixable=False
-        )
-    if found != key:
-        return Problem(
-            "values",
-            key,
-            MISMATCH,
-            f"its content digests to {found[:12]}: changed after it was stored",
-        )
-    return None
 
 
 def _in_step(records: Iterator[tuple[Digest, Any]], listed: set[Digest]) -> Callable[[Digest], Any]:
