@@ -299,6 +299,7 @@ class Cache(CacheBase):
         progress: Callable[[int, int], Any] | None = None,
         *,
         since: float | None = None,
+        since_last: bool = False,
     ) -> verification.VerifyReport:
         """Re-read every value and record and check it; with ``fix``, remove the broken ones.
 
@@ -306,9 +307,12 @@ class Cache(CacheBase):
         :mod:`fleche.verify` for what is checked and what a repair removes.
         ``progress(done, total)`` is called after each entry.  ``since``
         (e.g. ``report.started`` of the last verify) re-reads only the
-        values written after it.
+        values written after it; ``since_last`` only those written after
+        the last verify recorded in the store began.
         """
-        return verification.verify(self, fix=fix, progress=progress, since=since)
+        return verification.verify(
+            self, fix=fix, progress=progress, since=since, since_last=since_last
+        )
 
 
 def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:

@@ -324,6 +324,7 @@ def verify(
     progress: Progress | None = None,
     *,
     since: float | None = None,
+    since_last: bool = False,
 ) -> VerifyReport:
     """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
 
@@ -332,9 +333,15 @@ def verify(
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
     knows when each was written; every record and its references are
-    still checked.
+    still checked.  ``since_last`` takes ``since`` from the store: when
+    the last verify recorded there began (everything is read if none is).
+    Every verify records when it began, where the value storage can keep it
+    (a store of files: ``values/verified``).
     """
     started = time.time()
+    if since_last:
+        last = getattr(cache.values, "last_verified", None)
+        since = last() if callable(last) else None
     verifier = _Verifier(cache, progress, since)
     value_problems, call_problems, n_values, n_calls = verifier.run()
     problems = value_problems + call_problems + _strays(cache)
@@ -342,6 +349,9 @@ def verify(
     if fix:
         report = repair(cache, report)
     audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
+    record = getattr(cache.values, "record_verified", None)
+    if callable(record):
+        record(started)
     return dataclasses.replace(report, problems=report.problems + tuple(audited))
 
 

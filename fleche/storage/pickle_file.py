@@ -36,6 +36,7 @@ from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .form_check import FormCheck
 from .thread_safe import PerKeyLockMixin
+from .verified_mark import VerifiedMark
 
 __all__ = [
     "CallPickleFile",
@@ -351,7 +352,13 @@ def _payload_offset(first: bytes) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ValuePickleFile(
-    ValueMixin, DestructuringMixin, FormCheck, ChildrenLog, PerKeyLockMixin, PickleFileBackend
+    ValueMixin,
+    DestructuringMixin,
+    FormCheck,
+    ChildrenLog,
+    VerifiedMark,
+    PerKeyLockMixin,
+    PickleFileBackend,
 ):
     """Values in pickle files, e.g. ``ValuePickleFile("store/values")``.
 
