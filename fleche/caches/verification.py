@@ -37,6 +37,7 @@ from .findings import (
     Problem,
     VerifyReport,
 )
+from .verify_guards import UNPROVEN, guard_systematic, kept
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -51,9 +52,6 @@ class Verified(Protocol):
 
 
 T = TypeVar("T")
-
-#: Below this many mismatching values, mismatches are never called systematic.
-_SYSTEMATIC_MINIMUM = 10
 
 
 def _failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
@@ -138,7 +136,7 @@ class _Verifier:
                 value_problems.append(problem)
             self._tick()
         value_problems += self.broken_parts(value_problems)
-        value_problems = _guard_systematic(value_problems, len(self.value_keys), MISMATCH)
+        value_problems = guard_systematic(value_problems, len(self.value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
         take = _in_step(iter(self.calls.scan()), set(call_keys))
         for key in call_keys:
@@ -146,9 +144,9 @@ class _Verifier:
             if problem is not None:
                 call_problems.append(problem)
             self._tick()
-        call_problems = _guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
+        call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
         if not self.found:  # not one referenced value listed: the values are elsewhere
-            call_problems = _kept(call_problems, MISSING_VALUE, _UNPROVEN)
+            call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
         return value_problems, call_problems, len(self.value_keys), len(call_keys)
 
     @staticmethod
@@ -222,15 +220,39 @@ class _Verifier:
             record, error, corrupt = self._attempt(lambda: self.calls.load(key))
             if error is not None:
                 return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
-        try:
-            own = record.key()
-        except Exception as err:
+        own = key
+        if self.since is None or not record.created < self.since:  # else checked before
+            try:
+                own = record.key()
+            except Exception as err:
+                return Problem(
+                    "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
+                )
+        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
+        values = [d for n, d in record.arguments.items() if n not in unstored]
+        values.append(record.result)
+        if self.value_keys.issuperset(values) and broken.keys().isdisjoint(values):
+            self.found += len(values)  # the common case: every value listed and sound
+        else:
+            problem = self.references_problem(key, record, unstored, broken)
+            if problem is not None:
+                return problem
+        if own != key:
             return Problem(
-                "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
+                "calls",
+                key,
+                MISFILED_RECORD,
+                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
+                fixable=False,
             )
+        return None
+
+    def references_problem(
+        self, key: Digest, record: Any, unstored: Any, broken: dict[Digest, Problem]
+    ) -> Problem | None:
+        """What is wrong with the values a record refers to: missing or broken ones, by name."""
         bad = []
         missing = False
-        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
         references = [
             (f"argument {n!r}", d) for n, d in record.arguments.items() if n not in unstored
         ]
@@ -244,14 +266,6 @@ class _Verifier:
                 self.found += 1
         if bad:
             return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
-        if own != key:
-            return Problem(
-                "calls",
-                key,
-                MISFILED_RECORD,
-                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
-                fixable=False,
-            )
         return None
 
 
@@ -282,42 +296,6 @@ def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Proble
     return [Problem(store, None, UNLISTABLE, message, fixable=False) for message in messages]
 
 
-_SYSTEMATIC = {
-    MISMATCH: "most values mismatch, so the digest rules changed rather than the values",
-    MISSING_VALUE: "most records miss their values, so the values are kept elsewhere "
-    "or in another layout than this store is opened with",
-}
-
-
-def _guard_systematic(problems: list[Problem], checked: int, kind: str) -> list[Problem]:
-    """Keep entries of one kind from being removed when most entries have it: the cause is global.
-
-    Most values mismatching their keys means the digest rules changed;
-    most records missing their values means the values live elsewhere (a
-    store opened with the wrong layout, a lost mount): removing them would
-    lose every call of a healthy store.
-    """
-    count = sum(1 for p in problems if p.kind == kind)
-    if count < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
-        return problems
-    return _kept(problems, kind, _SYSTEMATIC[kind])
-
-
-_UNPROVEN = (
-    "the value storage lists no value any record refers to, so it is not where these "
-    "calls keep their values"
-)
-
-
-def _kept(problems: list[Problem], kind: str, why: str) -> list[Problem]:
-    """The problems of ``kind`` marked as not to be repaired, saying why."""
-    note = f"; {why}: kept"
-    return [
-        dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == kind else p
-        for p in problems
-    ]
-
-
 def verify(
     cache: Verified,
     fix: bool = False,
@@ -332,8 +310,9 @@ def verify(
     records), e.g. to drive a progress bar on a large store.  ``since``
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
-    knows when each was written; every record and its references are
-    still checked.  ``since_last`` takes ``since`` from the store: when
+    knows when each was written; every record is still read and the values
+    it refers to looked up, and the lookup key of those stored since
+    computed again.  ``since_last`` takes ``since`` from the store: when
     the last verify recorded there began (everything is read if none is).
     Every verify records when it began, where the value storage can keep it
     (a store of files: ``values/verified``).
