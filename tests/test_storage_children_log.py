@@ -82,6 +82,17 @@ def test_gc_of_a_store_written_without_the_log_opens_it_once(tmp_path):
     assert store.values.contains(digest(result["b"][0]))
 
 
+def test_a_full_verify_of_a_store_without_the_log_writes_it(tmp_path):
+    store = open_store(tmp_path)
+    result = {"a": np.arange(10)}
+    store.save(call(1, result))
+    shutil.rmtree(tmp_path / "values" / "children")  # as an older fleche wrote it
+    assert store.verify().ok
+    file_of(tmp_path, digest(result)).write_bytes(b"garbled")
+    assert store.gc(grace=0) == set()  # the container is not opened: the log names its part
+    assert store.values.contains(digest(result["a"]))
+
+
 def test_a_young_container_keeps_its_old_parts(tmp_path):
     """A container stored right now by another process, its call not recorded yet."""
     clock = Clock()

@@ -323,6 +323,9 @@ def verify(
         since = last() if callable(last) else None
     verifier = _Verifier(cache, progress, since)
     value_problems, call_problems, n_values, n_calls = verifier.run()
+    index = getattr(cache.values, "index_children", None)
+    if since is None and callable(index):  # every container read: gc need not open them again
+        index(verifier.parts)
     problems = value_problems + call_problems + _strays(cache)
     report = VerifyReport(n_values, n_calls, tuple(problems), started)
     if fix:

@@ -160,7 +160,18 @@ class ChildrenLog(StorageBackend):
                 continue  # removed meanwhile, or unreadable (warned): nothing to keep below it
             if found:
                 parts[key] = found
+        self.index_children(parts)
+        return parts
+
+    def index_children(self, parts: dict[str, list[str]]) -> None:
+        """Keep ``parts``, every container listed and its parts, as the log of a store without one.
+
+        What gc would otherwise build by opening every value: a full
+        ``verify`` (which reads them all anyway) hands it over.
+        """
         logs = self._logs()
+        if os.path.exists(os.path.join(logs, COMPLETE)):
+            return
         final = os.path.join(logs, f"built-{_writer}.log")
         temporary = os.path.join(logs, f".built-{_writer}.log.tmp")  # a stray for gc if killed
         with contextlib.suppress(OSError):  # a store this process may not write to: not kept
@@ -171,7 +182,6 @@ class ChildrenLog(StorageBackend):
                 sync(temporary)
             os.replace(temporary, final)
             _mark_complete(logs)
-        return parts
 
 
 def _mark_complete(logs: str) -> None:
