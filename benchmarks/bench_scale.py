@@ -1,6 +1,7 @@
 """A store of many calls: count, list, table, query, verify and gc against raw limits.
 
 Run:  PYTHONPATH=. python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--dir DIR]
+      [--maintenance]  (only the verify and gc rows)
 
 For each size N, a default store (pickle files + SQLite calls) holds N calls
 of ``simulate(x, group)`` (``group = x % (N // 100)``, so a query by group
@@ -192,11 +193,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated store sizes")
     parser.add_argument("--dir", help="where the stores are kept between runs (default: removed)")
+    parser.add_argument("--maintenance", action="store_true", help="only the verify and gc rows")
     options = parser.parse_args()
     base = Path(options.dir) if options.dir else Path(tempfile.mkdtemp(prefix="fleche-scale-"))
     try:
         for size in (int(s) for s in options.sizes.split(",")):
-            bench_size(base / f"scale-{size}", size)
+            root = base / f"scale-{size}"
+            if options.maintenance:
+                bench_maintenance(root, fill(root, size), size)
+                bench_diskcache(root / "diskcache", size)
+            else:
+                bench_size(root, size)
     finally:
         if not options.dir:
             shutil.rmtree(base, ignore_errors=True)
