@@ -324,7 +324,8 @@ def verify(
     verifier = _Verifier(cache, progress, since)
     value_problems, call_problems, n_values, n_calls = verifier.run()
     index = getattr(cache.values, "index_children", None)
-    if since is None and callable(index):  # every container read: gc need not open them again
+    unread = any(p.kind in (READ_ERROR, UNLISTABLE) for p in value_problems)
+    if since is None and not unread and callable(index):  # every container read: gc reads none
         index(verifier.parts)
     problems = value_problems + call_problems + _strays(cache)
     report = VerifyReport(n_values, n_calls, tuple(problems), started)
