@@ -286,10 +286,8 @@ class FileStorage(StorageBackend):
         long before a grace of an hour has passed.
         """
         for directory, _, names in os.walk(self._root):
-            for name in names:
+            for name in filter(_leftover, names):
                 path = os.path.join(directory, name)
-                if not _leftover(name):
-                    continue
                 try:
                     info = os.stat(path)
                 except FileNotFoundError:
