@@ -22,7 +22,7 @@ from ..storage.base import ValueStorage
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["collect", "history", "prune", "unreferenced"]
+__all__ = ["collect", "history", "prune", "remove_values", "unreferenced"]
 
 
 def unreferenced(cache: Any, grace: Duration) -> tuple[list[Digest], list[Digest]]:
@@ -46,7 +46,11 @@ def unreferenced(cache: Any, grace: Duration) -> tuple[list[Digest], list[Digest
 
 def collect(cache: Any, dry_run: bool, grace: Duration) -> set[Digest]:
     """Remove (unless ``dry_run``) the collectable values of ``cache``, never one pinned meanwhile."""
-    dead, _ = unreferenced(cache, grace)
+    return remove_values(cache, unreferenced(cache, grace)[0], dry_run)
+
+
+def remove_values(cache: Any, dead: list[Digest], dry_run: bool) -> set[Digest]:
+    """Remove (unless ``dry_run``) the values ``dead`` of ``cache`` (from :func:`unreferenced`) not pinned now."""
     if dry_run:
         pinned = cache.pins.snapshot()
         return {key for key in dead if key not in pinned}

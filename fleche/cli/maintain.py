@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from ..caches.maintenance import remove_values
 from ..call import Call, DigestedCall
 from ..sweep import remove_strays
 from ..verify import repair
@@ -21,10 +22,13 @@ def gc(ctx: Context) -> int:
     """Remove the values no stored call refers to, and the temporary files of killed writers."""
     dry_run, grace = ctx.args.dry_run, ctx.args.grace
     with ctx.status("collecting unreferenced values…"):
-        removed = ctx.cache.gc(dry_run=dry_run, grace=grace)
-        files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
         unreferenced = getattr(ctx.cache, "unreferenced", None)  # a plain Cache says what it kept
-        kept = len(unreferenced(grace)[1]) if callable(unreferenced) else 0
+        if callable(unreferenced):  # one pass: what to remove and what the grace keeps
+            dead, young = unreferenced(grace)
+            removed, kept = remove_values(ctx.cache, dead, dry_run), len(young)
+        else:
+            removed, kept = ctx.cache.gc(dry_run=dry_run, grace=grace), 0
+        files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
     verb = "would remove" if dry_run else "removed"
     data = {"dry_run": dry_run, "values": sorted(removed), "files": files, "kept_by_grace": kept}
     young = (
