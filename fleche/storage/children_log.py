@@ -18,6 +18,10 @@ store written by an older fleche (or one with no container yet), the
 first gc opens every value once, writes what it found as a log of its
 own, then the marker.  A store shared with processes running a fleche older than
 this must not be collected by a newer one: their containers are not logged.
+
+One race is left, as it was before the logs: a writer that finds an old,
+unreferenced part already stored (and so does not write it again) in the
+instant between gc's reading of the logs and its removing that part.
 """
 
 from __future__ import annotations
