@@ -243,6 +243,22 @@ def test_verify_since_rereads_only_recent_values(run, tmp_path):
     assert code == 1 and json.loads(out)["started"] > 1.0e9
 
 
+def test_verify_changed_rereads_what_changed_since_the_last_verify_with_a_bar(
+    run, tmp_path, monkeypatch
+):
+    path = tmp_path / "pickled"
+    store = fill(open_cache({"template": "pickle", "root": str(path)}))
+    assert run("--cache", path, "verify")[0] == 0
+    with cache(store):
+        victim, key = digest(power(7)), power.digest(7)  # written after that verify
+    (path / "values" / victim[:3] / victim[3:]).write_bytes(b"garbage")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # stderr is a terminal: a progress bar
+    code, out, err = run("--cache", path, "verify", "--changed", "--json")
+    assert code == 1 and {p["key"] for p in json.loads(out)["problems"]} == {victim, key}
+    assert "verifying" in err
+    assert run("--cache", path, "verify", "--changed")[0] == 0  # nothing written since
+
+
 def test_rename_function_keeps_the_calls(run, sql_store):
     path, store = sql_store
     old, new = f"{__name__}.power", f"{__name__}.power_renamed"

@@ -353,3 +353,27 @@ def test_verify_reads_records_in_bulk_and_alone_when_damaged(tmp_path):
         ("calls", damaged, "corrupt record")
     ]
     assert report.calls == 3
+
+
+def test_verify_since_last_checks_what_changed_since_the_last_verify(tmp_path):
+    store = Cache(ValuePickleFile(tmp_path / "values"), CallMemory())
+    run = fill(store)
+    with cache(store):
+        old = run.record(3).digested_call
+    path = store.values._path(old.result)
+    assert store.verify(since_last=True).ok  # none recorded yet: everything is read
+    stamp = path.stat().st_mtime
+    path.write_bytes(b"garbage")  # damaged in place, its time set back: not a change
+    os.utime(path, (stamp, stamp))
+    with cache(store):
+        run(6)
+        new = run.record(6).digested_call
+    store.values._path(new.result).write_bytes(b"garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        changed = Cache(ValuePickleFile(tmp_path / "values"), store.calls).verify(since_last=True)
+        again = store.verify(since_last=True)  # the last verify is the one just done
+        full = store.verify()
+    assert {p.key for p in changed.problems if p.store == "values"} == {new.result}
+    assert not {p.key for p in again.problems if p.store == "values"}
+    assert {p.key for p in full.problems if p.store == "values"} == {old.result, new.result}

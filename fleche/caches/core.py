@@ -10,7 +10,6 @@ record that cannot be stored costs a warning, never the user's result
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +24,7 @@ from ..storage.base import CallStorage, ValueStorage
 from ..storage.leases import LeaseBackend
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
-from . import verification
+from . import maintenance, verification
 from .base import CacheBase, as_template, merge_expansions, sealed
 from .messages import where_stored
 from .pins import Pins
@@ -236,19 +235,7 @@ class Cache(CacheBase):
 
     def referenced(self) -> set[Digest]:
         # docstring inherited
-        live: set[Digest] = set()
-        todo = list(self.calls.referenced())
-        todo.extend(self.pins.snapshot())
-        while todo:
-            key = todo.pop()
-            if key in live:
-                continue
-            live.add(key)
-            try:
-                todo.extend(self.values.children(key))
-            except KeyError:
-                continue  # a dangling reference: nothing below it to keep
-        return live
+        return self.values.reachable([*self.calls.referenced(), *self.pins.snapshot()])
 
     def unreferenced(self, grace: Duration | None = None) -> tuple[list[Digest], list[Digest]]:
         """Values no stored call refers to: ``(collectable, kept)``, kept being younger than ``grace``.
@@ -256,17 +243,7 @@ class Cache(CacheBase):
         What :meth:`gc` removes, and what its grace period keeps for now
         (the values of a call that failed, or of one another process runs).
         """
-        horizon = self.clock() - seconds(GC_GRACE if grace is None else grace, "grace")
-        live = self.referenced()
-        dead: list[Digest] = []
-        young: list[Digest] = []
-        for key in self.values.list():
-            if key in live:
-                continue
-            written = self.values.stored_at(key)
-            # Younger than the grace: maybe an argument of a call another process runs.
-            (young if written is not None and written > horizon else dead).append(key)
-        return dead, young
+        return maintenance.unreferenced(self, GC_GRACE if grace is None else grace)
 
     def gc(self, dry_run: bool = False, *, grace: Duration | None = None) -> set[Digest]:
         """Remove values no stored call refers to; returns their keys.
@@ -276,21 +253,11 @@ class Cache(CacheBase):
         (default :data:`GC_GRACE`, an hour) are kept too, where the value
         storage knows when an entry was written
         (:meth:`~fleche.storage.base.KeyManagement.stored_at`): another
-        process may be running a call whose arguments they are.  With
-        ``dry_run`` nothing is removed.
+        process may be running a call whose arguments they are; so are the
+        parts of such a young container, however old.  With ``dry_run``
+        nothing is removed.
         """
-        dead, _ = self.unreferenced(grace)
-        if dry_run:
-            pinned = self.pins.snapshot()
-            return {key for key in dead if key not in pinned}
-        removed = set()
-        for key in dead:
-            try:
-                if self.pins.unless_pinned(key, functools.partial(self.values.evict, key)):
-                    removed.add(key)
-            except KeyError:
-                continue
-        return removed
+        return maintenance.collect(self, dry_run, GC_GRACE if grace is None else grace)
 
     def redigest(self) -> int:
         """Store every value and call under the digest it has now; returns how many moved.
@@ -331,6 +298,7 @@ class Cache(CacheBase):
         progress: Callable[[int, int], Any] | None = None,
         *,
         since: float | None = None,
+        since_last: bool = False,
     ) -> verification.VerifyReport:
         """Re-read every value and record and check it; with ``fix``, remove the broken ones.
 
@@ -338,9 +306,12 @@ class Cache(CacheBase):
         :mod:`fleche.verify` for what is checked and what a repair removes.
         ``progress(done, total)`` is called after each entry.  ``since``
         (e.g. ``report.started`` of the last verify) re-reads only the
-        values written after it.
+        values written after it; ``since_last`` only those written after
+        the last verify recorded in the store began.
         """
-        return verification.verify(self, fix=fix, progress=progress, since=since)
+        return verification.verify(
+            self, fix=fix, progress=progress, since=since, since_last=since_last
+        )
 
 
 def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:

@@ -1,23 +1,67 @@
-"""Pruning and history: maintenance of stored calls through the cache interface only.
+"""Pruning, history and garbage collection: maintenance through the cache interface only.
 
 :meth:`CacheBase.prune <fleche.caches.CacheBase.prune>` and
 :meth:`~fleche.caches.CacheBase.history` delegate here, so every cache and
-every composition gets them from ``now``, ``query`` and ``evict`` alone.
+every composition gets them from ``now``, ``query`` and ``evict`` alone;
+:meth:`Cache.gc <fleche.caches.Cache.gc>` collects with set operations over
+one listing of the values, the references the call storage lists and the
+parts the value storage knows (:meth:`~fleche.storage.base.ValueStorage.reachable`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..call import DigestedCall, QueryCall
 from ..digest import Digest
 from ..expiry import EXPIRY, Duration, is_expired, seconds
+from ..storage.base import ValueStorage
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["history", "prune"]
+__all__ = ["collect", "history", "prune", "remove_values", "unreferenced"]
+
+
+def unreferenced(cache: Any, grace: Duration) -> tuple[list[Digest], list[Digest]]:
+    """Values of ``cache`` no call refers to: ``(collectable, kept)``, kept being younger than ``grace``.
+
+    The values are listed first, so one written later (a call being stored
+    now) is never collectable; a container younger than ``grace`` keeps
+    its parts, however old they are.
+    """
+    horizon = cache.clock() - seconds(grace, "grace")
+    values: ValueStorage = cache.values
+    unused = set(values.list())
+    roots = set(cache.calls.referenced())
+    roots.update(cache.pins.snapshot())
+    unused -= values.reachable(roots, since=horizon)
+    young = [key for key in unused if (values.stored_at(key) or horizon) > horizon]
+    if young:
+        unused -= values.reachable(young)
+    return sorted(unused), sorted(young)
+
+
+def collect(cache: Any, dry_run: bool, grace: Duration) -> set[Digest]:
+    """Remove (unless ``dry_run``) the collectable values of ``cache``, never one pinned meanwhile."""
+    return remove_values(cache, unreferenced(cache, grace)[0], dry_run)
+
+
+def remove_values(cache: Any, dead: list[Digest], dry_run: bool) -> set[Digest]:
+    """Remove (unless ``dry_run``) the values ``dead`` of ``cache`` (from :func:`unreferenced`) not pinned now."""
+    if dry_run:
+        pinned = cache.pins.snapshot()
+        return {key for key in dead if key not in pinned}
+    removed = set()
+    for key in dead:
+        try:
+            if cache.pins.unless_pinned(key, functools.partial(cache.values.evict, key)):
+                removed.add(key)
+        except KeyError:
+            continue
+    return removed
 
 
 def prune(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from ..call import unstored_arguments
-from ..digest import Digest, digest
+from ..digest import Digest
 from ..errors import CorruptEntryWarning, Indigestible
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
@@ -37,6 +37,7 @@ from .findings import (
     Problem,
     VerifyReport,
 )
+from .verify_guards import UNPROVEN, guard_systematic, kept
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -51,9 +52,6 @@ class Verified(Protocol):
 
 
 T = TypeVar("T")
-
-#: Below this many mismatching values, mismatches are never called systematic.
-_SYSTEMATIC_MINIMUM = 10
 
 
 def _failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
@@ -81,6 +79,8 @@ class _Verifier:
         self.calls: CallStorage = cache.calls
         self.progress = progress
         self.value_keys: set[Digest] = set()
+        #: The parts of each container checked: a container with a broken part is broken.
+        self.parts: dict[Digest, list[Digest]] = {}
         #: How many values some record refers to were found: proof the value storage is the right one.
         self.found = 0
         self.caught: list[warnings.WarningMessage] = []
@@ -135,7 +135,8 @@ class _Verifier:
             if problem is not None:
                 value_problems.append(problem)
             self._tick()
-        value_problems = _guard_systematic(value_problems, len(self.value_keys), MISMATCH)
+        value_problems += self.broken_parts(value_problems)
+        value_problems = guard_systematic(value_problems, len(self.value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
         take = _in_step(iter(self.calls.scan()), set(call_keys))
         for key in call_keys:
@@ -143,9 +144,9 @@ class _Verifier:
             if problem is not None:
                 call_problems.append(problem)
             self._tick()
-        call_problems = _guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
+        call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
         if not self.found:  # not one referenced value listed: the values are elsewhere
-            call_problems = _kept(call_problems, MISSING_VALUE, _UNPROVEN)
+            call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
         return value_problems, call_problems, len(self.value_keys), len(call_keys)
 
     @staticmethod
@@ -163,15 +164,19 @@ class _Verifier:
         return problem
 
     def check_value(self, key: Digest) -> Problem | None:
-        """Read one value, check its parts and its digest."""
+        """Read one value once: its digest, and its parts (stored apart) are listed."""
         if self.since is not None and (self.values.stored_at(key) or math.inf) < self.since:
             return None  # unchanged since the verify that started then
-        value, error, _ = self._attempt(lambda: self.values.load(key))
-        if error is None:  # the common case: one read, then only the digest to check
-            return _digest_problem(key, value)
-        parts, error, corrupt = self._attempt(lambda: list(self.values.children(key)))
+        examined, error, corrupt = self._attempt(lambda: self.values.examine(key))
+        if isinstance(error, Indigestible):
+            return Problem(
+                "values", key, UNVERIFIABLE, f"cannot re-digest it here: {error}", fixable=False
+            )
         if error is not None:
             return self._failure(self.values, "values", key, error, corrupt, CORRUPT_VALUE)
+        found, parts = examined
+        if parts:
+            self.parts[key] = parts
         missing = [part for part in parts if not self._present(part)]
         if missing:
             shown = ", ".join(p[:12] for p in missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -181,13 +186,31 @@ class _Verifier:
                 MISSING_PART,
                 f"{len(missing)} of {len(parts)} parts missing ({shown})",
             )
-        value, error, corrupt = self._attempt(lambda: self.values.load(key))
-        if error is not None:
-            if isinstance(error, KeyError) and not corrupt and parts:
-                return Problem("values", key, BROKEN_PART, "a part further down is missing")
-            kind = BROKEN_PART if parts else CORRUPT_VALUE
-            return self._failure(self.values, "values", key, error, corrupt, kind)
-        return _digest_problem(key, value)
+        if found is None:
+            return Problem("values", key, BROKEN_PART, "a part further down is missing")
+        if found != key:
+            return Problem(
+                "values",
+                key,
+                MISMATCH,
+                f"its content digests to {found[:12]}: changed after it was stored",
+            )
+        return None
+
+    def broken_parts(self, problems: list[Problem]) -> list[Problem]:
+        """The containers whose parts (or parts' parts) have a problem a repair removes."""
+        broken = {p.key for p in problems if p.fixable}
+        found: list[Problem] = []
+        while True:
+            more = [
+                key
+                for key, parts in self.parts.items()
+                if key not in broken and not broken.isdisjoint(parts)
+            ]
+            if not more:
+                return found
+            broken.update(more)
+            found += [Problem("values", key, BROKEN_PART, "a part is broken") for key in more]
 
     def check_call(
         self, key: Digest, broken: dict[Digest, Problem], record: Any = None
@@ -197,15 +220,39 @@ class _Verifier:
             record, error, corrupt = self._attempt(lambda: self.calls.load(key))
             if error is not None:
                 return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
-        try:
-            own = record.key()
-        except Exception as err:
+        own = key
+        if self.since is None or not record.created < self.since:  # else checked before
+            try:
+                own = record.key()
+            except Exception as err:
+                return Problem(
+                    "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
+                )
+        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
+        values = [d for n, d in record.arguments.items() if n not in unstored]
+        values.append(record.result)
+        if self.value_keys.issuperset(values) and broken.keys().isdisjoint(values):
+            self.found += len(values)  # the common case: every value listed and sound
+        else:
+            problem = self.references_problem(key, record, unstored, broken)
+            if problem is not None:
+                return problem
+        if own != key:
             return Problem(
-                "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
+                "calls",
+                key,
+                MISFILED_RECORD,
+                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
+                fixable=False,
             )
+        return None
+
+    def references_problem(
+        self, key: Digest, record: Any, unstored: Any, broken: dict[Digest, Problem]
+    ) -> Problem | None:
+        """What is wrong with the values a record refers to: missing or broken ones, by name."""
         bad = []
         missing = False
-        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
         references = [
             (f"argument {n!r}", d) for n, d in record.arguments.items() if n not in unstored
         ]
@@ -219,33 +266,7 @@ class _Verifier:
                 self.found += 1
         if bad:
             return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
-        if own != key:
-            return Problem(
-                "calls",
-                key,
-                MISFILED_RECORD,
-                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
-                fixable=False,
-            )
         return None
-
-
-def _digest_problem(key: Digest, value: Any) -> Problem | None:
-    """What is wrong with a value read under ``key``: its content digests to another key, or cannot."""
-    try:
-        found = digest(value)
-    except Indigestible as err:
-        return Problem(
-            "values", key, UNVERIFIABLE, f"cannot re-digest it here: {err}", fixable=False
-        )
-    if found != key:
-        return Problem(
-            "values",
-            key,
-            MISMATCH,
-            f"its content digests to {found[:12]}: changed after it was stored",
-        )
-    return None
 
 
 def _in_step(records: Iterator[tuple[Digest, Any]], listed: set[Digest]) -> Callable[[Digest], Any]:
@@ -275,48 +296,13 @@ def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Proble
     return [Problem(store, None, UNLISTABLE, message, fixable=False) for message in messages]
 
 
-_SYSTEMATIC = {
-    MISMATCH: "most values mismatch, so the digest rules changed rather than the values",
-    MISSING_VALUE: "most records miss their values, so the values are kept elsewhere "
-    "or in another layout than this store is opened with",
-}
-
-
-def _guard_systematic(problems: list[Problem], checked: int, kind: str) -> list[Problem]:
-    """Keep entries of one kind from being removed when most entries have it: the cause is global.
-
-    Most values mismatching their keys means the digest rules changed;
-    most records missing their values means the values live elsewhere (a
-    store opened with the wrong layout, a lost mount): removing them would
-    lose every call of a healthy store.
-    """
-    count = sum(1 for p in problems if p.kind == kind)
-    if count < max(_SYSTEMATIC_MINIMUM, (checked + 1) // 2):
-        return problems
-    return _kept(problems, kind, _SYSTEMATIC[kind])
-
-
-_UNPROVEN = (
-    "the value storage lists no value any record refers to, so it is not where these "
-    "calls keep their values"
-)
-
-
-def _kept(problems: list[Problem], kind: str, why: str) -> list[Problem]:
-    """The problems of ``kind`` marked as not to be repaired, saying why."""
-    note = f"; {why}: kept"
-    return [
-        dataclasses.replace(p, detail=p.detail + note, fixable=False) if p.kind == kind else p
-        for p in problems
-    ]
-
-
 def verify(
     cache: Verified,
     fix: bool = False,
     progress: Progress | None = None,
     *,
     since: float | None = None,
+    since_last: bool = False,
 ) -> VerifyReport:
     """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
 
@@ -324,17 +310,31 @@ def verify(
     records), e.g. to drive a progress bar on a large store.  ``since``
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
-    knows when each was written; every record and its references are
-    still checked.
+    knows when each was written; every record is still read and the values
+    it refers to looked up, and the lookup key of those stored since
+    computed again.  ``since_last`` takes ``since`` from the store: when
+    the last verify recorded there began (everything is read if none is).
+    Every verify records when it began, where the value storage can keep it
+    (a store of files: ``values/verified``).
     """
     started = time.time()
+    if since_last:
+        last = getattr(cache.values, "last_verified", None)
+        since = last() if callable(last) else None
     verifier = _Verifier(cache, progress, since)
     value_problems, call_problems, n_values, n_calls = verifier.run()
+    index = getattr(cache.values, "index_children", None)
+    unread = any(p.kind in (READ_ERROR, UNLISTABLE) for p in value_problems)
+    if since is None and not unread and callable(index):  # every container read: gc reads none
+        index(verifier.parts)
     problems = value_problems + call_problems + _strays(cache)
     report = VerifyReport(n_values, n_calls, tuple(problems), started)
     if fix:
         report = repair(cache, report)
     audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
+    record = getattr(cache.values, "record_verified", None)
+    if callable(record):
+        record(started)
     return dataclasses.replace(report, problems=report.problems + tuple(audited))
 
 

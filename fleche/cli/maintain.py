@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from ..caches.maintenance import remove_values
 from ..call import Call, DigestedCall
 from ..sweep import remove_strays
 from ..verify import repair
@@ -21,10 +22,13 @@ def gc(ctx: Context) -> int:
     """Remove the values no stored call refers to, and the temporary files of killed writers."""
     dry_run, grace = ctx.args.dry_run, ctx.args.grace
     with ctx.status("collecting unreferenced values…"):
-        removed = ctx.cache.gc(dry_run=dry_run, grace=grace)
-        files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
         unreferenced = getattr(ctx.cache, "unreferenced", None)  # a plain Cache says what it kept
-        kept = len(unreferenced(grace)[1]) if callable(unreferenced) else 0
+        if callable(unreferenced):  # one pass: what to remove and what the grace keeps
+            dead, young = unreferenced(grace)
+            removed, kept = remove_values(ctx.cache, dead, dry_run), len(young)
+        else:
+            removed, kept = ctx.cache.gc(dry_run=dry_run, grace=grace), 0
+        files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]
     verb = "would remove" if dry_run else "removed"
     data = {"dry_run": dry_run, "values": sorted(removed), "files": files, "kept_by_grace": kept}
     young = (
@@ -69,7 +73,8 @@ def verify(ctx: Context) -> int:
 
     With --fix, the broken entries found are removed; when there are more
     than a few, they are only listed until the command is run again with --yes.
-    With --since, only the values written that recently are read again.
+    With --since, only the values written that recently are read again; with
+    --changed, only those written since the last verify began.
     """
     check = getattr(ctx.cache, "verify", None)
     if check is None:
@@ -78,7 +83,7 @@ def verify(ctx: Context) -> int:
         )
     since = None if ctx.args.since is None else time.time() - ctx.args.since
     with ctx.progress("verifying") as update:
-        report = check(progress=update, since=since)
+        report = check(progress=_every(update), since=since, since_last=ctx.args.changed)
     removable = sum(p.fixable for p in report.problems)
     held = ctx.args.fix and removable > FEW and not ctx.args.yes
     if ctx.args.fix and not held:
@@ -97,6 +102,16 @@ def verify(ctx: Context) -> int:
 
     ctx.emit(data, render)
     return 0 if report.ok else 1
+
+
+def _every(update: Callable[[int, int], None], step: int = 4096) -> Callable[[int, int], None]:
+    """``update`` called every ``step`` entries and at the end: a bar redrawn per entry costs more than the check."""
+
+    def throttled(done: int, total: int) -> None:
+        if not done % step or done == total:
+            update(done, total)
+
+    return throttled
 
 
 def _migrate(ctx: Context, func: Migration | None, what: str) -> int:
@@ -210,6 +225,12 @@ def _add_cleaning(commands: Commands, dry: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DURATION",
         help="re-read only the values written this recently, e.g. 1d since a daily verify "
+        "(every record and its references are still checked)",
+    )
+    p.add_argument(
+        "--changed",
+        action="store_true",
+        help="re-read only the values written since the last verify of this store began "
         "(every record and its references are still checked)",
     )
     p.add_argument(

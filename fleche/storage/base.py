@@ -45,6 +45,8 @@ __all__ = [
     "StorageBackend",
     "ValueMixin",
     "ValueStorage",
+    "examined",
+    "follow",
     "needed_length",
 ]
 
@@ -82,6 +84,19 @@ class StorageBackend(KeyManagement):
     def _children(self, key: Digest) -> Iterable[Digest]:
         """Keys of the parts of the entry under ``key`` stored apart; none by default."""
         return ()
+
+    def _reachable(self, roots: Iterable[Digest], since: float | None) -> set[Digest]:
+        """What :meth:`ValueStorage.reachable` answers: each entry's parts read from the entry."""
+
+        def parts(key: Digest) -> Iterable[Digest]:
+            with self._operation_context(key):
+                return self._children(key)
+
+        return follow(roots, parts)
+
+    def _examine(self, key: Digest) -> tuple[Digest | None, list[Digest]]:
+        """What :meth:`ValueStorage.examine` answers: here the value loaded whole."""
+        return examined(lambda: self.get(key), list(self._children(key)))
 
     def _plan(self, value: Any, key: Digest | None) -> tuple[Digest, list[Any]]:
         """The key of ``value`` (``key`` if given) and the ``(entry, key)`` a put of it writes.
@@ -156,6 +171,30 @@ class ValueStorage(KeyManagement):
         """
         return ()
 
+    def reachable(self, roots: Iterable[Digest], *, since: float | None = None) -> set[Digest]:
+        """``roots`` with every value they refer to, parts of parts included: what gc keeps.
+
+        With ``since`` (epoch seconds), also the parts of the containers
+        written since then, where the storage records them (a container
+        being stored right now, whose call is not recorded yet).  This
+        default asks :meth:`children` value by value; a storage that indexes
+        its containers' parts (pickle files) answers without opening them.
+        """
+        return follow(roots, self.children)
+
+    def examine(self, key: Digest) -> tuple[Digest | None, list[Digest]]:
+        """The digest of what is stored under ``key`` now, and the keys of its parts stored apart.
+
+        What ``verify`` checks a value with: ``KeyError`` (after a
+        :class:`~fleche.errors.CorruptEntryWarning` if damaged) when the
+        entry cannot be read, :class:`~fleche.errors.Indigestible` when it
+        cannot be digested here, ``None`` for the digest when a part is
+        missing or broken.  This default loads the value whole; a storage
+        of destructured containers digests a container from its stored
+        form, the parts' digests standing for them, so each is read once.
+        """
+        return examined(lambda: self.load(key), list(self.children(key)))
+
     def usage(self) -> UsageIndex | None:
         """The index of the sizes and last uses of the entries, if this storage keeps one.
 
@@ -208,6 +247,42 @@ class ValueMixin(ValueStorage, StorageBackend):
         key = self.expand(key)
         with self._operation_context(key):
             return self._children(key)
+
+    def reachable(self, roots: Iterable[Digest], *, since: float | None = None) -> set[Digest]:
+        # docstring inherited
+        return self._reachable(roots, since)
+
+    def examine(self, key: Digest) -> tuple[Digest | None, list[Digest]]:
+        # docstring inherited
+        with self._operation_context(key):
+            return self._examine(key)
+
+
+def examined(load: Callable[[], Any], parts: list[Digest]) -> tuple[Digest | None, list[Digest]]:
+    """The digest of ``load()`` and ``parts``; ``None`` for the digest if a part fails to load."""
+    try:
+        value = load()
+    except KeyError:
+        if parts:
+            return None, parts
+        raise
+    return digest(value), parts
+
+
+def follow(roots: Iterable[Digest], parts: Callable[[Digest], Iterable[Digest]]) -> set[Digest]:
+    """``roots`` and everything ``parts`` leads to from them (a missing entry leads nowhere)."""
+    found: set[Digest] = set()
+    todo = list(roots)
+    while todo:
+        key = todo.pop()
+        if key in found:
+            continue
+        found.add(key)
+        try:
+            todo.extend(parts(key))
+        except KeyError:
+            continue  # a dangling reference: nothing below it to keep
+    return found
 
 
 class CallStorage(KeyManagement, BulkReads):

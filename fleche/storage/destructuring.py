@@ -18,7 +18,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..digest import Digest, digest
 from ._legacy_forms import Node, Ref, legacy_refs, legacy_value
@@ -35,6 +35,7 @@ __all__ = [
     "DigestedIterable",
     "HasChildDigests",
     "register_destructurer",
+    "stored_parts",
 ]
 
 #: Leaves kept inside their parent: small, cheap to copy, never shared.
@@ -231,6 +232,19 @@ def _leaf_depth(value: Any) -> float:
     return math.inf
 
 
+#: The forms :class:`DestructuringMixin` writes, read back without an ``isinstance`` test.
+_OWN_FORMS = frozenset({DigestedIterable, DigestedDict, DigestedDataclass, DigestedAttrs})
+
+
+def stored_parts(form: Any, key: Digest) -> list[Digest]:
+    """The keys of the values an entry as stored under ``key`` refers to (none for a leaf)."""
+    if (kind := type(form)) in _OWN_FORMS or hasattr(kind, "child_digests"):
+        return list(form.child_digests())  # HasChildDigests, without the slow protocol test
+    if kind is Node or kind is Ref:
+        return list(legacy_refs(form))
+    return [form] if kind is Digest and form != key else []
+
+
 @dataclasses.dataclass(frozen=True)
 class DestructuringMixin(StorageBackend):
     """Splits lists, tuples, dicts, dataclasses and attrs classes into separately stored children.
@@ -254,11 +268,6 @@ class DestructuringMixin(StorageBackend):
     """
 
     remaining_depth: int = dataclasses.field(default=0, kw_only=True)
-
-    #: Forms this mixin reads back without an ``isinstance`` test (the hit path).
-    _FORMS: ClassVar[frozenset[type]] = frozenset(
-        {DigestedIterable, DigestedDict, DigestedDataclass, DigestedAttrs}
-    )
 
     @staticmethod
     def _is_trojan_tuple(value: Any) -> bool:
@@ -366,31 +375,22 @@ class DestructuringMixin(StorageBackend):
             return self.get(form)
         if kind is Node or kind is Ref:  # written by an earlier version of fleche
             return legacy_value(form, self.get)
-        if kind in self._FORMS or isinstance(form, Digested):
+        if kind in _OWN_FORMS or isinstance(form, Digested):
             return form.restore(
                 [self.get(part) if type(part) is Digest else part for part in form.parts()]
             )
         return form
 
     def _children(self, key: Digest) -> list[Digest]:
-        form = super().get(key)
-        if type(form) in self._FORMS or isinstance(form, HasChildDigests):  # skip the protocol test
-            return list(form.child_digests())
-        if type(form) is Node or type(form) is Ref:
-            return list(legacy_refs(form))
-        return [form] if type(form) is Digest and form != key else []
+        return stored_parts(super().get(key), key)
 
     def child_digests(self, key: Digest | str) -> list[Digest]:
         """The digests of the values the entry under ``key`` refers to (its parts stored apart)."""
-        key = self.expand(key)
-        with self._operation_context(key):
+        with self._operation_context(key := self.expand(key)):
             return self._children(key)
 
     def count_reuses(self) -> Counter[Digest]:
-        """How many stored entries refer to each stored value (values nothing refers to are absent).
-
-        Reads every entry once: O(n) in the size of the store.
-        """
+        """How many stored entries refer to each stored value (absent: none); reads every entry."""
         uses: Counter[Digest] = Counter()
         for key in self.list():
             try:

@@ -75,7 +75,9 @@ def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    found = [n for n in names if n.startswith(prefix) and len(n) == length and _HEX.issuperset(n)]
+    found = [n for n in names if len(n) == length and n.startswith(prefix)]
+    if not _HEX.issuperset("".join(found)):  # all checked at once, else one by one
+        found = [n for n in found if _HEX.issuperset(n)]
     found.sort()
     return found
 
@@ -246,22 +248,26 @@ class FileStorage(StorageBackend):
 
     def list(self) -> Iterator[Digest]:
         # docstring inherited
-        return self._walk("")
+        return itertools.chain.from_iterable(self._walk(""))
 
     def _prefix_range(self, prefix: str) -> Iterator[Digest]:
         # A prefix as long as the fan-out names one leaf directory; a shorter
         # one walks only the fan-out directories it matches, lazily and sorted.
-        return self._walk(prefix.lower())
+        return itertools.chain.from_iterable(self._walk(prefix.lower()))
 
     def _walk(
         self, prefix: str, directory: str = "", head: str = "", level: int = 0
-    ) -> Iterator[Digest]:
-        """Sorted keys starting with ``prefix`` in ``directory``, the fan-out ``level`` named ``head``."""
+    ) -> Iterator[list[Digest]]:
+        """The sorted keys starting with ``prefix``, a leaf directory at a time.
+
+        ``directory`` is the fan-out ``level`` named ``head``; a list per
+        directory, so a walk of every key costs no generator step per key.
+        """
         directory = directory or self._root
         start = len(head)
-        if level == len(self.fanout):
-            for rest in _sorted_names(directory, DIGEST_LENGTH - start, prefix[start:]):
-                yield Digest._trusted(head + rest)  # names already checked as hex
+        if level == len(self.fanout):  # names already checked as hex: no validation
+            names = _sorted_names(directory, DIGEST_LENGTH - start, prefix[start:])
+            yield list(map(str.__new__, itertools.repeat(Digest), [head + n for n in names]))
             return
         width = self.fanout[level]
         part = prefix[start : start + width]
@@ -281,10 +287,8 @@ class FileStorage(StorageBackend):
         long before a grace of an hour has passed.
         """
         for directory, _, names in os.walk(self._root):
-            for name in names:
+            for name in filter(_leftover, names):
                 path = os.path.join(directory, name)
-                if not _leftover(name):
-                    continue
                 try:
                     info = os.stat(path)
                 except FileNotFoundError:

@@ -32,9 +32,12 @@ from ..errors import ConfigError, SignatureError
 from ..security import TAG_SIZE, SecretKey, Signer, secret_keys
 from ..serializers import Serializer, compress, decompress, get_serializer
 from .base import CallMixin, ValueMixin
+from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
+from .form_check import FormCheck
 from .thread_safe import PerKeyLockMixin
+from .verified_mark import VerifiedMark
 
 __all__ = [
     "CallPickleFile",
@@ -359,11 +362,20 @@ def _payload_offset(first: bytes) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class ValuePickleFile(ValueMixin, DestructuringMixin, PerKeyLockMixin, PickleFileBackend):
+class ValuePickleFile(
+    ValueMixin,
+    DestructuringMixin,
+    FormCheck,
+    ChildrenLog,
+    VerifiedMark,
+    PerKeyLockMixin,
+    PickleFileBackend,
+):
     """Values in pickle files, e.g. ``ValuePickleFile("store/values")``.
 
-    Containers are split into deduplicated children; an entry already on
-    disk is never rewritten (its name is its content).
+    Containers are split into deduplicated children, whose keys are logged
+    for gc (:mod:`~fleche.storage.children_log`); an entry already on disk
+    is never rewritten (its name is its content).
     """
 
     content_addressed = True

@@ -173,6 +173,10 @@ class SizedValues(ValueStorage):
         # docstring inherited
         return self.values.children(key)
 
+    def reachable(self, roots: Iterable[Digest], *, since: float | None = None) -> set[Digest]:
+        # docstring inherited
+        return self.values.reachable(roots, since=since)
+
     def list(self) -> Iterable[Digest]:
         # docstring inherited
         return self.values.list()

@@ -14,6 +14,7 @@ the C JSON scanner.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -249,9 +250,9 @@ def count(runtime: Any, template: QueryCall, now: float | None) -> int:
 
 _REFERENCED = {
     False: "SELECT result FROM calls WHERE result IS NOT NULL "
-    "UNION SELECT given.value FROM calls, json_each(calls.arguments) AS given",
+    "UNION ALL SELECT given.value FROM calls, json_each(calls.arguments) AS given",
     True: "SELECT result FROM calls WHERE result IS NOT NULL "
-    "UNION SELECT given.value FROM calls, json_each_text(calls.arguments::json) AS given",
+    "UNION ALL SELECT given.value FROM calls, json_each_text(calls.arguments::json) AS given",
 }
 
 
@@ -259,13 +260,14 @@ def referenced(runtime: Any) -> Iterator[str]:
     """The digest of every value some record refers to (results and arguments), each once.
 
     Read from each record's own argument document, not from the argument
-    index, so rows of the index left behind keep nothing alive.
+    index, so rows of the index left behind keep nothing alive.  Repeats
+    are dropped by a Python set: SQLite's ``UNION`` took eight times longer.
     """
     text = _REFERENCED[runtime.statements.postgres]
-    found = runtime.read(text, {})
-    return (
-        _new(Digest, v) for (v,) in found if type(v) is str and len(v) == 32 and _HEX.fullmatch(v)
-    )
+    found = {v for (v,) in runtime.read(text, {}) if type(v) is str and len(v) == 32}
+    if not _HEX.fullmatch("".join(found)):  # checked at once, then one by one
+        found = {v for v in found if _HEX.fullmatch(v)}
+    return map(_new, itertools.repeat(Digest), found)
 
 
 class Scanning:
