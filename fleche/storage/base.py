@@ -22,6 +22,7 @@ from ..errors import AmbiguousDigestError, SaveError
 from .bulk_reads import BulkReads
 from .keys import (
     MIN_PREFIX,
+    NO_CONTEXT,
     Intent,
     KeyManagement,
     OperationContext,
@@ -235,10 +236,7 @@ class ValueMixin(ValueStorage, StorageBackend):
         # docstring inherited
         if staged.writes is None:
             return self.save(staged.value, staged.key)
-        if self._context_free:
-            self._write_plan(staged.writes)
-            return staged.key
-        with self._operation_context(staged.key):
+        with NO_CONTEXT if self._context_free else self._operation_context(staged.key):
             self._write_plan(staged.writes)
         return staged.key
 
@@ -377,9 +375,7 @@ class CallMixin(CallStorage, StorageBackend):
 
     def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
         # docstring inherited
-        if self._context_free:
-            return self.put(record, key)
-        with self._operation_context(key):
+        with NO_CONTEXT if self._context_free else self._operation_context(key):
             return self.put(record, key)
 
     def load(self, key: Digest | str) -> DigestedCall:
