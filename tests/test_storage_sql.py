@@ -364,6 +364,28 @@ def test_a_schema_2_store_is_sealed_when_opened(store: Sql) -> None:
         opened.result_of(keys[0], "expiry")
 
 
+def test_a_schema_3_store_gets_the_expiry_column_when_opened(store: Sql) -> None:
+    ends = [None, 100.0, 200.0, math.inf, 100, True]  # inf: typed metadata; True compares as 1
+    for i, end in enumerate(ends):
+        expiry = {} if end is None else {"expiry": {"ttl": 1.0, "expires": end}}
+        store.save(_call(i, metadata=expiry))
+    with store.session() as connection:  # the layout of schema 3: no expiry column
+        connection.exec_driver_sql("DROP INDEX ix_calls_expires")
+        connection.exec_driver_sql("ALTER TABLE calls DROP COLUMN expires")
+        connection.execute(update(schema).values(version=3))
+    opened = Sql(url=store.url)
+    with opened.session() as connection:
+        assert connection.execute(select(schema.c.version)).scalar() == SCHEMA_VERSION
+        found = connection.execute(select(calls.c.expires).order_by(calls.c.expires)).scalars()
+        assert sorted(found, key=lambda e: -1 if e is None else e) == [
+            None, 1.0, 100.0, 100.0, 200.0, math.inf
+        ]  # fmt: skip
+    assert [opened.count(now=now) for now in (0.5, 50.0, 150.0, 250.0)] == [6, 5, 3, 2]
+    assert opened.count(QueryCall(name="simulate"), now=150.0) == 3
+    assert opened.count(QueryCall(name="other"), now=150.0) == 0
+    assert opened.count(QueryCall(arguments={"i": 2}), now=150.0) == 1
+
+
 def test_expand_is_a_range_scan_naming_candidates(store: Sql) -> None:
     keys = [f"abc{n:029x}" for n in range(40)] + [f"abd{n:029x}" for n in range(3)]
     row = {"name": "f", "module": "m", "unkeyed": "", "created": 0.0, "arguments": "{}", "meta": {}}
