@@ -98,6 +98,7 @@ def bench_size(root: Path, size: int) -> None:
 
     raw_count = timed(lambda: raw.execute("SELECT count(*) FROM calls").fetchone())
     row(size, "count all calls: query().count()", timed(lambda: store.query().count()), raw_count)
+    row(size, "count all calls: len(cache)", timed(lambda: len(store)), raw_count)
     everything = timed(lambda: store.query(expired=True).count())
     row(size, "count with expired: query(expired=True)", everything, raw_count)
     template = QueryCall(name="simulate")
@@ -115,6 +116,8 @@ def bench_size(root: Path, size: int) -> None:
         raw_select,
         size,
     )
+    import pandas  # noqa: F401  # imported before the tables are timed
+
     if size <= 100_000:
         row(size, "query().table()", timed(lambda: store.query().table(), 1), raw_select, size)
     digests = timed(lambda: store.query().table(values=False), 1)

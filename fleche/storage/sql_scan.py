@@ -6,88 +6,42 @@ it names, how many arguments); the statement for a shape is built and
 compiled once per dialect and then run as DB-API text with the
 template's values as parameters, since building and compiling a
 SQLAlchemy statement costs ten times what SQLite needs to answer it
-(benchmarks/bench_scale.py).  Rows are read a page at a time by key
-(no connection held between pages) and decoded in plain Python with
-the C JSON scanner.
+(benchmarks/bench_scale.py).  Rows are read a page at a time (no
+connection held between pages), in table order where the database has
+one (SQLite's rowid: by key, every row would cost a lookup through the key
+index), by key otherwise and for :meth:`Scanning.scan`, and decoded a
+page at a time (:mod:`.sql_rows`).
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import re
-from collections.abc import Iterator, Sequence
-from json.scanner import make_scanner
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import bindparam, false, func, literal_column, select
 
 from ..call import DigestedCall, QueryCall
+from ..call_record import StoredCall
 from ..call_template import unwrap
 from ..digest import Digest
-from .sql_metadata import join_metadata, text_ok
+from .sql_metadata import text_ok
 from .sql_query import normalize_value
+from .sql_rows import decode_page
 from .sql_schema import ROW_COLUMNS, arguments, calls
-from .sql_seal import broken_seal, seal
 
-__all__ = ["Scanning", "count", "decode", "decoded", "referenced", "rows", "shaped"]
+__all__ = ["Scanning", "count", "referenced", "rows", "shaped"]
 
-_scan = make_scanner(json.JSONDecoder())
-_HEX = re.compile("[0-9a-f]*")
 _new = str.__new__
-_NO_UNKEYED: frozenset[str] = frozenset()
+_HEX = re.compile("[0-9a-f]*")
 _FIELDS = ("name", "module", "version", "code")
 #: Compiled statement text by (dialect, kind, shape); templates come in few shapes.
 _COMPILED: dict[tuple[Any, ...], str] = {}
 _MAX_COMPILED = 512
 #: Records per page when many are read.
 PAGE = 1000
-
-
-def _json(text: Any) -> Any:
-    """JSON text decoded by the C scanner (psycopg hands over documents decoded already)."""
-    if type(text) is not str:
-        return text
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("empty JSON text") from None
-    if end != len(text):
-        raise ValueError("text after the JSON document")
-    return value
-
-
-def decode(key: str, row: Sequence[Any]) -> DigestedCall:
-    """The record of a ``calls`` row selected as ``key, *ROW_COLUMNS``; ``ValueError`` if damaged.
-
-    The same record :func:`~fleche.storage.sql_schema.decode_row` makes,
-    with the argument digests checked together instead of one by one.
-    """
-    name, module, version, code, unkeyed, created, result, args, meta, typed, sealed = row
-    if sealed != seal(key, result):
-        raise broken_seal(result, sealed)
-    given = _json(args)
-    if type(given) is not dict:
-        raise ValueError("the arguments are not a JSON object")
-    digests = list(given.values())
-    if not all(type(d) is str and len(d) == 32 for d in digests) or not _HEX.fullmatch(
-        "".join(digests)
-    ):
-        raise ValueError("an argument digest is not 32 hexadecimal characters")
-    meta = _json(meta)
-    if typed is not None:
-        meta = join_metadata(meta, typed)
-    return DigestedCall(
-        name,
-        {n: _new(Digest, d) for n, d in given.items()},
-        None if result is None else _new(Digest, result),
-        meta,
-        module,
-        version,
-        None if code is None else Digest(code),
-        frozenset(unkeyed.split(",")) if unkeyed else _NO_UNKEYED,
-        created,
-    )
+#: Below every rowid SQLite gives.
+_FIRST = -(2**63)
 
 
 def shaped(template: QueryCall) -> bool:
@@ -143,9 +97,15 @@ def _column(field: str, kind: str, postgres: bool) -> Any:
 
 
 def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
-    """The statement of one ``kind`` (``rows``, ``count``, ``expired``) for a shape."""
-    if kind == "rows":
-        statement = select(calls.c.key, *ROW_COLUMNS)
+    """The statement of one ``kind`` for a shape.
+
+    ``rows`` and ``scan`` select ``position, key, *ROW_COLUMNS`` from the rows
+    after the position ``after``, in table order and in key order; ``count``
+    and ``expired`` count the rows, all or those expired by ``now``.
+    """
+    position = _position(kind, shape, postgres)
+    if position is not None:
+        statement = select(position, calls.c.key, *ROW_COLUMNS)
     else:
         statement = select(func.count()).select_from(calls)
     for field, how in shape:
@@ -168,9 +128,22 @@ def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
             )
     if kind == "expired":  # answered from the partial index of the calls that expire
         statement = statement.where(calls.c.expires <= bindparam("now"))
-    if kind == "rows":
-        statement = statement.where(calls.c.key > bindparam("after")).order_by(calls.c.key)
+    if position is not None:
+        statement = statement.where(position > bindparam("after")).order_by(position)
     return statement
+
+
+def _position(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
+    """What rows of ``kind`` are paged by (``None`` for a count).
+
+    On SQLite, rows in table order: the rowid of the calls, or with an
+    argument template that of the first argument's index rows, in which
+    order SQLite finds them (no sort; rows are not moved by a save).
+    """
+    if kind == "rows" and not postgres:
+        joined = [how for field, how in shape if field == "arguments" and how != "never"]
+        return literal_column(f"argument_{joined[0]}.rowid" if joined else "calls.rowid")
+    return calls.c.key if kind in ("rows", "scan") else None
 
 
 def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
@@ -185,7 +158,7 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
             text = f"SELECT ({count}) - ({expired})"
         else:
             text = str(_build(kind, shape, postgres).compile(dialect=dialect))
-        if kind == "rows":
+        if kind in ("rows", "scan"):
             text += " LIMIT " + ("%(page)s" if postgres else ":page")
         if len(_COMPILED) >= _MAX_COMPILED:
             _COMPILED.clear()
@@ -194,10 +167,10 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
 
 
 def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows of a statement of ``kind`` for ``template``, a page (a list) at a time, by key."""
+    """The rows of a statement of ``kind`` for ``template``, a page (a list) at a time."""
     shape, params = _shape(template)
     text = _text(runtime, kind, shape)
-    params["after"] = ""
+    params["after"] = _FIRST if kind == "rows" and not runtime.statements.postgres else ""
     params["page"] = size = PAGE
     while True:
         page = runtime.read(text, params)
@@ -207,31 +180,14 @@ def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[
         params["after"] = page[-1][0]
 
 
-def rows(runtime: Any, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
-    """Pages of the rows (``key, *ROW_COLUMNS``) of every record a :func:`shaped` template matches."""
-    return _pages(runtime, "rows", template)
+def rows(
+    runtime: Any, template: QueryCall, by_key: bool = False
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of the rows (``position, key, *ROW_COLUMNS``) a :func:`shaped` template matches.
 
-
-def decoded(page: list[tuple[Any, ...]]) -> list[tuple[str, DigestedCall | Exception]]:
-    """Each row of a page with its record, or the exception that says why it cannot be read.
-
-    The cycle collector is paused meanwhile: it would otherwise walk the
-    ever larger heap of a long listing every few hundred records, a third
-    of the time of a listing (records hold no cycles to find).
+    In table order, or with ``by_key`` in key order.
     """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        found: list[tuple[str, DigestedCall | Exception]] = []
-        for key, *row in page:
-            try:
-                found.append((key, decode(key, row)))
-            except Exception as err:
-                found.append((key, err))
-        return found
-    finally:
-        if paused:
-            gc.enable()
+    return _pages(runtime, "scan" if by_key else "rows", template)
 
 
 def count(runtime: Any, template: QueryCall, now: float | None) -> int:
@@ -276,21 +232,23 @@ class Scanning:
     time.  The store supplies ``_runtime()`` and ``_damaged(key, err)``.
     """
 
-    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
+    def _scanned(self, template: QueryCall) -> Iterator[StoredCall]:
         """The records a :func:`shaped` template matches, a page at a time."""
-        return (record for _, record in self._pages(template))
+        for records in self._pages(template, False):
+            yield from records
 
-    def _pages(self, template: QueryCall) -> Iterator[tuple[str, DigestedCall]]:
-        for page in rows(self._runtime(), template):
-            for key, record in decoded(page):
-                if isinstance(record, Exception):
-                    self._damaged(key, record)
-                else:
-                    yield key, record
+    def _pages(self, template: QueryCall, by_key: bool) -> Iterator[list[StoredCall]]:
+        """The records of the readable rows, a page at a time (damaged ones warned of)."""
+        for page in rows(self._runtime(), template, by_key):
+            records, damaged = decode_page(page)
+            for key, err in damaged:
+                self._damaged(key, err)
+            yield records
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
         """Every readable record with its key, in key order, a page at a time."""
-        return ((Digest(key), record) for key, record in self._pages(QueryCall()))
+        for records in self._pages(QueryCall(), True):
+            yield from ((record.stored_key, record) for record in records)
 
     def count(self, template: Any = None, *, now: float | None = None) -> int:
         """How many records match ``template`` (not expired by ``now``), counted by the database."""
