@@ -42,7 +42,7 @@ _NO_UNKEYED: frozenset[str] = frozenset()
 _DICT = {dict}
 _DIGEST_LENGTH = {32}
 _STR = {str}
-_stored_key = StoredCall.stored_key.__set__  # type: ignore[attr-defined]
+_stored_key = StoredCall.stored_as.__set__  # type: ignore[attr-defined]
 # The slots of a record, set directly: a record per row through its __init__
 # costs more than the rest of its decoding.
 _name, _arguments, _metadata, _module, _version, _code, _result, _unkeyed, _created = (
@@ -158,7 +158,7 @@ def _in_bulk(page: list[tuple[Any, ...]], given: list[Any], meta: list[Any]) -> 
                 damaged.append((key, err))
                 continue
         record = _make(StoredCall)
-        _stored_key(record, _new(Digest, key))
+        _stored_key(record, key)
         _name(record, name)
         _arguments(record, {n: _new(Digest, d) for n, d in arguments.items()})
         _metadata(record, metadata)
