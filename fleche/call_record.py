@@ -287,6 +287,17 @@ class StoredCall(DigestedCall):
         """The key this record was read from."""
         return _new_digest(Digest, self.stored_as)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (and copied) as the DigestedCall it is: where it lands, no store is read.
+        return _digested_call, (self.__getstate__(),)
+
+
+def _digested_call(state: list[Any]) -> DigestedCall:
+    """The DigestedCall of a pickled :class:`StoredCall`'s fields."""
+    record = object.__new__(DigestedCall)
+    record.__setstate__(state)
+    return record
+
 
 class _CacheValues:
     """A cache seen as the value storage a :class:`LazyCall` reads from."""

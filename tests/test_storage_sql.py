@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from sqlalchemy import delete, event, func, select, update  # noqa: E402
 
-from fleche.call import Call, Exactly, QueryCall  # noqa: E402
+from fleche.call import Call, DigestedCall, Exactly, QueryCall  # noqa: E402
 from fleche.digest import digest  # noqa: E402
 from fleche.errors import AmbiguousDigestError, ConfigError, CorruptEntryWarning  # noqa: E402
 from fleche.storage import CallMemory, Sql, sql_connection  # noqa: E402
@@ -319,6 +319,8 @@ def test_a_listed_call_knows_the_key_it_is_stored_under(store: Sql) -> None:
     store.put(record, misfiled)
     (call,) = cache.query()
     assert call.key() == misfiled and call.digested_call.key() == record.key()
+    copied = pickle.loads(pickle.dumps(call.digested_call))  # a plain record, wherever it lands
+    assert type(copied) is DigestedCall and copied == record and copied.key() == record.key()
     assert cache.query().table(values=False)["key"].tolist() == [misfiled]
     assert cache.query().evict() == 1 and list(store.list()) == []
 
