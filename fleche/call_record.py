@@ -288,15 +288,12 @@ class StoredCall(DigestedCall):
         return _new_digest(Digest, self.stored_as)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled (and copied) as the DigestedCall it is: where it lands, no store is read.
-        return _digested_call, (self.__getstate__(),)
-
-
-def _digested_call(state: list[Any]) -> DigestedCall:
-    """The DigestedCall of a pickled :class:`StoredCall`'s fields."""
-    record = object.__new__(DigestedCall)
-    record.__setstate__(state)
-    return record
+        # Pickled (and copied) as the DigestedCall it is, made by its constructor: where it
+        # lands no store is read, and the remote protocol lets only records' classes through.
+        return DigestedCall, (
+            self.name, self.arguments, self.result, self.metadata, self.module, self.version,
+            self.code, self.unkeyed, self.created,
+        )  # fmt: skip
 
 
 class _CacheValues:
