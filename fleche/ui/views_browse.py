@@ -32,14 +32,15 @@ def index() -> str:
 
 
 def _parameters(module: str | None, name: str) -> list[str]:
-    """The argument names of a function, from one of its stored calls; 404 if it has none."""
+    """The argument names of a function, from its first stored calls; 404 if it has none."""
     known = store().catalog.parameters(module, name)
     if known is not None:  # the background count met a call: no query
         return list(known)
-    call = store().cache.query(QueryCall(name=name, module=module), expired=True).any()
-    if call is None:
+    calls = store().cache.query(QueryCall(name=name, module=module), expired=True).take(1000)
+    names = [n for call in calls for n in call.digested_call.arguments]  # a page of them
+    if not names and calls.empty():
         raise Problem(404, "No such function", f"The store holds no call of {module or ''}:{name}.")
-    return list(call.digested_call.arguments)
+    return list(dict.fromkeys(names))
 
 
 def function(ident: str) -> str:
