@@ -21,6 +21,7 @@ gc at >= 100,000 entries per second.
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import os
 import shutil
@@ -101,6 +102,7 @@ def bench_size(root: Path, size: int) -> None:
 
     raw_count = timed(lambda: raw.execute("SELECT count(*) FROM calls").fetchone())
     row(size, "count all calls: query().count()", timed(lambda: store.query().count()), raw_count)
+    row(size, "count all calls: len(cache)", timed(lambda: len(store)), raw_count)
     everything = timed(lambda: store.query(expired=True).count())
     row(size, "count with expired: query(expired=True)", everything, raw_count)
     template = QueryCall(name="simulate")
@@ -118,11 +120,16 @@ def bench_size(root: Path, size: int) -> None:
         raw_select,
         size,
     )
+    streamed = timed(lambda: sum(1 for _ in store.query()), 1)
+    row(size, "iterate every call (streamed)", streamed, raw_select, size)
+    import pandas  # noqa: F401  # imported before the tables are timed
+
     if size <= 100_000:
         row(size, "query().table()", timed(lambda: store.query().table(), 1), raw_select, size)
     digests = timed(lambda: store.query().table(values=False), 1)
     row(size, "query().table(values=False)", digests, raw_select, size)
     query = QueryCall(name="simulate", arguments={"group": group})
+    gc.collect()  # the listings' garbage, not collected while this is timed
     row(
         size,
         "query returning 100 calls",

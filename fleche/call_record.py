@@ -17,7 +17,15 @@ from .digest import Digest, digest
 from .prepared import LazyArguments
 from .profile import bind
 
-__all__ = ["Call", "DigestedCall", "LazyCall", "UNSTORED", "ValueSaver", "unstored_arguments"]
+__all__ = [
+    "Call",
+    "DigestedCall",
+    "LazyCall",
+    "StoredCall",
+    "UNSTORED",
+    "ValueSaver",
+    "unstored_arguments",
+]
 
 
 class ValueSaver(Protocol):
@@ -38,6 +46,7 @@ def unstored_arguments(metadata: Mapping[str, Mapping[str, Any]]) -> frozenset[s
 
 
 _set = object.__setattr__
+_new_digest = str.__new__
 #: The fields of a pickled call, in their pickled order.
 _PICKLED = ("name", "module", "arguments", "result", "metadata", "version", "code", "unkeyed",
             "created")  # fmt: skip
@@ -256,6 +265,37 @@ class DigestedCall(Call):
         return LazyCall(self, _CacheValues(cache))
 
 
+class StoredCall(DigestedCall):
+    """A record read from a store in bulk, with the key it is stored under (:attr:`stored_key`).
+
+    The key is kept as plain text in ``stored_as`` (a ``str`` is no work
+    for the cycle collector, a :class:`Digest` is) and made a
+    :class:`Digest` when read.
+
+    Its :meth:`key` is still digested from the record (which is how
+    ``verify`` finds a record filed under another key); a :class:`LazyCall`
+    of it answers :meth:`LazyCall.key` with the stored key, without
+    digesting (a third of the time of a large ``.table()``).
+    """
+
+    __slots__ = ("stored_as",)
+
+    stored_as: str
+
+    @property
+    def stored_key(self) -> Digest:
+        """The key this record was read from."""
+        return _new_digest(Digest, self.stored_as)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (and copied) as the DigestedCall it is, made by its constructor: where it
+        # lands no store is read, and the remote protocol lets only records' classes through.
+        return DigestedCall, (
+            self.name, self.arguments, self.result, self.metadata, self.module, self.version,
+            self.code, self.unkeyed, self.created,
+        )  # fmt: skip
+
+
 class _CacheValues:
     """A cache seen as the value storage a :class:`LazyCall` reads from."""
 
@@ -268,7 +308,7 @@ class _CacheValues:
 class LazyCall:
     """A stored call whose argument and result values load on first access."""
 
-    __slots__ = ("digested_call", "_load", "_arguments", "_result")
+    __slots__ = ("digested_call", "_values", "_arguments", "_result")
 
     def __init__(self, digested_call: DigestedCall | str, values: Any, *fields: Any, **more: Any):
         """``LazyCall(record, value_storage)``; or, as in 0.22,
@@ -277,12 +317,10 @@ class LazyCall:
         if isinstance(digested_call, str):  # the 0.22 form: the record's fields and a cache
             _result, cache, *rest = fields
             digested_call = DigestedCall(digested_call, values, _result, *rest, **more)
-            load = cache.load_value
-        else:
-            load = values.load
+            values = _CacheValues(cache)
         self.digested_call = digested_call
-        self._load = load
-        self._arguments = LazyArguments(digested_call.arguments, load)
+        self._values = values  # not values.load: a bound method per call of a listing
+        self._arguments: LazyArguments | None = None  # made when first read: a listing never does
         self._result: Any = _UNSET
 
     def __getattr__(self, name: str) -> Any:
@@ -293,16 +331,22 @@ class LazyCall:
 
     @property
     def arguments(self) -> Mapping[str, Any]:
+        if self._arguments is None:
+            self._arguments = LazyArguments(self.digested_call.arguments, self._values.load)
         return self._arguments
 
     @property
     def result(self) -> Any:
         if self._result is _UNSET:
-            self._result = self._load(self.digested_call.result)
+            self._result = self._values.load(self.digested_call.result)
         return self._result
 
     def key(self) -> Digest:
-        return self.digested_call.key()
+        """The key the call is stored under (its lookup key, unless it was filed under another)."""
+        record = self.digested_call
+        if type(record) is StoredCall:
+            return record.stored_key
+        return record.key()
 
     def to_lookup_key(self) -> Digest:
         """The 0.22 name of :meth:`key`."""
@@ -336,7 +380,7 @@ class LazyCall:
 
     def __repr__(self) -> str:
         d = self.digested_call
-        return f"LazyCall({d.qualified_name}({self._arguments!r}) -> <{d.result[:8]}>)"
+        return f"LazyCall({d.qualified_name}({self.arguments!r}) -> <{d.result[:8]}>)"
 
 
 _UNSET = object()

@@ -27,7 +27,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .sql_metadata import to_json
-from .sql_schema import Statements, check_schema
+from .sql_migrations import check_schema
+from .sql_schema import Statements
 
 __all__ = ["Runtime", "resolve_url"]
 

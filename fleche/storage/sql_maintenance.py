@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from ..digest import Digest
 from ..errors import FlecheWarning, SaveError
 from .sql_metadata import merge_metadata, split_metadata
-from .sql_schema import arguments, calls
+from .sql_schema import arguments, calls, expiry_column
 
 __all__ = ["ORPHAN_ARGUMENTS", "PICKLED_METADATA", "Finding", "audit", "convert_legacy_metadata"]
 
@@ -111,17 +111,19 @@ def convert_legacy_metadata(session: Session, unpickle: bool) -> int:
             for key, meta, pickled in rows:
                 if type(meta) is not dict:
                     meta = json.loads(meta)
-                typed = None
+                typed, expires = None, expiry_column(meta)
                 if unpickle:
                     try:
-                        meta, typed = split_metadata(merge_metadata(meta, pickle.loads(pickled)))
+                        whole = merge_metadata(meta, pickle.loads(pickled))
+                        meta, typed = split_metadata(whole)
                     except SaveError as err:
                         refused.append(f"{key}: {err}")
                         continue
+                    expires = expiry_column(whole)
                 connection.execute(
                     update(calls)
                     .where(calls.c.key == key)
-                    .values(meta=meta, meta_typed=typed, meta_extra=None)
+                    .values(meta=meta, meta_typed=typed, meta_extra=None, expires=expires)
                 )
                 converted += 1
     if refused:

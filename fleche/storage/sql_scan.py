@@ -6,90 +6,43 @@ it names, how many arguments); the statement for a shape is built and
 compiled once per dialect and then run as DB-API text with the
 template's values as parameters, since building and compiling a
 SQLAlchemy statement costs ten times what SQLite needs to answer it
-(benchmarks/bench_scale.py).  Rows are read a page at a time by key
-(no connection held between pages) and decoded in plain Python with
-the C JSON scanner.
+(benchmarks/bench_scale.py).  Rows are read a page at a time (no
+connection held between pages), in table order where the database has
+one (SQLite's rowid: by key, every row would cost a lookup through the key
+index), by key otherwise and for :meth:`Scanning.scan`, and decoded a
+page at a time (:mod:`.sql_rows`).
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
-import json
 import re
-from collections.abc import Iterator, Sequence
-from json.scanner import make_scanner
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import bindparam, false, func, literal_column, or_, select
+from sqlalchemy import bindparam, false, func, literal_column, select
 
 from ..call import DigestedCall, QueryCall
+from ..call_record import StoredCall
 from ..call_template import unwrap
 from ..digest import Digest
-from ..expiry import EXPIRY, is_expired
-from .sql_metadata import join_metadata, text_ok
+from .sql_metadata import text_ok
 from .sql_query import normalize_value
+from .sql_rows import decode_page
 from .sql_schema import ROW_COLUMNS, arguments, calls
-from .sql_seal import broken_seal, seal
 
-__all__ = ["Scanning", "count", "decode", "decoded", "referenced", "rows", "shaped"]
+__all__ = ["Scanning", "count", "referenced", "rows", "shaped"]
 
-_scan = make_scanner(json.JSONDecoder())
-_HEX = re.compile("[0-9a-f]*")
 _new = str.__new__
-_NO_UNKEYED: frozenset[str] = frozenset()
+_HEX = re.compile("[0-9a-f]*")
 _FIELDS = ("name", "module", "version", "code")
 #: Compiled statement text by (dialect, kind, shape); templates come in few shapes.
 _COMPILED: dict[tuple[Any, ...], str] = {}
 _MAX_COMPILED = 512
 #: Records per page when many are read.
 PAGE = 1000
-
-
-def _json(text: Any) -> Any:
-    """JSON text decoded by the C scanner (psycopg hands over documents decoded already)."""
-    if type(text) is not str:
-        return text
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("empty JSON text") from None
-    if end != len(text):
-        raise ValueError("text after the JSON document")
-    return value
-
-
-def decode(key: str, row: Sequence[Any]) -> DigestedCall:
-    """The record of a ``calls`` row selected as ``key, *ROW_COLUMNS``; ``ValueError`` if damaged.
-
-    The same record :func:`~fleche.storage.sql_schema.decode_row` makes,
-    with the argument digests checked together instead of one by one.
-    """
-    name, module, version, code, unkeyed, created, result, args, meta, typed, sealed = row
-    if sealed != seal(key, result):
-        raise broken_seal(result, sealed)
-    given = _json(args)
-    if type(given) is not dict:
-        raise ValueError("the arguments are not a JSON object")
-    digests = list(given.values())
-    if not all(type(d) is str and len(d) == 32 for d in digests) or not _HEX.fullmatch(
-        "".join(digests)
-    ):
-        raise ValueError("an argument digest is not 32 hexadecimal characters")
-    meta = _json(meta)
-    if typed is not None:
-        meta = join_metadata(meta, typed)
-    return DigestedCall(
-        name,
-        {n: _new(Digest, d) for n, d in given.items()},
-        None if result is None else _new(Digest, result),
-        meta,
-        module,
-        version,
-        None if code is None else Digest(code),
-        frozenset(unkeyed.split(",")) if unkeyed else _NO_UNKEYED,
-        created,
-    )
+#: Below every rowid SQLite gives.
+_FIRST = -(2**63)
 
 
 def shaped(template: QueryCall) -> bool:
@@ -131,17 +84,29 @@ def _shape(template: QueryCall) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return tuple(shape), params
 
 
-def _expires(postgres: bool) -> Any:
-    """When a row's call expires, from its JSON document (a constant path: no parameter)."""
-    if postgres:
-        return literal_column(f"CAST(calls.meta #>> '{{{EXPIRY},expires}}' AS DOUBLE PRECISION)")
-    return literal_column(f"""json_extract(calls.meta, '$."{EXPIRY}"."expires"')""")
+def _column(field: str, kind: str, postgres: bool) -> Any:
+    """A column of ``calls`` as a condition of a statement of ``kind`` names it.
+
+    SQLite's planner would answer an expired count of one function from the
+    function's index, reading every row of it for its expiry; written
+    ``+calls.name`` the column is not indexed, and the count stays on the
+    small partial index of the calls that expire (which holds the name).
+    """
+    if kind == "expired" and not postgres:
+        return literal_column(f"+calls.{field}")
+    return calls.c[field]
 
 
 def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
-    """The statement of one ``kind`` (``rows``, ``typed``, ``count``, ``live``) for a shape."""
-    if kind in ("rows", "typed"):
-        statement = select(calls.c.key, *ROW_COLUMNS)
+    """The statement of one ``kind`` for a shape.
+
+    ``rows`` and ``scan`` select ``position, key, *ROW_COLUMNS`` from the rows
+    after the position ``after``, in table order and in key order; ``count``
+    and ``expired`` count the rows, all or those expired by ``now``.
+    """
+    position = _position(kind, shape, postgres)
+    if position is not None:
+        statement = select(position, calls.c.key, *ROW_COLUMNS)
     else:
         statement = select(func.count()).select_from(calls)
     for field, how in shape:
@@ -157,19 +122,29 @@ def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
                 & (alias.c.value == bindparam(f"argument_value_{how}")),
             )
         elif how == "null":
-            statement = statement.where(calls.c[field].is_(None))
+            statement = statement.where(_column(field, kind, postgres).is_(None))
         else:
-            statement = statement.where(calls.c[field] == bindparam(f"want_{field}"))
-    if kind == "live":  # expiry in the JSON document; typed rows are checked in Python
-        expires = _expires(postgres)
-        statement = statement.where(
-            calls.c.meta_typed.is_(None), or_(expires.is_(None), expires > bindparam("now"))
-        )
-    elif kind == "typed":
-        statement = statement.where(calls.c.meta_typed.is_not(None))
-    if kind == "rows":
-        statement = statement.where(calls.c.key > bindparam("after")).order_by(calls.c.key)
+            statement = statement.where(
+                _column(field, kind, postgres) == bindparam(f"want_{field}")
+            )
+    if kind == "expired":  # answered from the partial index of the calls that expire
+        statement = statement.where(calls.c.expires <= bindparam("now"))
+    if position is not None:
+        statement = statement.where(position > bindparam("after")).order_by(position)
     return statement
+
+
+def _position(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
+    """What rows of ``kind`` are paged by (``None`` for a count).
+
+    On SQLite, rows in table order: the rowid of the calls, or with an
+    argument template that of the first argument's index rows, in which
+    order SQLite finds them (no sort; rows are not moved by a save).
+    """
+    if kind == "rows" and not postgres:
+        joined = [how for field, how in shape if field == "arguments" and how != "never"]
+        return literal_column(f"argument_{joined[0]}.rowid" if joined else "calls.rowid")
+    return calls.c.key if kind in ("rows", "scan") else None
 
 
 def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
@@ -179,8 +154,12 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
     cached = (postgres, kind, shape)
     text = _COMPILED.get(cached)
     if text is None:
-        text = str(_build(kind, shape, postgres).compile(dialect=dialect))
-        if kind == "rows":
+        if kind == "live":  # every call less the expired ones: two index-only counts
+            count, expired = _text(runtime, "count", shape), _text(runtime, "expired", shape)
+            text = f"SELECT ({count}) - ({expired})"
+        else:
+            text = str(_build(kind, shape, postgres).compile(dialect=dialect))
+        if kind in ("rows", "scan"):
             text += " LIMIT " + ("%(page)s" if postgres else ":page")
         if len(_COMPILED) >= _MAX_COMPILED:
             _COMPILED.clear()
@@ -189,10 +168,10 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
 
 
 def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows of a statement of ``kind`` for ``template``, a page (a list) at a time, by key."""
+    """The rows of a statement of ``kind`` for ``template``, a page (a list) at a time."""
     shape, params = _shape(template)
     text = _text(runtime, kind, shape)
-    params["after"] = ""
+    params["after"] = _FIRST if kind == "rows" and not runtime.statements.postgres else ""
     params["page"] = size = PAGE
     while True:
         page = runtime.read(text, params)
@@ -202,50 +181,28 @@ def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[
         params["after"] = page[-1][0]
 
 
-def rows(runtime: Any, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
-    """Pages of the rows (``key, *ROW_COLUMNS``) of every record a :func:`shaped` template matches."""
-    return _pages(runtime, "rows", template)
+def rows(
+    runtime: Any, template: QueryCall, by_key: bool = False
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of the rows (``position, key, *ROW_COLUMNS``) a :func:`shaped` template matches.
 
-
-def decoded(page: list[tuple[Any, ...]]) -> list[tuple[str, DigestedCall | Exception]]:
-    """Each row of a page with its record, or the exception that says why it cannot be read.
-
-    The cycle collector is paused meanwhile: it would otherwise walk the
-    ever larger heap of a long listing every few hundred records, a third
-    of the time of a listing (records hold no cycles to find).
+    In table order, or with ``by_key`` in key order.
     """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        found: list[tuple[str, DigestedCall | Exception]] = []
-        for key, *row in page:
-            try:
-                found.append((key, decode(key, row)))
-            except Exception as err:
-                found.append((key, err))
-        return found
-    finally:
-        if paused:
-            gc.enable()
+    return _pages(runtime, "scan" if by_key else "rows", template)
 
 
 def count(runtime: Any, template: QueryCall, now: float | None) -> int:
     """How many records a :func:`shaped` template matches (not expired by ``now``, if given).
 
-    Records whose metadata needs typed JSON (rare) are decoded and checked
-    in Python; every other record is counted by the database.  Damaged
-    rows are counted too: ``verify`` finds them.
+    Counted by the database, the expired ones from the ``expires`` column
+    (:func:`~fleche.storage.sql_schema.expiry_column`).  Damaged rows are
+    counted too: ``verify`` finds them.
     """
     shape, params = _shape(template)
     if now is None:
         return runtime.read(_text(runtime, "count", shape), params)[0][0]
     params["now"] = now
-    found = runtime.read(_text(runtime, "live", shape), params)[0][0]
-    # Few rows, read at once in table order: by key, each would cost an index lookup.
-    typed = runtime.read(_text(runtime, "typed", shape), params)
-    return found + sum(
-        1 for _, r in decoded(typed) if not isinstance(r, Exception) and not is_expired(r, now)
-    )
+    return runtime.read(_text(runtime, "live", shape), params)[0][0]
 
 
 _REFERENCED = {
@@ -277,21 +234,23 @@ class Scanning:
     time.  The store supplies ``_runtime()`` and ``_damaged(key, err)``.
     """
 
-    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
+    def _scanned(self, template: QueryCall) -> Iterator[StoredCall]:
         """The records a :func:`shaped` template matches, a page at a time."""
-        return (record for _, record in self._pages(template))
+        for records in self._pages(template, False):
+            yield from records
 
-    def _pages(self, template: QueryCall) -> Iterator[tuple[str, DigestedCall]]:
-        for page in rows(self._runtime(), template):
-            for key, record in decoded(page):
-                if isinstance(record, Exception):
-                    self._damaged(key, record)
-                else:
-                    yield key, record
+    def _pages(self, template: QueryCall, by_key: bool) -> Iterator[list[StoredCall]]:
+        """The records of the readable rows, a page at a time (damaged ones warned of)."""
+        for page in rows(self._runtime(), template, by_key):
+            records, damaged = decode_page(page)
+            for key, err in damaged:
+                self._damaged(key, err)
+            yield records
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
         """Every readable record with its key, in key order, a page at a time."""
-        return ((Digest(key), record) for key, record in self._pages(QueryCall()))
+        for records in self._pages(QueryCall(), True):
+            yield from ((record.stored_key, record) for record in records)
 
     def count(self, template: Any = None, *, now: float | None = None) -> int:
         """How many records match ``template`` (not expired by ``now``), counted by the database."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -34,17 +35,15 @@ from sqlalchemy import (
     bindparam,
     delete,
     event,
-    func,
-    inspect,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect
 
 from ..call import DigestedCall
 from ..digest import Digest
-from ..errors import ConfigError, FlecheWarning, SaveError
+from ..errors import SaveError
+from ..expiry import EXPIRY
 from .sql_metadata import join_metadata, split_metadata, text_ok, to_json
 from .sql_seal import broken_seal, seal
 
@@ -53,9 +52,10 @@ __all__ = [
     "Statements",
     "arguments",
     "calls",
-    "check_schema",
     "decode_row",
     "encode_record",
+    "expiry_column",
+    "ix_calls_expires",
     "ROW_COLUMNS",
     "schema",
     "tables",
@@ -69,7 +69,9 @@ PREFIX_PAGE = 32
 #: 2: metadata JSON cannot hold is typed JSON in ``meta_typed``, no longer a pickle in
 #: ``meta_extra``; the SQLite triggers replace stale argument rows.
 #: 3: every row carries a ``seal`` binding its result to its key (:mod:`.sql_seal`).
-SCHEMA_VERSION = 3
+#: 4: ``expires`` copies the expiry out of the metadata, so live calls are counted from an index.
+#: Migrations: :mod:`.sql_migrations`.
+SCHEMA_VERSION = 4
 
 # Keys compare byte-wise on every server, so ``key >= p AND key < p || 'g'``
 # is an index range scan whatever the database's default collation is.
@@ -102,8 +104,22 @@ calls = Table(
     # Schema 1 pickled that part here.  Never unpickled when read: see legacy_metadata().
     Column("meta_extra", LargeBinary),
     Column("seal", String(16)),  # xxh3-64 of key and result (.sql_seal), checked on every read
+    Column("expires", Double),  # when the call expires (epoch seconds), or NULL: expiry_column()
     Index("ix_calls_function", "name", "module"),
     Index("ix_calls_result", "result"),
+)
+
+# Partial: only calls that expire are in it, so that the live count (all calls
+# less those expired, two index-only counts) reads a small index at any size;
+# with the function's name and module, a function's live count too.
+_EXPIRING = calls.c.expires.is_not(None)
+ix_calls_expires = Index(
+    "ix_calls_expires",
+    calls.c.expires,
+    calls.c.name,
+    calls.c.module,
+    sqlite_where=_EXPIRING,
+    postgresql_where=_EXPIRING,
 )
 
 arguments = Table(
@@ -125,101 +141,6 @@ event.listen(
         "CREATE INDEX IF NOT EXISTS ix_calls_meta ON calls USING gin (meta jsonb_path_ops)"
     ).execute_if(dialect="postgresql"),
 )
-
-
-# On SQLite the argument index is kept by the database itself, from the JSON
-# ``arguments`` column, so that a save is one statement, atomic by itself
-# (PostgreSQL gets the same from one statement of data-modifying CTEs).
-# Created if missing whenever a store is opened: stores made before have none.
-# Both first drop the key's argument rows: rows left behind by a ``calls`` row
-# deleted by hand with foreign keys off would otherwise fail every later save.
-_FILL_ARGUMENTS = (
-    "DELETE FROM arguments WHERE call_key = new.key; "
-    "INSERT INTO arguments (call_key, name, value) "
-    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
-)
-_TRIGGERS = ("fleche_arguments_inserted", "fleche_arguments_updated")
-_SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON calls BEGIN " + _FILL_ARGUMENTS,
-    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER UPDATE OF arguments ON calls "
-    "WHEN old.arguments IS NOT new.arguments BEGIN " + _FILL_ARGUMENTS,
-)
-
-
-def check_schema(connection: Connection, where: str) -> None:
-    """Create missing tables (and triggers), record the layout version, refuse newer layouts.
-
-    ``where`` names the store in the error message.
-    """
-    tables.create_all(connection, checkfirst=True)
-    if connection.dialect.name == "sqlite":
-        for trigger in _SQLITE_TRIGGERS:
-            connection.exec_driver_sql(trigger)
-    found = connection.execute(
-        select(schema.c.version).where(schema.c.component == "calls")
-    ).scalar()
-    if found is None:
-        connection.execute(schema.insert().values(component="calls", version=SCHEMA_VERSION))
-    elif found > SCHEMA_VERSION:
-        raise ConfigError(
-            f"the call store at {where} has schema version {found}, but this fleche only knows "
-            f"versions up to {SCHEMA_VERSION}; upgrade fleche to open it"
-        )
-    elif found < SCHEMA_VERSION:
-        if found == 1:
-            _migrate_from_1(connection, where)
-        _migrate_from_2(connection)
-        connection.execute(
-            schema.update().where(schema.c.component == "calls").values(version=SCHEMA_VERSION)
-        )
-
-
-def _migrate_from_1(connection: Connection, where: str) -> None:
-    """Add ``meta_typed`` and the new triggers; warn about records with pickled metadata."""
-    _add_column(connection, "meta_typed", "TEXT")
-    if connection.dialect.name == "sqlite":
-        for name, trigger in zip(_TRIGGERS, _SQLITE_TRIGGERS, strict=True):
-            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-            connection.exec_driver_sql(trigger)
-    legacy = connection.execute(
-        select(func.count()).select_from(calls).where(calls.c.meta_extra.is_not(None))
-    ).scalar()
-    if legacy:
-        warnings.warn(
-            f"the call store at {where} has {legacy} records whose metadata an older fleche "
-            "pickled; fleche no longer unpickles anything read from a store, so those records "
-            "load without the pickled entries. If you trust everyone who could write to this "
-            "store, convert them with Sql.convert_legacy_metadata(unpickle=True); otherwise "
-            "drop them with Sql.convert_legacy_metadata(unpickle=False)",
-            FlecheWarning,
-            stacklevel=2,
-        )
-
-
-def _migrate_from_2(connection: Connection) -> None:
-    """Add ``seal`` and seal every row as it is, a page at a time (rows are read as trusted)."""
-    _add_column(connection, "seal", "VARCHAR(16)")
-    pages = (
-        select(calls.c.key, calls.c.result)
-        .where(calls.c.seal.is_(None))
-        .order_by(calls.c.key)
-        .limit(PAGE)
-    )
-    store = update(calls).where(calls.c.key == bindparam("row")).values(seal=bindparam("sealed"))
-    after = ""
-    while rows := connection.execute(pages.where(calls.c.key > after)).all():
-        connection.execute(store, [{"row": k, "sealed": seal(k, r)} for k, r in rows])
-        after = rows[-1][0]
-
-
-def _add_column(connection: Connection, name: str, sql_type: str) -> None:
-    """Add a column to ``calls`` unless it is there already.
-
-    pysqlite commits DDL at once, outside the migration's transaction, so a
-    migration that failed after adding a column must find it the next time.
-    """
-    if name not in {column["name"] for column in inspect(connection).get_columns("calls")}:
-        connection.exec_driver_sql(f"ALTER TABLE calls ADD COLUMN {name} {sql_type}")
 
 
 class Statements:
@@ -342,7 +263,26 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
         "meta_typed": typed,
         "meta_extra": None,  # a save replaces a schema-1 record whole
         "seal": seal(key, result),
+        "expires": expiry_column(record.metadata),
     }
+
+
+def expiry_column(metadata: Mapping[Any, Any]) -> float | None:
+    """The ``expires`` column of a record: its expiry time as a float, if it is a number.
+
+    A call is expired by ``now`` when ``expires <= now`` (:func:`fleche.expiry.is_expired`);
+    anything Python compares so (numbers, booleans, numpy scalars) is stored as a float.
+    """
+    entry = metadata.get(EXPIRY)
+    if entry is None:
+        return None
+    when = entry.get("expires") if isinstance(entry, Mapping) else None
+    if not isinstance(when, numbers.Real | Decimal):
+        return None
+    try:
+        return float(when)
+    except (ValueError, OverflowError):  # a signalling NaN, an int beyond floats
+        return None
 
 
 def _check_text(record: DigestedCall) -> None:
