@@ -44,6 +44,8 @@ __all__ = [
     "decompress",
     "get_serializer",
     "register_serializer",
+    "uninitialized",
+    "writable_copy",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -125,6 +127,25 @@ def _dumps_framed(dumps: Callable[..., bytes], obj: Any, protocol: int) -> bytes
     return b"".join(parts)
 
 
+def uninitialized(size: int) -> Any:
+    """A writable, 16-byte aligned buffer of ``size`` bytes for a value to keep, its content undefined.
+
+    Not a zero-filled ``bytearray`` when numpy is loaded (a store of arrays
+    imported it; fleche never does for this): filling it first is one more
+    pass over every page, as costly as the read (benchmarks/bench_big_values.py).
+    """
+    numpy = sys.modules.get("numpy")
+    return bytearray(size) if numpy is None else numpy.empty(size, numpy.uint8)
+
+
+def writable_copy(data: Buffer) -> memoryview:
+    """A writable copy of the bytes of ``data``."""
+    source = memoryview(data).cast("B")
+    copy = memoryview(uninitialized(source.nbytes))
+    copy[:] = source
+    return copy
+
+
 def _loads_framed(loads: Callable[..., Any], data: Buffer) -> Any:
     """The object in bytes :func:`_dumps_framed` wrote (their first byte is 0xff).
 
@@ -147,7 +168,7 @@ def _loads_framed(loads: Callable[..., Any], data: Buffer) -> Any:
         part = view[offset : offset + size]
         if len(part) != size:
             raise ValueError("the pickle frame is truncated")
-        buffers.append(bytearray(part) if view.readonly else part)
+        buffers.append(writable_copy(part) if view.readonly else part)
         offset += size
     return loads(stream, buffers=buffers)
 

@@ -125,3 +125,14 @@ def test_a_truncated_frame_is_an_error_not_a_value() -> None:
 def test_protocol_4_writes_a_plain_stream() -> None:
     data = PickleSerializer(protocol=4).dumps(big())
     assert np.array_equal(pickle.loads(data), big())
+
+
+def test_writable_copy_is_an_equal_writable_buffer_of_its_own() -> None:
+    from fleche.serializers import uninitialized, writable_copy
+
+    data = bytes(range(256)) * 1000
+    copy = writable_copy(data)
+    assert not copy.readonly and copy.tobytes() == data
+    copy[0] = 255
+    assert data[0] == 0  # a copy, not a view
+    assert len(memoryview(uninitialized(17))) == 17

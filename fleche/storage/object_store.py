@@ -54,10 +54,6 @@ __all__ = [
 
 #: Key characters of the fan-out "directory" (as :attr:`FileStorage.fanout`).
 FANOUT = 3
-#: Entries up to this size are handed to the serializer as they arrived
-#: (read-only); larger ones are copied into a writable buffer first, so that
-#: arrays unpickled from them can be written to, as from a pickle file.
-_SMALL = 1 << 16
 _HEX = frozenset("0123456789abcdef")
 #: Seconds a key this process found stored is trusted to be there without asking.
 PRESENT_SECONDS = 60.0
@@ -243,8 +239,6 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
             data: Any = obstore.get(self._client(), _path(key)).bytes()
         except FileNotFoundError:  # obstore raises it for a missing object
             raise KeyError(key) from None
-        if len(data) > _SMALL:
-            data = memoryview(bytearray(data))  # writable, as a large pickle file is read
         try:
             return self._decode(data, key.encode())
         except Exception as err:

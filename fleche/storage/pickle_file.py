@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import os
 import struct
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from .. import serializers
 from ..digest import Digest
 from ..errors import ConfigError, SignatureError
 from ..security import TAG_SIZE, SecretKey, Signer, secret_keys
-from ..serializers import Serializer, compress, decompress, get_serializer
+from ..serializers import Serializer, compress, decompress, get_serializer, uninitialized
 from .base import CallMixin, ValueMixin
 from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
@@ -333,24 +332,13 @@ def _read_large(fd: int, first: bytes) -> memoryview:
     """
     size = os.fstat(fd).st_size
     pad = -_payload_offset(first) % 16
-    view = memoryview(_uninitialized(pad + size))[pad:]
+    view = memoryview(uninitialized(pad + size))[pad:]
     done = 0
     os.lseek(fd, 0, os.SEEK_SET)
     with open(fd, "rb", buffering=0, closefd=False) as handle:
         while done < size and (count := handle.readinto(view[done:])):
             done += count
     return view[:done]  # shorter if truncated meanwhile: the check refuses it
-
-
-def _uninitialized(size: int) -> Any:
-    """A writable buffer of ``size`` bytes, 16-byte aligned, not filled first if numpy is loaded.
-
-    A ``bytearray`` is zero-filled: one more pass over every page before
-    the read fills it (a 100 MB hit took 2.5x as long).  numpy is only used
-    when something imported it already: storing arrays did.
-    """
-    numpy = sys.modules.get("numpy")
-    return bytearray(size) if numpy is None else numpy.empty(size, numpy.uint8)
 
 
 def _payload_offset(first: bytes) -> int:
