@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from .sql_metadata import to_json
 from .sql_migrations import check_schema
 from .sql_schema import Statements
+from .sqlite_wal import enter_wal
 
 __all__ = ["Runtime", "resolve_url"]
 
@@ -46,9 +47,9 @@ CHECKPOINT_IDLE = 5.0
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     """Every SQLite connection: wait for locks, WAL, no fsync per commit, foreign keys."""
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+    enter_wal(cursor)
     for pragma in (
-        f"busy_timeout = {BUSY_MS}",
-        "journal_mode = WAL",
         "synchronous = NORMAL",
         "foreign_keys = ON",
         f"wal_autocheckpoint = {WAL_LIMIT_PAGES}",

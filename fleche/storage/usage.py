@@ -20,6 +20,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .sqlite_wal import enter_wal
+
 __all__ = ["UsageIndex"]
 
 #: Reads remembered in memory before they are written to the index.
@@ -65,7 +67,7 @@ class UsageIndex:
             path or ":memory:", timeout=30, isolation_level=None, check_same_thread=False
         )
         if path:
-            self._db.execute("PRAGMA journal_mode = WAL")
+            enter_wal(self._db)
             self._db.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             self._db.executescript(_SCHEMA)
