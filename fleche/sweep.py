@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .expiry import GC_GRACE, Duration, seconds
-from .storage.file import remove_stray
+from .storage.file_leftovers import remove_stray
 
 __all__ = ["remove_strays", "strays"]
 

@@ -16,51 +16,64 @@ from typing import TYPE_CHECKING, Any
 
 from ..call import DigestedCall, QueryCall
 from ..digest import Digest
-from ..expiry import EXPIRY, Duration, is_expired, seconds
+from ..expiry import EXPIRY, GC_GRACE, Duration, is_expired, seconds
 from ..storage.base import ValueStorage
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["collect", "history", "prune", "remove_values", "unreferenced"]
+__all__ = ["collect", "history", "horizon", "prune", "remove_values", "unreferenced"]
 
 
-def unreferenced(cache: Any, grace: Duration) -> tuple[list[Digest], list[Digest]]:
+def horizon(cache: Any, grace: Duration | None) -> float:
+    """The time before which an unreferenced value is old enough to collect (``None``: :data:`GC_GRACE`)."""
+    return cache.now() - seconds(GC_GRACE if grace is None else grace, "grace")
+
+
+def unreferenced(cache: Any, grace: Duration | None) -> tuple[list[Digest], list[Digest]]:
     """Values of ``cache`` no call refers to: ``(collectable, kept)``, kept being younger than ``grace``.
 
     The values are listed first, so one written later (a call being stored
     now) is never collectable; a container younger than ``grace`` keeps
     its parts, however old they are.
     """
-    horizon = cache.clock() - seconds(grace, "grace")
+    since = horizon(cache, grace)
     values: ValueStorage = cache.values
     unused = set(values.list())
     roots = set(cache.calls.referenced())
     roots.update(cache.pins.snapshot())
-    unused -= values.reachable(roots, since=horizon)
-    young = [key for key in unused if (values.stored_at(key) or horizon) > horizon]
+    unused -= values.reachable(roots, since=since)
+    young = [key for key in unused if (values.stored_at(key) or since) > since]
     if young:
         unused -= values.reachable(young)
     return sorted(unused), sorted(young)
 
 
-def collect(cache: Any, dry_run: bool, grace: Duration) -> set[Digest]:
+def collect(cache: Any, dry_run: bool, grace: Duration | None) -> set[Digest]:
     """Remove (unless ``dry_run``) the collectable values of ``cache``, never one pinned meanwhile."""
-    return remove_values(cache, unreferenced(cache, grace)[0], dry_run)
+    since = horizon(cache, grace)
+    return remove_values(cache, unreferenced(cache, grace)[0], dry_run, since)
 
 
-def remove_values(cache: Any, dead: list[Digest], dry_run: bool) -> set[Digest]:
-    """Remove (unless ``dry_run``) the values ``dead`` of ``cache`` (from :func:`unreferenced`) not pinned now."""
+def remove_values(cache: Any, dead: list[Digest], dry_run: bool, since: float) -> set[Digest]:
+    """Remove (unless ``dry_run``) the values ``dead`` of ``cache`` (from :func:`unreferenced`) not in use now.
+
+    ``since`` is the :func:`horizon` taken before ``dead`` was found.  A
+    value pinned by a call of this process, or stored again by any writer
+    after ``since`` (a call reusing it), is kept
+    (:meth:`~fleche.storage.keys.KeyManagement.evict_unused`).
+    """
     if dry_run:
         pinned = cache.pins.snapshot()
         return {key for key in dead if key not in pinned}
-    removed = set()
+    removed: set[Digest] = set()
+
+    def remove(key: Digest) -> None:
+        if cache.values.evict_unused(key, since):
+            removed.add(key)
+
     for key in dead:
-        try:
-            if cache.pins.unless_pinned(key, functools.partial(cache.values.evict, key)):
-                removed.add(key)
-        except KeyError:
-            continue
+        cache.pins.unless_pinned(key, functools.partial(remove, key))
     return removed
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from ..caches.maintenance import remove_values
+from ..caches.maintenance import horizon, remove_values
 from ..call import Call, DigestedCall
 from ..sweep import remove_strays
 from ..verify import repair
@@ -24,8 +24,9 @@ def gc(ctx: Context) -> int:
     with ctx.status("collecting unreferenced values…"):
         unreferenced = getattr(ctx.cache, "unreferenced", None)  # a plain Cache says what it kept
         if callable(unreferenced):  # one pass: what to remove and what the grace keeps
+            since = horizon(ctx.cache, grace)
             dead, young = unreferenced(grace)
-            removed, kept = remove_values(ctx.cache, dead, dry_run), len(young)
+            removed, kept = remove_values(ctx.cache, dead, dry_run, since), len(young)
         else:
             removed, kept = ctx.cache.gc(dry_run=dry_run, grace=grace), 0
         files = [str(path) for path in remove_strays(ctx.cache, grace, dry_run)]

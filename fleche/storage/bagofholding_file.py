@@ -40,7 +40,7 @@ import h5py
 from ..digest import Digest
 from ..errors import ConfigError
 from . import hdf5_shared as shared
-from .base import CallMixin, ValueMixin
+from .base import CallMixin, KeyManagement, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .hdf5_entry import NoEntry, copy_entry, read_entry, write_entry
@@ -259,6 +259,9 @@ class BagOfHoldingH5FileBackend(LayoutChangesMixin, FileStorage):
         if not any(found):
             raise KeyError(key)
         self._damaged.discard(key)
+
+    # An entry may live in a shared file: not set aside by a rename, its age read again instead.
+    evict_unused = KeyManagement.evict_unused
 
     def list(self) -> Iterator[Digest]:
         # docstring inherited

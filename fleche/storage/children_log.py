@@ -19,9 +19,10 @@ first gc opens every value once, writes what it found as a log of its
 own, then the marker.  A store shared with processes running a fleche older than
 this must not be collected by a newer one: their containers are not logged.
 
-One race is left, as it was before the logs: a writer that finds an old,
-unreferenced part already stored (and so does not write it again) in the
-instant between gc's reading of the logs and its removing that part.
+A writer that finds an old, unreferenced part already stored, after gc
+read the logs, touches it instead of writing it again; gc's removal sets
+each value aside and reads its time again, so such a part is kept (see
+:meth:`~fleche.storage.keys.KeyManagement.evict_unused`).
 """
 
 from __future__ import annotations

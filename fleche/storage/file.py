@@ -30,39 +30,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-try:
-    import fcntl
-except ImportError:  # Windows: a lock file cannot be removed while open anyway
-    fcntl = None  # type: ignore[assignment]
-
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import CorruptEntryWarning, warn
 from .base import StorageBackend
 from .file_leases import FileLeases
+from .file_leftovers import leftover, remove_unless_used, temporary_sibling
 
-__all__ = ["FileStorage", "remove_stray"]
+__all__ = ["FileStorage"]
 
 _HEX = frozenset("0123456789abcdef")
-
-
-# Temporary names are unique per process (a random tag, drawn again in a forked
-# child) and per write (a counter): no random bytes, so no system call, per write.
-_tag = os.urandom(6).hex()
-_writes = itertools.count()
-
-
-def _new_tag() -> None:
-    global _tag, _writes
-    _tag, _writes = os.urandom(6).hex(), itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_tag)
-
-
-def temporary_sibling(final: str) -> str:
-    """A fresh name beside ``final`` to write it under before renaming: ``.<name>.<unique>.tmp``."""
-    directory, name = os.path.split(final)
-    return os.path.join(directory, f".{name}.{_tag}{next(_writes):x}.tmp")
 
 
 def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
@@ -173,8 +149,18 @@ class FileStorage(StorageBackend):
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
         final = self._file(key)
-        if self.content_addressed and key not in self._damaged and os.path.exists(final):
-            return key  # the same content is already there: nothing to write
+        if self.content_addressed and key not in self._damaged:
+            # The same content may be there: then nothing is written.  Touching
+            # it (one system call, as a stat would be) tells a gc running now
+            # that it is in use again (see :meth:`evict_unused`).
+            try:
+                os.utime(final)
+                return key
+            except FileNotFoundError:
+                pass
+            except OSError:  # another user's entry, a read-only mount: not ours to touch
+                if os.path.exists(final):
+                    return key
         return self._store(value, key, final)
 
     def _store(self, value: Any, key: Digest, final: str) -> Digest:
@@ -246,6 +232,13 @@ class FileStorage(StorageBackend):
             raise KeyError(key) from None
         self._damaged.discard(key)
 
+    def evict_unused(self, key: Digest, horizon: float) -> bool:
+        # docstring inherited: set aside first, so a writer touching it now keeps it
+        with self._operation_context(key):
+            removed = remove_unless_used(self._file(key), horizon)
+        self._damaged.discard(key)
+        return removed
+
     def list(self) -> Iterator[Digest]:
         # docstring inherited
         return itertools.chain.from_iterable(self._walk(""))
@@ -287,7 +280,7 @@ class FileStorage(StorageBackend):
         long before a grace of an hour has passed.
         """
         for directory, _, names in os.walk(self._root):
-            for name in filter(_leftover, names):
+            for name in filter(leftover, names):
                 path = os.path.join(directory, name)
                 try:
                     info = os.stat(path)
@@ -345,42 +338,6 @@ class FileStorage(StorageBackend):
                     raise
                 time.sleep(pause)
                 pause *= 2
-
-
-def _leftover(name: str) -> bool:
-    """Whether a file name is one a killed writer may leave behind (see :meth:`FileStorage.strays`)."""
-    hidden = name.startswith(".")
-    return (hidden and name.endswith((".tmp", ".lock"))) or name.endswith(".stale")
-
-
-def remove_stray(path: Path) -> bool:
-    """Remove a leftover found by :meth:`FileStorage.strays`; whether it was removed.
-
-    A lock file is removed only while locked here (``flock``, as
-    :mod:`filelock` does), so one in use is never pulled from under its holder.
-    """
-    if path.name.endswith(".lock") and fcntl is not None:
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False  # held right now: not a leftover after all
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return False
-        finally:
-            os.close(fd)  # drops the lock
-        return True
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def sync(path: str) -> None:

@@ -35,7 +35,8 @@ from filelock import FileLock
 
 from ..digest import DIGEST_LENGTH
 from ..errors import CorruptEntryWarning
-from .file import sync, temporary_sibling
+from .file import sync
+from .file_leftovers import temporary_sibling
 from .hdf5_check import PREFIX, read_attribute
 from .hdf5_entry import copy_entry
 

@@ -222,9 +222,29 @@ class KeyManagement(ABC):
 
         Garbage collection keeps values younger than its grace period, which
         may belong to a call another process is still running.  The default
-        knows nothing; storages that keep a write time override it.
+        knows nothing; storages that keep a write time override it (files
+        also count a writer finding the entry already stored as a write).
         """
         return None
+
+    def evict_unused(self, key: Digest, horizon: float) -> bool:
+        """Remove the entry under a full key unless :meth:`stored_at` is after ``horizon``; whether it was.
+
+        Garbage collection's last step, for an entry it found unreferenced
+        and older than ``horizon``: a call storing the same value meanwhile
+        keeps it.  Here the time is read again just before the eviction; a
+        storage that can set an entry aside atomically closes the instant
+        between the two (:class:`~fleche.storage.file.FileStorage` does).
+        """
+        written = self.stored_at(key)
+        if written is not None and written > horizon:
+            return False
+        try:
+            with self._operation_context(key):
+                self._evict(key)
+        except KeyError:
+            return False
+        return True
 
     def shrink(
         self, *keys: Digest | str, key: Digest | str | None = None

@@ -167,6 +167,13 @@ class SizedValues(ValueStorage):
         self.values.evict(key)
         self.usage().forget(key)
 
+    def evict_unused(self, key: Digest, horizon: float) -> bool:
+        # docstring inherited: the wrapped storage's, with the bookkeeping
+        removed = self.values.evict_unused(key, horizon)
+        if removed:
+            self.usage().forget(key)
+        return removed
+
     # -- everything else is the wrapped storage's ------------------------------------------
 
     def children(self, key: Digest | str) -> Iterable[Digest]:

@@ -12,7 +12,7 @@ import dataclasses
 import os
 
 from .base import StorageBackend
-from .file import temporary_sibling
+from .file_leftovers import temporary_sibling
 
 __all__ = ["VERIFIED", "VerifiedMark"]
 
