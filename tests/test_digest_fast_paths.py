@@ -255,3 +255,28 @@ def test_fortran_order_object_and_structured_arrays():
     fortran = np.asfortranarray(structured)
     assert digest_raw(fortran) == digest_raw(structured)
     assert digest_raw(structured.T) == digest_raw(np.ascontiguousarray(structured.T))
+
+
+_ARRAYS = [
+    np.arange(12.0).reshape(3, 4),
+    np.arange(12, dtype=">i4").reshape(2, 6),
+    np.array(3.5),
+    np.zeros((0, 3), dtype="<c16"),
+    np.arange(8, dtype="|u1").reshape(1, 2, 1, 4),
+    np.array([True, False]),
+    np.arange(6, dtype="<f2"),
+    np.arange(4).astype("<M8[s]"),
+    np.array(["ab", "c"]),
+    np.zeros((1,) * 32),
+]
+
+
+@pytest.mark.parametrize("arr", _ARRAYS, ids=lambda a: f"{a.dtype.str}{a.shape}")
+@pytest.mark.parametrize("writeable", [True, False])
+def test_c_order_arrays_digest_as_dtype_shape_and_little_endian_bytes(arr, writeable):
+    arr = arr.copy()
+    arr.flags.writeable = writeable
+    little = arr.astype(arr.dtype.newbyteorder("<"))
+    shape = np.array([arr.ndim, *arr.shape], dtype="<u8").tobytes()
+    payload = digest_raw(arr.dtype) + shape + little.tobytes()
+    assert digest_raw(arr) == _node(Tag.NDARRAY, payload)
