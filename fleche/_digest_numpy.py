@@ -4,8 +4,9 @@ An array is its dtype, its shape and its values in C order, little-endian. A
 C-contiguous little-endian buffer is hashed straight from memory (no copy);
 anything else (Fortran order, strided views, big-endian) is copied in pieces of
 at most ``CHUNK_BYTES``, never whole (Fortran-order arrays and transposed views
-tile by tile, so the transposing copy runs in the cache). So a Fortran-ordered
-array and a sliced view digest like their C-ordered copies.
+in blocks of rows filled tile by tile, so the transposing copy runs in the
+cache). So a Fortran-ordered array and a sliced view digest like their
+C-ordered copies.
 
 Decisions:
 
@@ -140,15 +141,15 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
 
 
 _SHAPES = [struct.Struct(f"<Q{n}Q").pack for n in range(65)]  # numpy allows 64 dimensions
-_IN_PLACE: dict[np.dtype, bytes | None] = {}
-"""dtype -> its digest if a C-contiguous array of it is hashed as it lies, else None."""
+_IN_PLACE: dict[np.dtype, bytes] = {}
+"""dtype -> its digest, for the dtypes whose C-contiguous arrays are hashed as they lie."""
 
 
 def _in_place_prefix(dtype: np.dtype) -> bytes | None:
-    prefix = _IN_PLACE.get(dtype, b"")
-    if prefix == b"":
-        plain = dtype.kind in "biufc" and dtype == dtype.newbyteorder("<")
-        prefix = _IN_PLACE[dtype] = dtype_digest(dtype) if plain else None
+    """The dtype's digest if its arrays' bytes are the scheme's: numbers, little-endian."""
+    prefix = _IN_PLACE.get(dtype)
+    if prefix is None and dtype.kind in "biufc" and dtype == dtype.newbyteorder("<"):
+        prefix = _IN_PLACE[dtype] = dtype_digest(dtype)
     return prefix
 
 
