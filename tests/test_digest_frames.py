@@ -62,7 +62,7 @@ def test_frames_digest_alike_in_every_block_layout(kinds, rows, duplicate_labels
 def test_strided_columns_digest_as_contiguous_ones(dtype):
     values = np.arange(60).reshape(20, 3).astype(dtype)
     strided = pd.DataFrame(values, columns=list("abc"), copy=False)
-    assert not strided["a"].to_numpy().flags.c_contiguous or dtype == "|u1"
+    assert not strided["a"].to_numpy().flags.c_contiguous  # the case this test is about
     contiguous = pd.DataFrame({name: values[:, i].copy() for i, name in enumerate("abc")})
     assert digest_raw(strided) == digest_raw(contiguous)
 
