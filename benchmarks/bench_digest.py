@@ -100,7 +100,7 @@ def bench_big_array() -> list[list[str]]:
 
 
 def bench_containers() -> list[list[str]]:
-    """Lists and dicts of scalars: one node per element, hashed in bulk when numbers or strs."""
+    """Lists and dicts of scalars: one node per element, numbers and strs hashed in bulk."""
     rng = np.random.default_rng(2)
     cases = [
         ("list of 100,000 ints", list(range(100_000))),
@@ -111,9 +111,10 @@ def bench_containers() -> list[list[str]]:
         ("dict of 10,000 str -> int", {f"key-{i:05d}": i for i in range(10_000)}),
         ("dict of 10,000 str -> int, keys k0..k9999", {f"k{i}": i for i in range(10_000)}),
         ("dict of 100,000 str -> float", {f"name_{i}": i / 7 for i in range(100_000)}),
+        ("list of 100,000 ints and strs", [i if i % 3 else str(i) for i in range(100_000)]),
         (
-            "list of 100,000 ints and strs (no bulk)",
-            [i if i % 3 else str(i) for i in range(100_000)],
+            "list of 100,000 floats, every 10th None",
+            [i / 7 if i % 10 else None for i in range(100_000)],
         ),
     ]
     rows = []

@@ -31,6 +31,7 @@ from fleche._digest_xxh3 import (
     rows_digests,
     words_digests,
 )
+from fleche.errors import Indigestible
 
 _INT_PREFIX = pack_head(header(Tag.INT), 8)
 _FLOAT_PREFIX = pack_head(header(Tag.FLOAT), 8)
@@ -182,13 +183,48 @@ STR_LIST_MIN = 2048
 
 
 def element_digests(values: Any) -> Iterator[np.ndarray] | None:
-    """The digests of ``values`` in pieces if all are ints, all floats or all strs, else None."""
+    """The digests of ``values`` in pieces if many are ints, floats or strs, else None."""
     if len(values) >= STR_LIST_MIN and _all_strs(values):
         out = np.empty((len(values), 16), dtype=np.uint8)
         _str_digests(values, out)
         return iter([out])
     found = _words(values)
-    return None if found is None else words_digests(*found)
+    if found is not None:
+        return words_digests(*found)
+    mixed = _mixed_digests(values)
+    return None if mixed is None else iter([mixed])
+
+
+def _mixed_digests(values: Any) -> np.ndarray | None:
+    """The digests of a list of ints, floats or strs mixed with other things, else None.
+
+    The elements of each of these types (those a sample of the list shows) are
+    digested together and put back in place; the rest one by one. A failure
+    returns None, so that the general path raises it with its place in the list.
+    """
+    sample = set(map(type, values[:: max(1, len(values) // _SAMPLE)]))
+    kinds = [kind for kind in (int, float, str) if kind in sample]
+    if not kinds:
+        return None
+    types = np.fromiter(map(type, values), dtype=object, count=len(values))
+    objects = np.fromiter(values, dtype=object, count=len(values))
+    out = np.empty((len(values), 16), dtype=np.uint8)
+    rest = np.ones(len(values), dtype=bool)
+    try:
+        for kind in kinds:
+            of_kind = types == kind
+            rest &= ~of_kind
+            rows = np.flatnonzero(of_kind)
+            group = np.empty((len(rows), 16), dtype=np.uint8)
+            members = objects[rows].tolist()
+            if not _bulk_digests(members, group):  # e.g. ints past int64
+                group[...] = _encoded(members)
+            out[rows] = group
+        rows = np.flatnonzero(rest)
+        out[rows] = _encoded(objects[rows].tolist())
+    except Indigestible:
+        return None
+    return out
 
 
 def _all_strs(values: Any) -> bool:
@@ -199,14 +235,20 @@ def _all_strs(values: Any) -> bool:
 
 def _digests(values: list[Any], out: np.ndarray) -> None:
     """The digests of ``values`` into the ``(n, 16)`` array ``out``."""
+    if not _bulk_digests(values, out):
+        mixed = _mixed_digests(values)
+        out[...] = _encoded(values) if mixed is None else mixed
+
+
+def _bulk_digests(values: list[Any], out: np.ndarray) -> bool:
+    """The digests of ``values`` into ``out`` if all are strs, all ints or all floats."""
     if _all_strs(values):
         _str_digests(values, out)
-        return
+        return True
     found = _words(values)
-    if found is None:
-        out[...] = _encoded(values)
-    else:
+    if found is not None:
         collect(len(values), words_digests(*found), out)
+    return found is not None
 
 
 def sorted_items(keys: list[Any], values: list[Any]) -> np.ndarray:

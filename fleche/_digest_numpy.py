@@ -4,8 +4,9 @@ An array is its dtype, its shape and its values in C order, little-endian. A
 C-contiguous little-endian buffer is hashed straight from memory (no copy);
 anything else (Fortran order, strided views, big-endian) is copied in pieces of
 at most ``CHUNK_BYTES``, never whole (Fortran-order arrays and transposed views
-tile by tile, so the transposing copy runs in the cache). So a Fortran-ordered
-array and a sliced view digest like their C-ordered copies.
+in blocks of rows filled tile by tile, so the transposing copy runs in the
+cache). So a Fortran-ordered array and a sliced view digest like their
+C-ordered copies.
 
 Decisions:
 
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from fleche._digest_scheme import (
     Encoder,
@@ -36,6 +38,7 @@ from fleche._digest_scheme import (
     encode,
     header,
     named_callable,
+    pack_head,
     qualname,
     relocate,
     stream,
@@ -50,14 +53,16 @@ CHUNK_BYTES = 1 << 20
 256 KB to 16 MB for Fortran-order and strided arrays (``benchmarks/bench_digest.py``).
 """
 
-TILE_COLUMNS = 256
-TILE_BYTES = 1 << 19
-BLOCK_BYTES = 1 << 22
-"""The transposing copy of Fortran-order arrays (see ``_transposed_pieces``) goes
-in tiles of at most ``TILE_COLUMNS`` along the second axis and ``TILE_BYTES``,
-into blocks of whole rows of at most ``BLOCK_BYTES``: of 32 KB to 512 KB tiles and
-1 to 4 MB blocks, this measured fastest on 100 MB arrays of 12 to 10,000 columns
-(``benchmarks/bench_digest.py``)."""
+TILE_BYTES = 1 << 18
+BLOCK_ROWS = (128, 64)
+BLOCK_BYTES = 1 << 25
+"""The transposing copy of Fortran-order arrays (see ``_transposed_pieces``) fills
+blocks of ``BLOCK_ROWS[0]`` whole rows (``BLOCK_ROWS[1]`` if a row is over 16 KiB),
+of at most ``BLOCK_BYTES``, in tiles of at most ``TILE_BYTES``. Of 16 to 512 rows
+and 128 to 1,024 tile columns, this measured fastest on 100 MB float64 arrays of
+125 to 100,000 columns (``benchmarks/bench_digest.py``): fewer rows read too
+little of each column at a time, more leave the block and the tiles out of the
+caches."""
 
 _H_NDARRAY = header(Tag.NDARRAY)
 _H_STRUCT = header(Tag.NDARRAY_STRUCT)
@@ -122,9 +127,9 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
     reads are used up while they are in the cache.
     """
     row_bytes = arr.nbytes // len(arr)
-    columns = min(arr.shape[1], TILE_COLUMNS)
-    tile_rows = TILE_BYTES // (columns * (row_bytes // arr.shape[1]))
-    rows = max(1, min(tile_rows, BLOCK_BYTES // row_bytes, len(arr)))
+    rows = BLOCK_ROWS[0] if row_bytes <= 1 << 14 else BLOCK_ROWS[1]
+    rows = max(1, min(rows, BLOCK_BYTES // row_bytes, len(arr)))
+    columns = max(1, TILE_BYTES // (rows * (row_bytes // arr.shape[1])))
     buffer = np.empty((rows, *arr.shape[1:]), dtype=canonical)
     for start in range(0, len(arr), rows):
         piece = arr[start : start + rows]
@@ -135,15 +140,34 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
         yield out.reshape(-1).view(np.uint8)
 
 
+_SHAPES = [struct.Struct(f"<Q{n}Q").pack for n in range(65)]  # numpy allows 64 dimensions
+_IN_PLACE: dict[np.dtype, bytes] = {}
+"""dtype -> its digest, for the dtypes whose C-contiguous arrays are hashed as they lie."""
+
+
+def _in_place_prefix(dtype: np.dtype) -> bytes | None:
+    """The dtype's digest if its arrays' bytes are the scheme's: numbers, little-endian."""
+    prefix = _IN_PLACE.get(dtype)
+    if prefix is None and dtype.kind in "biufc" and dtype == dtype.newbyteorder("<"):
+        prefix = _IN_PLACE[dtype] = dtype_digest(dtype)
+    return prefix
+
+
 def encode_array(arr: np.ndarray) -> bytes:
     """Digest of a plain ndarray by dtype, shape and values."""
     dtype = arr.dtype
+    prefix = _in_place_prefix(dtype)
+    if prefix is not None and arr.flags.c_contiguous:  # the common case, in a few calls
+        prefix += _SHAPES[arr.ndim](arr.ndim, *arr.shape)
+        hasher = xxhash.xxh3_128(pack_head(_H_NDARRAY, len(prefix) + arr.nbytes))
+        hasher.update(prefix)
+        hasher.update(arr)
+        return hasher.digest()
     if dtype.fields is not None:
         return _encode_structured(arr)
     if dtype.hasobject:
         return _encode_objects(arr)
-    shape = struct.pack(f"<Q{arr.ndim}Q", arr.ndim, *arr.shape)
-    prefix = dtype_digest(dtype) + shape
+    prefix = dtype_digest(dtype) + _SHAPES[arr.ndim](arr.ndim, *arr.shape)
     pieces = _pieces(arr, dtype.newbyteorder("<")) if arr.nbytes else ()
     return stream(_H_NDARRAY, len(prefix) + arr.nbytes, _chain(prefix, pieces))
 

@@ -17,11 +17,14 @@ import threading
 import numpy as np
 import pytest
 import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleche import _digest_bulk
 from fleche._digest_builtins import BULK_MIN, DICT_BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche.digest import digest_raw
+from fleche.errors import Indigestible
 
 _N = max(BULK_MIN, DICT_BULK_MIN, _digest_bulk.STR_LIST_MIN) + 37  # every bulk path
 
@@ -255,3 +258,57 @@ def test_fortran_order_object_and_structured_arrays():
     fortran = np.asfortranarray(structured)
     assert digest_raw(fortran) == digest_raw(structured)
     assert digest_raw(structured.T) == digest_raw(np.ascontiguousarray(structured.T))
+
+
+_ARRAYS = [
+    np.arange(12.0).reshape(3, 4),
+    np.arange(12, dtype=">i4").reshape(2, 6),
+    np.array(3.5),
+    np.zeros((0, 3), dtype="<c16"),
+    np.arange(8, dtype="|u1").reshape(1, 2, 1, 4),
+    np.array([True, False]),
+    np.arange(6, dtype="<f2"),
+    np.arange(4).astype("<M8[s]"),
+    np.array(["ab", "c"]),
+    np.zeros((1,) * 32),
+]
+
+
+@pytest.mark.parametrize("arr", _ARRAYS, ids=lambda a: f"{a.dtype.str}{a.shape}")
+@pytest.mark.parametrize("writeable", [True, False])
+def test_c_order_arrays_digest_as_dtype_shape_and_little_endian_bytes(arr, writeable):
+    arr = arr.copy()
+    arr.flags.writeable = writeable
+    little = arr.astype(arr.dtype.newbyteorder("<"))
+    shape = np.array([arr.ndim, *arr.shape], dtype="<u8").tobytes()
+    payload = digest_raw(arr.dtype) + shape + little.tobytes()
+    assert digest_raw(arr) == _node(Tag.NDARRAY, payload)
+
+
+_MIXED = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.text(max_size=6),
+    st.sampled_from([None, True, False, _Int(3), _Float(0.5), _Str("s"), (1, "a"), 2.5j]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_MIXED, min_size=1, max_size=40), st.integers(0, 2**32 - 1))
+def test_long_lists_of_mixed_scalars(pool, seed):
+    # Drawn from a small pool, so each type shows up many times in a bulk-long list.
+    rng = np.random.default_rng(seed)
+    values = [pool[i] for i in rng.integers(0, len(pool), _N)]
+    assert digest_raw(values) == _general_list(values)
+    assert digest_raw(tuple(values)) == _general_list(values, Tag.TUPLE)
+    mapping = {f"k{i}": value for i, value in enumerate(values)}
+    assert digest_raw(mapping) == _general_dict(mapping)
+
+
+def test_an_indigestible_element_of_a_mixed_list_is_located():
+    values = [i if i % 3 else str(i) for i in range(_N)]
+    values[_N - 5] = object()
+    with pytest.raises(Indigestible) as info:
+        digest_raw(values)
+    assert info.value.path == f"[{_N - 5}]"
