@@ -4,12 +4,12 @@ Run:  PYTHONPATH=. python benchmarks/bench_object_store.py [--repeat N]
 
 Uses the server ``FLECHE_TEST_S3_URL``/``FLECHE_TEST_S3_ENDPOINT`` name (with
 the AWS credentials in the environment), else starts one with
-``.ci/start-seaweedfs`` and stops it at the end.  For a small result and a
-10 MB one, in the same run on the same server:
+``.ci/start-seaweedfs`` and stops it at the end.  For a small result, a
+10 MB one and a 10 MB numpy array, in the same run on the same server:
 
 * hit: a decorated call answered from the store (calls in in-memory SQLite,
   the value fetched from the bucket and checked) against a raw
-  ``obstore.get`` of the same object's bytes;
+  ``obstore.get`` of the same object's bytes (the array's raw bytes);
 * miss + store: a decorated call computing a new result and storing it
   (its new argument and its result each an object written with
   create-if-absent, the call record in SQLite; the repeated argument
@@ -45,7 +45,13 @@ from fleche import cache, fleche  # noqa: E402
 from fleche.config import from_config  # noqa: E402
 
 START = Path(__file__).parent.parent / ".ci" / "start-seaweedfs"
-SIZES = {"small (~100 B)": 100, "10 MB": 10 * 1024 * 1024}
+MB10 = 10 * 1024 * 1024
+#: label -> (size in bytes, kind of result).
+SIZES = {
+    "small (~100 B)": (100, "bytes"),
+    "10 MB bytes": (MB10, "bytes"),
+    "10 MB float64 array": (MB10, "array"),
+}
 
 
 def server() -> str | None:
@@ -64,16 +70,24 @@ NUMBERS = itertools.count()
 
 
 @fleche
-def produce(size: int, number: int) -> bytes:
+def produce(size: int, number: int) -> object:
     """A result of ``size`` bytes, made beforehand (the benchmark times storing, not computing)."""
     return RESULTS[number]
 
 
-def results(size: int, count: int) -> list[int]:
-    """The numbers of ``count`` new distinct results of ``size`` bytes, made for :func:`produce`."""
+def results(size: int, kind: str, count: int) -> list[int]:
+    """The numbers of ``count`` new distinct results of ``size`` bytes, made for :func:`produce`.
+
+    ``kind`` is ``"bytes"``, or ``"array"`` for numpy float64 arrays.
+    """
     base = os.urandom(size)
     numbers = list(itertools.islice(NUMBERS, count))
-    RESULTS.update({i: i.to_bytes(8, "little") + base[8:] for i in numbers})
+    made = {i: i.to_bytes(8, "little") + base[8:] for i in numbers}
+    if kind == "array":
+        import numpy
+
+        made = {i: numpy.frombuffer(data, numpy.float64).copy() for i, data in made.items()}
+    RESULTS.update(made)
     return numbers
 
 
@@ -105,15 +119,15 @@ def requests(call) -> str:
     return ", ".join(f"{n} {name}" for name, n in sorted(made.items()))
 
 
-def measure(size: int, repeat: int, store: S3Store, fleche_cache) -> dict[str, object]:
+def measure(size: int, kind: str, repeat: int, store: S3Store, fleche_cache) -> dict[str, object]:
     """Seconds per hit and per miss + store, through fleche and raw, taken in turn."""
     number = 3 if size > 1 << 20 else 50
-    hit, *numbers = results(size, 2 + number * repeat)  # the hit, the timed misses, a counted one
-    made = [RESULTS[n] for n in numbers]
+    hit, *numbers = results(size, kind, 2 + number * repeat)  # the hit, timed misses, a counted one
+    made = [memoryview(RESULTS[n]).cast("B") for n in numbers]
     raw_names = itertools.count()
     misses = iter(numbers)
     hit_path = f"raw/{uuid.uuid4().hex}"
-    obstore.put(store, hit_path, RESULTS[hit])
+    obstore.put(store, hit_path, memoryview(RESULTS[hit]).cast("B"))
 
     def raw_put() -> None:
         n = next(raw_names)
@@ -155,8 +169,8 @@ def main() -> None:
             bucket, prefix=prefix, endpoint=endpoint, client_options={"allow_http": True}
         )
         rows = []
-        for label, size in SIZES.items():
-            t = measure(size, args.repeat, store, fleche_cache)
+        for label, (size, kind) in SIZES.items():
+            t = measure(size, kind, args.repeat, store, fleche_cache)
             for path, ours, raw, made in (
                 ("hit vs 1 get", "fleche hit", "raw get", "hit requests"),
                 ("miss + store vs 1 put", "fleche miss + store", "raw put", "miss requests"),
