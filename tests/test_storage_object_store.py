@@ -14,6 +14,7 @@ import pickle
 import sys
 import threading
 import time
+import tracemalloc
 import warnings
 
 import pytest
@@ -379,3 +380,32 @@ def test_a_call_whose_argument_was_not_stored_is_not_recorded(tmp_path, url, mon
         assert counted(41) == 42
     assert RUNS == [41, 41]
     assert store.values.load(digest(41)) == 41
+
+
+# -- one copy on a hit ---------------------------------------------------------------
+
+
+def _large_values():
+    yield os.urandom(4 << 20)
+    numpy = sys.modules.get("numpy") or pytest.importorskip("numpy")
+    yield numpy.arange(1 << 19, dtype=numpy.float64)
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["bytes", "array"])
+def test_a_large_hit_copies_the_value_once(tmp_path, url, kind):
+    # The object's bytes arrive in obstore's buffer; the checksum reads them
+    # there, and the one allocation Python makes is the value handed back.
+    value = list(_large_values())[kind]
+    values = s3_values(tmp_path / "store")
+    key = values.save(value)
+    size = memoryview(value).nbytes
+    tracemalloc.start()
+    try:
+        loaded = values.load(key)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert memoryview(loaded).tobytes() == memoryview(value).tobytes()
+    assert size <= peak < 1.2 * size
+    if kind:
+        assert loaded.flags.writeable

@@ -12,6 +12,7 @@ interpreter exit: a write started is finished.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -22,12 +23,17 @@ __all__ = ["PendingWrites", "WORKERS"]
 #: Threads sending background writes, shared by every storage of the process.
 WORKERS = 4
 _pool: dict[str, ThreadPoolExecutor] = {}
+_pool_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
     pool = _pool.get("writes")
     if pool is None:
-        pool = _pool["writes"] = ThreadPoolExecutor(WORKERS, thread_name_prefix="fleche-writes")
+        with _pool_lock:  # one pool, however many threads start the first write
+            pool = _pool.get("writes") or ThreadPoolExecutor(
+                WORKERS, thread_name_prefix="fleche-writes"
+            )
+            _pool["writes"] = pool
     return pool
 
 
@@ -36,16 +42,23 @@ class PendingWrites:
 
     def __init__(self) -> None:
         self._futures: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
 
     def start(self, keys: list[str], send: Callable[[], None]) -> None:
         """Run ``send()`` (the writes of ``keys``) on the pool; it replaces earlier writes of them."""
         future = _executor().submit(send)
-        for key in keys:
-            self._futures[key] = future
+        with self._lock:
+            for key in keys:
+                self._futures[key] = future
         future.add_done_callback(functools.partial(self._done, keys))
 
     def _done(self, keys: list[str], future: Future[None]) -> None:
         if future.exception() is None:  # a failure stays for settle to report
+            self._forget(keys, future)
+
+    def _forget(self, keys: Iterable[str], future: Future[None]) -> None:
+        """Drop the entries of ``keys`` that are still ``future``'s (not a later write's)."""
+        with self._lock:
             for key in keys:
                 if self._futures.get(key) is future:
                     del self._futures[key]
@@ -72,8 +85,7 @@ class PendingWrites:
                 continue
             error = future.exception()
             if error is not None:
-                if self._futures.get(key) is future:
-                    del self._futures[key]
+                self._forget([key], future)
                 failure = failure or (key, error)
         if failure is not None:
             key, error = failure
