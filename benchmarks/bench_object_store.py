@@ -17,7 +17,9 @@ the AWS credentials in the environment), else starts one with
   result's bytes to a new name, and against the same two object writes
   done raw, named as fleche names them (a create-if-absent put costs a
   little more than a plain one on SeaweedFS, and a name in a new fan-out
-  "directory" more than one in a known one).
+  "directory" more than one in a known one), and against the two writes
+  sent at once (the argument's on a thread), as fleche sends them: the
+  argument's while the body runs, the result's meanwhile.
 
 The requests column counts the object-store requests of one decorated
 call (taken in a separate, untimed call).  Issue 14's target: fleche
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import itertools
 import os
 import subprocess
@@ -65,6 +68,8 @@ def server() -> str | None:
     return os.environ["FLECHE_TEST_S3_DIR"]
 
 
+#: Sends a raw argument write while the result's is made, as fleche does.
+SENDER = concurrent.futures.ThreadPoolExecutor(1)
 RESULTS: dict[int, bytes] = {}
 NUMBERS = itertools.count()
 
@@ -139,11 +144,18 @@ def measure(size: int, kind: str, repeat: int, store: S3Store, fleche_cache) -> 
         obstore.put(store, fanned(), n.to_bytes(8, "little"), mode="create")
         obstore.put(store, fanned(), made[n % len(made)], mode="create")
 
+    def raw_writes_at_once() -> None:  # the same, the argument's sent on a thread meanwhile
+        n = next(raw_names)
+        ahead = SENDER.submit(obstore.put, store, fanned(), n.to_bytes(8, "little"), mode="create")
+        obstore.put(store, fanned(), made[n % len(made)], mode="create")
+        ahead.result()
+
     funcs = {
         "raw get": lambda: obstore.get(store, hit_path).bytes(),
         "fleche hit": lambda: produce(size, hit),
         "raw put": raw_put,
         "raw writes": raw_writes,
+        "raw writes at once": raw_writes_at_once,
         "fleche miss + store": lambda: produce(size, next(misses)),
     }
     with cache(fleche_cache):
@@ -180,6 +192,7 @@ def main() -> None:
                 ("hit vs 1 get", "fleche hit", "raw get", "hit requests"),
                 ("miss + store vs 1 put", "fleche miss + store", "raw put", "miss requests"),
                 ("miss + store vs its writes", "fleche miss + store", "raw writes", ""),
+                ("miss + store vs them at once", "fleche miss + store", "raw writes at once", ""),
             ):
                 ratio = f"{t[ours] / t[raw]:.2f}x"
                 rows.append([label, path, ms(t[raw]), ms(t[ours]), ratio, t.get(made, "")])
