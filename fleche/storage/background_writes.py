@@ -53,8 +53,11 @@ class PendingWrites:
         future.add_done_callback(functools.partial(self._done, keys))
 
     def _done(self, keys: list[str], future: Future[None]) -> None:
-        if future.exception() is None:  # a failure stays for settle to report
+        error = future.exception()
+        if error is None:
             self._forget(keys, future)
+        else:  # stays for settle to report; without its frames, which hold the bytes sent
+            error.__traceback__ = None
 
     def _forget(self, keys: Iterable[str], future: Future[None]) -> None:
         """Drop the entries of ``keys`` that are still ``future``'s (not a later write's)."""
