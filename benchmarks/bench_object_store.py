@@ -21,6 +21,11 @@ the AWS credentials in the environment), else starts one with
   sent at once (the argument's on a thread), as fleche sends them: the
   argument's while the body runs, the result's meanwhile.
 
+``--latency MS`` sends every request (fleche's and the raw ones) through a
+local proxy that delays each round trip by ``MS``, as a server across a
+network would; on a loopback server a request costs mostly CPU, which a
+loaded machine does not overlap.
+
 The requests column counts the object-store requests of one decorated
 call (taken in a separate, untimed call).  Issue 14's target: fleche
 within 1.5x of raw.
@@ -29,12 +34,14 @@ within 1.5x of raw.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import concurrent.futures
 import itertools
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -172,21 +179,71 @@ def measure(size: int, kind: str, repeat: int, store: S3Store, fleche_cache) -> 
     return times
 
 
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Forward bytes, each chunk ``delay`` seconds after it arrived (latency, not bandwidth)."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def feed() -> None:
+        while data := await reader.read(1 << 16):
+            chunks.put_nowait((loop.time() + delay, data))
+        chunks.put_nowait((loop.time() + delay, b""))
+
+    feeding = asyncio.create_task(feed())
+    try:
+        while True:
+            due, data = await chunks.get()
+            await asyncio.sleep(due - loop.time())
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    finally:
+        feeding.cancel()
+        writer.close()
+
+
+def delayed(endpoint: str, rtt: float) -> str:
+    """A local proxy of ``endpoint`` adding ``rtt`` seconds to each round trip (a thread of its own)."""
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    loop = asyncio.new_event_loop()
+
+    async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(
+            _pipe(reader, upstream_writer, rtt / 2), _pipe(upstream_reader, writer, rtt / 2)
+        )
+
+    proxy = loop.run_until_complete(asyncio.start_server(connect, "127.0.0.1", 0))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    return f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="milliseconds added to each round trip (a proxy), as to a server across a network",
+    )
+    parser.add_argument("--sizes", nargs="*", choices=list(SIZES), help="the rows to run")
     args = parser.parse_args()
     started = server()
     try:
         url = f"{os.environ['FLECHE_TEST_S3_URL'].rstrip('/')}/bench-{uuid.uuid4().hex[:12]}"
         endpoint = os.environ["FLECHE_TEST_S3_ENDPOINT"]
+        if args.latency:
+            endpoint = delayed(endpoint, args.latency / 1000)
         fleche_cache = from_config({"template": "s3", "url": url, "endpoint": endpoint})
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         store = S3Store(
             bucket, prefix=prefix, endpoint=endpoint, client_options={"allow_http": True}
         )
         rows = []
-        for label, (size, kind) in SIZES.items():
+        for label in args.sizes or SIZES:
+            size, kind = SIZES[label]
             t = measure(size, kind, args.repeat, store, fleche_cache)
             for path, ours, raw, made in (
                 ("hit vs 1 get", "fleche hit", "raw get", "hit requests"),
@@ -197,7 +254,7 @@ def main() -> None:
                 ratio = f"{t[ours] / t[raw]:.2f}x"
                 rows.append([label, path, ms(t[raw]), ms(t[ours]), ratio, t.get(made, "")])
         print_table(
-            f"object store ({endpoint}), best of {args.repeat}",
+            f"object store ({endpoint}, {args.latency:g} ms added), best of {args.repeat}",
             ["result", "path", "raw obstore", "fleche", "fleche / raw", "fleche requests"],
             rows,
         )
