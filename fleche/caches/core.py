@@ -151,7 +151,7 @@ class Cache(CacheBase):
             self.pins.pin([result_key])
             prepared.hold.append(result_key)
         self.values.save_staged(staged)
-        self.values.settle(record.arguments.values())  # the arguments saved ahead, before the record
+        self.values.settle(record.arguments.values())  # arguments saved ahead: stored first
         meta = {**record.metadata, **metadata} if metadata else record.metadata
         if self.ttl is not None or EXPIRY in meta:
             meta = stamp_expiry(meta, self.clock(), self.ttl)

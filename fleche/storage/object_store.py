@@ -16,7 +16,12 @@ A miss thus costs one request per new value.  A value this process found
 stored (created, or refused as there already) is not sent again for
 :data:`PRESENT_SECONDS` (an argument repeated through a sweep), well
 within the hour :meth:`~fleche.caches.Cache.gc` leaves a young value
-alone; a large one is asked for (``HEAD``) before it is uploaded.
+alone; a large one is asked for (``HEAD``) before it is uploaded.  A
+call's arguments are encoded before its body runs and sent on a
+background thread (:meth:`ValueObjectStore.save_ahead`), so their writes
+overlap the body and the result's; the cache settles them before it
+records the call.  A hit copies the object's bytes once, into the value
+handed back: the check reads obstore's buffer in place.
 
 Credentials come from the standard AWS environment variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
