@@ -311,7 +311,9 @@ def test_the_s3_template_caches_decorated_calls(tmp_path, url, endpoint):
 
 def test_a_value_saved_ahead_is_readable_at_once_and_settles(tmp_path, url):
     values = s3_values(tmp_path / "store")
-    value = {"table": list(range(300)), "name": "sweep"}  # a container: parts and the whole
+    # A container (parts and the whole) with a part large enough that its
+    # write is still running when the load asks for it.
+    value = {"table": list(range(300)), "blob": os.urandom(8 << 20)}
     key = digest(value)
     assert values.save_ahead(value, key) == key
     assert values.load(key) == value  # waits for the write this process started
