@@ -14,13 +14,21 @@ import pickle
 import sys
 import threading
 import time
+import tracemalloc
 import warnings
 
 import pytest
 
 from fleche import cache, fleche
 from fleche.config import from_config, to_config
-from fleche.errors import AmbiguousDigestError, ConfigError, CorruptEntryWarning
+from fleche.digest import digest
+from fleche.errors import (
+    AmbiguousDigestError,
+    CacheWarning,
+    ConfigError,
+    CorruptEntryWarning,
+    SaveError,
+)
 from fleche.storage.registry import get_storage_constructor
 
 from .backends import raw_object_store, s3_url, s3_values
@@ -296,3 +304,110 @@ def test_the_s3_template_caches_decorated_calls(tmp_path, url, endpoint):
         assert _double(5) == result
     assert COMPUTED == [5]
     assert list(reopened.values.list())  # the values are in the bucket
+
+
+# -- arguments saved ahead -----------------------------------------------------------
+
+
+def test_a_value_saved_ahead_is_readable_at_once_and_settles(tmp_path, url):
+    values = s3_values(tmp_path / "store")
+    # A container (parts and the whole) with a part large enough that its
+    # write is still running when the load asks for it.
+    value = {"table": list(range(300)), "blob": os.urandom(8 << 20)}
+    key = digest(value)
+    assert values.save_ahead(value, key) == key
+    assert values.load(key) == value  # waits for the write this process started
+    values.settle([key])
+    assert values.contains(key)
+    assert s3_values(tmp_path / "store").load(key) == value  # as another process reads it
+
+
+def test_a_failed_write_ahead_is_reported_by_settle_and_not_read(tmp_path, url, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    values = s3_values(tmp_path / "store")
+    key = digest("refused")
+    assert values.save_ahead("refused", key) == key  # no request waited for here
+    with pytest.raises(SaveError, match=key[:12]):
+        values.settle([key])
+    values.settle([key])  # reported once
+    monkeypatch.undo()
+    assert not s3_values(tmp_path / "store").contains(key)
+
+
+def _mutating(numbers):
+    numbers.append("changed by the body")
+    return len(numbers)
+
+
+def test_an_argument_is_stored_as_it_was_when_the_call_began(tmp_path, url, endpoint):
+    table = {"template": "s3", "url": url, "endpoint": endpoint}
+    store = from_config(table)
+    numbers = list(range(50))
+    key = digest(numbers)
+    with cache(store):
+        assert fleche(_mutating)(numbers) == 51
+    assert store.values.load(key) == list(range(50))
+
+
+RUNS: list[int] = []
+
+
+def _counted(x):
+    RUNS.append(x)
+    return x + 1
+
+
+def test_a_call_whose_argument_was_not_stored_is_not_recorded(tmp_path, url, monkeypatch):
+    # One request refused (as a network failure would): the argument's, sent
+    # in the background while the result's write succeeds.
+    store = from_config(
+        {"template": "s3", "url": url, "endpoint": os.environ["FLECHE_TEST_S3_ENDPOINT"]}
+    )
+    lost = _object(digest(41))
+    sent = obstore.put
+
+    def put(client, path, *args, **kwargs):
+        if path == lost:
+            raise ConnectionError("connection reset")
+        return sent(client, path, *args, **kwargs)
+
+    monkeypatch.setattr(obstore, "put", put)
+    counted = fleche(_counted)
+    RUNS.clear()
+    with cache(store):
+        with pytest.warns(CacheWarning, match="connection reset"):
+            assert counted(41) == 42  # the result still returned
+        monkeypatch.undo()
+        assert counted(41) == 42  # not recorded: computed again, stored now
+        assert counted(41) == 42
+    assert RUNS == [41, 41]
+    assert store.values.load(digest(41)) == 41
+
+
+# -- one copy on a hit ---------------------------------------------------------------
+
+
+def _large_values():
+    yield os.urandom(4 << 20)
+    numpy = sys.modules.get("numpy") or pytest.importorskip("numpy")
+    yield numpy.arange(1 << 19, dtype=numpy.float64)
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["bytes", "array"])
+def test_a_large_hit_copies_the_value_once(tmp_path, url, kind):
+    # The object's bytes arrive in obstore's buffer; the checksum reads them
+    # there, and the one allocation Python makes is the value handed back.
+    value = list(_large_values())[kind]
+    values = s3_values(tmp_path / "store")
+    key = values.save(value)
+    size = memoryview(value).nbytes
+    tracemalloc.start()
+    try:
+        loaded = values.load(key)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert memoryview(loaded).tobytes() == memoryview(value).tobytes()
+    assert size <= peak < 1.2 * size
+    if kind:
+        assert loaded.flags.writeable

@@ -127,7 +127,7 @@ class Cache(CacheBase):
         name = ""
         try:
             for name, value in arguments.items():
-                self.values.save(value, record.arguments[name])
+                self.values.save_ahead(value, record.arguments[name])
         except Exception as err:
             self.pins.unpin(pinned)
             raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
@@ -151,6 +151,7 @@ class Cache(CacheBase):
             self.pins.pin([result_key])
             prepared.hold.append(result_key)
         self.values.save_staged(staged)
+        self.values.settle(record.arguments.values())  # arguments saved ahead: stored first
         meta = {**record.metadata, **metadata} if metadata else record.metadata
         if self.ttl is not None or EXPIRY in meta:
             meta = stamp_expiry(meta, self.clock(), self.ttl)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
+from .ahead import SavesAhead
 from .bulk_reads import BulkReads
 from .keys import (
     MIN_PREFIX,
@@ -136,7 +137,7 @@ class Staged:
     writes: list[Any] | None = None
 
 
-class ValueStorage(KeyManagement):
+class ValueStorage(SavesAhead, KeyManagement):
     """Domain interface of a value storage: ``digest(value) -> value``."""
 
     @abstractmethod

@@ -16,7 +16,12 @@ A miss thus costs one request per new value.  A value this process found
 stored (created, or refused as there already) is not sent again for
 :data:`PRESENT_SECONDS` (an argument repeated through a sweep), well
 within the hour :meth:`~fleche.caches.Cache.gc` leaves a young value
-alone; a large one is asked for (``HEAD``) before it is uploaded.
+alone; a large one is asked for (``HEAD``) before it is uploaded.  A
+call's arguments are encoded before its body runs and sent on a
+background thread (:meth:`ValueObjectStore.save_ahead`), so their writes
+overlap the body and the result's; the cache settles them before it
+records the call.  A hit copies the object's bytes once, into the value
+handed back: the check reads obstore's buffer in place.
 
 Credentials come from the standard AWS environment variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
@@ -31,7 +36,7 @@ import dataclasses
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import obstore
@@ -40,6 +45,7 @@ from obstore.store import S3Store
 
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import ConfigError, CorruptEntryWarning, warn
+from .background_writes import PendingWrites
 from .base import StorageBackend, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .pickle_file import PickleCodec
@@ -59,6 +65,8 @@ _HEX = frozenset("0123456789abcdef")
 PRESENT_SECONDS = 60.0
 #: Encoded entries larger than this are asked for (one ``HEAD``) before they are uploaded.
 LARGE = 1 << 20
+#: What a put sends: the key, the encoded entry, and whether it overwrites a damaged object.
+Outgoing = tuple[str, bytes, bool]
 
 
 class ForkedClientError(RuntimeError):
@@ -159,6 +167,9 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         default_factory=dict, init=False, repr=False, compare=False
     )
     _store: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _writes: PendingWrites = dataclasses.field(
+        default_factory=PendingWrites, init=False, repr=False, compare=False
+    )
 
     persistent: ClassVar[bool] = True
     supports_prefix_range: ClassVar[bool] = True
@@ -199,23 +210,36 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
 
     def put(self, value: Any, key: Digest) -> Digest:
         # docstring inherited
-        path = _path(key)
-        if key in self._damaged:
-            start, payload = self._encode(value, key)
-            obstore.put(self._client(), path, start + payload)
-            self._damaged.discard(key)
-        elif self._known(key):
-            return key  # trusted as found then, not as found now: asked again when it is old
-        else:
-            start, payload = self._encode(value, key)
-            data = start + payload
-            if len(data) <= LARGE or self._metadata(key) is None:
-                try:
-                    obstore.put(self._client(), path, data, mode="create")
-                except AlreadyExistsError:
-                    pass  # the same content is there already (another writer won the race)
-        self._remember(key)
+        outgoing = self._outgoing(value, key)
+        if outgoing is not None:  # else spared, keeping the note of when it was found
+            self._send(self._client(), outgoing)
+            self._remember(key)
         return key
+
+    def _outgoing(self, value: Any, key: Digest) -> Outgoing | None:
+        """The key, entry and overwrite flag a put of ``value`` sends; ``None`` if known stored.
+
+        The entry is encoded here, in the caller's thread: what is sent is
+        the value as it was at the put, whenever it is sent.
+        """
+        damaged = key in self._damaged
+        if not damaged and self._known(key):
+            return None  # trusted as found then, not as found now: asked again when it is old
+        start, payload = self._encode(value, key)
+        return key, start + payload, damaged
+
+    def _send(self, client: Any, outgoing: Outgoing) -> None:
+        """Write one entry: create-if-absent, or overwrite a damaged one."""
+        key, data, overwrite = outgoing
+        path = _path(key)
+        if overwrite:
+            obstore.put(client, path, data)
+            self._damaged.discard(key)
+        elif len(data) <= LARGE or self._metadata(key) is None:
+            try:
+                obstore.put(client, path, data, mode="create")
+            except AlreadyExistsError:
+                pass  # the same content is there already (another writer won the race)
 
     def _known(self, key: str) -> bool:
         """Whether this process found ``key`` stored less than :data:`PRESENT_SECONDS` ago."""
@@ -235,10 +259,11 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
 
     def get(self, key: Digest) -> Any:
         # docstring inherited
-        try:
-            data: Any = obstore.get(self._client(), _path(key)).bytes()
-        except FileNotFoundError:  # obstore raises it for a missing object
-            raise KeyError(key) from None
+        data = self._fetch(key)
+        if data is None and self._writes.wait(key):  # written ahead: read it once it is sent
+            data = self._fetch(key)
+        if data is None:
+            raise KeyError(key)
         try:
             return self._decode(data, key.encode())
         except Exception as err:
@@ -250,6 +275,20 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
             )
             raise KeyError(key) from err
 
+    def _fetch(self, key: Digest) -> Any:
+        """The bytes of the object of ``key`` (zero-copy, read-only); ``None`` if there is none."""
+        try:
+            return obstore.get(self._client(), _path(key)).bytes()
+        except FileNotFoundError:  # obstore raises it for a missing object
+            return None
+
+    def _found(self, key: Digest) -> dict[str, Any] | None:
+        """:meth:`_metadata`, after a write of ``key`` started ahead, if it is not there yet."""
+        meta = self._metadata(key)
+        if meta is None and self._writes.wait(key):
+            meta = self._metadata(key)
+        return meta
+
     def _metadata(self, key: Digest) -> dict[str, Any] | None:
         """The metadata of the object of ``key``; ``None`` if there is none."""
         try:
@@ -259,16 +298,16 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
 
     def _contains(self, key: Digest) -> bool:
         # A damaged object still counts as stored (``get`` reports it).
-        return self._metadata(key) is not None
+        return self._found(key) is not None
 
     def stored_at(self, key: Digest) -> float | None:
         # docstring inherited
-        meta = self._metadata(key)
+        meta = self._found(key)
         return None if meta is None else meta["last_modified"].timestamp()
 
     def _evict(self, key: Digest) -> None:
         # S3 deletes a missing object without complaint: ask first, for the KeyError.
-        if self._metadata(key) is None:
+        if self._found(key) is None:
             raise KeyError(key)
         obstore.delete(self._client(), _path(key))
         self._damaged.discard(key)
@@ -292,6 +331,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
         fan-out directory, and ``offset`` (S3's ``start-after``) skips to the
         prefix within it; the listing stops at the first name past it.
         """
+        self._writes.wait_all()
         wanted = prefix if len(prefix) <= FANOUT else f"{prefix[:FANOUT]}/{prefix[FANOUT:]}"
         directory = prefix[:FANOUT] if len(prefix) >= FANOUT else None
         offset = wanted[:-1] or None
@@ -317,3 +357,28 @@ class ValueObjectStore(ValueMixin, DestructuringMixin, ObjectStoreBackend):
 
     content_addressed = True
     remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
+
+    def save_ahead(self, value: Any, key: Digest) -> Digest:
+        """Encode ``value`` and its parts now, and send them on a background thread.
+
+        A call's argument is sent while its body runs, beside its result's
+        write; :meth:`settle` waits for it before the call is recorded.
+        """
+        _, plan = self._plan(value, key)
+        sends = [out for entry, part in plan if (out := self._outgoing(entry, part)) is not None]
+        if sends:
+            client = self._client()
+            self._writes.start(
+                [key, *(out[0] for out in sends)], lambda: self._send_all(client, sends)
+            )
+        return key
+
+    def _send_all(self, client: Any, sends: list[Outgoing]) -> None:
+        """Write entries in order (parts before what refers to them), noting each as stored."""
+        for outgoing in sends:
+            self._send(client, outgoing)
+            self._remember(outgoing[0])
+
+    def settle(self, keys: Iterable[Digest]) -> None:
+        # docstring inherited
+        self._writes.settle(keys)
