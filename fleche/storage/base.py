@@ -113,6 +113,9 @@ class StorageBackend(KeyManagement):
         for entry, key in writes:
             self.put(entry, key)
 
+    def _writing_parts(self, key: Digest, parts: list[Digest]) -> None:
+        """Told before an entry referring to ``parts`` is written under ``key`` (gc's log); a hook."""
+
     def _contains(self, key: Digest) -> bool:
         """Default: a full :meth:`get`; override when a cheaper test exists."""
         try:
@@ -143,9 +146,8 @@ class ValueStorage(KeyManagement):
     def save(self, value: Any, key: Digest | None = None) -> Digest:
         """Store ``value`` under its digest (or ``key``); returns the key.
 
-        A key names its content, so saving under a key already stored keeps
-        the stored value: the first write wins, and saving the same value
-        again costs no rewrite.
+        A key names its content, so saving under a key already stored keeps the
+        stored value: the first write wins; saving the same value again costs no rewrite.
         """
 
     @abstractmethod
@@ -167,8 +169,7 @@ class ValueStorage(KeyManagement):
     def children(self, key: Digest | str) -> Iterable[Digest]:
         """Keys of the parts of a value stored apart from it (none by default).
 
-        Garbage collection follows these so that the parts of a kept value
-        are kept too.
+        Garbage collection follows these to keep the parts of a kept value.
         """
         return ()
 

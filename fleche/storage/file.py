@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -43,6 +44,8 @@ from .file_leases import FileLeases
 __all__ = ["FileStorage", "remove_stray"]
 
 _HEX = frozenset("0123456789abcdef")
+#: A field of an instance's own state: not an argument, not shown, not compared.
+_state = functools.partial(dataclasses.field, init=False, repr=False, compare=False)
 
 
 # Temporary names are unique per process (a random tag, drawn again in a forked
@@ -116,10 +119,10 @@ class FileStorage(StorageBackend):
     lock_wait_start: float = 0.001
     fsync: bool = dataclasses.field(default=False, kw_only=True)
     #: Keys that read as corrupt in this process: the next put rewrites them.
-    _damaged: set[str] = dataclasses.field(
-        default_factory=set, init=False, repr=False, compare=False
-    )
-    _root: str = dataclasses.field(default="", init=False, repr=False, compare=False)
+    _damaged: set[str] = _state(default_factory=set)
+    _root: str = _state(default="")
+    #: Whether this instance has written yet (:meth:`_first_write` runs before the first write).
+    _wrote: list[bool] = _state(default_factory=list)
 
     #: Key characters per fan-out directory level (see the module docstring).
     #: A class constant: a store written with one layout is not read with another.
@@ -175,7 +178,13 @@ class FileStorage(StorageBackend):
         final = self._file(key)
         if self.content_addressed and key not in self._damaged and os.path.exists(final):
             return key  # the same content is already there: nothing to write
+        if not self._wrote:
+            self._wrote.append(True)
+            self._first_write()
         return self._store(value, key, final)
+
+    def _first_write(self) -> None:
+        """Called once, before this instance's first write (of a new entry); a hook."""
 
     def _store(self, value: Any, key: Digest, final: str) -> Digest:
         """Write the entry of ``key`` to the file ``final`` atomically, whatever is there."""
@@ -318,18 +327,14 @@ class FileStorage(StorageBackend):
     def _write(self, value: Any, key: Digest, temporary: str) -> None:
         """Write the entry of ``key`` to the new file ``temporary``; defaults to :meth:`_to_file`.
 
-        Override when the key is useful (e.g. to bind a checksum to it) or a
-        ``Path`` per write costs too much.  ``FileNotFoundError`` makes the
-        caller create the directory and call again, so create the file
-        before doing expensive work.
+        Override when the key is useful (to bind a checksum to it) or a ``Path``
+        costs too much.  ``FileNotFoundError`` makes the caller create the
+        directory and call again: create the file before expensive work.
         """
         self._to_file(value, Path(temporary))
 
     def _read(self, key: Digest, file: str) -> Any:
-        """The entry of ``key`` from ``file``; defaults to :meth:`_from_file`.
-
-        The hit path: override to skip building a ``Path`` (a few µs).
-        """
+        """The entry of ``key`` from ``file``; :meth:`_from_file` unless overridden (no ``Path``)."""
         return self._from_file(Path(file))
 
     def _replace(self, source: str, target: str) -> None:
