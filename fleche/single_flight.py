@@ -43,7 +43,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CacheWarning, warn
-from .storage.leases import Held, LeaseBackend, keep_renewed, lease_seconds, stop_renewing
+from .storage.leases import (
+    LEASE_SECONDS,
+    Held,
+    LeaseBackend,
+    keep_renewed,
+    lease_seconds,
+    stop_renewing,
+)
 
 if TYPE_CHECKING:  # imported by the awaited path only: ``import fleche`` stays without asyncio
     import asyncio
@@ -268,7 +275,8 @@ class _Claim:
             _warn("find where to record the lease", key, err)
             self.backend = None
         if self.backend is not None:
-            self.duration = lease_seconds()
+            # A lease that never lapses (a lock held while its process lives) has no duration.
+            self.duration = lease_seconds() if self.backend.expires else LEASE_SECONDS
             self.waiting = not self._take()
             if self.token is not None and self.backend.across_hosts:
                 # The call may have been stored, and its lease let go, since the
