@@ -164,13 +164,19 @@ class CachedFunction(FunctionHelpers[P, R]):
         cache = self._cache
         if cache is None:  # not ``or``: a cache has a length, and its truth is not asked here
             cache = active_cache()
-        keyed = self._key(cache, args, kwargs)
-        if keyed is None:
+        # _key and _stored_result written out: two calls fewer on every hit and miss.
+        try:
+            keyed = self._keyed(cache, args, kwargs)
+        except Indigestible as err:
+            self._indigestible(err)
             return self.func(*args, **kwargs)
         key = keyed.key
-        result = self._stored_result(cache, key)
-        if result is not MISS:
-            return result
+        try:
+            return cache.load_result(key)
+        except KeyError:
+            pass
+        except Exception as err:
+            self._unreadable(key, err)
         # Concurrent misses of this call (threads, processes) compute it once: fleche/single_flight.py.
         return compute_once(
             cache,
@@ -180,20 +186,18 @@ class CachedFunction(FunctionHelpers[P, R]):
         )
 
     def _key(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Keyed | None:
-        """Bound arguments, their digests and the lookup key; ``None`` to run uncached.
-
-        An argument that cannot be digested costs a warning, not the call,
-        unless it is a required one.
-        """
+        """Bound arguments, their digests and the lookup key; ``None`` to run uncached."""
         try:
             return self._keyed(cache, args, kwargs)
         except Indigestible as err:
-            if self.required and any(
-                err.path.startswith(f"arguments[{n!r}]") for n in self.required
-            ):
-                raise
-            warn(f"{err}; calling {self.name} without the cache", CacheWarning)
+            self._indigestible(err)
             return None
+
+    def _indigestible(self, err: Indigestible) -> None:
+        """An argument that cannot be digested costs a warning, not the call, unless it is required."""
+        if self.required and any(err.path.startswith(f"arguments[{n!r}]") for n in self.required):
+            raise err
+        warn(f"{err}; calling {self.name} without the cache", CacheWarning)
 
     def _keyed(self, cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Keyed:
         arguments = self._bind(args, kwargs)
@@ -213,12 +217,15 @@ class CachedFunction(FunctionHelpers[P, R]):
         except KeyError:
             return MISS
         except Exception as err:
-            warn(
-                f"fleche could not read call {key[:12]} of {self.name} "
-                f"({type(err).__name__}: {err}); computing it",
-                CacheWarning,
-            )
+            self._unreadable(key, err)
             return MISS
+
+    def _unreadable(self, key: Digest, err: Exception) -> None:
+        warn(
+            f"fleche could not read call {key[:12]} of {self.name} "
+            f"({type(err).__name__}: {err}); computing it",
+            CacheWarning,
+        )
 
     def _compute(
         self, cache: Cache, keyed: Keyed, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -64,8 +64,10 @@ os.register_at_fork(after_in_child=_new_tag)
 
 def temporary_sibling(final: str) -> str:
     """A fresh name beside ``final`` to write it under before renaming: ``.<name>.<unique>.tmp``."""
-    directory, name = os.path.split(final)
-    return os.path.join(directory, f".{name}.{_tag}{next(_writes):x}.tmp")
+    directory, sep, name = final.rpartition(os.sep)  # the miss path: no os.path calls
+    if os.altsep and os.altsep in name:  # Windows, written with the other separator
+        (directory, name), sep = os.path.split(final), os.sep
+    return f"{directory}{sep}.{name}.{_tag}{next(_writes):x}.tmp"
 
 
 def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
@@ -121,8 +123,7 @@ class FileStorage(StorageBackend):
     #: Keys that read as corrupt in this process: the next put rewrites them.
     _damaged: set[str] = _state(default_factory=set)
     _root: str = _state(default="")
-    #: Whether this instance has written yet (:meth:`_first_write` runs before the first write).
-    _wrote: list[bool] = _state(default_factory=list)
+    _wrote: list[bool] = _state(default_factory=list)  # written yet? (see _first_write)
 
     #: Key characters per fan-out directory level (see the module docstring).
     #: A class constant: a store written with one layout is not read with another.
