@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Computation", "compute"]
 
+_new_str = str.__new__
+
 
 def compute(function: Any, cache: Cache, keyed: Any, args: tuple[Any, ...], kwargs: dict) -> Any:
     """Run the body of the cached ``function`` once and store the call; its result."""
@@ -64,7 +66,8 @@ class Computation:
         draft = DigestedCall(
             name=function.name,
             module=function.module,
-            arguments=dict(zip(digests, map(Digest.from_raw, digests.values()), strict=True)),
+            # Each raw digest as a Digest (what Digest.from_raw makes), without a call per argument.
+            arguments={name: _new_str(Digest, raw.hex()) for name, raw in digests.items()},
             version=function.version,
             code=function.code,
             unkeyed=function.unkeyed,
