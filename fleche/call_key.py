@@ -17,6 +17,8 @@ import xxhash
 from .digest import Digest, digest_raw
 from .errors import Indigestible
 
+_new_str = str.__new__
+
 __all__ = [
     "KEY_SCHEME",
     "OPTIONAL_IDENTITY",
@@ -105,7 +107,8 @@ def key_of(prefix: bytes, digests: Mapping[str, bytes]) -> Digest:
     for name in sorted(digests):
         parts.append(_name_raw(name))
         parts.append(digests[name])
-    return Digest.from_raw(xxhash.xxh3_128_digest(b"".join(parts)))
+    # A Digest made as digest.py makes its own: the hex is valid by construction.
+    return _new_str(Digest, xxhash.xxh3_128_hexdigest(b"".join(parts)))
 
 
 def lookup_key(prefix: bytes, arguments: Mapping[str, Any]) -> Digest:

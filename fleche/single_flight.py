@@ -43,7 +43,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CacheWarning, warn
-from .storage.leases import Held, LeaseBackend, keep_renewed, lease_seconds, stop_renewing
+from .storage.leases import (
+    LEASE_SECONDS,
+    Held,
+    LeaseBackend,
+    keep_renewed,
+    lease_seconds,
+    stop_renewing,
+)
 
 if TYPE_CHECKING:  # imported by the awaited path only: ``import fleche`` stays without asyncio
     import asyncio
@@ -84,7 +91,8 @@ class _Flight:
         self.cache = cache  # held, so that id(cache) in the slot is not reused meanwhile
         self.slot = slot
         self.claim: _Claim | None = None
-        self.done = threading.Event()
+        #: Set when the flight lands; made by the first thread that waits (most flights have none).
+        self.done: threading.Event | None = None
         self.thread = threading.get_ident()
         self.task = task  # the task leading it, or None for a plain call
         self.finished = False
@@ -105,10 +113,21 @@ class _Flight:
         with _flights_lock:
             _flights.pop(self.slot, None)
             waiters, self.waiters = self.waiters or [], None
-        self.done.set()
+            done = self.done
+        if done is not None:
+            done.set()
         for loop, future in waiters:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
                 loop.call_soon_threadsafe(_wake, future)
+
+    def landed(self) -> threading.Event:
+        """An event set once the flight has landed, for a thread to wait on."""
+        with _flights_lock:
+            if self.done is None:
+                self.done = threading.Event()
+                if self.waiters is None:  # landed already
+                    self.done.set()
+            return self.done
 
     def succeed(self, result: R) -> R:
         self.result, self.finished = result, True
@@ -168,7 +187,7 @@ def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[
             break
         if flight.thread == threading.get_ident():
             return compute()  # the body calls itself with the same arguments: never wait for it
-        flight.done.wait()
+        flight.landed().wait()
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
@@ -215,12 +234,14 @@ def _try(load: Callable[[], Any]) -> Any:
 
 #: id(cache) -> (the cache, weakly; the pid; its lease backend): ``leases()`` once per cache and process.
 _backends: dict[int, tuple[weakref.ref, int, LeaseBackend | None]] = {}
+#: This process's id, kept here (``os.getpid()`` is a system call); set again in a forked child.
+_pid = os.getpid()
 
 
 def _leases_of(cache: Any) -> LeaseBackend | None:
     """``cache.leases()``, asked once per cache and process (a cache's leases never change)."""
     entry = _backends.get(id(cache))
-    pid = os.getpid()
+    pid = _pid
     if entry is not None and entry[0]() is cache and entry[1] == pid:
         return entry[2]
     backend = cache.leases()
@@ -254,7 +275,8 @@ class _Claim:
             _warn("find where to record the lease", key, err)
             self.backend = None
         if self.backend is not None:
-            self.duration = lease_seconds()
+            # A lease that never lapses (a lock held while its process lives) has no duration.
+            self.duration = lease_seconds() if self.backend.expires else LEASE_SECONDS
             self.waiting = not self._take()
             if self.token is not None and self.backend.across_hosts:
                 # The call may have been stored, and its lease let go, since the
@@ -323,10 +345,11 @@ def _warn(what: str, key: str, err: Exception) -> None:
 
 def _after_fork() -> None:
     """A forked child holds none of its parent's flights."""
-    global _flights_lock
+    global _flights_lock, _pid
     _flights.clear()
     _backends.clear()
     _flights_lock = threading.Lock()
+    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_after_fork)

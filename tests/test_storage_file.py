@@ -24,6 +24,7 @@ from fleche.serializers import (
     get_serializer,
 )
 from fleche.storage import CallPickleFile, FileStorage, PickleFileBackend, ValuePickleFile
+from fleche.storage.file_leftovers import temporary_sibling
 
 
 def _files(root: Path) -> list[Path]:
@@ -126,6 +127,17 @@ def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
         calls.put(i, _key(i))
         calls.put(i + 1, _key(i))  # overwrite
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("final", ["root/abc/def", "/abc/def", "/def", "def", "root//abc/def"])
+def test_a_temporary_file_is_a_hidden_sibling_named_anew_each_time(final: str) -> None:
+    directory, name = os.path.split(final)
+    first, second = temporary_sibling(final), temporary_sibling(final)
+    assert first != second
+    for temporary in (first, second):
+        here, hidden = os.path.split(temporary)
+        assert os.path.normpath(here or ".") == os.path.normpath(directory or ".")
+        assert hidden.startswith(f".{name}.") and hidden.endswith(".tmp")
 
 
 def test_failed_write_stores_nothing_and_cleans_up(tmp_path: Path) -> None:

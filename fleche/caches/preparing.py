@@ -71,7 +71,9 @@ class FinishesPreparedCalls:
         try:
             key = self._commit_prepared(prepared, result, metadata or {})
         finally:
-            self.abandon(prepared)
+            if prepared.open:  # what abandon does for its owner: released, whatever happened
+                prepared.open = False
+                self._release_prepared(prepared)
         prepared.committed = True
         return key
 

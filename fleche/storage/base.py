@@ -114,6 +114,9 @@ class StorageBackend(KeyManagement):
         for entry, key in writes:
             self.put(entry, key)
 
+    def _writing_parts(self, key: Digest, parts: list[Digest]) -> None:
+        """Told before an entry referring to ``parts`` is written under ``key`` (gc's log); a hook."""
+
     def _contains(self, key: Digest) -> bool:
         """Default: a full :meth:`get`; override when a cheaper test exists."""
         try:
@@ -144,9 +147,8 @@ class ValueStorage(SavesAhead, KeyManagement):
     def save(self, value: Any, key: Digest | None = None) -> Digest:
         """Store ``value`` under its digest (or ``key``); returns the key.
 
-        A key names its content, so saving under a key already stored keeps
-        the stored value: the first write wins, and saving the same value
-        again costs no rewrite.
+        A key names its content, so saving under a key already stored keeps the
+        stored value: the first write wins; saving the same value again costs no rewrite.
         """
 
     @abstractmethod
@@ -154,11 +156,7 @@ class ValueStorage(SavesAhead, KeyManagement):
         """The value under ``key`` (full or short); ``KeyError`` if none."""
 
     def stage(self, value: Any) -> Staged:
-        """``value`` digested for :meth:`save_staged`, nothing written yet.
-
-        The key and the digests of the parts are taken once and go down to
-        the write as they are.  This default digests the value whole.
-        """
+        """``value`` digested once for :meth:`save_staged` (this default: whole), not written yet."""
         return Staged(digest(value), value)
 
     def save_staged(self, staged: Staged) -> Digest:
@@ -168,8 +166,7 @@ class ValueStorage(SavesAhead, KeyManagement):
     def children(self, key: Digest | str) -> Iterable[Digest]:
         """Keys of the parts of a value stored apart from it (none by default).
 
-        Garbage collection follows these so that the parts of a kept value
-        are kept too.
+        Garbage collection follows these to keep the parts of a kept value.
         """
         return ()
 
@@ -237,8 +234,11 @@ class ValueMixin(ValueStorage, StorageBackend):
         # docstring inherited
         if staged.writes is None:
             return self.save(staged.value, staged.key)
-        with NO_CONTEXT if self._context_free else self._operation_context(staged.key):
+        if self._context_free:  # the miss path: no null context entered and left
             self._write_plan(staged.writes)
+        else:
+            with self._operation_context(staged.key):
+                self._write_plan(staged.writes)
         return staged.key
 
     def children(self, key: Digest | str) -> Iterable[Digest]:
@@ -301,10 +301,9 @@ class CallStorage(KeyManagement, BulkReads):
     def save_keyed(self, record: DigestedCall, key: Digest) -> Digest:
         """Store ``record`` under ``key``, its lookup key as the caller sealed it; returns ``key``.
 
-        The miss path's save: the cache hands down the key the decorator
-        computed, so the storage need not digest the record again.  This
-        default calls :meth:`save` (which does); storages built on
-        :class:`CallMixin` store under ``key`` as given.
+        The miss path's save: the cache hands down the key the decorator computed, so
+        the storage need not digest the record again.  This default calls :meth:`save`
+        (which does); storages built on :class:`CallMixin` store under ``key`` as given.
         """
         return self.save(record)
 
@@ -312,11 +311,10 @@ class CallStorage(KeyManagement, BulkReads):
     def query(self, template: QueryCall | Call) -> Iterable[DigestedCall]:
         """The records matching ``template``; use ``None`` as wildcard.
 
-        ``template`` is a :class:`QueryCall` or a :class:`Call` (any
-        :class:`DigestedCall` too), whose ``None`` fields are wildcards
-        (see :meth:`QueryCall.from_template`).  Arguments and result match by
-        digest, so a template may hold values or their digests; metadata
-        entries match by equality.
+        ``template`` is a :class:`QueryCall` or a :class:`Call` (any :class:`DigestedCall`
+        too), whose ``None`` fields are wildcards (see :meth:`QueryCall.from_template`).
+        Arguments and result match by digest, so a template may hold values or their
+        digests; metadata entries match by equality.
         """
 
     def result_of(self, key: Digest | str, namespace: str) -> tuple[Digest | None, Any]:

@@ -32,11 +32,9 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from ..digest import DIGEST_LENGTH, Digest
 from .base import StorageBackend
-from .destructuring import stored_parts
 from .file import sync
 
 __all__ = ["COMPLETE", "LOGS", "ChildrenLog"]
@@ -79,8 +77,9 @@ class ChildrenLog(StorageBackend):
     """Logs the parts of each container written; answers ``reachable`` from the logs.
 
     A mixin between :class:`~fleche.storage.destructuring.DestructuringMixin`
-    and a :class:`~fleche.storage.file.FileStorage` backend (it uses the
-    backend's ``root`` and ``fsync``).
+    (which tells it of each entry with parts it writes) and a
+    :class:`~fleche.storage.file.FileStorage` backend (it uses the backend's
+    ``root`` and ``fsync``, and learns of its first write).
     """
 
     #: Whether the store held no value at this instance's first write (then: marker still due).
@@ -88,16 +87,16 @@ class ChildrenLog(StorageBackend):
         default_factory=list, init=False, repr=False, compare=False
     )
 
-    def put(self, value: Any, key: Digest) -> Digest:
-        # docstring inherited
-        if not self._new_store:  # the first write: is the store new?
+    def _first_write(self) -> None:
+        # Called by the file backend before its first write: is the store new?
+        if not self._new_store:
             self._new_store.append(next(iter(self.list()), None) is None)
-        kind = type(value)
-        if kind is Digest or hasattr(kind, "child_digests"):
-            parts = stored_parts(value, key)
-            if parts and not self._contains(key):
-                self._log(key, parts)
-        return super().put(value, key)  # type: ignore[safe-super]
+
+    def _writing_parts(self, key: Digest, parts: list[Digest]) -> None:
+        # Called by DestructuringMixin before it writes an entry that has parts.
+        self._first_write()
+        if not self._contains(key):
+            self._log(key, parts)
 
     def _logs(self) -> str:
         return os.path.join(self.root, LOGS)  # type: ignore[attr-defined]

@@ -286,16 +286,14 @@ class DestructuringMixin(StorageBackend):
         """
         kind = type(value)
         if kind is list or kind is tuple or kind is dict:
-            form = None
-            parts = value.values() if kind is dict else value
+            form, parts = None, (value.values() if kind is dict else value)
         else:
             form = None if self._is_trojan_tuple(value) else _form(value)
             if form is None:
                 return self._intern_leaf(value, key, writes)
             parts = form.parts()
         inline = self.remaining_depth > 0
-        interned = []
-        depth = 0
+        interned, depth = [], 0
         for part in parts:
             small = type(part)
             if inline and small in _SCALARS and (small not in _TEXTS or len(part) <= _INLINE_LIMIT):
@@ -329,7 +327,7 @@ class DestructuringMixin(StorageBackend):
     def _emit(self, entry: Any, key: Digest, writes: list[Any] | None) -> None:
         """Write an entry now, or add it to the ``writes`` of a plan."""
         if writes is None:
-            super().put(entry, key)
+            self._write_plan([(entry, key)])
         else:
             writes.append((entry, key))
 
@@ -350,6 +348,8 @@ class DestructuringMixin(StorageBackend):
     def _write_plan(self, writes: list[Any]) -> None:
         # docstring inherited
         for entry, key in writes:
+            if type(entry) not in _SCALARS and (parts := stored_parts(entry, key)):
+                self._writing_parts(key, parts)
             super().put(entry, key)
 
     def put(self, value: Any, key: Digest) -> Digest:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -39,6 +40,8 @@ from .file_leftovers import leftover, remove_unless_used, temporary_sibling
 __all__ = ["FileStorage"]
 
 _HEX = frozenset("0123456789abcdef")
+#: A field of an instance's own state: not an argument, not shown, not compared.
+_state = functools.partial(dataclasses.field, init=False, repr=False, compare=False)
 
 
 def _sorted_names(directory: str, length: int, prefix: str) -> list[str]:
@@ -92,10 +95,9 @@ class FileStorage(StorageBackend):
     lock_wait_start: float = 0.001
     fsync: bool = dataclasses.field(default=False, kw_only=True)
     #: Keys that read as corrupt in this process: the next put rewrites them.
-    _damaged: set[str] = dataclasses.field(
-        default_factory=set, init=False, repr=False, compare=False
-    )
-    _root: str = dataclasses.field(default="", init=False, repr=False, compare=False)
+    _damaged: set[str] = _state(default_factory=set)
+    _root: str = _state(default="")
+    _wrote: list[bool] = _state(default_factory=list)  # written yet? (see _first_write)
 
     #: Key characters per fan-out directory level (see the module docstring).
     #: A class constant: a store written with one layout is not read with another.
@@ -161,7 +163,13 @@ class FileStorage(StorageBackend):
             except OSError:  # another user's entry, a read-only mount: not ours to touch
                 if os.path.exists(final):
                     return key
+        if not self._wrote:
+            self._wrote.append(True)
+            self._first_write()
         return self._store(value, key, final)
+
+    def _first_write(self) -> None:
+        """Called once, before this instance's first write (of a new entry); a hook."""
 
     def _store(self, value: Any, key: Digest, final: str) -> Digest:
         """Write the entry of ``key`` to the file ``final`` atomically, whatever is there."""
@@ -311,18 +319,14 @@ class FileStorage(StorageBackend):
     def _write(self, value: Any, key: Digest, temporary: str) -> None:
         """Write the entry of ``key`` to the new file ``temporary``; defaults to :meth:`_to_file`.
 
-        Override when the key is useful (e.g. to bind a checksum to it) or a
-        ``Path`` per write costs too much.  ``FileNotFoundError`` makes the
-        caller create the directory and call again, so create the file
-        before doing expensive work.
+        Override when the key is useful (to bind a checksum to it) or a ``Path``
+        costs too much.  ``FileNotFoundError`` makes the caller create the
+        directory and call again: create the file before expensive work.
         """
         self._to_file(value, Path(temporary))
 
     def _read(self, key: Digest, file: str) -> Any:
-        """The entry of ``key`` from ``file``; defaults to :meth:`_from_file`.
-
-        The hit path: override to skip building a ``Path`` (a few µs).
-        """
+        """The entry of ``key`` from ``file``; :meth:`_from_file` unless overridden (no ``Path``)."""
         return self._from_file(Path(file))
 
     def _replace(self, source: str, target: str) -> None:

@@ -37,8 +37,10 @@ os.register_at_fork(after_in_child=_new_tag)
 
 def temporary_sibling(final: str) -> str:
     """A fresh name beside ``final`` to write it under before renaming: ``.<name>.<unique>.tmp``."""
-    directory, name = os.path.split(final)
-    return os.path.join(directory, f".{name}.{_tag}{next(_writes):x}.tmp")
+    directory, sep, name = final.rpartition(os.sep)  # the miss path: no os.path calls
+    if os.altsep and os.altsep in name:  # Windows, written with the other separator
+        (directory, name), sep = os.path.split(final), os.sep
+    return f"{directory}{sep}.{name}.{_tag}{next(_writes):x}.tmp"
 
 
 def leftover(name: str) -> bool:

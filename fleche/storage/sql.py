@@ -167,7 +167,9 @@ class Sql(sql_scan.Scanning, CallStorage):
         """Store the record of ``call`` under ``key``: one upsert statement."""
         record = call if type(call) is DigestedCall else call.digested()
         row = encode_record(record, key)
-        runtime = self._runtime()
+        runtime = self._box[0]
+        if runtime is None or runtime.pid != _pid:  # _runtime(), without a call once open
+            runtime = self._runtime()
         if runtime.statements.postgres:  # its statement also writes the argument rows
             row["names"] = list(record.arguments)
             row["values"] = [str(v) for v in record.arguments.values()]
@@ -186,7 +188,9 @@ class Sql(sql_scan.Scanning, CallStorage):
         # docstring inherited
         if len(key) != DIGEST_LENGTH:
             key = self.expand(key)
-        runtime = self._runtime()
+        runtime = self._box[0]
+        if runtime is None or runtime.pid != _pid:  # _runtime(), without a call once open
+            runtime = self._runtime()
         statements = runtime.statements
         rows = runtime.read(
             statements.result_of, {"key": key, "namespace": statements.namespace(namespace)}

@@ -236,7 +236,7 @@ class Runtime:
 
     def read(self, statement: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Rows of one statement on this thread's connection."""
-        handle = self.handle()
+        handle = getattr(self.local, "handle", None) or self.handle()
         try:
             handle.cursor.execute(statement, parameters)
             return handle.cursor.fetchall()
@@ -247,10 +247,13 @@ class Runtime:
     def write(self, statement: str, parameters: dict[str, Any]) -> int:
         """Run one changing statement (atomic by itself), again if it met a lock; rows changed."""
         for attempt in range(ATTEMPTS):
-            handle = self.handle()
+            handle = getattr(self.local, "handle", None) or self.handle()
             try:
                 changed = handle.cursor.execute(statement, parameters).rowcount
-                self._committed()
+                # Not locked: a count lost to a race only delays one checkpoint.
+                self.commits += 1
+                if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
+                    self.checkpointer.request()
                 return changed
             except BaseException as err:
                 self._recover(handle)
@@ -258,12 +261,6 @@ class Runtime:
                     raise
                 time.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _committed(self) -> None:
-        # Not locked: a count lost to a race only delays one checkpoint.
-        self.commits += 1
-        if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
-            self.checkpointer.request()
 
     def _recover(self, handle: _Handle) -> None:
         try:

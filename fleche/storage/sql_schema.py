@@ -263,7 +263,7 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
         "meta_typed": typed,
         "meta_extra": None,  # a save replaces a schema-1 record whole
         "seal": seal(key, result),
-        "expires": expiry_column(record.metadata),
+        "expires": expiry_column(record.metadata) if EXPIRY in record.metadata else None,
     }
 
 

@@ -1,0 +1,106 @@
+"""One run of a cached function's body, between the store's two steps of a miss.
+
+A plain class rather than a generator-based context manager: entering and
+leaving it are two calls, where ``contextlib.contextmanager`` makes six
+(its object, its enter and exit, the generator's two steps, its helper),
+on every miss (benchmarks/bench_call_path.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from .call import DigestedCall
+from .digest import Digest
+from .metadata import record
+from .state import active_metadata
+
+if TYPE_CHECKING:
+    from .caches import Cache
+
+__all__ = ["Computation", "compute"]
+
+_new_str = str.__new__
+
+
+def compute(function: Any, cache: Cache, keyed: Any, args: tuple[Any, ...], kwargs: dict) -> Any:
+    """Run the body of the cached ``function`` once and store the call; its result."""
+    with Computation(function, cache, keyed, args, kwargs) as run:
+        run.result = function._body(*run.args, **run.kwargs)
+    return run.result
+
+
+class Computation:
+    """``with Computation(function, cache, keyed, args, kwargs) as run:`` around one run of the body.
+
+    Entering stores the arguments and seals the key (a prepared call), so
+    a crash leaves no half-written call, and starts the metadata
+    recorders.  The body runs with :attr:`args` and :attr:`kwargs` (short
+    digests expanded to their values) and sets :attr:`result`.  Leaving
+    normally stores the result and the record; leaving by an exception
+    abandons the prepared call.  A store step that fails costs a warning
+    (``save_guarded``), never the result.  Sync and async bodies share it.
+    """
+
+    __slots__ = ("args", "cache", "function", "keyed", "kwargs", "prepared", "result", "stop")
+
+    def __init__(
+        self, function: Any, cache: Cache, keyed: Any, args: tuple[Any, ...], kwargs: dict
+    ) -> None:
+        self.function, self.cache, self.keyed = function, cache, keyed
+        self.args, self.kwargs = args, kwargs
+
+    def __enter__(self) -> Computation:
+        function, cache = self.function, self.cache
+        arguments, digests, key = self.keyed
+        if Digest in map(type, self.args) or Digest in map(type, self.kwargs.values()):
+            self.args, self.kwargs = _expanded(cache, self.args, self.kwargs)
+        stored_arguments = arguments
+        if function.unstored or Digest in map(type, arguments.values()):
+            stored_arguments = {
+                n: v
+                for n, v in arguments.items()
+                if type(v) is not Digest and n not in function.unstored
+            }
+        draft = DigestedCall(
+            name=function.name,
+            module=function.module,
+            # Each raw digest as a Digest (what Digest.from_raw makes), without a call per argument.
+            arguments={name: _new_str(Digest, raw.hex()) for name, raw in digests.items()},
+            version=function.version,
+            code=function.code,
+            unkeyed=function.unkeyed,
+            metadata=function._record_metadata,
+        )
+        self.prepared = cache.save_guarded(
+            functools.partial(cache.prepare, draft, stored_arguments, key),
+            key,
+            what=f"store the arguments of {function.name}",
+            then="it runs uncached",
+        )
+        _, self.stop = record(active_metadata() + function.meta)
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
+        cache, prepared = self.cache, self.prepared
+        if kind is not None:  # the body raised: nothing more is stored, the error goes on
+            if prepared is not None:
+                cache.abandon(prepared)
+            return
+        metadata = self.stop()
+        if prepared is not None:
+            cache.save_guarded(
+                functools.partial(cache.commit, prepared, self.result, metadata),
+                self.keyed.key,
+                what=f"store the result of {self.function.name}",
+            )
+
+
+def _expanded(cache: Cache, args: tuple[Any, ...], kwargs: dict) -> tuple[tuple, dict]:
+    """The call's arguments with every :class:`Digest` replaced by the value it names."""
+
+    def value(v: Any) -> Any:
+        return cache.load_value(v) if type(v) is Digest else v
+
+    return tuple(value(v) for v in args), {k: value(v) for k, v in kwargs.items()}
