@@ -19,7 +19,7 @@ from typing import Any
 from ..call import DigestedCall, LazyCall, QueryCall
 from ..expiry import EXPIRY, entry_expired, is_expired
 from ..query import QueryIterator
-from ..storage.record_page import RecordPage
+from ..storage.record_page import RecordPage, collector_paused
 
 __all__ = ["calls_of"]
 
@@ -61,7 +61,9 @@ def calls_of(
 
     def source() -> Iterator[LazyCall]:
         for page in pages():
-            yield from lazy_calls(page.records(), cache.values)
+            with collector_paused():
+                calls = lazy_calls(page.records(), cache.values)
+            yield from calls
 
     return QueryIterator(source, cache, counter, pages)
 
