@@ -103,3 +103,20 @@ def test_lazy_calls_are_calls_made_one_by_one():
         assert all(
             getattr(call, slot, None) is getattr(one, slot, None) for slot in LazyCall.__slots__
         )
+
+
+class _OnlyEven(Sql):
+    """A store whose own query answers less than its tables hold."""
+
+    def query(self, template):
+        return (r for r in super().query(template) if r.arguments.get("x", "") < "8")
+
+
+def test_a_store_that_answers_queries_otherwise_is_listed_through_its_query(tmp_path):
+    cache = Cache(ValueMemory(), _OnlyEven(url=str(tmp_path / "calls.db")))
+    for x in range(20):
+        cache.save(Call("f", {"x": x}, module="m", result=x))
+    answered = [r.key() for r in cache.calls.query(QueryCall())]
+    assert 0 < len(answered) < 20
+    assert [c.key() for c in cache.query()] == answered
+    assert list(cache.query().table(values=False)["key"]) == answered
