@@ -19,9 +19,13 @@ from fleche.query import QueryIterator
 from fleche.storage import Sql, ValueMemory
 from fleche.storage.sql_scan import PAGE
 
+from .backends import postgres_calls, sqlite_calls
 
-def _store(tmp_path, calls):
-    cache = Cache(ValueMemory(), Sql(url=str(tmp_path / "calls.db")), clock=lambda: 1000.0)
+STORES = {"sqlite": sqlite_calls, "postgres": postgres_calls}
+
+
+def _store(tmp_path, calls, backend="sqlite"):
+    cache = Cache(ValueMemory(), STORES[backend](tmp_path), clock=lambda: 1000.0)
     for call in calls:
         cache.save(call)
     return cache
@@ -47,9 +51,10 @@ def _mixed():
                metadata={"expiry": {"expires": 5000.0}, "odd": {"when": {1, 2}}})  # fmt: skip
 
 
+@pytest.mark.parametrize("backend", STORES)
 @pytest.mark.parametrize("expired", [False, True])
-def test_pages_list_the_same_calls(tmp_path, expired):
-    cache = _store(tmp_path, _mixed())
+def test_pages_list_the_same_calls(tmp_path, expired, backend):
+    cache = _store(tmp_path, _mixed(), backend)
     paged = [c.key() for c in cache.query(expired=expired)]
     single = [c.key() for c in _one_at_a_time(cache, expired=expired)]
     assert paged == single
@@ -66,8 +71,9 @@ def test_pages_list_the_same_calls(tmp_path, expired):
         lambda q: q.table(),
     ],
 )
-def test_tables_from_pages_equal_tables_from_calls(tmp_path, table):
-    cache = _store(tmp_path, _mixed())
+@pytest.mark.parametrize("backend", STORES)
+def test_tables_from_pages_equal_tables_from_calls(tmp_path, table, backend):
+    cache = _store(tmp_path, _mixed(), backend)
     paged, single = table(cache.query()), table(_one_at_a_time(cache))
     pandas.testing.assert_frame_equal(paged, single)
     assert list(paged.columns)[:2] == ["key", "function"]
