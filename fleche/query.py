@@ -12,7 +12,6 @@ of an argument (then the argument's value is the key).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .call import LazyCall
 from .digest import Digest
 from .errors import NoMatch, SeveralMatches
+from .query_table import frame, page_frame
 
 if TYPE_CHECKING:
     import pandas
@@ -69,6 +69,10 @@ class QueryIterator:
     cache: Queried | None = None
     #: Counts the calls without loading them (the storage's own count), if the source has one.
     counter: Callable[[], int] | None = dataclasses.field(default=None, compare=False)
+    #: The records of the same calls as ``calls``, a page at a time as columns
+    #: (:class:`~fleche.storage.record_page.RecordPage`), if the source reads them so:
+    #: :meth:`table` is built from them without a record object per call.
+    pages: Callable[[], Iterable[Any]] | None = dataclasses.field(default=None, compare=False)
 
     def __iter__(self) -> Iterator[LazyCall]:
         return iter(self.calls())
@@ -213,89 +217,15 @@ class QueryIterator:
             arguments, values = None, arguments
         if arguments is None and results is None and shrink_keys is None:
             every = values is None or values
-            return _frame(self, lambda _: every, every, None)
+            if not every and self.pages is not None:
+                return page_frame(self.pages(), None)
+            return frame(self, lambda _: every, every, None)
         if values is not None:
             raise TypeError("table() takes values= or the 0.22 keywords, not both")
         loaded = frozenset(arguments or ())
         if shrink_keys is None:
             shrink_keys = self.cache is not None  # a query without a cache cannot shorten
         shrink = self._cache().shrink if shrink_keys else None
-        return _frame(self, loaded.__contains__, bool(results), shrink)
-
-
-def _frame(
-    calls: Iterable[LazyCall],
-    load_argument: Callable[[str], bool],
-    load_result: bool,
-    shrink: Callable[[Any], Any] | None,
-) -> pandas.DataFrame:
-    """The rows of :meth:`QueryIterator.table`; ``shrink`` shortens the digests shown.
-
-    Built column by column, each value loaded once however many rows
-    show it, and ``created`` converted in one go: a row at a time, pandas
-    spends more on a table of many calls than the store does.
-    """
-    import pandas
-
-    short = functools.cache(shrink) if shrink else (lambda key: key)
-    columns: dict[str, list[Any]] = {"key": [], "function": []}
-    created: list[float] = []
-    loaded: dict[Digest, Any] = {}
-    for n, call in enumerate(calls):
-        record = call.digested_call
-        columns["key"].append(short(call.key()))
-        columns["function"].append(record.qualified_name)
-        row: dict[str, Any] = {}
-        for name, key in record.arguments.items():
-            row[name] = _value(loaded, call, name, key) if load_argument(name) else short(key)
-        row["result"] = (
-            _value(loaded, call, None, record.result) if load_result else short(record.result)
-        )
-        created.append(record.created)
-        for namespace, entries in record.metadata.items():
-            for name, value in entries.items():
-                row[f"{namespace}.{name}"] = value
-        _append(columns, row, n)
-    if not created:
-        return pandas.DataFrame()
-    table = {
-        name: values + [_MISSING] * (len(created) - len(values)) for name, values in columns.items()
-    }
-    table = _with_created(table, pandas.to_datetime(pandas.Series(created), unit="s"))
-    return pandas.DataFrame(table)
-
-
-#: What a row without some column shows there (as a frame built from rows would).
-_MISSING = float("nan")
-
-
-def _value(loaded: dict[Digest, Any], call: LazyCall, name: str | None, key: Digest) -> Any:
-    """The value of an argument (``name``) or the result, loaded once per table."""
-    try:
-        return loaded[key]
-    except KeyError:
-        value = loaded[key] = call.result if name is None else call.arguments[name]
-        return value
-
-
-def _append(columns: dict[str, list[Any]], row: dict[str, Any], n: int) -> None:
-    """Add row ``n`` to ``columns``: a new column starts with ``n`` missing entries."""
-    for name, value in row.items():
-        column = columns.get(name)
-        if column is None:
-            column = columns[name] = [_MISSING] * n
-        elif len(column) < n:
-            column.extend([_MISSING] * (n - len(column)))
-        column.append(value)
-
-
-def _with_created(table: dict[str, list[Any]], created: Any) -> dict[str, Any]:
-    """``table`` with ``created`` placed after ``result``, where the row-built frame had it."""
-    out: dict[str, Any] = {}
-    for name, values in table.items():
-        out[name] = values
-        if name == "result":
-            out["created"] = created
-    if "created" not in out:
-        out["created"] = created
-    return out
+        if not loaded and not results and self.pages is not None:
+            return page_frame(self.pages(), shrink)
+        return frame(self, loaded.__contains__, bool(results), shrink)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
@@ -24,7 +24,7 @@ from ..storage.base import CallStorage, ValueStorage
 from ..storage.leases import LeaseBackend
 from ..storage.memory import CallMemory, ValueMemory
 from ..storage.void import CallVoid, ValueVoid
-from . import maintenance, verification
+from . import listing, maintenance, verification
 from .base import CacheBase, as_template, merge_expansions, sealed
 from .messages import where_stored
 from .pins import Pins
@@ -214,17 +214,10 @@ class Cache(CacheBase):
         # docstring inherited
         template = as_template(template, fields) or QueryCall()
 
-        def source() -> Iterator[LazyCall]:
-            now = self.clock()
-            for record in self.calls.query(template):
-                if not expired and is_expired(record, now):
-                    continue
-                yield LazyCall(record, self.values)
-
         def counter() -> int:
             return self.calls.count(template, now=None if expired else self.clock())
 
-        return QueryIterator(source, self, counter)
+        return listing.calls_of(self, template, expired, counter)
 
     def expand(self, key: Digest | str) -> Digest:
         # docstring inherited

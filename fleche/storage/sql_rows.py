@@ -18,16 +18,16 @@ valid rows anyway (the seal, which guards the result, is checked per row).
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, repeat
 from json.scanner import make_scanner
 from typing import Any
 
-from ..call_record import Call, StoredCall
+from ..call_record import DigestedCall
 from ..digest import Digest
+from .record_page import RecordPage, collector_paused, unkeyed_sets
 from .sql_metadata import join_metadata
 from .sql_seal import broken_seal, seal, seals
 
@@ -37,21 +37,9 @@ _scan = make_scanner(json.JSONDecoder())
 _loads = json.loads
 _HEX = re.compile("[0-9a-f]*")
 _new = str.__new__
-_make = object.__new__
-_NO_UNKEYED: frozenset[str] = frozenset()
 _DICT = {dict}
 _DIGEST_LENGTH = {32}
 _STR = {str}
-_stored_key = StoredCall.stored_as.__set__  # type: ignore[attr-defined]
-# The slots of a record, set directly: a record per row through its __init__
-# costs more than the rest of its decoding.
-_name, _arguments, _metadata, _module, _version, _code, _result, _unkeyed, _created = (
-    getattr(Call, field).__set__
-    for field in (
-        "name", "arguments", "metadata", "module", "version", "code", "result", "unkeyed",
-        "created",
-    )
-)  # fmt: skip
 
 
 def _json(text: Any) -> Any:
@@ -67,7 +55,7 @@ def _json(text: Any) -> Any:
     return value
 
 
-def decode(key: str, row: Sequence[Any]) -> StoredCall:
+def decode(key: str, row: Sequence[Any]) -> DigestedCall:
     """The record of a ``calls`` row selected as ``ROW_COLUMNS``; ``ValueError`` if damaged.
 
     The same record :func:`~fleche.storage.sql_schema.decode_row` makes,
@@ -84,10 +72,10 @@ def decode(key: str, row: Sequence[Any]) -> StoredCall:
         "".join(digests)
     ):
         raise ValueError("an argument digest is not 32 hexadecimal characters")
-    records, damaged = _in_bulk([(None, key, *row)], [given], [_json(meta)])
+    decoded, damaged = _in_bulk([(None, key, *row)], [given], [_json(meta)])
     if damaged:  # typed metadata that cannot be read
         raise damaged[0][1]
-    return records[0]
+    return decoded.records()[0]
 
 
 def _documents(texts: Sequence[Any]) -> list[Any] | None:
@@ -122,58 +110,78 @@ def _checked(page: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]] | None:
     return given, meta
 
 
-#: What a page decodes to: the records of its good rows (each knows its key), and each
-#: damaged row's key and error.
-Decoded = tuple[list[StoredCall], list[tuple[str, Exception]]]
+#: What a page decodes to: the page of its good rows, and each damaged row's key and error.
+Decoded = tuple[RecordPage, list[tuple[str, Exception]]]
 
 
 def decode_page(page: list[tuple[Any, ...]]) -> Decoded:
-    """The rows of a page (``position, key, *ROW_COLUMNS``) decoded; see :data:`Decoded`.
-
-    The cycle collector is paused meanwhile: it would otherwise walk the
-    ever larger heap of a long listing every few hundred records, a third
-    of the time of a listing (records hold no cycles to find).
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    """The rows of a page (``position, key, *ROW_COLUMNS``) decoded; see :data:`Decoded`."""
+    with collector_paused():
         documents = _checked(page) if page else None
         if documents is None:
             return _one_by_one(page)
         return _in_bulk(page, *documents)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _in_bulk(page: list[tuple[Any, ...]], given: list[Any], meta: list[Any]) -> Decoded:
-    records: list[StoredCall] = []
+    """The checked rows as a :class:`RecordPage` (no Python code per row where none is needed)."""
+    _, keys, names, modules, versions, codes, unkeyed, created, results, _, _, typed, _ = zip(
+        *page, strict=True
+    )
     damaged: list[tuple[str, Exception]] = []
-    for row, arguments, metadata in zip(page, given, meta, strict=True):
-        _, key, name, module, version, code, unkeyed, created, result, _, _, typed, _ = row
-        if typed is not None:  # some metadata JSON cannot hold: put back (and checked) alone
-            try:
-                metadata = join_metadata(metadata, typed)
-            except Exception as err:
-                damaged.append((key, err))
-                continue
-        record = _make(StoredCall)
-        _stored_key(record, key)
-        _name(record, name)
-        _arguments(record, {n: _new(Digest, d) for n, d in arguments.items()})
-        _metadata(record, metadata)
-        _module(record, module)
-        _version(record, version)
-        _code(record, None if code is None else Digest(code))
-        _result(record, None if result is None else _new(Digest, result))
-        _unkeyed(record, frozenset(unkeyed.split(",")) if unkeyed else _NO_UNKEYED)
-        _created(record, created)
-        records.append(record)
-    return records, damaged
+    dropped: set[int] = set()
+    for n in _typed_rows(typed):  # some metadata JSON cannot hold: put back (and checked) alone
+        try:
+            meta[n] = join_metadata(meta[n], typed[n])
+        except Exception as err:
+            damaged.append((keys[n], err))
+            dropped.add(n)
+    decoded = RecordPage(
+        keys=keys,
+        names=names,
+        modules=modules,
+        versions=versions,
+        codes=_digests(codes),
+        results=_results(results),
+        arguments=given,
+        metadata=meta,
+        unkeyed=unkeyed_sets(unkeyed),
+        created=created,
+    )
+    if dropped:
+        decoded = decoded.select([n not in dropped for n in range(len(page))])
+    return decoded, damaged
+
+
+def _typed_rows(typed: Sequence[Any]) -> list[int]:
+    """The positions of the rows with typed metadata (none, usually)."""
+    if typed.count(None) == len(typed):
+        return []
+    return [n for n, text in enumerate(typed) if text is not None]
+
+
+def _digests(texts: Sequence[Any]) -> Any:
+    """A column of digests (or ``None``) as :class:`Digest`, checked as ``Digest()`` checks them."""
+    if texts.count(None) == len(texts):  # calls saved without a code digest
+        return texts
+    present = [t for t in texts if t is not None] if None in texts else texts
+    if set(map(type, present)) <= _STR and set(map(len, present)) <= _DIGEST_LENGTH:
+        if _HEX.fullmatch("".join(present)):  # what Digest() would return as it is
+            if len(present) == len(texts):
+                return list(map(_new, repeat(Digest), texts))
+            return [None if t is None else _new(Digest, t) for t in texts]
+    return [None if t is None else Digest(t) for t in texts]
+
+
+def _results(column: Sequence[Any]) -> Any:
+    """The result column as :class:`Digest` (each sealed, so taken as it is)."""
+    if None in column:
+        return [None if t is None else _new(Digest, t) for t in column]
+    return list(map(_new, repeat(Digest), column))
 
 
 def _one_by_one(page: list[tuple[Any, ...]]) -> Decoded:
-    records: list[StoredCall] = []
+    records: list[DigestedCall] = []
     damaged: list[tuple[str, Exception]] = []
     for row in page:
         key = row[1]
@@ -181,4 +189,4 @@ def _one_by_one(page: list[tuple[Any, ...]]) -> Decoded:
             records.append(decode(key, row[2:]))
         except Exception as err:
             damaged.append((key, err))
-    return records, damaged
+    return RecordPage.of(records), damaged

@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, false, func, literal_column, select
 
-from ..call import DigestedCall, QueryCall
-from ..call_record import StoredCall
+from ..call import Call, DigestedCall, QueryCall
 from ..call_template import unwrap
 from ..digest import Digest
+from .record_page import RecordPage
 from .sql_metadata import text_ok
 from .sql_query import normalize_value
 from .sql_rows import decode_page
@@ -234,23 +234,40 @@ class Scanning:
     time.  The store supplies ``_runtime()`` and ``_damaged(key, err)``.
     """
 
-    def _scanned(self, template: QueryCall) -> Iterator[StoredCall]:
+    def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
         """The records a :func:`shaped` template matches, a page at a time."""
-        for records in self._pages(template, False):
-            yield from records
+        for page in self._pages(template, False):
+            yield from page.records()
 
-    def _pages(self, template: QueryCall, by_key: bool) -> Iterator[list[StoredCall]]:
-        """The records of the readable rows, a page at a time (damaged ones warned of)."""
+    def query_pages(self, template: QueryCall | Call) -> Iterator[RecordPage]:
+        """What :meth:`query` yields, a page (of at most :data:`PAGE`) at a time.
+
+        For listings that act on many records at once (a cache's listing,
+        a table), as columns: the records are built only if asked for.
+        """
+        digested = QueryCall.from_template(template).digested()
+        # Read here only what the store's own query reads so (a subclass may answer otherwise).
+        if shaped(digested) and type(self).query.__qualname__ == "Sql.query":  # type: ignore[attr-defined]
+            yield from self._pages(digested, False)
+            return
+        records = self.query(digested)  # type: ignore[attr-defined]
+        while page := list(itertools.islice(records, PAGE)):
+            yield RecordPage.of(page)
+
+    def _pages(self, template: QueryCall, by_key: bool) -> Iterator[RecordPage]:
+        """The readable rows, a page at a time (damaged ones warned of)."""
         for page in rows(self._runtime(), template, by_key):
-            records, damaged = decode_page(page)
+            decoded, damaged = decode_page(page)
             for key, err in damaged:
                 self._damaged(key, err)
-            yield records
+            yield decoded
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
         """Every readable record with its key, in key order, a page at a time."""
-        for records in self._pages(QueryCall(), True):
-            yield from ((record.stored_key, record) for record in records)
+        for page in self._pages(QueryCall(), True):
+            yield from zip(
+                map(_new, itertools.repeat(Digest), page.keys), page.records(), strict=True
+            )
 
     def count(self, template: Any = None, *, now: float | None = None) -> int:
         """How many records match ``template`` (not expired by ``now``), counted by the database."""

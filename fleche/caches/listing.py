@@ -1,0 +1,89 @@
+"""A cache's listing: stored records, less the expired ones, as lazy calls, a page at a time.
+
+A call storage that reads records a page at a time (``query_pages``, e.g.
+:class:`~fleche.storage.Sql`) has each page filtered for expiry and
+wrapped in :class:`~fleche.call.LazyCall` objects in bulk, with no Python
+code per record where none is needed; the pages also feed
+:meth:`~fleche.query.QueryIterator.table` directly.  Other storages are
+listed a record at a time, so that ``.any()`` reads one record only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from itertools import repeat
+from operator import methodcaller
+from typing import Any
+
+from ..call import DigestedCall, LazyCall, QueryCall
+from ..expiry import EXPIRY, entry_expired, is_expired
+from ..query import QueryIterator
+from ..storage.record_page import RecordPage, collector_paused
+
+__all__ = ["calls_of"]
+
+_expiry = methodcaller("get", EXPIRY)
+_make = object.__new__
+_RECORD, _VALUES = object(), object()
+_FRESH = [  # each slot's setter, and what a new call holds there
+    (getattr(LazyCall, slot).__set__, getattr(made, slot))
+    for made in [LazyCall(_RECORD, _VALUES)]  # type: ignore[arg-type]
+    for slot in LazyCall.__slots__
+]
+
+
+def calls_of(
+    cache: Any, template: QueryCall, expired: bool, counter: Callable[[], int] | None
+) -> QueryIterator:
+    """The calls of ``cache`` (its ``calls``, ``values`` and ``clock``) matching ``template``.
+
+    Expired calls are left out unless ``expired``; ``counter`` counts them
+    without loading them.
+    """
+    paged = getattr(cache.calls, "query_pages", None)
+
+    if paged is None:
+
+        def source() -> Iterator[LazyCall]:
+            now = cache.clock()
+            for record in cache.calls.query(template):
+                if not expired and is_expired(record, now):
+                    continue
+                yield LazyCall(record, cache.values)
+
+        return QueryIterator(source, cache, counter)
+
+    def pages() -> Iterator[RecordPage]:
+        now = None if expired else cache.clock()
+        for page in paged(template):
+            yield page if now is None else live(page, now)
+
+    def source() -> Iterator[LazyCall]:
+        for page in pages():
+            with collector_paused():
+                calls = lazy_calls(page.records(), cache.values)
+            yield from calls
+
+    return QueryIterator(source, cache, counter, pages)
+
+
+def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:
+    """``LazyCall(record, values)`` of each record, built a slot at a time (a listing makes many).
+
+    Each slot is set to what the constructor set it to in a call made once
+    with stand-ins for the record and the values.
+    """
+    calls = list(map(_make, repeat(LazyCall, len(records))))
+    for setter, made in _FRESH:
+        column = records if made is _RECORD else repeat(values if made is _VALUES else made)
+        deque(map(setter, calls, column), 0)
+    return calls
+
+
+def live(page: RecordPage, now: float) -> RecordPage:
+    """The page less the records expired by ``now`` (one pass when none carries an expiry)."""
+    entries = list(map(_expiry, page.metadata))
+    if entries.count(None) == len(entries):
+        return page
+    return page.select([not entry_expired(e, now) for e in entries])

@@ -1,0 +1,189 @@
+"""The table of a query: one row per call, built a column at a time.
+
+Each value is loaded once however many rows show it, ``created`` is
+converted in one go, and where the calls come as pages of columns
+(:class:`~fleche.storage.record_page.RecordPage`) and no value is loaded,
+a page whose calls share their argument names and metadata entries becomes
+columns without a record object or a Python step per call: a row at a
+time, pandas and the records cost more than the store does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from operator import itemgetter, methodcaller
+from typing import TYPE_CHECKING, Any
+
+from .call import LazyCall
+from .digest import Digest
+from .storage.record_page import collector_paused
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["frame", "page_frame"]
+
+#: What a row without some column shows there (as a frame built from rows would).
+_MISSING = float("nan")
+_new = str.__new__
+_FIRST = ("key", "function")
+_values = methodcaller("values")
+
+
+class _Columns:
+    """Columns being filled; one first seen at row ``n`` starts with ``n`` missing entries."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {"key": [], "function": []}
+        self.created: list[float] = []
+
+    def add(self, block: dict[str, Sequence[Any]], created: Sequence[float]) -> None:
+        """Rows whose column ``name`` holds ``block[name]`` (each as long as ``created``)."""
+        n = len(self.created)
+        for name, values in block.items():
+            column = self.columns.get(name)
+            if column is None:
+                column = self.columns[name] = [_MISSING] * n
+            elif len(column) < n:
+                column.extend([_MISSING] * (n - len(column)))
+            column.extend(values)
+        self.created.extend(created)
+
+    def add_row(self, key: Any, function: str, row: dict[str, Any], created: float) -> None:
+        """One row: its key, function, then its other columns in ``row``."""
+        self.columns["key"].append(key)
+        self.columns["function"].append(function)
+        self.add({name: (value,) for name, value in row.items()}, (created,))
+
+    def frame(self) -> pandas.DataFrame:
+        import pandas
+
+        rows = len(self.created)
+        if not rows:
+            return pandas.DataFrame()
+        table = {n: v + [_MISSING] * (rows - len(v)) for n, v in self.columns.items()}
+        created = pandas.to_datetime(pandas.Series(self.created), unit="s")
+        out: dict[str, Any] = {}
+        for name, values in table.items():  # created after result, where a row-built frame had it
+            out[name] = values
+            if name == "result":
+                out["created"] = created
+        if "created" not in out:
+            out["created"] = created
+        return pandas.DataFrame(out)
+
+
+def frame(
+    calls: Iterable[LazyCall],
+    load_argument: Callable[[str], bool],
+    load_result: bool,
+    shrink: Callable[[Any], Any] | None,
+) -> pandas.DataFrame:
+    """The table of ``calls``; ``shrink`` shortens the digests shown."""
+    short = functools.cache(shrink) if shrink else _same
+    table = _Columns()
+    loaded: dict[Digest, Any] = {}
+    for call in calls:
+        record = call.digested_call
+        row: dict[str, Any] = {}
+        for name, key in record.arguments.items():
+            row[name] = _value(loaded, call, name, key) if load_argument(name) else short(key)
+        row["result"] = (
+            _value(loaded, call, None, record.result) if load_result else short(record.result)
+        )
+        for namespace, entries in record.metadata.items():
+            for name, value in entries.items():
+                row[f"{namespace}.{name}"] = value
+        table.add_row(short(call.key()), record.qualified_name, row, record.created)
+    return table.frame()
+
+
+def page_frame(pages: Iterable[Any], shrink: Callable[[Any], Any] | None) -> pandas.DataFrame:
+    """The table of the calls of ``pages`` (record pages), every value shown as its digest."""
+    short = functools.cache(shrink) if shrink else _same
+    table = _Columns()
+    with collector_paused():
+        _fill(table, pages, short, shrink is not None)
+        return table.frame()
+
+
+def _fill(table: _Columns, pages: Iterable[Any], short: Callable[[Any], Any], shrink: bool) -> None:
+    for page in pages:
+        shaped = _block(page)
+        if shaped is None:  # calls of other shapes in one page: a row at a time
+            for key, record in zip(page.keys, page.records(), strict=True):
+                row = {name: short(digest) for name, digest in record.arguments.items()}
+                row["result"] = short(record.result)
+                for namespace, entries in record.metadata.items():
+                    for name, value in entries.items():
+                        row[f"{namespace}.{name}"] = value
+                table.add_row(short(_new(Digest, key)), record.qualified_name, row, record.created)
+            continue
+        block, digests = shaped
+        block = {"key": list(map(_new, repeat(Digest), page.keys)),
+                 "function": list(map("{}.{}".format, page.modules, page.names)), **block}  # fmt: skip
+        if shrink:
+            digests.add("key")
+            block = {n: list(map(short, v)) if n in digests else v for n, v in block.items()}
+        table.add(block, page.created)
+
+
+def _block(page: Any) -> tuple[dict[str, list[Any]], set[str]] | None:
+    """The columns of a page whose calls all have the same argument names and metadata entries.
+
+    With the names of the columns that show digests; ``None`` for a page of
+    calls of several shapes (or one whose names clash with ``key`` or ``function``).
+    """
+    if not len(page):
+        return {}, set()
+    arguments = page.arguments
+    shapes = set(map(tuple, arguments))
+    if len(shapes) != 1:
+        return None
+    (names,) = shapes
+    block: dict[str, list[Any]] = {}
+    if names:
+        for name, column in zip(names, zip(*map(_values, arguments), strict=True), strict=True):
+            block[name] = list(map(_new, repeat(Digest), column))
+    block["result"] = list(page.results)
+    digests = set(block)
+    metadata = _metadata_columns(page.metadata)
+    if metadata is None:
+        return None
+    for name, column in metadata.items():
+        block[name] = column
+        digests.discard(name)
+    if _FIRST[0] in block or _FIRST[1] in block:
+        return None
+    return block, digests
+
+
+def _metadata_columns(metadata: Sequence[Any]) -> dict[str, list[Any]] | None:
+    """``namespace.name`` columns of metadata mappings of one shape; ``None`` if shapes differ."""
+    namespaces = set(map(tuple, metadata))
+    if len(namespaces) != 1:
+        return None
+    columns: dict[str, list[Any]] = {}
+    for namespace in next(iter(namespaces)):
+        entries = list(map(itemgetter(namespace), metadata))
+        shapes = set(map(tuple, entries))
+        if len(shapes) != 1:
+            return None
+        for name in next(iter(shapes)):
+            columns[f"{namespace}.{name}"] = list(map(itemgetter(name), entries))
+    return columns
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _value(loaded: dict[Digest, Any], call: LazyCall, name: str | None, key: Digest) -> Any:
+    """The value of an argument (``name``) or the result, loaded once per table."""
+    try:
+        return loaded[key]
+    except KeyError:
+        value = loaded[key] = call.result if name is None else call.arguments[name]
+        return value
