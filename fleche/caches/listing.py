@@ -1,11 +1,12 @@
 """A cache's listing: stored records, less the expired ones, as lazy calls, a page at a time.
 
-A call storage that reads records a page at a time (``query_pages``, e.g.
-:class:`~fleche.storage.Sql`) has each page filtered for expiry and
-wrapped in :class:`~fleche.call.LazyCall` objects in bulk, with no Python
-code per record where none is needed; the pages also feed
-:meth:`~fleche.query.QueryIterator.table` directly.  Other storages are
-listed a record at a time, so that ``.any()`` reads one record only.
+Every call storage gives its records a page at a time
+(:meth:`~fleche.storage.bulk_reads.BulkReads.query_pages`; a SQL store
+reads whole pages in place, others group what their query yields in pages
+of 1, 2, 4, … records, so that ``.any()`` reads one record only).  Each page
+is filtered for expiry and wrapped in :class:`~fleche.call.LazyCall`
+objects in bulk, with no Python code per record where none is needed; the
+pages also feed :meth:`~fleche.query.QueryIterator.table` directly.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from operator import methodcaller
 from typing import Any
 
 from ..call import DigestedCall, LazyCall, QueryCall
-from ..expiry import EXPIRY, entry_expired, is_expired
+from ..expiry import EXPIRY, entry_expired
 from ..query import QueryIterator
 from ..storage.record_page import RecordPage, collector_paused
 
@@ -41,22 +42,10 @@ def calls_of(
     Expired calls are left out unless ``expired``; ``counter`` counts them
     without loading them.
     """
-    paged = getattr(cache.calls, "query_pages", None)
-
-    if paged is None:
-
-        def source() -> Iterator[LazyCall]:
-            now = cache.clock()
-            for record in cache.calls.query(template):
-                if not expired and is_expired(record, now):
-                    continue
-                yield LazyCall(record, cache.values)
-
-        return QueryIterator(source, cache, counter)
 
     def pages() -> Iterator[RecordPage]:
         now = None if expired else cache.clock()
-        for page in paged(template):
+        for page in cache.calls.query_pages(template):
             yield page if now is None else live(page, now)
 
     def source() -> Iterator[LazyCall]:

@@ -1,4 +1,4 @@
-"""What a call storage answers about many records at once: counts, references, a scan.
+"""What a call storage answers about many records at once: counts, references, a scan, pages.
 
 The defaults here load the records one by one through ``query``, ``list``
 and ``load``, so every call storage has them; a storage that can answer
@@ -9,12 +9,17 @@ listing, verifying and collecting a large store go through these.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import Digest
 from ..expiry import is_expired
+from .record_page import RecordPage
 
-__all__ = ["BulkReads"]
+__all__ = ["PAGE", "BulkReads"]
+
+#: Records in a page of :meth:`BulkReads.query_pages`.
+PAGE = 1000
 
 
 class BulkReads:
@@ -53,3 +58,16 @@ class BulkReads:
                 yield key, self.load(key)
             except KeyError:
                 continue
+
+    def query_pages(self, template: QueryCall | Call) -> Iterator[RecordPage]:
+        """What :meth:`query` yields, a page (of at most :data:`PAGE`) at a time, as columns.
+
+        For listings that act on many records at once (a cache's listing, a
+        table).  This default groups what ``query`` yields in pages of 1, 2,
+        4, … records, so that reading only the first call reads one record;
+        storages that read pages in place (``Sql``) override it.
+        """
+        records, size = iter(self.query(template)), 1  # type: ignore[attr-defined]
+        while page := list(islice(records, size)):
+            yield RecordPage.of(page)
+            size = min(2 * size, PAGE)

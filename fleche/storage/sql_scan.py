@@ -29,7 +29,7 @@ from .record_page import RecordPage
 from .sql_metadata import text_ok
 from .sql_query import normalize_value
 from .sql_rows import decode_page
-from .sql_schema import ROW_COLUMNS, arguments, calls
+from .sql_schema import PAGE, ROW_COLUMNS, arguments, calls
 
 __all__ = ["Scanning", "count", "referenced", "rows", "shaped"]
 
@@ -39,8 +39,6 @@ _FIELDS = ("name", "module", "version", "code")
 #: Compiled statement text by (dialect, kind, shape); templates come in few shapes.
 _COMPILED: dict[tuple[Any, ...], str] = {}
 _MAX_COMPILED = 512
-#: Records per page when many are read.
-PAGE = 1000
 #: Below every rowid SQLite gives.
 _FIRST = -(2**63)
 
@@ -250,9 +248,7 @@ class Scanning:
         if shaped(digested) and type(self).query.__qualname__ == "Sql.query":  # type: ignore[attr-defined]
             yield from self._pages(digested, False)
             return
-        records = self.query(digested)  # type: ignore[attr-defined]
-        while page := list(itertools.islice(records, PAGE)):
-            yield RecordPage.of(page)
+        yield from super().query_pages(digested)  # type: ignore[misc]
 
     def _pages(self, template: QueryCall, by_key: bool) -> Iterator[RecordPage]:
         """The readable rows, a page at a time (damaged ones warned of)."""
