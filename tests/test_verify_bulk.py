@@ -47,6 +47,17 @@ def test_examine_many_reports_each_failure_as_a_load_would(tmp_path, readers):
     assert all(found[key] == (key, []) for key in keys if key not in (torn, gone))
 
 
+def test_examine_many_reads_large_values_in_turn(tmp_path, readers):
+    # Past about 32 MB of values a chunk is not read ahead: its rest is read in turn.
+    values = ValuePickleFile(tmp_path)
+    big = [values.save(np.full(3_000_000, float(i))) for i in range(3)]  # 24 MB each
+    keys = sorted(big + [values.save(i) for i in range(300)])
+    old = values.save("old")
+    os.utime(values._path(old), (1000.0, 1000.0))
+    found = dict(values.examine_many([*keys, old], since=2000.0))
+    assert found == {**{key: (key, []) for key in keys}, old: None}
+
+
 def test_examine_many_skips_files_unchanged_since(tmp_path, readers):
     values = ValuePickleFile(tmp_path)
     old, new = values.save("old"), values.save("new")

@@ -143,7 +143,7 @@ class _Verifier:
                 if tick is not None:
                     tick()
         for key in keys:
-            if key not in seen:  # the scan could not read it, or it was written meanwhile
+            if key not in seen:  # the scan left it out: damaged, or removed meanwhile
                 problem = self.check_call(key, broken)
                 if problem is not None:
                     problems.append(problem)

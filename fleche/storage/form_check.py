@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -71,6 +72,8 @@ class FormCheck(StorageBackend):
         where = self._root  # type: ignore[attr-defined]
         for chunk in read_ahead(read, chunks, READERS) if READERS else map(read, chunks):
             for key, form, error in chunk:
+                if form is _LATER:  # past the chunk's budget: read now, not ahead
+                    ((key, form, error),) = read([key])
                 outcome: Examined
                 if error is None:
                     outcome = None if form is _SKIPPED else self._examined(key, form)
@@ -91,10 +94,17 @@ class FormCheck(StorageBackend):
 
 #: Threads that read and decode files for :meth:`FormCheck.examine_many` (0: none, read here).
 READERS = 2
-#: Entries a reader thread reads at a time.
+#: Entries a reader thread reads at a time, and about how many bytes of values at most:
+#: the entries past that are read when their turn comes, so large values are not read ahead.
 _CHUNK = 256
-#: Stands for the form of a file skipped, unchanged since.
+_BUDGET = 1 << 25
+#: Stand for the form of a file skipped (unchanged since) and of one to read later.
 _SKIPPED = object()
+_LATER = object()
+
+Read = Callable[[Digest, str], Any]
+#: A key, its stored form (or a marker) and the exception reading it raised.
+Form = tuple[Digest, Any, Exception | None]
 
 
 def _chunked(keys: Iterable[Digest], size: int) -> Iterator[list[Digest]]:
@@ -104,23 +114,34 @@ def _chunked(keys: Iterable[Digest], size: int) -> Iterator[list[Digest]]:
 
 
 def _read_chunk(
-    read: Callable[[Digest, str], Any],
-    file: Callable[[Digest], str],
-    since: float | None,
-    keys: list[Digest],
-) -> list[tuple[Digest, Any, Exception | None]]:
-    """Each key's stored form (``_SKIPPED`` if unchanged since) or the exception reading it raised."""
-    done: list[tuple[Digest, Any, Exception | None]] = []
+    read: Read, file: Callable[[Digest], str], since: float | None, keys: list[Digest]
+) -> list[Form]:
+    """Each key's stored form, up to the chunk's budget of bytes (see :data:`Form`)."""
+    done: list[Form] = []
+    budget = _BUDGET
     for key in keys:
         path = file(key)
-        if since is not None and _older(path, since):
+        if budget < 0:
+            done.append((key, _LATER, None))
+        elif since is not None and _older(path, since):
             done.append((key, _SKIPPED, None))
-            continue
-        try:
-            done.append((key, read(key, path), None))
-        except Exception as err:
-            done.append((key, None, err))
+        else:
+            done.append(found := _read_one(read, key, path))
+            budget -= _weight(found[1])
     return done
+
+
+def _weight(form: Any) -> int:
+    """About how many bytes a stored form holds (arrays and frames by their data)."""
+    size = getattr(form, "nbytes", None)  # an array, also a view of the file's buffer
+    return size if type(size) is int else sys.getsizeof(form)  # a frame counts its data
+
+
+def _read_one(read: Read, key: Digest, path: str) -> Form:
+    try:
+        return key, read(key, path), None
+    except Exception as err:
+        return key, None, err
 
 
 def _older(path: str, since: float) -> bool:
