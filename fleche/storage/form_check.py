@@ -14,20 +14,16 @@ expansion of the key, no second read of a container).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import itertools
 import os
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..digest import Digest, digest
 from ._legacy_forms import Node, Ref
 from .base import StorageBackend, examined
 from .destructuring import Digested, DigestedDict, DigestedIterable, stored_parts
-from .read_ahead import read_ahead
 
-__all__ = ["READERS", "Examined", "FormCheck"]
+__all__ = ["Examined", "FormCheck"]
 
 #: What examining one entry gave: ``(digest, parts)`` as :meth:`~fleche.storage.base.ValueStorage.examine`
 #: returns it, the exception it raised, or ``None`` when it was skipped (unchanged since).
@@ -64,84 +60,33 @@ class FormCheck(StorageBackend):
         skipped, not read.  Failures are those of a load: a damaged entry
         warns and gives a ``KeyError``, a vanished one a plain ``KeyError``,
         a denied read its ``PermissionError``.  What ``verify`` reads the
-        store with: the files are read and decoded on :data:`READERS`
-        threads while this one digests.
+        store with.  (Reading on threads made it slower: the decoding holds
+        the GIL, benchmarks/bench_scale.py.)
         """
-        read = functools.partial(_read_chunk, self._read, self._file, since)  # type: ignore[attr-defined]
-        chunks = _chunked(keys, _CHUNK)
-        where = self._root  # type: ignore[attr-defined]
-        for chunk in read_ahead(read, chunks, READERS) if READERS else map(read, chunks):
-            for key, form, error in chunk:
-                if form is _LATER:  # past the chunk's budget: read now, not ahead
-                    ((key, form, error),) = read([key])
-                outcome: Examined
-                if error is None:
-                    outcome = None if form is _SKIPPED else self._examined(key, form)
-                elif isinstance(error, FileNotFoundError):
+        read, file, where = self._read, self._file, self._root  # type: ignore[attr-defined]
+        for key in keys:
+            path = file(key)
+            outcome: Examined
+            if since is not None and _older(path, since):
+                outcome = None
+            else:
+                try:
+                    form = read(key, path)
+                except FileNotFoundError:
                     outcome = KeyError(key)
-                elif isinstance(error, PermissionError):  # not the entry's fault (as in a load)
-                    outcome = error
+                except PermissionError as err:  # not the entry's fault (as in a load)
+                    outcome = err
+                except Exception as err:
+                    outcome = self._unreadable(key, where, err)  # type: ignore[attr-defined]
                 else:
-                    outcome = self._unreadable(key, where, error)  # type: ignore[attr-defined]
-                yield key, outcome
+                    outcome = self._examined(key, form)
+            yield key, outcome
 
     def _examined(self, key: Digest, form: Any) -> Examined:
         try:
             return self._examine_form(key, form)
         except Exception as err:  # cannot be digested here, or a part is unreadable
             return err
-
-
-#: Threads that read and decode files for :meth:`FormCheck.examine_many` (0: none, read here).
-READERS = 2
-#: Entries a reader thread reads at a time, and about how many bytes of values at most:
-#: the entries past that are read when their turn comes, so large values are not read ahead.
-_CHUNK = 256
-_BUDGET = 1 << 25
-#: Stand for the form of a file skipped (unchanged since) and of one to read later.
-_SKIPPED = object()
-_LATER = object()
-
-Read = Callable[[Digest, str], Any]
-#: A key, its stored form (or a marker) and the exception reading it raised.
-Form = tuple[Digest, Any, Exception | None]
-
-
-def _chunked(keys: Iterable[Digest], size: int) -> Iterator[list[Digest]]:
-    keys = iter(keys)
-    while chunk := list(itertools.islice(keys, size)):
-        yield chunk
-
-
-def _read_chunk(
-    read: Read, file: Callable[[Digest], str], since: float | None, keys: list[Digest]
-) -> list[Form]:
-    """Each key's stored form, up to the chunk's budget of bytes (see :data:`Form`)."""
-    done: list[Form] = []
-    budget = _BUDGET
-    for key in keys:
-        path = file(key)
-        if budget < 0:
-            done.append((key, _LATER, None))
-        elif since is not None and _older(path, since):
-            done.append((key, _SKIPPED, None))
-        else:
-            done.append(found := _read_one(read, key, path))
-            budget -= _weight(found[1])
-    return done
-
-
-def _weight(form: Any) -> int:
-    """About how many bytes a stored form holds (arrays and frames by their data)."""
-    size = getattr(form, "nbytes", None)  # an array, also a view of the file's buffer
-    return size if type(size) is int else sys.getsizeof(form)  # a frame counts its data
-
-
-def _read_one(read: Read, key: Digest, path: str) -> Form:
-    try:
-        return key, read(key, path), None
-    except Exception as err:
-        return key, None, err
 
 
 def _older(path: str, since: float) -> bool:
