@@ -9,7 +9,8 @@ SQLAlchemy statement costs ten times what SQLite needs to answer it
 (benchmarks/bench_scale.py).  Rows are read a page at a time (no
 connection held between pages), in table order where the database has
 one (SQLite's rowid: by key, every row would cost a lookup through the key
-index), by key otherwise, and decoded a page at a time (:mod:`.sql_rows`).
+index), by key otherwise and for :meth:`Scanning.scan`, and decoded a
+page at a time (:mod:`.sql_rows`).
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ def _column(field: str, kind: str, postgres: bool) -> Any:
 def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
     """The statement of one ``kind`` for a shape.
 
-    ``rows`` selects ``position, key, *ROW_COLUMNS`` from the rows after the
-    position ``after`` (see :func:`_position`); ``count`` and ``expired``
-    count the rows, all or those expired by ``now``.
+    ``rows`` and ``scan`` select ``position, key, *ROW_COLUMNS`` from the rows
+    after the position ``after``, in table order and in key order; ``count``
+    and ``expired`` count the rows, all or those expired by ``now``.
     """
     position = _position(kind, shape, postgres)
     if position is not None:
@@ -143,7 +144,7 @@ def _position(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
     if kind == "rows" and not postgres:
         joined = [how for field, how in shape if field == "arguments" and how != "never"]
         return literal_column(f"argument_{joined[0]}.rowid" if joined else "calls.rowid")
-    return calls.c.key if kind == "rows" else None
+    return calls.c.key if kind in ("rows", "scan") else None
 
 
 def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
@@ -158,7 +159,7 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
             text = f"SELECT ({count}) - ({expired})"
         else:
             text = str(_build(kind, shape, postgres).compile(dialect=dialect))
-        if kind == "rows":
+        if kind in ("rows", "scan"):
             text += " LIMIT " + ("%(page)s" if postgres else ":page")
         if len(_COMPILED) >= _MAX_COMPILED:
             _COMPILED.clear()
@@ -180,12 +181,14 @@ def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[
         params["after"] = page[-1][0]
 
 
-def rows(runtime: Any, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
+def rows(
+    runtime: Any, template: QueryCall, by_key: bool = False
+) -> Iterator[list[tuple[Any, ...]]]:
     """Pages of the rows (``position, key, *ROW_COLUMNS``) a :func:`shaped` template matches.
 
-    In table order (:func:`_position`).
+    In table order, or with ``by_key`` in key order.
     """
-    return _pages(runtime, "rows", template)
+    return _pages(runtime, "scan" if by_key else "rows", template)
 
 
 def count(runtime: Any, template: QueryCall, now: float | None) -> int:
@@ -233,20 +236,20 @@ class Scanning:
 
     def _scanned(self, template: QueryCall) -> Iterator[StoredCall]:
         """The records a :func:`shaped` template matches, a page at a time."""
-        for records in self._pages(template):
+        for records in self._pages(template, False):
             yield from records
 
-    def _pages(self, template: QueryCall) -> Iterator[list[StoredCall]]:
+    def _pages(self, template: QueryCall, by_key: bool) -> Iterator[list[StoredCall]]:
         """The records of the readable rows, a page at a time (damaged ones warned of)."""
-        for page in rows(self._runtime(), template):
+        for page in rows(self._runtime(), template, by_key):
             records, damaged = decode_page(page)
             for key, err in damaged:
                 self._damaged(key, err)
             yield records
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
-        """Every readable record with its key, in table order (no lookup per row), a page at a time."""
-        for records in self._pages(QueryCall()):
+        """Every readable record with its key, in key order, a page at a time."""
+        for records in self._pages(QueryCall(), True):
             yield from ((record.stored_key, record) for record in records)
 
     def count(self, template: Any = None, *, now: float | None = None) -> int:
