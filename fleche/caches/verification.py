@@ -10,34 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ..call import unstored_arguments
 from ..digest import Digest
-from ..errors import CorruptEntryWarning, Indigestible
+from ..errors import CorruptEntryWarning
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
 from .findings import (
-    BROKEN_PART,
     BROKEN_VALUE,
     CORRUPT_RECORD,
-    CORRUPT_VALUE,
     MISFILED_RECORD,
     MISMATCH,
-    MISSING_PART,
     MISSING_VALUE,
     READ_ERROR,
     STRAY,
     UNLISTABLE,
-    UNVERIFIABLE,
     Problem,
     VerifyReport,
 )
 from .verify_guards import UNPROVEN, guard_systematic, kept
+from .verify_values import ValuePass, corrupt_since, failure
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -52,16 +48,6 @@ class Verified(Protocol):
 
 
 T = TypeVar("T")
-
-
-def _failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
-    """The problem a failed read stands for (``None``: the entry vanished meanwhile)."""
-    if isinstance(err, KeyError) and not corrupt:
-        return None
-    if isinstance(err, OSError):  # permissions, a lost mount: not the entry's fault
-        return Problem(store, key, READ_ERROR, f"{type(err).__name__}: {err}", fixable=False)
-    why = str(corrupt[0].message) if corrupt else f"{type(err).__name__}: {err}"
-    return Problem(store, key, kind, why)
 
 
 class _Verifier:
@@ -79,18 +65,16 @@ class _Verifier:
         self.calls: CallStorage = cache.calls
         self.progress = progress
         self.value_keys: set[Digest] = set()
-        #: The parts of each container checked: a container with a broken part is broken.
-        self.parts: dict[Digest, list[Digest]] = {}
         #: How many values some record refers to were found: proof the value storage is the right one.
         self.found = 0
         self.caught: list[warnings.WarningMessage] = []
+        self.parts: dict[Digest, list[Digest]] = {}
         self.done = 0
         self.total = 0
 
     def _tick(self) -> None:
         self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
+        self.progress(self.done, self.total)  # type: ignore[misc]  # only given a progress
 
     def _present(self, key: Digest) -> bool:
         # Listed at the start, or written since (a call stored during the pass).
@@ -103,8 +87,15 @@ class _Verifier:
             result, error = read(), None
         except Exception as err:
             result, error = None, err
-        corrupt = [w for w in self.caught[mark:] if issubclass(w.category, CorruptEntryWarning)]
-        return result, error, corrupt
+        return result, error, corrupt_since(self.caught, mark)
+
+    def _listed(self, storage: ValueStorage | CallStorage, store: str) -> tuple[list, list]:
+        """The sorted keys of ``storage`` and the problems of entries it could not list."""
+        keys, error, corrupt = self._attempt(lambda: list(storage.list()))
+        if error is not None:
+            raise error
+        keys.sort()  # a storage of files lists them sorted already: no work
+        return keys, _unlisted(store, corrupt)
 
     def run(self) -> tuple[list[Problem], list[Problem], int, int]:
         try:
@@ -120,97 +111,46 @@ class _Verifier:
                     )
 
     def _run(self) -> tuple[list[Problem], list[Problem], int, int]:
-        value_keys, error, corrupt = self._attempt(lambda: set(self.values.list()))
-        if error is not None:
-            raise error
-        self.value_keys = value_keys
-        value_problems = _unlisted("values", corrupt)
-        call_keys, error, corrupt = self._attempt(lambda: list(self.calls.list()))
-        if error is not None:
-            raise error
-        call_problems = _unlisted("calls", corrupt)
-        self.total = len(self.value_keys) + len(call_keys)
-        for key in sorted(self.value_keys):
-            problem = self.check_value(key)
-            if problem is not None:
-                value_problems.append(problem)
-            self._tick()
-        value_problems += self.broken_parts(value_problems)
-        value_problems = guard_systematic(value_problems, len(self.value_keys), MISMATCH)
+        value_keys, value_problems = self._listed(self.values, "values")
+        self.value_keys = set(value_keys)
+        call_keys, call_problems = self._listed(self.calls, "calls")
+        self.total = len(value_keys) + len(call_keys)
+        tick = None if self.progress is None else self._tick
+        checker = ValuePass(self.values, self._present, self.caught)
+        value_problems += checker.run(value_keys, self.since, tick)
+        self.parts = checker.parts
+        value_problems += checker.broken_parts(value_problems)
+        value_problems = guard_systematic(value_problems, len(value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
-        take = _in_step(iter(self.calls.scan()), set(call_keys))
-        for key in call_keys:
-            problem = self.check_call(key, broken, take(key))
-            if problem is not None:
-                call_problems.append(problem)
-            self._tick()
+        call_problems += self.check_calls(call_keys, broken, tick)
         call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
         if not self.found:  # not one referenced value listed: the values are elsewhere
             call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
-        return value_problems, call_problems, len(self.value_keys), len(call_keys)
+        return value_problems, call_problems, len(value_keys), len(call_keys)
 
-    @staticmethod
-    def _failure(
-        storage: ValueStorage | CallStorage,
-        store: str,
-        key: Digest,
-        err: Exception,
-        corrupt: list,
-        kind: str,
-    ) -> Problem | None:
-        problem = _failure(store, key, err, corrupt, kind)
-        if problem is None and storage.contains(key):  # a silent miss of a listed entry
-            problem = Problem(store, key, kind, "it is listed but reads as missing")
-        return problem
-
-    def check_value(self, key: Digest) -> Problem | None:
-        """Read one value once: its digest, and its parts (stored apart) are listed."""
-        if self.since is not None and (self.values.stored_at(key) or math.inf) < self.since:
-            return None  # unchanged since the verify that started then
-        examined, error, corrupt = self._attempt(lambda: self.values.examine(key))
-        if isinstance(error, Indigestible):
-            return Problem(
-                "values", key, UNVERIFIABLE, f"cannot re-digest it here: {error}", fixable=False
-            )
-        if error is not None:
-            return self._failure(self.values, "values", key, error, corrupt, CORRUPT_VALUE)
-        found, parts = examined
-        if parts:
-            self.parts[key] = parts
-        missing = [part for part in parts if not self._present(part)]
-        if missing:
-            shown = ", ".join(p[:12] for p in missing[:5]) + (" …" if len(missing) > 5 else "")
-            return Problem(
-                "values",
-                key,
-                MISSING_PART,
-                f"{len(missing)} of {len(parts)} parts missing ({shown})",
-            )
-        if found is None:
-            return Problem("values", key, BROKEN_PART, "a part further down is missing")
-        if found != key:
-            return Problem(
-                "values",
-                key,
-                MISMATCH,
-                f"its content digests to {found[:12]}: changed after it was stored",
-            )
-        return None
-
-    def broken_parts(self, problems: list[Problem]) -> list[Problem]:
-        """The containers whose parts (or parts' parts) have a problem a repair removes."""
-        broken = {p.key for p in problems if p.fixable}
-        found: list[Problem] = []
-        while True:
-            more = [
-                key
-                for key, parts in self.parts.items()
-                if key not in broken and not broken.isdisjoint(parts)
-            ]
-            if not more:
-                return found
-            broken.update(more)
-            found += [Problem("values", key, BROKEN_PART, "a part is broken") for key in more]
+    def check_calls(
+        self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[], Any] | None
+    ) -> list[Problem]:
+        """The problems of the records listed as ``keys``: read in bulk, those left out alone."""
+        problems = []
+        listed, seen = set(keys), set()
+        for key, record in self.calls.scan():
+            if key in listed and key not in seen:  # else written since the listing
+                seen.add(key)
+                problem = self.check_call(key, broken, record)
+                if problem is not None:
+                    problems.append(problem)
+                if tick is not None:
+                    tick()
+        for key in keys:
+            if key not in seen:  # the scan left it out: damaged, or removed meanwhile
+                problem = self.check_call(key, broken)
+                if problem is not None:
+                    problems.append(problem)
+                if tick is not None:
+                    tick()
+        problems.sort(key=lambda p: p.key)
+        return problems
 
     def check_call(
         self, key: Digest, broken: dict[Digest, Problem], record: Any = None
@@ -219,7 +159,12 @@ class _Verifier:
         if record is None:
             record, error, corrupt = self._attempt(lambda: self.calls.load(key))
             if error is not None:
-                return self._failure(self.calls, "calls", key, error, corrupt, CORRUPT_RECORD)
+                problem = failure("calls", key, error, corrupt, CORRUPT_RECORD)
+                if problem is None and self.calls.contains(key):  # a silent miss of a listed entry
+                    problem = Problem(
+                        "calls", key, CORRUPT_RECORD, "it is listed but reads as missing"
+                    )
+                return problem
         own = key
         if self.since is None or not record.created < self.since:  # else checked before
             try:
@@ -229,9 +174,12 @@ class _Verifier:
                     "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
                 )
         unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
-        values = [d for n, d in record.arguments.items() if n not in unstored]
+        if unstored:
+            values = [d for n, d in record.arguments.items() if n not in unstored]
+        else:
+            values = list(record.arguments.values())
         values.append(record.result)
-        if self.value_keys.issuperset(values) and broken.keys().isdisjoint(values):
+        if self.value_keys.issuperset(values) and (not broken or broken.keys().isdisjoint(values)):
             self.found += len(values)  # the common case: every value listed and sound
         else:
             problem = self.references_problem(key, record, unstored, broken)
@@ -267,27 +215,6 @@ class _Verifier:
         if bad:
             return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
         return None
-
-
-def _in_step(records: Iterator[tuple[Digest, Any]], listed: set[Digest]) -> Callable[[Digest], Any]:
-    """``take(key)``: the record ``records`` (a scan in listing order) holds for ``key``, or ``None``.
-
-    ``None`` when the scan left the record out (it could not be read) or
-    the two passes disagree (written meanwhile): the caller reads it alone.
-    """
-    pending = next(records, None)
-
-    def take(key: Digest) -> Any:
-        nonlocal pending
-        while pending is not None and pending[0] not in listed:
-            pending = next(records, None)
-        if pending is None or pending[0] != key:
-            return None
-        record = pending[1]
-        pending = next(records, None)
-        return record
-
-    return take
 
 
 def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Problem]:

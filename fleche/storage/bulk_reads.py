@@ -47,11 +47,12 @@ class BulkReads:
             yield from record.values()
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
-        """Every readable record with its key, in the order of :meth:`list`.
+        """Every readable record with its key, in whatever order the storage reads fastest.
 
         What ``verify`` reads.  A record that cannot be read is left out
         (with the warning its load gives).  This default loads the records
-        one by one; storages that read many at once (``Sql``) override it.
+        one by one, in the order of :meth:`list`; storages that read many at
+        once (``Sql``, in table order) override it.
         """
         for key in self.list():
             try:
