@@ -142,7 +142,7 @@ def _position(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
     if kind == "rows" and not postgres:
         joined = [how for field, how in shape if field == "arguments" and how != "never"]
         return literal_column(f"argument_{joined[0]}.rowid" if joined else "calls.rowid")
-    return calls.c.key if kind in ("rows", "scan") else None
+    return calls.c.key if kind == "rows" else None
 
 
 def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
@@ -157,7 +157,7 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
             text = f"SELECT ({count}) - ({expired})"
         else:
             text = str(_build(kind, shape, postgres).compile(dialect=dialect))
-        if kind in ("rows", "scan"):
+        if kind == "rows":
             text += " LIMIT " + ("%(page)s" if postgres else ":page")
         if len(_COMPILED) >= _MAX_COMPILED:
             _COMPILED.clear()
@@ -179,14 +179,9 @@ def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[
         params["after"] = page[-1][0]
 
 
-def rows(
-    runtime: Any, template: QueryCall, by_key: bool = False
-) -> Iterator[list[tuple[Any, ...]]]:
-    """Pages of the rows (``position, key, *ROW_COLUMNS``) a :func:`shaped` template matches.
-
-    In table order, or with ``by_key`` in key order.
-    """
-    return _pages(runtime, "scan" if by_key else "rows", template)
+def rows(runtime: Any, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of the rows (``position, key, *ROW_COLUMNS``) a :func:`shaped` template matches, in table order."""
+    return _pages(runtime, "rows", template)
 
 
 def count(runtime: Any, template: QueryCall, now: float | None) -> int:
@@ -234,7 +229,7 @@ class Scanning:
 
     def _scanned(self, template: QueryCall) -> Iterator[DigestedCall]:
         """The records a :func:`shaped` template matches, a page at a time."""
-        for page in self._pages(template, False):
+        for page in self._pages(template):
             yield from page.records()
 
     def query_pages(self, template: QueryCall | Call) -> Iterator[RecordPage]:
@@ -246,21 +241,21 @@ class Scanning:
         digested = QueryCall.from_template(template).digested()
         # Read here only what the store's own query reads so (a subclass may answer otherwise).
         if shaped(digested) and type(self).query.__qualname__ == "Sql.query":  # type: ignore[attr-defined]
-            yield from self._pages(digested, False)
+            yield from self._pages(digested)
             return
         yield from super().query_pages(digested)  # type: ignore[misc]
 
-    def _pages(self, template: QueryCall, by_key: bool) -> Iterator[RecordPage]:
+    def _pages(self, template: QueryCall) -> Iterator[RecordPage]:
         """The readable rows, a page at a time (damaged ones warned of)."""
-        for page in rows(self._runtime(), template, by_key):
+        for page in rows(self._runtime(), template):
             decoded, damaged = decode_page(page)
             for key, err in damaged:
                 self._damaged(key, err)
             yield decoded
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
-        """Every readable record with its key, in key order, a page at a time."""
-        for page in self._pages(QueryCall(), True):
+        """Every readable record with its key, in table order (no key lookup per row), a page at a time."""
+        for page in self._pages(QueryCall()):
             yield from zip(
                 map(_new, itertools.repeat(Digest), page.keys), page.records(), strict=True
             )
