@@ -9,11 +9,13 @@ import pytest
 
 pytest.importorskip("flask")
 
-from fleche import Cache, Call, QueryCall  # noqa: E402
+from fleche import Cache, Call, QueryCall, ReadOnlyCache  # noqa: E402
 from fleche.config import open_cache  # noqa: E402
 from fleche.storage import CallMemory, ValueMemory  # noqa: E402
 from fleche.ui import create_app  # noqa: E402
 from fleche.ui.paging import pages_for  # noqa: E402
+
+from .backends import postgres_calls  # noqa: E402
 
 CALLS = 237
 URL = "/f/lab:step"
@@ -162,3 +164,15 @@ def test_a_damaged_row_is_left_out_of_its_page(tmp_path):
         raw.execute("UPDATE calls SET result = ? WHERE key = ?", ("0" * 32, keys[1]))
     shown_keys, page = shown(create_app(cache).test_client(), URL)
     assert shown_keys == [keys[2], keys[0]] and "Traceback" not in page
+
+
+def test_only_a_sqlite_store_cuts_its_windows_itself(sqlite):
+    """The capability behind the deep pages: declared by the store, forwarded by a plain cache."""
+    assert sqlite.newest_first() is not None
+    assert Cache(ValueMemory(), CallMemory()).newest_first() is None
+    assert ReadOnlyCache(sqlite).newest_first() is None  # wrappers cut pages from their query
+
+
+def test_a_postgresql_store_pages_from_its_query(tmp_path):
+    calls = postgres_calls(tmp_path)  # skips, saying why, without a server
+    assert Cache(ValueMemory(), calls).newest_first() is None

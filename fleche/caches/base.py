@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import pandas
 
     from ..query import QueryIterator
+    from ..storage.sql_newest import NewestFirst
     from .lineage import Lineage
 
 __all__ = [
@@ -102,6 +103,15 @@ class CacheBase(FinishesPreparedCalls, ABC):
         A capability (see :mod:`fleche.storage.leases`): ``None`` means only
         the threads of one process are kept from computing a call twice.
         Compositions forward it from the member a decorated call writes to.
+        """
+        return None
+
+    def newest_first(self) -> NewestFirst | None:
+        """Windows of the stored calls newest first, cut by the store; ``None`` by default.
+
+        A capability for browsing (``fleche ui``), forwarded from the call
+        storage (:meth:`~fleche.storage.bulk_reads.BulkReads.newest_first`)
+        by a plain :class:`~fleche.caches.Cache`.
         """
         return None
 

@@ -13,7 +13,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, LazyCall, PreparedCall, QueryCall, unstored_arguments
 from ..digest import Digest, digest
@@ -28,6 +28,9 @@ from . import listing, maintenance, verification
 from .base import CacheBase, as_template, merge_expansions, sealed
 from .messages import where_stored
 from .pins import Pins
+
+if TYPE_CHECKING:
+    from ..storage.sql_newest import NewestFirst
 
 __all__ = ["GC_GRACE", "Cache", "memory_cache", "void_cache"]
 
@@ -78,6 +81,10 @@ class Cache(CacheBase):
     def leases(self) -> LeaseBackend | None:
         # docstring inherited: those of the store of the call records
         return self.calls.leases()
+
+    def newest_first(self) -> NewestFirst | None:
+        # docstring inherited: the call storage's
+        return self.calls.newest_first()
 
     def now(self) -> float:
         # docstring inherited

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import Digest
 from ..expiry import is_expired
 from .record_page import RecordPage
+
+if TYPE_CHECKING:
+    from .sql_newest import NewestFirst
 
 __all__ = ["PAGE", "BulkReads"]
 
@@ -72,3 +76,13 @@ class BulkReads:
         while page := list(islice(records, size)):
             yield RecordPage.of(page)
             size = min(2 * size, PAGE)
+
+    def newest_first(self) -> NewestFirst | None:
+        """Windows of the records newest first, cut by the store itself; ``None`` here.
+
+        A capability for browsing (``fleche ui``): a page deep into a
+        million calls costs what the first does.  A SQLite store answers
+        with a :class:`~fleche.storage.sql_newest.NewestFirst`; elsewhere a
+        browser cuts its pages from :meth:`query`.
+        """
+        return None

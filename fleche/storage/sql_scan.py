@@ -27,6 +27,7 @@ from ..call_template import unwrap
 from ..digest import Digest
 from .record_page import RecordPage
 from .sql_metadata import text_ok
+from .sql_newest import NewestFirst
 from .sql_query import normalize_value
 from .sql_rows import decode_page
 from .sql_schema import PAGE, ROW_COLUMNS, arguments, calls
@@ -252,6 +253,11 @@ class Scanning:
             for key, err in damaged:
                 self._damaged(key, err)
             yield decoded
+
+    def newest_first(self) -> NewestFirst | None:
+        """Windows of the records newest first, cut by SQLite (:mod:`.sql_newest`); ``None`` on other databases."""
+        engine = self._runtime().engine
+        return NewestFirst(engine) if engine.dialect.name == "sqlite" else None
 
     def scan(self) -> Iterator[tuple[Digest, DigestedCall]]:
         """Every readable record with its key, in table order (no key lookup per row), a page at a time."""
