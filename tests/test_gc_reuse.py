@@ -19,6 +19,7 @@ import pytest
 from fleche import Cache, Call
 from fleche.caches.maintenance import horizon, remove_values, unreferenced
 from fleche.storage import Sql, ValueMemory, ValuePickleFile
+from fleche.sweep import remove_strays
 
 GRACE = 60.0
 OLD = 1_000_000.0  # epoch seconds: long before any horizon
@@ -93,3 +94,18 @@ def test_the_default_reads_the_age_again(written):
     key = values.save("content")
     assert values.evict_unused(key, OLD - 1) is (written is None)
     assert values.evict_unused(key, OLD + 1) is (written is not None)
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["place empty", "place taken"])
+def test_an_entry_a_killed_gc_left_aside_is_put_back_by_the_next_sweep(tmp_path, taken):
+    cache = _store(tmp_path)
+    key = cache.values.save("precious")
+    path = cache.values._path(key)
+    aside = path.with_name(f".{path.name}.0a1b2c3d4e5f0.aside")
+    os.rename(path, aside)  # where a gc killed between its rename and its check leaves it
+    os.utime(aside, (OLD, OLD))
+    if taken:
+        cache.values.save("precious")  # written anew meanwhile
+    assert remove_strays(cache, grace=GRACE) == [aside]
+    assert not aside.exists()
+    assert cache.values.load(key) == "precious"

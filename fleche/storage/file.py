@@ -282,10 +282,13 @@ class FileStorage(StorageBackend):
     def strays(self, older_than: float) -> Iterator[Path]:
         """Leftovers of killed writers last changed before ``older_than`` (epoch seconds).
 
-        Temporary files (``.<name>.<unique>.tmp``), leases set aside
-        (``*.stale``) and empty lock files (``.<name>.lock``): nothing reads
-        them, and a writer that is alive renames, removes or touches its own
-        long before a grace of an hour has passed.
+        Temporary files (``.<name>.<unique>.tmp``), entries a killed gc set
+        aside (``.<name>.<unique>.aside``, put back by
+        :func:`~fleche.storage.file_leftovers.remove_stray` where their place
+        is empty), leases set aside (``*.stale``) and empty lock files
+        (``.<name>.lock``): nothing reads them, and a writer that is alive
+        renames, removes or touches its own long before a grace of an hour
+        has passed.
         """
         for directory, _, names in os.walk(self._root):
             for name in filter(leftover, names):

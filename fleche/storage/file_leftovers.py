@@ -1,15 +1,17 @@
 """The files beside the entries of a file storage: temporary names, leftovers, entries set aside.
 
 Every write goes to a temporary sibling (``.<name>.<unique>.tmp``) renamed
-into place; a killed writer leaves one behind, and so may a killed gc that
-had set an entry aside (:func:`remove_unless_used`).  Nothing reads those;
+into place; a killed writer leaves one behind.  gc sets an entry aside
+(``.<name>.<unique>.aside``) for an instant before removing it
+(:func:`remove_unless_used`); a gc killed in that instant leaves a complete
+entry aside.  Nothing reads those;
 :meth:`FileStorage.strays <fleche.storage.file.FileStorage.strays>` finds
-them and :func:`remove_stray` removes them.
+them and :func:`remove_stray` removes them, putting back an entry set
+aside whose place is empty (it may be in use again).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -44,9 +46,9 @@ def temporary_sibling(final: str) -> str:
 
 
 def leftover(name: str) -> bool:
-    """Whether a file name is one a killed writer may leave behind (see ``FileStorage.strays``)."""
+    """Whether a file name is one a killed writer or gc may leave behind (see ``FileStorage.strays``)."""
     hidden = name.startswith(".")
-    return (hidden and name.endswith((".tmp", ".lock"))) or name.endswith(".stale")
+    return (hidden and name.endswith((".tmp", ".lock", ".aside"))) or name.endswith(".stale")
 
 
 def remove_unless_used(file: str, horizon: float) -> bool:
@@ -58,16 +60,15 @@ def remove_unless_used(file: str, horizon: float) -> bool:
     touches before the rename moves the time checked here, so the entry is
     put back; one that comes after finds no entry and writes it anew.
     """
-    aside = temporary_sibling(file)
+    aside = temporary_sibling(file)[: -len(".tmp")] + ".aside"
     try:
         os.rename(file, aside)
-    except FileNotFoundError:
-        return False
-    if os.stat(aside).st_mtime > horizon:
-        os.replace(aside, file)  # in use again: the same content goes back
-        return False
-    with contextlib.suppress(FileNotFoundError):
+        if os.stat(aside).st_mtime > horizon:
+            os.replace(aside, file)  # in use again: the same content goes back
+            return False
         os.unlink(aside)
+    except FileNotFoundError:  # gone, or put back by a sweep of leftovers meanwhile
+        return False
     return True
 
 
@@ -77,6 +78,8 @@ def remove_stray(path: Path) -> bool:
     A lock file is removed only while locked here (``flock``, as
     :mod:`filelock` does), so one in use is never pulled from under its holder.
     """
+    if path.name.endswith(".aside"):
+        return _put_back_or_remove(path)
     if path.name.endswith(".lock") and fcntl is not None:
         try:
             fd = os.open(path, os.O_RDWR)
@@ -96,6 +99,19 @@ def remove_stray(path: Path) -> bool:
         return True
     try:
         os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _put_back_or_remove(path: Path) -> bool:
+    """An entry gc set aside and never finished with: back in its place if that is empty."""
+    final = path.with_name(path.name[1:].rsplit(".", 2)[0])  # ".<name>.<unique>.aside"
+    try:
+        if final.exists():
+            os.unlink(path)
+        else:
+            os.rename(path, final)  # an unused entry costs a later gc; a lost one, a result
     except FileNotFoundError:
         return False
     return True
