@@ -8,9 +8,11 @@ the cache that prepared the call.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from fleche import Cache, Call, PreparedCall
+from fleche import Cache, Call, PreparedCall, fleche
 from fleche.caches import FilteredCache
 from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
@@ -143,3 +145,32 @@ def test_a_staged_value_is_written_only_when_saved(store):
     assert not store.values.contains(staged.key)
     assert store.values.save_staged(staged) == staged.key
     assert store.values.load(staged.key)[1] == "text"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ahead(ValueMemory):
+    """A memory storage recording what the cache asks of the writes-ahead capability."""
+
+    asked: list = dataclasses.field(default_factory=list, compare=False)
+
+    def save_ahead(self, value, key):
+        self.asked.append(("save_ahead", key))
+        return self.save(value, key)
+
+    def settle(self, keys):
+        self.asked.append(("settle", sorted(keys)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _DeclaredAhead(_Ahead):
+    saves_ahead = True
+
+
+@pytest.mark.parametrize("kind", [_Ahead, _DeclaredAhead])
+def test_arguments_are_saved_ahead_and_settled_only_where_declared(kind):
+    values = kind()
+    cached = fleche(cache=Cache(values, CallMemory()))(lambda x: x + 1)
+    assert cached(1) == 2
+    key = digest(1)
+    expected = [("save_ahead", key), ("settle", [key])] if kind.saves_ahead else []
+    assert values.asked == expected

@@ -132,9 +132,11 @@ class Cache(CacheBase):
         pinned = list(record.arguments.values())
         self.pins.pin(pinned)
         name = ""
+        values = self.values
+        save = values.save_ahead if values.saves_ahead else values.save
         try:
             for name, value in arguments.items():
-                self.values.save_ahead(value, record.arguments[name])
+                save(value, record.arguments[name])
         except Exception as err:
             self.pins.unpin(pinned)
             raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
@@ -158,7 +160,8 @@ class Cache(CacheBase):
             self.pins.pin([result_key])
             prepared.hold.append(result_key)
         self.values.save_staged(staged)
-        self.values.settle(record.arguments.values())  # arguments saved ahead: stored first
+        if self.values.saves_ahead:  # arguments saved ahead: stored before the record names them
+            self.values.settle(record.arguments.values())
         meta = {**record.metadata, **metadata} if metadata else record.metadata
         if self.ttl is not None or EXPIRY in meta:
             meta = stamp_expiry(meta, self.clock(), self.ttl)

@@ -11,7 +11,7 @@ the record, so a record never names a value whose write failed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from ..digest import Digest
 
@@ -20,6 +20,11 @@ __all__ = ["SavesAhead"]
 
 class SavesAhead:
     """``save_ahead`` and ``settle`` of every value storage: by default a plain ``save``."""
+
+    #: Whether :meth:`save_ahead` may leave a write running.  Where it may
+    #: not, a cache saves arguments with ``save`` and never settles: the
+    #: miss path of every other storage pays no call for this.
+    saves_ahead: ClassVar[bool] = False
 
     def save_ahead(self, value: Any, key: Digest) -> Digest:
         """Store ``value`` under ``key``, its bytes taken now; the write may finish later.

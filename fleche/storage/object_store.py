@@ -356,6 +356,7 @@ class ValueObjectStore(ValueMixin, DestructuringMixin, ObjectStoreBackend):
     """
 
     content_addressed = True
+    saves_ahead: ClassVar[bool] = True
     remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
 
     def save_ahead(self, value: Any, key: Digest) -> Digest:
