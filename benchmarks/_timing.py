@@ -17,6 +17,11 @@ def best_of(func: Callable[[], object], number: int = 1000, repeat: int = 5) -> 
     return best
 
 
+def best(func: Callable[[], object], repeat: int = 3) -> float:
+    """Seconds of the quickest of ``repeat`` single runs of ``func`` (for slow operations)."""
+    return best_of(func, number=1, repeat=repeat)
+
+
 def best_of_alternated(
     funcs: dict[str, Callable[[], object]],
     number: dict[str, int],

@@ -14,12 +14,11 @@ import json
 import sqlite3
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _timing import ms, print_table  # noqa: E402
+from _timing import best, ms, print_table  # noqa: E402
 
 from fleche import Cache, cache, fleche, open_cache  # noqa: E402
 from fleche.digest import digest  # noqa: E402
@@ -47,15 +46,6 @@ def fill(store: Cache) -> int:
         for i in range(CHAIN):
             x = step(x, f"step {i}")
     return x
-
-
-def best(func, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def raw_upstream(path: Path, value: str) -> int:

@@ -21,12 +21,11 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _timing import ms, print_table  # noqa: E402
+from _timing import best, ms, print_table  # noqa: E402
 from bench_scale import fill  # noqa: E402
 
 from fleche import QueryCall  # noqa: E402
@@ -53,15 +52,6 @@ def request(client, url: str) -> float:
     if answer.status_code != 200:
         raise SystemExit(f"{url}: status {answer.status_code}")
     return seconds
-
-
-def best(func: Callable[[], object], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def page_rows(page: int) -> str:
