@@ -25,12 +25,13 @@ from sqlalchemy import bindparam, false, func, literal_column, select
 from ..call import Call, DigestedCall, QueryCall
 from ..call_template import unwrap
 from ..digest import Digest
+from .bulk_reads import PAGE
 from .record_page import RecordPage
 from .sql_metadata import text_ok
 from .sql_newest import NewestFirst
 from .sql_query import normalize_value
 from .sql_rows import decode_page
-from .sql_schema import PAGE, ROW_COLUMNS, arguments, calls
+from .sql_schema import ROW_COLUMNS, arguments, calls
 
 __all__ = ["Scanning", "count", "referenced", "rows", "shaped"]
 
