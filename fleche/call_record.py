@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .call_key import argument_raw, function_prefix, lookup_key
 from .digest import Digest, digest
@@ -21,7 +21,6 @@ __all__ = [
     "Call",
     "DigestedCall",
     "LazyCall",
-    "StoredCall",
     "UNSTORED",
     "ValueSaver",
     "unstored_arguments",
@@ -216,6 +215,10 @@ class DigestedCall(Call):
     ``DigestedCall(name, arguments, result, metadata, module, version, code_digest)``.
     """
 
+    #: The key a record read from a store in bulk is filed under (as text), ``None`` if
+    #: not known (see :class:`~fleche.storage.record_page.StoredCall`).
+    stored_as: ClassVar[str | None] = None
+
     def __init__(
         self,
         name: str,
@@ -263,37 +266,6 @@ class DigestedCall(Call):
     def fetch(self, cache: Any) -> LazyCall:
         """This record with its values read from ``cache`` on access."""
         return LazyCall(self, _CacheValues(cache))
-
-
-class StoredCall(DigestedCall):
-    """A record read from a store in bulk, with the key it is stored under (:attr:`stored_key`).
-
-    The key is kept as plain text in ``stored_as`` (a ``str`` is no work
-    for the cycle collector, a :class:`Digest` is) and made a
-    :class:`Digest` when read.
-
-    Its :meth:`key` is still digested from the record (which is how
-    ``verify`` finds a record filed under another key); a :class:`LazyCall`
-    of it answers :meth:`LazyCall.key` with the stored key, without
-    digesting (a third of the time of a large ``.table()``).
-    """
-
-    __slots__ = ("stored_as",)
-
-    stored_as: str
-
-    @property
-    def stored_key(self) -> Digest:
-        """The key this record was read from."""
-        return _new_digest(Digest, self.stored_as)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled (and copied) as the DigestedCall it is, made by its constructor: where it
-        # lands no store is read, and the remote protocol lets only records' classes through.
-        return DigestedCall, (
-            self.name, self.arguments, self.result, self.metadata, self.module, self.version,
-            self.code, self.unkeyed, self.created,
-        )  # fmt: skip
 
 
 class _CacheValues:
@@ -344,9 +316,8 @@ class LazyCall:
     def key(self) -> Digest:
         """The key the call is stored under (its lookup key, unless it was filed under another)."""
         record = self.digested_call
-        if type(record) is StoredCall:
-            return record.stored_key
-        return record.key()
+        stored = record.stored_as
+        return record.key() if stored is None else _new_digest(Digest, stored)
 
     def to_lookup_key(self) -> Digest:
         """The 0.22 name of :meth:`key`."""

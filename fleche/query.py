@@ -73,6 +73,9 @@ class QueryIterator:
     #: (:class:`~fleche.storage.record_page.RecordPage`), if the source reads them so:
     #: :meth:`table` is built from them without a record object per call.
     pages: Callable[[], Iterable[Any]] | None = dataclasses.field(default=None, compare=False)
+    #: How the calls of ``pages`` load a value by its digest: :meth:`table` reads the
+    #: values it shows with it, each once, in the order of their digests.
+    load: Callable[[Digest], Any] | None = dataclasses.field(default=None, compare=False)
 
     def __iter__(self) -> Iterator[LazyCall]:
         return iter(self.calls())
@@ -217,15 +220,19 @@ class QueryIterator:
             arguments, values = None, arguments
         if arguments is None and results is None and shrink_keys is None:
             every = values is None or values
-            if not every and self.pages is not None:
-                return page_frame(self.pages(), None)
-            return frame(self, lambda _: every, every, None)
+            return self._table(lambda _: every, None)
         if values is not None:
             raise TypeError("table() takes values= or the 0.22 keywords, not both")
         loaded = frozenset(arguments or ())
         if shrink_keys is None:
             shrink_keys = self.cache is not None  # a query without a cache cannot shorten
         shrink = self._cache().shrink if shrink_keys else None
-        if not loaded and not results and self.pages is not None:
-            return page_frame(self.pages(), shrink)
-        return frame(self, loaded.__contains__, bool(results), shrink)
+        return self._table(
+            lambda name: bool(results) if name == "result" else name in loaded, shrink
+        )
+
+    def _table(self, shown: Callable[[str], bool], shrink: Callable[[Any], Any] | None) -> Any:
+        """The table, from the pages where the source reads them (see :func:`~fleche.query_table.frame`)."""
+        if self.pages is not None and self.load is not None:
+            return page_frame(self.pages(), shrink, shown, self.load)
+        return frame(self, shown, shrink)

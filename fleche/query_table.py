@@ -2,14 +2,16 @@
 
 Each value is loaded once however many rows show it, ``created`` is
 converted in one go, and where the calls come as pages of columns
-(:class:`~fleche.storage.record_page.RecordPage`) and no value is loaded,
-a page whose calls share their argument names and metadata entries becomes
-columns without a record object or a Python step per call: a row at a
-time, pandas and the records cost more than the store does.
+(:class:`~fleche.storage.record_page.RecordPage`), a page whose calls
+share their argument names and metadata entries becomes columns without
+a record object or a Python step per call: a row at a time, pandas and the
+records cost more than the store does.  The values shown are then read
+once the table holds their digests, in the order of the digests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
 from .digest import Digest
-from .storage.record_page import collector_paused
+from .storage.record_page import as_digests, collector_paused
 
 if TYPE_CHECKING:
     import pandas
@@ -76,20 +78,19 @@ class _Columns:
 
 
 def frame(
-    calls: Iterable[LazyCall],
-    load_argument: Callable[[str], bool],
-    load_result: bool,
-    shrink: Callable[[Any], Any] | None,
+    calls: Iterable[LazyCall], shown: Callable[[str], bool], shrink: Callable[[Any], Any] | None
 ) -> pandas.DataFrame:
-    """The table of ``calls``; ``shrink`` shortens the digests shown."""
+    """The table of ``calls``; ``shown(name)`` says which arguments (and ``"result"``)
+    show their value, not their digest; ``shrink`` shortens the digests shown."""
     short = functools.cache(shrink) if shrink else _same
+    load_result = shown("result")
     table = _Columns()
     loaded: dict[Digest, Any] = {}
     for call in calls:
         record = call.digested_call
         row: dict[str, Any] = {}
         for name, key in record.arguments.items():
-            row[name] = _value(loaded, call, name, key) if load_argument(name) else short(key)
+            row[name] = _value(loaded, call, name, key) if shown(name) else short(key)
         row["result"] = (
             _value(loaded, call, None, record.result) if load_result else short(record.result)
         )
@@ -100,22 +101,43 @@ def frame(
     return table.frame()
 
 
-def page_frame(pages: Iterable[Any], shrink: Callable[[Any], Any] | None) -> pandas.DataFrame:
-    """The table of the calls of ``pages`` (record pages), every value shown as its digest."""
+def page_frame(
+    pages: Iterable[Any],
+    shrink: Callable[[Any], Any] | None,
+    shown: Callable[[str], bool] | None = None,
+    load: Callable[[Digest], Any] | None = None,
+) -> pandas.DataFrame:
+    """The table of the calls of ``pages`` (record pages), as :func:`frame` makes it.
+
+    The values shown are read by ``load`` once the table is filled with
+    digests, each once, in the order of their digests (files are then read
+    directory by directory).
+    """
     short = functools.cache(shrink) if shrink else _same
     table = _Columns()
     with collector_paused():
-        _fill(table, pages, short, shrink is not None)
+        loading = _fill(table, pages, short, shrink is not None, shown or _nothing)
+        if loading and load is not None:
+            _load_columns(table, loading, load)
         return table.frame()
 
 
-def _fill(table: _Columns, pages: Iterable[Any], short: Callable[[Any], Any], shrink: bool) -> None:
+def _fill(
+    table: _Columns,
+    pages: Iterable[Any],
+    short: Callable[[Any], Any],
+    shrink: bool,
+    shown: Callable[[str], bool],
+) -> set[str]:
+    """The pages' rows added to ``table``; returns the names of the columns whose values are shown."""
+    loading: set[str] = set()
     for page in pages:
         shaped = _block(page)
         if shaped is None:  # calls of other shapes in one page: a row at a time
             for key, record in zip(page.keys, page.records(), strict=True):
-                row = {name: short(digest) for name, digest in record.arguments.items()}
-                row["result"] = short(record.result)
+                row = {n: d if shown(n) else short(d) for n, d in record.arguments.items()}
+                row["result"] = record.result if shown("result") else short(record.result)
+                loading.update(n for n in row if shown(n))
                 for namespace, entries in record.metadata.items():
                     for name, value in entries.items():
                         row[f"{namespace}.{name}"] = value
@@ -124,10 +146,33 @@ def _fill(table: _Columns, pages: Iterable[Any], short: Callable[[Any], Any], sh
         block, digests = shaped
         block = {"key": list(map(_new, repeat(Digest), page.keys)),
                  "function": list(map("{}.{}".format, page.modules, page.names)), **block}  # fmt: skip
+        values = {n for n in digests if shown(n)}
+        loading |= values
         if shrink:
-            digests.add("key")
+            digests = (digests - values) | {"key"}
             block = {n: list(map(short, v)) if n in digests else v for n, v in block.items()}
         table.add(block, page.created)
+    return loading
+
+
+def _load_columns(table: _Columns, names: set[str], load: Callable[[Digest], Any]) -> None:
+    """The digests in the columns ``names`` replaced by their values, each read once.
+
+    An argument whose value is not stored shows its digest (as a
+    :class:`~fleche.call.LazyCall`'s arguments do); a result must be there.
+    """
+    columns = {n: table.columns[n] for n in names}
+    wanted = {d for column in columns.values() for d in column if type(d) is Digest}
+    values: dict[Digest, Any] = {}
+    for key in sorted(wanted):
+        with contextlib.suppress(KeyError):
+            values[key] = load(key)
+    for name, column in columns.items():
+        if name == "result" and not wanted.issubset(values):
+            for key in column:
+                if type(key) is Digest and key not in values:
+                    raise KeyError(key)
+        table.columns[name] = [values.get(d, d) if type(d) is Digest else d for d in column]
 
 
 def _block(page: Any) -> tuple[dict[str, list[Any]], set[str]] | None:
@@ -147,7 +192,7 @@ def _block(page: Any) -> tuple[dict[str, list[Any]], set[str]] | None:
     if names:
         for name, column in zip(names, zip(*map(_values, arguments), strict=True), strict=True):
             block[name] = list(map(_new, repeat(Digest), column))
-    block["result"] = list(page.results)
+    block["result"] = as_digests(page.results)
     digests = set(block)
     metadata = _metadata_columns(page.metadata)
     if metadata is None:
@@ -178,6 +223,10 @@ def _metadata_columns(metadata: Sequence[Any]) -> dict[str, list[Any]] | None:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _nothing(name: str) -> bool:
+    return False
 
 
 def _value(loaded: dict[Digest, Any], call: LazyCall, name: str | None, key: Digest) -> Any:

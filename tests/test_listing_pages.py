@@ -7,6 +7,7 @@ answer is compared with the one built a call at a time from the same calls.
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 
 import pandas
@@ -14,7 +15,8 @@ import pytest
 
 from fleche import Cache
 from fleche.caches.listing import lazy_calls
-from fleche.call import Call, LazyCall, QueryCall
+from fleche.call import Call, DigestedCall, LazyCall, QueryCall
+from fleche.digest import Digest
 from fleche.query import QueryIterator
 from fleche.storage import Sql, ValueMemory
 from fleche.storage.sql_scan import PAGE
@@ -126,3 +128,38 @@ def test_a_store_that_answers_queries_otherwise_is_listed_through_its_query(tmp_
     assert 0 < len(answered) < 20
     assert [c.key() for c in cache.query()] == answered
     assert list(cache.query().table(values=False)["key"]) == answered
+
+
+@pytest.mark.parametrize("backend", STORES)
+def test_records_read_in_bulk_read_as_records_made_one_by_one(tmp_path, backend):
+    """Their digests are kept as text but read as Digest; they copy, pickle and change as records."""
+    cache = _store(tmp_path, _mixed(), backend)
+    for call in cache.query(expired=True):
+        record, alone = call.digested_call, cache.calls.load(call.key())
+        assert record == alone and record.arguments == alone.arguments
+        assert record.arguments is record.arguments  # made once
+        assert {type(d) for d in [*record.arguments.values(), *record.values()]} <= {
+            Digest,
+            type(None),
+        }
+        assert type(record.result) is type(alone.result)
+        assert pickle.loads(pickle.dumps(record)) == record
+        changed = record.replace(name="renamed")
+        assert type(changed) is DigestedCall and changed.name == "renamed"
+        assert LazyCall(changed, cache.values).key() == changed.key()
+
+
+@pytest.mark.parametrize("backend", STORES)
+def test_tables_show_a_missing_argument_as_its_digest_and_refuse_a_missing_result(
+    tmp_path, backend
+):
+    cache = _store(tmp_path, [Call("f", {"x": 1, "y": 2}, module="m", result=3)], backend)
+    (call,) = cache.query()
+    cache.values.evict(call.digested_call.arguments["x"])
+    for query in (cache.query(), _one_at_a_time(cache)):
+        table = query.table(["x", "y"])
+        assert (table["x"][0], table["y"][0]) == (call.digested_call.arguments["x"], 2)
+    cache.values.evict(call.digested_call.result)
+    for query in (cache.query(), _one_at_a_time(cache)):
+        with pytest.raises(KeyError):
+            query.table()

@@ -54,7 +54,7 @@ def calls_of(
                 calls = lazy_calls(page.records(), cache.values)
             yield from calls
 
-    return QueryIterator(source, cache, counter, pages)
+    return QueryIterator(source, cache, counter, pages, cache.values.load)
 
 
 def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:

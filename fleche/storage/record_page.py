@@ -12,30 +12,90 @@ import contextlib
 import dataclasses
 import gc
 from collections import deque
-from collections.abc import Iterator, Sequence
-from itertools import chain, compress, repeat
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import compress, repeat
 from operator import attrgetter
 from typing import Any
 
-from ..call_record import Call, DigestedCall, StoredCall
+from ..call_record import Call, DigestedCall
 from ..digest import Digest
 
-__all__ = ["RecordPage", "collector_paused", "unkeyed_sets"]
+__all__ = ["RecordPage", "StoredCall", "as_digests", "collector_paused", "unkeyed_sets"]
 
 _new = str.__new__
 _make = object.__new__
 _NO_UNKEYED: frozenset[str] = frozenset()
-_stored_key = StoredCall.stored_as.__set__  # type: ignore[attr-defined]
-# The slots of a record, set directly: a record per row through its __init__
-# costs more than the rest of its decoding.
+# StoredCall's digests are kept in these slots as the store's text (see there).
+_ARGUMENTS, _RESULT = Call.__dict__["arguments"], Call.__dict__["result"]
+
+
+def _stored_arguments(record: StoredCall) -> Mapping[str, Digest]:
+    try:
+        return _ARGUMENTS.__get__(record)
+    except AttributeError:  # made on first read from the text in ``given``
+        made = {name: _new(Digest, text) for name, text in record.given.items()}
+        _ARGUMENTS.__set__(record, made)
+        return made
+
+
+def _stored_result(record: StoredCall) -> Digest | None:
+    text = _RESULT.__get__(record)
+    return None if text is None else _new(Digest, text)
+
+
+class StoredCall(DigestedCall):
+    """A record read from a store in bulk, with the key it is stored under (:attr:`stored_key`).
+
+    Its digests are kept as the store's text (``stored_as`` the key,
+    ``given`` the argument digests, the result's in its field) and made
+    :class:`Digest` when read: a ``str`` is no work for the cycle collector,
+    a :class:`Digest` is, and a listing builds many records it never reads.
+
+    Its :meth:`key` is still digested from the record (which is how
+    ``verify`` finds a record filed under another key); a :class:`~fleche.call.LazyCall`
+    of it answers :meth:`~fleche.call.LazyCall.key` with the stored key, without
+    digesting (a third of the time of a large ``.table()``).
+    """
+
+    __slots__ = ("stored_as", "given")
+
+    stored_as: str
+    given: Mapping[str, str]
+
+    arguments = property(_stored_arguments, _ARGUMENTS.__set__)  # type: ignore[assignment]
+    result = property(_stored_result, _RESULT.__set__)  # type: ignore[assignment]
+
+    @property
+    def stored_key(self) -> Digest:
+        """The key this record was read from."""
+        return _new(Digest, self.stored_as)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (and copied) as the DigestedCall it is, made by its constructor: where it
+        # lands no store is read, and the remote protocol lets only records' classes through.
+        return DigestedCall, (
+            self.name, self.arguments, self.result, self.metadata, self.module, self.version,
+            self.code, self.unkeyed, self.created,
+        )  # fmt: skip
+
+    def replace(self, **changes: Any) -> DigestedCall:
+        """A plain :class:`DigestedCall` with some fields changed: it is filed under no key yet."""
+        plain, fields = self.__reduce__()
+        return plain(*fields).replace(**changes)
+
+
+# The slots of a record, set directly (a record per row through its __init__
+# costs more than the rest of its decoding); the digests as the text they are
+# given in (a StoredCall makes them Digest when read).
 _SETTERS = tuple(
-    getattr(Call, field).__set__
-    for field in (
-        "name", "arguments", "metadata", "module", "version", "code", "result", "unkeyed",
-        "created",
+    vars(owner)[field].__set__
+    for owner, field in (
+        (StoredCall, "stored_as"), (Call, "name"), (StoredCall, "given"), (Call, "metadata"),
+        (Call, "module"), (Call, "version"), (Call, "code"), (Call, "result"), (Call, "unkeyed"),
+        (Call, "created"),
     )
 )  # fmt: skip
-_COLUMNS = ("names", "arguments", "metadata", "modules", "versions", "codes", "results",
+_COLUMNS = ("keys", "names", "arguments", "metadata", "modules", "versions", "codes", "results",
             "unkeyed", "created")  # fmt: skip
 _FIELDS = ("name", "arguments", "metadata", "module", "version", "code", "result", "unkeyed",
            "created")  # fmt: skip
@@ -46,16 +106,18 @@ class RecordPage:
     """The records of a page, a column per field (equal lengths).
 
     ``keys`` are the keys the records are stored under; ``arguments`` map
-    names to digests (plain text or :class:`Digest`); ``codes`` and
-    ``results`` are :class:`Digest` or ``None``; ``unkeyed`` are frozensets.
+    names to digests; ``codes`` and ``results`` are digests or ``None``;
+    ``unkeyed`` are frozensets.  Digests are as the store gave them, text
+    or :class:`Digest` (see :func:`as_digests`); the records read them as
+    :class:`Digest`.
     """
 
     keys: Sequence[str]
     names: Sequence[str]
     modules: Sequence[str | None]
     versions: Sequence[str | None]
-    codes: Sequence[Digest | None]
-    results: Sequence[Digest | None]
+    codes: Sequence[str | None]
+    results: Sequence[str | None]
     arguments: Sequence[dict[str, str]]
     metadata: Sequence[dict[str, Any]]
     unkeyed: Sequence[frozenset[str]]
@@ -81,9 +143,9 @@ class RecordPage:
     @classmethod
     def of(cls, records: Sequence[DigestedCall]) -> RecordPage:
         """The page of records already built (each stored under its :meth:`~DigestedCall.key`)."""
-        keys = [r.stored_as if type(r) is StoredCall else r.key() for r in records]
+        keys = [r.stored_as or r.key() for r in records]
         columns = {
-            c: list(map(attrgetter(f), records)) for c, f in zip(_COLUMNS, _FIELDS, strict=True)
+            c: list(map(attrgetter(f), records)) for c, f in zip(_COLUMNS[1:], _FIELDS, strict=True)
         }
         return cls(keys=keys, built=list(records), **columns)
 
@@ -105,6 +167,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def as_digests(column: Sequence[str | None]) -> list[Digest | None]:
+    """A column of digest text (or ``None``) as :class:`Digest`, the text taken as it is."""
+    if None in column:
+        return [None if t is None else _new(Digest, t) for t in column]
+    return list(map(_new, repeat(Digest), column))
+
+
 def unkeyed_sets(column: Sequence[Any]) -> Any:
     """The stored ``unkeyed`` column (comma-separated names) as frozensets."""
     if not any(column):
@@ -114,11 +183,6 @@ def unkeyed_sets(column: Sequence[Any]) -> Any:
 
 def _build(page: RecordPage) -> list[DigestedCall]:
     records = list(map(_make, repeat(StoredCall, len(page))))
-    deque(map(_stored_key, records, page.keys), 0)
-    digests = iter(map(_new, repeat(Digest), chain.from_iterable(map(dict.values, page.arguments))))
     for setter, name in zip(_SETTERS, _COLUMNS, strict=True):
-        column = getattr(page, name)
-        if name == "arguments":  # the digests zipped back with their names, row by row
-            column = map(dict, map(zip, column, repeat(digests)))
-        deque(map(setter, records, column), 0)
+        deque(map(setter, records, getattr(page, name)), 0)
     return records

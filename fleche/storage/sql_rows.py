@@ -142,7 +142,7 @@ def _in_bulk(page: list[tuple[Any, ...]], given: list[Any], meta: list[Any]) -> 
         modules=modules,
         versions=versions,
         codes=_digests(codes),
-        results=_results(results),
+        results=results,
         arguments=given,
         metadata=meta,
         unkeyed=unkeyed_sets(unkeyed),
@@ -171,13 +171,6 @@ def _digests(texts: Sequence[Any]) -> Any:
                 return list(map(_new, repeat(Digest), texts))
             return [None if t is None else _new(Digest, t) for t in texts]
     return [None if t is None else Digest(t) for t in texts]
-
-
-def _results(column: Sequence[Any]) -> Any:
-    """The result column as :class:`Digest` (each sealed, so taken as it is)."""
-    if None in column:
-        return [None if t is None else _new(Digest, t) for t in column]
-    return list(map(_new, repeat(Digest), column))
 
 
 def _one_by_one(page: list[tuple[Any, ...]]) -> Decoded:
