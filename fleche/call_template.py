@@ -95,6 +95,8 @@ class QueryCall:
 
     def digested(self) -> QueryCall:
         """The template with argument and result values replaced by their digests."""
+        if self.arguments is None and self.result is None:
+            return self  # nothing to digest (a count of every call or of a function's)
         arguments = None
         if self.arguments is not None:
             arguments = {

@@ -7,6 +7,7 @@ answer is compared with the one built a call at a time from the same calls.
 
 from __future__ import annotations
 
+import copy
 import pickle
 import sqlite3
 
@@ -147,6 +148,9 @@ def test_records_read_in_bulk_read_as_records_made_one_by_one(tmp_path, backend)
         changed = record.replace(name="renamed")
         assert type(changed) is DigestedCall and changed.name == "renamed"
         assert LazyCall(changed, cache.values).key() == changed.key()
+        copied = copy.copy(call)  # a listed call copies as the LazyCall it is
+        assert type(copied) is LazyCall and copied.digested_call == record
+        assert copied.key() == call.key() and copied.result == call.result
 
 
 @pytest.mark.parametrize("backend", STORES)

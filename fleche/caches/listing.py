@@ -32,6 +32,43 @@ _FRESH = [  # each slot's setter, and what a new call holds there
     for made in [LazyCall(_RECORD, _VALUES)]  # type: ignore[arg-type]
     for slot in LazyCall.__slots__
 ]
+_RECORD_SLOT = LazyCall.__dict__["digested_call"]
+
+
+def _read_record(call: PagedCall) -> DigestedCall:
+    try:
+        return _RECORD_SLOT.__get__(call)
+    except AttributeError:  # built on first read; then the page is let go
+        page = call.page
+    if page is None:  # built by another thread meanwhile (it sets the record first)
+        return _RECORD_SLOT.__get__(call)
+    record = page.record(call.row)
+    _RECORD_SLOT.__set__(call, record)
+    call.page = None
+    return record
+
+
+class PagedCall(LazyCall):
+    """A :class:`~fleche.call.LazyCall` of a row of a page, its record built when first read.
+
+    A listing makes a call per stored record, and most are never read
+    (counted, cut by ``take``, handed to a table): one object per call,
+    and no record built for those.  It copies and pickles as the
+    :class:`~fleche.call.LazyCall` it is.
+    """
+
+    __slots__ = ("page", "row")
+
+    page: RecordPage | None
+    row: int
+
+    digested_call = property(_read_record, _RECORD_SLOT.__set__)  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return LazyCall, (self.digested_call, self._values)
+
+
+_PAGE, _ROW = PagedCall.page.__set__, PagedCall.row.__set__  # type: ignore[attr-defined]
 
 
 def calls_of(
@@ -51,7 +88,7 @@ def calls_of(
     def source() -> Iterator[LazyCall]:
         for page in pages():
             with collector_paused():
-                calls = lazy_calls(page.records(), cache.values)
+                calls = paged_calls(page, cache.values)
             yield from calls
 
     return QueryIterator(source, cache, counter, pages, cache.values.load)
@@ -67,6 +104,19 @@ def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:
     for setter, made in _FRESH:
         column = records if made is _RECORD else repeat(values if made is _VALUES else made)
         deque(map(setter, calls, column), 0)
+    return calls
+
+
+def paged_calls(page: RecordPage, values: Any) -> list[LazyCall]:
+    """A :class:`PagedCall` of each row of ``page`` (see :func:`lazy_calls`)."""
+    if page.built is not None:
+        return lazy_calls(page.built, values)
+    calls = list(map(_make, repeat(PagedCall, len(page))))
+    deque(map(_PAGE, calls, repeat(page)), 0)
+    deque(map(_ROW, calls, range(len(page))), 0)
+    for setter, made in _FRESH:
+        if made is not _RECORD:  # left unset: read from the page
+            deque(map(setter, calls, repeat(values if made is _VALUES else made)), 0)
     return calls
 
 

@@ -133,6 +133,15 @@ class RecordPage:
             self.built = _build(self)
         return self.built
 
+    def record(self, row: int) -> DigestedCall:
+        """The record of one row (built alone, unless the page's records are built)."""
+        if self.built is not None:
+            return self.built[row]
+        record = _make(StoredCall)
+        for setter, name in zip(_SETTERS, _COLUMNS, strict=True):
+            setter(record, getattr(self, name)[row])
+        return record
+
     def select(self, keep: Sequence[bool]) -> RecordPage:
         """The page of the records whose ``keep`` is true."""
         columns = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
