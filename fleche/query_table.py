@@ -145,7 +145,7 @@ def _fill(
             continue
         block, digests = shaped
         block = {"key": list(map(_new, repeat(Digest), page.keys)),
-                 "function": list(map("{}.{}".format, page.modules, page.names)), **block}  # fmt: skip
+                 "function": _functions(page.modules, page.names), **block}  # fmt: skip
         values = {n for n in digests if shown(n)}
         loading |= values
         if shrink:
@@ -173,6 +173,13 @@ def _load_columns(table: _Columns, names: set[str], load: Callable[[Digest], Any
                 if type(key) is Digest and key not in values:
                     raise KeyError(key)
         table.columns[name] = [values.get(d, d) if type(d) is Digest else d for d in column]
+
+
+def _functions(modules: Sequence[Any], names: Sequence[str]) -> list[str]:
+    """The ``function`` column: ``module.name`` of each row (one string where a page has one function)."""
+    if len(set(modules)) == 1 and len(set(names)) == 1:
+        return [f"{modules[0]}.{names[0]}"] * len(names)
+    return list(map("{}.{}".format, modules, names))
 
 
 def _block(page: Any) -> tuple[dict[str, list[Any]], set[str]] | None:
