@@ -17,6 +17,7 @@ from __future__ import annotations
 import marshal
 import struct
 from collections.abc import Iterator
+from itertools import compress
 from operator import countOf
 from typing import Any
 
@@ -199,32 +200,51 @@ def _mixed_digests(values: Any) -> np.ndarray | None:
     """The digests of a list of ints, floats or strs mixed with other things, else None.
 
     The elements of each of these types (those a sample of the list shows) are
-    digested together and put back in place; the rest one by one. A failure
-    returns None, so that the general path raises it with its place in the list.
+    digested together and put back in place, Nones and bools by their constant
+    digests, the rest one by one. A failure returns None, so that the general
+    path raises it with its place in the list.
     """
     sample = set(map(type, values[:: max(1, len(values) // _SAMPLE)]))
     kinds = [kind for kind in (int, float, str) if kind in sample]
     if not kinds:
         return None
     types = np.fromiter(map(type, values), dtype=object, count=len(values))
-    objects = np.fromiter(values, dtype=object, count=len(values))
-    out = np.empty((len(values), 16), dtype=np.uint8)
-    rest = np.ones(len(values), dtype=bool)
+    rest = np.arange(len(values))  # the places not digested yet, and their types
+    out = np.empty(len(values), dtype="V16")  # digests moved whole: ~10 times faster than rows
     try:
-        for kind in kinds:
+        for kind in (*kinds, type(None), bool):
             of_kind = types == kind
-            rest &= ~of_kind
-            rows = np.flatnonzero(of_kind)
-            group = np.empty((len(rows), 16), dtype=np.uint8)
-            members = objects[rows].tolist()
-            if not _bulk_digests(members, group):  # e.g. ints past int64
-                group[...] = _encoded(members)
-            out[rows] = group
-        rows = np.flatnonzero(rest)
-        out[rows] = _encoded(objects[rows].tolist())
+            if of_kind.any():
+                rows = rest[of_kind]
+                out[rows] = _kind_digests(kind, () if kind is type(None) else _pick(values, rows))
+                rest, types = rest[~of_kind], types[~of_kind]
+        if len(rest):
+            out[rest] = _encoded(_pick(values, rest)).view("V16")[:, 0]
     except Indigestible:
         return None
-    return out
+    return out.view(np.uint8).reshape(-1, 16)
+
+
+def _pick(values: Any, rows: np.ndarray) -> Any:
+    """The elements of ``values`` at ``rows`` (ascending), taken in one C loop."""
+    if len(rows) == len(values):
+        return values
+    chosen = np.zeros(len(values), dtype=bool)
+    chosen[rows] = True
+    return list(compress(values, chosen.tolist()))
+
+
+def _kind_digests(kind: type, members: Any) -> np.ndarray:
+    """The digests (``V16``) of ``members``, all of type ``kind``."""
+    if kind is type(None):
+        return np.frombuffer(encode(None), dtype="V16")  # set in every row
+    if kind is bool:
+        constants = np.frombuffer(encode(False) + encode(True), dtype="V16")
+        return constants[np.array(members, dtype=np.intp)]
+    group = np.empty((len(members), 16), dtype=np.uint8)
+    if not _bulk_digests(members, group):  # e.g. ints past int64
+        group[...] = _encoded(members)
+    return group.view("V16")[:, 0]
 
 
 def _all_strs(values: Any) -> bool:
