@@ -15,12 +15,11 @@ For Fortran-order arrays both references are shown: ``pickle+xxh3`` is the
 raw limit of issue 13 (pickle copies the buffer), ``xxh3`` of the C-order
 array in place is the floor no transposing digest can reach.
 
-Container and array rows count CPU time (``time.process_time``: every thread
-of the process, as large Fortran-order arrays are copied by two), so a machine
-busy with other work skews them less; the last column times the same runs by
-the clock (each clock's best taken separately). The two differ where the helper
-thread copies on a second core: that saves wall time, not CPU time. The
-small-argument rows are timed by ``timeit`` (the clock) only.
+Container and array rows count CPU time (``time.process_time``, every thread
+of the process: a digest that used threads would show their cost), so a
+machine busy with other work skews them less; the last column times the same
+runs by the clock (each clock's best taken separately). The small-argument rows
+are timed by ``timeit`` (the clock) only.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleche import _digest_transpose
+from fleche import _digest_numpy
 from fleche._digest_builtins import BULK_MIN, DICT_BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche._digest_xxh3 import MAX_LENGTH, MIN_LENGTH, collect, rows_digests, words_digests
@@ -152,12 +152,9 @@ _SHAPES = st.lists(st.integers(2, 9), min_size=2, max_size=4).map(tuple)
     st.sampled_from(
         [(8, (1, 1), 8), (16, (2, 3), 64), (64, (5, 2), 1 << 20), (1 << 18, (128, 64), 1 << 25)]
     ),
-    st.sampled_from([(1 << 62, 4), (0, 1), (0, 2), (0, 4)]),
     st.randoms(),
 )
-def test_fortran_order_arrays_digest_as_their_c_order_copy(
-    shape, dtype, layout, tiles, sharing, rnd
-):
+def test_fortran_order_arrays_digest_as_their_c_order_copy(shape, dtype, layout, tiles, rnd):
     data = rnd.randbytes(math.prod(shape) * np.dtype(dtype).itemsize)
     c_order = np.frombuffer(data, dtype=dtype).reshape(shape)
     if layout == "F":
@@ -168,33 +165,10 @@ def test_fortran_order_arrays_digest_as_their_c_order_copy(
         arr = np.asfortranarray(np.repeat(c_order, 2, axis=-1))[..., ::2]
     assert arr.tobytes() == c_order.tobytes()
     assert not arr.flags.c_contiguous
-    names = ("TILE_BYTES", "BLOCK_ROWS", "BLOCK_BYTES", "SHARED_MIN", "AHEAD")
     with pytest.MonkeyPatch.context() as patch:  # small tiles: many tiles, rows split
-        for name, value in zip(names, tiles + sharing, strict=True):
-            patch.setattr(_digest_transpose, name, value)  # SHARED_MIN 0: two threads copy
+        for name, value in zip(("TILE_BYTES", "BLOCK_ROWS", "BLOCK_BYTES"), tiles, strict=True):
+            patch.setattr(_digest_numpy, name, value)
         assert digest_raw(arr) == digest_raw(np.ascontiguousarray(c_order))
-
-
-def test_a_shared_transposing_copy_abandoned_midway_stops_its_helper(monkeypatch):
-    monkeypatch.setattr(_digest_transpose, "SHARED_MIN", 0)
-    monkeypatch.setattr(_digest_transpose, "BLOCK_ROWS", (2, 2))
-    arr = np.asfortranarray(np.arange(4000.0).reshape(200, 20))
-    before = threading.active_count()
-    pieces = _digest_transpose.transposed_pieces(arr, arr.dtype)
-    first = next(pieces)
-    assert bytes(first) == np.ascontiguousarray(arr[:2]).tobytes()
-    pieces.close()  # the helper was waiting for a buffer: it must end
-    assert threading.active_count() == before
-
-
-def test_a_failing_copy_is_raised_whichever_thread_made_it(monkeypatch):
-    # A structured array whose field cannot be cast to the canonical dtype fails in copyto.
-    monkeypatch.setattr(_digest_transpose, "SHARED_MIN", 0)
-    monkeypatch.setattr(_digest_transpose, "BLOCK_ROWS", (2, 2))
-    arr = np.asfortranarray(np.arange(400.0).reshape(20, 20))
-    pieces = _digest_transpose.transposed_pieces(arr, np.dtype([("a", "<f8"), ("b", "<f8")]))
-    with pytest.raises((TypeError, ValueError)):
-        list(pieces)
 
 
 def test_numpy_is_imported_only_for_very_long_containers():
