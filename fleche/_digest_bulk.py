@@ -220,9 +220,9 @@ def _mixed_digests(values: Any) -> np.ndarray | None:
                 out[places] = _kind_digests(kind, members)
                 rest = np.flatnonzero(~of_kind) if rest is None else rest[~of_kind]
                 types = types[~of_kind]
-        if rest is None or len(rest):
-            left = values if rest is None else _pick(values, rest)
-            out[rest if rest is not None else slice(None)] = _encoded(left).view("V16")[:, 0]
+        assert rest is not None  # a sampled element is of its own type
+        if len(rest):
+            out[rest] = _encoded(_pick(values, rest)).view("V16")[:, 0]
     except Indigestible:
         return None
     return out.view(np.uint8).reshape(-1, 16)
