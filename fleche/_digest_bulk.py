@@ -73,6 +73,7 @@ def _str_digests(values: list[str], out: np.ndarray) -> None:
     """Strs of one UTF-8 length are hashed together; lengths met rarely, one by one."""
     data, starts, lengths = _utf8(values)
     rest = np.ones(len(values), dtype=bool)
+    slots = out.view("V16")[:, 0]  # digests moved whole: ~10 times faster than rows of bytes
     for rows in _length_groups(lengths):
         length = int(lengths[rows[0]])
         if rows[-1] - rows[0] == len(rows) - 1:  # a run of strs: the rows of a strided view
@@ -82,9 +83,10 @@ def _str_digests(values: list[str], out: np.ndarray) -> None:
         if len(rows) == len(values):
             _str_rows(utf8, out)
             return
-        out[rows] = _str_rows(utf8)
+        slots[rows] = _str_rows(utf8).view("V16")[:, 0]
         rest[rows] = False
-    out[rest] = _encoded([values[i] for i in np.flatnonzero(rest)])
+    left = np.flatnonzero(rest)
+    slots[left] = _encoded(_pick(values, left)).view("V16")[:, 0]
 
 
 def _utf8(values: list[str]) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -232,8 +234,8 @@ def _pick(values: Any, places: np.ndarray) -> Any:
     """The elements of ``values`` at ``places`` (a mask over all, or indices), in one C loop."""
     if places.dtype == bool:
         return values if places.all() else list(compress(values, places.tolist()))
-    if len(places) == 1:
-        return [values[places[0]]]
+    if len(places) < 2:  # itemgetter needs one index and gives a tuple from two
+        return [values[i] for i in places.tolist()]
     return itemgetter(*places.tolist())(values)  # ~1.5 times faster than compress when few
 
 
