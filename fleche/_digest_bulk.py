@@ -246,9 +246,9 @@ def _floats_and_nones(values: Any) -> np.ndarray | None:
     was assumed.
     """
     try:
+        data = marshal.dumps(values, 2)  # first: it takes built-in types only, no __float__ is run
         floats = np.array(values, dtype=np.float64)
-        data = marshal.dumps(values, 2)
-    except (TypeError, ValueError):  # not numbers, or not marshal's exact types
+    except (TypeError, ValueError):  # not marshal's exact types, or not numbers
         return None
     nones = np.isnan(floats)
     sizes = np.where(nones, 1, 9)
