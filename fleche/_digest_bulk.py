@@ -5,11 +5,13 @@ The scheme gives every element of a list its own node (see
 from Python. Here the same node bytes are built column-wise in numpy and
 hashed by :mod:`fleche._digest_xxh3`, which gives the very digests the
 per-element encoders give (``tests/test_digest_bulk.py`` and
-``tests/test_digest_fast_paths.py`` check this). Only lists, tuples, dict keys
-and dict values that are all exact ``int`` (within int64), all exact ``float``
-or all exact ``str`` take this path; anything else is encoded element by
-element as before. Ints within int32 and floats are type-checked and read in
-one ``marshal`` pass; strs in one UTF-8 encode of them all.
+``tests/test_digest_fast_paths.py`` check this). Lists, tuples, dict keys
+and dict values of exact ``int`` (within int64), exact ``float`` or exact
+``str`` take this path; ints within int32 and floats are type-checked and read
+in one ``marshal`` pass, strs in one UTF-8 encode of them all. Where these are
+mixed with each other or with other values, each kind is digested in bulk and
+put back in place, Nones and bools take their constant digests, and the
+rest is encoded element by element.
 """
 
 from __future__ import annotations
