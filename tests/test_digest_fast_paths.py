@@ -345,6 +345,8 @@ _AMONG_FLOATS = [
     2**80,
     "2.5",
     "nan",
+    "1234",  # a record of nine bytes, as a float's
+    b"1234",
     b"1.5",
     1j,
     _Float(0.5),
