@@ -15,8 +15,11 @@ For Fortran-order arrays both references are shown: ``pickle+xxh3`` is the
 raw limit of issue 13 (pickle copies the buffer), ``xxh3`` of the C-order
 array in place is the floor no transposing digest can reach.
 
-Container and array rows count CPU time (``time.thread_time``), so a machine
-busy with other work skews them less; ``--wall`` times them by the clock.
+Container and array rows count CPU time (``time.process_time``, every thread
+of the process: a digest that used threads would show their cost), so a
+machine busy with other work skews them less; the last column times the same
+runs by the clock (each clock's best taken separately). The small-argument rows
+are timed by ``timeit`` (the clock) only.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import pandas as pd
 import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import best_of_alternated, print_table  # noqa: E402
+from _timing import print_table  # noqa: E402
 
 from fleche.digest import digest, digest_raw  # noqa: E402
 
@@ -54,16 +57,30 @@ def _time(seconds: float) -> str:
     return f"{seconds * 1e3:,.2f} ms"
 
 
-def _row(case: str, fleche: float, reference: float, what: str = "xxh3") -> list[str]:
-    return [case, _time(fleche), what, _time(reference), f"{fleche / reference:.2f}"]
+Timed = tuple[float, float]
+"""CPU seconds and wall seconds of a call, each the best of its repeats."""
 
 
-CLOCK = time.thread_time
-"""The clock of the container and array rows (``--wall``: ``time.perf_counter``)."""
+def _row(case: str, fleche: Timed | float, reference: Timed | float, what: str = "xxh3") -> list:
+    """A table row; times given as one float are wall times (timeit), shown as such."""
+    if isinstance(fleche, float) and isinstance(reference, float):
+        ratio = f"{fleche / reference:.2f}"
+        return [case, _time(fleche), what, _time(reference), "", ratio]
+    cpu, wall = fleche[0] / reference[0], fleche[1] / reference[1]
+    return [case, _time(fleche[0]), what, _time(reference[0]), f"{cpu:.2f}", f"{wall:.2f}"]
 
 
-def _alternated(funcs: dict, repeat: int) -> dict[str, float]:
-    return best_of_alternated(funcs, dict.fromkeys(funcs, 1), repeat=repeat, clock=CLOCK)
+def _alternated(funcs: dict, repeat: int) -> dict[str, Timed]:
+    """CPU and wall seconds of each function, best of ``repeat`` runs taken in turn."""
+    best = {name: [float("inf"), float("inf")] for name in funcs}
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            func()
+            times = best[name]
+            times[0] = min(times[0], time.process_time() - cpu)
+            times[1] = min(times[1], time.perf_counter() - wall)
+    return {name: (cpu, wall) for name, (cpu, wall) in best.items()}
 
 
 def _pickled(value: object) -> bytes:
@@ -163,13 +180,10 @@ def bench_frame() -> list[list[str]]:
 
 
 def main() -> None:
-    global CLOCK
-    if "--wall" in sys.argv[1:]:
-        CLOCK = time.perf_counter
     rows = bench_small_ints() + bench_containers() + bench_frame() + bench_big_array()
     print_table(
         "fleche.digest vs a raw reference in the same run (best of repeats)",
-        ["case", "fleche", "reference", "ref time", "fleche/ref (time)"],
+        ["case", "fleche", "reference", "ref", "fleche/ref (CPU)", "(wall)"],
         rows,
     )
 

@@ -17,10 +17,12 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleche._digest_scheme import BUILTIN, qualname, reset
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["ENTRY_POINT_GROUP", "Hook", "add_hook", "get_hooks", "load_entry_points", "remove_hook"]
 
@@ -139,6 +141,8 @@ def load_entry_points() -> None:
     that fails to load is logged (with its traceback) and skipped; it never
     breaks digesting other values.
     """
+    from importlib import metadata  # ~20 ms (it imports email): only once a type has no rule
+
     added = False
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -156,7 +160,7 @@ def load_entry_points() -> None:
             _changed()
 
 
-def _load(entry_point: metadata.EntryPoint) -> bool:
+def _load(entry_point: EntryPoint) -> bool:
     """Register what one entry point provides; whether a new hook came in."""
     tag = f"{entry_point.name} = {entry_point.value}"
     if tag in _called:

@@ -312,3 +312,56 @@ def test_an_indigestible_element_of_a_mixed_list_is_located():
     with pytest.raises(Indigestible) as info:
         digest_raw(values)
     assert info.value.path == f"[{_N - 5}]"
+
+
+_RUN_KINDS = {
+    "float": lambda i: i / 7,
+    "none": lambda i: None,
+    "bool": lambda i: i % 2 == 0,
+    "int": lambda i: i - 50,
+    "str": lambda i: f"s{i}",
+    "other": lambda i: (i,),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_RUN_KINDS)), st.integers(1, 300)), min_size=1))
+def test_long_lists_of_runs_of_scalars(runs):
+    # Runs of one kind each: floats with Nones, ints with bools, strs with tuples...
+    # every kind goes to its own bulk or constant path and back to its place.
+    values = [_RUN_KINDS[kind](i) for kind, length in runs for i in range(length)]
+    values += [_RUN_KINDS[runs[0][0]](i) for i in range(_N)]
+    assert digest_raw(values) == _general_list(values)
+    mapping = {i: value for i, value in enumerate(values)}
+    assert digest_raw(mapping) == _general_dict(mapping)
+
+
+_AMONG_FLOATS = [
+    math.nan,
+    -0.0,
+    math.inf,
+    True,
+    3,
+    2**80,
+    "2.5",
+    "nan",
+    "1234",  # a record of nine bytes, as a float's
+    b"1234",
+    b"1.5",
+    1j,
+    _Float(0.5),
+    np.float64(1.5),
+    [1.0],
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_AMONG_FLOATS), max_size=3), st.randoms(use_true_random=False))
+def test_floats_with_nones_and_a_few_others(odd_ones, rnd):
+    # Floats with Nones are read by numpy as floats (a None as NaN, but a bool, an
+    # int or a str of digits too): whatever hides among them, the digest is exact.
+    values = [i / 7 if i % 10 else None for i in range(_N)]
+    for odd in odd_ones:
+        values[rnd.randrange(_N)] = odd
+    assert digest_raw(values) == _general_list(values)
+    assert digest_raw(tuple(values)) == _general_list(values, Tag.TUPLE)
