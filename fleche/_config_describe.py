@@ -87,6 +87,8 @@ def _absolute(path: str, relative_to: Path | None) -> Path:
 def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
     """The template a pair of storages fits, else the explicit form."""
     v, c = storage_table(values, relative_to), storage_table(calls, relative_to)
+    if getattr(values, "database", None) == calls:  # the templates keep small values so
+        v.pop("database")
     kinds = (v.pop("type"), c.pop("type"))
     if kinds == ("ValueMemory", "CallMemory") and not v and not c:
         return {"template": "memory"}
@@ -136,6 +138,14 @@ def _file_shape(
         c = {}
     else:
         return None
-    if c or not set(v) <= (FILE_OPTIONS if template != "hdf5" else set()):
+    if c or not set(v) <= (
+        FILE_OPTIONS | {"inline_limit"}
+        if template == "sql"
+        else FILE_OPTIONS
+        if template == "pickle"
+        else set()
+    ):
         return None
+    if template == "sql":  # what it keeps in the call database, as built (0 by hand)
+        v["inline_limit"] = values.inline_limit
     return {"template": template, **table, **v}
