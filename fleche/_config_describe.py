@@ -17,6 +17,7 @@ from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, Size
 from .errors import ConfigError
 from .registry import FILE_OPTIONS
 from .storage.registry import plain
+from .storage.small_values import INLINE_LIMIT
 from .storage.registry import storage_config as storage_table
 
 __all__ = ["describe", "storage_table"]
@@ -96,6 +97,9 @@ def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
         return {"template": "void"}
     if kinds == ("ValueObjectStore", "Sql") and set(c) <= {"url"}:
         calls = c.get("url", "sqlite:///:memory:")
+        limit = v.pop("inline_limit", 0)  # the template's default, unless it says otherwise
+        if limit != INLINE_LIMIT:
+            v["inline_limit"] = limit
         return {
             "template": "s3",
             **v,

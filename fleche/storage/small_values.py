@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..digest import Digest
@@ -39,6 +40,8 @@ __all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "SmallValues", "beside"]
 INLINE_LIMIT = 2048
 #: What :meth:`SmallValues._keep_small` answers for an entry it kept in the database.
 KEPT: Any = object()
+#: ``on`` while a miss stores its values: small entries wait for the record's transaction.
+_HOLDING = threading.local()
 
 
 class Encoded(NamedTuple):
@@ -88,6 +91,33 @@ class SmallValues(StorageBackend):
     #: Not compared: where new small entries go, not what the store holds or how it reads.
     inline_limit: int = dataclasses.field(default=0, kw_only=True, compare=False)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        if self.database is not None and self.inline_limit > 0:
+            # A miss's small values are held for its record's transaction (see _held).
+            object.__setattr__(self, "saves_ahead", True)
+
+    def _held(self, save: Callable[..., Digest], *arguments: Any) -> Digest:
+        """``save(*arguments)``, its small entries held for this thread's next write to the database.
+
+        The miss path's saves (``save_ahead``, ``save_staged``): the record
+        the cache saves next, in the same database, commits them with it in
+        one transaction; :meth:`_settle_held` writes them first otherwise.
+        """
+        if self.database is None or self.inline_limit <= 0:
+            return save(*arguments)
+        before = getattr(_HOLDING, "on", False)
+        _HOLDING.on = True
+        try:
+            return save(*arguments)
+        finally:
+            _HOLDING.on = before
+
+    def _settle_held(self) -> None:
+        """Write the entries this thread holds now (their record is saved elsewhere)."""
+        if self.database is not None:
+            self.database.small_values().flush()
+
     def _rows(self) -> SmallValueTable | None:
         """The table small entries are read from, if this storage has a database."""
         database = self.database
@@ -106,7 +136,8 @@ class SmallValues(StorageBackend):
         if len(head) + len(payload) > limit:
             return Encoded(head, payload)
         damaged = self._damaged  # type: ignore[attr-defined]
-        self.database.small_values().put(key, head + payload, key in damaged)
+        hold = getattr(_HOLDING, "on", False)
+        self.database.small_values().put(key, head + payload, key in damaged, hold)
         damaged.discard(key)
         return KEPT
 

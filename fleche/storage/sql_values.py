@@ -75,10 +75,22 @@ class SmallValueTable:
             + f" LIMIT {PAGE}"
         )
 
-    def put(self, key: str, data: bytes, replace: bool = False) -> None:
-        """Store ``data`` under ``key`` (kept if stored already, unless ``replace``): one statement."""
+    def put(self, key: str, data: bytes, replace: bool = False, hold: bool = False) -> None:
+        """Store ``data`` under ``key`` (kept if stored already, unless ``replace``): one statement.
+
+        With ``hold``, the statement runs with this thread's next write on this
+        database, in its transaction (:meth:`~.sql_connection.Runtime.hold`).
+        """
         parameters = {"key": key, "data": data, "stored": time.time()}
-        self.runtime.write(self._replace if replace else self._touch, parameters)
+        statement = self._replace if replace else self._touch
+        if hold:
+            self.runtime.hold(statement, parameters)
+        else:
+            self.runtime.write(statement, parameters)
+
+    def flush(self) -> None:
+        """Write the entries this thread holds now (see :meth:`put`)."""
+        self.runtime.flush()
 
     def get(self, key: str) -> bytes | None:
         """The bytes under ``key``; ``None`` if it has no row."""
