@@ -17,8 +17,8 @@ from .caches import Cache, CacheBase, CachePool, CacheStack, ReadOnlyCache, Size
 from .errors import ConfigError
 from .registry import FILE_OPTIONS
 from .storage.registry import plain
-from .storage.small_values import INLINE_LIMIT
 from .storage.registry import storage_config as storage_table
+from .storage.small_values import INLINE_LIMIT
 
 __all__ = ["describe", "storage_table"]
 
