@@ -19,6 +19,7 @@ from .registry import FILE_OPTIONS
 from .storage.registry import plain
 from .storage.registry import storage_config as storage_table
 from .storage.small_values import INLINE_LIMIT
+from .store_layout import inline_limit_of
 
 __all__ = ["describe", "storage_table"]
 
@@ -142,14 +143,11 @@ def _file_shape(
         c = {}
     else:
         return None
-    if c or not set(v) <= (
-        FILE_OPTIONS | {"inline_limit"}
-        if template == "sql"
-        else FILE_OPTIONS
-        if template == "pickle"
-        else set()
-    ):
+    limit = v.pop("inline_limit", 0)
+    if c or not set(v) <= (FILE_OPTIONS if template != "hdf5" else set()):
         return None
-    if template == "sql":  # what it keeps in the call database, as built (0 by hand)
-        v["inline_limit"] = values.inline_limit
+    if template == "sql" and limit != inline_limit_of(root_path):
+        v["inline_limit"] = limit  # not what opening the store would choose
+    elif limit and template != "sql":
+        return None
     return {"template": template, **table, **v}

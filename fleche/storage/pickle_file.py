@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,12 @@ from ..digest import Digest
 from ..errors import ConfigError, SignatureError
 from ..security import TAG_SIZE, SecretKey, Signer, secret_keys
 from ..serializers import Serializer, compress, decompress, get_serializer, uninitialized
-from .base import CallMixin, Staged, ValueMixin
+from .base import CallMixin, ValueMixin
 from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .form_check import FormCheck
-from .small_values import Encoded, SmallValues
+from .small_values import Encoded, HeldWithRecord, SmallValues
 from .thread_safe import PerKeyLockMixin
 from .verified_mark import VerifiedMark
 
@@ -355,6 +355,7 @@ def _payload_offset(first: bytes) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ValuePickleFile(
+    HeldWithRecord,
     ValueMixin,
     DestructuringMixin,
     FormCheck,
@@ -376,22 +377,6 @@ class ValuePickleFile(
 
     content_addressed = True
     remaining_depth: int = dataclasses.field(default=INLINE_DEPTH, kw_only=True)
-
-    def save_ahead(self, value: Any, key: Digest) -> Digest:
-        """Store ``value`` now, its small entries held for the call's record (one transaction)."""
-        return self._held(self.save, value, key)
-
-    def save_staged(self, staged: Staged) -> Digest:
-        # docstring inherited: small entries held as in save_ahead
-        return self._held(super().save_staged, staged)
-
-    def settle(self, keys: Iterable[Digest]) -> None:
-        # docstring inherited
-        self._settle_held()
-
-    def commits_with(self, calls: Any) -> bool:
-        # docstring inherited: small values held for the record of their own database
-        return self.saves_ahead and calls is self.database
 
 
 @dataclasses.dataclass(frozen=True)

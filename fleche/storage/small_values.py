@@ -29,12 +29,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..digest import Digest
-from .base import StorageBackend
+from .base import Staged, StorageBackend
 
 if TYPE_CHECKING:
     from .sql_values import SmallValueTable
 
-__all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "SmallValues", "beside"]
+__all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "HeldWithRecord", "SmallValues", "beside"]
 
 #: Encoded entries up to this many bytes are kept in the call database by the templates.
 INLINE_LIMIT = 2048
@@ -204,6 +204,31 @@ class SmallValues(StorageBackend):
         table = self._rows()
         below = super()._prefix_range(prefix)
         return iter(below) if table is None else _merged(table.keys(prefix.lower()), below)
+
+
+class HeldWithRecord:
+    """A miss's small values committed with its record: first in a value storage's bases.
+
+    For a storage with :class:`SmallValues` whose writes all finish at once
+    (files): ``save_ahead`` and ``save_staged`` hold the small entries, and
+    the record saved next by the same database commits them.
+    """
+
+    def save_ahead(self, value: Any, key: Digest) -> Digest:
+        """Store ``value`` now, its small entries held for the call's record (one transaction)."""
+        return self._held(self.save, value, key)  # type: ignore[attr-defined]
+
+    def save_staged(self, staged: Staged) -> Digest:
+        # docstring inherited: small entries held as in save_ahead
+        return self._held(super().save_staged, staged)  # type: ignore[attr-defined,misc]
+
+    def settle(self, keys: Iterable[Digest]) -> None:
+        # docstring inherited: the record is saved elsewhere, the held entries written now
+        self._settle_held()  # type: ignore[attr-defined]
+
+    def commits_with(self, calls: Any) -> bool:
+        # docstring inherited: small values held for a record of their own database
+        return self.saves_ahead and calls is self.database  # type: ignore[attr-defined]
 
 
 def beside(values: Any, calls: Any) -> Any:
