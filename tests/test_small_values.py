@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 
 import numpy as np
 import pytest
 
-from fleche import cache, fleche, from_config
+from fleche import Call, cache, fleche, from_config
 from fleche.digest import digest
 from fleche.errors import CorruptEntryWarning
 from fleche.storage import Sql, ValuePickleFile
@@ -35,7 +36,7 @@ def test_a_small_miss_writes_no_value_file_and_a_large_one_does(tmp_path):
     assert store.values.expand(str(digest(21))[:8]) == digest(21)
 
 
-def test_the_values_of_a_miss_are_committed_with_its_record(tmp_path):
+def test_the_result_of_a_miss_is_committed_with_its_record(tmp_path):
     store = from_config({"template": "sql", "root": str(tmp_path)})
     seen = []
 
@@ -46,9 +47,20 @@ def test_the_values_of_a_miss_are_committed_with_its_record(tmp_path):
 
     keyed = fleche(cache=store)(body)
     keyed(7)
-    assert seen == [(False, False)]  # held for the record's transaction
+    assert seen == [(True, False)]  # the argument stored before the body runs
     other = from_config({"template": "sql", "root": str(tmp_path)})
-    assert other.load(keyed.digest(7)).result == 8 and other.load_value(digest(7)) == 7
+    assert other.load(keyed.digest(7)).result == 8 and other.load_value(digest(8)) == 8
+
+
+def test_a_call_prepared_in_one_thread_and_committed_in_another_is_whole(tmp_path):
+    store = from_config({"template": "sql", "root": str(tmp_path)})
+    prepared = store.prepare(Call(name="succ", module="tests", arguments={"x": 5}))
+    worker = threading.Thread(target=prepared.commit, args=(6,))
+    worker.start()
+    worker.join()
+    other = from_config({"template": "sql", "root": str(tmp_path)})
+    call = other.load(prepared.key)
+    assert call.arguments == {"x": 5} and call.result == 6
 
 
 def test_a_failed_call_leaves_no_record_and_the_next_miss_stores_its_values(tmp_path):

@@ -46,7 +46,7 @@ from obstore.store import S3Store
 from ..digest import DIGEST_LENGTH, Digest
 from ..errors import ConfigError, CorruptEntryWarning, warn
 from .background_writes import PendingWrites
-from .base import Staged, StorageBackend, ValueMixin
+from .base import StorageBackend, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .pickle_file import PickleCodec
 from .small_values import KEPT, SmallValues
@@ -365,15 +365,8 @@ class ValueObjectStore(ValueMixin, DestructuringMixin, SmallValues, ObjectStoreB
 
         A call's argument is sent while its body runs, beside its result's
         write; :meth:`settle` waits for it before the call is recorded.
-        Small entries are held for the record's transaction instead.
+        Small entries go to the call database at once instead.
         """
-        return self._held(self._send_ahead, value, key)
-
-    def save_staged(self, staged: Staged) -> Digest:
-        # docstring inherited: small entries held for the record's transaction
-        return self._held(super().save_staged, staged)
-
-    def _send_ahead(self, value: Any, key: Digest) -> Digest:
         _, plan = self._plan(value, key)
         sends = [
             out
@@ -396,5 +389,4 @@ class ValueObjectStore(ValueMixin, DestructuringMixin, SmallValues, ObjectStoreB
 
     def settle(self, keys: Iterable[Digest]) -> None:
         # docstring inherited
-        self._settle_held()
         self._writes.settle(keys)

@@ -93,16 +93,17 @@ class SmallValues(StorageBackend):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # type: ignore[misc]
-        if self.database is not None and self.inline_limit > 0:
-            # A miss's small values are held for its record's transaction (see _held).
+        if self.database is not None and self.inline_limit > 0 and not self.saves_ahead:
+            # Declared so that a cache asks commits_with (see HeldWithRecord).
             object.__setattr__(self, "saves_ahead", True)
 
     def _held(self, save: Callable[..., Digest], *arguments: Any) -> Digest:
         """``save(*arguments)``, its small entries held for this thread's next write to the database.
 
-        The miss path's saves (``save_ahead``, ``save_staged``): the record
-        the cache saves next, in the same database, commits them with it in
-        one transaction; :meth:`_settle_held` writes them first otherwise.
+        The miss path's save of a result (``save_staged``): the record the
+        cache saves next in this thread, in the same database, commits them
+        with it in one transaction; :meth:`_settle_held` writes them first
+        otherwise.
         """
         if self.database is None or self.inline_limit <= 0:
             return save(*arguments)
@@ -207,19 +208,18 @@ class SmallValues(StorageBackend):
 
 
 class HeldWithRecord:
-    """A miss's small values committed with its record: first in a value storage's bases.
+    """A miss's small result committed with its record: first in a value storage's bases.
 
     For a storage with :class:`SmallValues` whose writes all finish at once
-    (files): ``save_ahead`` and ``save_staged`` hold the small entries, and
-    the record saved next by the same database commits them.
+    (files): ``save_staged`` (the result, saved by the cache right before
+    the record, in the same thread) holds the small entries, and the record
+    saved next by the same database commits them.  Arguments are written
+    when the call is prepared (``save_ahead`` is ``save``): the record may
+    be committed by another thread than the one that prepared it.
     """
 
-    def save_ahead(self, value: Any, key: Digest) -> Digest:
-        """Store ``value`` now, its small entries held for the call's record (one transaction)."""
-        return self._held(self.save, value, key)  # type: ignore[attr-defined]
-
     def save_staged(self, staged: Staged) -> Digest:
-        # docstring inherited: small entries held as in save_ahead
+        # docstring inherited: small entries held for the record's transaction
         return self._held(super().save_staged, staged)  # type: ignore[attr-defined,misc]
 
     def settle(self, keys: Iterable[Digest]) -> None:
