@@ -247,9 +247,13 @@ class PickleFileBackend(PickleCodec, FileStorage):
                     entry = FileStorage.get(self, key)  # as stored: no parts loaded
                 except KeyError:
                     continue  # evicted meanwhile, or damaged (warned)
-                FileStorage._store(target, entry, key, self._file(key))
+                self._rewrite(target, entry, key)
             done += 1
         return done
+
+    def _rewrite(self, target: PickleFileBackend, entry: Any, key: Digest) -> None:
+        """Write ``entry`` where it is kept, as ``target`` encodes it."""
+        FileStorage._store(target, entry, key, self._file(key))
 
     def _to_file(self, value: Any, path: Path) -> None:
         # docstring inherited

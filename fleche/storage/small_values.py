@@ -157,6 +157,15 @@ class SmallValues(StorageBackend):
             return super()._read(key, file)  # type: ignore[misc]
         return self._decode(data, key.encode())  # type: ignore[attr-defined]
 
+    def _rewrite(self, target: Any, entry: Any, key: Digest) -> None:
+        # compress_all/decompress_all: a row is rewritten in place, a file as a file
+        table = self._rows()
+        if table is None or table.stored_at(key) is None:
+            super()._rewrite(target, entry, key)  # type: ignore[misc]
+            return
+        head, payload = target._encode(entry, key)
+        table.put(key, head + payload, replace=True)
+
     def _fetch(self, key: Digest) -> Any:
         # An object store's read of an entry's bytes: the table first.
         table = self._rows()
