@@ -119,6 +119,11 @@ class SmallValues(StorageBackend):
         if self.database is not None:
             self.database.small_values().flush()
 
+    def inline_bytes(self) -> int:
+        """How many bytes the entries kept in the call database take (0 without one)."""
+        table = self._rows()
+        return 0 if table is None else table.size()
+
     def _rows(self) -> SmallValueTable | None:
         """The table small entries are read from, if this storage has a database."""
         database = self.database

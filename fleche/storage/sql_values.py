@@ -57,6 +57,7 @@ class SmallValueTable:
             )
         )
         self._get = text(select(table.data).where(table.key == _KEY))
+        self._bytes = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM small_values"
         self._stored = text(select(table.stored).where(table.key == _KEY))
         self._delete = text(delete(small_values).where(table.key == _KEY))
         self._unused = text(
@@ -99,6 +100,10 @@ class SmallValueTable:
             return None
         data = rows[0][0]
         return data if type(data) is bytes else bytes(data)  # psycopg gives a memoryview
+
+    def size(self) -> int:
+        """The bytes of every entry kept here."""
+        return int(self.runtime.read(self._bytes, {})[0][0])
 
     def stored_at(self, key: str) -> float | None:
         """When ``key`` was last written or found stored again; ``None`` if it has no row."""
