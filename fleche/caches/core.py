@@ -138,7 +138,7 @@ class Cache(CacheBase):
         self.pins.pin(pinned)
         name = ""
         values = self.values
-        save = values.save_ahead if values.saves_ahead else values.save
+        save = values.save_ahead if self.settles else values.save  # settled before the record
         try:
             for name, value in arguments.items():
                 save(value, record.arguments[name])

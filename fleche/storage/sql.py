@@ -164,10 +164,13 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     def small_values(self) -> SmallValueTable:
         """The table of small values in this database: where a value storage may keep them."""
-        runtime = self._runtime()
-        if runtime.small_values is None:
-            runtime.small_values = SmallValueTable(runtime)
-        return runtime.small_values
+        runtime = self._box[0]
+        if runtime is None or runtime.pid != _pid:  # _runtime(), without a call once open
+            runtime = self._runtime()
+        table = runtime.small_values
+        if table is None:
+            table = runtime.small_values = SmallValueTable(runtime)
+        return table
 
     # -- primitives --------------------------------------------------------------
 
