@@ -42,6 +42,7 @@ import joblib  # noqa: E402
 from _timing import best_of, best_of_alternated, print_table, us  # noqa: E402
 
 from fleche import AmbiguousDigestError, Cache, fleche  # noqa: E402
+from fleche.config import from_config  # noqa: E402
 from fleche.digest import digest  # noqa: E402
 from fleche.storage import CallPickleFile, PickleFileBackend, Sql, ValuePickleFile  # noqa: E402
 from fleche.storage.base import CallMixin, ValueMixin  # noqa: E402
@@ -74,17 +75,19 @@ def fleche_cache(
     return Cache(values(root=root / "values", **options), calls(root=root / "calls", **options))
 
 
-def default_store(root: Path) -> Cache:
-    """The embedded default: values as pickle files, call records in SQLite."""
-    return Cache(ValuePickleFile(root=root / "values"), Sql(url=str(root / "calls.db")))
+def default_store(root: Path, **options: object) -> Cache:
+    """The embedded default (the sql template): call records and small values in SQLite, the rest files."""
+    return from_config({"template": "sql", "root": str(root), **options})
 
 
-DEFAULT = "fleche pickle files + SQLite calls (default)"
+DEFAULT = "fleche SQLite calls + small values, files (default)"
+FILES_ONLY = "fleche pickle files + SQLite calls (inline_limit = 0)"
 
 
 def bench_hits(tmp: Path, n: int) -> None:
     candidates: dict[str, Callable[[int], int]] = {
         DEFAULT: fleche(cache=default_store(tmp / "d"))(tiny),
+        FILES_ONLY: fleche(cache=default_store(tmp / "d0", inline_limit=0))(tiny),
         "fleche pickle files": fleche(cache=fleche_cache(tmp / "f"))(tiny),
         "fleche pickle files, signed": fleche(cache=fleche_cache(tmp / "s", secret_key="k"))(tiny),
         "fleche pickle files, no PerKeyLockMixin": fleche(
@@ -114,13 +117,14 @@ def grown(root: Path) -> Cache:
     return cache
 
 
-def raw_floor(root: Path) -> Callable[[int], int]:
+def raw_floor(root: Path, inline: bool = False) -> Callable[[int], int]:
     """A miss's storage work done with no fleche code: what the design's miss costs at least.
 
     The lookup (one indexed SELECT), the argument's and the result's value
-    files (create, write, rename), and the record's one INSERT into the same
-    schema (its argument index filled by the same trigger), on the same
-    SQLite settings as ``Sql``.
+    files (create, write, rename) and the record's one INSERT into the
+    same schema (its argument index filled by the same trigger), on the
+    same SQLite settings as ``Sql``; ``inline``, rows of ``small_values``
+    instead of files, in one transaction with the record.
     """
     Sql(url=str(root / "calls.db"))  # the schema, made by fleche
     db = sqlite3.connect(root / "calls.db", isolation_level=None, check_same_thread=False)
@@ -131,6 +135,13 @@ def raw_floor(root: Path) -> Callable[[int], int]:
     meta = '{"runtime":{"started":1.5,"walltime":2.1e-05,"cputime":1.9e-05},"environment":{"host":"h"}}'
 
     def write(name: str, data: bytes) -> None:
+        if inline:
+            db.execute(
+                "INSERT INTO small_values (key, data, stored) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET stored = excluded.stored",
+                (name, data, time.time()),
+            )
+            return
         fd = os.open(f"{values}/.{name}.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         os.write(fd, data)
         os.close(fd)
@@ -139,6 +150,8 @@ def raw_floor(root: Path) -> Callable[[int], int]:
     def miss(x: int) -> int:
         key, argument, result = (digest((kind, x)) for kind in ("key", "arg", "result"))
         db.execute("SELECT result, seal FROM calls WHERE key = ?", (key,)).fetchall()
+        if inline:  # the values and the record in one transaction, as fleche writes them
+            db.execute("BEGIN IMMEDIATE")
         write(argument, pickle.dumps(x))
         write(result, pickle.dumps(x + 1))
         db.execute(
@@ -146,6 +159,8 @@ def raw_floor(root: Path) -> Callable[[int], int]:
             " VALUES (?, 'tiny', '__main__', '', ?, ?, ?, ?, ?)",
             (key, time.time(), result, f'{{"x":"{argument}"}}', meta, key[:16]),
         )
+        if inline:
+            db.execute("COMMIT")
         return x + 1
 
     return miss
@@ -159,6 +174,10 @@ def bench_misses(tmp: Path, n: int) -> None:
     new = "new argument each call"
     candidates: dict[str, tuple[Callable[[int], int], str]] = {
         DEFAULT: (fleche(cache=default_store(tmp / "md"))(tiny), f"fresh store; {new}"),
+        FILES_ONLY: (
+            fleche(cache=default_store(tmp / "md0", inline_limit=0))(tiny),
+            f"fresh store; {new}",
+        ),
         "fleche pickle files": (
             fleche(cache=fleche_cache(tmp / "mf"))(tiny),
             f"fresh store; {new}",
@@ -182,6 +201,10 @@ def bench_misses(tmp: Path, n: int) -> None:
         "raw floor: the same files and SQL, no fleche code": (
             raw_floor(tmp / "mraw"),
             "reference; lookup + 2 value files + 1 INSERT",
+        ),
+        "raw floor, small values in SQLite: no fleche code": (
+            raw_floor(tmp / "mrawi", inline=True),
+            "reference; lookup + 1 transaction: 2 value rows + 1 INSERT",
         ),
     }
     # Short batches, many rounds, the same for every candidate: a batch is

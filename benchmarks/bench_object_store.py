@@ -11,8 +11,9 @@ the AWS credentials in the environment), else starts one with
   the value fetched from the bucket and checked) against a raw
   ``obstore.get`` of the same object's bytes (the array's raw bytes);
 * miss + store: a decorated call computing a new result and storing it
-  (its new argument and its result each an object written with
-  create-if-absent, the call record in SQLite; the repeated argument
+  (a small argument and result kept in the call database beside the
+  record, one SQLite transaction and no request; a large one an object
+  written with create-if-absent, the call record in SQLite; the repeated argument
   ``size`` is not sent again) against one raw ``obstore.put`` of the
   result's bytes to a new name, and against the same two object writes
   done raw, named as fleche names them (a create-if-absent put costs a

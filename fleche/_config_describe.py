@@ -18,6 +18,8 @@ from .errors import ConfigError
 from .registry import FILE_OPTIONS
 from .storage.registry import plain
 from .storage.registry import storage_config as storage_table
+from .storage.small_values import INLINE_LIMIT
+from .store_layout import inline_limit_of
 
 __all__ = ["describe", "storage_table"]
 
@@ -87,6 +89,8 @@ def _absolute(path: str, relative_to: Path | None) -> Path:
 def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
     """The template a pair of storages fits, else the explicit form."""
     v, c = storage_table(values, relative_to), storage_table(calls, relative_to)
+    if getattr(values, "database", None) == calls:  # the templates keep small values so
+        v.pop("database")
     kinds = (v.pop("type"), c.pop("type"))
     if kinds == ("ValueMemory", "CallMemory") and not v and not c:
         return {"template": "memory"}
@@ -94,6 +98,9 @@ def _shape(values: Any, calls: Any, relative_to: Path | None) -> dict[str, Any]:
         return {"template": "void"}
     if kinds == ("ValueObjectStore", "Sql") and set(c) <= {"url"}:
         calls = c.get("url", "sqlite:///:memory:")
+        limit = v.pop("inline_limit", 0)  # the template's default, unless it says otherwise
+        if limit != INLINE_LIMIT:
+            v["inline_limit"] = limit
         return {
             "template": "s3",
             **v,
@@ -136,6 +143,11 @@ def _file_shape(
         c = {}
     else:
         return None
+    limit = v.pop("inline_limit", 0)
     if c or not set(v) <= (FILE_OPTIONS if template != "hdf5" else set()):
+        return None
+    if template == "sql" and limit != inline_limit_of(root_path):
+        v["inline_limit"] = limit  # not what opening the store would choose
+    elif limit and template != "sql":
         return None
     return {"template": template, **table, **v}

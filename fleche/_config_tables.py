@@ -24,7 +24,8 @@ from .errors import ConfigError
 from .expiry import parse_duration, seconds
 from .registry import CACHE_TYPES, FILE_OPTIONS, TEMPLATES, cache_type
 from .storage.registry import get_storage_constructor, storage_names
-from .store_layout import check_layout, record_layout
+from .storage.small_values import INLINE_LIMIT, beside
+from .store_layout import check_layout, inline_limit_of, record_layout
 
 __all__ = ["LIMITS", "SIZE_INDEX", "Where", "build", "build_storage", "duration", "validate"]
 
@@ -209,6 +210,8 @@ def build_storage(table: Any, where: Where, kind: str) -> Any:
             value = where.at(key).path(value)
         elif key == "url" and isinstance(value, str):
             value = _url(value, where.at(key))
+        elif key == "database" and isinstance(value, Mapping):  # where small values are kept
+            value = build_storage(value, where.at(key), "call")
         arguments[key] = tuple(value) if isinstance(value, list) else value
     return _construct(cls, where, **arguments)
 
@@ -264,11 +267,8 @@ def _plain_storages(
             raise where.error(
                 f"an explicit cache needs both 'values' and 'calls' storages; '{key}' is missing"
             )
-    return (
-        build_storage(table["values"], where.at("values"), "value"),
-        build_storage(table["calls"], where.at("calls"), "call"),
-        None,
-    )
+    calls = build_storage(table["calls"], where.at("calls"), "call")
+    return beside(build_storage(table["values"], where.at("values"), "value"), calls), calls, None
 
 
 def _object_storages(
@@ -280,7 +280,10 @@ def _object_storages(
     keys = ("url", "endpoint", "region", "profile", *sorted(FILE_OPTIONS))
     values = {"type": "ValueObjectStore", **{k: table[k] for k in keys if k in table}}
     calls = {"type": "Sql", "url": _get(table, "calls", str, where, "sqlite:///:memory:")}
-    return build_storage(values, where, "value"), build_storage(calls, where, "call"), None
+    opened_calls = build_storage(calls, where, "call")
+    values["database"] = opened_calls  # small values beside the records: no PUT for them
+    values["inline_limit"] = _get(table, "inline_limit", int, where, INLINE_LIMIT)
+    return build_storage(values, where, "value"), opened_calls, None
 
 
 def _file_storages(
@@ -310,11 +313,18 @@ def _file_storages(
     layout = {"template": template, **{k: table[k] for k in ("calls", *options) if k in table}}
     if calls is sql:
         layout["url"] = _url(sql["url"], where)
+    if template == "sql":
+        layout["inline_limit"] = _get(table, "inline_limit", int, where, inline_limit_of(root))
     check_layout(root, layout)
-    if table.get("read_only", False):
-        return build_storage(values, where, "value"), _read_only_calls(calls, where), root
-    opened = build_storage(values, where, "value"), build_storage(calls, where, "call"), root
-    record_layout(root, layout)
+    read_only = table.get("read_only", False)
+    opened_calls = (
+        _read_only_calls(calls, where) if read_only else build_storage(calls, where, "call")
+    )
+    if template == "sql":  # small values beside the records (storage/small_values.py)
+        values = {**values, "database": opened_calls, "inline_limit": layout["inline_limit"]}
+    opened = build_storage(values, where, "value"), opened_calls, root
+    if not read_only:
+        record_layout(root, layout)
     return opened
 
 

@@ -49,9 +49,10 @@ TEMPLATES: dict[str, frozenset[str]] = {
     "memory": frozenset(),
     "void": frozenset(),
     "pickle": frozenset({"root"}) | FILE_OPTIONS,
-    "sql": frozenset({"root", "url"}) | FILE_OPTIONS,
+    "sql": frozenset({"root", "url", "inline_limit"}) | FILE_OPTIONS,
     "hdf5": frozenset({"root", "url", "calls"}),
-    "s3": frozenset({"url", "endpoint", "region", "profile", "calls"}) | FILE_OPTIONS,
+    "s3": frozenset({"url", "endpoint", "region", "profile", "calls", "inline_limit"})
+    | FILE_OPTIONS,
     "stack": frozenset({"layers", "retry_after"}),
     "pool": frozenset({"caches", "retry_after"}),
 }

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .storage.small_values import INLINE_LIMIT
 
 __all__ = [
     "FILE_TEMPLATES",
@@ -31,6 +32,7 @@ __all__ = [
     "MANIFEST",
     "check_layout",
     "holds_store",
+    "inline_limit_of",
     "layout_of",
     "record_layout",
     "sniff",
@@ -38,12 +40,21 @@ __all__ = [
 
 #: The file at a store's root that says how it is laid out.
 MANIFEST = "fleche-store.json"
-#: Version of the manifest's format; a newer one is refused, not misread.
-FORMAT = 1
+#: Version of the manifest's format; a newer one is refused, not misread.  2: small values
+#: are kept in the call database (``inline_limit``), which fleche before 0.23 cannot read.
+FORMAT = 2
 #: The templates that keep a store in a directory (``root``), with a manifest.
 FILE_TEMPLATES = ("pickle", "sql", "hdf5")
 #: Table keys a manifest keeps: the ones that decide how entries are written and found.
-LAYOUT_KEYS = ("template", "calls", "url", "serializer", "compression", "compression_level")
+LAYOUT_KEYS = (
+    "template",
+    "calls",
+    "url",
+    "serializer",
+    "compression",
+    "compression_level",
+    "inline_limit",
+)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -74,7 +85,9 @@ def record_layout(root: Path, table: Mapping[str, Any]) -> None:
     final = root / MANIFEST
     if final.exists():
         return
-    text = json.dumps({"fleche_store": FORMAT, **_layout(table, root)}, indent=2, sort_keys=True)
+    layout = _layout(table, root)
+    version = FORMAT if layout.get("inline_limit") else 1  # older fleche still reads format 1
+    text = json.dumps({"fleche_store": version, **layout}, indent=2, sort_keys=True)
     temporary = root / f".{MANIFEST}.{os.getpid()}.tmp"
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -155,9 +168,27 @@ def layout_of(root: Path) -> dict[str, Any] | None:
     if not manifest.is_file():
         return sniff(root)
     layout = _read_manifest(manifest)
+    layout.pop("inline_limit", None)  # read from the manifest when the store is opened
     if "url" in layout:
         layout["url"] = str(root / layout["url"])  # an absolute path stays as it is
     return layout
+
+
+def inline_limit_of(root: Path) -> int:
+    """How large a value the store at ``root`` keeps in its call database when none is asked for.
+
+    The limit its manifest records; 0 for a store made before small values
+    were kept there (every value a file, readable by older fleche); the
+    default for a new store.
+    """
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("inline_limit", 0)
+        except (OSError, ValueError, AttributeError):
+            return 0  # opening the store reports the damaged manifest
+        return recorded if type(recorded) is int else 0
+    return 0 if root.is_dir() and sniff(root) is not None else INLINE_LIMIT
 
 
 def holds_store(root: Path) -> bool:

@@ -55,6 +55,42 @@ def signed_pickle_calls(root: Path) -> CallPickleFile:
     return CallPickleFile(root=root, secret_key="conformance-key")
 
 
+def inline_values(root: Path) -> ValuePickleFile:
+    """Small values in a SQLite database (the default store's call database), large ones as files."""
+    from fleche.storage import Sql
+    from fleche.storage.small_values import INLINE_LIMIT
+
+    return ValuePickleFile(
+        root=root, database=Sql(url=str(root / "calls.db")), inline_limit=INLINE_LIMIT
+    )
+
+
+def postgres_inline_values(root: Path) -> ValuePickleFile:
+    """Small values in the PostgreSQL call database, large ones as files."""
+    from fleche.storage.small_values import INLINE_LIMIT
+
+    return ValuePickleFile(root=root, database=postgres_calls(root), inline_limit=INLINE_LIMIT)
+
+
+def s3_inline_values(root: Path):
+    """Small values in a SQLite call database, large ones as objects (the s3 template)."""
+    from fleche.storage import Sql
+    from fleche.storage.small_values import INLINE_LIMIT
+
+    database = Sql(url=str(root / "calls.db"))
+    return s3_values(root, database=database, inline_limit=INLINE_LIMIT)
+
+
+def corrupt_inline(storage, key: Digest) -> None:
+    """Tear the entry of ``key`` where it is: its row in the call database, else its file or object."""
+    table = storage.database.small_values()
+    data = table.get(key)
+    if data is None:
+        (corrupt_object if hasattr(storage, "endpoint") else corrupt_file)(storage, key)
+        return
+    table.put(key, data[: len(data) // 2], replace=True)
+
+
 def corrupt_file(storage: FileStorage, key: Digest) -> None:
     """Tear the file of ``key``: keep its first half, as a crash mid-write without rename would."""
     path = storage._path(key)
@@ -205,7 +241,28 @@ BACKENDS: list[Backend] = [
     Backend(
         "postgres", values=pickle_values, calls=postgres_calls, corrupt=corrupt_file, processes=True
     ),
+    Backend(
+        "sqlite-inline",
+        values=inline_values,
+        calls=sqlite_calls,
+        corrupt=corrupt_inline,
+        processes=True,
+    ),
+    Backend(
+        "postgres-inline",
+        values=postgres_inline_values,
+        calls=postgres_calls,
+        corrupt=corrupt_inline,
+        processes=True,
+    ),
     Backend("s3", values=s3_values, calls=sqlite_calls, corrupt=corrupt_object, processes=True),
+    Backend(
+        "s3-inline",
+        values=s3_inline_values,
+        calls=sqlite_calls,
+        corrupt=corrupt_inline,
+        processes=True,
+    ),
     Backend("hdf5", values=hdf5_values, calls=hdf5_calls, corrupt=corrupt_hdf5, processes=True),
     Backend(
         "hdf5-grouped",

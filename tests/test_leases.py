@@ -50,8 +50,11 @@ SPAWN = multiprocessing.get_context("spawn")
 EXPECTED = {
     "memory": type(None),
     "sqlite": LockLeases,
+    "sqlite-inline": LockLeases,
     "s3": LockLeases,  # calls in SQLite, values in the object store
+    "s3-inline": LockLeases,
     "postgres": SqlLeases,
+    "postgres-inline": SqlLeases,
     **dict.fromkeys(
         ["pickle", "cloudpickle", "dill", "signed-pickle", "hdf5", "hdf5-grouped"], FileLeases
     ),

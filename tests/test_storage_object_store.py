@@ -359,10 +359,10 @@ def _counted(x):
 
 def test_a_call_whose_argument_was_not_stored_is_not_recorded(tmp_path, url, monkeypatch):
     # One request refused (as a network failure would): the argument's, sent
-    # in the background while the result's write succeeds.
-    store = from_config(
-        {"template": "s3", "url": url, "endpoint": os.environ["FLECHE_TEST_S3_ENDPOINT"]}
-    )
+    # in the background while the result's write succeeds (every value an
+    # object: inline_limit = 0, else a small argument is kept in the call database).
+    endpoint = os.environ["FLECHE_TEST_S3_ENDPOINT"]
+    store = from_config({"template": "s3", "url": url, "endpoint": endpoint, "inline_limit": 0})
     lost = _object(digest(41))
     sent = obstore.put
 

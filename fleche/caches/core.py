@@ -61,10 +61,15 @@ class Cache(CacheBase):
     clock: Callable[[], float] = time.time
     #: Values of the calls prepared here and not yet committed, kept from :meth:`gc`.
     pins: Pins = dataclasses.field(default_factory=Pins, init=False, repr=False, compare=False)
+    #: Whether a miss settles the values saved ahead before its record (see :mod:`~fleche.storage.ahead`).
+    settles: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
             object.__setattr__(self, "ttl", seconds(self.ttl, "ttl"))
+        values = self.values
+        settles = values.saves_ahead and not values.commits_with(self.calls)
+        object.__setattr__(self, "settles", settles)
 
     def __reduce__(self) -> tuple[Any, ...]:
         options = {"ttl": self.ttl, "clock": self.clock}
@@ -133,7 +138,7 @@ class Cache(CacheBase):
         self.pins.pin(pinned)
         name = ""
         values = self.values
-        save = values.save_ahead if values.saves_ahead else values.save
+        save = values.save_ahead if self.settles else values.save  # settled before the record
         try:
             for name, value in arguments.items():
                 save(value, record.arguments[name])
@@ -160,7 +165,7 @@ class Cache(CacheBase):
             self.pins.pin([result_key])
             prepared.hold.append(result_key)
         self.values.save_staged(staged)
-        if self.values.saves_ahead:  # arguments saved ahead: stored before the record names them
+        if self.settles:  # arguments saved ahead: stored before the record names them
             self.values.settle(record.arguments.values())
         meta = {**record.metadata, **metadata} if metadata else record.metadata
         if self.ttl is not None or EXPIRY in meta:

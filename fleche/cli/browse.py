@@ -236,6 +236,8 @@ def _storage_row(name: str, storage: Any) -> dict[str, Any]:
         size = sum(
             p.stat().st_size for p in where.parent.glob(where.name + "*") if p.is_file()
         )  # -wal, -shm
+    if callable(inline := getattr(storage, "inline_bytes", None)):  # small values in the call db
+        size = (size or 0) + inline()
     return {
         "store": name,
         "type": type(storage).__name__,

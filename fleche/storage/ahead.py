@@ -21,9 +21,10 @@ __all__ = ["SavesAhead"]
 class SavesAhead:
     """``save_ahead`` and ``settle`` of every value storage: by default a plain ``save``."""
 
-    #: Whether :meth:`save_ahead` may leave a write running.  Where it may
-    #: not, a cache saves arguments with ``save`` and never settles: the
-    #: miss path of every other storage pays no call for this.
+    #: Whether :meth:`save_ahead` may leave a write running (an upload), or
+    #: held for the record's transaction (small values in the call database).
+    #: Where it may not, a cache saves arguments with ``save`` and never
+    #: settles: the miss path of every other storage pays no call for this.
     saves_ahead: ClassVar[bool] = False
 
     def save_ahead(self, value: Any, key: Digest) -> Digest:
@@ -39,3 +40,13 @@ class SavesAhead:
 
         This default has nothing to wait for.
         """
+
+    def commits_with(self, calls: Any) -> bool:
+        """Whether the next record ``calls`` saves in this thread commits what is saved ahead.
+
+        A storage keeping small values in the database of ``calls`` holds a
+        miss's values for the record's own transaction: one write, and the
+        record never visible without them; a cache then need not
+        :meth:`settle`.  ``False`` by default.
+        """
+        return False

@@ -49,6 +49,7 @@ from .background_writes import PendingWrites
 from .base import StorageBackend, ValueMixin
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .pickle_file import PickleCodec
+from .small_values import KEPT, SmallValues
 
 __all__ = [
     "ForkedClientError",
@@ -348,7 +349,7 @@ class ObjectStoreBackend(PickleCodec, StorageBackend):
 
 
 @dataclasses.dataclass(frozen=True)
-class ValueObjectStore(ValueMixin, DestructuringMixin, ObjectStoreBackend):
+class ValueObjectStore(ValueMixin, DestructuringMixin, SmallValues, ObjectStoreBackend):
     """Values in S3-compatible object storage, e.g. ``ValueObjectStore("s3://bucket/values")``.
 
     Containers are split into deduplicated children; an object is written
@@ -364,9 +365,15 @@ class ValueObjectStore(ValueMixin, DestructuringMixin, ObjectStoreBackend):
 
         A call's argument is sent while its body runs, beside its result's
         write; :meth:`settle` waits for it before the call is recorded.
+        Small entries go to the call database at once instead.
         """
         _, plan = self._plan(value, key)
-        sends = [out for entry, part in plan if (out := self._outgoing(entry, part)) is not None]
+        sends = [
+            out
+            for entry, part in plan
+            if (kept := self._keep_small(entry, part)) is not KEPT  # else in the call database
+            and (out := self._outgoing(kept, part)) is not None
+        ]
         if sends:
             client = self._client()
             self._writes.start(

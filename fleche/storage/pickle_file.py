@@ -35,6 +35,7 @@ from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
 from .file import FileStorage
 from .form_check import FormCheck
+from .small_values import Encoded, HeldWithRecord, SmallValues
 from .thread_safe import PerKeyLockMixin
 from .verified_mark import VerifiedMark
 
@@ -165,7 +166,10 @@ class PickleCodec:
 
         Two parts, so a large payload is written without a copy.  The check
         is computed here, not by :func:`_check`: one call less on the miss path.
+        An :class:`~fleche.storage.small_values.Encoded` entry is written as it is.
         """
+        if type(value) is Encoded:
+            return value
         payload = self._serializer.dumps(value)
         if self._compression:
             payload = compress(self._compression, payload, self.compression_level)
@@ -243,9 +247,13 @@ class PickleFileBackend(PickleCodec, FileStorage):
                     entry = FileStorage.get(self, key)  # as stored: no parts loaded
                 except KeyError:
                     continue  # evicted meanwhile, or damaged (warned)
-                FileStorage._store(target, entry, key, self._file(key))
+                self._rewrite(target, entry, key)
             done += 1
         return done
+
+    def _rewrite(self, target: PickleFileBackend, entry: Any, key: Digest) -> None:
+        """Write ``entry`` where it is kept, as ``target`` encodes it."""
+        FileStorage._store(target, entry, key, self._file(key))
 
     def _to_file(self, value: Any, path: Path) -> None:
         # docstring inherited
@@ -351,19 +359,24 @@ def _payload_offset(first: bytes) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ValuePickleFile(
+    HeldWithRecord,
     ValueMixin,
     DestructuringMixin,
     FormCheck,
     ChildrenLog,
     VerifiedMark,
     PerKeyLockMixin,
+    SmallValues,
     PickleFileBackend,
 ):
     """Values in pickle files, e.g. ``ValuePickleFile("store/values")``.
 
     Containers are split into deduplicated children, whose keys are logged
     for gc (:mod:`~fleche.storage.children_log`); an entry already on disk
-    is never rewritten (its name is its content).
+    is never rewritten (its name is its content).  Given a ``database``
+    (the store's :class:`~fleche.storage.sql.Sql`), entries of at most
+    ``inline_limit`` encoded bytes are kept in it instead of in files
+    (:mod:`~fleche.storage.small_values`).
     """
 
     content_addressed = True

@@ -236,6 +236,8 @@ def plain(value: Any, relative_to: Path | None = None) -> Any:
         return [plain(v, relative_to) for v in value]
     if isinstance(value, bool | int | float | str):
         return value
+    if callable(getattr(value, "to_config", None)):  # a storage (the database of small values)
+        return storage_config(value, relative_to)
     name = getattr(value, "name", None)  # a Serializer: by its registered name
     if isinstance(name, str) and hasattr(value, "dumps"):
         return name

@@ -45,6 +45,7 @@ from .sql_query import (
 )
 from .sql_schema import PAGE, PREFIX_PAGE, ROW_COLUMNS, calls, decode_row, encode_record
 from .sql_seal import broken_seal, seal
+from .sql_values import SmallValueTable
 
 if TYPE_CHECKING:  # loaded on first use, by __getattr__ below
     from .sql_models import ArgumentModel, CallModel, MetaModel
@@ -160,6 +161,16 @@ class Sql(sql_scan.Scanning, CallStorage):
         if runtime.leases is None:
             runtime.leases = sql_leases(self)
         return runtime.leases
+
+    def small_values(self) -> SmallValueTable:
+        """The table of small values in this database: where a value storage may keep them."""
+        runtime = self._box[0]
+        if runtime is None or runtime.pid != _pid:  # _runtime(), without a call once open
+            runtime = self._runtime()
+        table = runtime.small_values
+        if table is None:
+            table = runtime.small_values = SmallValueTable(runtime)
+        return table
 
     # -- primitives --------------------------------------------------------------
 

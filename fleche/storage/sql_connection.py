@@ -206,6 +206,7 @@ class Runtime:
         self.local = threading.local()
         self.commits = 0
         self.leases: Any = None  # chosen by Sql.leases on first use
+        self.small_values: Any = None  # made by Sql.small_values on first use
         self.checkpointer = _Checkpointer(self.engine) if self.sqlite else None
         weakref.finalize(self, _dispose, self.engine, self.pid)
         for attempt in range(ATTEMPTS):
@@ -244,8 +245,30 @@ class Runtime:
             self._recover(handle)
             raise
 
+    def hold(self, statement: str, parameters: dict[str, Any]) -> None:
+        """Keep a changing statement for this thread's next :meth:`write`, in its transaction.
+
+        What lets a miss commit its small values with its record: one
+        transaction, and a record never visible without its values.
+        """
+        held = self.local.__dict__.setdefault("held", [])
+        held.append((statement, parameters))
+
+    def flush(self) -> None:
+        """Run the statements this thread holds (:meth:`hold`) now, in one transaction."""
+        held = self.local.__dict__.pop("held", None)
+        if held:
+            self._write_all(held)
+
     def write(self, statement: str, parameters: dict[str, Any]) -> int:
-        """Run one changing statement (atomic by itself), again if it met a lock; rows changed."""
+        """Run one changing statement (atomic by itself), again if it met a lock; rows changed.
+
+        With statements held by this thread, they run first, in one transaction with it.
+        """
+        held = self.local.__dict__.pop("held", None)
+        if held:
+            held.append((statement, parameters))
+            return self._write_all(held)
         for attempt in range(ATTEMPTS):
             handle = getattr(self.local, "handle", None) or self.handle()
             try:
@@ -261,6 +284,39 @@ class Runtime:
                     raise
                 time.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_all(self, writes: list[tuple[str, dict[str, Any]]]) -> int:
+        """Run ``writes`` in one transaction, all of it again if it met a lock; the last one's rows."""
+        for attempt in range(ATTEMPTS):
+            handle = getattr(self.local, "handle", None) or self.handle()
+            cursor = handle.cursor
+            try:
+                cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+                for statement, parameters in writes:
+                    changed = cursor.execute(statement, parameters).rowcount
+                cursor.execute("COMMIT")
+                self._committed()
+                return changed
+            except BaseException as err:
+                self._abort(handle)
+                if attempt == ATTEMPTS - 1 or not transient(err):
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _committed(self) -> None:
+        # Not locked: a count lost to a race only delays one checkpoint.
+        self.commits += 1
+        if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
+            self.checkpointer.request()
+
+    def _abort(self, handle: _Handle) -> None:
+        """End a failed explicit transaction (an autocommit connection keeps it open otherwise)."""
+        try:
+            handle.cursor.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - none open, or a broken connection (dropped below)
+            pass
+        self._recover(handle)
 
     def _recover(self, handle: _Handle) -> None:
         try:

@@ -58,6 +58,7 @@ __all__ = [
     "ix_calls_expires",
     "ROW_COLUMNS",
     "schema",
+    "small_values",
     "tables",
 ]
 
@@ -129,6 +130,19 @@ arguments = Table(
     Column("name", Text, primary_key=True),
     Column("value", _KEY, nullable=False),
     Index("ix_arguments_value", "name", "value"),
+)
+
+# Values whose encoded entry is small, kept in the call database beside the records
+# (:mod:`.sql_values`): a miss then writes no value file.  ``data`` holds exactly
+# the bytes of a pickle file; ``stored`` is when it was last written or found
+# stored again, what garbage collection's grace period reads.
+small_values = Table(
+    "small_values",
+    tables,
+    Column("key", _KEY, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("stored", Double, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Containment queries (``meta @> '{"tags": {"project": "x"}}'``) use this on

@@ -147,12 +147,34 @@ def target_keys(store: Cache, target: str, i: int) -> tuple[Any, Digest, Digest]
 def damage(store: Cache, target: str, mode: str, i: int, rng: random.Random) -> None:
     """Damage the ``target`` entry of call ``i`` on the medium: its file, or its SQL row."""
     storage, key, other = target_keys(store, target, i)
-    if hasattr(storage, "_path") or hasattr(storage, "location"):
+    if in_database(storage, key, other):
+        tamper_small(storage.database.small_values(), mode, key, other, rng)
+    elif hasattr(storage, "_path") or hasattr(storage, "location"):
         tamper(mode, file_of(storage, key), file_of(storage, other), rng)
     elif hasattr(storage, "endpoint"):
         tamper_objects(storage, mode, key, other, rng)
     else:
         tamper_row(storage.url, mode, key, other, rng)
+
+
+def in_database(storage: Any, key: Digest, other: Digest) -> bool:
+    """Whether both entries are small values kept in the call database (storage/small_values.py)."""
+    database = getattr(storage, "database", None)
+    if database is None:
+        return False
+    table = database.small_values()
+    return table.get(key) is not None and table.get(other) is not None
+
+
+def tamper_small(table: Any, mode: str, key: Digest, other: Digest, rng: random.Random) -> None:
+    """Damage the row of ``key`` in the table of small values as :func:`tamper` damages a file."""
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {k: Path(scratch) / k for k in (key, other)}
+        for k, file in files.items():
+            file.write_bytes(table.get(k))
+        tamper(mode, files[key], files[other], rng)
+        for k, file in files.items():
+            table.put(k, file.read_bytes(), replace=True)
 
 
 def tamper_objects(storage: Any, mode: str, key: Digest, other: Digest, rng: random.Random) -> None:

@@ -1,0 +1,263 @@
+"""Small values kept in the call database, large ones in files or objects: one value storage.
+
+A miss of a small call stores an argument and a result of a few bytes
+each.  As files (or objects) that is a create, a write and a rename (or a
+PUT) per value, more than the record's own row costs; diskcache keeps
+such values in its SQLite file.  :class:`SmallValues` does the same: an
+entry whose encoded bytes (the very bytes of a pickle file: header,
+check or signature, payload) are at most ``inline_limit`` goes into the
+``small_values`` table of the call database (:mod:`.sql_values`), the
+others into the backend below.  Reads look in the table first, then in
+the backend, so a store written before (every value a file) or with
+another limit reads the same; listing merges both, sorted.
+
+It sits right above a :class:`~fleche.storage.pickle_file.PickleCodec`
+backend (pickle files, the object store), below the mixins
+(destructuring, the children log, locks), which see one storage.  An
+entry is content-addressed in either place: the first write wins, and a
+later one only marks it as used now, which the grace period of garbage
+collection reads (:meth:`SmallValues.stored_at`); removing an unused row
+is one statement that leaves a row used meanwhile in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..digest import Digest
+from .base import Staged, StorageBackend
+
+if TYPE_CHECKING:
+    from .sql_values import SmallValueTable
+
+__all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "HeldWithRecord", "SmallValues", "beside"]
+
+#: Encoded entries up to this many bytes are kept in the call database by the templates.
+INLINE_LIMIT = 2048
+#: What :meth:`SmallValues._keep_small` answers for an entry it kept in the database.
+KEPT: Any = object()
+#: ``on`` while a miss stores its values: small entries wait for the record's transaction.
+_HOLDING = threading.local()
+
+
+class Encoded(NamedTuple):
+    """An entry encoded already (header and check, payload): the codec writes it as it is."""
+
+    head: bytes
+    payload: bytes
+
+
+def _large(value: Any, limit: int) -> bool:
+    """Whether ``value`` is too large to inline, known without encoding it (arrays, bytes, text)."""
+    size = getattr(value, "nbytes", None)
+    if type(size) is int:
+        return size > limit
+    kind = type(value)
+    return (kind is bytes or kind is str or kind is bytearray) and len(value) > limit
+
+
+def _merged(*sorted_keys: Iterable[Digest]) -> Iterator[Digest]:
+    """The keys of sorted streams, sorted, each once (an entry may be in both places)."""
+    last = None
+    for key in heapq.merge(*sorted_keys):
+        if key != last:
+            yield key
+            last = key
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallValues(StorageBackend):
+    """Entries of at most ``inline_limit`` encoded bytes in ``database``'s table; the rest below.
+
+    Parameters
+    ----------
+    database
+        The call storage whose database keeps the small entries (a
+        :class:`~fleche.storage.sql.Sql`, anything with ``small_values()``);
+        ``None`` keeps every entry in the backend.  The cache templates
+        give the store's own call storage; a configuration table names it
+        as a storage table (``database = {type = "Sql", url = ...}``).
+    inline_limit
+        The largest encoded entry (bytes) kept in the database; 0 (the
+        default here; the templates give :data:`INLINE_LIMIT`) writes every
+        new entry to the backend (entries in the table stay readable).
+    """
+
+    database: Any = dataclasses.field(default=None, kw_only=True, repr=False, compare=False)
+    #: Not compared: where new small entries go, not what the store holds or how it reads.
+    inline_limit: int = dataclasses.field(default=0, kw_only=True, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        if self.database is not None and self.inline_limit > 0 and not self.saves_ahead:
+            # Declared so that a cache asks commits_with (see HeldWithRecord).
+            object.__setattr__(self, "saves_ahead", True)
+
+    def _held(self, save: Callable[..., Digest], *arguments: Any) -> Digest:
+        """``save(*arguments)``, its small entries held for this thread's next write to the database.
+
+        The miss path's save of a result (``save_staged``): the record the
+        cache saves next in this thread, in the same database, commits them
+        with it in one transaction; :meth:`_settle_held` writes them first
+        otherwise.
+        """
+        if self.database is None or self.inline_limit <= 0:
+            return save(*arguments)
+        before = getattr(_HOLDING, "on", False)
+        _HOLDING.on = True
+        try:
+            return save(*arguments)
+        finally:
+            _HOLDING.on = before
+
+    def _settle_held(self) -> None:
+        """Write the entries this thread holds now (their record is saved elsewhere)."""
+        if self.database is not None:
+            self.database.small_values().flush()
+
+    def inline_bytes(self) -> int:
+        """How many bytes the entries kept in the call database take (0 without one)."""
+        table = self._rows()
+        return 0 if table is None else table.size()
+
+    def _rows(self) -> SmallValueTable | None:
+        """The table small entries are read from, if this storage has a database."""
+        database = self.database
+        return None if database is None else database.small_values()
+
+    def _keep_small(self, value: Any, key: Digest) -> Any:
+        """Store ``value`` in the table if its entry is small (then :data:`KEPT`); else what to write below.
+
+        What is written below is ``value`` itself, or its entry once encoded
+        (:class:`Encoded`), never encoded twice.
+        """
+        limit = self.inline_limit
+        if self.database is None or limit <= 0 or _large(value, limit):
+            return value
+        head, payload = self._encode(value, key)  # type: ignore[attr-defined]
+        if len(head) + len(payload) > limit:
+            return Encoded(head, payload)
+        damaged = self._damaged  # type: ignore[attr-defined]
+        hold = getattr(_HOLDING, "on", False)
+        self.database.small_values().put(key, head + payload, key in damaged, hold)
+        damaged.discard(key)
+        return KEPT
+
+    def put(self, value: Any, key: Digest) -> Digest:
+        # docstring inherited
+        if self.database is None:  # every entry below: no call more than the backend's put
+            return super().put(value, key)
+        entry = self._keep_small(value, key)
+        if entry is not KEPT:
+            super().put(entry, key)
+        return key
+
+    def _read(self, key: Digest, file: str) -> Any:
+        # A pickle file's read (what get and verify's examine_many use): the table first.
+        database = self.database
+        data = None if database is None else database.small_values().get(key)
+        if data is None:
+            return super()._read(key, file)  # type: ignore[misc]
+        return self._decode(data, key.encode())  # type: ignore[attr-defined]
+
+    def _rewrite(self, target: Any, entry: Any, key: Digest) -> None:
+        # compress_all/decompress_all: a row is rewritten in place, a file as a file
+        table = self._rows()
+        if table is None or table.stored_at(key) is None:
+            super()._rewrite(target, entry, key)  # type: ignore[misc]
+            return
+        head, payload = target._encode(entry, key)
+        table.put(key, head + payload, replace=True)
+
+    def _fetch(self, key: Digest) -> Any:
+        # An object store's read of an entry's bytes: the table first.
+        table = self._rows()
+        data = None if table is None else table.get(key)
+        return super()._fetch(key) if data is None else data  # type: ignore[misc]
+
+    def _contains(self, key: Digest) -> bool:
+        table = self._rows()
+        return (table is not None and table.stored_at(key) is not None) or super()._contains(key)
+
+    def stored_at(self, key: Digest) -> float | None:
+        # docstring inherited: a row's time is that of its last write or reuse
+        table = self._rows()
+        stored = None if table is None else table.stored_at(key)
+        return super().stored_at(key) if stored is None else stored
+
+    def _evict(self, key: Digest) -> None:
+        table = self._rows()
+        removed = table is not None and table.delete(key)
+        try:
+            super()._evict(key)
+        except KeyError:
+            if not removed:
+                raise
+        self._damaged.discard(key)  # type: ignore[attr-defined]
+
+    def evict_unused(self, key: Digest, horizon: float) -> bool:
+        # docstring inherited: a row used again after ``horizon`` stays, and so does its file
+        table = self._rows()
+        if table is not None and table.stored_at(key) is not None:
+            if not table.delete_unused(key, horizon):
+                return False
+            super().evict_unused(key, horizon)  # a copy written before the table held it
+            self._damaged.discard(key)  # type: ignore[attr-defined]
+            return True
+        return super().evict_unused(key, horizon)
+
+    def list(self) -> Iterator[Digest]:
+        # docstring inherited
+        table = self._rows()
+        below = super().list()
+        return iter(below) if table is None else _merged(table.keys(), below)
+
+    def _prefix_range(self, prefix: str) -> Iterator[Digest]:
+        # Both are sorted range scans: the table's index, the fan-out directories.
+        table = self._rows()
+        below = super()._prefix_range(prefix)
+        return iter(below) if table is None else _merged(table.keys(prefix.lower()), below)
+
+
+class HeldWithRecord:
+    """A miss's small result committed with its record: first in a value storage's bases.
+
+    For a storage with :class:`SmallValues` whose writes all finish at once
+    (files): ``save_staged`` (the result, saved by the cache right before
+    the record, in the same thread) holds the small entries, and the record
+    saved next by the same database commits them.  Arguments are written
+    when the call is prepared (``save_ahead`` is ``save``): the record may
+    be committed by another thread than the one that prepared it.
+    """
+
+    def save_staged(self, staged: Staged) -> Digest:
+        # docstring inherited: small entries held for the record's transaction
+        if self.database is None:  # type: ignore[attr-defined]
+            return super().save_staged(staged)  # type: ignore[misc]
+        return self._held(super().save_staged, staged)  # type: ignore[attr-defined,misc]
+
+    def settle(self, keys: Iterable[Digest]) -> None:
+        # docstring inherited: the record is saved elsewhere, the held entries written now
+        self._settle_held()  # type: ignore[attr-defined]
+
+    def commits_with(self, calls: Any) -> bool:
+        # docstring inherited: small values held for a record of their own database
+        return self.saves_ahead and calls is self.database  # type: ignore[attr-defined]
+
+
+def beside(values: Any, calls: Any) -> Any:
+    """``values`` reading the small values kept in the database of ``calls``, if both can.
+
+    For a value storage and a call storage named apart (an explicit
+    configuration) that may be one store: its small values must not read
+    as missing.  New entries still go where ``values``' ``inline_limit`` says.
+    """
+    if not isinstance(values, SmallValues) or values.database is not None:
+        return values
+    if not callable(getattr(calls, "small_values", None)):
+        return values
+    return dataclasses.replace(values, database=calls)

@@ -1,0 +1,130 @@
+"""Small values in the call database: one table, read and written on the store's own connections.
+
+A value storage keeps an entry here instead of in a file or an object when
+its encoded bytes are small (:mod:`.small_values`), as diskcache keeps
+small values in its SQLite file: a miss then writes no file.  The rows
+hold exactly the bytes a pickle file would (header, check or signature,
+payload), so a damaged or forged row is refused as a file would be.
+
+Statements run on the per-thread connection of the call store
+(:class:`~fleche.storage.sql_connection.Runtime`), compiled once per
+process like the records' own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..digest import Digest
+from .sql_connection import Runtime
+from .sql_schema import PAGE, small_values
+
+__all__ = ["SmallValueTable"]
+
+_KEY = bindparam("key")
+
+
+class SmallValueTable:
+    """The ``small_values`` table of one process's connection to a call database."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        dialect = runtime.engine.dialect
+        insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(
+            small_values
+        )
+        table = small_values.c
+
+        def text(statement: Any) -> str:
+            return str(statement.compile(dialect=dialect))
+
+        # A content-addressed put: the first write wins; a later one only says "used now".
+        self._touch = text(
+            insert.on_conflict_do_update(
+                index_elements=[table.key], set_={"stored": insert.excluded.stored}
+            )
+        )
+        # Over an entry read as damaged: its bytes replaced.
+        self._replace = text(
+            insert.on_conflict_do_update(
+                index_elements=[table.key],
+                set_={"data": insert.excluded.data, "stored": insert.excluded.stored},
+            )
+        )
+        self._get = text(select(table.data).where(table.key == _KEY))
+        self._bytes = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM small_values"
+        self._stored = text(select(table.stored).where(table.key == _KEY))
+        self._delete = text(delete(small_values).where(table.key == _KEY))
+        self._unused = text(
+            delete(small_values).where(table.key == _KEY, table.stored <= bindparam("horizon"))
+        )
+        self._range = (
+            text(
+                select(table.key)
+                .where(
+                    table.key >= bindparam("low"),
+                    table.key > bindparam("after"),
+                    table.key < bindparam("high"),
+                )
+                .order_by(table.key)
+            )
+            + f" LIMIT {PAGE}"
+        )
+
+    def put(self, key: str, data: bytes, replace: bool = False, hold: bool = False) -> None:
+        """Store ``data`` under ``key`` (kept if stored already, unless ``replace``): one statement.
+
+        With ``hold``, the statement runs with this thread's next write on this
+        database, in its transaction (:meth:`~.sql_connection.Runtime.hold`).
+        """
+        parameters = {"key": key, "data": data, "stored": time.time()}
+        statement = self._replace if replace else self._touch
+        if hold:
+            self.runtime.hold(statement, parameters)
+        else:
+            self.runtime.write(statement, parameters)
+
+    def flush(self) -> None:
+        """Write the entries this thread holds now (see :meth:`put`)."""
+        self.runtime.flush()
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``; ``None`` if it has no row."""
+        rows = self.runtime.read(self._get, {"key": key})
+        if not rows:
+            return None
+        data = rows[0][0]
+        return data if type(data) is bytes else bytes(data)  # psycopg gives a memoryview
+
+    def size(self) -> int:
+        """The bytes of every entry kept here."""
+        return int(self.runtime.read(self._bytes, {})[0][0])
+
+    def stored_at(self, key: str) -> float | None:
+        """When ``key`` was last written or found stored again; ``None`` if it has no row."""
+        rows = self.runtime.read(self._stored, {"key": key})
+        return rows[0][0] if rows else None
+
+    def delete(self, key: str) -> bool:
+        """Remove the row of ``key``; whether there was one."""
+        return bool(self.runtime.write(self._delete, {"key": key}))
+
+    def delete_unused(self, key: str, horizon: float) -> bool:
+        """Remove the row of ``key`` unless it was stored after ``horizon``: one atomic statement."""
+        return bool(self.runtime.write(self._unused, {"key": key, "horizon": horizon}))
+
+    def keys(self, prefix: str = "") -> Iterator[Digest]:
+        """The keys starting with ``prefix``, sorted: an index range scan, a page at a time."""
+        bounds = {"low": prefix, "high": prefix + "g", "after": ""}  # keys are hex: below 'g'
+        while True:
+            rows = self.runtime.read(self._range, bounds)
+            for (key,) in rows:
+                yield Digest(key)
+            if len(rows) < PAGE:
+                return
+            bounds["after"] = rows[-1][0]
