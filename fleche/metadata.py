@@ -153,7 +153,17 @@ class Environment(Recorder):
     KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
 
     def stop(self, token: None) -> dict[str, str]:
-        return {**_environment(), "cwd": os.getcwd()}
+        # The same mapping for every call made in one directory (records are read-only):
+        # a SQL store encodes it once (fleche/storage/sql_metadata.py).
+        cwd = os.getcwd()
+        entries = _ENVIRONMENT_IN.get(cwd)
+        if entries is None:
+            entries = _ENVIRONMENT_IN[cwd] = {**_environment(), "cwd": cwd}
+        return entries
+
+
+#: Working directory -> the environment recorded for calls made there.
+_ENVIRONMENT_IN: dict[str, dict[str, str]] = {}
 
 
 @functools.cache
@@ -190,7 +200,7 @@ class Git(Recorder):
             with _GIT_LOCK:  # concurrent first calls ask git once
                 tree = _work_tree(Path(where[0]))
                 state = _GIT_BY_DIRECTORY[where] = {} if tree is None else _git_state(tree)
-        return dict(state)
+        return state  # the same mapping for every call made there, as the environment's
 
 
 #: (working directory, GIT_DIR) -> the git state recorded for calls made there.
@@ -259,7 +269,8 @@ class Tags(Recorder):
         return frozenset(self.tags or ())
 
     def stop(self, token: None) -> dict[str, Any]:
-        return dict(ACTIVE_TAGS.get() if self.tags is None else self.tags)
+        tags = ACTIVE_TAGS.get() if self.tags is None else self.tags
+        return dict(tags) if tags else {}
 
 
 _MEASURES_NOTHING = Recorder.start
@@ -271,20 +282,22 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
     A recorder is ours (``start``/``stop``) or a 0.22 :class:`MetaData`
     (``pre(call)``/``post(pre, call)``); ``call`` is handed to the latter.
     """
-    tokens = []
-    for r in recorders:
-        start = getattr(type(r), "start", None)
-        if start is None:  # a 0.22 MetaData
-            tokens.append(r.pre(call))
-        else:
-            tokens.append(None if start is _MEASURES_NOTHING else r.start())
+    tokens = [
+        r.pre(call)  # a 0.22 MetaData
+        if (start := getattr(type(r), "start", None)) is None
+        else None
+        if start is _MEASURES_NOTHING
+        else r.start()
+        for r in recorders
+    ]
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
-        for r, token in zip(recorders, tokens, strict=True):
+        for r, token in zip(recorders, tokens, strict=False):  # one token per recorder
             entries = r.stop(token) if hasattr(r, "stop") else r.post(token, call)
             if entries:
-                out[r.name] = {**out[r.name], **entries} if r.name in out else entries
+                name = r.name
+                out[name] = {**out[name], **entries} if name in out else entries
         return out
 
     return tokens, stop
