@@ -282,14 +282,13 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
     A recorder is ours (``start``/``stop``) or a 0.22 :class:`MetaData`
     (``pre(call)``/``post(pre, call)``); ``call`` is handed to the latter.
     """
-    tokens = [
-        r.pre(call)  # a 0.22 MetaData
-        if (start := getattr(type(r), "start", None)) is None
-        else None
-        if start is _MEASURES_NOTHING
-        else r.start()
-        for r in recorders
-    ]
+    tokens = []
+    for r in recorders:
+        start = getattr(type(r), "start", None)
+        if start is None:  # a 0.22 MetaData
+            tokens.append(r.pre(call))
+        else:
+            tokens.append(None if start is _MEASURES_NOTHING else r.start())
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}

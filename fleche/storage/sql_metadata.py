@@ -55,7 +55,7 @@ __all__ = [
     "join_metadata",
     "merge_metadata",
     "metadata_columns",
-    "plain_json",
+    "plain_chunks",
     "plain_key",
     "split_metadata",
     "text_ok",
@@ -150,22 +150,20 @@ def _plain_namespace(namespace: Any, entries: Any) -> bool:
     return True
 
 
-def _one_shot_encoder() -> Callable[[Any], str]:
-    """What :data:`to_json` writes for a plain document, without making an encoder per call.
+def _chunk_encoder() -> Callable[[Any, int], Any]:
+    """The C encoder :data:`to_json` sets up on every call (costlier than a small document), set up once.
 
-    ``JSONEncoder.encode`` sets up the C encoder on every call, which costs
-    more than encoding a small document; this sets it up once.  It checks
-    for no circular reference: a plain document is flat dicts of scalars.
+    It checks for no circular reference: it is given flat dicts of scalars.
     """
     make = json.encoder.c_make_encoder
     if make is None:  # no C accelerator: the plain encoder does the same
-        return to_json
-    chunks = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-    return lambda document: "".join(chunks(document, 0))
+        return lambda document, _: (to_json(document),)
+    return make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
 
 
-#: JSON text of a plain document or a dict of digests, exactly as :data:`to_json` writes it.
-plain_json = _one_shot_encoder()
+#: ``"".join(plain_chunks(document, 0))`` is the JSON text of a plain namespace or a
+#: dict of digests, exactly as :data:`to_json` writes it.
+plain_chunks = _chunk_encoder()
 _name_json = json.encoder.encode_basestring
 
 #: id of a namespace's entries -> (the entries, a copy, their types, their JSON): a
@@ -173,28 +171,6 @@ _name_json = json.encoder.encode_basestring
 #: has it encoded once, as long as it does not change.
 _KNOWN: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[type, ...], str]] = {}
 _KNOWN_MAX = 64
-
-
-def _namespace_json(namespace: Any, entries: Any) -> str | None:
-    """``"namespace":{...}`` for a plain namespace, else ``None``."""
-    known = _KNOWN.get(id(entries))
-    if (
-        known is not None
-        and known[0] is entries
-        and entries == known[1]  # not changed in place…
-        and tuple(map(type, entries.values())) == known[2]  # …not even from 0 to False
-        and type(namespace) is str
-    ):
-        return _name_json(namespace) + ":" + known[3]
-    if not _plain_namespace(namespace, entries):
-        return None
-    text = plain_json(entries)
-    kinds = tuple(map(type, entries.values()))
-    if float not in kinds:  # 0.0 == -0.0, yet they are written apart: never reused
-        if len(_KNOWN) >= _KNOWN_MAX:
-            _KNOWN.clear()
-        _KNOWN[id(entries)] = (entries, dict(entries), kinds, text)
-    return _name_json(namespace) + ":" + text
 
 
 def metadata_columns(metadata: Mapping[Any, Any]) -> tuple[str, str | None]:
@@ -207,10 +183,25 @@ def metadata_columns(metadata: Mapping[Any, Any]) -> tuple[str, str | None]:
     if type(metadata) is dict:
         parts = []
         for namespace, entries in metadata.items():
-            text = _namespace_json(namespace, entries)
-            if text is None:
+            known = _KNOWN.get(id(entries))
+            if (
+                known is not None
+                and known[0] is entries
+                and entries == known[1]  # not changed in place…
+                and tuple(map(type, entries.values())) == known[2]  # …not even from 0 to False
+                and type(namespace) is str
+            ):
+                text = known[3]
+            elif _plain_namespace(namespace, entries):
+                text = "".join(plain_chunks(entries, 0))
+                kinds = tuple(map(type, entries.values()))
+                if float not in kinds:  # 0.0 == -0.0, yet they are written apart: never reused
+                    if len(_KNOWN) >= _KNOWN_MAX:
+                        _KNOWN.clear()
+                    _KNOWN[id(entries)] = (entries, dict(entries), kinds, text)
+            else:
                 break
-            parts.append(text)
+            parts.append(_name_json(namespace) + ":" + text)
         else:
             return "{" + ",".join(parts) + "}", None
     document, typed = split_metadata(metadata)

@@ -44,7 +44,7 @@ from ..call import DigestedCall
 from ..digest import Digest
 from ..errors import SaveError
 from ..expiry import EXPIRY
-from .sql_metadata import join_metadata, metadata_columns, plain_json, text_ok, to_json
+from .sql_metadata import join_metadata, metadata_columns, plain_chunks, text_ok, to_json
 from .sql_seal import broken_seal, seal
 
 __all__ = [
@@ -248,7 +248,7 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
     meta, typed = metadata_columns(metadata)
     digests = record.arguments
     if type(digests) is dict:  # a dict of digests is JSON as it is (a Digest is text)
-        arguments = plain_json(digests)
+        arguments = "".join(plain_chunks(digests, 0))
     else:
         arguments = to_json({name: str(value) for name, value in digests.items()})
     result = None if record.result is None else str(record.result)
