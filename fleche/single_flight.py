@@ -101,9 +101,14 @@ class _Flight:
         #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None = []
 
-    def land(self, error: BaseException | None) -> None:
-        """The leader is done (``error`` if it raised): lease given back, flight landed, waiters woken."""
-        if isinstance(error, Exception):
+    def land(self, error: BaseException | None, result: Any = None) -> Any:
+        """The leader is done: lease given back, flight landed, waiters woken; returns ``result``.
+
+        ``error`` is what the leader raised, or ``None`` if it ended with ``result``.
+        """
+        if error is None:
+            self.result, self.finished = result, True
+        elif isinstance(error, Exception):
             self.error = error
         if self.claim is not None:
             self.claim.release()
@@ -116,6 +121,7 @@ class _Flight:
         for loop, future in waiters:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
                 loop.call_soon_threadsafe(_wake, future)
+        return result
 
     def landed(self) -> threading.Event:
         """An event set once the flight has landed, for a thread to wait on."""
@@ -189,13 +195,11 @@ def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[
         if claim.waiting:
             for pause in claim.pauses():
                 time.sleep(pause)
-        result = flight.result = compute() if claim.found is _MISSING else claim.found
+        result = compute() if claim.found is _MISSING else claim.found
     except BaseException as err:
         flight.land(err)
         raise
-    flight.finished = True
-    flight.land(None)
-    return result
+    return flight.land(None, result)
 
 
 async def compute_once_async(
@@ -220,13 +224,11 @@ async def compute_once_async(
         if claim.waiting:
             for pause in claim.pauses():
                 await asyncio.sleep(pause)
-        result = flight.result = await compute() if claim.found is _MISSING else claim.found
+        result = await compute() if claim.found is _MISSING else claim.found
     except BaseException as err:
         flight.land(err)
         raise
-    flight.finished = True
-    flight.land(None)
-    return result
+    return flight.land(None, result)
 
 
 def _try(load: Callable[[], Any]) -> Any:
