@@ -190,6 +190,8 @@ def metadata_columns(metadata: Mapping[Any, Any]) -> tuple[str, str | None]:
                 and entries == known[1]  # not changed in place…
                 and tuple(map(type, entries.values())) == known[2]  # …not even from 0 to False
                 and type(namespace) is str
+                and namespace.isascii()
+                and "\x00" not in namespace
             ):
                 text = known[3]
             elif _plain_namespace(namespace, entries):
