@@ -147,14 +147,17 @@ class Runtime(Recorder):
 
 @configurable
 class Environment(Recorder):
-    """Host, user, working directory, Python and fleche versions (read once per process)."""
+    """Host, user, working directory, Python and fleche versions (read once per process).
+
+    :meth:`stop` hands every call made in one directory the same mapping
+    (read-only, as records are; a subclass adding entries copies it first),
+    so that a SQL store encodes it once.
+    """
 
     name = "environment"
     KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
 
     def stop(self, token: None) -> dict[str, str]:
-        # The same mapping for every call made in one directory (records are read-only):
-        # a SQL store encodes it once (fleche/storage/sql_metadata.py).
         cwd = os.getcwd()
         entries = _ENVIRONMENT_IN.get(cwd)
         if entries is None:
@@ -188,6 +191,7 @@ class Git(Recorder):
     Asked of ``git`` once per process and working tree, not per call (so a
     tree edited while the process runs keeps the state it had first); a
     directory outside any git tree records nothing and runs no ``git``.
+    Like :class:`Environment`, it hands those calls one read-only mapping.
     """
 
     name = "git"
