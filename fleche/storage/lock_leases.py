@@ -36,7 +36,7 @@ _locks_guard = threading.Lock()
 
 
 def _open_lock_file(path: str) -> int:
-    """A descriptor of the lock file ``path``, not open yet (call with ``_locks_guard`` held).
+    """Open the lock file ``path`` for this process and keep its descriptor (``_locks_guard`` held).
 
     Closing a file drops every lock the process holds on it, so only files
     on which no lease is held are closed, the least recently used first.
