@@ -147,13 +147,26 @@ class Runtime(Recorder):
 
 @configurable
 class Environment(Recorder):
-    """Host, user, working directory, Python and fleche versions (read once per process)."""
+    """Host, user, working directory, Python and fleche versions (read once per process).
+
+    :meth:`stop` hands every call made in one directory the same mapping
+    (read-only, as records are; a subclass adding entries copies it first),
+    so that a SQL store encodes it once.
+    """
 
     name = "environment"
     KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
 
     def stop(self, token: None) -> dict[str, str]:
-        return {**_environment(), "cwd": os.getcwd()}
+        cwd = os.getcwd()
+        entries = _ENVIRONMENT_IN.get(cwd)
+        if entries is None:
+            entries = _ENVIRONMENT_IN[cwd] = {**_environment(), "cwd": cwd}
+        return entries
+
+
+#: Working directory -> the environment recorded for calls made there.
+_ENVIRONMENT_IN: dict[str, dict[str, str]] = {}
 
 
 @functools.cache
@@ -178,6 +191,7 @@ class Git(Recorder):
     Asked of ``git`` once per process and working tree, not per call (so a
     tree edited while the process runs keeps the state it had first); a
     directory outside any git tree records nothing and runs no ``git``.
+    Like :class:`Environment`, it hands those calls one read-only mapping.
     """
 
     name = "git"
@@ -190,7 +204,7 @@ class Git(Recorder):
             with _GIT_LOCK:  # concurrent first calls ask git once
                 tree = _work_tree(Path(where[0]))
                 state = _GIT_BY_DIRECTORY[where] = {} if tree is None else _git_state(tree)
-        return dict(state)
+        return state  # the same mapping for every call made there, as the environment's
 
 
 #: (working directory, GIT_DIR) -> the git state recorded for calls made there.
@@ -259,7 +273,8 @@ class Tags(Recorder):
         return frozenset(self.tags or ())
 
     def stop(self, token: None) -> dict[str, Any]:
-        return dict(ACTIVE_TAGS.get() if self.tags is None else self.tags)
+        tags = ACTIVE_TAGS.get() if self.tags is None else self.tags
+        return dict(tags) if tags else {}
 
 
 _MEASURES_NOTHING = Recorder.start
@@ -281,10 +296,11 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
-        for r, token in zip(recorders, tokens, strict=True):
+        for r, token in zip(recorders, tokens, strict=False):  # one token per recorder
             entries = r.stop(token) if hasattr(r, "stop") else r.post(token, call)
             if entries:
-                out[r.name] = {**out[r.name], **entries} if r.name in out else entries
+                name = r.name
+                out[name] = {**out[name], **entries} if name in out else entries
         return out
 
     return tokens, stop

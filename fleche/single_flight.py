@@ -70,8 +70,8 @@ _AGAIN = object()
 class _Flight:
     """One call being computed in this process, and how it ended.
 
-    Its leader computes inside ``with flight:``, which records an error,
-    gives back the lease the leader took (``claim``) and lands the flight.
+    Its leader computes, then calls :meth:`land` however it ended: the lease
+    it took (``claim``) is given back and the flight lands.
     """
 
     __slots__ = (
@@ -101,12 +101,14 @@ class _Flight:
         #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None = []
 
-    def __enter__(self) -> _Flight:
-        return self
+    def land(self, error: BaseException | None, result: Any = None) -> Any:
+        """The leader is done: lease given back, flight landed, waiters woken; returns ``result``.
 
-    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> None:
-        """The leader is done, however it ended: lease given back, flight landed, waiters woken."""
-        if isinstance(error, Exception):
+        ``error`` is what the leader raised, or ``None`` if it ended with ``result``.
+        """
+        if error is None:
+            self.result, self.finished = result, True
+        elif isinstance(error, Exception):
             self.error = error
         if self.claim is not None:
             self.claim.release()
@@ -119,6 +121,7 @@ class _Flight:
         for loop, future in waiters:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody awaits
                 loop.call_soon_threadsafe(_wake, future)
+        return result
 
     def landed(self) -> threading.Event:
         """An event set once the flight has landed, for a thread to wait on."""
@@ -128,10 +131,6 @@ class _Flight:
                 if self.waiters is None:  # landed already
                     self.done.set()
             return self.done
-
-    def succeed(self, result: R) -> R:
-        self.result, self.finished = result, True
-        return result
 
     def outcome(self, load: Callable[[], Any]) -> Any:
         """What a waiter returns once the flight has landed (or ``_AGAIN``); raises its error."""
@@ -191,12 +190,16 @@ def compute_once(cache: Any, key: str, load: Callable[[], R], compute: Callable[
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
-    with flight:
+    try:
         claim = flight.claim = _Claim(cache, key, load)
         if claim.waiting:
             for pause in claim.pauses():
                 time.sleep(pause)
-        return flight.succeed(compute() if claim.found is _MISSING else claim.found)
+        result = compute() if claim.found is _MISSING else claim.found
+    except BaseException as err:
+        flight.land(err)
+        raise
+    return flight.land(None, result)
 
 
 async def compute_once_async(
@@ -216,12 +219,16 @@ async def compute_once_async(
         found = flight.outcome(load)
         if found is not _AGAIN:
             return found
-    with flight:
+    try:
         claim = flight.claim = _Claim(cache, key, load)
         if claim.waiting:
             for pause in claim.pauses():
                 await asyncio.sleep(pause)
-        return flight.succeed(await compute() if claim.found is _MISSING else claim.found)
+        result = await compute() if claim.found is _MISSING else claim.found
+    except BaseException as err:
+        flight.land(err)
+        raise
+    return flight.land(None, result)
 
 
 def _try(load: Callable[[], Any]) -> Any:
@@ -238,15 +245,11 @@ _backends: dict[int, tuple[weakref.ref, int, LeaseBackend | None]] = {}
 _pid = os.getpid()
 
 
-def _leases_of(cache: Any) -> LeaseBackend | None:
-    """``cache.leases()``, asked once per cache and process (a cache's leases never change)."""
-    entry = _backends.get(id(cache))
-    pid = _pid
-    if entry is not None and entry[0]() is cache and entry[1] == pid:
-        return entry[2]
+def _ask_leases(cache: Any) -> LeaseBackend | None:
+    """``cache.leases()``, remembered in :data:`_backends` (a cache's leases never change)."""
     backend = cache.leases()
     with contextlib.suppress(TypeError):  # a cache that cannot be weakly referenced: ask each time
-        _backends[id(cache)] = (weakref.ref(cache), pid, backend)
+        _backends[id(cache)] = (weakref.ref(cache), _pid, backend)
     return backend
 
 
@@ -269,11 +272,15 @@ class _Claim:
         self.held: Held | None = None
         self.found: Any = _MISSING
         self.waiting = False
-        try:
-            self.backend: LeaseBackend | None = _leases_of(cache)
-        except Exception as err:
-            _warn("find where to record the lease", key, err)
-            self.backend = None
+        known = _backends.get(id(cache))  # asked once per cache and process
+        if known is not None and known[0]() is cache and known[1] == _pid:
+            self.backend: LeaseBackend | None = known[2]
+        else:
+            try:
+                self.backend = _ask_leases(cache)
+            except Exception as err:
+                _warn("find where to record the lease", key, err)
+                self.backend = None
         if self.backend is not None:
             # A lease that never lapses (a lock held while its process lives) has no duration.
             self.duration = lease_seconds() if self.backend.expires else LEASE_SECONDS

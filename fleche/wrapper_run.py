@@ -8,7 +8,7 @@ on every miss (benchmarks/bench_call_path.py).
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .call import DigestedCall
@@ -40,7 +40,8 @@ class Computation:
     digests expanded to their values) and sets :attr:`result`.  Leaving
     normally stores the result and the record; leaving by an exception
     abandons the prepared call.  A store step that fails costs a warning
-    (``save_guarded``), never the result.  Sync and async bodies share it.
+    (``save_guarded``, handed the failure), never the result.  Sync and async
+    bodies share it.
     """
 
     __slots__ = ("args", "cache", "function", "keyed", "kwargs", "prepared", "result", "stop")
@@ -73,12 +74,15 @@ class Computation:
             unkeyed=function.unkeyed,
             metadata=function._record_metadata,
         )
-        self.prepared = cache.save_guarded(
-            functools.partial(cache.prepare, draft, stored_arguments, key),
-            key,
-            what=f"store the arguments of {function.name}",
-            then="it runs uncached",
-        )
+        try:
+            self.prepared = cache.prepare(draft, stored_arguments, key)
+        except Exception as err:  # worded by the cache: built only when it fails
+            self.prepared = cache.save_guarded(
+                _raising(err),
+                key,
+                what=f"store the arguments of {function.name}",
+                then="it runs uncached",
+            )
         _, self.stop = record(active_metadata() + function.meta)
         return self
 
@@ -90,11 +94,21 @@ class Computation:
             return
         metadata = self.stop()
         if prepared is not None:
-            cache.save_guarded(
-                functools.partial(cache.commit, prepared, self.result, metadata),
-                self.keyed.key,
-                what=f"store the result of {self.function.name}",
-            )
+            try:
+                cache.commit(prepared, self.result, metadata)
+            except Exception as err:
+                cache.save_guarded(
+                    _raising(err), self.keyed.key, what=f"store the result of {self.function.name}"
+                )
+
+
+def _raising(err: Exception) -> Callable[[], Any]:
+    """A store step that fails with ``err``: how a failure already met reaches ``save_guarded``."""
+
+    def store() -> Any:
+        raise err
+
+    return store
 
 
 def _expanded(cache: Cache, args: tuple[Any, ...], kwargs: dict) -> tuple[tuple, dict]:

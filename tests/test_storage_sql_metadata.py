@@ -98,6 +98,24 @@ def test_metadata_of_every_documented_type_round_trips(store: Sql) -> None:
     assert math.isnan(nan)
 
 
+def test_a_namespace_given_again_changed_in_place_is_stored_as_it_is_now(store: Sql) -> None:
+    # A recorder may hand every call the same mapping: the store encodes it once,
+    # yet stores what it holds at each save (even 0 where it held False).
+    entries: dict[str, Any] = {"dirty": False, "branch": "main"}
+    saved = []
+    for i, change in enumerate([{}, {}, {"dirty": 0}, {"branch": "dev"}, {"dirty": -0.0}]):
+        entries.update(change)
+        saved.append((store.save(_call(i, metadata={"git": entries})), dict(entries)))
+    for key, expected in saved:
+        loaded = store.load(key).metadata["git"]
+        assert loaded == expected
+        assert {n: type(v) for n, v in loaded.items()} == {n: type(v) for n, v in expected.items()}
+    assert math.copysign(1.0, store.load(saved[-1][0]).metadata["git"]["dirty"]) == -1.0
+    entries["dirty"] = True  # the same mapping under a name JSON cannot carry: typed
+    key = store.save(_call(9, metadata={"git": entries, "g\x00it": entries}))
+    assert store.load(key).metadata == {"git": entries, "g\x00it": entries}
+
+
 def test_unknown_metadata_types_are_refused_at_save(store: Sql) -> None:
     class Opaque:
         pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import threading
 from pathlib import Path
@@ -34,16 +35,13 @@ _locked: dict[tuple[str, str], tuple[int, int]] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock_file(path: str) -> int:
-    """This process's descriptor of the lock file ``path`` (call with ``_locks_guard`` held).
+def _open_lock_file(path: str) -> int:
+    """Open the lock file ``path`` for this process and keep its descriptor (``_locks_guard`` held).
 
     Closing a file drops every lock the process holds on it, so only files
     on which no lease is held are closed, the least recently used first.
     """
-    fd = _lock_files.pop(path, None)
-    if fd is None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    _lock_files[path] = fd
+    fd = _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     if len(_lock_files) > IDLE_LOCK_FILES:
         busy = {file for file, _ in _locked}
         for file in [f for f in _lock_files if f not in busy][:-IDLE_LOCK_FILES]:
@@ -85,13 +83,21 @@ class LockLeases:
     expires: ClassVar[bool] = False
     across_hosts: ClassVar[bool] = False
 
+    @functools.cached_property
+    def _file(self) -> str:
+        return str(self.path)
+
     def acquire(self, key: str, duration: float) -> tuple[int, int] | None:
         # docstring inherited
-        path = str(self.path)
+        path = self._file
         with _locks_guard:
             if (path, key) in _locked:
                 return None  # another thread of this process holds it
-            fd = _lock_file(path)
+            fd = _lock_files.pop(path, None)
+            if fd is None:
+                fd = _open_lock_file(path)
+            else:
+                _lock_files[path] = fd  # now the most recently used
             token = (fd, xxhash.xxh3_64_intdigest(key.encode()) >> 2)  # 62 bits: a valid offset
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, token[1])
@@ -108,7 +114,7 @@ class LockLeases:
 
     def release(self, key: str, token: tuple[int, int]) -> None:
         # docstring inherited
-        slot = (str(self.path), key)
+        slot = (self._file, key)
         with _locks_guard:
             if _locked.get(slot) is token:
                 del _locked[slot]

@@ -54,6 +54,8 @@ __all__ = [
     "encode",
     "join_metadata",
     "merge_metadata",
+    "metadata_columns",
+    "plain_chunks",
     "plain_key",
     "split_metadata",
     "text_ok",
@@ -120,29 +122,92 @@ def _json_exact(value: Any) -> bool:
 def _plain(metadata: dict[Any, Any]) -> bool:
     """Whether every namespace is a dict of ASCII text names and plain scalars JSON keeps exactly.
 
-    What the recorders fleche ships write; tested inline, without a call per
-    entry, as the miss path pays for it on every save.  Anything else (non-ASCII
-    text included) takes the general path of :func:`split_metadata`.
+    What the recorders fleche ships write; anything else (non-ASCII text
+    included) takes the general path of :func:`split_metadata`.
     """
-    for namespace, entries in metadata.items():
-        if type(namespace) is not str or type(entries) is not dict:
+    return all(_plain_namespace(n, entries) for n, entries in metadata.items())
+
+
+def _plain_namespace(namespace: Any, entries: Any) -> bool:
+    """Whether one namespace is plain (see :func:`_plain`), tested inline, without a call per entry."""
+    if type(namespace) is not str or type(entries) is not dict:
+        return False
+    if not namespace.isascii() or "\x00" in namespace:
+        return False
+    for name, value in entries.items():
+        kind = type(value)
+        if type(name) is not str or not name.isascii() or "\x00" in name:
             return False
-        if not namespace.isascii() or "\x00" in namespace:
+        if kind is str:
+            if not value.isascii() or "\x00" in value:
+                return False
+        elif kind is float:
+            # As _json_exact: finite, below 1e16 (JSONB would make it an int), not -0.0.
+            if not -1e16 < value < 1e16 or (not value and math.copysign(1.0, value) < 0):
+                return False
+        elif not (value is None or kind is bool or kind is int):
             return False
-        for name, value in entries.items():
-            kind = type(value)
-            if type(name) is not str or not name.isascii() or "\x00" in name:
-                return False
-            if kind is str:
-                if not value.isascii() or "\x00" in value:
-                    return False
-            elif kind is float:
-                # As _json_exact: finite, below 1e16 (JSONB would make it an int), not -0.0.
-                if not -1e16 < value < 1e16 or (not value and math.copysign(1.0, value) < 0):
-                    return False
-            elif not (value is None or kind is bool or kind is int):
-                return False
     return True
+
+
+def _chunk_encoder() -> Callable[[Any, int], Any]:
+    """The C encoder :data:`to_json` sets up on every call (costlier than a small document), set up once.
+
+    It checks for no circular reference: it is given flat dicts of scalars.
+    """
+    make = json.encoder.c_make_encoder
+    if make is None:  # no C accelerator: the plain encoder does the same
+        return lambda document, _: (to_json(document),)
+    return make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+
+
+#: ``"".join(plain_chunks(document, 0))`` is the JSON text of a plain namespace or a
+#: dict of digests, exactly as :data:`to_json` writes it.
+plain_chunks = _chunk_encoder()
+_name_json = json.encoder.encode_basestring
+
+#: id of a namespace's entries -> (the entries, a copy, their types, their JSON): a
+#: recorder that hands every call the same mapping (the environment, the git state)
+#: has it encoded once, as long as it does not change.
+_KNOWN: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[type, ...], str]] = {}
+_KNOWN_MAX = 64
+
+
+def metadata_columns(metadata: Mapping[Any, Any]) -> tuple[str, str | None]:
+    """The ``meta`` JSON text of a record's metadata and its typed JSON text (or ``None``).
+
+    What ``to_json`` of the document of :func:`split_metadata` and its typed
+    text are, made without walking and encoding again the namespaces that
+    come back unchanged call after call.
+    """
+    if type(metadata) is dict:
+        parts = []
+        for namespace, entries in metadata.items():
+            known = _KNOWN.get(id(entries))
+            if (
+                known is not None
+                and known[0] is entries
+                and entries == known[1]  # not changed in place…
+                and tuple(map(type, entries.values())) == known[2]  # …not even from 0 to False
+                and type(namespace) is str
+                and namespace.isascii()
+                and "\x00" not in namespace
+            ):
+                text = known[3]
+            elif _plain_namespace(namespace, entries):
+                text = "".join(plain_chunks(entries, 0))
+                kinds = tuple(map(type, entries.values()))
+                if float not in kinds:  # 0.0 == -0.0, yet they are written apart: never reused
+                    if len(_KNOWN) >= _KNOWN_MAX:
+                        _KNOWN.clear()
+                    _KNOWN[id(entries)] = (entries, dict(entries), kinds, text)
+            else:
+                break
+            parts.append(_name_json(namespace) + ":" + text)
+        else:
+            return "{" + ",".join(parts) + "}", None
+    document, typed = split_metadata(metadata)
+    return to_json(document), typed
 
 
 def split_metadata(metadata: Mapping[Any, Any]) -> tuple[dict[str, dict[str, Any]], str | None]:

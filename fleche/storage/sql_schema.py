@@ -44,7 +44,7 @@ from ..call import DigestedCall
 from ..digest import Digest
 from ..errors import SaveError
 from ..expiry import EXPIRY
-from .sql_metadata import join_metadata, split_metadata, text_ok, to_json
+from .sql_metadata import join_metadata, metadata_columns, plain_chunks, text_ok, to_json
 from .sql_seal import broken_seal, seal
 
 __all__ = [
@@ -258,26 +258,30 @@ def encode_record(record: DigestedCall, key: str) -> dict[str, Any]:
     argument name, on SQLite too, so that every SQL store accepts the same records.
     """
     _check_text(record)
-    document, typed = split_metadata(record.metadata)
-    digests = record.arguments  # a dict of digests is JSON as it is (a Digest is text)
-    if type(digests) is not dict:
-        digests = {name: str(value) for name, value in digests.items()}
+    metadata = record.metadata
+    meta, typed = metadata_columns(metadata)
+    digests = record.arguments
+    if type(digests) is dict:  # a dict of digests is JSON as it is (a Digest is text)
+        arguments = "".join(plain_chunks(digests, 0))
+    else:
+        arguments = to_json({name: str(value) for name, value in digests.items()})
     result = None if record.result is None else str(record.result)
+    unkeyed = record.unkeyed
     return {
         "key": key,
         "name": record.name,
         "module": record.module,
         "version": record.version,
         "code": None if record.code is None else str(record.code),
-        "unkeyed": ",".join(sorted(record.unkeyed)),
+        "unkeyed": ",".join(sorted(unkeyed)) if unkeyed else "",
         "created": record.created,
         "result": result,
-        "arguments": to_json(digests),
-        "meta": to_json(document),
+        "arguments": arguments,
+        "meta": meta,
         "meta_typed": typed,
         "meta_extra": None,  # a save replaces a schema-1 record whole
         "seal": seal(key, result),
-        "expires": expiry_column(record.metadata) if EXPIRY in record.metadata else None,
+        "expires": expiry_column(metadata) if EXPIRY in metadata else None,
     }
 
 
