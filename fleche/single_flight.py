@@ -248,9 +248,17 @@ _pid = os.getpid()
 def _ask_leases(cache: Any) -> LeaseBackend | None:
     """``cache.leases()``, remembered in :data:`_backends` (a cache's leases never change)."""
     backend = cache.leases()
+    slot = id(cache)
     with contextlib.suppress(TypeError):  # a cache that cannot be weakly referenced: ask each time
-        _backends[id(cache)] = (weakref.ref(cache), _pid, backend)
+        _backends[slot] = (weakref.ref(cache, lambda ref: _forget(slot, ref)), _pid, backend)
     return backend
+
+
+def _forget(slot: int, ref: weakref.ref) -> None:
+    """Drop a dead cache's entry: its lease backend holds its storage's connections."""
+    known = _backends.get(slot)
+    if known is not None and known[0] is ref:
+        del _backends[slot]
 
 
 class _Claim:

@@ -226,3 +226,28 @@ def test_a_miss_reads_the_store_once(store, tmp_path):
         assert asyncio.run(triple(1)) == 3
         assert LOOKUPS == [triple.digest(1)]
     assert runs == [1, 1]
+
+
+def test_a_dropped_cache_lets_go_of_its_storage(tmp_path: Path) -> None:
+    """A cache's leases are remembered per cache, not beyond it: its SQL connections close with it.
+
+    Table leases refer to their store; remembered past the cache, they kept
+    every store's runtime and connections alive (a leak of one PostgreSQL
+    connection per cache ever opened).
+    """
+    import gc
+    import weakref
+
+    calls = Sql(url=f"sqlite:///file:{tmp_path / 'calls.db'}?uri=true")  # table leases
+    runtime = weakref.ref(calls.engine)
+    store = Cache(ValueMemory(), calls)
+
+    @fleche(cache=store)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(21) == 42  # a miss: its lease taken and released
+    assert store.leases() is not None
+    del double, store, calls
+    gc.collect()
+    assert runtime() is None

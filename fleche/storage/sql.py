@@ -99,7 +99,7 @@ class Sql(sql_scan.Scanning, CallStorage):
     url: str | None = None
     echo: bool = False
     _box: list[Any] = dataclasses.field(
-        default_factory=lambda: [None, None], init=False, repr=False, compare=False
+        default_factory=lambda: [None, None, None, None], init=False, repr=False, compare=False
     )
 
     persistent = True
@@ -119,7 +119,7 @@ class Sql(sql_scan.Scanning, CallStorage):
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "_box", [None, None])
+        object.__setattr__(self, "_box", [None, None, None, None])
 
     # -- connections -----------------------------------------------------------
 
@@ -155,22 +155,36 @@ class Sql(sql_scan.Scanning, CallStorage):
     def leases(self) -> LeaseBackend | None:
         """Byte locks beside a SQLite file, else a table of the database (chosen once per process).
 
-        See :func:`~fleche.storage.sql_leases.sql_leases`.
+        See :func:`~fleche.storage.sql_leases.sql_leases`.  The store keeps
+        them weakly: table leases refer to their store, and that cycle would
+        hold its connections until the next full collection.
         """
-        runtime = self._runtime()
-        if runtime.leases is None:
-            runtime.leases = sql_leases(self)
-        return runtime.leases
+        made = self._box[2]  # (pid, weak reference)
+        leases = made[1]() if made is not None and made[0] == _pid else None
+        if leases is None:
+            leases = sql_leases(self)
+            if leases is not None:
+                self._box[2] = (_pid, weakref.ref(leases))
+        return leases
 
     def small_values(self) -> SmallValueTable:
         """The table of small values in this database: where a value storage may keep them."""
+        return self._per_runtime(3, SmallValueTable)
+
+    def _per_runtime(self, slot: int, make: Callable[[Runtime], Any]) -> Any:
+        """What ``make(runtime)`` gives, made once per runtime and kept in ``_box[slot]``.
+
+        Kept by the store, not by the runtime: a runtime referring back to
+        its store would live in a cycle and hold its connections until the
+        next full collection, not until the store is dropped.
+        """
         runtime = self._box[0]
         if runtime is None or runtime.pid != _pid:  # _runtime(), without a call once open
             runtime = self._runtime()
-        table = runtime.small_values
-        if table is None:
-            table = runtime.small_values = SmallValueTable(runtime)
-        return table
+        made = self._box[slot]
+        if made is None or made[0] is not runtime:
+            made = self._box[slot] = (runtime, make(runtime))
+        return made[1]
 
     # -- primitives --------------------------------------------------------------
 

@@ -205,8 +205,6 @@ class Runtime:
         self.statements = Statements(self.engine.dialect)
         self.local = threading.local()
         self.commits = 0
-        self.leases: Any = None  # chosen by Sql.leases on first use
-        self.small_values: Any = None  # made by Sql.small_values on first use
         self.checkpointer = _Checkpointer(self.engine) if self.sqlite else None
         weakref.finalize(self, _dispose, self.engine, self.pid)
         for attempt in range(ATTEMPTS):
