@@ -98,8 +98,9 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     url: str | None = None
     echo: bool = False
+    #: This process's runtime, scratch directory, leases and small-values table.
     _box: list[Any] = dataclasses.field(
-        default_factory=lambda: [None, None, None, None], init=False, repr=False, compare=False
+        default_factory=lambda: [None] * 4, init=False, repr=False, compare=False
     )
 
     persistent = True
@@ -119,7 +120,7 @@ class Sql(sql_scan.Scanning, CallStorage):
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "_box", [None, None, None, None])
+        object.__setattr__(self, "_box", [None] * 4)
 
     # -- connections -----------------------------------------------------------
 
@@ -155,9 +156,8 @@ class Sql(sql_scan.Scanning, CallStorage):
     def leases(self) -> LeaseBackend | None:
         """Byte locks beside a SQLite file, else a table of the database (chosen once per process).
 
-        See :func:`~fleche.storage.sql_leases.sql_leases`.  The store keeps
-        them weakly: table leases refer to their store, and that cycle would
-        hold its connections until the next full collection.
+        See :func:`~fleche.storage.sql_leases.sql_leases`.  Kept weakly:
+        table leases refer to their store, and a cycle would hold its connections.
         """
         made = self._box[2]  # (pid, weak reference)
         leases = made[1]() if made is not None and made[0] == _pid else None
@@ -169,22 +169,13 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     def small_values(self) -> SmallValueTable:
         """The table of small values in this database: where a value storage may keep them."""
-        return self._per_runtime(3, SmallValueTable)
-
-    def _per_runtime(self, slot: int, make: Callable[[Runtime], Any]) -> Any:
-        """What ``make(runtime)`` gives, made once per runtime and kept in ``_box[slot]``.
-
-        Kept by the store, not by the runtime: a runtime referring back to
-        its store would live in a cycle and hold its connections until the
-        next full collection, not until the store is dropped.
-        """
         runtime = self._box[0]
         if runtime is None or runtime.pid != _pid:  # _runtime(), without a call once open
             runtime = self._runtime()
-        made = self._box[slot]
-        if made is None or made[0] is not runtime:
-            made = self._box[slot] = (runtime, make(runtime))
-        return made[1]
+        made = self._box[3]  # kept here, not by the runtime: no cycle to hold its connections
+        if made is None or made.runtime is not runtime:
+            made = self._box[3] = SmallValueTable(runtime)
+        return made
 
     # -- primitives --------------------------------------------------------------
 
@@ -266,25 +257,20 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     def list(self) -> Iterator[Digest]:
         """Every key, in key order, read a page at a time (no connection held between pages)."""
-        after = ""
-        while True:
-            runtime = self._runtime()
-            rows = runtime.read(runtime.statements.page, {"after": after})
-            for (key,) in rows:
-                yield Digest(key)
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        return self._keys("page", {"after": ""}, PAGE)
 
     def _prefix_range(self, prefix: str) -> Iterator[Digest]:
-        # An index range scan over the primary key, a page at a time.
-        bounds = {"low": prefix, "high": prefix + "g", "after": ""}  # keys are hex: all below 'g'
+        # An index range scan over the primary key; keys are hex, all below 'g'.
+        return self._keys("prefix", {"low": prefix, "high": prefix + "g", "after": ""}, PREFIX_PAGE)
+
+    def _keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
+        """The keys a paged key statement reads, ``page`` rows at a time after ``bounds['after']``."""
         while True:
             runtime = self._runtime()
-            rows = runtime.read(runtime.statements.prefix, bounds)
+            rows = runtime.read(getattr(runtime.statements, statement), bounds)
             for (key,) in rows:
                 yield Digest(key)
-            if len(rows) < PREFIX_PAGE:
+            if len(rows) < page:
                 return
             bounds["after"] = rows[-1][0]
 
