@@ -13,17 +13,13 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from ..call import unstored_arguments
 from ..digest import Digest
 from ..errors import CorruptEntryWarning
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
 from .findings import (
-    BROKEN_VALUE,
-    CORRUPT_RECORD,
-    MISFILED_RECORD,
     MISMATCH,
     MISSING_VALUE,
     READ_ERROR,
@@ -32,8 +28,9 @@ from .findings import (
     Problem,
     VerifyReport,
 )
+from .verify_calls import CallPass
 from .verify_guards import UNPROVEN, guard_systematic, kept
-from .verify_values import ValuePass, corrupt_since, failure
+from .verify_values import ValuePass, attempt
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -45,9 +42,6 @@ class Verified(Protocol):
 
     values: ValueStorage
     calls: CallStorage
-
-
-T = TypeVar("T")
 
 
 class _Verifier:
@@ -65,33 +59,24 @@ class _Verifier:
         self.calls: CallStorage = cache.calls
         self.progress = progress
         self.value_keys: set[Digest] = set()
-        #: How many values some record refers to were found: proof the value storage is the right one.
-        self.found = 0
         self.caught: list[warnings.WarningMessage] = []
         self.parts: dict[Digest, list[Digest]] = {}
         self.done = 0
         self.total = 0
 
-    def _tick(self) -> None:
-        self.done += 1
-        self.progress(self.done, self.total)  # type: ignore[misc]  # only given a progress
+    def _tick(self, done: int) -> None:
+        progress, total = self.progress, self.total
+        for _ in range(done):  # once per entry, as documented, though records come by the page
+            self.done += 1
+            progress(self.done, total)  # type: ignore[misc]  # only given a progress
 
     def _present(self, key: Digest) -> bool:
         # Listed at the start, or written since (a call stored during the pass).
         return key in self.value_keys or self.values.contains(key)
 
-    def _attempt(self, read: Callable[[], T]) -> tuple[T | None, Exception | None, list]:
-        """``read()``, its exception if any, and the corrupt-entry warnings it raised."""
-        mark = len(self.caught)
-        try:
-            result, error = read(), None
-        except Exception as err:
-            result, error = None, err
-        return result, error, corrupt_since(self.caught, mark)
-
     def _listed(self, storage: ValueStorage | CallStorage, store: str) -> tuple[list, list]:
         """The sorted keys of ``storage`` and the problems of entries it could not list."""
-        keys, error, corrupt = self._attempt(lambda: list(storage.list()))
+        keys, error, corrupt = attempt(self.caught, lambda: list(storage.list()))
         if error is not None:
             raise error
         keys.sort()  # a storage of files lists them sorted already: no work
@@ -115,106 +100,23 @@ class _Verifier:
         self.value_keys = set(value_keys)
         call_keys, call_problems = self._listed(self.calls, "calls")
         self.total = len(value_keys) + len(call_keys)
-        tick = None if self.progress is None else self._tick
+        tick = _quiet if self.progress is None else self._tick
         checker = ValuePass(self.values, self._present, self.caught)
         value_problems += checker.run(value_keys, self.since, tick)
         self.parts = checker.parts
         value_problems += checker.broken_parts(value_problems)
         value_problems = guard_systematic(value_problems, len(value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
-        call_problems += self.check_calls(call_keys, broken, tick)
+        records = CallPass(self.calls, self.value_keys, self._present, self.caught, self.since)
+        call_problems += records.run(call_keys, broken, tick)
         call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
-        if not self.found:  # not one referenced value listed: the values are elsewhere
+        if not records.found:  # not one referenced value listed: the values are elsewhere
             call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
         return value_problems, call_problems, len(value_keys), len(call_keys)
 
-    def check_calls(
-        self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[], Any] | None
-    ) -> list[Problem]:
-        """The problems of the records listed as ``keys``: read in bulk, those left out alone."""
-        problems = []
-        listed, seen = set(keys), set()
-        for key, record in self.calls.scan():
-            if key in listed and key not in seen:  # else written since the listing
-                seen.add(key)
-                problem = self.check_call(key, broken, record)
-                if problem is not None:
-                    problems.append(problem)
-                if tick is not None:
-                    tick()
-        for key in keys:
-            if key not in seen:  # the scan left it out: damaged, or removed meanwhile
-                problem = self.check_call(key, broken)
-                if problem is not None:
-                    problems.append(problem)
-                if tick is not None:
-                    tick()
-        problems.sort(key=lambda p: p.key)
-        return problems
 
-    def check_call(
-        self, key: Digest, broken: dict[Digest, Problem], record: Any = None
-    ) -> Problem | None:
-        """Check one record (``record``, read in bulk, or read now): its key and every value it references."""
-        if record is None:
-            record, error, corrupt = self._attempt(lambda: self.calls.load(key))
-            if error is not None:
-                problem = failure("calls", key, error, corrupt, CORRUPT_RECORD)
-                if problem is None and self.calls.contains(key):  # a silent miss of a listed entry
-                    problem = Problem(
-                        "calls", key, CORRUPT_RECORD, "it is listed but reads as missing"
-                    )
-                return problem
-        own = key
-        if self.since is None or not record.created < self.since:  # else checked before
-            try:
-                own = record.key()
-            except Exception as err:
-                return Problem(
-                    "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
-                )
-        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
-        if unstored:
-            values = [d for n, d in record.arguments.items() if n not in unstored]
-        else:
-            values = list(record.arguments.values())
-        values.append(record.result)
-        if self.value_keys.issuperset(values) and (not broken or broken.keys().isdisjoint(values)):
-            self.found += len(values)  # the common case: every value listed and sound
-        else:
-            problem = self.references_problem(key, record, unstored, broken)
-            if problem is not None:
-                return problem
-        if own != key:
-            return Problem(
-                "calls",
-                key,
-                MISFILED_RECORD,
-                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
-                fixable=False,
-            )
-        return None
-
-    def references_problem(
-        self, key: Digest, record: Any, unstored: Any, broken: dict[Digest, Problem]
-    ) -> Problem | None:
-        """What is wrong with the values a record refers to: missing or broken ones, by name."""
-        bad = []
-        missing = False
-        references = [
-            (f"argument {n!r}", d) for n, d in record.arguments.items() if n not in unstored
-        ]
-        for label, value in [*references, ("result", record.result)]:
-            if value in broken:
-                bad.append(f"{label} {value[:12]} ({broken[value].kind})")
-            elif not self._present(value):
-                missing = True
-                bad.append(f"{label} {value[:12]} (missing)")
-            else:
-                self.found += 1
-        if bad:
-            return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
-        return None
+def _quiet(done: int) -> None:
+    """No progress to report."""
 
 
 def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Problem]:
