@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 
 import numpy as np
 
 from fleche import Cache, CorruptEntryWarning
+from fleche.call import UNSTORED, Call
 from fleche.digest import digest
-from fleche.storage import CallMemory, ValuePickleFile
+from fleche.storage import CallMemory, Sql, ValuePickleFile
 
 from .backends import corrupt_file
 
@@ -55,3 +57,24 @@ def test_verify_finds_damage_among_many_values(tmp_path):
     kinds = {p.key: p.kind for p in report.problems}
     assert kinds == {keys[900]: "corrupt value", digest("not its key"): "digest mismatch"}
     assert report.values == 1001
+
+
+def test_verify_checks_each_record_of_a_page_of_many_sql_records(tmp_path):
+    """Records read a page at a time: the sound ones in bulk, each problem still named by its key."""
+    store = Cache(ValuePickleFile(tmp_path / "values"), Sql(url=str(tmp_path / "calls.db")))
+    misfiled = Call("f", {"x": -2}, module="m", result=1).stash(store.values)
+    store.calls.put(misfiled, digest("not its lookup key"))  # in the first page: read in bulk
+    for x in range(1500):
+        store.save(Call("f", {"x": x}, module="m", result=[x, x * 0.5]))
+    unstored = Call("f", {"x": -1, "data": "kept by the user"}, module="m", result=1)
+    unstored.metadata[UNSTORED] = {"arguments": ["data"]}
+    store.save(unstored)
+    store.values.evict(digest("kept by the user"))  # not stored with it: not missing either
+    lost = Call("f", {"x": 1500}, module="m", result="lost")
+    store.save(lost)
+    store.values.evict(digest("lost"))
+    report = store.verify()
+    kinds = {p.key: p.kind for p in report.problems}
+    assert kinds == {lost.key(): "missing value", digest("not its lookup key"): "misfiled record"}
+    assert report.calls == 1503
+    assert store.verify(since=time.time() + 60).problems == report.problems[:1]  # no key computed
