@@ -7,8 +7,10 @@ import time
 import warnings
 
 import numpy as np
+import pytest
 
 from fleche import Cache, CorruptEntryWarning
+from fleche.caches import verify_worker
 from fleche.call import UNSTORED, Call
 from fleche.digest import digest
 from fleche.storage import CallMemory, Sql, ValuePickleFile
@@ -78,3 +80,35 @@ def test_verify_checks_each_record_of_a_page_of_many_sql_records(tmp_path):
     assert kinds == {lost.key(): "missing value", digest("not its lookup key"): "misfiled record"}
     assert report.calls == 1503
     assert store.verify(since=time.time() + 60).problems == report.problems[:1]  # no key computed
+
+
+@pytest.fixture
+def helped(monkeypatch):
+    """Verify's child process reading values even for a small store, in chunks of 100."""
+    monkeypatch.setattr(verify_worker, "MINIMUM", 0)
+    monkeypatch.setattr(verify_worker, "CHUNK", 100)
+
+
+def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, helped):
+    store = Cache(ValuePickleFile(tmp_path / "values"), Sql(url=str(tmp_path / "calls.db")))
+    for x in range(400):
+        store.save(Call("f", {"x": x}, module="m", result={"a": [x, "y" * 300]}))
+    keys = sorted(store.values.list())
+    corrupt_file(store.values, keys[10])
+    store.values.save(7, digest("not its key"))
+    helper = verify_worker.Helper.start(store.values, keys, None)
+    answers = [found for _, found in helper.chunks_read() if found is not None]
+    assert answers and all(keys[10] not in examined for examined, _ in answers)
+    assert [keys[10]] in [again for _, again in answers]  # damaged: read again here
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning but the findings raised here
+        helped_report = store.verify(progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(keys) + 1 + 400,) * 2 and len(seen) == len(keys) + 1 + 400
+    verify_worker.MINIMUM = 10**9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        alone = store.verify()
+    assert helped_report.problems == alone.problems and helped_report.values == alone.values
+    kinds = {p.kind for p in alone.problems}
+    assert {"corrupt value", "digest mismatch"} <= kinds

@@ -31,6 +31,7 @@ from .findings import (
 from .verify_calls import CallPass
 from .verify_guards import UNPROVEN, guard_systematic, kept
 from .verify_values import ValuePass, attempt
+from .verify_worker import Helper
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -55,6 +56,9 @@ class _Verifier:
 
     def __init__(self, cache: Verified, progress: Progress | None, since: float | None) -> None:
         self.since = since
+        self.cache = cache
+        #: Leftovers of killed writers (:func:`_strays`), found while a child reads values.
+        self.strays: list[Problem] = []
         self.values: ValueStorage = cache.values
         self.calls: CallStorage = cache.calls
         self.progress = progress
@@ -102,17 +106,35 @@ class _Verifier:
         self.total = len(value_keys) + len(call_keys)
         tick = _quiet if self.progress is None else self._tick
         checker = ValuePass(self.values, self._present, self.caught)
-        value_problems += checker.run(value_keys, self.since, tick)
+        helper = Helper.start(self.values, value_keys, self.since)
+        if helper is None:
+            value_problems += checker.run(value_keys, self.since, tick)
+        else:  # the records, and whatever else there is to do, while a child reads values
+            early = self._records(call_keys, {}, tick)
+            self.strays = _strays(self.cache)
+            value_problems += checker.run_helped(helper, self.since, tick)
         self.parts = checker.parts
         value_problems += checker.broken_parts(value_problems)
         value_problems = guard_systematic(value_problems, len(value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
-        records = CallPass(self.calls, self.value_keys, self._present, self.caught, self.since)
-        call_problems += records.run(call_keys, broken, tick)
+        if helper is None or broken:  # (again, now knowing which values are broken)
+            records = self._records(call_keys, broken, tick if helper is None else _quiet)
+        else:
+            records = early
+        call_problems += records[0]
         call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
-        if not records.found:  # not one referenced value listed: the values are elsewhere
+        if not records[1]:  # not one referenced value listed: the values are elsewhere
             call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
+        if helper is None:
+            self.strays = _strays(self.cache)
         return value_problems, call_problems, len(value_keys), len(call_keys)
+
+    def _records(
+        self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[int], Any]
+    ) -> tuple[list[Problem], int]:
+        """The problems of the records, and how many of the values they refer to were found."""
+        records = CallPass(self.calls, self.value_keys, self._present, self.caught, self.since)
+        return records.run(keys, broken, tick), records.found
 
 
 def _quiet(done: int) -> None:
@@ -135,7 +157,7 @@ def verify(
 ) -> VerifyReport:
     """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
 
-    ``progress(done, total)`` is called after each entry (values first, then
+    ``progress(done, total)`` is called after each entry (values and
     records), e.g. to drive a progress bar on a large store.  ``since``
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
@@ -156,7 +178,7 @@ def verify(
     unread = any(p.kind in (READ_ERROR, UNLISTABLE) for p in value_problems)
     if since is None and not unread and callable(index):  # every container read: gc reads none
         index(verifier.parts)
-    problems = value_problems + call_problems + _strays(cache)
+    problems = value_problems + call_problems + verifier.strays
     report = VerifyReport(n_values, n_calls, tuple(problems), started)
     if fix:
         report = repair(cache, report)

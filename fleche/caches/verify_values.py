@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..digest import Digest
 from ..errors import CorruptEntryWarning, Indigestible
@@ -26,6 +26,9 @@ from .findings import (
     UNVERIFIABLE,
     Problem,
 )
+
+if TYPE_CHECKING:
+    from .verify_worker import Helper
 
 __all__ = ["ValuePass", "attempt", "corrupt_since", "failure"]
 
@@ -99,6 +102,26 @@ class ValuePass:
                     problems.append(problem)
             mark = len(caught)
             tick(1)
+        return problems
+
+    def run_helped(
+        self, helper: Helper, since: float | None, tick: Callable[[int], Any]
+    ) -> list[Problem]:
+        """The problems of the keys given to ``helper``: the chunks its child read, and the rest."""
+        problems: list[Problem] = []
+        for chunk, found in helper.chunks_read():
+            if found is None:  # left to this process
+                problems += self.run(chunk, since, tick)
+                continue
+            examined, again = found
+            for key, outcome in examined:
+                problem = self.judge(Digest(key), *outcome)
+                if problem is not None:
+                    problems.append(problem)
+            tick(len(chunk) - len(again))
+            if again:  # failed or warned there: read here, to warn here
+                problems += self.run(list(map(Digest, again)), since, tick)
+        problems.sort(key=lambda p: p.key)
         return problems
 
     def judge(self, key: Digest, found: Digest | None, parts: list[Digest]) -> Problem | None:
