@@ -54,11 +54,16 @@ class _Verifier:
     warning is passed on when the pass ends.
     """
 
-    def __init__(self, cache: Verified, progress: Progress | None, since: float | None) -> None:
+    def __init__(
+        self, cache: Verified, progress: Progress | None, since: float | None, fix: bool
+    ) -> None:
         self.since = since
         self.cache = cache
-        #: Leftovers of killed writers (:func:`_strays`), found while a child reads values.
+        self.fix = fix
+        #: Leftovers of killed writers (:func:`_strays`) and what the storages' own audits
+        #: find (``None``: audited after a repair), found while a child reads values.
         self.strays: list[Problem] = []
+        self.audited: list[Problem] | None = None
         self.values: ValueStorage = cache.values
         self.calls: CallStorage = cache.calls
         self.progress = progress
@@ -102,16 +107,25 @@ class _Verifier:
     def _run(self) -> tuple[list[Problem], list[Problem], int, int]:
         value_keys, value_problems = self._listed(self.values, "values")
         self.value_keys = set(value_keys)
+        helper = Helper.start(self.values, value_keys, self.since)
+        try:
+            return self._check(value_keys, value_problems, helper)
+        finally:
+            if helper is not None:
+                helper.close()
+
+    def _check(
+        self, value_keys: list[Digest], value_problems: list[Problem], helper: Helper | None
+    ) -> tuple[list[Problem], list[Problem], int, int]:
         call_keys, call_problems = self._listed(self.calls, "calls")
         self.total = len(value_keys) + len(call_keys)
         tick = _quiet if self.progress is None else self._tick
         checker = ValuePass(self.values, self._present, self.caught)
-        helper = Helper.start(self.values, value_keys, self.since)
         if helper is None:
             value_problems += checker.run(value_keys, self.since, tick)
         else:  # the records, and whatever else there is to do, while a child reads values
             early = self._records(call_keys, {}, tick)
-            self.strays = _strays(self.cache)
+            self._other_checks()
             value_problems += checker.run_helped(helper, self.since, tick)
         self.parts = checker.parts
         value_problems += checker.broken_parts(value_problems)
@@ -126,8 +140,15 @@ class _Verifier:
         if not records[1]:  # not one referenced value listed: the values are elsewhere
             call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
         if helper is None:
-            self.strays = _strays(self.cache)
+            self._other_checks()
         return value_problems, call_problems, len(value_keys), len(call_keys)
+
+    def _other_checks(self) -> None:
+        """Leftovers, and (unless repairing, which comes first) the storages' own audits."""
+        self.strays = _strays(self.cache)
+        if not self.fix:
+            self.audited = _audited("values", self.values, False)
+            self.audited += _audited("calls", self.calls, False)
 
     def _records(
         self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[int], Any]
@@ -172,7 +193,7 @@ def verify(
     if since_last:
         last = getattr(cache.values, "last_verified", None)
         since = last() if callable(last) else None
-    verifier = _Verifier(cache, progress, since)
+    verifier = _Verifier(cache, progress, since, fix)
     value_problems, call_problems, n_values, n_calls = verifier.run()
     index = getattr(cache.values, "index_children", None)
     unread = any(p.kind in (READ_ERROR, UNLISTABLE) for p in value_problems)
@@ -182,7 +203,9 @@ def verify(
     report = VerifyReport(n_values, n_calls, tuple(problems), started)
     if fix:
         report = repair(cache, report)
-    audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
+    audited = verifier.audited
+    if audited is None:
+        audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
     record = getattr(cache.values, "record_verified", None)
     if callable(record):
         record(started)

@@ -136,6 +136,13 @@ class Helper:
                     pipe.close()
             self.process.wait()
 
+    def close(self) -> None:
+        """Stop the child (whatever it was doing): for a verify that failed meanwhile."""
+        self.chunks.clear()
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.thread.join()
+
     def chunks_read(self) -> Iterator[tuple[list[Digest], Found | None]]:
         """Each chunk with what the child found in it, or ``None`` for one to read here."""
         while True:
