@@ -68,6 +68,7 @@ def test_verify_checks_each_record_of_a_page_of_many_sql_records(tmp_path):
     store.calls.put(misfiled, digest("not its lookup key"))  # in the first page: read in bulk
     for x in range(1500):
         store.save(Call("f", {"x": x}, module="m", result=[x, x * 0.5]))
+    store.save(Call("g", {"x": 1}, module="m", code=digest("its source"), version="2", result=1))
     unstored = Call("f", {"x": -1, "data": "kept by the user"}, module="m", result=1)
     unstored.metadata[UNSTORED] = {"arguments": ["data"]}
     store.save(unstored)
@@ -78,7 +79,7 @@ def test_verify_checks_each_record_of_a_page_of_many_sql_records(tmp_path):
     report = store.verify()
     kinds = {p.key: p.kind for p in report.problems}
     assert kinds == {lost.key(): "missing value", digest("not its lookup key"): "misfiled record"}
-    assert report.calls == 1503
+    assert report.calls == 1504
     assert store.verify(since=time.time() + 60).problems == report.problems[:1]  # no key computed
 
 
