@@ -28,12 +28,14 @@ from typing import IO, Any
 from ..digest import Digest
 from ..storage.base import ValueStorage
 
-__all__ = ["CHUNK", "MINIMUM", "Helper", "examine", "main"]
+__all__ = ["CHUNK", "MINIMUM", "SPARE", "Helper", "examine", "main"]
 
 #: Keys per chunk handed to the child: a few hundredths of a second of work.
 CHUNK = 4096
 #: Fewer values than this are read here alone: a process costs more to start.
 MINIMUM = 50_000
+#: Cores the load average must leave idle, besides this process's, for a child to start.
+SPARE = 1.0
 
 _START = (
     "import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
@@ -77,6 +79,16 @@ def examine(values: Any, keys: list[str], since: float | None) -> Found:
     return found, again
 
 
+def _idle_cores() -> float:
+    """How many of this process's cores the load average leaves idle besides itself."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows: no load average; assume a busy machine
+        return 0
+    return (cores or 1) - max(load, 1.0)
+
+
 class Helper:
     """A child process examining chunks of ``keys`` of ``values`` (see the module docstring)."""
 
@@ -94,9 +106,13 @@ class Helper:
 
     @classmethod
     def start(cls, values: ValueStorage, keys: list[Digest], since: float | None) -> Helper | None:
-        """A helper for a store of many values on a machine with a core to spare, else ``None``."""
-        spare = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if len(keys) < MINIMUM or (spare or 1) < 2 or not sys.executable:
+        """A helper for a store of many values on a machine with a core to spare now, else ``None``.
+
+        A core is spare when the load average leaves one idle besides this
+        process: on a busy machine a second process only costs more CPU time
+        (starting it, sending keys) for no shorter wall time (benchmarks/bench_scale.py).
+        """
+        if len(keys) < MINIMUM or _idle_cores() < SPARE or not sys.executable:
             return None
         if not callable(getattr(values, "examine_many", None)):
             return None
