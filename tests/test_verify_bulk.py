@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -107,10 +108,16 @@ def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, help
         warnings.simplefilter("error")  # any warning but the findings raised here
         helped_report = store.verify(progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(keys) + 1 + 400,) * 2 and len(seen) == len(keys) + 1 + 400
+    later = time.time() + 60  # every value unchanged since: none read, by either process
+    helped_since = store.verify(since=later)
     verify_worker.MINIMUM = 10**9
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorruptEntryWarning)
         alone = store.verify()
     assert helped_report.problems == alone.problems and helped_report.values == alone.values
+    assert helped_since == dataclasses.replace(
+        store.verify(since=later), started=helped_since.started
+    )
+    assert not [p for p in helped_since.problems if p.store == "values"]
     kinds = {p.kind for p in alone.problems}
     assert {"corrupt value", "digest mismatch"} <= kinds
