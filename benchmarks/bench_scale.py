@@ -215,7 +215,7 @@ def bench_maintenance(root: Path, store: Cache, size: int) -> None:
     row(size, f"verify() of {entries:,} entries: raw read of each", verified, raw_read, entries)
     for label, minimum, spare in (
         ("verify() in this process alone", entries + 1, verify_worker.SPARE),
-        ("verify() with its child process, load or not", 0, float("-inf")),
+        ("verify() with its child process, however small", 0, float("-inf")),
     ):
         row(
             size,

@@ -86,7 +86,7 @@ def test_verify_checks_each_record_of_a_page_of_many_sql_records(tmp_path):
 
 @pytest.fixture
 def helped(monkeypatch):
-    """Verify's child process reading values even for a small store on a busy machine, in chunks of 100."""
+    """Verify's child process reading values even for a small store on one core, in chunks of 100."""
     monkeypatch.setattr(verify_worker, "MINIMUM", 0)
     monkeypatch.setattr(verify_worker, "SPARE", float("-inf"))
     monkeypatch.setattr(verify_worker, "CHUNK", 100)
