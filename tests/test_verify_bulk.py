@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 import warnings
 
 import numpy as np
+import pytest
 
 from fleche import Cache, CorruptEntryWarning
+from fleche.caches import verify_worker
+from fleche.call import UNSTORED, Call
 from fleche.digest import digest
-from fleche.storage import CallMemory, ValuePickleFile
+from fleche.storage import CallMemory, Sql, ValuePickleFile
 
 from .backends import corrupt_file
 
@@ -55,3 +60,64 @@ def test_verify_finds_damage_among_many_values(tmp_path):
     kinds = {p.key: p.kind for p in report.problems}
     assert kinds == {keys[900]: "corrupt value", digest("not its key"): "digest mismatch"}
     assert report.values == 1001
+
+
+def test_verify_checks_each_record_of_a_page_of_many_sql_records(tmp_path):
+    """Records read a page at a time: the sound ones in bulk, each problem still named by its key."""
+    store = Cache(ValuePickleFile(tmp_path / "values"), Sql(url=str(tmp_path / "calls.db")))
+    misfiled = Call("f", {"x": -2}, module="m", result=1).stash(store.values)
+    store.calls.put(misfiled, digest("not its lookup key"))  # in the first page: read in bulk
+    for x in range(1500):
+        store.save(Call("f", {"x": x}, module="m", result=[x, x * 0.5]))
+    store.save(Call("g", {"x": 1}, module="m", code=digest("its source"), version="2", result=1))
+    unstored = Call("f", {"x": -1, "data": "kept by the user"}, module="m", result=1)
+    unstored.metadata[UNSTORED] = {"arguments": ["data"]}
+    store.save(unstored)
+    store.values.evict(digest("kept by the user"))  # not stored with it: not missing either
+    lost = Call("f", {"x": 1500}, module="m", result="lost")
+    store.save(lost)
+    store.values.evict(digest("lost"))
+    report = store.verify()
+    kinds = {p.key: p.kind for p in report.problems}
+    assert kinds == {lost.key(): "missing value", digest("not its lookup key"): "misfiled record"}
+    assert report.calls == 1504
+    assert store.verify(since=time.time() + 60).problems == report.problems[:1]  # no key computed
+
+
+@pytest.fixture
+def helped(monkeypatch):
+    """Verify's child process reading values even for a small store on one core, in chunks of 100."""
+    monkeypatch.setattr(verify_worker, "MINIMUM", 0)
+    monkeypatch.setattr(verify_worker, "SPARE", float("-inf"))
+    monkeypatch.setattr(verify_worker, "CHUNK", 100)
+
+
+def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, helped):
+    store = Cache(ValuePickleFile(tmp_path / "values"), Sql(url=str(tmp_path / "calls.db")))
+    for x in range(400):
+        store.save(Call("f", {"x": x}, module="m", result={"a": [x, "y" * 300]}))
+    keys = sorted(store.values.list())
+    corrupt_file(store.values, keys[10])
+    store.values.save(7, digest("not its key"))
+    helper = verify_worker.Helper.start(store.values, keys, None)
+    answers = [found for _, found in helper.chunks_read() if found is not None]
+    assert answers and all(keys[10] not in examined for examined, _ in answers)
+    assert [keys[10]] in [again for _, again in answers]  # damaged: read again here
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning but the findings raised here
+        helped_report = store.verify(progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(keys) + 1 + 400,) * 2 and len(seen) == len(keys) + 1 + 400
+    later = time.time() + 60  # every value unchanged since: none read, by either process
+    helped_since = store.verify(since=later)
+    verify_worker.MINIMUM = 10**9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        alone = store.verify()
+    assert helped_report.problems == alone.problems and helped_report.values == alone.values
+    assert helped_since == dataclasses.replace(
+        store.verify(since=later), started=helped_since.started
+    )
+    assert not [p for p in helped_since.problems if p.store == "values"]
+    kinds = {p.kind for p in alone.problems}
+    assert {"corrupt value", "digest mismatch"} <= kinds

@@ -13,17 +13,13 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from ..call import unstored_arguments
 from ..digest import Digest
 from ..errors import CorruptEntryWarning
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
 from .findings import (
-    BROKEN_VALUE,
-    CORRUPT_RECORD,
-    MISFILED_RECORD,
     MISMATCH,
     MISSING_VALUE,
     READ_ERROR,
@@ -32,8 +28,10 @@ from .findings import (
     Problem,
     VerifyReport,
 )
+from .verify_calls import CallPass
 from .verify_guards import UNPROVEN, guard_systematic, kept
-from .verify_values import ValuePass, corrupt_since, failure
+from .verify_values import ValuePass, attempt
+from .verify_worker import Helper
 
 __all__ = ["Problem", "VerifyReport", "repair", "verify"]
 
@@ -47,9 +45,6 @@ class Verified(Protocol):
     calls: CallStorage
 
 
-T = TypeVar("T")
-
-
 class _Verifier:
     """One pass over a cache, collecting problems.
 
@@ -59,39 +54,38 @@ class _Verifier:
     warning is passed on when the pass ends.
     """
 
-    def __init__(self, cache: Verified, progress: Progress | None, since: float | None) -> None:
+    def __init__(
+        self, cache: Verified, progress: Progress | None, since: float | None, fix: bool
+    ) -> None:
         self.since = since
+        self.cache = cache
+        self.fix = fix
+        #: Leftovers of killed writers (:func:`_strays`) and what the storages' own audits
+        #: find (``None``: audited after a repair), found while a child reads values.
+        self.strays: list[Problem] = []
+        self.audited: list[Problem] | None = None
         self.values: ValueStorage = cache.values
         self.calls: CallStorage = cache.calls
         self.progress = progress
         self.value_keys: set[Digest] = set()
-        #: How many values some record refers to were found: proof the value storage is the right one.
-        self.found = 0
         self.caught: list[warnings.WarningMessage] = []
         self.parts: dict[Digest, list[Digest]] = {}
         self.done = 0
         self.total = 0
 
-    def _tick(self) -> None:
-        self.done += 1
-        self.progress(self.done, self.total)  # type: ignore[misc]  # only given a progress
+    def _tick(self, done: int) -> None:
+        progress, total = self.progress, self.total
+        for _ in range(done):  # once per entry, as documented, though records come by the page
+            self.done += 1
+            progress(self.done, total)  # type: ignore[misc]  # only given a progress
 
     def _present(self, key: Digest) -> bool:
         # Listed at the start, or written since (a call stored during the pass).
         return key in self.value_keys or self.values.contains(key)
 
-    def _attempt(self, read: Callable[[], T]) -> tuple[T | None, Exception | None, list]:
-        """``read()``, its exception if any, and the corrupt-entry warnings it raised."""
-        mark = len(self.caught)
-        try:
-            result, error = read(), None
-        except Exception as err:
-            result, error = None, err
-        return result, error, corrupt_since(self.caught, mark)
-
     def _listed(self, storage: ValueStorage | CallStorage, store: str) -> tuple[list, list]:
         """The sorted keys of ``storage`` and the problems of entries it could not list."""
-        keys, error, corrupt = self._attempt(lambda: list(storage.list()))
+        keys, error, corrupt = attempt(self.caught, lambda: list(storage.list()))
         if error is not None:
             raise error
         keys.sort()  # a storage of files lists them sorted already: no work
@@ -113,108 +107,59 @@ class _Verifier:
     def _run(self) -> tuple[list[Problem], list[Problem], int, int]:
         value_keys, value_problems = self._listed(self.values, "values")
         self.value_keys = set(value_keys)
+        helper = Helper.start(self.values, value_keys, self.since)
+        try:
+            return self._check(value_keys, value_problems, helper)
+        finally:
+            if helper is not None:
+                helper.close()
+
+    def _check(
+        self, value_keys: list[Digest], value_problems: list[Problem], helper: Helper | None
+    ) -> tuple[list[Problem], list[Problem], int, int]:
         call_keys, call_problems = self._listed(self.calls, "calls")
         self.total = len(value_keys) + len(call_keys)
-        tick = None if self.progress is None else self._tick
+        tick = _quiet if self.progress is None else self._tick
         checker = ValuePass(self.values, self._present, self.caught)
-        value_problems += checker.run(value_keys, self.since, tick)
+        if helper is None:
+            value_problems += checker.run(value_keys, self.since, tick)
+        else:  # the records, and whatever else there is to do, while a child reads values
+            early = self._records(call_keys, {}, tick)
+            self._other_checks()
+            value_problems += checker.run_helped(helper, self.since, tick)
         self.parts = checker.parts
         value_problems += checker.broken_parts(value_problems)
         value_problems = guard_systematic(value_problems, len(value_keys), MISMATCH)
         broken = {p.key: p for p in value_problems if p.fixable}
-        call_problems += self.check_calls(call_keys, broken, tick)
+        if helper is None or broken:  # (again, now knowing which values are broken)
+            records = self._records(call_keys, broken, tick if helper is None else _quiet)
+        else:
+            records = early
+        call_problems += records[0]
         call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
-        if not self.found:  # not one referenced value listed: the values are elsewhere
+        if not records[1]:  # not one referenced value listed: the values are elsewhere
             call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
+        if helper is None:
+            self._other_checks()
         return value_problems, call_problems, len(value_keys), len(call_keys)
 
-    def check_calls(
-        self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[], Any] | None
-    ) -> list[Problem]:
-        """The problems of the records listed as ``keys``: read in bulk, those left out alone."""
-        problems = []
-        listed, seen = set(keys), set()
-        for key, record in self.calls.scan():
-            if key in listed and key not in seen:  # else written since the listing
-                seen.add(key)
-                problem = self.check_call(key, broken, record)
-                if problem is not None:
-                    problems.append(problem)
-                if tick is not None:
-                    tick()
-        for key in keys:
-            if key not in seen:  # the scan left it out: damaged, or removed meanwhile
-                problem = self.check_call(key, broken)
-                if problem is not None:
-                    problems.append(problem)
-                if tick is not None:
-                    tick()
-        problems.sort(key=lambda p: p.key)
-        return problems
+    def _other_checks(self) -> None:
+        """Leftovers, and (unless repairing, which comes first) the storages' own audits."""
+        self.strays = _strays(self.cache)
+        if not self.fix:
+            self.audited = _audited("values", self.values, False)
+            self.audited += _audited("calls", self.calls, False)
 
-    def check_call(
-        self, key: Digest, broken: dict[Digest, Problem], record: Any = None
-    ) -> Problem | None:
-        """Check one record (``record``, read in bulk, or read now): its key and every value it references."""
-        if record is None:
-            record, error, corrupt = self._attempt(lambda: self.calls.load(key))
-            if error is not None:
-                problem = failure("calls", key, error, corrupt, CORRUPT_RECORD)
-                if problem is None and self.calls.contains(key):  # a silent miss of a listed entry
-                    problem = Problem(
-                        "calls", key, CORRUPT_RECORD, "it is listed but reads as missing"
-                    )
-                return problem
-        own = key
-        if self.since is None or not record.created < self.since:  # else checked before
-            try:
-                own = record.key()
-            except Exception as err:
-                return Problem(
-                    "calls", key, CORRUPT_RECORD, f"its lookup key cannot be computed: {err}"
-                )
-        unstored = unstored_arguments(record.metadata)  # keyed by digest, kept by the user
-        if unstored:
-            values = [d for n, d in record.arguments.items() if n not in unstored]
-        else:
-            values = list(record.arguments.values())
-        values.append(record.result)
-        if self.value_keys.issuperset(values) and (not broken or broken.keys().isdisjoint(values)):
-            self.found += len(values)  # the common case: every value listed and sound
-        else:
-            problem = self.references_problem(key, record, unstored, broken)
-            if problem is not None:
-                return problem
-        if own != key:
-            return Problem(
-                "calls",
-                key,
-                MISFILED_RECORD,
-                f"its lookup key is {own[:12]} (an older key scheme?): re-key with cache.calls.transform()",
-                fixable=False,
-            )
-        return None
+    def _records(
+        self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[int], Any]
+    ) -> tuple[list[Problem], int]:
+        """The problems of the records, and how many of the values they refer to were found."""
+        records = CallPass(self.calls, self.value_keys, self._present, self.caught, self.since)
+        return records.run(keys, broken, tick), records.found
 
-    def references_problem(
-        self, key: Digest, record: Any, unstored: Any, broken: dict[Digest, Problem]
-    ) -> Problem | None:
-        """What is wrong with the values a record refers to: missing or broken ones, by name."""
-        bad = []
-        missing = False
-        references = [
-            (f"argument {n!r}", d) for n, d in record.arguments.items() if n not in unstored
-        ]
-        for label, value in [*references, ("result", record.result)]:
-            if value in broken:
-                bad.append(f"{label} {value[:12]} ({broken[value].kind})")
-            elif not self._present(value):
-                missing = True
-                bad.append(f"{label} {value[:12]} (missing)")
-            else:
-                self.found += 1
-        if bad:
-            return Problem("calls", key, MISSING_VALUE if missing else BROKEN_VALUE, "; ".join(bad))
-        return None
+
+def _quiet(done: int) -> None:
+    """No progress to report."""
 
 
 def _unlisted(store: str, corrupt: list[warnings.WarningMessage]) -> list[Problem]:
@@ -233,7 +178,7 @@ def verify(
 ) -> VerifyReport:
     """Check every value and call record of ``cache``; with ``fix``, remove the broken ones.
 
-    ``progress(done, total)`` is called after each entry (values first, then
+    ``progress(done, total)`` is called after each entry (values and
     records), e.g. to drive a progress bar on a large store.  ``since``
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
@@ -248,17 +193,19 @@ def verify(
     if since_last:
         last = getattr(cache.values, "last_verified", None)
         since = last() if callable(last) else None
-    verifier = _Verifier(cache, progress, since)
+    verifier = _Verifier(cache, progress, since, fix)
     value_problems, call_problems, n_values, n_calls = verifier.run()
     index = getattr(cache.values, "index_children", None)
     unread = any(p.kind in (READ_ERROR, UNLISTABLE) for p in value_problems)
     if since is None and not unread and callable(index):  # every container read: gc reads none
         index(verifier.parts)
-    problems = value_problems + call_problems + _strays(cache)
+    problems = value_problems + call_problems + verifier.strays
     report = VerifyReport(n_values, n_calls, tuple(problems), started)
     if fix:
         report = repair(cache, report)
-    audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
+    audited = verifier.audited
+    if audited is None:
+        audited = _audited("values", cache.values, fix) + _audited("calls", cache.calls, fix)
     record = getattr(cache.values, "record_verified", None)
     if callable(record):
         record(started)

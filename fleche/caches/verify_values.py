@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..digest import Digest
 from ..errors import CorruptEntryWarning, Indigestible
@@ -27,7 +27,12 @@ from .findings import (
     Problem,
 )
 
-__all__ = ["ValuePass", "failure"]
+if TYPE_CHECKING:
+    from .verify_worker import Helper
+
+__all__ = ["ValuePass", "attempt", "corrupt_since", "failure"]
+
+T = TypeVar("T")
 
 
 def failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -> Problem | None:
@@ -38,6 +43,18 @@ def failure(store: str, key: Digest, err: Exception, corrupt: list, kind: str) -
         return Problem(store, key, READ_ERROR, f"{type(err).__name__}: {err}", fixable=False)
     why = str(corrupt[0].message) if corrupt else f"{type(err).__name__}: {err}"
     return Problem(store, key, kind, why)
+
+
+def attempt(
+    caught: list[warnings.WarningMessage], read: Callable[[], T]
+) -> tuple[T | None, Exception | None, list]:
+    """``read()``, its exception if any, and the corrupt-entry warnings it raised (into ``caught``)."""
+    mark = len(caught)
+    try:
+        result, error = read(), None
+    except Exception as err:
+        result, error = None, err
+    return result, error, corrupt_since(caught, mark)
 
 
 def corrupt_since(caught: list[warnings.WarningMessage], mark: int) -> list:
@@ -65,9 +82,9 @@ class ValuePass:
         self.parts: dict[Digest, list[Digest]] = {}
 
     def run(
-        self, keys: list[Digest], since: float | None, tick: Callable[[], Any] | None
+        self, keys: list[Digest], since: float | None, tick: Callable[[int], Any]
     ) -> list[Problem]:
-        """The problems of ``keys`` (sorted), each examined once; ``tick()`` after each."""
+        """The problems of ``keys`` (sorted), each examined once; ``tick(1)`` after each."""
         many = getattr(self.values, "examine_many", None)
         source = many(keys, since) if callable(many) else _each(self.values, keys, since)
         problems: list[Problem] = []
@@ -84,8 +101,27 @@ class ValuePass:
                 if problem is not None:
                     problems.append(problem)
             mark = len(caught)
-            if tick is not None:
-                tick()
+            tick(1)
+        return problems
+
+    def run_helped(
+        self, helper: Helper, since: float | None, tick: Callable[[int], Any]
+    ) -> list[Problem]:
+        """The problems of the keys given to ``helper``: the chunks its child read, and the rest."""
+        problems: list[Problem] = []
+        for chunk, found in helper.chunks_read():
+            if found is None:  # left to this process
+                problems += self.run(chunk, since, tick)
+                continue
+            examined, again = found
+            for key, outcome in examined:
+                problem = self.judge(Digest(key), *outcome)
+                if problem is not None:
+                    problems.append(problem)
+            tick(len(chunk) - len(again))
+            if again:  # failed or warned there: read here, to warn here
+                problems += self.run(list(map(Digest, again)), since, tick)
+        problems.sort(key=lambda p: p.key)
         return problems
 
     def judge(self, key: Digest, found: Digest | None, parts: list[Digest]) -> Problem | None:

@@ -84,6 +84,9 @@ class FormCheck(StorageBackend):
 
     def _examined(self, key: Digest, form: Any) -> Examined:
         try:
+            kind = type(form)
+            if kind is DigestedIterable or kind is DigestedDict:  # most containers: no more tests
+                return digest(form.items), form.child_digests()
             return self._examine_form(key, form)
         except Exception as err:  # cannot be digested here, or a part is unreadable
             return err

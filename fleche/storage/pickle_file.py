@@ -184,6 +184,17 @@ class PickleCodec:
 
     def _decode(self, data: bytes, key: bytes) -> Any:
         """The object in the bytes of one file, or an exception saying why they cannot be trusted."""
+        head = self._head
+        start = len(head)
+        if data[:start] == head and self._signer is None and self._compression is None:
+            # Written as this storage writes (unsigned, uncompressed): no header to parse.
+            check, payload = (
+                data[start : start + _CHECK_SIZE],
+                memoryview(data)[start + _CHECK_SIZE :],
+            )
+            if _check(key, head, payload) != check:
+                raise UnreadableEntry("the checksum does not match (truncated or damaged)")
+            return self._serializer.loads(payload)
         if len(data) < _HEAD.size or data[:4] != MAGIC:
             raise UnreadableEntry(f"not a fleche pickle file ({len(data)} bytes, no header)")
         _, version, flags, codec, length = _HEAD.unpack_from(data)
