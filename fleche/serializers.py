@@ -38,6 +38,7 @@ __all__ = [
     "CloudpickleSerializer",
     "Compressed",
     "DillSerializer",
+    "ModuleSerializer",
     "PickleSerializer",
     "Serializer",
     "compress",
@@ -289,6 +290,22 @@ class Compressed:
     def loads(self, data: Buffer) -> Any:
         # docstring inherited
         return self.inner.loads(decompress(self.codec, data))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleSerializer:
+    """A serializer made of anything with ``dumps``/``loads`` (a module such as ``dill``)."""
+
+    name: str
+    module: Any
+
+    def dumps(self, obj: Any) -> bytes:
+        # docstring inherited
+        return self.module.dumps(obj)
+
+    def loads(self, data: Buffer) -> Any:
+        # docstring inherited
+        return self.module.loads(data)
 
 
 # -- registry ----------------------------------------------------------------------

@@ -295,22 +295,6 @@ class PickleFileBackend(PickleCodec, FileStorage):
         return self._decode(_read_all(file), key.encode())
 
 
-@dataclasses.dataclass(frozen=True)
-class _Loaded:
-    """A serializer made of anything with ``dumps``/``loads`` (a module such as ``dill``)."""
-
-    name: str
-    module: Any
-
-    def dumps(self, obj: Any) -> bytes:
-        # docstring inherited
-        return self.module.dumps(obj)
-
-    def loads(self, data: Any) -> Any:
-        # docstring inherited
-        return self.module.loads(data)
-
-
 def register_serializer(name: str, loader: Callable[[], Any]) -> None:
     """Make ``serializer=name`` use ``loader()``, anything with ``dumps`` and ``loads``.
 
@@ -318,7 +302,9 @@ def register_serializer(name: str, loader: Callable[[], Any]) -> None:
     :func:`fleche.serializers.register_serializer` takes a whole
     :class:`~fleche.serializers.Serializer` instead.  A name registered again is replaced.
     """
-    serializers.register_serializer(name, lambda: _Loaded(name, loader()), replace=True)
+    serializers.register_serializer(
+        name, lambda: serializers.ModuleSerializer(name, loader()), replace=True
+    )
     _registered.cache_clear()
 
 
