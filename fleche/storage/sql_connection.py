@@ -267,36 +267,33 @@ class Runtime:
         if held:
             held.append((statement, parameters))
             return self._write_all(held)
-        for attempt in range(ATTEMPTS):
-            handle = getattr(self.local, "handle", None) or self.handle()
-            try:
-                changed = handle.cursor.execute(statement, parameters).rowcount
-                # Not locked: a count lost to a race only delays one checkpoint.
-                self.commits += 1
-                if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
-                    self.checkpointer.request()
-                return changed
-            except BaseException as err:
-                self._recover(handle)
-                if attempt == ATTEMPTS - 1 or not transient(err):
-                    raise
-                time.sleep(0.01 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retried(
+            lambda cursor: cursor.execute(statement, parameters).rowcount, self._recover
+        )
 
     def _write_all(self, writes: list[tuple[str, dict[str, Any]]]) -> int:
         """Run ``writes`` in one transaction, all of it again if it met a lock; the last one's rows."""
+        begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"
+
+        def transaction(cursor: Any) -> int:
+            cursor.execute(begin)
+            for statement, parameters in writes:
+                changed = cursor.execute(statement, parameters).rowcount
+            cursor.execute("COMMIT")
+            return changed
+
+        return self._retried(transaction, self._abort)
+
+    def _retried(self, run: Callable[[Any], int], recover: Callable[[_Handle], None]) -> int:
+        """``run(cursor)`` on this thread's connection, again after ``recover`` if it met a lock."""
         for attempt in range(ATTEMPTS):
             handle = getattr(self.local, "handle", None) or self.handle()
-            cursor = handle.cursor
             try:
-                cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
-                for statement, parameters in writes:
-                    changed = cursor.execute(statement, parameters).rowcount
-                cursor.execute("COMMIT")
+                changed = run(handle.cursor)
                 self._committed()
                 return changed
             except BaseException as err:
-                self._abort(handle)
+                recover(handle)
                 if attempt == ATTEMPTS - 1 or not transient(err):
                     raise
                 time.sleep(0.01 * 2**attempt)
