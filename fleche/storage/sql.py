@@ -257,22 +257,14 @@ class Sql(sql_scan.Scanning, CallStorage):
 
     def list(self) -> Iterator[Digest]:
         """Every key, in key order, read a page at a time (no connection held between pages)."""
-        return self._keys("page", {"after": ""}, PAGE)
+        runtime = self._runtime()
+        return runtime.keys(runtime.statements.page, {"after": ""}, PAGE)
 
     def _prefix_range(self, prefix: str) -> Iterator[Digest]:
         # An index range scan over the primary key; keys are hex, all below 'g'.
-        return self._keys("prefix", {"low": prefix, "high": prefix + "g", "after": ""}, PREFIX_PAGE)
-
-    def _keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
-        """The keys a paged key statement reads, ``page`` rows at a time after ``bounds['after']``."""
-        while True:
-            runtime = self._runtime()
-            rows = runtime.read(getattr(runtime.statements, statement), bounds)
-            for (key,) in rows:
-                yield Digest(key)
-            if len(rows) < page:
-                return
-            bounds["after"] = rows[-1][0]
+        runtime = self._runtime()
+        bounds = {"low": prefix, "high": prefix + "g", "after": ""}
+        return runtime.keys(runtime.statements.prefix, bounds, PREFIX_PAGE)
 
     # -- maintenance --------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import URL, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..digest import Digest
 from .sql_metadata import to_json
 from .sql_migrations import check_schema
 from .sql_schema import Statements
@@ -242,6 +243,19 @@ class Runtime:
         except BaseException:
             self._recover(handle)
             raise
+
+    def keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
+        """The keys a paged key statement reads, ``page`` rows at a time after ``bounds['after']``.
+
+        No connection is held between pages.
+        """
+        while True:
+            rows = self.read(statement, bounds)
+            for (key,) in rows:
+                yield Digest(key)
+            if len(rows) < page:
+                return
+            bounds["after"] = rows[-1][0]
 
     def hold(self, statement: str, parameters: dict[str, Any]) -> None:
         """Keep a changing statement for this thread's next :meth:`write`, in its transaction.

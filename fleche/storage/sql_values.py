@@ -121,10 +121,4 @@ class SmallValueTable:
     def keys(self, prefix: str = "") -> Iterator[Digest]:
         """The keys starting with ``prefix``, sorted: an index range scan, a page at a time."""
         bounds = {"low": prefix, "high": prefix + "g", "after": ""}  # keys are hex: below 'g'
-        while True:
-            rows = self.runtime.read(self._range, bounds)
-            for (key,) in rows:
-                yield Digest(key)
-            if len(rows) < PAGE:
-                return
-            bounds["after"] = rows[-1][0]
+        return self.runtime.keys(self._range, bounds, PAGE)
