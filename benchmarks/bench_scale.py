@@ -4,12 +4,15 @@ Run:  PYTHONPATH=. python benchmarks/bench_scale.py [--sizes 10000,100000,100000
       [--maintenance]  (only the verify and gc rows)  [--listing]  (none of them)
       [--cpu]  (timed by the CPU time of this process and its children: fair on a machine
                shared with other work)
+      [--layout default|files]  (the default store: call records and small values in
+               SQLite, larger values as files; or ``files``: every value a pickle file,
+               the layout of stores made before small values were kept in SQLite)
 
-For each size N, a default store (pickle files + SQLite calls) holds N calls
-of ``simulate(x, group)`` (``group = x % (N // 100)``, so a query by group
-returns 100 calls), each with its own argument and result values.  The
-store is filled through :meth:`Cache.save` and kept in ``--dir`` between
-runs (``scale-N``), since filling a million calls takes many minutes.
+For each size N, a store holds N calls of ``simulate(x, group)``
+(``group = x % (N // 100)``, so a query by group returns 100 calls), each
+with its own argument and result values.  The store is filled through
+:meth:`Cache.save` and kept in ``--dir`` between runs (``scale-N``, or
+``scale-N-files``), since filling a million calls takes many minutes.
 
 References, measured in the same run: raw ``sqlite3`` statements on the
 store's own database (``count(*)``, a ``SELECT`` of every call row, the
@@ -44,12 +47,14 @@ from fleche import Cache  # noqa: E402
 from fleche.caches import verify_worker  # noqa: E402
 from fleche.call import Call, QueryCall  # noqa: E402
 from fleche.digest import digest  # noqa: E402
-from fleche.storage import Sql, ValuePickleFile  # noqa: E402
+from fleche.config import from_config  # noqa: E402
 
 ROWS: list[list[str]] = []
 #: What a run is timed by: the wall clock, or with ``--cpu`` the CPU time of this process and its children
 #: (on a machine shared with other work, the time spent waiting for a core is left out).
 CLOCK: list[Callable[[], float]] = [time.perf_counter]
+#: Values bigger than this many encoded bytes are files; ``--layout files`` sets it to 0.
+INLINE_LIMIT: list[int | None] = [None]
 
 
 def cpu_time() -> float:
@@ -70,7 +75,9 @@ def timed(func: Callable[[], object], repeat: int = 3) -> float:
 
 
 def open_store(root: Path) -> Cache:
-    return Cache(ValuePickleFile(root=root / "values"), Sql(url=str(root / "calls.db")))
+    """The store under ``root``, opened as the ``sql`` template (the embedded default) opens it."""
+    limit = {} if INLINE_LIMIT[0] is None else {"inline_limit": INLINE_LIMIT[0]}
+    return from_config({"template": "sql", "root": str(root), **limit})
 
 
 def fill(root: Path, size: int) -> Cache:
@@ -167,37 +174,48 @@ def read_files(paths: list[str]) -> None:
         os.close(fd)
 
 
-def read_every_entry(root: Path, threads: int = 0) -> int:
-    """The raw limit of a verify: every value file read once, every call row selected.
-
-    The files are listed one fan-out directory at a time and read by
-    ``os.open``/``os.read``/``os.close`` (a Python file object costs three
-    times more), here or on ``threads`` threads in chunks.
-    """
+def value_files(root: Path) -> list[str]:
+    """Every value file's path, listed one fan-out directory at a time (none if there are none)."""
     values = str(root / "values")
-    paths = [
+    names = os.listdir(values) if os.path.isdir(values) else []
+    return [
         f"{values}/{name}/{file}"
-        for name in os.listdir(values)
+        for name in names
         if len(name) == 3
         for file in os.listdir(f"{values}/{name}")
     ]
+
+
+def small_value_rows(raw: sqlite3.Connection, what: str) -> list[tuple]:
+    """``what`` of the small values kept in the call database (none in the files layout)."""
+    if not raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'small_values'").fetchone():
+        return []
+    return raw.execute(f"SELECT {what} FROM small_values").fetchall()
+
+
+def read_every_entry(root: Path, threads: int = 0) -> int:
+    """The raw limit of a verify: every value read once, every call row selected.
+
+    Value files are read by ``os.open``/``os.read``/``os.close`` (a Python
+    file object costs three times more), here or on ``threads`` threads in
+    chunks; small values are one ``SELECT`` of their table.
+    """
+    paths = value_files(root)
     if threads:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(read_files, [paths[i : i + 256] for i in range(0, len(paths), 256)]))
     else:
         read_files(paths)
     with sqlite3.connect(root / "calls.db") as raw:
-        return len(paths) + sum(1 for _ in raw.execute("SELECT * FROM calls"))
+        small = len(small_value_rows(raw, "key, data"))
+        return len(paths) + small + sum(1 for _ in raw.execute("SELECT * FROM calls"))
 
 
 def raw_unreferenced(root: Path) -> set[str]:
-    """The raw limit of a gc: the value names from one walk minus the digests the calls name."""
-    stored = set()
-    values = root / "values"
-    for name in os.listdir(values):
-        if len(name) == 3:
-            stored.update(name + rest for rest in os.listdir(values / name))
+    """The raw limit of a gc: the value names from one walk and key listing minus the digests the calls name."""
+    stored = {"".join(path.rsplit("/", 2)[1:]) for path in value_files(root)}
     with sqlite3.connect(root / "calls.db") as raw:
+        stored.update(key for (key,) in small_value_rows(raw, "key"))
         rows = raw.execute("SELECT result FROM calls UNION ALL SELECT value FROM arguments")
         return stored.difference(v for (v,) in rows)
 
@@ -263,13 +281,22 @@ def main() -> None:
     parser.add_argument("--maintenance", action="store_true", help="only the verify and gc rows")
     parser.add_argument("--listing", action="store_true", help="no verify, gc or diskcache rows")
     parser.add_argument("--cpu", action="store_true", help="time by CPU time, not the wall clock")
+    parser.add_argument(
+        "--layout",
+        choices=("default", "files"),
+        default="default",
+        help="small values in the call database (default) or every value a file",
+    )
     options = parser.parse_args()
     if options.cpu:
         CLOCK[0] = cpu_time
+    suffix = "" if options.layout == "default" else "-files"
+    if options.layout == "files":
+        INLINE_LIMIT[0] = 0
     base = Path(options.dir) if options.dir else Path(tempfile.mkdtemp(prefix="fleche-scale-"))
     try:
         for size in (int(s) for s in options.sizes.split(",")):
-            root = base / f"scale-{size}"
+            root = base / f"scale-{size}{suffix}"
             if options.maintenance:
                 bench_maintenance(root, fill(root, size), size)
                 bench_diskcache(root / "diskcache", size)
@@ -279,7 +306,7 @@ def main() -> None:
         if not options.dir:
             shutil.rmtree(base, ignore_errors=True)
     print_table(
-        "A default store of many calls (pickle files + SQLite), with same-run references"
+        f"A store of many calls ({options.layout} layout), with same-run references"
         + (" (CPU time)" if options.cpu else ""),
         ["calls", "operation", "fleche", "reference", "ratio", "entries/s"],
         ROWS,
