@@ -46,8 +46,8 @@ from _timing import ms, print_table  # noqa: E402
 from fleche import Cache  # noqa: E402
 from fleche.caches import verify_worker  # noqa: E402
 from fleche.call import Call, QueryCall  # noqa: E402
-from fleche.digest import digest  # noqa: E402
 from fleche.config import from_config  # noqa: E402
+from fleche.digest import digest  # noqa: E402
 
 ROWS: list[list[str]] = []
 #: What a run is timed by: the wall clock, or with ``--cpu`` the CPU time of this process and its children
