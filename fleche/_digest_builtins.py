@@ -155,9 +155,9 @@ _H_DEFAULT_DICT = header(Tag.DEFAULT_DICT)
 
 
 BULK_MIN = 512
-"""Lists and tuples this long go through :mod:`fleche._digest_bulk` (numpy)."""
+"""Lists and tuples this long go through :mod:`fleche._digest_mixed` (numpy)."""
 DICT_BULK_MIN = 1024
-"""Dicts this long go through :mod:`fleche._digest_bulk`: shorter ones digest faster
+"""Dicts this long go through :mod:`fleche._digest_items`: shorter ones digest faster
 one item at a time (measured with str keys, ``benchmarks/bench_digest.py``)."""
 IMPORT_MIN = 1 << 16
 """Below this many elements, numpy is used only if the program imported it already."""
@@ -168,7 +168,7 @@ def _bulk_module(size: int) -> Any:
     global _bulk
     if _bulk is None and (size >= IMPORT_MIN or "numpy" in sys.modules):
         try:
-            from fleche import _digest_bulk as module
+            from fleche import _digest_items as module
         except ImportError:
             module = False
         _bulk = module

@@ -20,13 +20,13 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleche import _digest_bulk
+from fleche import _digest_items, _digest_mixed
 from fleche._digest_builtins import BULK_MIN, DICT_BULK_MIN
 from fleche._digest_scheme import Tag, header, pack_head
 from fleche.digest import digest_raw
 from fleche.errors import Indigestible
 
-_N = max(BULK_MIN, DICT_BULK_MIN, _digest_bulk.STR_LIST_MIN) + 37  # every bulk path
+_N = max(BULK_MIN, DICT_BULK_MIN, _digest_mixed.STR_LIST_MIN) + 37  # every bulk path
 
 
 def _node(tag: Tag, payload: bytes) -> bytes:
@@ -176,8 +176,8 @@ def test_big_dicts_of_str_keys(keys):
 def test_dict_items_whose_key_digests_share_leading_bits_are_fully_sorted(monkeypatch, ties_max):
     # 200,000 keys ordered by 32 bits only: some pairs of key digests tie on
     # them (~4.6 expected), and the whole digests must then decide.
-    monkeypatch.setattr(_digest_bulk, "RADIX_32_MAX", 1 << 20)
-    monkeypatch.setattr(_digest_bulk, "TIES_MAX", ties_max)
+    monkeypatch.setattr(_digest_items, "RADIX_32_MAX", 1 << 20)
+    monkeypatch.setattr(_digest_items, "TIES_MAX", ties_max)
     mapping = {f"key{i}": i for i in range(200_000)}
     leading = {digest_raw(k)[:4] for k in mapping}
     assert len(leading) < len(mapping)  # the case this test is about
@@ -364,4 +364,34 @@ def test_floats_with_nones_and_a_few_others(odd_ones, rnd):
     for odd in odd_ones:
         values[rnd.randrange(_N)] = odd
     assert digest_raw(values) == _general_list(values)
+    assert digest_raw(tuple(values)) == _general_list(values, Tag.TUPLE)
+
+
+_AMONG_SINGLETONS = {
+    "ints with Nones": lambda i: None if i % 7 == 0 else i - 500,
+    "ints with bools": lambda i: i % 3 == 0 if i % 5 == 0 else i,
+    "floats with bools and Nones": lambda i: (None, True, False)[i % 3] if i % 4 == 0 else i / 3,
+    "mostly Nones": lambda i: i / 3 if i % 50 == 0 else None,
+}
+_LAST = {
+    "None": None,
+    "True": True,
+    "a number": 7,
+    "a float": 7.5,
+    "an int past int32": 2**31,
+    "a str of a float's record size": "1234",
+    "an int subclass": _Int(3),
+    "a float subclass": _Float(0.5),
+}
+
+
+@pytest.mark.parametrize("make", list(_AMONG_SINGLETONS.values()), ids=list(_AMONG_SINGLETONS))
+@pytest.mark.parametrize("last", list(_LAST.values()), ids=list(_LAST))
+def test_numbers_among_nones_and_bools(make, last):
+    # One kind of number among singletons is read from marshal's stream at
+    # places the singletons' ids give; whatever ends the list, the digest is exact.
+    values = [make(i) for i in range(_N)]
+    values[-1] = last
+    assert digest_raw(values) == _general_list(values)
+    values[0] = last
     assert digest_raw(tuple(values)) == _general_list(values, Tag.TUPLE)
