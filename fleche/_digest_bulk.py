@@ -103,11 +103,11 @@ def _utf8(values: list[str]) -> tuple[bytes, np.ndarray, np.ndarray]:
     """
     data = "\0".join(values).encode("utf-8", "surrogatepass")
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
-    if len(ends) == len(values) - 1:
-        lengths = np.diff(ends, prepend=-1, append=len(data)) - 1
-    else:
-        encoded = (s.encode("utf-8", "surrogatepass") for s in values)
-        lengths = np.fromiter(map(len, encoded), np.int64, len(values))
+    if len(ends) == len(values) - 1:  # each str begins after a NUL: no sum of lengths
+        starts = np.concatenate(([0], ends + 1))
+        return data, starts, np.diff(starts, append=len(data) + 1) - 1
+    encoded = (s.encode("utf-8", "surrogatepass") for s in values)
+    lengths = np.fromiter(map(len, encoded), np.int64, len(values))
     return data, np.cumsum(lengths + 1) - lengths - 1, lengths
 
 
