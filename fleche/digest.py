@@ -34,7 +34,8 @@ Decisions a user may notice:
   pandas: :mod:`fleche._digest_pandas`. numpy and pandas are imported only when
   one of their objects is digested, or (numpy) a list, tuple or dict of more
   than 65,535 elements, whose numbers and str keys numpy hashes in bulk
-  (:mod:`fleche._digest_bulk`; with the same digests).
+  (:mod:`fleche._digest_bulk`, :mod:`fleche._digest_mixed`,
+  :mod:`fleche._digest_items`; with the same digests).
 - A full :class:`Digest` digests to itself (``digest(Digest(x)) == x``), so a
   stored value can be passed by digest; a short one must be expanded first.
 - Other types: a hook (:func:`add_hook`), a ``__digest__`` method, or a plugin

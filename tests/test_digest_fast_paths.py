@@ -395,3 +395,12 @@ def test_numbers_among_nones_and_bools(make, last):
     assert digest_raw(values) == _general_list(values)
     values[0] = last
     assert digest_raw(tuple(values)) == _general_list(values, Tag.TUPLE)
+
+
+def test_mixed_lists_without_object_ids_digest_element_by_element(monkeypatch):
+    # Where an id is not an address (not CPython), kinds cannot be sorted by
+    # their types' ids: the general path gives the same digests.
+    values = [i if i % 3 else str(i) for i in range(_N)] + [None, 2.5, True]
+    expected = digest_raw(values)
+    monkeypatch.setattr(_digest_mixed, "IDS", False)
+    assert digest_raw(values) == expected == _general_list(values)
