@@ -219,14 +219,27 @@ def rows_digests(block: np.ndarray) -> Iterator[np.ndarray]:
     """
     block = np.ascontiguousarray(block)
     n, length = block.shape
-    if not MIN_LENGTH <= length <= MAX_LENGTH:
-        raise ValueError(f"messages of {length} bytes are outside {MIN_LENGTH}..{MAX_LENGTH}")
 
     def word(rows: slice, offset: int, into: np.ndarray) -> np.ndarray:
         view = np.ndarray((n,), dtype="<u8", buffer=block, offset=offset, strides=(length,))
         np.copyto(into, view[rows])  # once contiguous, a word read twice is read fast
         return into
 
+    return messages_digests(n, length, word)
+
+
+Word = Callable[[slice, int, np.ndarray], np.ndarray]
+"""``word(rows, offset, into)``: the 8 bytes at ``offset`` of the messages ``rows``, as
+little-endian uint64, written into ``into`` (and returned)."""
+
+
+def messages_digests(n: int, length: int, word: Word) -> Iterator[np.ndarray]:
+    """``xxh3_128_digest`` of ``n`` messages of ``length`` (9 to 128) bytes read by ``word``.
+
+    Pieces as :func:`_in_chunks` yields them.
+    """
+    if not MIN_LENGTH <= length <= MAX_LENGTH:
+        raise ValueError(f"messages of {length} bytes are outside {MIN_LENGTH}..{MAX_LENGTH}")
     rounds = _short_rounds if length <= 16 else _long_rounds
     return _in_chunks(n, functools.partial(rounds, length, word))
 
