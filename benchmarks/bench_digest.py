@@ -47,6 +47,7 @@ import xxhash
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import print_table  # noqa: E402
 
+from fleche import _digest_numpy  # noqa: E402
 from fleche.digest import digest, digest_raw  # noqa: E402
 
 
@@ -96,8 +97,15 @@ def _pickled(value: object) -> bytes:
     return xxhash.xxh3_128_digest(pickle.dumps(value, protocol=5))
 
 
-def _tiled_copy(arr: np.ndarray, rows: int = 128, columns: int = 256) -> None:
-    """The transposing copy of a Fortran-order array in C order, tile by tile, not hashed."""
+def _tiled_copy(arr: np.ndarray) -> None:
+    """The transposing copy of a Fortran-order array in C order, tiled as fleche tiles it.
+
+    Blocks of whole rows filled tile by tile into one reused buffer (the sizes
+    of :mod:`fleche._digest_numpy`), and not hashed.
+    """
+    row_bytes = arr.nbytes // len(arr)
+    rows = _digest_numpy.BLOCK_ROWS[0 if row_bytes <= 1 << 14 else 1]
+    columns = _digest_numpy.TILE_BYTES // (rows * arr.itemsize)
     buffer = np.empty((rows, arr.shape[1]), dtype=arr.dtype)
     for start in range(0, len(arr), rows):
         piece = arr[start : start + rows]

@@ -131,7 +131,12 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
     costs. Sharing the copy with a helper thread (numpy copies and xxhash
     updates release the GIL) was measured on two idle cores and not kept: on a
     100 MB array, wall time 12.4 -> 10.8 ms but CPU time 12.4 -> 20 ms, as two
-    transposing copies at once each run ~40% slower (issue 13).
+    transposing copies at once each run ~40% slower (issue 13). Hashing each
+    block in a helper thread while the next is copied was slower still (12.2
+    -> 17 ms, wall and CPU), and so were copies moving 2, 4 or 8 rows as one
+    wider element, or tiles copied whole into a tiled buffer and then into
+    rows (16 to 40 ms): numpy's copy of a tile in the cache, ~0.5 ns an
+    element, bounds this path at ~3 times the hash of a C-order array.
     """
     row_bytes = arr.nbytes // len(arr)
     rows = BLOCK_ROWS[0] if row_bytes <= 1 << 14 else BLOCK_ROWS[1]
