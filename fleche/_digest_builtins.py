@@ -270,7 +270,8 @@ _enc_list = _sequence_encoder(_H_LIST)
 
 
 def _enc_deque(obj: deque) -> bytes:
-    return composite(_H_DEQUE, [encode(obj.maxlen), _enc_list(obj)])
+    # Its elements as a list's: the bulk paths slice, which a deque cannot.
+    return composite(_H_DEQUE, [encode(obj.maxlen), _enc_list(list(obj))])
 
 
 # --------------------------------------------------------------------------- stdlib values

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import math
 import threading
+from collections import deque
 
 import numpy as np
 import pytest
@@ -404,3 +405,15 @@ def test_mixed_lists_without_object_ids_digest_element_by_element(monkeypatch):
     expected = digest_raw(values)
     monkeypatch.setattr(_digest_mixed, "IDS", False)
     assert digest_raw(values) == expected == _general_list(values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [list(range(_N)), ["a"] * _N, [1, "a"] * _N, [1.5, None] * _N],
+    ids=["ints", "strs", "ints and strs", "floats and Nones"],
+)
+def test_long_deques_digest_as_their_elements(values):
+    # A regression: the bulk paths sliced the deque (a TypeError) once numpy was in use.
+    elements = deque(values, maxlen=len(values) + 1)
+    expected = _node(Tag.DEQUE, digest_raw(len(values) + 1) + _general_list(values))
+    assert digest_raw(elements) == expected
