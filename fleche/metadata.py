@@ -279,24 +279,65 @@ class Tags(Recorder):
 
 _MEASURES_NOTHING = Recorder.start
 
+#: id of a tuple of recorders -> (the tuple, its plan): what :func:`record` runs for it, found
+#: once (the recorders in force are one tuple, call after call); ``None`` for 0.22 ones.
+_PLANS: dict[int, tuple[tuple[Any, ...], Any]] = {}
+_PLANS_MAX = 64
+
+
+def _plan(recorders: tuple[Any, ...]) -> Any:
+    """The starts (``None`` for a recorder that measures nothing) and the stops of ``recorders``.
+
+    ``None`` if one is a 0.22 :class:`MetaData` (``pre``/``post``), which
+    :func:`record` runs the general way.
+    """
+    if any(getattr(type(r), "start", None) is None for r in recorders):
+        plan = None
+    else:
+        starts = tuple(None if type(r).start is _MEASURES_NOTHING else r.start for r in recorders)
+        plan = (starts, tuple((r.stop, r.name) for r in recorders))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[id(recorders)] = (recorders, plan)
+    return plan
+
 
 def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Callable[[], Any]]:
     """Start every recorder; returns the tokens and a function that stops them all.
 
     A recorder is ours (``start``/``stop``) or a 0.22 :class:`MetaData`
     (``pre(call)``/``post(pre, call)``); ``call`` is handed to the latter.
+    Which method each one has is looked up once per tuple of recorders.
     """
+    known = _PLANS.get(id(recorders))
+    plan = known[1] if known is not None and known[0] is recorders else _plan(recorders)
+    if plan is None:
+        return _record_any(recorders, call)
+    starts, stops = plan
     tokens = []
-    for r in recorders:
-        start = getattr(type(r), "start", None)
-        if start is None:  # a 0.22 MetaData
-            tokens.append(r.pre(call))
-        else:
-            tokens.append(None if start is _MEASURES_NOTHING else r.start())
+    for start in starts:  # a loop, not a comprehension: no frame of its own on every miss
+        tokens.append(None if start is None else start())
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
-        for r, token in zip(recorders, tokens, strict=False):  # one token per recorder
+        for (stop_one, name), token in zip(stops, tokens, strict=True):
+            entries = stop_one(token)
+            if entries:
+                out[name] = {**out[name], **entries} if name in out else entries
+        return out
+
+    return tokens, stop
+
+
+def _record_any(recorders: tuple[Any, ...], call: Any) -> tuple[list[Any], Callable[[], Any]]:
+    """:func:`record` for recorders among which some are 0.22 :class:`MetaData`."""
+    tokens = [
+        r.pre(call) if getattr(type(r), "start", None) is None else r.start() for r in recorders
+    ]
+
+    def stop() -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for r, token in zip(recorders, tokens, strict=True):
             entries = r.stop(token) if hasattr(r, "stop") else r.post(token, call)
             if entries:
                 name = r.name
