@@ -128,7 +128,7 @@ class Recorder(MetaData):
 
 @configurable
 class Runtime(Recorder):
-    """When the call ran, and its wall and CPU time (CPU of this thread only)."""
+    """When the call ran, and its wall and CPU time (CPU of this thread only), in seconds to the nanosecond."""
 
     name = "runtime"
     KEYS = frozenset({"started", "walltime", "cputime"})
