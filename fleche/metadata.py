@@ -98,6 +98,10 @@ class Recorder(MetaData):
 
     #: The entries :meth:`stop` records.
     KEYS: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the entries depend on the working directory alone (and :meth:`start` is not
+    #: overridden): :func:`record` then reads it once for all such recorders of a call and
+    #: hands it to :meth:`stop` as the token (``None`` elsewhere: read it then).
+    BY_DIRECTORY: ClassVar[bool] = False
 
     def start(self) -> Any:
         """Just before the body; returns a token for :meth:`stop`.
@@ -159,9 +163,10 @@ class Environment(Recorder):
 
     name = "environment"
     KEYS = frozenset({"host", "user", "python", "fleche", "platform", "cwd"})
+    BY_DIRECTORY = True
 
-    def stop(self, token: None) -> dict[str, str]:
-        cwd = os.getcwd()
+    def stop(self, token: str | None) -> dict[str, str]:
+        cwd = os.getcwd() if token is None else token
         entries = _ENVIRONMENT_IN.get(cwd)
         if entries is None:
             entries = _ENVIRONMENT_IN[cwd] = {**_environment(), "cwd": cwd}
@@ -199,9 +204,10 @@ class Git(Recorder):
 
     name = "git"
     KEYS = frozenset({"commit", "branch", "dirty"})
+    BY_DIRECTORY = True
 
-    def stop(self, token: None) -> dict[str, Any]:
-        where = (os.getcwd(), _git_dir())
+    def stop(self, token: str | None) -> dict[str, Any]:
+        where = (os.getcwd() if token is None else token, _git_dir())
         state = _GIT_BY_DIRECTORY.get(where)
         if state is None:
             with _GIT_LOCK:  # concurrent first calls ask git once
@@ -313,7 +319,12 @@ def _plan(recorders: tuple[Any, ...]) -> Any:
         plan = None
     else:
         starts = tuple(None if type(r).start is _MEASURES_NOTHING else r.start for r in recorders)
-        plan = (starts, tuple((r.stop, r.name) for r in recorders))
+        by_directory = tuple(
+            start is None and getattr(type(r), "BY_DIRECTORY", False)
+            for r, start in zip(recorders, starts, strict=True)
+        )
+        stops = tuple((r.stop, r.name) for r in recorders)
+        plan = (starts, stops, by_directory, any(by_directory))
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[id(recorders)] = (recorders, plan)
@@ -331,15 +342,16 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
     plan = known[1] if known is not None and known[0] is recorders else _plan(recorders)
     if plan is None:
         return _record_any(recorders, call)
-    starts, stops = plan
+    starts, stops, by_directory, reads_directory = plan
     tokens = []
     for start in starts:  # a loop, not a comprehension: no frame of its own on every miss
         tokens.append(None if start is None else start())
 
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
-        for (stop_one, name), token in zip(stops, tokens, strict=True):
-            entries = stop_one(token)
+        cwd = os.getcwd() if reads_directory else None  # one system call for all of them
+        for (stop_one, name), token, here in zip(stops, tokens, by_directory, strict=True):
+            entries = stop_one(cwd if here else token)
             if entries:
                 out[name] = {**out[name], **entries} if name in out else entries
         return out

@@ -151,6 +151,23 @@ def test_git_dir_set_while_the_process_runs_is_followed(memory, tmp_path, monkey
     assert plus_one.record(6).metadata["git"]["commit"] == other
 
 
+def test_the_working_directory_is_read_once_per_call(memory, tmp_path, monkeypatch, git_runs):
+    _repository(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path / "repo")
+    reads = []
+    real = os.getcwd
+
+    def getcwd():
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(os, "getcwd", getcwd)
+    plus_one(7)  # the environment and the git state both depend on it
+    assert len(reads) == 1
+    recorded = plus_one.record(7).metadata
+    assert recorded["environment"]["cwd"] == str(tmp_path / "repo") and recorded["git"]
+
+
 def test_no_git_outside_a_working_tree(memory, tmp_path, monkeypatch, git_runs):
     monkeypatch.chdir(tmp_path)
     plus_one(4)
