@@ -244,18 +244,31 @@ class DigestedCall(Call):
     def digested(self) -> DigestedCall:
         return self
 
+    @classmethod
+    def draft(
+        cls,
+        name: str,
+        module: str | None,
+        arguments: Mapping[str, Digest],
+        version: str | None,
+        code: Digest | None,
+        unkeyed: frozenset[str],
+        metadata: Mapping[str, Mapping[str, Any]],
+    ) -> DigestedCall:
+        """The record of a call about to run, made now, without its result (one call on a miss)."""
+        draft = object.__new__(cls)
+        fields = (name, module, arguments, None, metadata, version, code, unkeyed, time.time())
+        for field, value in zip(_PICKLED, fields, strict=True):  # here: no __init__ chain
+            _set(draft, field, value)
+        return draft
+
     def completed(self, result: Digest, metadata: Mapping[str, Mapping[str, Any]]) -> DigestedCall:
         """This record with a result digest and metadata: a prepared call's, once it has run."""
         done = object.__new__(DigestedCall)
-        _set(done, "name", self.name)
-        _set(done, "arguments", self.arguments)
-        _set(done, "metadata", metadata)
-        _set(done, "module", self.module)
-        _set(done, "version", self.version)
-        _set(done, "code", self.code)
-        _set(done, "result", result)
-        _set(done, "unkeyed", self.unkeyed)
-        _set(done, "created", self.created)
+        fields = (self.name, self.module, self.arguments, result, metadata, self.version,
+                  self.code, self.unkeyed, self.created)  # fmt: skip
+        for field, value in zip(_PICKLED, fields, strict=True):
+            _set(done, field, value)
         return done
 
     def values(self) -> Iterator[Digest]:

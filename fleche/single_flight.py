@@ -87,19 +87,19 @@ class _Flight:
         "waiters",
     )
 
-    def __init__(self, cache: Any, slot: tuple[int, str], task: asyncio.Task | None) -> None:
-        self.cache = cache  # held, so that id(cache) in the slot is not reused meanwhile
-        self.slot = slot
-        self.claim: _Claim | None = None
-        #: Set when the flight lands; made by the first thread that waits (most flights have none).
-        self.done: threading.Event | None = None
-        self.thread = threading.get_ident()
-        self.task = task  # the task leading it, or None for a plain call
-        self.finished = False
-        self.result: Any = None
-        self.error: Exception | None = None
-        #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
-        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None = []
+    # Made by _join only, fields and all: no __init__ call on every miss.
+    cache: Any  # held, so that id(cache) in the slot is not reused meanwhile
+    slot: tuple[int, str]
+    claim: _Claim | None
+    #: Set when the flight lands; made by the first thread that waits (most flights have none).
+    done: threading.Event | None
+    thread: int
+    task: asyncio.Task | None  # the task leading it, or None for a plain call
+    finished: bool
+    result: Any
+    error: Exception | None
+    #: Futures of coroutines awaiting it, each with its loop; None once it has landed.
+    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] | None
 
     def land(self, error: BaseException | None, result: Any = None) -> Any:
         """The leader is done: lease given back, flight landed, waiters woken; returns ``result``.
@@ -144,6 +144,7 @@ class _Flight:
 
 _flights: dict[tuple[int, str], _Flight] = {}
 _flights_lock = threading.Lock()
+_new_flight = object.__new__
 
 
 def _join(cache: Any, key: str, task: asyncio.Task | None) -> tuple[_Flight, bool]:
@@ -151,10 +152,13 @@ def _join(cache: Any, key: str, task: asyncio.Task | None) -> tuple[_Flight, boo
     slot = (id(cache), key)
     with _flights_lock:
         flight = _flights.get(slot)
-        if flight is None:
-            flight = _flights[slot] = _Flight(cache, slot, task)
-            return flight, True
-    return flight, False
+        if flight is not None:
+            return flight, False
+        flight = _flights[slot] = _new_flight(_Flight)
+        flight.cache, flight.slot, flight.task = cache, slot, task
+        flight.claim = flight.done = flight.result = flight.error = None
+        flight.thread, flight.finished, flight.waiters = threading.get_ident(), False, []
+    return flight, True
 
 
 def _wake(future: asyncio.Future) -> None:

@@ -58,6 +58,8 @@ class Keyed(NamedTuple):
     key: Digest
 
 
+_new_tuple = tuple.__new__
+
 #: What :meth:`CachedFunction._stored_result` returns on a miss (``None`` is a result).
 MISS = object()
 
@@ -208,7 +210,8 @@ class CachedFunction(FunctionHelpers[P, R]):
                 if type(value) is Digest and len(value) != DIGEST_LENGTH:
                     arguments[name] = cache.expand(value)
             digests = argument_digests(arguments)
-        return Keyed(arguments, digests, key_of(self.prefix, digests))
+        # tuple.__new__: the namedtuple's own __new__ is a Python function, one call more per call
+        return _new_tuple(Keyed, (arguments, digests, key_of(self.prefix, digests)))
 
     def _stored_result(self, cache: Cache, key: Digest) -> Any:
         """The stored result, or ``MISS``; an unreadable entry is a miss with a warning."""

@@ -8,6 +8,7 @@ on every miss (benchmarks/bench_call_path.py).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +23,15 @@ if TYPE_CHECKING:
 __all__ = ["Computation", "compute"]
 
 _new_str = str.__new__
+_new_object = object.__new__
+_DIGESTS = itertools.repeat(Digest)
 
 
 def compute(function: Any, cache: Cache, keyed: Any, args: tuple[Any, ...], kwargs: dict) -> Any:
     """Run the body of the cached ``function`` once and store the call; its result."""
-    with Computation(function, cache, keyed, args, kwargs) as run:
+    run = _new_object(Computation)  # the fields set here: one Python call less than __init__
+    run.function, run.cache, run.keyed, run.args, run.kwargs = function, cache, keyed, args, kwargs
+    with run:
         run.result = function._body(*run.args, **run.kwargs)
     return run.result
 
@@ -64,15 +69,17 @@ class Computation:
                 for n, v in arguments.items()
                 if type(v) is not Digest and n not in function.unstored
             }
-        draft = DigestedCall(
-            name=function.name,
-            module=function.module,
-            # Each raw digest as a Digest (what Digest.from_raw makes), without a call per argument.
-            arguments={name: _new_str(Digest, raw.hex()) for name, raw in digests.items()},
-            version=function.version,
-            code=function.code,
-            unkeyed=function.unkeyed,
-            metadata=function._record_metadata,
+        draft = DigestedCall.draft(
+            function.name,
+            function.module,
+            # Each raw digest as a Digest (what Digest.from_raw makes), with no Python call.
+            dict(
+                zip(digests, map(_new_str, _DIGESTS, map(bytes.hex, digests.values())), strict=True)
+            ),
+            function.version,
+            function.code,
+            function.unkeyed,
+            function._record_metadata,
         )
         try:
             self.prepared = cache.prepare(draft, stored_arguments, key)

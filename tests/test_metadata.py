@@ -136,6 +136,38 @@ def test_git_state_once_per_process_and_working_tree(memory, tmp_path, monkeypat
     assert len(git_runs) > asked
 
 
+def test_git_dir_set_while_the_process_runs_is_followed(memory, tmp_path, monkeypatch, git_runs):
+    first = _repository(tmp_path / "repo")
+    _repository(tmp_path / "other")
+    (tmp_path / "other" / "model.py").write_text("x = 5\n")
+    _git(tmp_path / "other", "commit", "-qam", "second")
+    other = _git(tmp_path / "other", "rev-parse", "HEAD")
+    (tmp_path / "repo" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "repo" / "sub")
+    plus_one(5)
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "other" / ".git"))  # read on every call
+    plus_one(6)
+    assert plus_one.record(5).metadata["git"]["commit"] == first
+    assert plus_one.record(6).metadata["git"]["commit"] == other
+
+
+def test_the_working_directory_is_read_once_per_call(memory, tmp_path, monkeypatch, git_runs):
+    _repository(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path / "repo")
+    reads = []
+    real = os.getcwd
+
+    def getcwd():
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(os, "getcwd", getcwd)
+    plus_one(7)  # the environment and the git state both depend on it
+    assert len(reads) == 1
+    recorded = plus_one.record(7).metadata
+    assert recorded["environment"]["cwd"] == str(tmp_path / "repo") and recorded["git"]
+
+
 def test_no_git_outside_a_working_tree(memory, tmp_path, monkeypatch, git_runs):
     monkeypatch.chdir(tmp_path)
     plus_one(4)

@@ -167,7 +167,9 @@ class Cache(CacheBase):
         self.values.save_staged(staged)
         if self.settles:  # arguments saved ahead: stored before the record names them
             self.values.settle(record.arguments.values())
-        meta = {**record.metadata, **metadata} if metadata else record.metadata
+        meta = record.metadata
+        if metadata:  # the recorders' fresh mapping as it is, unless the record has its own
+            meta = {**meta, **metadata} if meta else metadata
         if self.ttl is not None or EXPIRY in meta:
             meta = stamp_expiry(meta, self.clock(), self.ttl)
         return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)

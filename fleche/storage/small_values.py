@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..digest import Digest
@@ -42,6 +42,8 @@ INLINE_LIMIT = 2048
 KEPT: Any = object()
 #: ``on`` while a miss stores its values: small entries wait for the record's transaction.
 _HOLDING = threading.local()
+#: Kinds whose size is their length: too large to inline is known without encoding them.
+_SIZED_BY_LENGTH = frozenset({bytes, str, bytearray})
 
 
 class Encoded(NamedTuple):
@@ -49,15 +51,6 @@ class Encoded(NamedTuple):
 
     head: bytes
     payload: bytes
-
-
-def _large(value: Any, limit: int) -> bool:
-    """Whether ``value`` is too large to inline, known without encoding it (arrays, bytes, text)."""
-    size = getattr(value, "nbytes", None)
-    if type(size) is int:
-        return size > limit
-    kind = type(value)
-    return (kind is bytes or kind is str or kind is bytearray) and len(value) > limit
 
 
 def _merged(*sorted_keys: Iterable[Digest]) -> Iterator[Digest]:
@@ -97,23 +90,6 @@ class SmallValues(StorageBackend):
             # Declared so that a cache asks commits_with (see HeldWithRecord).
             object.__setattr__(self, "saves_ahead", True)
 
-    def _held(self, save: Callable[..., Digest], *arguments: Any) -> Digest:
-        """``save(*arguments)``, its small entries held for this thread's next write to the database.
-
-        The miss path's save of a result (``save_staged``): the record the
-        cache saves next in this thread, in the same database, commits them
-        with it in one transaction; :meth:`_settle_held` writes them first
-        otherwise.
-        """
-        if self.database is None or self.inline_limit <= 0:
-            return save(*arguments)
-        before = getattr(_HOLDING, "on", False)
-        _HOLDING.on = True
-        try:
-            return save(*arguments)
-        finally:
-            _HOLDING.on = before
-
     def _settle_held(self) -> None:
         """Write the entries this thread holds now (their record is saved elsewhere)."""
         if self.database is not None:
@@ -136,7 +112,15 @@ class SmallValues(StorageBackend):
         (:class:`Encoded`), never encoded twice.
         """
         limit = self.inline_limit
-        if self.database is None or limit <= 0 or _large(value, limit):
+        if self.database is None or limit <= 0:
+            return value
+        # Too large to inline, known without encoding it (arrays, bytes, text): tested here,
+        # not in a helper, as it runs for every value a miss stores.
+        size = getattr(value, "nbytes", None)
+        if type(size) is int:
+            if size > limit:
+                return value
+        elif type(value) in _SIZED_BY_LENGTH and len(value) > limit:
             return value
         head, payload = self._encode(value, key)  # type: ignore[attr-defined]
         if len(head) + len(payload) > limit:
@@ -235,10 +219,17 @@ class HeldWithRecord:
     """
 
     def save_staged(self, staged: Staged) -> Digest:
-        # docstring inherited: small entries held for the record's transaction
-        if self.database is None:  # type: ignore[attr-defined]
+        # docstring inherited: small entries held for this thread's next write to the
+        # database: the record the cache saves next, in this thread, commits them with it
+        # in one transaction (settle writes them first otherwise)
+        if self.database is None or self.inline_limit <= 0:  # type: ignore[attr-defined]
             return super().save_staged(staged)  # type: ignore[misc]
-        return self._held(super().save_staged, staged)  # type: ignore[attr-defined,misc]
+        before = getattr(_HOLDING, "on", False)
+        _HOLDING.on = True
+        try:
+            return super().save_staged(staged)  # type: ignore[misc]
+        finally:
+            _HOLDING.on = before
 
     def settle(self, keys: Iterable[Digest]) -> None:
         # docstring inherited: the record is saved elsewhere, the held entries written now

@@ -270,54 +270,66 @@ class Runtime:
         """Run the statements this thread holds (:meth:`hold`) now, in one transaction."""
         held = self.local.__dict__.pop("held", None)
         if held:
-            self._write_all(held)
+            self._written(held)
 
     def write(self, statement: str, parameters: dict[str, Any]) -> int:
         """Run one changing statement (atomic by itself), again if it met a lock; rows changed.
 
         With statements held by this thread, they run first, in one transaction with it.
+        The first attempt is made here: the miss path runs two Python calls per write.
         """
         held = self.local.__dict__.pop("held", None)
         if held:
             held.append((statement, parameters))
-            return self._write_all(held)
-        return self._retried(
-            lambda cursor: cursor.execute(statement, parameters).rowcount, self._recover
-        )
+            writes = held
+        else:
+            writes = [(statement, parameters)]
+        try:
+            return self._attempt(writes)
+        except BaseException as err:
+            if not transient(err):
+                raise
+        return self._written(writes, 1)
 
-    def _write_all(self, writes: list[tuple[str, dict[str, Any]]]) -> int:
-        """Run ``writes`` in one transaction, all of it again if it met a lock; the last one's rows."""
-        begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"
-
-        def transaction(cursor: Any) -> int:
-            cursor.execute(begin)
-            for statement, parameters in writes:
-                changed = cursor.execute(statement, parameters).rowcount
-            cursor.execute("COMMIT")
-            return changed
-
-        return self._retried(transaction, self._abort)
-
-    def _retried(self, run: Callable[[Any], int], recover: Callable[[_Handle], None]) -> int:
-        """``run(cursor)`` on this thread's connection, again after ``recover`` if it met a lock."""
-        for attempt in range(ATTEMPTS):
-            handle = getattr(self.local, "handle", None) or self.handle()
+    def _written(self, writes: list[tuple[str, dict[str, Any]]], first: int = 0) -> int:
+        """:meth:`_attempt` again after a pause each time it meets a lock, from attempt ``first``."""
+        for attempt in range(first, ATTEMPTS):
+            if attempt:
+                time.sleep(0.01 * 2 ** (attempt - 1))
             try:
-                changed = run(handle.cursor)
-                self._committed()
-                return changed
+                return self._attempt(writes)
             except BaseException as err:
-                recover(handle)
                 if attempt == ATTEMPTS - 1 or not transient(err):
                     raise
-                time.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _committed(self) -> None:
+    def _attempt(self, writes: list[tuple[str, dict[str, Any]]]) -> int:
+        """Run ``writes`` once on this thread's connection: one statement, or a transaction of all.
+
+        Returns the rows the last one changed; a failure is rolled back
+        (the connection dropped if broken) before it is raised.
+        """
+        handle = getattr(self.local, "handle", None) or self.handle()
+        cursor = handle.cursor
+        try:
+            if len(writes) == 1:
+                changed = cursor.execute(*writes[0]).rowcount
+            else:
+                cursor.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+                for statement, parameters in writes:
+                    changed = cursor.execute(statement, parameters).rowcount
+                cursor.execute("COMMIT")
+        except BaseException:
+            if len(writes) == 1:
+                self._recover(handle)
+            else:
+                self._abort(handle)
+            raise
         # Not locked: a count lost to a race only delays one checkpoint.
         self.commits += 1
         if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
             self.checkpointer.request()
+        return changed
 
     def _abort(self, handle: _Handle) -> None:
         """End a failed explicit transaction (an autocommit connection keeps it open otherwise)."""

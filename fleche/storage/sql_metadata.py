@@ -125,29 +125,48 @@ def _plain(metadata: dict[Any, Any]) -> bool:
     What the recorders fleche ships write; anything else (non-ASCII text
     included) takes the general path of :func:`split_metadata`.
     """
-    return all(_plain_namespace(n, entries) for n, entries in metadata.items())
+    return all(_plain_json(n, entries) is not None for n, entries in metadata.items())
 
 
-def _plain_namespace(namespace: Any, entries: Any) -> bool:
-    """Whether one namespace is plain (see :func:`_plain`), tested inline, without a call per entry."""
+_float_text = float.__repr__  # what the JSON encoder writes for a finite float
+_int_text = int.__repr__
+_copysign = math.copysign
+
+
+def _plain_json(namespace: Any, entries: Any) -> str | None:
+    """The JSON member ``"namespace":{...}`` of a plain namespace (see :func:`_plain`), else ``None``.
+
+    Tested and written in one pass, without a call per entry: the text
+    :data:`to_json` writes for it.
+    """
     if type(namespace) is not str or type(entries) is not dict:
-        return False
+        return None
     if not namespace.isascii() or "\x00" in namespace:
-        return False
+        return None
+    members = []
     for name, value in entries.items():
         kind = type(value)
         if type(name) is not str or not name.isascii() or "\x00" in name:
-            return False
-        if kind is str:
-            if not value.isascii() or "\x00" in value:
-                return False
-        elif kind is float:
+            return None
+        if kind is float:
             # As _json_exact: finite, below 1e16 (JSONB would make it an int), not -0.0.
-            if not -1e16 < value < 1e16 or (not value and math.copysign(1.0, value) < 0):
-                return False
-        elif not (value is None or kind is bool or kind is int):
-            return False
-    return True
+            if not -1e16 < value < 1e16 or (not value and _copysign(1.0, value) < 0):
+                return None
+            text = _float_text(value)
+        elif kind is str:
+            if not value.isascii() or "\x00" in value:
+                return None
+            text = _name_json(value)
+        elif kind is int:
+            text = _int_text(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        else:
+            return None
+        members.append(_name_json(name) + ":" + text)
+    return _name_json(namespace) + ":{" + ",".join(members) + "}"
 
 
 def _chunk_encoder() -> Callable[[Any, int], Any]:
@@ -166,10 +185,10 @@ def _chunk_encoder() -> Callable[[Any, int], Any]:
 plain_chunks = _chunk_encoder()
 _name_json = json.encoder.encode_basestring
 
-#: id of a namespace's entries -> (the entries, a copy, their types, their JSON): a
-#: recorder that hands every call the same mapping (the environment, the git state)
-#: has it encoded once, as long as it does not change.
-_KNOWN: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[type, ...], str]] = {}
+#: id of a namespace's entries -> (the entries, the namespace, a copy, their types, the
+#: namespace's JSON member ``"name":{...}``): a recorder that hands every call the same
+#: mapping (the environment, the git state) has it encoded once, as long as it does not change.
+_KNOWN: dict[int, tuple[dict[str, Any], Any, dict[str, Any], tuple[type, ...], str]] = {}
 _KNOWN_MAX = 64
 
 
@@ -187,23 +206,21 @@ def metadata_columns(metadata: Mapping[Any, Any]) -> tuple[str, str | None]:
             if (
                 known is not None
                 and known[0] is entries
-                and entries == known[1]  # not changed in place…
-                and tuple(map(type, entries.values())) == known[2]  # …not even from 0 to False
-                and type(namespace) is str
-                and namespace.isascii()
-                and "\x00" not in namespace
+                and known[1] == namespace  # checked plain when it was encoded
+                and entries == known[2]  # not changed in place…
+                and tuple(map(type, entries.values())) == known[3]  # …not even from 0 to False
             ):
-                text = known[3]
-            elif _plain_namespace(namespace, entries):
-                text = "".join(plain_chunks(entries, 0))
-                kinds = tuple(map(type, entries.values()))
-                if float not in kinds:  # 0.0 == -0.0, yet they are written apart: never reused
-                    if len(_KNOWN) >= _KNOWN_MAX:
-                        _KNOWN.clear()
-                    _KNOWN[id(entries)] = (entries, dict(entries), kinds, text)
-            else:
+                parts.append(known[4])
+                continue
+            member = _plain_json(namespace, entries)
+            if member is None:
                 break
-            parts.append(_name_json(namespace) + ":" + text)
+            kinds = tuple(map(type, entries.values()))
+            if float not in kinds:  # 0.0 == -0.0, yet they are written apart: never reused
+                if len(_KNOWN) >= _KNOWN_MAX:
+                    _KNOWN.clear()
+                _KNOWN[id(entries)] = (entries, namespace, dict(entries), kinds, member)
+            parts.append(member)
         else:
             return "{" + ",".join(parts) + "}", None
     document, typed = split_metadata(metadata)
