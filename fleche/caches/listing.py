@@ -91,7 +91,7 @@ def calls_of(
                 calls = paged_calls(page, cache.values)
             yield from calls
 
-    return QueryIterator(source, cache, counter, pages, cache.values.load)
+    return QueryIterator(source, cache, counter, pages, cache.values.load_many)
 
 
 def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:
