@@ -146,8 +146,7 @@ def bench_size(root: Path, size: int, listing: bool) -> None:
     row(size, "iterate every call (streamed)", streamed, raw_select, size)
     import pandas  # noqa: F401  # imported before the tables are timed
 
-    if size <= 100_000:
-        row(size, "query().table()", timed(lambda: store.query().table(), 1), raw_select, size)
+    row(size, "query().table()", timed(lambda: store.query().table(), 1), raw_select, size)
     digests = timed(lambda: store.query().table(values=False), repeat)
     row(size, "query().table(values=False)", digests, raw_select, size)
     query = QueryCall(name="simulate", arguments={"group": group})

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain, repeat
-from operator import itemgetter, methodcaller
+from itertools import compress, repeat
+from operator import is_, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
@@ -167,10 +167,12 @@ def _load_columns(
     :class:`~fleche.call.LazyCall`'s arguments do); a result must be there.
     """
     columns = {n: table.columns[n] for n in names}
-    wanted = {d for d in chain.from_iterable(columns.values()) if type(d) is Digest}
+    wanted: set[Digest] = set()
+    for column in columns.values():  # the digests of each column, in C
+        wanted.update(compress(column, map(is_, map(type, column), repeat(Digest))))
     values = load_many(wanted)
     for name, column in columns.items():
-        if name == "result" and not wanted.issubset(values):
+        if name == "result" and len(values) < len(wanted):
             for key in column:
                 if type(key) is Digest and key not in values:
                     raise KeyError(key)

@@ -185,7 +185,7 @@ class SmallValues(StorageBackend):
         table = self._rows()
         if table is None or not self._context_free:  # type: ignore[attr-defined]
             return super().load_many(keys)  # type: ignore[misc]
-        wanted = set(keys)
+        wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
         found: dict[Digest, Any] = {}
         decode, resolve = self._decode, self._resolve  # type: ignore[attr-defined]
         for rows in table.get_many(wanted):
