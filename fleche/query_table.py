@@ -6,7 +6,8 @@ converted in one go, and where the calls come as pages of columns
 share their argument names and metadata entries becomes columns without
 a record object or a Python step per call: a row at a time, pandas and the
 records cost more than the store does.  The values shown are then read
-once the table holds their digests, in the order of the digests.
+once the table holds their digests, all in one request to the value
+storage (``load_many``), and put in place by one lookup per row.
 """
 
 from __future__ import annotations

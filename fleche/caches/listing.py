@@ -120,15 +120,11 @@ def paged_calls(page: RecordPage, values: Any) -> list[LazyCall]:
     calls = list(map(_make, repeat(PagedCall, len(page))))
     deque(map(_PAGE, calls, repeat(page)), 0)
     deque(map(_ROW, calls, range(len(page))), 0)
-    for setter, made in _FRESH:  # the record ``None``: read from the page
-        deque(
-            map(
-                setter,
-                calls,
-                repeat(None if made is _RECORD else values if made is _VALUES else made),
-            ),
-            0,
-        )
+    for setter, made in _FRESH:
+        slot = (
+            None if made is _RECORD else values if made is _VALUES else made
+        )  # record: read later
+        deque(map(setter, calls, repeat(slot)), 0)
     return calls
 
 

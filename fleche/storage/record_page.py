@@ -197,11 +197,12 @@ class Packed(Sequence[Any]):
     """A column of plain data (dicts, lists, text, numbers) kept as one ``marshal`` string until read.
 
     A listing keeps the page of each call it lists until the call's record
-    is built, and most never are.  A page's metadata as dicts is one more
-    object per call for the cycle collector to walk again and again while a
-    listing grows (a third of the time of a list of a million calls); as one
-    string it is none.  Unpacked whole on first read, by the first record
-    built from the page.
+    is built, and most never are.  The cycle collector walks every object
+    that may hold others again and again while a listing grows (a third of
+    the time of a list of a million calls): a page's metadata as dicts is
+    one more such object per call, as one string it is none (a list of a
+    million calls takes a sixth less).  Unpacked whole on first read, by
+    the first record built from the page.
     """
 
     __slots__ = ("data", "rows", "size")
