@@ -120,10 +120,8 @@ def paged_calls(page: RecordPage, values: Any) -> list[LazyCall]:
     calls = list(map(_make, repeat(PagedCall, len(page))))
     deque(map(_PAGE, calls, repeat(page)), 0)
     deque(map(_ROW, calls, range(len(page))), 0)
-    for setter, made in _FRESH:
-        slot = (
-            None if made is _RECORD else values if made is _VALUES else made
-        )  # record: read later
+    for setter, made in _FRESH:  # the record None: built from the page when read
+        slot = None if made is _RECORD else values if made is _VALUES else made
         deque(map(setter, calls, repeat(slot)), 0)
     return calls
 
