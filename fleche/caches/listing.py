@@ -34,6 +34,9 @@ _FRESH = [  # each slot's setter, and what a new call holds there
     for slot in LazyCall.__slots__
 ]
 _RECORD_SLOT = LazyCall.__dict__["digested_call"]
+#: Pages of at least this many records keep their metadata packed: those of a long listing
+#: (a page of a small query's few calls costs the collector little, and packing it time).
+PACK_FROM = 256
 
 
 def _read_record(call: PagedCall) -> DigestedCall:
@@ -111,12 +114,13 @@ def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:
 def paged_calls(page: RecordPage, values: Any) -> list[LazyCall]:
     """A :class:`PagedCall` of each row of ``page`` (see :func:`lazy_calls`).
 
-    The page's metadata is kept :func:`~fleche.storage.record_page.packed`
-    until a record of it is built.
+    The metadata of a page of :data:`PACK_FROM` rows or more is kept
+    :func:`~fleche.storage.record_page.packed` until a record of it is built.
     """
     if page.built is not None:
         return lazy_calls(page.built, values)
-    page = dataclasses.replace(page, metadata=packed(page.metadata))
+    if len(page) >= PACK_FROM:
+        page = dataclasses.replace(page, metadata=packed(page.metadata))
     calls = list(map(_make, repeat(PagedCall, len(page))))
     deque(map(_PAGE, calls, repeat(page)), 0)
     deque(map(_ROW, calls, range(len(page))), 0)
