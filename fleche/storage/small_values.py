@@ -40,7 +40,6 @@ __all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "HeldWithRecord", "SmallValues", "
 INLINE_LIMIT = 2048
 #: What :meth:`SmallValues._keep_small` answers for an entry it kept in the database.
 KEPT: Any = object()
-_new = str.__new__
 #: ``on`` while a miss stores its values: small entries wait for the record's transaction.
 _HOLDING = threading.local()
 
@@ -187,10 +186,10 @@ class SmallValues(StorageBackend):
             return super().load_many(keys)  # type: ignore[misc]
         wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
         found: dict[Digest, Any] = {}
-        decode, resolve = self._decode, self._resolve  # type: ignore[attr-defined]
+        decode, resolve, new = self._decode, self._resolve, str.__new__  # type: ignore[attr-defined]
         for rows in table.get_many(wanted):
             for text, data in rows:
-                key = _new(Digest, text)
+                key = new(Digest, text)
                 try:
                     found[key] = resolve(decode(data, text.encode()), key)
                 except Exception:  # noqa: BLE001 - read again alone below, which warns as a load does
