@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .call import LazyCall
@@ -73,9 +73,11 @@ class QueryIterator:
     #: (:class:`~fleche.storage.record_page.RecordPage`), if the source reads them so:
     #: :meth:`table` is built from them without a record object per call.
     pages: Callable[[], Iterable[Any]] | None = dataclasses.field(default=None, compare=False)
-    #: How the calls of ``pages`` load a value by its digest: :meth:`table` reads the
-    #: values it shows with it, each once, in the order of their digests.
-    load: Callable[[Digest], Any] | None = dataclasses.field(default=None, compare=False)
+    #: How the calls of ``pages`` load values by their digests, many at once (a value
+    #: storage's ``load_many``): :meth:`table` reads the values it shows with it.
+    load_many: Callable[[Iterable[Digest]], Mapping[Digest, Any]] | None = dataclasses.field(
+        default=None, compare=False
+    )
 
     def __iter__(self) -> Iterator[LazyCall]:
         return iter(self.calls())
@@ -233,6 +235,6 @@ class QueryIterator:
 
     def _table(self, shown: Callable[[str], bool], shrink: Callable[[Any], Any] | None) -> Any:
         """The table, from the pages where the source reads them (see :func:`~fleche.query_table.frame`)."""
-        if self.pages is not None and self.load is not None:
-            return page_frame(self.pages(), shrink, shown, self.load)
+        if self.pages is not None and self.load_many is not None:
+            return page_frame(self.pages(), shrink, shown, self.load_many)
         return frame(self, shown, shrink)

@@ -6,16 +6,16 @@ converted in one go, and where the calls come as pages of columns
 share their argument names and metadata entries becomes columns without
 a record object or a Python step per call: a row at a time, pandas and the
 records cost more than the store does.  The values shown are then read
-once the table holds their digests, in the order of the digests.
+once the table holds their digests, all in one request to the value
+storage (``load_many``), and put in place by one lookup per row.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
-from operator import itemgetter, methodcaller
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import compress, repeat
+from operator import is_, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
@@ -29,6 +29,8 @@ __all__ = ["frame", "page_frame"]
 
 #: What a row without some column shows there (as a frame built from rows would).
 _MISSING = float("nan")
+#: What a column of digests to replace by values holds: digests, and missing entries (or no result).
+_DIGESTS_OR_MISSING = {Digest, float, type(None)}
 _new = str.__new__
 _FIRST = ("key", "function")
 _values = methodcaller("values")
@@ -105,20 +107,22 @@ def page_frame(
     pages: Iterable[Any],
     shrink: Callable[[Any], Any] | None,
     shown: Callable[[str], bool] | None = None,
-    load: Callable[[Digest], Any] | None = None,
+    load_many: Callable[[Iterable[Digest]], Mapping[Digest, Any]] | None = None,
 ) -> pandas.DataFrame:
     """The table of the calls of ``pages`` (record pages), as :func:`frame` makes it.
 
-    The values shown are read by ``load`` once the table is filled with
-    digests, each once, in the order of their digests (files are then read
-    directory by directory).
+    The values shown are read by ``load_many`` (a value storage's
+    :meth:`~fleche.storage.bulk_reads.ValueBulkReads.load_many`) once the
+    table is filled with digests, each once, all in one request: a store
+    that keeps small values in its database reads them a chunk of keys per
+    statement.
     """
     short = functools.cache(shrink) if shrink else _same
     table = _Columns()
     with collector_paused():
         loading = _fill(table, pages, short, shrink is not None, shown or _nothing)
-        if loading and load is not None:
-            _load_columns(table, loading, load)
+        if loading and load_many is not None:
+            _load_columns(table, loading, load_many)
         return table.frame()
 
 
@@ -155,24 +159,28 @@ def _fill(
     return loading
 
 
-def _load_columns(table: _Columns, names: set[str], load: Callable[[Digest], Any]) -> None:
+def _load_columns(
+    table: _Columns, names: set[str], load_many: Callable[[Iterable[Digest]], Mapping[Digest, Any]]
+) -> None:
     """The digests in the columns ``names`` replaced by their values, each read once.
 
     An argument whose value is not stored shows its digest (as a
     :class:`~fleche.call.LazyCall`'s arguments do); a result must be there.
     """
     columns = {n: table.columns[n] for n in names}
-    wanted = {d for column in columns.values() for d in column if type(d) is Digest}
-    values: dict[Digest, Any] = {}
-    for key in sorted(wanted):
-        with contextlib.suppress(KeyError):
-            values[key] = load(key)
+    wanted: set[Digest] = set()
+    for column in columns.values():  # the digests of each column, in C
+        wanted.update(compress(column, map(is_, map(type, column), repeat(Digest))))
+    values = load_many(wanted)
     for name, column in columns.items():
-        if name == "result" and not wanted.issubset(values):
+        if name == "result" and len(values) < len(wanted):
             for key in column:
                 if type(key) is Digest and key not in values:
                     raise KeyError(key)
-        table.columns[name] = [values.get(d, d) if type(d) is Digest else d for d in column]
+        if set(map(type, column)) <= _DIGESTS_OR_MISSING:  # one lookup per row, in C
+            table.columns[name] = list(map(values.get, column, column))
+        else:
+            table.columns[name] = [values.get(d, d) if type(d) is Digest else d for d in column]
 
 
 def _functions(modules: Sequence[Any], names: Sequence[str]) -> list[str]:

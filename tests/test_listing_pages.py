@@ -167,3 +167,18 @@ def test_tables_show_a_missing_argument_as_its_digest_and_refuse_a_missing_resul
     for query in (cache.query(), _one_at_a_time(cache)):
         with pytest.raises(KeyError):
             query.table()
+
+
+@pytest.mark.parametrize("odd", [{1, 2}, Digest("ab" * 16)], ids=["packed", "kept"])
+def test_listed_calls_read_their_metadata_as_stored(tmp_path, odd):
+    # A listing keeps a page's metadata packed until a record of it is read
+    # (as it is, if it holds what cannot be packed, such as a Digest).
+    metadata = [{"tags": {"n": x, "odd": odd, "w": [x / 3, None, "é"]}} for x in range(PAGE + 5)]
+    cache = _store(tmp_path, [Call("f", {"x": x}, module="m", result=x, metadata=metadata[x])
+                              for x in range(PAGE + 5)])  # fmt: skip
+    listed = list(cache.query())
+    read = sorted((c.digested_call.metadata for c in listed), key=lambda m: m["tags"]["n"])
+    assert read == metadata
+    assert {type(m["tags"]["odd"]) for m in read} == {type(odd)}
+    read[0]["tags"]["n"] = "changed"  # each call has its own
+    assert read[1]["tags"]["n"] == 1

@@ -11,6 +11,7 @@ pages also feed :meth:`~fleche.query.QueryIterator.table` directly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
@@ -20,7 +21,7 @@ from typing import Any
 from ..call import DigestedCall, LazyCall, QueryCall
 from ..expiry import EXPIRY, entry_expired
 from ..query import QueryIterator
-from ..storage.record_page import RecordPage, collector_paused
+from ..storage.record_page import RecordPage, collector_paused, packed
 
 __all__ = ["calls_of"]
 
@@ -33,13 +34,16 @@ _FRESH = [  # each slot's setter, and what a new call holds there
     for slot in LazyCall.__slots__
 ]
 _RECORD_SLOT = LazyCall.__dict__["digested_call"]
+#: Pages of at least this many records keep their metadata packed: those of a long listing
+#: (a page of a small query's few calls costs the collector little, and packing it time).
+PACK_FROM = 256
 
 
 def _read_record(call: PagedCall) -> DigestedCall:
-    try:
-        return _RECORD_SLOT.__get__(call)
-    except AttributeError:  # built on first read; then the page is let go
-        page = call.page
+    record = _RECORD_SLOT.__get__(call)
+    if record is not None:
+        return record
+    page = call.page  # built on first read; then the page is let go
     if page is None:  # built by another thread meanwhile (it sets the record first)
         return _RECORD_SLOT.__get__(call)
     record = page.record(call.row)
@@ -91,7 +95,7 @@ def calls_of(
                 calls = paged_calls(page, cache.values)
             yield from calls
 
-    return QueryIterator(source, cache, counter, pages, cache.values.load)
+    return QueryIterator(source, cache, counter, pages, cache.values.load_many)
 
 
 def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:
@@ -108,15 +112,21 @@ def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:
 
 
 def paged_calls(page: RecordPage, values: Any) -> list[LazyCall]:
-    """A :class:`PagedCall` of each row of ``page`` (see :func:`lazy_calls`)."""
+    """A :class:`PagedCall` of each row of ``page`` (see :func:`lazy_calls`).
+
+    The metadata of a page of :data:`PACK_FROM` rows or more is kept
+    :func:`~fleche.storage.record_page.packed` until a record of it is built.
+    """
     if page.built is not None:
         return lazy_calls(page.built, values)
+    if len(page) >= PACK_FROM:
+        page = dataclasses.replace(page, metadata=packed(page.metadata))
     calls = list(map(_make, repeat(PagedCall, len(page))))
     deque(map(_PAGE, calls, repeat(page)), 0)
     deque(map(_ROW, calls, range(len(page))), 0)
-    for setter, made in _FRESH:
-        if made is not _RECORD:  # left unset: read from the page
-            deque(map(setter, calls, repeat(values if made is _VALUES else made)), 0)
+    for setter, made in _FRESH:  # the record None: built from the page when read
+        slot = None if made is _RECORD else values if made is _VALUES else made
+        deque(map(setter, calls, repeat(slot)), 0)
     return calls
 
 

@@ -20,7 +20,7 @@ from ..call import Call, DigestedCall, QueryCall
 from ..digest import DIGEST_LENGTH, Digest, digest
 from ..errors import AmbiguousDigestError, SaveError
 from .ahead import SavesAhead
-from .bulk_reads import BulkReads
+from .bulk_reads import BulkReads, ValueBulkReads
 from .keys import (
     MIN_PREFIX,
     NO_CONTEXT,
@@ -140,7 +140,7 @@ class Staged:
     writes: list[Any] | None = None
 
 
-class ValueStorage(SavesAhead, KeyManagement):
+class ValueStorage(SavesAhead, KeyManagement, ValueBulkReads):
     """Domain interface of a value storage: ``digest(value) -> value``."""
 
     @abstractmethod

@@ -1,16 +1,18 @@
-"""What a call storage answers about many records at once: counts, references, a scan, pages.
+"""What a storage answers about many entries at once: records counted, scanned, paged; values loaded.
 
-The defaults here load the records one by one through ``query``, ``list``
-and ``load``, so every call storage has them; a storage that can answer
-in place (``Sql``, from :mod:`.sql_scan`) overrides them.  Counting,
-listing, verifying and collecting a large store go through these.
+The defaults here load the records (or values) one by one through
+``query``, ``list`` and ``load``, so every storage has them; a storage
+that can answer in place (``Sql``, from :mod:`.sql_scan`; small values
+kept in a database, from :mod:`.small_values`) overrides them.  Counting,
+listing, verifying and collecting a large store, and a table of its
+calls, go through these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import Digest
@@ -20,7 +22,7 @@ from .record_page import RecordPage
 if TYPE_CHECKING:
     from .sql_newest import NewestFirst
 
-__all__ = ["PAGE", "BulkReads"]
+__all__ = ["PAGE", "BulkReads", "ValueBulkReads"]
 
 #: Records in a page of :meth:`BulkReads.query_pages`.
 PAGE = 1000
@@ -86,3 +88,27 @@ class BulkReads:
         browser cuts its pages from :meth:`query`.
         """
         return None
+
+
+class ValueBulkReads:
+    """Many values loaded at once, derived from ``load``: mixed into :class:`~fleche.storage.base.ValueStorage`.
+
+    A storage that reads many entries with one request overrides
+    :meth:`load_many`; compositions that wrap a value storage get this
+    default, which goes through their own ``load``.
+    """
+
+    def load_many(self, keys: Iterable[Digest]) -> dict[Digest, Any]:
+        """The values stored under ``keys`` (full digests), each loaded once, by key.
+
+        A key with no value (or an unreadable one, warned of as its
+        ``load`` warns) is left out.  This default loads them one by one,
+        in key order (files are then read directory by directory).
+        """
+        found: dict[Digest, Any] = {}
+        for key in sorted(set(keys)):
+            try:
+                found[key] = self.load(key)  # type: ignore[attr-defined]
+            except KeyError:
+                continue
+        return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import marshal
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import compress, repeat
@@ -20,7 +21,15 @@ from typing import Any
 from ..call_record import Call, DigestedCall
 from ..digest import Digest
 
-__all__ = ["RecordPage", "StoredCall", "as_digests", "collector_paused", "unkeyed_sets"]
+__all__ = [
+    "Packed",
+    "RecordPage",
+    "StoredCall",
+    "as_digests",
+    "collector_paused",
+    "packed",
+    "unkeyed_sets",
+]
 
 _new = str.__new__
 _make = object.__new__
@@ -97,6 +106,7 @@ _SETTERS = tuple(
 )  # fmt: skip
 _COLUMNS = ("keys", "names", "arguments", "metadata", "modules", "versions", "codes", "results",
             "unkeyed", "created")  # fmt: skip
+_ALL_COLUMNS = attrgetter(*_COLUMNS)
 _FIELDS = ("name", "arguments", "metadata", "module", "version", "code", "result", "unkeyed",
            "created")  # fmt: skip
 
@@ -138,9 +148,16 @@ class RecordPage:
         if self.built is not None:
             return self.built[row]
         record = _make(StoredCall)
-        for setter, name in zip(_SETTERS, _COLUMNS, strict=True):
-            setter(record, getattr(self, name)[row])
+        for setter, column in zip(_SETTERS, self._columns(), strict=True):
+            setter(record, column[row])
         return record
+
+    def _columns(self) -> tuple[Sequence[Any], ...]:
+        """The columns, in the order of :data:`_SETTERS` (a :class:`Packed` one unpacked for good)."""
+        metadata = self.metadata
+        if type(metadata) is Packed:
+            self.metadata = metadata.unpacked()
+        return _ALL_COLUMNS(self)
 
     def select(self, keep: Sequence[bool]) -> RecordPage:
         """The page of the records whose ``keep`` is true."""
@@ -176,6 +193,47 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+class Packed(Sequence[Any]):
+    """A column of plain data (dicts, lists, text, numbers) kept as one ``marshal`` string until read.
+
+    A listing keeps the page of each call it lists until the call's record
+    is built, and most never are.  The cycle collector walks every object
+    that may hold others again and again while a listing grows (a third of
+    the time of a list of a million calls): a page's metadata as dicts is
+    one more such object per call, as one string it is none (a list of a
+    million calls takes a sixth less).  Unpacked whole on first read, by
+    the first record built from the page.
+    """
+
+    __slots__ = ("data", "rows", "size")
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data, self.size = data, size
+        self.rows: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.unpacked()[index]
+
+    def unpacked(self) -> list[Any]:
+        """The column itself, unpacked on the first call."""
+        rows = self.rows
+        if rows is None:
+            with collector_paused():  # a page of new objects, as when the page was read
+                rows = self.rows = marshal.loads(self.data)
+        return rows
+
+
+def packed(column: Sequence[Any]) -> Sequence[Any]:
+    """``column`` as a :class:`Packed` one; as it is if ``marshal`` cannot hold it (typed metadata)."""
+    try:
+        return Packed(marshal.dumps(column), len(column))
+    except ValueError:
+        return column
+
+
 def as_digests(column: Sequence[str | None]) -> list[Digest | None]:
     """A column of digest text (or ``None``) as :class:`Digest`, the text taken as it is."""
     if None in column:
@@ -192,6 +250,6 @@ def unkeyed_sets(column: Sequence[Any]) -> Any:
 
 def _build(page: RecordPage) -> list[DigestedCall]:
     records = list(map(_make, repeat(StoredCall, len(page))))
-    for setter, name in zip(_SETTERS, _COLUMNS, strict=True):
-        deque(map(setter, records, getattr(page, name)), 0)
+    for setter, column in zip(_SETTERS, page._columns(), strict=True):
+        deque(map(setter, records, column), 0)
     return records

@@ -14,7 +14,9 @@ process like the records' own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from itertools import chain, compress, repeat
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
@@ -27,6 +29,11 @@ from .sql_schema import PAGE, small_values
 __all__ = ["SmallValueTable"]
 
 _KEY = bindparam("key")
+_first = itemgetter(0)
+#: Keys read by one statement of :meth:`SmallValueTable.get_many` (below every driver's limit).
+CHUNK = 500
+#: A scan for many keys stops when fewer than one row in this many of a page is asked for.
+SPARSE = 4
 
 
 class SmallValueTable:
@@ -57,6 +64,11 @@ class SmallValueTable:
             )
         )
         self._get = text(select(table.data).where(table.key == _KEY))
+        pair = select(table.key, table.data)
+        self._in = text(pair.where(table.key.in_([bindparam(f"k{n}") for n in range(CHUNK)])))
+        self._page = (
+            text(pair.where(table.key > bindparam("after")).order_by(table.key)) + f" LIMIT {PAGE}"
+        )
         self._bytes = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM small_values"
         self._stored = text(select(table.stored).where(table.key == _KEY))
         self._delete = text(delete(small_values).where(table.key == _KEY))
@@ -100,6 +112,40 @@ class SmallValueTable:
             return None
         data = rows[0][0]
         return data if type(data) is bytes else bytes(data)  # psycopg gives a memoryview
+
+    def get_many(self, keys: Collection[str]) -> Iterator[list[tuple[str, bytes]]]:
+        """The rows (key and bytes) of those of ``keys`` that have one, a list at a time.
+
+        Many keys (a table of a store's calls asks for most of its values)
+        are read by scanning the table a page at a time, in key order,
+        keeping the rows asked for: no sort, no lookup per key.  Once a page
+        holds few of them, the keys left are looked up a chunk per
+        statement (``IN``), as are a few keys from the start.
+        """
+        wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
+        after = ""
+        if len(wanted) > CHUNK:
+            while True:
+                rows = self.runtime.read(self._page, {"after": after})
+                kept = list(compress(rows, map(wanted.__contains__, map(_first, rows))))
+                yield self._bytes_of(kept)
+                if len(rows) < PAGE:
+                    return
+                after = rows[-1][0]
+                if len(kept) * SPARSE < len(rows):
+                    break
+        rest = sorted(k for k in wanted if k > after)
+        for start in range(0, len(rest), CHUNK):
+            chunk = rest[start : start + CHUNK]
+            padded = chain(chunk, repeat(chunk[-1], CHUNK - len(chunk)))
+            rows = self.runtime.read(self._in, {f"k{n}": k for n, k in enumerate(padded)})
+            yield self._bytes_of(rows)
+
+    def _bytes_of(self, rows: list[Any]) -> list[tuple[str, bytes]]:
+        """Rows with their data as ``bytes`` (psycopg gives a memoryview)."""
+        if self.runtime.sqlite:
+            return rows
+        return [(key, bytes(data)) for key, data in rows]
 
     def size(self) -> int:
         """The bytes of every entry kept here."""

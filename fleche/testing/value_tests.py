@@ -170,6 +170,25 @@ class ValueStorageTests:
                 values.load(key)
         assert any(issubclass(w.category, CorruptEntryWarning) for w in caught)
 
+    def test_load_many_gives_what_load_gives(self, backend: Backend, tmp_path: Path) -> None:
+        values = values_of(backend, tmp_path)
+        stored = [*SAMPLES, "large " * 1000]  # a value too large to keep beside the records
+        keys = [values.save(value) for value in stored]
+        absent = digest("never stored")
+        loaded = values.load_many([*keys, absent, keys[0]])
+        assert set(loaded) == set(keys)
+        assert all(_equal(loaded[key], value) for key, value in zip(keys, stored, strict=True))
+
+    def test_load_many_leaves_a_corrupt_entry_out(self, backend: Backend, tmp_path: Path) -> None:
+        require(backend, "corrupt")
+        values = values_of(backend, tmp_path)
+        kept, damaged = values.save("kept"), values.save("soon damaged" * 10)
+        backend.corrupt(values, damaged)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert values.load_many([kept, damaged]) == {kept: "kept"}
+        assert any(issubclass(w.category, CorruptEntryWarning) for w in caught)
+
 
 def _absent_prefix(keys: list[Digest]) -> str:
     for n in range(16**4):

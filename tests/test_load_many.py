@@ -1,0 +1,42 @@
+"""Many values loaded at once (ValueBulkReads.load_many), as a table of a store's calls reads them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleche import Call, from_config
+from fleche.digest import digest
+from fleche.storage import sql_values
+
+from .backends import inline_values, postgres_inline_values
+
+
+@pytest.fixture(params=[inline_values, postgres_inline_values], ids=["sqlite", "postgres"])
+def values(request, tmp_path):
+    return request.param(tmp_path)
+
+
+@pytest.mark.parametrize("asked", [3, 600, 2000], ids=["few", "sparse", "dense"])
+def test_every_value_asked_for_is_found_however_many(values, asked):
+    # Few keys are looked up by key; many are read by a scan of the table, which
+    # turns to lookups by key for the rest once a page holds few of them.
+    stored = [values.save(n) for n in range(6 * sql_values.CHUNK)]
+    keys = stored[:: len(stored) // asked][:asked]
+    assert values.load_many(keys) == {key: stored.index(key) for key in keys}
+
+
+def test_keys_past_the_last_row_or_before_the_first_are_missing(values):
+    keys = {values.save(n) for n in range(2 * sql_values.CHUNK)}
+    outside = {"0" * 32, "f" * 32}
+    assert set(values.load_many(keys | outside)) == keys
+
+
+def test_a_table_shows_values_kept_in_the_database_and_in_files(tmp_path):
+    store = from_config({"template": "sql", "root": str(tmp_path)})
+    big = "x" * 10_000  # a file
+    for n in range(3):
+        store.save(Call("f", {"n": n, "text": big}, module="tests", result=[n, big]))
+    table = store.query().table().sort_values("n")
+    assert list(table["n"]) == [0, 1, 2] and set(table["text"]) == {big}
+    assert list(table["result"]) == [[n, big] for n in range(3)]
+    assert digest(big) in store.values.load_many([digest(big)])
