@@ -247,7 +247,9 @@ class Runtime:
     def keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
         """The keys a paged key statement reads, ``page`` rows at a time after ``bounds['after']``.
 
-        No connection is held between pages.
+        No connection is held between pages.  A range's lower bound
+        (``bounds['low']``) moves up with ``after``: SQLite seeks by one of
+        the two, and by ``low`` alone every page would scan from the start.
         """
         while True:
             rows = self.read(statement, bounds)
@@ -256,6 +258,8 @@ class Runtime:
             if len(rows) < page:
                 return
             bounds["after"] = rows[-1][0]
+            if "low" in bounds:
+                bounds["low"] = bounds["after"]
 
     def hold(self, statement: str, parameters: dict[str, Any]) -> None:
         """Keep a changing statement for this thread's next :meth:`write`, in its transaction.
