@@ -19,6 +19,7 @@ from ..digest import Digest
 from ..errors import CorruptEntryWarning
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
+from ..storage.record_page import collector_paused
 from .findings import (
     MISMATCH,
     MISSING_VALUE,
@@ -92,8 +93,8 @@ class _Verifier:
         return keys, _unlisted(store, corrupt)
 
     def run(self) -> tuple[list[Problem], list[Problem], int, int]:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
+        try:  # the collector paused: it would walk the millions of keys held, for no cycle
+            with collector_paused(), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self.caught = caught
                 return self._run()
