@@ -192,3 +192,21 @@ def test_small_values_are_listed_in_pages_that_each_start_where_the_last_ended(t
     table = Sql(url=str(tmp_path / "calls.db")).small_values()
     few, many = _steps_to_list(table, 5_000), _steps_to_list(table, 20_000)
     assert many < 6 * few  # 4x the rows; from the start each page: 15x the steps
+
+
+def test_a_child_process_reads_small_values_by_range_as_this_one_does(small, helped):
+    store = Cache(small, small.database)
+    for x in range(300):
+        store.save(Call("f", {"x": x}, module="m", result=[x, "y" * 200 if x % 3 else x]))
+    keys = sorted(small.list())
+    damaged = next(key for key in keys if small.database.small_values().get(key))
+    _damage_row(small, damaged)
+    small.save(7, digest("not its key"))  # kept in the table under a key it does not digest to
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        helped_report = store.verify()
+        verify_worker.MINIMUM = 10**9
+        alone = store.verify()
+    assert helped_report.problems == alone.problems and helped_report.values == alone.values
+    kinds = {p.key: p.kind for p in alone.problems}
+    assert kinds[damaged] == "corrupt value" and kinds[digest("not its key")] == "digest mismatch"
