@@ -25,6 +25,8 @@ from .destructuring import Digested, DigestedDict, DigestedIterable, stored_part
 
 __all__ = ["Examined", "FormCheck"]
 
+#: Types whose stored form is the value itself, with no part stored apart (nothing derives from them).
+_PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None), list, tuple, dict})
 #: What examining one entry gave: ``(digest, parts)`` as :meth:`~fleche.storage.base.ValueStorage.examine`
 #: returns it, the exception it raised, or ``None`` when it was skipped (unchanged since).
 Examined = tuple[Digest | None, list[Digest]] | Exception | None
@@ -111,6 +113,8 @@ class FormCheck(StorageBackend):
     def _examined(self, key: Digest, form: Any) -> Examined:
         try:
             kind = type(form)
+            if kind in _PLAIN:  # most leaves: a form of its own, with no part and no more tests
+                return digest(form), []
             if kind is DigestedIterable or kind is DigestedDict:  # most containers: no more tests
                 return digest(form.items), form.child_digests()
             return self._examine_form(key, form)
