@@ -13,7 +13,7 @@ import pytest
 from fleche import Cache, CorruptEntryWarning
 from fleche.caches import verify_worker
 from fleche.call import UNSTORED, Call
-from fleche.digest import digest
+from fleche.digest import Digest, digest
 from fleche.storage import CallMemory, Sql, ValuePickleFile
 
 from .backends import corrupt_file, postgres_calls, sqlite_calls
@@ -210,3 +210,14 @@ def test_a_child_process_reads_small_values_by_range_as_this_one_does(small, hel
     assert helped_report.problems == alone.problems and helped_report.values == alone.values
     kinds = {p.key: p.kind for p in alone.problems}
     assert kinds[damaged] == "corrupt value" and kinds[digest("not its key")] == "digest mismatch"
+
+
+def test_a_page_of_keys_with_one_that_is_no_digest_is_refused_as_before(tmp_path):
+    table = Sql(url=str(tmp_path / "calls.db")).small_values()
+    connection = table.runtime.handle().connection
+    keys = [f"{n:032x}" for n in range(5)]
+    connection.executemany("INSERT INTO small_values VALUES (?, x'00', 0)", [(k,) for k in keys])
+    assert list(table.keys()) == keys and all(type(key) is Digest for key in table.keys())
+    connection.execute("INSERT INTO small_values VALUES (?, x'00', 0)", ("0" * 30 + " z",))
+    with pytest.raises(ValueError, match="is not a digest"):
+        list(table.keys())
