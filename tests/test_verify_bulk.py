@@ -99,7 +99,7 @@ def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, help
     keys = sorted(store.values.list())
     corrupt_file(store.values, keys[10])
     store.values.save(7, digest("not its key"))
-    helper = verify_worker.Helper.start(store.values, keys, None)
+    helper = verify_worker.Helper.start(store.values, keys)
     answers = [found for _, found in helper.chunks_read() if found is not None]
     assert answers and all(keys[10] not in examined for examined, _ in answers)
     assert [keys[10]] in [again for _, again in answers]  # damaged: read again here
@@ -108,7 +108,7 @@ def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, help
         warnings.simplefilter("error")  # any warning but the findings raised here
         helped_report = store.verify(progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(keys) + 1 + 400,) * 2 and len(seen) == len(keys) + 1 + 400
-    later = time.time() + 60  # every value unchanged since: none read, by either process
+    later = time.time() + 60  # every value unchanged since: none read (by this process alone)
     helped_since = store.verify(since=later)
     verify_worker.MINIMUM = 10**9
     with warnings.catch_warnings():
