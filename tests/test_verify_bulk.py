@@ -13,10 +13,10 @@ import pytest
 from fleche import Cache, CorruptEntryWarning
 from fleche.caches import verify_worker
 from fleche.call import UNSTORED, Call
-from fleche.digest import digest
+from fleche.digest import Digest, digest
 from fleche.storage import CallMemory, Sql, ValuePickleFile
 
-from .backends import corrupt_file
+from .backends import corrupt_file, postgres_calls, sqlite_calls
 
 
 def test_examine_many_gives_what_examine_gives(tmp_path):
@@ -99,7 +99,7 @@ def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, help
     keys = sorted(store.values.list())
     corrupt_file(store.values, keys[10])
     store.values.save(7, digest("not its key"))
-    helper = verify_worker.Helper.start(store.values, keys, None)
+    helper = verify_worker.Helper.start(store.values, keys)
     answers = [found for _, found in helper.chunks_read() if found is not None]
     assert answers and all(keys[10] not in examined for examined, _ in answers)
     assert [keys[10]] in [again for _, again in answers]  # damaged: read again here
@@ -108,7 +108,7 @@ def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, help
         warnings.simplefilter("error")  # any warning but the findings raised here
         helped_report = store.verify(progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(keys) + 1 + 400,) * 2 and len(seen) == len(keys) + 1 + 400
-    later = time.time() + 60  # every value unchanged since: none read, by either process
+    later = time.time() + 60  # every value unchanged since: none read (by this process alone)
     helped_since = store.verify(since=later)
     verify_worker.MINIMUM = 10**9
     with warnings.catch_warnings():
@@ -121,3 +121,103 @@ def test_a_child_process_reading_values_finds_what_this_one_finds(tmp_path, help
     assert not [p for p in helped_since.problems if p.store == "values"]
     kinds = {p.kind for p in alone.problems}
     assert {"corrupt value", "digest mismatch"} <= kinds
+
+
+@pytest.fixture(params=[sqlite_calls, postgres_calls], ids=["sqlite", "postgres"])
+def small(request, tmp_path):
+    """A value storage of files keeping entries of up to 100 bytes in a call database."""
+    database = request.param(tmp_path)
+    return ValuePickleFile(tmp_path / "values", database=database, inline_limit=100)
+
+
+def _damage_row(values, key, stored=None) -> None:
+    """Cut the bytes of the small entry of ``key`` short, its time of writing set to ``stored``."""
+    table = values.database.small_values()
+    written = table.stored_at(key)
+    table.put(key, table.get(key)[:-3], replace=True)
+    with values.database.session() as connection:
+        connection.exec_driver_sql(
+            f"UPDATE small_values SET stored = {stored or written} WHERE key = '{key}'"
+        )
+
+
+def test_examine_many_reads_the_small_values_of_a_call_database_by_range(small):
+    keys = [small.save(i) for i in range(2500)] + [small.save("y" * 300), small.save({"a": [1]})]
+    damaged = sorted(keys)[7]
+    assert small.database.small_values().get(damaged) and not small._path(damaged).exists()
+    _damage_row(small, damaged)
+    sound = sorted(key for key in keys if key != damaged)
+    expected = [(key, small.examine(key)) for key in sound]
+    assert list(small.examine_many(sound)) == expected  # sorted: one range scan
+    assert list(small.examine_many(sound[::-1])) == expected[::-1]  # any order: one by one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = dict(small.examine_many(sorted(keys)))
+    assert type(found[damaged]) is KeyError and damaged in str(caught[0].message)
+
+
+def test_verify_since_skips_small_values_unchanged_since(small):
+    store = Cache(small, small.database)
+    for x in range(3):
+        store.save(Call("f", {"x": x}, module="m", result=[x]))
+    _damage_row(small, digest([1]), stored=1000.0)  # damaged, its time set back: not a change
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        assert store.verify(since=2000.0).ok
+        assert digest([1]) in {p.key for p in store.verify().problems}
+
+
+def _steps_to_list(table, rows: int) -> int:
+    """SQLite's steps (in hundreds) to list ``rows`` keys of ``table`` and to read them by range."""
+    connection = table.runtime.handle().connection
+    keys = [f"{n:032x}" for n in range(rows)]
+    connection.execute("BEGIN")
+    connection.execute("DELETE FROM small_values")
+    connection.executemany("INSERT INTO small_values VALUES (?, x'00', 0)", [(k,) for k in keys])
+    connection.execute("COMMIT")
+    steps = [0]
+    connection.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 100)
+    try:
+        prefix = keys[-1][:-3]
+        assert list(table.keys()) == keys
+        assert list(table.keys(prefix)) == [key for key in keys if key.startswith(prefix)]
+        assert [row[0] for row in table.rows(keys[1], keys[-2])] == keys[1:-1]
+    finally:
+        connection.set_progress_handler(None, 0)
+    return steps[0]
+
+
+def test_small_values_are_listed_in_pages_that_each_start_where_the_last_ended(tmp_path):
+    """Linear, not quadratic: SQLite seeks by one of a range's two lower bounds."""
+    table = Sql(url=str(tmp_path / "calls.db")).small_values()
+    few, many = _steps_to_list(table, 5_000), _steps_to_list(table, 20_000)
+    assert many < 6 * few  # 4x the rows; from the start each page: 15x the steps
+
+
+def test_a_child_process_reads_small_values_by_range_as_this_one_does(small, helped):
+    store = Cache(small, small.database)
+    for x in range(300):
+        store.save(Call("f", {"x": x}, module="m", result=[x, "y" * 200 if x % 3 else x]))
+    keys = sorted(small.list())
+    damaged = next(key for key in keys if small.database.small_values().get(key))
+    _damage_row(small, damaged)
+    small.save(7, digest("not its key"))  # kept in the table under a key it does not digest to
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        helped_report = store.verify()
+        verify_worker.MINIMUM = 10**9
+        alone = store.verify()
+    assert helped_report.problems == alone.problems and helped_report.values == alone.values
+    kinds = {p.key: p.kind for p in alone.problems}
+    assert kinds[damaged] == "corrupt value" and kinds[digest("not its key")] == "digest mismatch"
+
+
+def test_a_page_of_keys_with_one_that_is_no_digest_is_refused_as_before(tmp_path):
+    table = Sql(url=str(tmp_path / "calls.db")).small_values()
+    connection = table.runtime.handle().connection
+    keys = [f"{n:032x}" for n in range(5)]
+    connection.executemany("INSERT INTO small_values VALUES (?, x'00', 0)", [(k,) for k in keys])
+    assert list(table.keys()) == keys and all(type(key) is Digest for key in table.keys())
+    connection.execute("INSERT INTO small_values VALUES (?, x'00', 0)", ("0" * 30 + " z",))
+    with pytest.raises(ValueError, match="is not a digest"):
+        list(table.keys())

@@ -19,6 +19,7 @@ from ..digest import Digest
 from ..errors import CorruptEntryWarning
 from ..expiry import GC_GRACE
 from ..storage.base import CallStorage, ValueStorage
+from ..storage.record_page import collector_paused
 from .findings import (
     MISMATCH,
     MISSING_VALUE,
@@ -92,8 +93,8 @@ class _Verifier:
         return keys, _unlisted(store, corrupt)
 
     def run(self) -> tuple[list[Problem], list[Problem], int, int]:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
+        try:  # the collector paused: it would walk the millions of keys held, for no cycle
+            with collector_paused(), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self.caught = caught
                 return self._run()
@@ -107,7 +108,8 @@ class _Verifier:
     def _run(self) -> tuple[list[Problem], list[Problem], int, int]:
         value_keys, value_problems = self._listed(self.values, "values")
         self.value_keys = set(value_keys)
-        helper = Helper.start(self.values, value_keys, self.since)
+        # Checking only what changed reads few values: a child would cost more than it saves.
+        helper = Helper.start(self.values, value_keys) if self.since is None else None
         try:
             return self._check(value_keys, value_problems, helper)
         finally:
@@ -126,7 +128,7 @@ class _Verifier:
         else:  # the records, and whatever else there is to do, while a child reads values
             early = self._records(call_keys, {}, tick)
             self._other_checks()
-            value_problems += checker.run_helped(helper, self.since, tick)
+            value_problems += checker.run_helped(helper, tick)
         self.parts = checker.parts
         value_problems += checker.broken_parts(value_problems)
         value_problems = guard_systematic(value_problems, len(value_keys), MISMATCH)

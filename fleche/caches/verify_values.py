@@ -104,14 +104,12 @@ class ValuePass:
             tick(1)
         return problems
 
-    def run_helped(
-        self, helper: Helper, since: float | None, tick: Callable[[int], Any]
-    ) -> list[Problem]:
+    def run_helped(self, helper: Helper, tick: Callable[[int], Any]) -> list[Problem]:
         """The problems of the keys given to ``helper``: the chunks its child read, and the rest."""
         problems: list[Problem] = []
         for chunk, found in helper.chunks_read():
             if found is None:  # left to this process
-                problems += self.run(chunk, since, tick)
+                problems += self.run(chunk, None, tick)
                 continue
             examined, again = found
             for key, outcome in examined:
@@ -120,7 +118,7 @@ class ValuePass:
                     problems.append(problem)
             tick(len(chunk) - len(again))
             if again:  # failed or warned there: read here, to warn here
-                problems += self.run(list(map(Digest, again)), since, tick)
+                problems += self.run(list(map(Digest, again)), None, tick)
         problems.sort(key=lambda p: p.key)
         return problems
 

@@ -52,22 +52,22 @@ def main() -> None:
     source = sys.stdin.buffer
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
-    values, since = pickle.load(source)
+    values = pickle.load(source)
     while True:
         try:
             keys = pickle.load(source)
         except EOFError:
             return
-        pickle.dump(examine(values, keys, since), sink, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(examine(values, keys), sink, protocol=pickle.HIGHEST_PROTOCOL)
         sink.flush()
 
 
-def examine(values: Any, keys: list[str], since: float | None) -> Found:
+def examine(values: Any, keys: list[str]) -> Found:
     """What the child answers for ``keys`` (see :data:`Found`)."""
     found, again = [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for key, outcome in values.examine_many(keys, since):
+        for key, outcome in values.examine_many(keys):
             if caught:
                 caught.clear()
                 again.append(key)
@@ -88,7 +88,7 @@ def _spare_cores() -> int:
 class Helper:
     """A child process examining chunks of ``keys`` of ``values`` (see the module docstring)."""
 
-    def __init__(self, values: ValueStorage, keys: list[Digest], since: float | None) -> None:
+    def __init__(self, values: ValueStorage, keys: list[Digest]) -> None:
         self.chunks = collections.deque(keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK))
         self.answers: collections.deque[tuple[list[Digest], Found]] = collections.deque()
         self.process = subprocess.Popen(
@@ -97,11 +97,11 @@ class Helper:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self.thread = threading.Thread(target=self._feed, args=(values, since), daemon=True)
+        self.thread = threading.Thread(target=self._feed, args=(values,), daemon=True)
         self.thread.start()
 
     @classmethod
-    def start(cls, values: ValueStorage, keys: list[Digest], since: float | None) -> Helper | None:
+    def start(cls, values: ValueStorage, keys: list[Digest]) -> Helper | None:
         """A helper for a store of many values on a machine with a core to spare, else ``None``.
 
         It costs about a tenth more CPU time (starting it, sending the keys):
@@ -115,17 +115,17 @@ class Helper:
             return None
         try:
             pickle.dumps(values)
-            return cls(values, keys, since)
+            return cls(values, keys)
         except Exception:  # a storage that cannot be sent, a process that cannot start
             return None
 
-    def _feed(self, values: ValueStorage, since: float | None) -> None:
+    def _feed(self, values: ValueStorage) -> None:
         """The thread talking to the child: one chunk out, its answer back, until none is left."""
         send: IO[bytes] = self.process.stdin  # type: ignore[assignment]
         receive: IO[bytes] = self.process.stdout  # type: ignore[assignment]
         try:
             pickle.dump(list(sys.path), send)
-            pickle.dump((values, since), send)
+            pickle.dump(values, send)
             while True:
                 try:
                     chunk = self.chunks.popleft()

@@ -233,6 +233,15 @@ class SmallValues(StorageBackend):
         below = super()._prefix_range(prefix)
         return iter(below) if table is None else _merged(table.keys(prefix.lower()), below)
 
+    def small_rows(self, low: str, high: str) -> Iterator[tuple[str, bytes, float]]:
+        """``(key, bytes, stored)`` of the small entries from ``low`` to ``high``, sorted (a range scan)."""
+        table = self._rows()
+        return iter(()) if table is None else table.rows(low, high)
+
+    def _read_below(self, key: Digest, file: str) -> Any:
+        """The entry of ``key`` read from the backend, not looked for in the table (it has no row)."""
+        return super()._read(key, file)  # type: ignore[misc]
+
 
 class HeldWithRecord:
     """A miss's small result committed with its record: first in a value storage's bases.

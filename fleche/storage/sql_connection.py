@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,15 @@ from sqlalchemy import URL, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..digest import Digest
+from ..digest import DIGEST_LENGTH, Digest
 from .sql_metadata import to_json
 from .sql_migrations import check_schema
 from .sql_schema import Statements
 from .sqlite_wal import enter_wal
 
 __all__ = ["Runtime", "resolve_url"]
+
+_new_str = str.__new__
 
 #: Attempts at a write that hit a lock or a deadlock (after SQLite's own busy wait).
 ATTEMPTS = 5
@@ -247,15 +250,19 @@ class Runtime:
     def keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
         """The keys a paged key statement reads, ``page`` rows at a time after ``bounds['after']``.
 
-        No connection is held between pages.
+        No connection is held between pages.  A range's lower bound
+        (``bounds['low']``) moves up with ``after``: SQLite seeks by one of
+        the two, and by ``low`` alone every page would scan from the start.
         """
         while True:
             rows = self.read(statement, bounds)
-            for (key,) in rows:
-                yield Digest(key)
+            keys = [key for (key,) in rows]
+            yield from map(_new_str, repeat(Digest), keys) if _digests(keys) else map(Digest, keys)
             if len(rows) < page:
                 return
             bounds["after"] = rows[-1][0]
+            if "low" in bounds:
+                bounds["low"] = bounds["after"]
 
     def hold(self, statement: str, parameters: dict[str, Any]) -> None:
         """Keep a changing statement for this thread's next :meth:`write`, in its transaction.
@@ -347,3 +354,14 @@ class Runtime:
             return
         if getattr(handle.connection, "closed", False):
             self.drop()
+
+
+def _digests(keys: list[str]) -> bool:
+    """Whether ``keys`` are all full lowercase hex digests: a page checked at once, not key by key."""
+    joined = "".join(keys)
+    if len(joined) != DIGEST_LENGTH * len(keys) or joined.lower() != joined:
+        return False
+    try:  # hex digits only: whitespace, which fromhex skips, would give fewer bytes
+        return len(bytes.fromhex(joined)) * 2 == len(joined)
+    except ValueError:
+        return False

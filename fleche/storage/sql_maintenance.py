@@ -63,12 +63,9 @@ def audit(session: Session, fix: bool = False) -> list[Finding]:
         ).all()
         if fix and orphans:
             connection.execute(delete(arguments).where(orphaned))
-        pickled = (
-            connection.execute(
-                select(calls.c.key).where(calls.c.meta_extra.is_not(None)).order_by(calls.c.key)
-            )
-            .scalars()
-            .all()
+        # Sorted here: ORDER BY made SQLite walk the key index and look up every row (15x slower).
+        pickled = sorted(
+            connection.execute(select(calls.c.key).where(calls.c.meta_extra.is_not(None))).scalars()
         )
     findings = [
         Finding(
