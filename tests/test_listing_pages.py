@@ -8,6 +8,7 @@ answer is compared with the one built a call at a time from the same calls.
 from __future__ import annotations
 
 import copy
+import itertools
 import pickle
 import sqlite3
 
@@ -80,6 +81,32 @@ def test_tables_from_pages_equal_tables_from_calls(tmp_path, table, backend):
     paged, single = table(cache.query()), table(_one_at_a_time(cache))
     pandas.testing.assert_frame_equal(paged, single)
     assert list(paged.columns)[:2] == ["key", "function"]
+
+
+def _every_other():
+    """A filter that reads nothing of the calls (so they stay on their pages): every other one."""
+    flip = itertools.count()
+    return lambda call: next(flip) % 2 == 0
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda cache: cache.readonly(),
+        lambda cache: cache.filter(lambda call: call.digested_call.name != "g"),
+        lambda cache: cache.filter(QueryCall(name="f")),
+        lambda cache: cache.filter(_every_other()),
+        lambda cache: cache.filter(_every_other()).readonly(),
+    ],
+    ids=["readonly", "filter", "template", "unread", "both"],
+)
+def test_wrapped_caches_build_tables_from_pages(tmp_path, wrap):
+    # A read-only or filtered cache's listing keeps its pages: its table is built from them.
+    cache = _store(tmp_path, _mixed())
+    assert wrap(cache).query().pages is not None
+    paged, single = wrap(cache).query().table(), _one_at_a_time(wrap(cache)).table()
+    pandas.testing.assert_frame_equal(paged, single)
+    assert len(paged) == len(list(wrap(cache).query()))
 
 
 def test_table_of_one_function_and_of_nothing(tmp_path):

@@ -40,3 +40,16 @@ def test_a_table_shows_values_kept_in_the_database_and_in_files(tmp_path):
     assert list(table["n"]) == [0, 1, 2] and set(table["text"]) == {big}
     assert list(table["result"]) == [[n, big] for n in range(3)]
     assert digest(big) in store.values.load_many([digest(big)])
+
+
+@pytest.mark.parametrize("damage", ["payload", "check", "header"])
+def test_a_damaged_row_among_many_is_refused_alone(values, damage):
+    # A page of rows is checked and unpickled in bulk; a damaged row sends it row by row.
+    keys = [values.save([n, n / 2]) for n in range(2 * sql_values.CHUNK)]
+    table = values.database.small_values()
+    data = bytearray(table.get(keys[7]))
+    data[{"payload": -2, "check": 16, "header": 0}[damage]] ^= 0xFF
+    table.put(keys[7], bytes(data), replace=True)
+    with pytest.warns(Warning):
+        found = values.load_many(keys)
+    assert found == {key: [n, n / 2] for n, key in enumerate(keys) if n != 7}

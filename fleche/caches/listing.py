@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import groupby, islice, repeat
 from operator import methodcaller
 from typing import Any
 
@@ -23,7 +23,7 @@ from ..expiry import EXPIRY, entry_expired
 from ..query import QueryIterator
 from ..storage.record_page import RecordPage, collector_paused, packed
 
-__all__ = ["calls_of"]
+__all__ = ["calls_of", "pages_of"]
 
 _expiry = methodcaller("get", EXPIRY)
 _make = object.__new__
@@ -34,6 +34,8 @@ _FRESH = [  # each slot's setter, and what a new call holds there
     for slot in LazyCall.__slots__
 ]
 _RECORD_SLOT = LazyCall.__dict__["digested_call"]
+#: Calls gathered into one page by :func:`pages_of`.
+PAGE_OF_CALLS = 1024
 #: Pages of at least this many records keep their metadata packed: those of a long listing
 #: (a page of a small query's few calls costs the collector little, and packing it time).
 PACK_FROM = 256
@@ -136,3 +138,28 @@ def live(page: RecordPage, now: float) -> RecordPage:
     if entries.count(None) == len(entries):
         return page
     return page.select([not entry_expired(e, now) for e in entries])
+
+
+def pages_of(calls: Iterable[LazyCall]) -> Iterator[RecordPage]:
+    """The records of ``calls`` as pages (for a table of a listing filtered call by call).
+
+    The calls of a listing still on their page (no record built) keep their
+    columns: such a run of calls is its page less the rows left out.  The
+    others' records are gathered a page at a time.
+    """
+    calls = iter(calls)
+    while chunk := list(islice(calls, PAGE_OF_CALLS)):
+        with collector_paused():
+            for page, run in groupby(chunk, _page_of):
+                if page is None:
+                    yield RecordPage.of([call.digested_call for call in run])
+                    continue
+                keep = [False] * len(page)
+                for call in run:
+                    keep[call.row] = True  # type: ignore[attr-defined]
+                yield page.select(keep)
+
+
+def _page_of(call: LazyCall) -> RecordPage | None:
+    """The page ``call`` is read from, if its record is still there only."""
+    return call.page if type(call) is PagedCall else None

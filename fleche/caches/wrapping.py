@@ -25,6 +25,7 @@ from ..query import QueryIterator
 from ..storage.leases import LeaseBackend
 from .base import CacheBase, install_composition
 from .forms import as_template
+from .listing import pages_of
 from .refusing import RefusingWrites
 
 __all__ = ["FilteredCache", "FilteringMixin", "ReadOnlyCache", "RefreshingCache", "WrapperCache"]
@@ -103,8 +104,9 @@ class WrapperCache(CacheBase):
     ) -> QueryIterator:
         # docstring inherited
         # Re-bound to this wrapper, so that query(...).evict() obeys its policy.
+        # The same query, its pages and count too (a table of it reads pages, not calls).
         inner = self.cache.query(as_template(template, fields), expired=expired)
-        return QueryIterator(inner.__iter__, self)
+        return dataclasses.replace(inner, cache=self)
 
     def expand(self, key: Digest | str) -> Digest:
         # docstring inherited
@@ -214,8 +216,14 @@ class FilteringMixin:
         template = as_template(template, fields)
         if template is None and isinstance(self.predicate, QueryCall):
             template = self.predicate  # the storage answers it (SQL pushdown)
-        inner = super().query(template, expired=expired).filter(self._match)  # type: ignore[misc]
-        return QueryIterator(inner.__iter__, self)
+        inner = super().query(template, expired=expired)  # type: ignore[misc]
+        shown = inner.filter(self._match)
+        if inner.pages is None or inner.load_many is None:
+            return dataclasses.replace(shown, cache=self)
+        # A table of it is still built from pages: those of the calls shown.
+        return dataclasses.replace(
+            shown, cache=self, pages=lambda: pages_of(shown.calls()), load_many=inner.load_many
+        )
 
     def expand(self, key: Digest | str) -> Digest:
         # docstring inherited

@@ -33,6 +33,7 @@ from ..serializers import Serializer, compress, decompress, get_serializer, unin
 from .base import CallMixin, ValueMixin
 from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
+from .entry_pages import CHECK_SIZE, plain_entries
 from .file import FileStorage
 from .form_check import FormCheck
 from .small_values import Encoded, HeldWithRecord, SmallValues
@@ -55,7 +56,6 @@ SIGNED = 0x01
 COMPRESSED = 0x02
 #: magic, format version, flags, codec id, length of the serializer name.
 _HEAD = struct.Struct("<4sBBBB")
-_CHECK_SIZE = 8
 #: Files up to this size are read and written with one system call.
 _SMALL = 1 << 16
 _OPEN = os.O_RDONLY | getattr(os, "O_BINARY", 0)
@@ -182,6 +182,14 @@ class PickleCodec:
         hasher.update(payload)
         return head + hasher.digest(), payload
 
+    def _decode_many(self, rows: list[tuple[str, bytes]]) -> tuple[dict[Digest, Any], list[Any]]:
+        """The objects of many rows ``(key, bytes)`` decoded in one loop, and the rows left to
+        :meth:`_decode` (:func:`~.entry_pages.plain_entries`: written unsigned, uncompressed)."""
+        plain = self._signer is None and self._compression is None
+        if plain and type(self._serializer) is serializers.PickleSerializer:
+            return plain_entries(rows, self._head)
+        return {}, rows
+
     def _decode(self, data: bytes, key: bytes) -> Any:
         """The object in the bytes of one file, or an exception saying why they cannot be trusted."""
         head = self._head
@@ -189,8 +197,8 @@ class PickleCodec:
         if data[:start] == head and self._signer is None and self._compression is None:
             # Written as this storage writes (unsigned, uncompressed): no header to parse.
             check, payload = (
-                data[start : start + _CHECK_SIZE],
-                memoryview(data)[start + _CHECK_SIZE :],
+                data[start : start + CHECK_SIZE],
+                memoryview(data)[start + CHECK_SIZE :],
             )
             if _check(key, head, payload) != check:
                 raise UnreadableEntry("the checksum does not match (truncated or damaged)")
@@ -220,7 +228,7 @@ class PickleCodec:
                 raise SignatureError(
                     "the entry is unsigned and this storage only reads signed entries"
                 )
-            check, payload = view[start : start + _CHECK_SIZE], view[start + _CHECK_SIZE :]
+            check, payload = view[start : start + CHECK_SIZE], view[start + CHECK_SIZE :]
             if _check(key, head, payload) != check:
                 raise UnreadableEntry("the checksum does not match (truncated or damaged)")
         if flags & COMPRESSED:
@@ -351,7 +359,7 @@ def _payload_offset(first: bytes) -> int:
     if len(first) < _HEAD.size or first[:4] != MAGIC:
         return 0
     _, _, flags, _, length = _HEAD.unpack_from(first)
-    return _HEAD.size + length + (TAG_SIZE if flags & SIGNED else _CHECK_SIZE)
+    return _HEAD.size + length + (TAG_SIZE if flags & SIGNED else CHECK_SIZE)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,6 +44,8 @@ KEPT: Any = object()
 _HOLDING = threading.local()
 #: Kinds whose size is their length: too large to inline is known without encoding them.
 _SIZED_BY_LENGTH = frozenset({bytes, str, bytearray})
+#: Kinds of stored entries that are the value they stand for (no layer above rebuilds them).
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 class Encoded(NamedTuple):
@@ -172,7 +174,12 @@ class SmallValues(StorageBackend):
         found: dict[Digest, Any] = {}
         decode, resolve, new = self._decode, self._resolve, str.__new__  # type: ignore[attr-defined]
         for rows in table.get_many(wanted):
-            for text, data in rows:
+            decoded, left = self._decode_many(rows)  # type: ignore[attr-defined]
+            for key, form in decoded.items():  # a scalar is its own value: no call
+                if type(form) not in _PLAIN:
+                    decoded[key] = resolve(form, key)
+            found.update(decoded)
+            for text, data in left:
                 key = new(Digest, text)
                 try:
                     found[key] = resolve(decode(data, text.encode()), key)
