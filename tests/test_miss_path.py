@@ -16,7 +16,8 @@ from fleche import Cache, Call, PreparedCall, fleche
 from fleche.caches import FilteredCache
 from fleche.digest import digest
 from fleche.storage import CallMemory, ValueMemory
-from fleche.storage.sql_metadata import split_metadata, to_json
+from fleche.storage.sql import Sql
+from fleche.storage.sql_metadata import metadata_columns, split_metadata, to_json
 
 
 @pytest.fixture
@@ -108,6 +109,18 @@ def test_plain_metadata_takes_the_fast_path_with_the_same_document(metadata):
     }
     assert to_json(document) == to_json(exact)
     assert (typed is None) == (exact == metadata)
+
+
+def test_entries_named_as_before_are_written_as_the_general_path_writes_them(tmp_path):
+    # The runtime recorder's names come back every call with new values: their JSON
+    # frame is remembered; the text must stay what the general path writes.
+    calls = Sql(url=str(tmp_path / "calls.db"))
+    for n, value in enumerate([1.5, 2, "%s", "é", None, True, 1e16, (1,), "x\x00"]):
+        metadata = {"runtime": {"started": value, "100%": n, '"q"': "%d"}, "%s": {"a": n}}
+        document, typed = split_metadata(metadata)
+        assert metadata_columns(metadata) == (to_json(document), typed)
+        record = Call("f", {"x": n}, module="m", result=digest(n), metadata=metadata).digested()
+        assert calls.load(calls.save(record)).metadata == metadata
 
 
 class Counted:

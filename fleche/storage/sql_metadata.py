@@ -119,54 +119,63 @@ def _json_exact(value: Any) -> bool:
     return False
 
 
-def _plain(metadata: dict[Any, Any]) -> bool:
-    """Whether every namespace is a dict of ASCII text names and plain scalars JSON keeps exactly.
-
-    What the recorders fleche ships write; anything else (non-ASCII text
-    included) takes the general path of :func:`split_metadata`.
-    """
-    return all(_plain_json(n, entries) is not None for n, entries in metadata.items())
-
-
 _float_text = float.__repr__  # what the JSON encoder writes for a finite float
 _int_text = int.__repr__
 _copysign = math.copysign
 
 
+#: (namespace, entry names) -> their JSON member, a ``%s`` per value, or "" if a name is not
+#: plain: the runtime recorder's entries are new every call, their names the same.
+_FRAMES: dict[tuple[str, tuple[Any, ...]], str] = {}
+
+
+def _frame(namespace: str, names: tuple[Any, ...]) -> str:
+    """The member ``"namespace":{"name":%s,...}`` (``%`` doubled), remembered; "" if a name is not plain."""
+    frame = ""
+    if all(type(n) is str and n.isascii() and "\x00" not in n for n in (namespace, *names)):
+        members = ",".join(_name_json(n).replace("%", "%%") + ":%s" for n in names)
+        frame = _name_json(namespace).replace("%", "%%") + ":{" + members + "}"
+    if len(_FRAMES) >= _KNOWN_MAX:
+        _FRAMES.clear()
+    _FRAMES[namespace, names] = frame
+    return frame
+
+
 def _plain_json(namespace: Any, entries: Any) -> str | None:
-    """The JSON member ``"namespace":{...}`` of a plain namespace (see :func:`_plain`), else ``None``.
+    """The JSON member ``"namespace":{...}`` of a plain namespace (see :func:`split_metadata`), else ``None``.
 
     Tested and written in one pass, without a call per entry: the text
-    :data:`to_json` writes for it.
+    :data:`to_json` writes for it, its names from a remembered frame.
     """
     if type(namespace) is not str or type(entries) is not dict:
         return None
-    if not namespace.isascii() or "\x00" in namespace:
+    names = tuple(entries)
+    frame = _FRAMES.get((namespace, names))
+    if frame is None:
+        frame = _frame(namespace, names)
+    if not frame:
         return None
-    members = []
-    for name, value in entries.items():
+    texts = []
+    for value in entries.values():
         kind = type(value)
-        if type(name) is not str or not name.isascii() or "\x00" in name:
-            return None
         if kind is float:
             # As _json_exact: finite, below 1e16 (JSONB would make it an int), not -0.0.
             if not -1e16 < value < 1e16 or (not value and _copysign(1.0, value) < 0):
                 return None
-            text = _float_text(value)
+            texts.append(_float_text(value))
         elif kind is str:
             if not value.isascii() or "\x00" in value:
                 return None
-            text = _name_json(value)
+            texts.append(_name_json(value))
         elif kind is int:
-            text = _int_text(value)
+            texts.append(_int_text(value))
         elif kind is bool:
-            text = "true" if value else "false"
+            texts.append("true" if value else "false")
         elif value is None:
-            text = "null"
+            texts.append("null")
         else:
             return None
-        members.append(_name_json(name) + ":" + text)
-    return _name_json(namespace) + ":{" + ",".join(members) + "}"
+    return frame % tuple(texts)
 
 
 def _chunk_encoder() -> Callable[[Any, int], Any]:
@@ -236,8 +245,10 @@ def split_metadata(metadata: Mapping[Any, Any]) -> tuple[dict[str, dict[str, Any
     Raises :class:`~fleche.errors.SaveError` for a value of a type the
     typed encoding does not know.
     """
-    if type(metadata) is dict and _plain(metadata):
-        return metadata, None  # the usual case: every entry is JSON as it is
+    # The usual case: every namespace a dict of ASCII names and plain scalars JSON keeps
+    # exactly, as the recorders fleche ships write (non-ASCII text takes the general path).
+    if type(metadata) is dict and all(_plain_json(n, e) is not None for n, e in metadata.items()):
+        return metadata, None
     document: dict[str, dict[str, Any]] = {}
     extra: dict[Any, Any] = {}
     for namespace, entries in metadata.items():
