@@ -67,8 +67,12 @@ class CallPass:
         problems: list[Problem] = []
         listed: set[str] = set(keys)
         seen: set[str] = set()
-        if type(self.calls).scan is BulkReads.scan:  # records loaded one by one anyway
-            pages: Iterator[RecordPage] = iter(())
+        split = None if self.since is None else self.calls.split_since(self.since)
+        if split is not None:  # the records checked before: their references, all at once
+            self._settled(split.settled, listed, seen, broken, tick)
+            pages: Iterator[RecordPage] = split.changed
+        elif type(self.calls).scan is BulkReads.scan:  # records loaded one by one anyway
+            pages = iter(())
             problems += self._each(self.calls.scan(), listed, seen, broken, tick)
         else:  # read in place: pages of columns
             pages = iter(self.calls.query_pages(QueryCall()))
@@ -83,6 +87,30 @@ class CallPass:
         problems += self._each(leftovers, listed, seen, broken, tick)
         problems.sort(key=lambda p: p.key)
         return problems
+
+    def _settled(
+        self,
+        pages: Iterable[tuple[list[str], list[str]]],
+        listed: set[str],
+        seen: set[str],
+        broken: dict[Digest, Problem],
+        tick: Tick,
+    ) -> None:
+        """Mark as checked the settled records of pages whose every reference is a sound value listed.
+
+        A record of any other page is left unseen, and so read whole (naming what is wrong).
+        """
+        value_keys = self.value_keys
+        for keys, references in pages:
+            if (
+                value_keys.issuperset(references)
+                and (not broken or broken.keys().isdisjoint(references))
+                and listed.issuperset(keys)
+                and seen.isdisjoint(keys)
+            ):
+                seen.update(keys)
+                self.found += len(references)
+                tick(len(keys))
 
     def _each(
         self,
