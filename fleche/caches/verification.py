@@ -184,9 +184,11 @@ def verify(
     records), e.g. to drive a progress bar on a large store.  ``since``
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
-    knows when each was written; every record is still read and the values
-    it refers to looked up, and the lookup key of those stored since
-    computed again.  ``since_last`` takes ``since`` from the store: when
+    knows when each was written; the values every record refers to are
+    still looked up, and the records stored since read whole and their
+    lookup keys computed again (a call storage that splits its records at
+    ``since`` itself, :meth:`~fleche.storage.bulk_reads.BulkReads.split_since`,
+    reads the older ones as their references only).  ``since_last`` takes ``since`` from the store: when
     the last verify recorded there began (everything is read if none is).
     Every verify records when it began, where the value storage can keep it
     (a store of files: ``values/verified``).
