@@ -236,17 +236,22 @@ def test_verify_since_finds_a_value_gone_or_a_row_damaged_since_in_records_check
     store.values.evict(digest("kept by the user"))  # not stored with it: not missing either
     store.save(lost)
     assert store.verify().ok
+    since = time.time()
+    fresh = Call("f", {"x": -4}, module="m", result=[5])
+    store.save(fresh)  # stored since: read whole
     store.values.evict(digest("-2"))  # a value gone since the last verify
-    with small.database.session() as connection:  # a row's result changed in place
-        connection.exec_driver_sql(
-            f"UPDATE calls SET result = '{digest([5])}' WHERE key = '{sealed.key()}'"
-        )
+    with small.database.session() as connection:  # rows changed in place
+        for key in (sealed.key(), fresh.key()):
+            connection.exec_driver_sql(
+                f"UPDATE calls SET result = '{digest([6])}' WHERE key = '{key}'"
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorruptEntryWarning)
-        report = store.verify(since=time.time() + 60)
+        report = store.verify(since=since)
     kinds = {p.key: p.kind for p in report.problems}
-    assert kinds == {lost.key(): "missing value", sealed.key(): "corrupt record"}
-    assert report.calls == 1503
+    damaged = {sealed.key(): "corrupt record", fresh.key(): "corrupt record"}
+    assert kinds == {lost.key(): "missing value", **damaged}
+    assert report.calls == 1504
 
 
 def test_a_sql_store_splits_its_records_at_a_time(small):
@@ -259,10 +264,11 @@ def test_a_sql_store_splits_its_records_at_a_time(small):
     store.save(unstored)
     since = time.time()
     new = store.save(Call("f", {"x": 2}, module="m", result=[2]))
-    settled, changed = calls.split_since(since)
+    settled, changed, unread = calls.split_since(since)
     keys, references = zip(*settled, strict=True)
     old = Call("f", {"x": 1}, module="m", result=[1])
     assert sum(keys, []) == [old.key()]
     assert sorted(sum(references, [])) == sorted([digest(1), digest([1])])
     assert {key for page in changed for key in page.keys} == {unstored.key(), new}
+    assert unread == []  # every row read sound
     assert CallMemory().split_since(since) is None  # every record read

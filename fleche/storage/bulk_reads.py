@@ -32,10 +32,12 @@ class SplitSince(NamedTuple):
     """A store's records split at a time, as a verify of what changed since then reads them."""
 
     #: Pages of the records created before then: the keys of those whose rows read sound
-    #: (a row left out is read whole), and every value digest they refer to.
+    #: (the others are among ``unread``), and every value digest they refer to.
     settled: Iterator[tuple[list[str], list[str]]]
     #: The records created since then, and any that keeps an argument unstored, a page at a time.
     changed: Iterator[RecordPage]
+    #: The keys of the rows of either that could not be read so, as the pages are read: read them whole.
+    unread: list[str]
 
 
 class BulkReads:

@@ -252,10 +252,10 @@ def referenced(runtime: Any) -> Iterator[str]:
     return map(_new, itertools.repeat(Digest), found)
 
 
-def _settled(page: list[tuple[Any, ...]]) -> tuple[list[str], list[str]]:
+def _settled(page: list[tuple[Any, ...]], unread: list[str]) -> tuple[list[str], list[str]]:
     """The keys of the rows of a page whose seal and arguments read sound, and the digests they name.
 
-    A row left out is read whole by the verify, which reports what is wrong with it.
+    The keys of the others are added to ``unread``: read whole, what is wrong with them is reported.
     """
     if not page:
         return [], []
@@ -266,12 +266,16 @@ def _settled(page: list[tuple[Any, ...]]) -> tuple[list[str], list[str]]:
     except (TypeError, ValueError):
         parsed = None
     if parsed is None or len(parsed) != len(keys) or set(map(type, parsed)) - {dict}:
+        unread += keys
         return [], []
     kept = list(itertools.compress(keys, ok))
     references = [r for r in itertools.compress(results, ok) if r is not None]
     references += itertools.chain.from_iterable(map(dict.values, itertools.compress(parsed, ok)))
     if set(map(type, references)) - {str}:
+        unread += keys
         return [], []
+    if len(kept) < len(keys):
+        unread += (key for key, good in zip(keys, ok, strict=True) if not good)
     return kept, references
 
 
@@ -302,13 +306,16 @@ class Scanning:
 
     def _pages(self, template: QueryCall) -> Iterator[RecordPage]:
         """The readable rows, a page at a time (damaged ones warned of)."""
-        return self._decoded(rows(self._runtime(), template))
+        return self._decoded(rows(self._runtime(), template), [])
 
-    def _decoded(self, pages: Iterator[list[tuple[Any, ...]]]) -> Iterator[RecordPage]:
-        """The readable rows of ``pages`` of rows, a page at a time (damaged ones warned of)."""
+    def _decoded(
+        self, pages: Iterator[list[tuple[Any, ...]]], unread: list[str]
+    ) -> Iterator[RecordPage]:
+        """The readable rows of ``pages`` of rows, a page at a time (damaged ones warned of, into ``unread``)."""
         for page in pages:
             decoded, damaged = decode_page(page)
             for key, err in damaged:
+                unread.append(key)
                 self._damaged(key, err)
             yield decoded
 
@@ -346,4 +353,6 @@ class Scanning:
         params = {"since": since, "unstored": f"%{UNSTORED}%"}
         changed = _paged(runtime, "rows", (("created", "since"),), dict(params))
         settled = _paged(runtime, "settled", (("created", "before"),), params)
-        return SplitSince(map(_settled, settled), self._decoded(changed))
+        unread: list[str] = []
+        pages = map(_settled, settled, itertools.repeat(unread))
+        return SplitSince(pages, self._decoded(changed, unread), unread)
