@@ -221,3 +221,54 @@ def test_a_page_of_keys_with_one_that_is_no_digest_is_refused_as_before(tmp_path
     connection.execute("INSERT INTO small_values VALUES (?, x'00', 0)", ("0" * 30 + " z",))
     with pytest.raises(ValueError, match="is not a digest"):
         list(table.keys())
+
+
+def test_verify_since_finds_a_value_gone_or_a_row_damaged_since_in_records_checked_before(small):
+    """Records created before ``since`` are not read whole, yet what changed under them is found."""
+    store = Cache(small, small.database)
+    lost, sealed = (Call("f", {"x": x}, module="m", result=str(x)) for x in (-2, -3))
+    store.save(sealed)  # in the first page of rows, the lost one in the second
+    for x in range(1500):
+        store.save(Call("f", {"x": x}, module="m", result=[x]))
+    unstored = Call("f", {"x": -1, "data": "kept by the user"}, module="m", result=1)
+    unstored.metadata[UNSTORED] = {"arguments": ["data"]}
+    store.save(unstored)
+    store.values.evict(digest("kept by the user"))  # not stored with it: not missing either
+    store.save(lost)
+    assert store.verify().ok
+    since = time.time()
+    fresh = Call("f", {"x": -4}, module="m", result=[5])
+    store.save(fresh)  # stored since: read whole
+    store.values.evict(digest("-2"))  # a value gone since the last verify
+    with small.database.session() as connection:  # rows changed in place
+        for key in (sealed.key(), fresh.key()):
+            connection.exec_driver_sql(
+                f"UPDATE calls SET result = '{digest([6])}' WHERE key = '{key}'"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptEntryWarning)
+        report = store.verify(since=since)
+    kinds = {p.key: p.kind for p in report.problems}
+    damaged = {sealed.key(): "corrupt record", fresh.key(): "corrupt record"}
+    assert kinds == {lost.key(): "missing value", **damaged}
+    assert report.calls == 1504
+
+
+def test_a_sql_store_splits_its_records_at_a_time(small):
+    """What a verify of what changed reads: the references of the records before, the records since."""
+    calls = small.database
+    store = Cache(small, calls)
+    store.save(Call("f", {"x": 1}, module="m", result=[1]))
+    unstored = Call("f", {"x": -1, "data": "kept by the user"}, module="m", result=1)
+    unstored.metadata[UNSTORED] = {"arguments": ["data"]}
+    store.save(unstored)
+    since = time.time()
+    new = store.save(Call("f", {"x": 2}, module="m", result=[2]))
+    settled, changed, unread = calls.split_since(since)
+    keys, references = zip(*settled, strict=True)
+    old = Call("f", {"x": 1}, module="m", result=[1])
+    assert sum(keys, []) == [old.key()]
+    assert sorted(sum(references, [])) == sorted([digest(1), digest([1])])
+    assert {key for page in changed for key in page.keys} == {unstored.key(), new}
+    assert unread == []  # every row read sound
+    assert CallMemory().split_since(since) is None  # every record read

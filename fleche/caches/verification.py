@@ -119,8 +119,8 @@ class _Verifier:
     def _check(
         self, value_keys: list[Digest], value_problems: list[Problem], helper: Helper | None
     ) -> tuple[list[Problem], list[Problem], int, int]:
-        call_keys, call_problems = self._listed(self.calls, "calls")
-        self.total = len(value_keys) + len(call_keys)
+        call_keys, call_problems, n_calls = self._call_keys()
+        self.total = len(value_keys) + n_calls
         tick = _quiet if self.progress is None else self._tick
         checker = ValuePass(self.values, self._present, self.caught)
         if helper is None:
@@ -138,12 +138,23 @@ class _Verifier:
         else:
             records = early
         call_problems += records[0]
-        call_problems = guard_systematic(call_problems, len(call_keys), MISSING_VALUE)
+        call_problems = guard_systematic(call_problems, n_calls, MISSING_VALUE)
         if not records[1]:  # not one referenced value listed: the values are elsewhere
             call_problems = kept(call_problems, MISSING_VALUE, UNPROVEN)
         if helper is None:
             self._other_checks()
-        return value_problems, call_problems, len(value_keys), len(call_keys)
+        return value_problems, call_problems, len(value_keys), n_calls
+
+    def _call_keys(self) -> tuple[list[Digest] | None, list[Problem], int]:
+        """The record keys listed, their listing's problems and how many there are.
+
+        No keys (``None``), only a count, where the call storage splits its
+        records at ``since`` itself: the pass reads them from the split.
+        """
+        if self.since is not None and self.calls.split_since(self.since) is not None:
+            return None, [], self.calls.count()
+        keys, problems = self._listed(self.calls, "calls")
+        return keys, problems, len(keys)
 
     def _other_checks(self) -> None:
         """Leftovers, and (unless repairing, which comes first) the storages' own audits."""
@@ -153,7 +164,7 @@ class _Verifier:
             self.audited += _audited("calls", self.calls, False)
 
     def _records(
-        self, keys: list[Digest], broken: dict[Digest, Problem], tick: Callable[[int], Any]
+        self, keys: list[Digest] | None, broken: dict[Digest, Problem], tick: Callable[[int], Any]
     ) -> tuple[list[Problem], int]:
         """The problems of the records, and how many of the values they refer to were found."""
         records = CallPass(self.calls, self.value_keys, self._present, self.caught, self.since)
@@ -184,9 +195,11 @@ def verify(
     records), e.g. to drive a progress bar on a large store.  ``since``
     (epoch seconds, e.g. the ``started`` of an earlier report) skips
     re-reading the values written before then, where the value storage
-    knows when each was written; every record is still read and the values
-    it refers to looked up, and the lookup key of those stored since
-    computed again.  ``since_last`` takes ``since`` from the store: when
+    knows when each was written; the values every record refers to are
+    still looked up, and the records stored since read whole and their
+    lookup keys computed again (a call storage that splits its records at
+    ``since`` itself, :meth:`~fleche.storage.bulk_reads.BulkReads.split_since`,
+    reads the older ones as their references only).  ``since_last`` takes ``since`` from the store: when
     the last verify recorded there began (everything is read if none is).
     Every verify records when it began, where the value storage can keep it
     (a store of files: ``values/verified``).

@@ -62,8 +62,15 @@ class CallPass:
         #: How many values some record refers to were found: proof the value storage is the right one.
         self.found = 0
 
-    def run(self, keys: list[Digest], broken: dict[Digest, Problem], tick: Tick) -> list[Problem]:
-        """The problems of the records listed as ``keys``: read in bulk, those left out alone."""
+    def run(
+        self, keys: list[Digest] | None, broken: dict[Digest, Problem], tick: Tick
+    ) -> list[Problem]:
+        """The problems of the records listed as ``keys``: read in bulk, those left out alone.
+
+        No ``keys``: the storage splits its records at ``since`` itself (:meth:`split`).
+        """
+        if keys is None:
+            return self.split(broken, tick)
         problems: list[Problem] = []
         listed: set[str] = set(keys)
         seen: set[str] = set()
@@ -81,6 +88,38 @@ class CallPass:
         # Listed but not read: damaged, or removed meanwhile.
         leftovers = ((key, None) for key in keys if key not in seen)
         problems += self._each(leftovers, listed, seen, broken, tick)
+        problems.sort(key=lambda p: p.key)
+        return problems
+
+    def split(self, broken: dict[Digest, Problem], tick: Tick) -> list[Problem]:
+        """The problems of the records as the storage splits them at ``since`` (no listing).
+
+        The records created before are checked a page of references at a
+        time; the others, a page of columns at a time; a record of a page
+        whose references are not all sound values, or whose row could not
+        be read in bulk, is read whole (naming what is wrong with it).
+        """
+        split = self.calls.split_since(self.since)  # type: ignore[arg-type]  # only given a since
+        assert split is not None  # the verify asked first
+        whole: list[str] = []
+        value_keys = self.value_keys
+        for keys, references in split.settled:
+            if value_keys.issuperset(references) and (
+                not broken or broken.keys().isdisjoint(references)
+            ):
+                self.found += len(references)
+                tick(len(keys))
+            else:
+                whole += keys
+        problems: list[Problem] = []
+        seen: set[str] = set()
+        for page in split.changed:
+            seen.update(page.keys)
+            problems += self.check_page(page, broken)
+            tick(len(page))
+        whole += split.unread
+        leftovers = ((Digest(key), None) for key in whole if key not in seen)
+        problems += self._each(leftovers, set(whole), seen, broken, tick)
         problems.sort(key=lambda p: p.key)
         return problems
 

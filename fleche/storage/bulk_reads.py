@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..call import Call, DigestedCall, QueryCall
 from ..digest import Digest
@@ -22,10 +22,22 @@ from .record_page import RecordPage
 if TYPE_CHECKING:
     from .sql_newest import NewestFirst
 
-__all__ = ["PAGE", "BulkReads", "ValueBulkReads"]
+__all__ = ["PAGE", "BulkReads", "SplitSince", "ValueBulkReads"]
 
 #: Records in a page of :meth:`BulkReads.query_pages`.
 PAGE = 1000
+
+
+class SplitSince(NamedTuple):
+    """A store's records split at a time, as a verify of what changed since then reads them."""
+
+    #: Pages of the records created before then: the keys of those whose rows read sound
+    #: (the others are among ``unread``), and every value digest they refer to.
+    settled: Iterator[tuple[list[str], list[str]]]
+    #: The records created since then, and any that keeps an argument unstored, a page at a time.
+    changed: Iterator[RecordPage]
+    #: The keys of the rows of either that could not be read so, as the pages are read: read them whole.
+    unread: list[str]
 
 
 class BulkReads:
@@ -86,6 +98,17 @@ class BulkReads:
         million calls costs what the first does.  A SQLite store answers
         with a :class:`~fleche.storage.sql_newest.NewestFirst`; elsewhere a
         browser cuts its pages from :meth:`query`.
+        """
+        return None
+
+    def split_since(self, since: float) -> SplitSince | None:
+        """The records split at ``since`` (epoch seconds) by the store itself; ``None`` here.
+
+        A capability for ``verify(since_last=True)``: a record created
+        before ``since`` was checked whole by the verify that began then,
+        so only the values it refers to are looked up again, all at once.
+        ``Sql`` answers from its ``created`` column; elsewhere every record
+        is read.
         """
         return None
 

@@ -16,22 +16,25 @@ page at a time (:mod:`.sql_rows`).
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import bindparam, false, func, literal_column, select
+from sqlalchemy import Text, bindparam, cast, false, func, literal_column, or_, select
 
 from ..call import Call, DigestedCall, QueryCall
+from ..call_record import UNSTORED
 from ..call_template import unwrap
 from ..digest import Digest
-from .bulk_reads import PAGE
+from .bulk_reads import PAGE, SplitSince
 from .record_page import RecordPage
 from .sql_metadata import text_ok
 from .sql_newest import NewestFirst
 from .sql_query import normalize_value
 from .sql_rows import decode_page
 from .sql_schema import ROW_COLUMNS, arguments, calls
+from .sql_seal import seals
 
 __all__ = ["Scanning", "count", "referenced", "rows", "shaped"]
 
@@ -43,6 +46,8 @@ _COMPILED: dict[tuple[Any, ...], str] = {}
 _MAX_COMPILED = 512
 #: Below every rowid SQLite gives.
 _FIRST = -(2**63)
+#: The kinds of statement read a page at a time: whole rows, and what a verify checks of a settled row.
+_PAGED = ("rows", "settled")
 
 
 def shaped(template: QueryCall) -> bool:
@@ -105,13 +110,17 @@ def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
     and ``expired`` count the rows, all or those expired by ``now``.
     """
     position = _position(kind, shape, postgres)
-    if position is not None:
+    if kind == "settled":
+        statement = select(position, calls.c.key, calls.c.result, calls.c.seal, calls.c.arguments)
+    elif position is not None:
         statement = select(position, calls.c.key, *ROW_COLUMNS)
     else:
         statement = select(func.count()).select_from(calls)
     for field, how in shape:
         if how == "never":
             statement = statement.where(false())
+        elif field == "created":
+            statement = statement.where(_split(how))
         elif field == "arguments":
             alias = arguments.alias(f"argument_{how}")
             statement = statement.join_from(
@@ -141,10 +150,25 @@ def _position(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
     argument template that of the first argument's index rows, in which
     order SQLite finds them (no sort; rows are not moved by a save).
     """
-    if kind == "rows" and not postgres:
+    if kind in _PAGED and not postgres:
         joined = [how for field, how in shape if field == "arguments" and how != "never"]
         return literal_column(f"argument_{joined[0]}.rowid" if joined else "calls.rowid")
-    return calls.c.key if kind == "rows" else None
+    return calls.c.key if kind in _PAGED else None
+
+
+def _split(how: str) -> Any:
+    """The records on one side of ``since``: created since (or keeping an argument unstored), or the others.
+
+    A record that keeps an argument unstored (its metadata names it) is
+    read whole wherever it falls: its references are not all values.
+    """
+    unstored = or_(
+        cast(calls.c.meta, Text).like(bindparam("unstored")),
+        func.coalesce(calls.c.meta_typed, literal_column("''")).like(bindparam("unstored")),
+    )
+    if how == "since":
+        return or_(calls.c.created >= bindparam("since"), unstored)
+    return (calls.c.created < bindparam("since")) & ~unstored
 
 
 def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
@@ -159,7 +183,7 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
             text = f"SELECT ({count}) - ({expired})"
         else:
             text = str(_build(kind, shape, postgres).compile(dialect=dialect))
-        if kind == "rows":
+        if kind in _PAGED:
             text += " LIMIT " + ("%(page)s" if postgres else ":page")
         if len(_COMPILED) >= _MAX_COMPILED:
             _COMPILED.clear()
@@ -169,9 +193,15 @@ def _text(runtime: Any, kind: str, shape: tuple[Any, ...]) -> str:
 
 def _pages(runtime: Any, kind: str, template: QueryCall) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of a statement of ``kind`` for ``template``, a page (a list) at a time."""
-    shape, params = _shape(template)
+    return _paged(runtime, kind, *_shape(template))
+
+
+def _paged(
+    runtime: Any, kind: str, shape: tuple[Any, ...], params: dict[str, Any]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of a statement of ``kind`` for a shape and its parameters, a page at a time."""
     text = _text(runtime, kind, shape)
-    params["after"] = _FIRST if kind == "rows" and not runtime.statements.postgres else ""
+    params["after"] = _FIRST if not runtime.statements.postgres else ""
     params["page"] = size = PAGE
     while True:
         page = runtime.read(text, params)
@@ -222,6 +252,33 @@ def referenced(runtime: Any) -> Iterator[str]:
     return map(_new, itertools.repeat(Digest), found)
 
 
+def _settled(page: list[tuple[Any, ...]], unread: list[str]) -> tuple[list[str], list[str]]:
+    """The keys of the rows of a page whose seal and arguments read sound, and the digests they name.
+
+    The keys of the others are added to ``unread``: read whole, what is wrong with them is reported.
+    """
+    if not page:
+        return [], []
+    _, keys, results, sealed, given = zip(*page, strict=True)
+    ok = [own == found for own, found in zip(seals(keys, results), sealed, strict=True)]
+    try:
+        parsed = json.loads("[" + ",".join(given) + "]")
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or len(parsed) != len(keys) or set(map(type, parsed)) - {dict}:
+        unread += keys
+        return [], []
+    kept = list(itertools.compress(keys, ok))
+    references = [r for r in itertools.compress(results, ok) if r is not None]
+    references += itertools.chain.from_iterable(map(dict.values, itertools.compress(parsed, ok)))
+    if set(map(type, references)) - {str}:
+        unread += keys
+        return [], []
+    if len(kept) < len(keys):
+        unread += (key for key, good in zip(keys, ok, strict=True) if not good)
+    return kept, references
+
+
 class Scanning:
     """What :class:`~fleche.storage.sql.Sql` reads many records at once with (mixed in before ``CallStorage``).
 
@@ -249,9 +306,16 @@ class Scanning:
 
     def _pages(self, template: QueryCall) -> Iterator[RecordPage]:
         """The readable rows, a page at a time (damaged ones warned of)."""
-        for page in rows(self._runtime(), template):
+        return self._decoded(rows(self._runtime(), template), [])
+
+    def _decoded(
+        self, pages: Iterator[list[tuple[Any, ...]]], unread: list[str]
+    ) -> Iterator[RecordPage]:
+        """The readable rows of ``pages`` of rows, a page at a time (damaged ones warned of, into ``unread``)."""
+        for page in pages:
             decoded, damaged = decode_page(page)
             for key, err in damaged:
+                unread.append(key)
                 self._damaged(key, err)
             yield decoded
 
@@ -277,3 +341,18 @@ class Scanning:
     def referenced(self) -> Iterator[Digest]:
         """Every value digest the records refer to, listed by the database."""
         return referenced(self._runtime())
+
+    def split_since(self, since: float) -> SplitSince:
+        """The records created before ``since``, as references, and the pages of the others.
+
+        The records of both sides are chosen by the database; a settled
+        row is read as four columns, its seal checked, its arguments parsed
+        with those of its page, and no record is made.
+        """
+        runtime = self._runtime()
+        params = {"since": since, "unstored": f"%{UNSTORED}%"}
+        changed = _paged(runtime, "rows", (("created", "since"),), dict(params))
+        settled = _paged(runtime, "settled", (("created", "before"),), params)
+        unread: list[str] = []
+        pages = map(_settled, settled, itertools.repeat(unread))
+        return SplitSince(pages, self._decoded(changed, unread), unread)
