@@ -207,28 +207,13 @@ class Git(Recorder):
     BY_DIRECTORY = True
 
     def stop(self, token: str | None) -> dict[str, Any]:
-        where = (os.getcwd() if token is None else token, _git_dir())
+        where = (os.getcwd() if token is None else token, os.environ.get("GIT_DIR"))
         state = _GIT_BY_DIRECTORY.get(where)
         if state is None:
             with _GIT_LOCK:  # concurrent first calls ask git once
                 tree = _work_tree(Path(where[0]))
                 state = _GIT_BY_DIRECTORY[where] = {} if tree is None else _git_state(tree)
         return state  # the same mapping for every call made there, as the environment's
-
-
-#: Where ``os.environ`` keeps its entries (CPython: a dict of encoded names and values),
-#: so that reading ``GIT_DIR``, unset in most processes, is one dict lookup on every call
-#: rather than three Python calls and a KeyError; ``None`` elsewhere.
-_ENVIRON = getattr(os.environ, "_data", None)
-_GIT_DIR = os.environ.encodekey("GIT_DIR") if _ENVIRON is not None else "GIT_DIR"
-
-
-def _git_dir() -> str | None:
-    """``os.environ.get("GIT_DIR")``."""
-    if _ENVIRON is None:
-        return os.environ.get("GIT_DIR")
-    value = _ENVIRON.get(_GIT_DIR)
-    return None if value is None else os.environ.decodevalue(value)
 
 
 #: (working directory, GIT_DIR) -> the git state recorded for calls made there.
