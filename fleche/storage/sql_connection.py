@@ -247,8 +247,8 @@ class Runtime:
             self._recover(handle)
             raise
 
-    def keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
-        """The keys a paged key statement reads, ``page`` rows at a time after ``bounds['after']``.
+    def pages(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[list[Any]]:
+        """The rows of a paged statement keyed in order, ``page`` at a time after ``bounds['after']``.
 
         No connection is held between pages.  A range's lower bound
         (``bounds['low']``) moves up with ``after``: SQLite seeks by one of
@@ -256,13 +256,18 @@ class Runtime:
         """
         while True:
             rows = self.read(statement, bounds)
-            keys = [key for (key,) in rows]
-            yield from map(_new_str, repeat(Digest), keys) if _digests(keys) else map(Digest, keys)
+            yield rows
             if len(rows) < page:
                 return
             bounds["after"] = rows[-1][0]
             if "low" in bounds:
                 bounds["low"] = bounds["after"]
+
+    def keys(self, statement: str, bounds: dict[str, str], page: int) -> Iterator[Digest]:
+        """The keys a paged key statement reads (:meth:`pages`), as digests."""
+        for rows in self.pages(statement, bounds, page):
+            keys = [key for (key,) in rows]
+            yield from map(_new_str, repeat(Digest), keys) if _digests(keys) else map(Digest, keys)
 
     def hold(self, statement: str, parameters: dict[str, Any]) -> None:
         """Keep a changing statement for this thread's next :meth:`write`, in its transaction.

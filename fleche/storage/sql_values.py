@@ -125,8 +125,7 @@ class SmallValueTable:
         wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
         after = ""
         if len(wanted) > CHUNK:
-            while True:
-                rows = self.runtime.read(self._page, {"after": after})
+            for rows in self.runtime.pages(self._page, {"after": after}, PAGE):
                 kept = list(compress(rows, map(wanted.__contains__, map(_first, rows))))
                 yield self._bytes_of(kept)
                 if len(rows) < PAGE:
@@ -176,15 +175,10 @@ class SmallValueTable:
         index instead of a statement per key.  No connection is held
         between pages.
         """
-        statement = self._rows_statement()
         bounds = {"low": low, "high": high, "after": ""}
-        while True:
-            rows = self.runtime.read(statement, bounds)
+        for rows in self.runtime.pages(self._rows_statement(), bounds, PAGE):
             for key, data, stored in rows:
                 yield key, data if type(data) is bytes else bytes(data), stored
-            if len(rows) < PAGE:
-                return
-            bounds["low"] = bounds["after"] = rows[-1][0]  # SQLite seeks by one bound only
 
     def _rows_statement(self) -> str:
         """The paged range statement of :meth:`rows`, compiled once per table."""
