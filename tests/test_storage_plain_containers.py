@@ -1,4 +1,4 @@
-"""A list, tuple or dict whose parts are all kept inline is stored as itself; older forms still read."""
+"""A list, tuple or dict whose parts are all inline is stored as itself; older forms still read."""
 
 from __future__ import annotations
 
