@@ -45,6 +45,8 @@ _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 #: Strings and bytes longer than this are stored as children of their own.
 _INLINE_LIMIT = 256
 _TEXTS = (str, bytes)
+#: What an entry that loads as it is can be: a scalar, or a container with every part inline.
+_AS_STORED = frozenset({*_SCALARS, list, tuple, dict})
 #: ``remaining_depth`` of the value storages fleche ships: scalars and short strings
 #: inline, every container and heavy leaf apart.  At 0 a list of 1,000 floats costs
 #: 1,001 entries; at 2 a list of records is one entry (20 times faster) but lineage
@@ -176,9 +178,8 @@ class DigestedAttrs(DigestedFields):
         """The form of an attrs instance, its attribute values as parts."""
         import attrs
 
-        return cls(
-            type(value), {a.alias: getattr(value, a.name) for a in attrs.fields(type(value))}
-        )
+        fields = attrs.fields(type(value))
+        return cls(type(value), {a.alias: getattr(value, a.name) for a in fields})
 
 
 def _rebuildable_dataclass(value: Any) -> bool:
@@ -366,8 +367,8 @@ class DestructuringMixin(StorageBackend):
     def _resolve(self, form: Any, key: Digest) -> Any:
         """The value a stored form stands for: references loaded, containers rebuilt."""
         kind = type(form)
-        if kind in _SCALARS:
-            return form  # the common hit: no form test
+        if kind in _AS_STORED:
+            return form  # the common hit (a scalar, a container of inline parts): no form test
         if kind is Digest:
             if form == key:
                 raise KeyError(key)  # a reference to itself names no value

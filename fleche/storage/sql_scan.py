@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,14 +31,13 @@ from .record_page import RecordPage
 from .sql_metadata import text_ok
 from .sql_newest import NewestFirst
 from .sql_query import normalize_value
-from .sql_rows import decode_page
+from .sql_rows import decode_page, is_hex
 from .sql_schema import ROW_COLUMNS, arguments, calls
 from .sql_seal import seals
 
 __all__ = ["Scanning", "count", "referenced", "rows", "shaped"]
 
 _new = str.__new__
-_HEX = re.compile("[0-9a-f]*")
 _FIELDS = ("name", "module", "version", "code")
 #: Compiled statement text by (dialect, kind, shape); templates come in few shapes.
 _COMPILED: dict[tuple[Any, ...], str] = {}
@@ -247,8 +245,8 @@ def referenced(runtime: Any) -> Iterator[str]:
     """
     text = _REFERENCED[runtime.statements.postgres]
     found = {v for (v,) in runtime.read(text, {}) if type(v) is str and len(v) == 32}
-    if not _HEX.fullmatch("".join(found)):  # checked at once, then one by one
-        found = {v for v in found if _HEX.fullmatch(v)}
+    if not is_hex("".join(found)):  # checked at once, then one by one
+        found = {v for v in found if is_hex(v)}
     return map(_new, itertools.repeat(Digest), found)
 
 
