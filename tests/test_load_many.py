@@ -7,6 +7,7 @@ import pytest
 from fleche import Call, from_config
 from fleche.digest import digest
 from fleche.storage import sql_values
+from fleche.storage.entry_pages import CHECK_SIZE
 
 from .backends import inline_values, postgres_inline_values
 
@@ -42,13 +43,16 @@ def test_a_table_shows_values_kept_in_the_database_and_in_files(tmp_path):
     assert digest(big) in store.values.load_many([digest(big)])
 
 
-@pytest.mark.parametrize("damage", ["payload", "check", "header"])
+@pytest.mark.parametrize("damage", ["payload", "check", "header", "truncated"])
 def test_a_damaged_row_among_many_is_refused_alone(values, damage):
     # A page of rows is checked and unpickled in bulk; a damaged row sends it row by row.
     keys = [values.save([n, n / 2]) for n in range(2 * sql_values.CHUNK)]
     table = values.database.small_values()
     data = bytearray(table.get(keys[7]))
-    data[{"payload": -2, "check": 16, "header": 0}[damage]] ^= 0xFF
+    if damage == "truncated":  # its header and check, no payload
+        del data[len(values._head) + CHECK_SIZE :]
+    else:
+        data[{"payload": -2, "check": 16, "header": 0}[damage]] ^= 0xFF
     table.put(keys[7], bytes(data), replace=True)
     with pytest.warns(Warning):
         found = values.load_many(keys)

@@ -46,7 +46,7 @@ def plain_entries(
     """
     try:
         return _page(rows, head), []
-    except (_Unplain, TypeError, ValueError, pickle.UnpicklingError, AttributeError, EOFError):
+    except _NOT_PLAIN:
         return _one_by_one(rows, head)
 
 
@@ -54,20 +54,24 @@ class _Unplain(Exception):
     """A row of the page is not a plain entry (internal)."""
 
 
+#: What decoding a page raises when a row of it is not a plain entry (an empty payload: IndexError).
+_NOT_PLAIN = (
+    _Unplain, LookupError, TypeError, ValueError, pickle.UnpicklingError, AttributeError, EOFError
+)
+
+
 def _page(rows: Sequence[tuple[str, bytes]], head: bytes) -> dict[Digest, Any]:
     """The objects of a page of plain entries; :class:`_Unplain` (or the unpickler's error) if one is not."""
     if not rows:
         return {}
     texts, datas = zip(*rows, strict=True)
-    start = len(head)
-    end = start + CHECK_SIZE
+    end = len(head) + CHECK_SIZE
     payloads = list(map(getitem, datas, repeat(slice(end, None))))
-    if not all(map(bytes.startswith, datas, repeat(head))) or _FRAMED in set(
-        map(getitem, payloads, repeat(0))  # an empty payload raises IndexError: not plain either
-    ):
+    if _FRAMED in set(map(getitem, payloads, repeat(0))):
         raise _Unplain
-    checked = map(add, map(add, map(str.encode, texts), repeat(head)), payloads)
-    if list(map(xxh3_64_digest, checked)) != list(map(getitem, datas, repeat(slice(start, end)))):
+    checks = map(xxh3_64_digest, map(add, map(add, map(str.encode, texts), repeat(head)), payloads))
+    # What precedes each payload is the header and the check: both compared at once.
+    if list(map(add, repeat(head), checks)) != list(map(getitem, datas, repeat(slice(end)))):
         raise _Unplain
     return dict(zip(map(_new, repeat(Digest), texts), map(pickle.loads, payloads), strict=True))
 
