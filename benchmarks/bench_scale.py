@@ -152,7 +152,7 @@ def bench_size(root: Path, size: int, listing: bool) -> None:
     import pandas  # noqa: F401  # imported before the tables are timed
 
     table = timed(lambda: store.query().table(), repeat)
-    if has_small_values(raw):
+    if INLINE_LIMIT[0] is None:  # the default layout: the values' rows are in the database too
         both = timed(lambda: select_calls_and_values(raw), repeat)
         row(size, "query().table(): raw calls + small values", table, both, size)
     row(size, "query().table(): raw calls", table, raw_select, size)
@@ -199,15 +199,9 @@ def value_files(root: Path) -> list[str]:
     ]
 
 
-def has_small_values(raw: sqlite3.Connection) -> bool:
-    """Whether the call database keeps small values (not in the files layout)."""
-    found = raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'small_values'").fetchone()
-    return found is not None
-
-
 def small_value_rows(raw: sqlite3.Connection, what: str) -> list[tuple]:
     """``what`` of the small values kept in the call database (none in the files layout)."""
-    if not has_small_values(raw):
+    if not raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'small_values'").fetchone():
         return []
     return raw.execute(f"SELECT {what} FROM small_values").fetchall()
 
