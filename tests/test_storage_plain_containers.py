@@ -100,3 +100,22 @@ def test_old_forms_still_load_verify_collect_and_trace(tmp_path):
     (report,) = store.query(QueryCall(name="report"))
     lineage = store.lineage(report.key())  # through the dict, which no call returned, to its array
     assert {call.name for call in lineage.calls.values()} == {"report", "load"}
+
+
+@pytest.mark.parametrize("prefix_length", [0, 1])
+def test_an_hdf5_store_holds_the_plain_container_and_reads_old_forms(tmp_path, prefix_length):
+    pytest.importorskip("h5py")
+    from fleche.storage import ValueBagOfHoldingH5File
+
+    values = ValueBagOfHoldingH5File(root=tmp_path, prefix_length=prefix_length)
+    below = super(DestructuringMixin, values)
+    key = values.save((3, 1.5))
+    assert type(below.get(key)) is tuple and values.load(key) == (3, 1.5)
+    array = np.arange(3.0)
+    old = digest({"data": array, "n": 3})
+    values.save(array)
+    values._write_plan([(DigestedDict({"data": digest(array), "n": 3}), old)])  # the old way
+    assert below.get(old) == DigestedDict({"data": digest(array), "n": 3})
+    loaded = values.load(old)
+    assert loaded["n"] == 3 and (loaded["data"] == array).all()
+    assert values.child_digests(old) == [digest(array)]
