@@ -7,7 +7,10 @@ share their argument names and metadata entries becomes columns without
 a record object or a Python step per call: a row at a time, pandas and the
 records cost more than the store does.  The values shown are then read
 once the table holds their digests, all in one request to the value
-storage (``load_many``), and put in place by one lookup per row.
+storage (``load_many``), and put in place by one lookup per row; the
+digests of a page's values are kept as the text the store gave until then
+(a :class:`~fleche.digest.Digest` made per value and dropped costs 3% of
+a table, benchmarks/bench_scale.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import compress, repeat
-from operator import is_, itemgetter, methodcaller
+from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
@@ -29,8 +32,8 @@ __all__ = ["frame", "page_frame"]
 
 #: What a row without some column shows there (as a frame built from rows would).
 _MISSING = float("nan")
-#: What a column of digests to replace by values holds: digests, and missing entries (or no result).
-_DIGESTS_OR_MISSING = {Digest, float, type(None)}
+#: What names a value in a column of values being loaded: a digest, or its text (a page's).
+_KEYS = frozenset({Digest, str})
 _new = str.__new__
 _FIRST = ("key", "function")
 _values = methodcaller("values")
@@ -152,6 +155,8 @@ def _fill(
                  "function": _functions(page.modules, page.names), **block}  # fmt: skip
         values = {n for n in digests if shown(n)}
         loading |= values
+        for name in digests - values:  # shown as digests (those loaded stay text: no Digest made)
+            block[name] = as_digests(block[name])
         if shrink:
             digests = (digests - values) | {"key"}
             block = {n: list(map(short, v)) if n in digests else v for n, v in block.items()}
@@ -168,19 +173,17 @@ def _load_columns(
     :class:`~fleche.call.LazyCall`'s arguments do); a result must be there.
     """
     columns = {n: table.columns[n] for n in names}
-    wanted: set[Digest] = set()
-    for column in columns.values():  # the digests of each column, in C
-        wanted.update(compress(column, map(is_, map(type, column), repeat(Digest))))
-    values = load_many(wanted)
-    for name, column in columns.items():
-        if name == "result" and len(values) < len(wanted):
-            for key in column:
-                if type(key) is Digest and key not in values:
-                    raise KeyError(key)
-        if set(map(type, column)) <= _DIGESTS_OR_MISSING:  # one lookup per row, in C
-            table.columns[name] = list(map(values.get, column, column))
-        else:
-            table.columns[name] = [values.get(d, d) if type(d) is Digest else d for d in column]
+    wanted: set[str] = set()
+    for column in columns.values():  # the digests (or their text) of each column, in C
+        wanted.update(compress(column, map(_KEYS.__contains__, map(type, column))))
+    values = load_many(wanted)  # full digests, as text (what the store gave) or Digest
+    if len(values) < len(wanted):  # an argument not stored shows its digest; a result must be there
+        missing = wanted.difference(values)
+        if "result" in columns and (lost := missing.intersection(columns["result"])):
+            raise KeyError(_new(Digest, lost.pop()))
+        values = {**values, **{text: _new(Digest, text) for text in missing}}
+    for name, column in columns.items():  # one lookup per row, in C
+        table.columns[name] = list(map(values.get, column, column))
 
 
 def _functions(modules: Sequence[Any], names: Sequence[str]) -> list[str]:
@@ -206,8 +209,8 @@ def _block(page: Any) -> tuple[dict[str, list[Any]], set[str]] | None:
     block: dict[str, list[Any]] = {}
     if names:
         for name, column in zip(names, zip(*map(_values, arguments), strict=True), strict=True):
-            block[name] = list(map(_new, repeat(Digest), column))
-    block["result"] = as_digests(page.results)
+            block[name] = list(column)
+    block["result"] = list(page.results)
     digests = set(block)
     metadata = _metadata_columns(page.metadata)
     if metadata is None:

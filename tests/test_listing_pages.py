@@ -190,6 +190,7 @@ def test_tables_show_a_missing_argument_as_its_digest_and_refuse_a_missing_resul
     for query in (cache.query(), _one_at_a_time(cache)):
         table = query.table(["x", "y"])
         assert (table["x"][0], table["y"][0]) == (call.digested_call.arguments["x"], 2)
+        assert type(table["x"][0]) is Digest
     cache.values.evict(call.digested_call.result)
     for query in (cache.query(), _one_at_a_time(cache)):
         with pytest.raises(KeyError):
