@@ -254,7 +254,7 @@ def test_a_sqlite_store_made_without_triggers_gets_them_when_opened(tmp_path: Pa
     path = tmp_path / "calls.db"
     Sql(url=str(path)).save(_call(1))
     with Sql(url=str(path)).session() as connection:  # a store as the first releases made it
-        for name in ("fleche_arguments_inserted", "fleche_arguments_updated"):
+        for name in _trigger_names(connection):
             connection.exec_driver_sql(f"DROP TRIGGER {name}")
     key = Sql(url=str(path)).save(_call(2))
     with Sql(url=str(path)).session() as connection:
@@ -263,6 +263,63 @@ def test_a_sqlite_store_made_without_triggers_gets_them_when_opened(tmp_path: Pa
         ).scalars()
         assert list(names) == ["i", "x"]
     assert [r.key() for r in Sql(url=str(path)).query(QueryCall(arguments={"i": 2}))] == [key]
+
+
+def _trigger_names(connection: Any) -> list[str]:
+    found = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    return sorted(found.scalars())
+
+
+#: The insert trigger of the stores made before ``fleche_arguments_filled``, as it was.
+_OLD_INSERT_TRIGGER = (
+    "CREATE TRIGGER fleche_arguments_inserted AFTER INSERT ON calls BEGIN "
+    "DELETE FROM arguments WHERE call_key = new.key; "
+    "INSERT INTO arguments (call_key, name, value) "
+    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
+)
+
+
+def _argument_names(store: Sql, key: str) -> list[str]:
+    with store.session() as connection:
+        query = select(arguments.c.name).where(arguments.c.call_key == key)
+        return sorted(connection.execute(query).scalars())
+
+
+def test_a_store_with_the_old_insert_trigger_gets_the_new_one_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    Sql(url=str(path)).save(_call(1))
+    with Sql(url=str(path)).session() as connection:  # as fleche made it before
+        for name in ("fleche_arguments_filled", "fleche_arguments_pruned"):
+            connection.exec_driver_sql(f"DROP TRIGGER {name}")
+        connection.exec_driver_sql(_OLD_INSERT_TRIGGER)
+    store = Sql(url=str(path))
+    with store.session() as connection:
+        assert _trigger_names(connection) == [
+            "fleche_arguments_filled",
+            "fleche_arguments_pruned",
+            "fleche_arguments_updated",
+        ]
+    key = store.save(_call(2))
+    assert _argument_names(store, key) == ["i", "x"]
+    assert [r.key() for r in store.query(QueryCall(arguments={"i": 2}))] == [key]
+
+
+def test_old_and_new_insert_triggers_together_fill_the_same_rows(tmp_path: Path) -> None:
+    store = Sql(url=str(tmp_path / "calls.db"))
+    with store.session() as connection:  # an older fleche opened the store since
+        connection.exec_driver_sql(_OLD_INSERT_TRIGGER)
+    keys = [store.save(_call(i)) for i in range(3)]
+    assert [_argument_names(store, key) for key in keys] == [["i", "x"]] * 3
+    assert [r.key() for r in store.query(QueryCall(arguments={"i": 1}))] == [keys[1]]
+
+
+def test_a_new_sqlite_store_fills_arguments_without_a_delete(tmp_path: Path) -> None:
+    store = Sql(url=str(tmp_path / "calls.db"))
+    with store.session() as connection:
+        (filled,) = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'fleche_arguments_filled'"
+        ).scalars()
+    assert "INSERT OR REPLACE" in filled and "DELETE" not in filled
 
 
 def test_damaged_row_reads_as_a_miss(store: Sql) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import fractions
@@ -209,16 +210,29 @@ def _argument_rows(store: Sql) -> list[tuple[str, str]]:
     return sorted(tuple(r) for r in rows)
 
 
-def test_a_record_deleted_by_hand_can_be_saved_again(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
+def _deleted_by_hand(path: Path) -> tuple[Sql, str]:
+    """A SQLite store whose one record was deleted with foreign keys off (its argument rows stay)."""
     store = Sql(str(path))
     key = store.save(_call(1))
-    with sqlite3.connect(path) as connection:  # foreign keys off: its argument rows stay
+    with sqlite3.connect(path) as connection:
         connection.execute("DELETE FROM calls WHERE key = ?", (key,))
     assert _argument_rows(store) == [(key, "x"), (key, "y")]
+    return store, key
+
+
+def test_a_record_deleted_by_hand_can_be_saved_again(tmp_path: Path) -> None:
+    store, key = _deleted_by_hand(tmp_path / "calls.db")
     assert store.save(_call(1)) == key
     assert _argument_rows(store) == [(key, "x"), (key, "y")]
     assert [r.key() for r in store.query(QueryCall(arguments={"x": 1}))] == [key]
+
+
+def test_rows_of_other_names_left_by_a_hand_deleted_record_are_dropped(tmp_path: Path) -> None:
+    store, key = _deleted_by_hand(tmp_path / "calls.db")
+    other = dataclasses.replace(_call(1), arguments={"x": 1, "z": 2}).digested()
+    store.put(other, key)  # another record under the same key: ``y`` is not one of its names
+    assert _argument_rows(store) == [(key, "x"), (key, "z")]
+    assert list(store.query(QueryCall(arguments={"y": "a"}))) == []
 
 
 def _orphan(store: Sql, key: str) -> None:

@@ -33,19 +33,33 @@ __all__ = ["check_schema"]
 # ``arguments`` column, so that a save is one statement, atomic by itself
 # (PostgreSQL gets the same from one statement of data-modifying CTEs).
 # Created if missing whenever a store is opened: stores made before have none.
-# Both first drop the key's argument rows: rows left behind by a ``calls`` row
-# deleted by hand with foreign keys off would otherwise fail every later save.
-_FILL_ARGUMENTS = (
-    "DELETE FROM arguments WHERE call_key = new.key; "
-    "INSERT INTO arguments (call_key, name, value) "
+# Rows of the key left behind by a ``calls`` row deleted by hand with foreign
+# keys off would otherwise fail every later save: a new record replaces those
+# of its argument names and drops the others only when there are any (a
+# trigger of its own: its test costs a miss less than a DELETE); a changed one
+# drops all of the key's rows first.
+_FILL = (
+    "INTO arguments (call_key, name, value) "
     "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
 )
-_TRIGGERS = ("fleche_arguments_inserted", "fleche_arguments_updated")
-_SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON calls BEGIN " + _FILL_ARGUMENTS,
-    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER UPDATE OF arguments ON calls "
-    "WHEN old.arguments IS NOT new.arguments BEGIN " + _FILL_ARGUMENTS,
+_OTHERS = (
+    "FROM arguments WHERE call_key = new.key "
+    "AND name NOT IN (SELECT key FROM json_each(new.arguments))"
 )
+_TRIGGERS = ("fleche_arguments_filled", "fleche_arguments_updated", "fleche_arguments_pruned")
+_SQLITE_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON calls "
+    "BEGIN INSERT OR REPLACE " + _FILL,
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER UPDATE OF arguments ON calls "
+    "WHEN old.arguments IS NOT new.arguments BEGIN "
+    "DELETE FROM arguments WHERE call_key = new.key; INSERT " + _FILL,
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[2]} AFTER INSERT ON calls "
+    f"WHEN EXISTS (SELECT 1 {_OTHERS}) BEGIN DELETE {_OTHERS}; END",
+)
+#: The insert trigger of stores made before ``fleche_arguments_filled`` (a DELETE, then
+#: an INSERT), dropped once that one exists: never a moment without one of them, and the
+#: two together fill the same rows (an older fleche may make it again).
+_RETIRED = "fleche_arguments_inserted"
 
 
 def check_schema(connection: Connection, where: str) -> None:
@@ -57,6 +71,7 @@ def check_schema(connection: Connection, where: str) -> None:
     if connection.dialect.name == "sqlite":
         for trigger in _SQLITE_TRIGGERS:
             connection.exec_driver_sql(trigger)
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_RETIRED}")
     found = connection.execute(
         select(schema.c.version).where(schema.c.component == "calls")
     ).scalar()
