@@ -1,0 +1,150 @@
+"""One helper thread that shares the copying of a large array's blocks with the hashing thread.
+
+A Fortran-order array digests in C order, so each block of rows is a
+transposing copy before it is hashed, and the copy costs about three times
+the hash. numpy's copies and xxhash's updates release the GIL: the helper
+copies blocks ahead while the calling thread hashes them in order, and the
+calling thread copies the next unclaimed block itself whenever the one it
+needs is not ready. So a helper kept from running (no free core) costs
+little: the caller then does all the work, as it would alone.
+
+That trades CPU time for wall time: two copies at once each run slower,
+and handing blocks over costs a little (``benchmarks/bench_digest.py``
+shows both clocks). The helper is one daemon thread, started on first use
+and forgotten in a forked child (threads do not survive a fork); calls
+from several threads queue for it, and meanwhile copy their blocks alone.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Fill = Callable[[int, Any], Any]
+"""``fill(block, buffer)``: copies block ``block`` into ``buffer``, returns the piece to hash."""
+
+_jobs: queue.SimpleQueue | None = None
+_start = threading.Lock()
+
+
+def helper_useful() -> bool:
+    """Whether this process may run on more than one CPU (else a helper only adds costs)."""
+    return _cpus() > 1
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _helper() -> queue.SimpleQueue:
+    """The helper's queue of jobs, the helper started if it is not running."""
+    global _jobs
+    with _start:
+        if _jobs is None:
+            jobs: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(jobs,), name="fleche-digest", daemon=True).start()
+            _jobs = jobs
+    return _jobs
+
+
+def _serve(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get()()
+
+
+def _forget() -> None:
+    global _jobs, _start
+    _jobs, _start = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget)
+
+
+def pieces_in_order(count: int, fill: Fill, buffers: list) -> Iterator[Any]:
+    """The pieces of blocks ``0 .. count - 1`` in order, copied by this thread and the helper.
+
+    Block ``i`` is copied into ``buffers[i % len(buffers)]``, once the piece
+    that buffer held before has been consumed; each piece yielded is valid
+    until the next is requested.
+    """
+    blocks = _Blocks(count, fill, buffers)
+    _helper().put(blocks.help)
+    try:
+        for block in range(count):
+            yield blocks.take(block)
+            blocks.done()
+    finally:
+        blocks.stop()
+
+
+class _Blocks:
+    """The blocks of one array: which are claimed, which are copied, which buffers are free."""
+
+    def __init__(self, count: int, fill: Fill, buffers: list) -> None:
+        self.count, self.fill, self.buffers = count, fill, buffers
+        self.changed = threading.Condition(threading.Lock())
+        self.claimed = 0  # blocks claimed for a copy, in order
+        self.consumed = 0  # blocks whose piece is done with: their buffer is free
+        self.pieces: dict[int, Any] = {}  # block -> its piece, or what its copy raised
+        self.stopped = False
+
+    def _claim(self) -> int | None:
+        """The next block to copy if its buffer is free; call with the lock held."""
+        if self.stopped or self.claimed >= min(self.count, self.consumed + len(self.buffers)):
+            return None
+        self.claimed += 1
+        return self.claimed - 1
+
+    def _copy(self, block: int) -> None:
+        try:
+            piece = self.fill(block, self.buffers[block % len(self.buffers)])
+        except BaseException as error:  # raised in the calling thread instead
+            piece = error
+        with self.changed:
+            self.pieces[block] = piece
+            self.changed.notify_all()
+
+    def help(self) -> None:
+        """The helper's part: copy blocks while there are any to claim."""
+        while True:
+            with self.changed:
+                block = self._claim()
+                while block is None and not self.stopped and self.claimed < self.count:
+                    self.changed.wait()  # every buffer is full: wait for the caller
+                    block = self._claim()
+            if block is None:
+                return
+            self._copy(block)
+
+    def take(self, block: int) -> Any:
+        """The piece of ``block``, copying the next unclaimed blocks while it is not ready."""
+        while True:
+            with self.changed:
+                if block in self.pieces:
+                    piece = self.pieces.pop(block)
+                    break
+                mine = self._claim()
+                if mine is None:
+                    self.changed.wait()
+                    continue
+            self._copy(mine)
+        if isinstance(piece, BaseException):
+            raise piece
+        return piece
+
+    def done(self) -> None:
+        with self.changed:
+            self.consumed += 1
+            self.changed.notify_all()
+
+    def stop(self) -> None:
+        """No more copies: the helper leaves as soon as its copy under way (if any) ends."""
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
