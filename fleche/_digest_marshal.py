@@ -50,9 +50,9 @@ list is left to the other paths (each costs a numpy pass over the singletons).""
 
 
 def numbers_and_singletons(values: Any, kind: type, codes: bytes) -> Iterator[np.ndarray] | None:
-    """The digests of a list of ``kind`` among singletons written as ``codes``, in pieces; else None.
+    """The digests of a list of ``kind`` among singletons marshalled as ``codes``, in pieces.
 
-    None also if a singleton not in ``codes`` (or anything else) is met.
+    None if anything else is met, a singleton not in ``codes`` too.
     """
     size, dtype, tag, prefix = NUMBER_RECORDS[kind]
     try:
