@@ -160,7 +160,12 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
             np.copyto(out[:, column:end], piece[:, column:end])
         return out.reshape(-1).view(np.uint8)
 
-    shared = arr.nbytes >= SHARED_MIN_BYTES and len(starts) > 1 and helper_useful()
+    shared = (
+        arr.nbytes >= SHARED_MIN_BYTES
+        and len(starts) > 1
+        and HELPER_BUFFERS * rows * row_bytes <= BLOCK_BYTES  # no more memory than one block
+        and helper_useful()
+    )
     count = HELPER_BUFFERS if shared else 1
     buffers = [np.empty((rows, *arr.shape[1:]), dtype=canonical) for _ in range(count)]
     if shared:

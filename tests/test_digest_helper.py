@@ -83,15 +83,26 @@ def test_object_arrays_are_not_copied_in_blocks(shared):
     assert digest_raw(np.asfortranarray(objects)) == digest_raw(objects)
 
 
+def _no_helper():
+    raise AssertionError("a helper was asked for")
+
+
 def test_one_cpu_starts_no_helper(monkeypatch):
     monkeypatch.setattr(_digest_numpy, "SHARED_MIN_BYTES", 0)
     monkeypatch.setattr(_digest_helper, "_cpus", lambda: 1)
-
-    def no_helper():
-        raise AssertionError("a helper was asked for on one CPU")
-
-    monkeypatch.setattr(_digest_helper, "_helper", no_helper)
+    monkeypatch.setattr(_digest_helper, "_helper", _no_helper)
     twin = np.arange(600.0).reshape(20, 30)
+    assert digest_raw(np.asfortranarray(twin)) == digest_raw(twin)
+
+
+def test_blocks_too_big_for_the_helpers_buffers_are_copied_alone(monkeypatch):
+    # The helper's buffers never take more memory than one block may.
+    twin = np.arange(600.0).reshape(20, 30)  # a block of 3 rows: 720 bytes
+    monkeypatch.setattr(_digest_numpy, "SHARED_MIN_BYTES", 0)
+    monkeypatch.setattr(_digest_numpy, "BLOCK_ROWS", (3, 3))
+    monkeypatch.setattr(_digest_numpy, "BLOCK_BYTES", _digest_numpy.HELPER_BUFFERS * 720 - 1)
+    monkeypatch.setattr(_digest_helper, "_cpus", lambda: 2)
+    monkeypatch.setattr(_digest_helper, "_helper", _no_helper)
     assert digest_raw(np.asfortranarray(twin)) == digest_raw(twin)
 
 
