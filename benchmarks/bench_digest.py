@@ -29,9 +29,10 @@ helper thread (:mod:`fleche._digest_helper`): the wall column then shows the
 time the caller waits, the CPU column the work of both threads. The row
 ``same, one thread`` is the same digest with the helper off
 (``_digest_numpy.SHARED_MIN_BYTES`` raised), against the C twin: what a
-single core does. Both threaded rows depend on the second core being free: on
-a machine busy with other work, the wall time of the threaded digest is no
-better than one thread's (and ~25% worse with the other core fully taken).
+single core does. The threaded figures depend on the second core being free:
+on a machine busy with other work, runs measured the threaded digest's wall
+time up to ~10% above one thread's and its CPU time up to twice, so run this
+on an idle machine, several times, and compare the two rows.
 
 Container and array rows count CPU time (``time.process_time``, every thread
 of the process: a digest that used threads would show their cost), so a

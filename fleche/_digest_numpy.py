@@ -143,8 +143,9 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
     this thread hashes them in order (:mod:`fleche._digest_helper`): on two
     idle cores, 100 MB of 10,000 x 1,250 took 9.4 -> 5.7 ms of wall time (10.6
     ms of CPU time), of 1,250 x 10,000 13.2 -> 9.3 ms (16.9 ms of CPU time);
-    with the other core busy, ~25% more on both clocks (issue 13). Sharing
-    the copy of each block, or hashing in the helper, measured worse.
+    with the other core busy, the wait is no shorter than alone, and the CPU
+    time up to twice (issue 13). Hashing in the helper while this thread
+    copies, or splitting each block between the threads, measured worse.
     """
     row_bytes = arr.nbytes // len(arr)
     rows = BLOCK_ROWS[0] if row_bytes <= 1 << 14 else BLOCK_ROWS[1]
