@@ -13,8 +13,9 @@ and handing blocks over costs a little (``benchmarks/bench_digest.py``
 shows both clocks). On two idle cores the helper copies ~55% of the blocks
 and the wait drops ~35%; with the other core taken by another process, runs
 measured up to ~10% longer waits and ~90% more CPU time than one thread (a
-helper descheduled in the middle of a block keeps the caller waiting), and
-on a process allowed one CPU no helper is used. The helper is one daemon
+helper descheduled in the middle of a block kept the caller waiting: now
+the caller copies the rest alone once a wait is past ``PATIENCE`` times its
+own copy of a block), and on a process allowed one CPU no helper is used. The helper is one daemon
 thread, started on first use and forgotten in a forked child (threads do
 not survive a fork); calls from several threads queue for it.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -70,18 +72,25 @@ def _forget() -> None:
 os.register_at_fork(after_in_child=_forget)
 
 
-def pieces_in_order(count: int, fill: Fill, buffers: list) -> Iterator[Any]:
+PATIENCE = 4.0
+"""The caller waits for a block the helper copies up to this many times its own
+last block copy; past that the helper is taken to be stalled (descheduled, its
+core busy with other work) and the caller copies the remaining blocks alone."""
+
+
+def pieces_in_order(count: int, fill: Fill, buffers: list, spare: Callable[[], Any]) -> Iterator:
     """The pieces of blocks ``0 .. count - 1`` in order, copied by this thread and the helper.
 
     Block ``i`` is copied into ``buffers[i % len(buffers)]``, once the piece
-    that buffer held before has been consumed; each piece yielded is valid
-    until the next is requested.
+    that buffer held before has been consumed, or into a buffer ``spare()``
+    makes if the helper stalls; each piece yielded is valid until the next is
+    requested.
     """
     blocks = _Blocks(count, fill, buffers)
     _helper().put(blocks.help)
     try:
         for block in range(count):
-            yield blocks.take(block)
+            yield blocks.take(block, spare)
             blocks.done()
     finally:
         blocks.stop()
@@ -97,6 +106,8 @@ class _Blocks:
         self.consumed = 0  # blocks whose piece is done with: their buffer is free
         self.pieces: dict[int, Any] = {}  # block -> its piece, or what its copy raised
         self.stopped = False
+        self.alone: Any = None  # the caller's own buffer, once the helper stalled
+        self.patience = 0.01  # seconds, until the caller has timed a copy of its own
 
     def _claim(self) -> int | None:
         """The next block to copy if its buffer is free; call with the lock held."""
@@ -126,21 +137,23 @@ class _Blocks:
                 return
             self._copy(block)
 
-    def take(self, block: int) -> Any:
+    def take(self, block: int, spare: Callable[[], Any]) -> Any:
         """The piece of ``block``, copying the next unclaimed blocks while it is not ready."""
-        while True:
+        while self.alone is None:
             with self.changed:
                 if block in self.pieces:
-                    piece = self.pieces.pop(block)
-                    break
+                    return _raised(self.pieces.pop(block))
                 mine = self._claim()
                 if mine is None:
-                    self.changed.wait()
+                    if not self.changed.wait(self.patience) and block not in self.pieces:
+                        self.stopped, self.alone = True, spare()  # the helper stalls
                     continue
+            start = time.perf_counter()
             self._copy(mine)
-        if isinstance(piece, BaseException):
-            raise piece
-        return piece
+            self.patience = PATIENCE * (time.perf_counter() - start)
+        with self.changed:  # alone: blocks the helper copied before it stalled, or its own
+            piece = self.pieces.pop(block, None)
+        return _raised(piece) if piece is not None else self.fill(block, self.alone)
 
     def done(self) -> None:
         with self.changed:
@@ -152,3 +165,9 @@ class _Blocks:
         with self.changed:
             self.stopped = True
             self.changed.notify_all()
+
+
+def _raised(piece: Any) -> Any:
+    if isinstance(piece, BaseException):
+        raise piece
+    return piece

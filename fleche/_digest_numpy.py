@@ -168,12 +168,17 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
         and helper_useful()
     )
     count = HELPER_BUFFERS if shared else 1
-    buffers = [np.empty((rows, *arr.shape[1:]), dtype=canonical) for _ in range(count)]
+    buffers = [_block_buffer(arr, rows, canonical) for _ in range(count)]
     if shared:
-        yield from pieces_in_order(len(starts), fill, buffers)
+        spare = functools.partial(_block_buffer, arr, rows, canonical)
+        yield from pieces_in_order(len(starts), fill, buffers, spare)
         return
     for block in range(len(starts)):
         yield fill(block, buffers[0])
+
+
+def _block_buffer(arr: np.ndarray, rows: int, canonical: np.dtype) -> np.ndarray:
+    return np.empty((rows, *arr.shape[1:]), dtype=canonical)
 
 
 _SHAPES = [struct.Struct(f"<Q{n}Q").pack for n in range(65)]  # numpy allows 64 dimensions

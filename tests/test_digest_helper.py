@@ -136,15 +136,50 @@ def _fill_failing_at(bad: int):
 @pytest.mark.parametrize("bad", [0, 1, 5, 9])
 def test_a_failing_copy_raises_in_the_caller_and_the_helper_goes_on(bad):
     with pytest.raises(ValueError, match=f"block {bad}"):
-        list(pieces_in_order(10, _fill_failing_at(bad), [[], [], []]))
-    assert list(pieces_in_order(10, _fill_failing_at(-1), [[], [], []])) == list(range(10))
+        list(pieces_in_order(10, _fill_failing_at(bad), [[], [], []], list))
+    assert list(pieces_in_order(10, _fill_failing_at(-1), [[], [], []], list)) == list(range(10))
 
 
 def test_pieces_left_unread_stop_the_helper():
-    pieces = pieces_in_order(1000, _fill_failing_at(-1), [[], []])
+    pieces = pieces_in_order(1000, _fill_failing_at(-1), [[], []], list)
     assert [next(pieces), next(pieces)] == [0, 1]
     pieces.close()
-    assert list(pieces_in_order(30, _fill_failing_at(-1), [[], []])) == list(range(30))
+    assert list(pieces_in_order(30, _fill_failing_at(-1), [[], []], list)) == list(range(30))
+
+
+@pytest.mark.parametrize("stall", [0, 1])
+def test_a_stalled_helper_leaves_the_rest_to_the_caller(stall):
+    # The helper's copy of one block takes long (its core is busy): the caller
+    # copies that block and the rest alone, into a spare buffer, and does not wait.
+    stalling, release = threading.Event(), threading.Event()
+    helper_blocks: list[int] = []
+
+    def fill(block: int, buffer: list) -> tuple:
+        if threading.current_thread() is threading.main_thread():
+            stalling.wait(10)  # the helper is stuck before the caller goes on
+        else:
+            helper_blocks.append(block)
+            if len(helper_blocks) == stall + 1:
+                stalling.set()
+                release.wait(30)
+        buffer[:] = [block]
+        return block, id(buffer)
+
+    spares: list[list] = []
+
+    def spare() -> list:
+        spares.append([])
+        return spares[-1]
+
+    buffers = [[], [], []]
+    try:
+        pieces = list(pieces_in_order(40, fill, buffers, spare))
+    finally:
+        release.set()
+    assert [block for block, _ in pieces] == list(range(40))
+    assert len(spares) == 1  # taken over once, then alone in that buffer
+    stalled = helper_blocks[stall]
+    assert dict(pieces)[stalled] == id(spares[0])
 
 
 def test_threads_sharing_the_one_helper_agree(shared):
