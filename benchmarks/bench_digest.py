@@ -30,9 +30,9 @@ time the caller waits, the CPU column the work of both threads. The row
 ``same, one thread`` is the same digest with the helper off
 (``_digest_numpy.SHARED_MIN_BYTES`` raised), against the C twin: what a
 single core does. The threaded figures depend on the second core being free:
-on a machine busy with other work, runs measured the threaded digest's wall
-time up to ~10% above one thread's and its CPU time up to twice, so run this
-on an idle machine, several times, and compare the two rows.
+with it busy with other work, runs measured the threaded digest's wall time
+no better than one thread's and its CPU time up to twice, so run this on an
+idle machine, several times, and compare the two rows.
 
 Container and array rows count CPU time (``time.process_time``, every thread
 of the process: a digest that used threads would show their cost), so a
