@@ -24,6 +24,16 @@ on the way. Its rows compare with three more references:
 - ``xxh3, C twin``: xxh3 of an equal array already in C order, in place: no
   transpose at all, a floor no transposing digest reaches.
 
+From 2 MB on, fleche shares a Fortran-order array's transposing copy with one
+helper thread (:mod:`fleche._digest_helper`): the wall column then shows the
+time the caller waits, the CPU column the work of both threads. The row
+``same, one thread`` is the same digest with the helper off
+(``_digest_numpy.SHARED_MIN_BYTES`` raised), against the C twin: what a
+single core does. The threaded figures depend on the second core being free:
+with it busy with other work, runs measured the threaded digest's wall time
+no better than one thread's and its CPU time up to twice, so run this on an
+idle machine, several times, and compare the two rows.
+
 Container and array rows count CPU time (``time.process_time``, every thread
 of the process: a digest that used threads would show their cost), so a
 machine busy with other work skews them less; the last column times the same
@@ -114,6 +124,16 @@ def _tiled_copy(arr: np.ndarray) -> None:
             np.copyto(out[:, column : column + columns], piece[:, column : column + columns])
 
 
+def _one_thread(arr: np.ndarray) -> bytes:
+    """The digest of ``arr`` with no helper thread for its transposing copy."""
+    shared = _digest_numpy.SHARED_MIN_BYTES
+    _digest_numpy.SHARED_MIN_BYTES = arr.nbytes + 1
+    try:
+        return digest_raw(arr)
+    finally:
+        _digest_numpy.SHARED_MIN_BYTES = shared
+
+
 def bench_big_array() -> list[list[str]]:
     """100 MB of float64: hashed in place; other layouts copied in pieces (transposed in tiles)."""
     arr = np.random.default_rng(0).random(100_000_000 // 8)
@@ -124,6 +144,7 @@ def bench_big_array() -> list[list[str]]:
         fortran = np.asfortranarray(arr.reshape(shape))
         funcs = {
             "fleche": lambda f=fortran: digest_raw(f),
+            "alone": lambda f=fortran: _one_thread(f),
             "pickle": lambda f=fortran: _pickled(f),
             "copy": lambda f=fortran: xxhash.xxh3_128(np.ascontiguousarray(f)).digest(),
             "tiles": lambda f=fortran: _tiled_copy(f),
@@ -135,6 +156,7 @@ def bench_big_array() -> list[list[str]]:
         rows.append(_row("  same", best["fleche"], best["copy"], "C copy+xxh3"))
         rows.append(_row("  same", best["fleche"], best["tiles"], "tiled copy only"))
         rows.append(_row("  same", best["fleche"], best["raw"], "xxh3, C twin"))
+        rows.append(_row("  same, one thread", best["alone"], best["raw"], "xxh3, C twin"))
     strided = arr.reshape(10_000, -1)[:, ::2]
     funcs = {
         "fleche": lambda: digest_raw(strided),

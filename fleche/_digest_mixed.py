@@ -8,15 +8,11 @@ and its digests put back in place; Nones and bools take their constant
 digests, and whatever else is met is encoded one by one.
 
 A list of one kind of number with Nones or bools (floats with gaps, say) is
-read from a single ``marshal`` pass instead: the singletons are found by
-their own ids, so the place of every record in marshal's stream is known,
-and the type byte at each place proves that the element there is an exact
-float (or an int within int32) before its value is read from the stream.
+read from a single ``marshal`` pass instead (:mod:`fleche._digest_marshal`).
 """
 
 from __future__ import annotations
 
-import marshal
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,11 +25,11 @@ from fleche._digest_bulk import (
     all_strs,
     bulk_digests,
     encoded,
-    loader,
     pick,
     str_digests,
     words,
 )
+from fleche._digest_marshal import NUMBER_RECORDS, SINGLETON_CODES, numbers_and_singletons
 from fleche._digest_scheme import encode
 from fleche._digest_xxh3 import collect, words_digests
 from fleche.errors import Indigestible
@@ -51,15 +47,17 @@ def element_digests(values: Any) -> Iterator[np.ndarray] | None:
     found = words(values)
     if found is not None:
         return words_digests(*found)
-    mixed = mixed_digests(values)
-    return None if mixed is None else iter([mixed])
+    return mixed_digests(values)
 
 
 def digests(values: list[Any], out: np.ndarray) -> None:
     """The digests of ``values`` into the ``(n, 16)`` array ``out``."""
     if not bulk_digests(values, out):
         mixed = mixed_digests(values)
-        out[...] = encoded(values) if mixed is None else mixed
+        if mixed is None:
+            out[...] = encoded(values)
+        else:
+            collect(len(values), mixed, out)
 
 
 def _ids(objects: np.ndarray) -> np.ndarray:
@@ -80,66 +78,28 @@ IDS = _ids_are_pointers()
 
 
 _NONE, _TRUE, _FALSE = encode(None), encode(True), encode(False)
-_SINGLETONS = ((id(None), _NONE), (id(True), _TRUE), (id(False), _FALSE))
-_NUMBER_RECORDS = {int: (5, "<i4", b"i", INT_PREFIX), float: (9, "<f8", b"g", FLOAT_PREFIX)}
-"""Kind -> its record in marshal format 2 (size, value dtype, type byte), its node prefix."""
-_MARSHAL_HEAD = 5  # a list or tuple in marshal format 2: a type byte, then its length (u32)
 
 
-def mixed_digests(values: Any) -> np.ndarray | None:
-    """The ``(n, 16)`` digests of a list mixing ints, floats or strs with other things, else None.
+def mixed_digests(values: Any) -> Iterator[np.ndarray] | None:
+    """The digests of a list mixing ints, floats or strs with other things, in pieces, else None.
 
     A failure returns None, so that the general path raises it with its place
     in the list.
     """
-    if not IDS:
-        return None
     sample = set(map(type, values[:: max(1, len(values) // SAMPLE)]))
-    numbers = sample - {type(None), bool}
-    if len(numbers) == 1 and numbers <= _NUMBER_RECORDS.keys():
-        found = _numbers_and_singletons(values, _NUMBER_RECORDS[numbers.pop()])
+    numbers = sample - SINGLETON_CODES.keys()
+    if len(numbers) == 1 and numbers <= NUMBER_RECORDS.keys():
+        met = sample & SINGLETON_CODES.keys() or SINGLETON_CODES.keys()  # none met: any
+        codes = b"".join(SINGLETON_CODES[kind] for kind in met)
+        found = numbers_and_singletons(values, numbers.pop(), codes)
         if found is not None:
             return found
-    if not sample & {int, float, str}:
+    if not IDS or not sample & {int, float, str}:
         return None
     try:
-        return _by_kind(values)
+        return iter([_by_kind(values)])
     except Indigestible:
         return None
-
-
-def _numbers_and_singletons(values: Any, record: tuple) -> np.ndarray | None:
-    """The digests of a list of one kind of number among Nones and bools, else None.
-
-    Were every element not None, True or False (known by its id) of the kind,
-    marshal's records would start where the sizes add up to; the type byte at
-    each such start proves it, by induction from the first record.
-    """
-    size, dtype, tag, prefix = record
-    try:
-        data = marshal.dumps(values, 2)  # it takes built-in types only: no __float__ is run
-    except ValueError:
-        return None
-    ids = _ids(np.fromiter(values, dtype=object, count=len(values)))
-    singles = [(ids == address, digest) for address, digest in _SINGLETONS]
-    one_byte = singles[0][0] | singles[1][0] | singles[2][0]
-    sizes = one_byte.astype(np.int32)
-    sizes *= 1 - size
-    sizes += size
-    starts = np.cumsum(sizes, dtype=np.int32)  # int32: marshal's own lengths are u32
-    if int(starts[-1]) + _MARSHAL_HEAD != len(data):
-        return None
-    starts += _MARSHAL_HEAD - sizes
-    if not np.all((np.frombuffer(data, dtype=np.uint8)[starts] == tag[0]) | one_byte):
-        return None
-    starts += 1  # where the values are; a last singleton would read past the end:
-    np.minimum(starts, len(data) - size + 1, out=starts)  # it reads a number's bytes instead
-    column = np.ndarray((len(data) - size + 2,), dtype, data, 0, (1,))
-    out = collect(len(values), words_digests(prefix, len(values), loader(column, starts)))
-    slots = out.view("V16")[:, 0]
-    for where, digest in singles:
-        slots[where] = np.frombuffer(digest, dtype="V16")
-    return out
 
 
 _KINDS = (int, float, str, type(None), bool)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from fleche._digest_helper import helper_useful, pieces_in_order
 from fleche._digest_scheme import (
     Encoder,
     Tag,
@@ -63,6 +64,14 @@ and 128 to 1,024 tile columns, this measured fastest on 100 MB float64 arrays of
 125 to 100,000 columns (``benchmarks/bench_digest.py``): fewer rows read too
 little of each column at a time, more leave the block and the tiles out of the
 caches."""
+
+SHARED_MIN_BYTES = 1 << 21
+"""From this size on, the transposing copy is shared with a helper thread
+(:mod:`fleche._digest_helper`), through ``HELPER_BUFFERS`` buffers of a block
+each: of 2 to 4, 3 measured fastest on 100 MB arrays (``benchmarks/bench_digest.py``).
+At 2 MB (four blocks) it still cut the wall time 0.53 -> 0.32 ms, for 0.59 ms
+of CPU time; smaller arrays have too few blocks to share."""
+HELPER_BUFFERS = 3
 
 _H_NDARRAY = header(Tag.NDARRAY)
 _H_STRUCT = header(Tag.NDARRAY_STRUCT)
@@ -128,28 +137,48 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
 
     numpy's transposing copy moves one element at a time (~0.7 ns each, ~8 ms
     per 100 MB even in the cache), about three times what hashing the block
-    costs. Sharing the copy with a helper thread (numpy copies and xxhash
-    updates release the GIL) was measured on two idle cores and not kept: on a
-    100 MB array, wall time 12.4 -> 10.8 ms but CPU time 12.4 -> 20 ms, as two
-    transposing copies at once each run ~40% slower (issue 13). Hashing each
-    block in a helper thread while the next is copied was slower still (12.2
-    -> 17 ms, wall and CPU), and so were copies moving 2, 4 or 8 rows as one
-    wider element, or tiles copied whole into a tiled buffer and then into
-    rows (16 to 40 ms): numpy's copy of a tile in the cache, ~0.5 ns an
-    element, bounds this path at ~3 times the hash of a C-order array.
+    costs; copies moving 2, 4 or 8 rows as one wider element, or tiles copied
+    whole into a tiled buffer and then into rows, were slower (16 to 40 ms).
+    From ``SHARED_MIN_BYTES`` on, a helper thread copies blocks ahead while
+    this thread hashes them in order (:mod:`fleche._digest_helper`): on two
+    idle cores, 100 MB of 10,000 x 1,250 took 9.4 -> 5.7 ms of wall time (10.6
+    ms of CPU time), of 1,250 x 10,000 13.2 -> 9.3 ms (16.9 ms of CPU time);
+    with the other core busy, the wait is no shorter than alone, and the CPU
+    time up to twice (issue 13). Hashing in the helper while this thread
+    copies, or splitting each block between the threads, measured worse.
     """
     row_bytes = arr.nbytes // len(arr)
     rows = BLOCK_ROWS[0] if row_bytes <= 1 << 14 else BLOCK_ROWS[1]
     rows = max(1, min(rows, BLOCK_BYTES // row_bytes, len(arr)))
     columns = max(1, TILE_BYTES // (rows * (row_bytes // arr.shape[1])))
-    buffer = np.empty((rows, *arr.shape[1:]), dtype=canonical)
-    for start in range(0, len(arr), rows):
-        piece = arr[start : start + rows]
+    starts = range(0, len(arr), rows)
+
+    def fill(block: int, buffer: np.ndarray) -> np.ndarray:
+        piece = arr[starts[block] : starts[block] + rows]
         out = buffer[: len(piece)]
         for column in range(0, arr.shape[1], columns):
             end = column + columns
             np.copyto(out[:, column:end], piece[:, column:end])
-        yield out.reshape(-1).view(np.uint8)
+        return out.reshape(-1).view(np.uint8)
+
+    shared = (
+        arr.nbytes >= SHARED_MIN_BYTES
+        and len(starts) > 1
+        and HELPER_BUFFERS * rows * row_bytes <= BLOCK_BYTES  # no more memory than one block
+        and helper_useful()
+    )
+    count = HELPER_BUFFERS if shared else 1
+    buffers = [_block_buffer(arr, rows, canonical) for _ in range(count)]
+    if shared:
+        spare = functools.partial(_block_buffer, arr, rows, canonical)
+        yield from pieces_in_order(len(starts), fill, buffers, spare)
+        return
+    for block in range(len(starts)):
+        yield fill(block, buffers[0])
+
+
+def _block_buffer(arr: np.ndarray, rows: int, canonical: np.dtype) -> np.ndarray:
+    return np.empty((rows, *arr.shape[1:]), dtype=canonical)
 
 
 _SHAPES = [struct.Struct(f"<Q{n}Q").pack for n in range(65)]  # numpy allows 64 dimensions
