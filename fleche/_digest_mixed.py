@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 
 from fleche._digest_bulk import (
-    FLOAT_PREFIX,
-    INT_PREFIX,
     SAMPLE,
     all_strs,
     bulk_digests,

@@ -56,7 +56,13 @@ class _Unplain(Exception):
 
 #: What decoding a page raises when a row of it is not a plain entry (an empty payload: IndexError).
 _NOT_PLAIN = (
-    _Unplain, LookupError, TypeError, ValueError, pickle.UnpicklingError, AttributeError, EOFError
+    _Unplain,
+    LookupError,
+    TypeError,
+    ValueError,
+    pickle.UnpicklingError,
+    AttributeError,
+    EOFError,
 )
 
 
