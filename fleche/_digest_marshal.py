@@ -74,7 +74,7 @@ def numbers_and_singletons(values: Any, kind: type, codes: bytes) -> Iterator[np
     np.minimum(places, len(data) - size, out=places)  # a last singleton's would read past the end
     column = np.ndarray((len(data) - size + 1,), dtype, data, 1, (1,))  # the value after each place
     pieces = words_digests(prefix, n, loader(column, places))
-    return _patched(pieces, rows, _DIGESTS[records[starts]])
+    return patched(pieces, rows, _DIGESTS[records[starts]])
 
 
 def _singletons(records: np.ndarray, size: int, tag: int, codes: bytes) -> np.ndarray | None:
@@ -122,7 +122,7 @@ def _record_starts(n: int, rows: np.ndarray, size: int) -> np.ndarray:
     return starts
 
 
-def _patched(pieces: Iterator[np.ndarray], rows: np.ndarray, digests: np.ndarray) -> Iterator:
+def patched(pieces: Iterator[np.ndarray], rows: np.ndarray, digests: np.ndarray) -> Iterator:
     """``pieces`` with the digests of the singletons at ``rows`` put in place."""
     start = 0
     for piece in pieces:

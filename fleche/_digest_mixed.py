@@ -8,7 +8,8 @@ and its digests put back in place; Nones and bools take their constant
 digests, and whatever else is met is encoded one by one.
 
 A list of one kind of number with Nones or bools (floats with gaps, say) is
-read from a single ``marshal`` pass instead (:mod:`fleche._digest_marshal`).
+read from the float objects' memory (:mod:`fleche._digest_memory`) or from a
+single ``marshal`` pass (:mod:`fleche._digest_marshal`) instead.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ from typing import Any
 import numpy as np
 
 from fleche._digest_bulk import (
+    FLOAT_PREFIX,
     SAMPLE,
     all_strs,
     bulk_digests,
     encoded,
+    loader,
     pick,
     str_digests,
     words,
 )
-from fleche._digest_marshal import NUMBER_RECORDS, SINGLETON_CODES, numbers_and_singletons
+from fleche._digest_marshal import (
+    NUMBER_RECORDS,
+    SINGLETON_CODES,
+    numbers_and_singletons,
+    patched,
+)
+from fleche._digest_memory import LAYOUT, floats
 from fleche._digest_scheme import encode
 from fleche._digest_xxh3 import collect, words_digests
 from fleche.errors import Indigestible
@@ -86,6 +95,11 @@ def mixed_digests(values: Any) -> Iterator[np.ndarray] | None:
     """
     sample = set(map(type, values[:: max(1, len(values) // SAMPLE)]))
     numbers = sample - SINGLETON_CODES.keys()
+    if numbers == {float} and LAYOUT:
+        found = floats(values)
+        if found is not None:
+            column, rows, digests = found
+            return patched(words_digests(FLOAT_PREFIX, len(values), loader(column)), rows, digests)
     if len(numbers) == 1 and numbers <= NUMBER_RECORDS.keys():
         met = sample & SINGLETON_CODES.keys() or SINGLETON_CODES.keys()  # none met: any
         codes = b"".join(SINGLETON_CODES[kind] for kind in met)
