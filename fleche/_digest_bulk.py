@@ -7,9 +7,10 @@ hashed by :mod:`fleche._digest_xxh3`, which gives the very digests the
 per-element encoders give (``tests/test_digest_bulk.py`` and
 ``tests/test_digest_fast_paths.py`` check this). Lists, tuples, dict keys
 and dict values of exact ``int`` (within int64), exact ``float`` or exact
-``str`` take this path; ints within int32 and floats are type-checked and read
-in one ``marshal`` pass, strs in one UTF-8 encode of them all. Lists mixing
-kinds are sorted by kind in :mod:`fleche._digest_mixed`.
+``str`` take this path; floats are type-checked and read from their objects
+(:mod:`fleche._digest_memory`), ints within int32 (and floats elsewhere than
+CPython) in one ``marshal`` pass, strs in one UTF-8 encode of them all. Lists
+mixing kinds are sorted by kind in :mod:`fleche._digest_mixed`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from fleche._digest_memory import LAYOUT, floats
 from fleche._digest_scheme import Tag, encode, header, pack_head
 from fleche._digest_xxh3 import (
     MAX_LENGTH,
@@ -167,6 +169,11 @@ def words(values: Any) -> Words | None:
     sample = values[:: max(1, len(values) // SAMPLE)]
     if countOf(map(type, sample), kind) != len(sample):
         return None  # others met: neither marshal nor a type check of them all
+    if kind is float and LAYOUT:  # read from the floats themselves, else from marshal
+        found = floats(values)
+        if found is None or len(found[1]):
+            return None  # others met: the mixed path reads them
+        return FLOAT_PREFIX, len(values), loader(found[0])
     if kind is float or _INT32_MIN <= values[0] <= _INT32_MAX:
         marshalled = _marshalled(values)
         if marshalled is not None:
