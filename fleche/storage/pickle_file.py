@@ -33,7 +33,7 @@ from ..serializers import Serializer, compress, decompress, get_serializer, unin
 from .base import CallMixin, ValueMixin
 from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
-from .entry_pages import CHECK_SIZE, plain_entries
+from .entry_pages import CHECK_SIZE, plain_entries, plain_values
 from .file import FileStorage
 from .form_check import FormCheck
 from .small_values import Encoded, HeldWithRecord, SmallValues
@@ -189,6 +189,14 @@ class PickleCodec:
         if plain and type(self._serializer) is serializers.PickleSerializer:
             return plain_entries(rows, self._head)
         return {}, rows
+
+    def _decode_page(self, rows: list[tuple[str, bytes]]) -> list[Any] | None:
+        """The objects of the rows ``(key, bytes)`` in order, if all decode in one loop
+        (:func:`~.entry_pages.plain_values`); ``None`` to read them with :meth:`_decode_many`."""
+        plain = self._signer is None and self._compression is None
+        if plain and type(self._serializer) is serializers.PickleSerializer:
+            return plain_values(rows, self._head)
+        return None
 
     def _decode(self, data: bytes, key: bytes) -> Any:
         """The object in the bytes of one file, or an exception saying why they cannot be trusted."""
