@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..digest import Digest
 from .base import Staged, StorageBackend
+from .entry_pages import plain_entries, plain_values
 from .key_join import positions
 
 if TYPE_CHECKING:
@@ -184,8 +185,9 @@ class SmallValues(StorageBackend):
         wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
         found: dict[Digest, Any] = {}
         decode, resolve, new = self._decode, self._resolve, str.__new__  # type: ignore[attr-defined]
+        head = self._plain_head()  # type: ignore[attr-defined]
         for rows in table.get_many(wanted):
-            decoded, left = self._decode_many(rows)  # type: ignore[attr-defined]
+            decoded, left = ({}, rows) if head is None else plain_entries(rows, head)
             for key, form in decoded.items():  # a scalar is its own value: no call
                 if type(form) not in _PLAIN:
                     decoded[key] = resolve(form, key)
@@ -235,11 +237,12 @@ class SmallValues(StorageBackend):
         """The value of each row ``(key, bytes)``, in order; ``missing`` where it cannot be read here."""
         values: list[Any] = []
         decode, new = self._decode, str.__new__  # type: ignore[attr-defined]
+        head = self._plain_head()  # type: ignore[attr-defined]
         for start in range(0, len(rows), _BATCH):
             batch = rows[start : start + _BATCH]
-            forms = self._decode_page(batch)  # type: ignore[attr-defined]
-            if forms is None:
-                decoded, left = self._decode_many(batch)  # type: ignore[attr-defined]
+            forms = None if head is None else plain_values(batch, head)
+            if forms is None:  # decoded row by row where the page cannot be at once
+                decoded, left = ({}, batch) if head is None else plain_entries(batch, head)
                 for text, data in left:  # written otherwise (signed, compressed), or damaged
                     try:
                         decoded[new(Digest, text)] = decode(data, text.encode())
