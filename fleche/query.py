@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .call import LazyCall
@@ -74,8 +74,8 @@ class QueryIterator:
     #: :meth:`table` is built from them without a record object per call.
     pages: Callable[[], Iterable[Any]] | None = dataclasses.field(default=None, compare=False)
     #: How the calls of ``pages`` load values by their digests, many at once (a value
-    #: storage's ``load_many``): :meth:`table` reads the values it shows with it.
-    load_many: Callable[[Iterable[Digest]], Mapping[Digest, Any]] | None = dataclasses.field(
+    #: storage's ``values_of``): :meth:`table` reads the values it shows with it.
+    values_of: Callable[[Sequence[Any], Any], list[Any]] | None = dataclasses.field(
         default=None, compare=False
     )
 
@@ -235,6 +235,6 @@ class QueryIterator:
 
     def _table(self, shown: Callable[[str], bool], shrink: Callable[[Any], Any] | None) -> Any:
         """The table, from the pages where the source reads them (see :func:`~fleche.query_table.frame`)."""
-        if self.pages is not None and self.load_many is not None:
-            return page_frame(self.pages(), shrink, shown, self.load_many)
+        if self.pages is not None and self.values_of is not None:
+            return page_frame(self.pages(), shrink, shown, self.values_of)
         return frame(self, shown, shrink)

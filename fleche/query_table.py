@@ -7,7 +7,7 @@ share their argument names and metadata entries becomes columns without
 a record object or a Python step per call: a row at a time, pandas and the
 records cost more than the store does.  The values shown are then read
 once the table holds their digests, all in one request to the value
-storage (``load_many``), and put in place by one lookup per row; the
+storage (``values_of``), which gives each cell's value in order; the
 digests of a page's values are kept as the text the store gave until then
 (a :class:`~fleche.digest.Digest` made per value and dropped costs 3% of
 a table, benchmarks/bench_scale.py).
@@ -16,9 +16,9 @@ a table, benchmarks/bench_scale.py).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, repeat
-from operator import itemgetter, methodcaller
+from operator import is_, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
@@ -34,6 +34,8 @@ __all__ = ["frame", "page_frame"]
 _MISSING = float("nan")
 #: What names a value in a column of values being loaded: a digest, or its text (a page's).
 _KEYS = frozenset({Digest, str})
+#: What a value storage gives for a cell whose value it has not.
+_LOST: Any = object()
 _new = str.__new__
 _FIRST = ("key", "function")
 _values = methodcaller("values")
@@ -110,22 +112,22 @@ def page_frame(
     pages: Iterable[Any],
     shrink: Callable[[Any], Any] | None,
     shown: Callable[[str], bool] | None = None,
-    load_many: Callable[[Iterable[Digest]], Mapping[Digest, Any]] | None = None,
+    values_of: Callable[[Sequence[Any], Any], list[Any]] | None = None,
 ) -> pandas.DataFrame:
     """The table of the calls of ``pages`` (record pages), as :func:`frame` makes it.
 
-    The values shown are read by ``load_many`` (a value storage's
-    :meth:`~fleche.storage.bulk_reads.ValueBulkReads.load_many`) once the
-    table is filled with digests, each once, all in one request: a store
-    that keeps small values in its database reads them a chunk of keys per
-    statement.
+    The values shown are read by ``values_of`` (a value storage's
+    :meth:`~fleche.storage.bulk_reads.ValueBulkReads.values_of`) once the
+    table is filled with digests, all in one request: a store that keeps
+    small values in its database reads them by one scan, or a chunk of
+    keys per statement.
     """
     short = functools.cache(shrink) if shrink else _same
     table = _Columns()
     with collector_paused():
         loading = _fill(table, pages, short, shrink is not None, shown or _nothing)
-        if loading and load_many is not None:
-            _load_columns(table, loading, load_many)
+        if loading and values_of is not None:
+            _load_columns(table, loading, values_of)
         return table.frame()
 
 
@@ -165,25 +167,41 @@ def _fill(
 
 
 def _load_columns(
-    table: _Columns, names: set[str], load_many: Callable[[Iterable[Digest]], Mapping[Digest, Any]]
+    table: _Columns, names: set[str], values_of: Callable[[Sequence[Any], Any], list[Any]]
 ) -> None:
-    """The digests in the columns ``names`` replaced by their values, each read once.
+    """The digests in the columns ``names`` replaced by their values, all read in one request.
 
     An argument whose value is not stored shows its digest (as a
     :class:`~fleche.call.LazyCall`'s arguments do); a result must be there.
     """
     columns = {n: table.columns[n] for n in names}
-    wanted: set[str] = set()
-    for column in columns.values():  # the digests (or their text) of each column, in C
-        wanted.update(compress(column, map(_KEYS.__contains__, map(type, column))))
-    values = load_many(wanted)  # full digests, as text (what the store gave) or Digest
-    if len(values) < len(wanted):  # an argument not stored shows its digest; a result must be there
-        missing = wanted.difference(values)
-        if "result" in columns and (lost := missing.intersection(columns["result"])):
-            raise KeyError(_new(Digest, lost.pop()))
-        values = {**values, **{text: _new(Digest, text) for text in missing}}
-    for name, column in columns.items():  # one lookup per row, in C
-        table.columns[name] = list(map(values.get, column, column))
+    keyed = {n: _keyed(c) for n, c in columns.items()}
+    cells: list[Any] = []
+    for name, column in columns.items():
+        cells += column if keyed[name] is None else compress(column, keyed[name])
+    values = values_of(cells, _LOST)  # full digests, as text (what the store gave) or Digest
+    start = 0
+    for name, column in columns.items():
+        mask = keyed[name]
+        end = start + (len(column) if mask is None else sum(mask))
+        shown = values[start:end]
+        lost = list(compress(range(len(shown)), map(is_, shown, repeat(_LOST))))
+        if lost and name == "result":
+            raise KeyError(_new(Digest, cells[start + lost[0]]))
+        for n in lost:  # an argument not stored shows its digest
+            shown[n] = _new(Digest, cells[start + n])
+        if mask is not None:  # rows without the column keep what they show
+            rest = iter(shown)
+            shown = [next(rest) if k else c for c, k in zip(column, mask, strict=True)]
+        table.columns[name] = shown
+        start = end
+
+
+def _keyed(column: list[Any]) -> list[bool] | None:
+    """Which cells of ``column`` name a value (a digest or its text); ``None`` if all do (in C)."""
+    if _KEYS.issuperset(map(type, column)):
+        return None
+    return list(map(_KEYS.__contains__, map(type, column)))
 
 
 def _functions(modules: Sequence[Any], names: Sequence[str]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fleche import Call, from_config
@@ -57,3 +59,46 @@ def test_a_damaged_row_among_many_is_refused_alone(values, damage):
     with pytest.warns(Warning):
         found = values.load_many(keys)
     assert found == {key: [n, n / 2] for n, key in enumerate(keys) if n != 7}
+
+
+MISSING = object()
+
+
+@pytest.mark.parametrize("asked", [3, 2000], ids=["sparse", "dense"])
+def test_values_of_gives_each_cell_its_value_in_order(values, asked):
+    # Many cells are answered by one scan of the table joined to them; few by load_many.
+    stored = [values.save([n, n / 2]) for n in range(2 * sql_values.CHUNK)]
+    big = values.save("x" * 10_000)  # a file
+    keys = [*stored[:asked], big, "0" * 32, stored[0], str(stored[1])]
+    found = values.values_of(keys, MISSING)
+    expected = [[n, n / 2] for n in range(len(stored[:asked]))]
+    assert found == [*expected, "x" * 10_000, MISSING, [0, 0.0], [1, 0.5]]
+    assert found[0] is found[-2]  # a value read once however many cells show it
+
+
+def test_values_of_a_damaged_row_is_missing_and_warned_of(values):
+    keys = [values.save([n, n / 2]) for n in range(2 * sql_values.CHUNK)]
+    table = values.database.small_values()
+    data = bytearray(table.get(keys[7]))
+    data[-2] ^= 0xFF
+    table.put(keys[7], bytes(data), replace=True)
+    with pytest.warns(Warning):
+        found = values.values_of(keys, MISSING)
+    assert found == [MISSING if n == 7 else [n, n / 2] for n in range(len(keys))]
+
+
+def test_values_of_compressed_entries_and_keys_in_capitals(tmp_path):
+    # Rows not written plainly are decoded one by one; text in capitals is left to load_many.
+    values = dataclasses.replace(inline_values(tmp_path), compress=True)
+    keys = [values.save(n) for n in range(300)]
+    assert values.values_of(keys) == list(range(300))
+    capitals = [str(key).upper() for key in keys]
+    found = values.load_many(capitals)
+    assert values.values_of(capitals, MISSING) == [found.get(k, MISSING) for k in capitals]
+
+
+def test_values_of_destructured_values(tmp_path):
+    values = inline_values(tmp_path)
+    nested = [{"a": ("x" * 300, n)} for n in range(300)]  # a long string: a part stored apart
+    keys = [values.save(v) for v in nested]
+    assert values.values_of(keys) == nested

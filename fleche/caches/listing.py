@@ -97,7 +97,7 @@ def calls_of(
                 calls = paged_calls(page, cache.values)
             yield from calls
 
-    return QueryIterator(source, cache, counter, pages, cache.values.load_many)
+    return QueryIterator(source, cache, counter, pages, cache.values.values_of)
 
 
 def lazy_calls(records: Sequence[DigestedCall], values: Any) -> list[LazyCall]:

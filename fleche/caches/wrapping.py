@@ -218,11 +218,11 @@ class FilteringMixin:
             template = self.predicate  # the storage answers it (SQL pushdown)
         inner = super().query(template, expired=expired)  # type: ignore[misc]
         shown = inner.filter(self._match)
-        if inner.pages is None or inner.load_many is None:
+        if inner.pages is None or inner.values_of is None:
             return dataclasses.replace(shown, cache=self)
         # A table of it is still built from pages: those of the calls shown.
         return dataclasses.replace(
-            shown, cache=self, pages=lambda: pages_of(shown.calls()), load_many=inner.load_many
+            shown, cache=self, pages=lambda: pages_of(shown.calls()), values_of=inner.values_of
         )
 
     def expand(self, key: Digest | str) -> Digest:

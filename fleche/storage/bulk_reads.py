@@ -10,8 +10,8 @@ calls, go through these.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import islice
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..call import Call, DigestedCall, QueryCall
@@ -135,3 +135,13 @@ class ValueBulkReads:
             except KeyError:
                 continue
         return found
+
+    def values_of(self, keys: Sequence[Digest | str], missing: Any = None) -> list[Any]:
+        """The value under each of ``keys`` (full digests, or their text), in their order.
+
+        ``missing`` stands where no value is stored (or it cannot be read,
+        warned of as by ``load``).  What a table of calls reads its cells
+        with; this default asks :meth:`load_many` for each key once.
+        """
+        found = self.load_many(set(keys))
+        return list(map(found.get, keys, repeat(missing)))

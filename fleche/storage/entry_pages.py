@@ -16,20 +16,21 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Sequence
 from itertools import repeat
-from operator import add, getitem
+from operator import add, getitem, itemgetter
 from typing import Any
 
 from xxhash import xxh3_64_digest
 
 from ..digest import Digest
 
-__all__ = ["CHECK_SIZE", "plain_entries"]
+__all__ = ["CHECK_SIZE", "plain_entries", "plain_values"]
 
 #: The bytes of an unsigned entry's check (xxh3-64).
 CHECK_SIZE = 8
 #: The first byte of a payload framed with out-of-band buffers (:mod:`fleche.serializers`).
 _FRAMED = 0xFF
 _new = str.__new__
+_first = itemgetter(0)
 
 
 def plain_entries(
@@ -50,6 +51,18 @@ def plain_entries(
         return _one_by_one(rows, head)
 
 
+def plain_values(rows: Sequence[tuple[str, bytes]], head: bytes) -> list[Any] | None:
+    """The objects of the rows ``(key, bytes)``, in order, if all are written plainly with ``head``.
+
+    ``None`` if one is not (or is damaged): the page is then read as
+    :func:`plain_entries` reads it.  No digest is made for a row.
+    """
+    try:
+        return _objects(rows, head)
+    except _NOT_PLAIN:
+        return None
+
+
 class _Unplain(Exception):
     """A row of the page is not a plain entry (internal)."""
 
@@ -67,9 +80,15 @@ _NOT_PLAIN = (
 
 
 def _page(rows: Sequence[tuple[str, bytes]], head: bytes) -> dict[Digest, Any]:
-    """The objects of a page of plain entries; :class:`_Unplain` (or the unpickler's error) if one is not."""
+    """The objects of a page of plain entries by key; :class:`_Unplain` (or the unpickler's error) if one is not."""
+    values = _objects(rows, head)
+    return dict(zip(map(_new, repeat(Digest), map(_first, rows)), values, strict=True))
+
+
+def _objects(rows: Sequence[tuple[str, bytes]], head: bytes) -> list[Any]:
+    """The objects of a page of plain entries, in order (see :func:`_page`)."""
     if not rows:
-        return {}
+        return []
     texts, datas = zip(*rows, strict=True)
     end = len(head) + CHECK_SIZE
     payloads = list(map(getitem, datas, repeat(slice(end, None))))
@@ -79,7 +98,7 @@ def _page(rows: Sequence[tuple[str, bytes]], head: bytes) -> dict[Digest, Any]:
     # What precedes each payload is the header and the check: both compared at once.
     if list(map(add, repeat(head), checks)) != list(map(getitem, datas, repeat(slice(end)))):
         raise _Unplain
-    return dict(zip(map(_new, repeat(Digest), texts), map(pickle.loads, payloads), strict=True))
+    return list(map(pickle.loads, payloads))
 
 
 def _one_by_one(

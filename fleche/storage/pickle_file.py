@@ -33,7 +33,7 @@ from ..serializers import Serializer, compress, decompress, get_serializer, unin
 from .base import CallMixin, ValueMixin
 from .children_log import ChildrenLog
 from .destructuring import INLINE_DEPTH, DestructuringMixin
-from .entry_pages import CHECK_SIZE, plain_entries
+from .entry_pages import CHECK_SIZE
 from .file import FileStorage
 from .form_check import FormCheck
 from .small_values import Encoded, HeldWithRecord, SmallValues
@@ -182,13 +182,11 @@ class PickleCodec:
         hasher.update(payload)
         return head + hasher.digest(), payload
 
-    def _decode_many(self, rows: list[tuple[str, bytes]]) -> tuple[dict[Digest, Any], list[Any]]:
-        """The objects of many rows ``(key, bytes)`` decoded in one loop, and the rows left to
-        :meth:`_decode` (:func:`~.entry_pages.plain_entries`: written unsigned, uncompressed)."""
-        plain = self._signer is None and self._compression is None
-        if plain and type(self._serializer) is serializers.PickleSerializer:
-            return plain_entries(rows, self._head)
-        return {}, rows
+    def _plain_head(self) -> bytes | None:
+        """The header of the entries read a page at a time (:mod:`.entry_pages`): unsigned,
+        uncompressed, pickled; ``None`` if this storage writes otherwise."""
+        pickled = type(self._serializer) is serializers.PickleSerializer
+        return self._head if pickled and self._signer is self._compression is None else None
 
     def _decode(self, data: bytes, key: bytes) -> Any:
         """The object in the bytes of one file, or an exception saying why they cannot be trusted."""

@@ -25,11 +25,15 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress, repeat
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..digest import Digest
 from .base import Staged, StorageBackend
+from .entry_pages import plain_entries, plain_values
+from .key_join import positions
 
 if TYPE_CHECKING:
     from .sql_values import SmallValueTable
@@ -44,8 +48,16 @@ KEPT: Any = object()
 _HOLDING = threading.local()
 #: Kinds whose size is their length: too large to inline is known without encoding them.
 _SIZED_BY_LENGTH = frozenset({bytes, str, bytearray})
-#: Kinds of stored entries that are the value they stand for (no layer above rebuilds them).
-_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
+#: Kinds of stored entries that are the value they stand for (no layer above rebuilds them:
+#: one that does, :class:`~fleche.storage.destructuring.DestructuringMixin`, stores the
+#: containers it rebuilds as forms of its own).
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, list, tuple, dict})
+#: :meth:`SmallValues.values_of` scans the table whole once it is asked for at least one
+#: key (counted with repeats) per this many rows.
+_DENSE = 4
+#: Rows decoded in one step by :meth:`SmallValues.values_of`.
+_BATCH = 1000
+_first = itemgetter(0)
 
 
 class Encoded(NamedTuple):
@@ -173,8 +185,9 @@ class SmallValues(StorageBackend):
         wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
         found: dict[Digest, Any] = {}
         decode, resolve, new = self._decode, self._resolve, str.__new__  # type: ignore[attr-defined]
+        head = self._plain_head()  # type: ignore[attr-defined]
         for rows in table.get_many(wanted):
-            decoded, left = self._decode_many(rows)  # type: ignore[attr-defined]
+            decoded, left = ({}, rows) if head is None else plain_entries(rows, head)
             for key, form in decoded.items():  # a scalar is its own value: no call
                 if type(form) not in _PLAIN:
                     decoded[key] = resolve(form, key)
@@ -188,6 +201,70 @@ class SmallValues(StorageBackend):
         if len(found) < len(wanted):  # in the backend, damaged, or with a part missing
             found.update(super().load_many(wanted.difference(found)))  # type: ignore[misc]
         return found
+
+    def values_of(self, keys: Sequence[Digest | str], missing: Any = None) -> list[Any]:
+        # docstring inherited: when most rows are asked for (a table of a store's calls), the
+        # table is scanned whole and joined to the keys at once (.key_join): no dict of every
+        # value, no lookup per key; only the rows asked for are decoded
+        table = self._rows()
+        if table is None or not self._context_free or len(keys) * _DENSE < table.count():  # type: ignore[attr-defined]
+            return super().values_of(keys, missing)  # type: ignore[misc]
+        rows = table.scan()
+        at = positions(list(map(_first, rows)), keys)
+        if at is None:  # a key that is not a digest's text
+            return super().values_of(keys, missing)  # type: ignore[misc]
+        values = self._joined(rows, at, missing)
+        lost = list(compress(range(len(values)), map(is_, values, repeat(missing))))
+        if lost:  # in the backend, damaged, or with a part missing: read alone (warned of)
+            found = super().load_many({keys[n] for n in lost})  # type: ignore[misc]
+            for n in lost:
+                values[n] = found.get(keys[n], missing)
+        return values
+
+    def _joined(self, rows: list[tuple[str, bytes]], at: Any, missing: Any) -> list[Any]:
+        """The value of the row at each index of ``at`` (-1: ``missing``), each row decoded once."""
+        import numpy
+
+        used = numpy.flatnonzero(numpy.bincount(at[at >= 0], minlength=len(rows)))
+        chosen = rows if len(used) == len(rows) else list(map(rows.__getitem__, used.tolist()))
+        entries = numpy.empty(len(rows) + 1, dtype=object)  # the last one: where at is -1
+        values = self._entries(chosen, missing)
+        entries[used] = numpy.fromiter(values, dtype=object, count=len(values))
+        entries[-1] = missing
+        return entries[at].tolist()
+
+    def _entries(self, rows: list[tuple[str, bytes]], missing: Any) -> list[Any]:
+        """The value of each row ``(key, bytes)``, in order; ``missing`` where it cannot be read here."""
+        values: list[Any] = []
+        decode, new = self._decode, str.__new__  # type: ignore[attr-defined]
+        head = self._plain_head()  # type: ignore[attr-defined]
+        for start in range(0, len(rows), _BATCH):
+            batch = rows[start : start + _BATCH]
+            forms = None if head is None else plain_values(batch, head)
+            if forms is None:  # decoded row by row where the page cannot be at once
+                decoded, left = ({}, batch) if head is None else plain_entries(batch, head)
+                for text, data in left:  # written otherwise (signed, compressed), or damaged
+                    try:
+                        decoded[new(Digest, text)] = decode(data, text.encode())
+                    except Exception:  # noqa: BLE001 - read again alone, which warns as a load does
+                        continue
+                forms = list(map(decoded.get, map(_first, batch), repeat(missing)))
+            if not _PLAIN.issuperset(map(type, forms)):
+                forms = [
+                    self._resolved(form, text, missing)
+                    for form, (text, _) in zip(forms, batch, strict=True)
+                ]
+            values += forms
+        return values
+
+    def _resolved(self, form: Any, text: str, missing: Any) -> Any:
+        """:meth:`_resolve` of one row's entry; ``missing`` if a part of it cannot be read."""
+        if form is missing or type(form) in _PLAIN:
+            return form
+        try:
+            return self._resolve(form, str.__new__(Digest, text))
+        except Exception:  # noqa: BLE001 - read again alone, which says why
+            return missing
 
     def _resolve(self, form: Any, key: Digest) -> Any:
         """The value a stored entry stands for: the entry itself, unless a layer above rebuilds it.

@@ -70,6 +70,7 @@ class SmallValueTable:
             text(pair.where(table.key > bindparam("after")).order_by(table.key)) + f" LIMIT {PAGE}"
         )
         self._bytes = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM small_values"
+        self._count = "SELECT count(*) FROM small_values"
         self._stored = text(select(table.stored).where(table.key == _KEY))
         self._delete = text(delete(small_values).where(table.key == _KEY))
         self._unused = text(
@@ -139,6 +140,17 @@ class SmallValueTable:
             padded = chain(chunk, repeat(chunk[-1], CHUNK - len(chunk)))
             rows = self.runtime.read(self._in, {f"k{n}": k for n, k in enumerate(padded)})
             yield self._bytes_of(rows)
+
+    def scan(self) -> list[tuple[str, bytes]]:
+        """Every row (key and bytes), sorted by key: read a page per statement."""
+        rows: list[tuple[str, bytes]] = []
+        for page in self.runtime.pages(self._page, {"after": ""}, PAGE):
+            rows += self._bytes_of(page)
+        return rows
+
+    def count(self) -> int:
+        """How many entries are kept here."""
+        return int(self.runtime.read(self._count, {})[0][0])
 
     def _bytes_of(self, rows: list[Any]) -> list[tuple[str, bytes]]:
         """Rows with their data as ``bytes`` (psycopg gives a memoryview)."""
