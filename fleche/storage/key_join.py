@@ -42,7 +42,7 @@ def positions(keys: Sequence[str], texts: Sequence[Any]) -> Any:
     if len(have) > 1 and not (have[1:, 0] >= have[:-1, 0]).all():
         order = numpy.lexsort((have[:, 1], have[:, 0]))
         have = have[order]
-    at = numpy.searchsorted(have[:, 0], want[:, 0])
+    at = _searched(have[:, 0], want[:, 0])
     numpy.minimum(at, len(have) - 1, out=at)
     # Two keys alike in their first half: a cell of the second is not found here, and is
     # read by the caller as a key not scanned is (a correct, slower read).
@@ -50,6 +50,24 @@ def positions(keys: Sequence[str], texts: Sequence[Any]) -> Any:
     if order is not None:
         at = order[at]
     return numpy.where(found, at, -1).astype(numpy.int64)
+
+
+def _searched(have: Any, want: Any) -> Any:
+    """``numpy.searchsorted(have, want)``, with ``want`` searched in sorted order.
+
+    Searched in the order given, each of millions of keys walks the sorted
+    keys from the top, a cache miss at every step; in sorted order each
+    search starts where the last one ended (numpy keeps that bound), so the
+    sort pays for itself several times over.
+    """
+    import numpy
+
+    # In native byte order, which compares faster.
+    have, want = have.astype(numpy.uint64), want.astype(numpy.uint64)
+    order = numpy.argsort(want)
+    at = numpy.empty(len(want), dtype=numpy.intp)
+    at[order] = numpy.searchsorted(have, want[order])
+    return at
 
 
 def _numbers(texts: Sequence[Any]) -> Any:
