@@ -19,8 +19,8 @@ on the way. Its rows compare with three more references:
 - ``C copy+xxh3``: ``xxh3_128(np.ascontiguousarray(a))``, the naive canonical
   digest (a whole transposed copy, then the hash);
 - ``tiled copy only``: numpy's transposing copy of ``a`` in L2-sized tiles into
-  one reused buffer (what fleche does without its extension), without hashing: the floor for a
-  transpose made of numpy copies, ~0.5-0.8 ns an element;
+  one reused buffer (what fleche does without its extension), without hashing:
+  the floor for a transpose made of numpy copies, ~0.5-0.8 ns an element;
 - ``xxh3, C twin``: xxh3 of an equal array already in C order, in place: no
   transpose at all, a floor no transposing digest reaches.
 
@@ -111,7 +111,7 @@ def _pickled(value: object) -> bytes:
 
 
 def _tiled_copy(arr: np.ndarray) -> None:
-    """The transposing copy of a Fortran-order array in C order, tiled as fleche's numpy path tiles it.
+    """A Fortran-order array's transposing copy in C order, tiled as fleche's numpy path tiles it.
 
     Blocks of whole rows filled tile by tile into one reused buffer (the sizes
     of :mod:`fleche._digest_numpy`), and not hashed.
