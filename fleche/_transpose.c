@@ -4,9 +4,10 @@
  * array (or a transposed view) is copied in C order, a slab of rows at a time,
  * before it is hashed. numpy's copy moves such an array one element at a
  * time; this copy walks strips of a few dozen source columns down the slab,
- * 4 x 4 items at a time (transposed in vector registers for 4- and 8-byte
- * items on x86-64), and asks for the source lines a little ahead, so the many
- * short runs of a slab stream in from memory instead of missing one by one.
+ * in blocks of 4 x 4 or 8 x 8 items transposed in vector registers (1-, 2-,
+ * 4- and 8-byte items on x86-64; others an item at a time), and asks for the
+ * source lines a little ahead, so the many short runs of a slab stream in from
+ * memory instead of missing one by one.
  *
  * Only the CPython C API and the buffer protocol: no numpy headers, so gcc and
  * Python's headers build it. fleche works without it (a slower numpy path).
@@ -19,9 +20,12 @@
 #define MAX_DIMS 64
 #define STRIP_BYTES 512 /* destination bytes of a strip's row: 64 columns of float64 */
 #define PREFETCH 128    /* bytes down each source column requested ahead */
+#define PREFETCH_EVERY 32 /* bytes down the columns between two requests */
 /* Of strips of 128 to 4,096 bytes and prefetches 0 to 1,024 bytes ahead, these
  * measured fastest on 100 MB float64 arrays of 1,250 and 10,000 rows (without
- * the prefetch, the copy took twice as long: benchmarks/bench_digest.py). */
+ * the prefetch, the copy took twice as long: benchmarks/bench_digest.py). A
+ * request every 32 bytes (every band of float64 or float32, every fourth of
+ * bytes) measured best of 8 to 64 over 1-, 4-, 8- and 16-byte items. */
 
 typedef struct {
     int ndim;
@@ -30,9 +34,7 @@ typedef struct {
     Py_ssize_t dst[MAX_DIMS]; /* destination strides, bytes (C order) */
 } Layout;
 
-typedef struct {
-    uint64_t lo, hi;
-} Item16;
+typedef struct { uint64_t lo, hi; } Item16;
 
 typedef void (*StripKernel)(const char *, Py_ssize_t, Py_ssize_t, char *, Py_ssize_t,
                             Py_ssize_t, Py_ssize_t, Py_ssize_t);
@@ -55,8 +57,8 @@ typedef void (*StripKernel)(const char *, Py_ssize_t, Py_ssize_t, char *, Py_ssi
         }                                                                                   \
     }
 
-STRIP_KERNEL(strip_1, uint8_t)
-STRIP_KERNEL(strip_2, uint16_t)
+STRIP_KERNEL(items_1, uint8_t)
+STRIP_KERNEL(items_2, uint16_t)
 STRIP_KERNEL(items_4, uint32_t)
 STRIP_KERNEL(items_8, uint64_t)
 STRIP_KERNEL(strip_16, Item16)
@@ -107,17 +109,63 @@ static inline void block_4(const char *c, Py_ssize_t s_col, char *r, Py_ssize_t 
     _mm_storeu_si128((__m128i *)(r + 3 * d_row), _mm_unpackhi_epi64(t1, t3));
 }
 
-/* Bands of 4 rows of a strip whose source columns are contiguous, a block at a time; the
- * rows past the last whole band are left to the caller. Returns the rows copied. */
-#define BLOCKS(NAME, SIZE, BLOCK, ATTRIBUTE)                                                \
+/* Eight rows of eight 2-byte items from eight source columns (SSE2). */
+static inline void block_2(const char *c, Py_ssize_t s_col, char *r, Py_ssize_t d_row)
+{
+    __m128i a[8], b[8];
+    for (int k = 0; k < 8; k += 2) {
+        __m128i even = _mm_loadu_si128((const __m128i *)(c + k * s_col));
+        __m128i odd = _mm_loadu_si128((const __m128i *)(c + (k + 1) * s_col));
+        a[k] = _mm_unpacklo_epi16(even, odd); /* rows 0-3 of columns k, k + 1 */
+        a[k + 1] = _mm_unpackhi_epi16(even, odd); /* rows 4-7 */
+    }
+    for (int h = 0; h < 8; h += 4) { /* columns 0-3, then 4-7: two rows in each b */
+        b[h] = _mm_unpacklo_epi32(a[h], a[h + 2]);
+        b[h + 1] = _mm_unpackhi_epi32(a[h], a[h + 2]);
+        b[h + 2] = _mm_unpacklo_epi32(a[h + 1], a[h + 3]);
+        b[h + 3] = _mm_unpackhi_epi32(a[h + 1], a[h + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm_storeu_si128((__m128i *)(r + 2 * k * d_row), _mm_unpacklo_epi64(b[k], b[k + 4]));
+        _mm_storeu_si128((__m128i *)(r + (2 * k + 1) * d_row), _mm_unpackhi_epi64(b[k], b[k + 4]));
+    }
+}
+
+/* Eight rows of eight 1-byte items from eight source columns (SSE2). */
+static inline void block_1(const char *c, Py_ssize_t s_col, char *r, Py_ssize_t d_row)
+{
+    __m128i a[4], b[4];
+    for (int k = 0; k < 4; k++) { /* rows 0-7 of columns 2k, 2k + 1 */
+        a[k] = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(c + 2 * k * s_col)),
+                                 _mm_loadl_epi64((const __m128i *)(c + (2 * k + 1) * s_col)));
+    }
+    b[0] = _mm_unpacklo_epi16(a[0], a[1]); /* rows 0-3 of columns 0-3 */
+    b[1] = _mm_unpackhi_epi16(a[0], a[1]); /* rows 4-7 of columns 0-3 */
+    b[2] = _mm_unpacklo_epi16(a[2], a[3]);
+    b[3] = _mm_unpackhi_epi16(a[2], a[3]);
+    for (int k = 0; k < 2; k++) {
+        __m128i low = _mm_unpacklo_epi32(b[k], b[k + 2]); /* rows 4k, 4k + 1 */
+        __m128i high = _mm_unpackhi_epi32(b[k], b[k + 2]); /* rows 4k + 2, 4k + 3 */
+        char *row = r + 4 * k * d_row;
+        _mm_storel_epi64((__m128i *)row, low);
+        _mm_storel_epi64((__m128i *)(row + d_row), _mm_unpackhi_epi64(low, low));
+        _mm_storel_epi64((__m128i *)(row + 2 * d_row), high);
+        _mm_storel_epi64((__m128i *)(row + 3 * d_row), _mm_unpackhi_epi64(high, high));
+    }
+}
+
+/* Bands of N rows of a strip whose source columns are contiguous, N x N items at a time;
+ * the rows past the last whole band are left to the caller. Returns the rows copied. */
+#define BLOCKS(NAME, SIZE, N, BLOCK, ATTRIBUTE)                                             \
     ATTRIBUTE static Py_ssize_t NAME(const char *src, Py_ssize_t s_col, char *dst,          \
                                      Py_ssize_t d_row, Py_ssize_t rows, Py_ssize_t cols)    \
     {                                                                                       \
         Py_ssize_t i = 0;                                                                   \
-        for (; i + 4 <= rows; i += 4) {                                                     \
-            for (Py_ssize_t j = 0; j < cols; j += 4) {                                      \
+        for (; i + N <= rows; i += N) {                                                     \
+            int ask = (i * SIZE) % PREFETCH_EVERY < N * SIZE;                               \
+            for (Py_ssize_t j = 0; j < cols; j += N) {                                      \
                 const char *c = src + i * SIZE + j * s_col;                                 \
-                for (int k = 0; k < 4; k++) {                                               \
+                for (int k = 0; ask && k < N; k++) {                                        \
                     _mm_prefetch(c + k * s_col + PREFETCH, _MM_HINT_T0);                    \
                 }                                                                           \
                 BLOCK(c, s_col, dst + i * d_row + j * SIZE, d_row);                         \
@@ -126,41 +174,42 @@ static inline void block_4(const char *c, Py_ssize_t s_col, char *r, Py_ssize_t 
         return i;                                                                           \
     }
 
-BLOCKS(blocks_8, 8, block_8, __attribute__((target("avx2"))))
-BLOCKS(blocks_4, 4, block_4, )
+BLOCKS(blocks_8, 8, 4, block_8, __attribute__((target("avx2"))))
+BLOCKS(blocks_4, 4, 4, block_4, )
+BLOCKS(blocks_2, 2, 8, block_2, )
+BLOCKS(blocks_1, 1, 8, block_1, )
 
-/* Whole bands of the columns in fours in registers, the other items one at a time. */
-#define VECTOR_STRIP(NAME, SIZE, BLOCKS_OF, ITEMS, USABLE)                                  \
+/* Whole bands of the columns in blocks in registers, the other items one at a time. */
+#define VECTOR_STRIP(NAME, SIZE, N, USABLE)                                                 \
     static void NAME(const char *src, Py_ssize_t s_row, Py_ssize_t s_col, char *dst,       \
                      Py_ssize_t d_row, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t size) \
     {                                                                                       \
-        Py_ssize_t done = 0, wide = cols & ~(Py_ssize_t)3;                                  \
+        Py_ssize_t done = 0, wide = cols - cols % N;                                        \
         if ((USABLE) && s_row == SIZE && wide > 0) {                                        \
-            done = BLOCKS_OF(src, s_col, dst, d_row, rows, wide);                           \
-            ITEMS(src + wide * s_col, s_row, s_col, dst + wide * SIZE, d_row, done,         \
-                  cols - wide, size);                                                       \
+            done = blocks_##SIZE(src, s_col, dst, d_row, rows, wide);                       \
+            items_##SIZE(src + wide * s_col, s_row, s_col, dst + wide * SIZE, d_row, done,  \
+                         cols - wide, size);                                                \
         }                                                                                   \
-        ITEMS(src + done * s_row, s_row, s_col, dst + done * d_row, d_row, rows - done,     \
-              cols, size);                                                                  \
+        items_##SIZE(src + done * s_row, s_row, s_col, dst + done * d_row, d_row,           \
+                     rows - done, cols, size);                                              \
     }
 
-VECTOR_STRIP(strip_8, 8, blocks_8, items_8, has_avx2)
-VECTOR_STRIP(strip_4, 4, blocks_4, items_4, 1)
+VECTOR_STRIP(strip_8, 8, 4, has_avx2)
+VECTOR_STRIP(strip_4, 4, 4, 1)
+VECTOR_STRIP(strip_2, 2, 8, 1)
+VECTOR_STRIP(strip_1, 1, 8, 1)
 #else
 #define strip_8 items_8
 #define strip_4 items_4
+#define strip_2 items_2
+#define strip_1 items_1
 #endif
 
 static StripKernel strip_kernel(Py_ssize_t size)
 {
-    switch (size) {
-    case 1: return strip_1;
-    case 2: return strip_2;
-    case 4: return strip_4;
-    case 8: return strip_8;
-    case 16: return strip_16;
-    default: return strip_any;
-    }
+    static const StripKernel typed[17] = {
+        [1] = strip_1, [2] = strip_2, [4] = strip_4, [8] = strip_8, [16] = strip_16};
+    return size <= 16 && typed[size] ? typed[size] : strip_any;
 }
 
 /* Drops axes of length 1 and merges axes that are one in both arrays; 0 if the array is empty. */
@@ -258,17 +307,19 @@ static void copy_layout(const Layout *l, const char *src, char *dst, Py_ssize_t 
         memcpy(dst, src, (size_t)size);
         return;
     }
-    int last = l->ndim - 1, near = transposed_axis(l);
+    int last = l->ndim - 1, near = -1;
     Py_ssize_t index[MAX_DIMS] = {0}, from = 0, to = 0, cols = l->shape[last];
     StripKernel strip = strip_kernel(size);
     Outer outer;
-    outer_init(&outer, l, last, near);
     if (l->src[last] == size) { /* rows lie contiguous in the source: copied whole */
+        outer_init(&outer, l, last, -1);
         do {
             memcpy(dst + to, src + from, (size_t)(cols * size));
         } while (outer_next(&outer, index, &from, &to));
         return;
     }
+    near = transposed_axis(l); /* may be an axis of stride 0 (broadcast): read over and over */
+    outer_init(&outer, l, last, near);
     if (near < 0) { /* a gather along each row, no transpose */
         do {
             strip(src + from, 0, l->src[last], dst + to, 0, 1, cols, size);

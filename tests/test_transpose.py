@@ -54,6 +54,8 @@ def _layouts(base: np.ndarray) -> list[np.ndarray]:
             np.asfortranarray(base)[1:, ::-1],
             base.swapaxes(0, -1),
             np.asfortranarray(base)[::3, 1:],
+            np.broadcast_to(base[:1], base.shape),  # stride 0: one row read over and over
+            np.broadcast_to(base[:, :1], base.shape),
         ]
     return views
 
@@ -117,6 +119,8 @@ def test_fortran_arrays_digest_as_their_c_order_copies(path, dtype, shape):
         twin = np.arange(math.prod(shape)).astype(dtype).reshape(shape)
     for arr in (np.asfortranarray(twin), np.ascontiguousarray(twin.T).T):
         assert digest_raw(arr) == digest_raw(twin)
+    for arr in (np.broadcast_to(twin[:1], shape), np.broadcast_to(twin[:, :1], shape)):
+        assert digest_raw(arr) == digest_raw(arr.copy())  # strides of 0
 
 
 @built
