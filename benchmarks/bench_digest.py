@@ -19,20 +19,23 @@ on the way. Its rows compare with three more references:
 - ``C copy+xxh3``: ``xxh3_128(np.ascontiguousarray(a))``, the naive canonical
   digest (a whole transposed copy, then the hash);
 - ``tiled copy only``: numpy's transposing copy of ``a`` in L2-sized tiles into
-  one reused buffer (what fleche does), without hashing: the floor for a
-  transpose made of numpy copies, ~0.5-0.8 ns an element;
+  one reused buffer (what fleche does without its extension), without hashing:
+  the floor for a transpose made of numpy copies, ~0.5-0.8 ns an element;
 - ``xxh3, C twin``: xxh3 of an equal array already in C order, in place: no
   transpose at all, a floor no transposing digest reaches.
 
-From 2 MB on, fleche shares a Fortran-order array's transposing copy with one
-helper thread (:mod:`fleche._digest_helper`): the wall column then shows the
-time the caller waits, the CPU column the work of both threads. The row
-``same, one thread`` is the same digest with the helper off
-(``_digest_numpy.SHARED_MIN_BYTES`` raised), against the C twin: what a
-single core does. The threaded figures depend on the second core being free:
-with it busy with other work, runs measured the threaded digest's wall time
-no better than one thread's and its CPU time up to twice, so run this on an
-idle machine, several times, and compare the two rows.
+fleche copies a Fortran-order array's blocks with its C extension
+(:mod:`fleche._transpose`, built by ``pip install -e .``) on the calling
+thread. Two more rows show the numpy path it falls back to where the
+extension is not built, against the C twin: ``numpy path`` shares the
+transposing copy with a helper thread from 2 MB on
+(:mod:`fleche._digest_helper`: the wall column then shows the time the caller
+waits, the CPU column the work of both threads), ``numpy, one thread`` is the
+same with the helper off (``_digest_numpy.SHARED_MIN_BYTES`` raised). The
+threaded figures depend on the second core being free: with it busy with
+other work, runs measured the threaded digest's wall time no better than one
+thread's and its CPU time up to twice, so run this on an idle machine,
+several times, and compare the two rows.
 
 Container and array rows count CPU time (``time.process_time``, every thread
 of the process: a digest that used threads would show their cost), so a
@@ -108,7 +111,7 @@ def _pickled(value: object) -> bytes:
 
 
 def _tiled_copy(arr: np.ndarray) -> None:
-    """The transposing copy of a Fortran-order array in C order, tiled as fleche tiles it.
+    """A Fortran-order array's transposing copy in C order, tiled as fleche's numpy path tiles it.
 
     Blocks of whole rows filled tile by tile into one reused buffer (the sizes
     of :mod:`fleche._digest_numpy`), and not hashed.
@@ -124,14 +127,16 @@ def _tiled_copy(arr: np.ndarray) -> None:
             np.copyto(out[:, column : column + columns], piece[:, column : column + columns])
 
 
-def _one_thread(arr: np.ndarray) -> bytes:
-    """The digest of ``arr`` with no helper thread for its transposing copy."""
-    shared = _digest_numpy.SHARED_MIN_BYTES
-    _digest_numpy.SHARED_MIN_BYTES = arr.nbytes + 1
+def _numpy_path(arr: np.ndarray, shared: bool) -> bytes:
+    """The digest of ``arr`` without the C extension, its copy shared with the helper or not."""
+    saved = _digest_numpy._copy_c_order, _digest_numpy.SHARED_MIN_BYTES
+    _digest_numpy._copy_c_order = None
+    if not shared:
+        _digest_numpy.SHARED_MIN_BYTES = arr.nbytes + 1
     try:
         return digest_raw(arr)
     finally:
-        _digest_numpy.SHARED_MIN_BYTES = shared
+        _digest_numpy._copy_c_order, _digest_numpy.SHARED_MIN_BYTES = saved
 
 
 def bench_big_array() -> list[list[str]]:
@@ -144,7 +149,8 @@ def bench_big_array() -> list[list[str]]:
         fortran = np.asfortranarray(arr.reshape(shape))
         funcs = {
             "fleche": lambda f=fortran: digest_raw(f),
-            "alone": lambda f=fortran: _one_thread(f),
+            "numpy": lambda f=fortran: _numpy_path(f, shared=True),
+            "alone": lambda f=fortran: _numpy_path(f, shared=False),
             "pickle": lambda f=fortran: _pickled(f),
             "copy": lambda f=fortran: xxhash.xxh3_128(np.ascontiguousarray(f)).digest(),
             "tiles": lambda f=fortran: _tiled_copy(f),
@@ -156,7 +162,8 @@ def bench_big_array() -> list[list[str]]:
         rows.append(_row("  same", best["fleche"], best["copy"], "C copy+xxh3"))
         rows.append(_row("  same", best["fleche"], best["tiles"], "tiled copy only"))
         rows.append(_row("  same", best["fleche"], best["raw"], "xxh3, C twin"))
-        rows.append(_row("  same, one thread", best["alone"], best["raw"], "xxh3, C twin"))
+        rows.append(_row("  same, numpy path", best["numpy"], best["raw"], "xxh3, C twin"))
+        rows.append(_row("  same, numpy, one thread", best["alone"], best["raw"], "xxh3, C twin"))
     strided = arr.reshape(10_000, -1)[:, ::2]
     funcs = {
         "fleche": lambda: digest_raw(strided),

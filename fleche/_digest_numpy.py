@@ -4,9 +4,9 @@ An array is its dtype, its shape and its values in C order, little-endian. A
 C-contiguous little-endian buffer is hashed straight from memory (no copy);
 anything else (Fortran order, strided views, big-endian) is copied in pieces of
 at most ``CHUNK_BYTES``, never whole (Fortran-order arrays and transposed views
-in blocks of rows filled tile by tile, so the transposing copy runs in the
-cache). So a Fortran-ordered array and a sliced view digest like their
-C-ordered copies.
+in blocks of rows, by the C extension :mod:`fleche._transpose` where it is
+built, else tile by tile with numpy). So a Fortran-ordered array and a sliced
+view digest like their C-ordered copies, with or without the extension.
 
 Decisions:
 
@@ -24,6 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from fleche._digest_helper import helper_useful, pieces_in_order
+from fleche._digest_helper import Fill, helper_useful, pieces_in_order
 from fleche._digest_scheme import (
     Encoder,
     Tag,
@@ -66,12 +67,34 @@ little of each column at a time, more leave the block and the tiles out of the
 caches."""
 
 SHARED_MIN_BYTES = 1 << 21
-"""From this size on, the transposing copy is shared with a helper thread
+"""Without the extension, from this size on, the transposing copy is shared with a helper thread
 (:mod:`fleche._digest_helper`), through ``HELPER_BUFFERS`` buffers of a block
 each: of 2 to 4, 3 measured fastest on 100 MB arrays (``benchmarks/bench_digest.py``).
 At 2 MB (four blocks) it still cut the wall time 0.53 -> 0.32 ms, for 0.59 ms
 of CPU time; smaller arrays have too few blocks to share."""
 HELPER_BUFFERS = 3
+
+
+def _extension() -> Any:
+    """The extension's ``copy_c_order``, or None where it is not built (numpy copies then).
+
+    ``FLECHE_REQUIRE_EXTENSION=1`` makes a missing extension an error, so CI
+    proves it is built.
+    """
+    try:
+        from fleche._transpose import copy_c_order
+    except ImportError as error:
+        if os.environ.get("FLECHE_REQUIRE_EXTENSION") == "1":
+            raise ImportError(
+                "fleche._transpose (fleche's C extension for Fortran-order arrays) is not "
+                "built, and FLECHE_REQUIRE_EXTENSION=1 requires it: reinstall fleche where "
+                "a C compiler and Python's headers are present (pip install -e .)"
+            ) from error
+        return None
+    return copy_c_order
+
+
+_copy_c_order = _extension()
 
 _H_NDARRAY = header(Tag.NDARRAY)
 _H_STRUCT = header(Tag.NDARRAY_STRUCT)
@@ -135,46 +158,83 @@ def _transposed_pieces(arr: np.ndarray, canonical: np.dtype) -> Iterator[np.ndar
     element. So blocks of rows are filled tile by tile, and the lines a tile
     reads are used up while they are in the cache.
 
-    numpy's transposing copy moves one element at a time (~0.7 ns each, ~8 ms
-    per 100 MB even in the cache), about three times what hashing the block
-    costs; copies moving 2, 4 or 8 rows as one wider element, or tiles copied
-    whole into a tiled buffer and then into rows, were slower (16 to 40 ms).
-    From ``SHARED_MIN_BYTES`` on, a helper thread copies blocks ahead while
-    this thread hashes them in order (:mod:`fleche._digest_helper`): on two
-    idle cores, 100 MB of 10,000 x 1,250 took 9.4 -> 5.7 ms of wall time (10.6
-    ms of CPU time), of 1,250 x 10,000 13.2 -> 9.3 ms (16.9 ms of CPU time);
-    with the other core busy, the wait is no shorter than alone, and the CPU
-    time up to twice (issue 13). Hashing in the helper while this thread
-    copies, or splitting each block between the threads, measured worse.
+    The extension :mod:`fleche._transpose` copies each block in one call,
+    in 4 x 4 blocks transposed in registers, its source lines requested
+    ahead: 100 MB of float64 then digest in about twice the time xxh3 takes
+    over a C-order twin, on one thread (``benchmarks/bench_digest.py``).
+
+    Without it, numpy's transposing copy moves one element at a time (~0.7
+    ns each, ~8 ms per 100 MB even in the cache), about three times what
+    hashing the block costs (copies moving 2, 4 or 8 rows as one wider
+    element, or tiles copied whole into a tiled buffer and then into rows,
+    were slower: 16 to 40 ms). From ``SHARED_MIN_BYTES`` on, a helper thread
+    then copies blocks ahead while this thread hashes them in order
+    (:mod:`fleche._digest_helper`): on two idle cores, 100 MB of 10,000 x
+    1,250 took 9.4 -> 5.7 ms of wall time (10.6 ms of CPU time), of 1,250 x
+    10,000 13.2 -> 9.3 ms (16.9 ms of CPU time); with the other core busy,
+    the wait is no shorter than alone, and the CPU time up to twice (issue 13).
+    Hashing in the helper while this thread copies, or splitting each block
+    between the threads, measured worse.
     """
     row_bytes = arr.nbytes // len(arr)
     rows = BLOCK_ROWS[0] if row_bytes <= 1 << 14 else BLOCK_ROWS[1]
     rows = max(1, min(rows, BLOCK_BYTES // row_bytes, len(arr)))
-    columns = max(1, TILE_BYTES // (rows * (row_bytes // arr.shape[1])))
-    starts = range(0, len(arr), rows)
+    count = -(-len(arr) // rows)
+    if _copy_c_order is not None:
+        fill = _extension_fill(arr, rows, canonical)
+        buffer = _block_buffer(arr, rows, canonical)
+        for block in range(count):
+            yield fill(block, buffer)
+        return
+    fill = _tiled_fill(arr, rows)
+    shared = (
+        arr.nbytes >= SHARED_MIN_BYTES
+        and count > 1
+        and HELPER_BUFFERS * rows * row_bytes <= BLOCK_BYTES  # no more memory than one block
+        and helper_useful()
+    )
+    buffers = [_block_buffer(arr, rows, canonical) for _ in range(HELPER_BUFFERS if shared else 1)]
+    if shared:
+        spare = functools.partial(_block_buffer, arr, rows, canonical)
+        yield from pieces_in_order(count, fill, buffers, spare)
+        return
+    for block in range(count):
+        yield fill(block, buffers[0])
+
+
+def _extension_fill(arr: np.ndarray, rows: int, canonical: np.dtype) -> Fill:
+    """Fills a buffer with block ``block`` of ``rows`` rows by the extension's copy.
+
+    It copies items as raw bytes (a void view passes any dtype through the
+    buffer protocol); a big-endian block is then byte-swapped in the buffer.
+    """
+    raw = arr.view(np.dtype((np.void, arr.itemsize)))
+    swap = arr.dtype != canonical
 
     def fill(block: int, buffer: np.ndarray) -> np.ndarray:
-        piece = arr[starts[block] : starts[block] + rows]
+        piece = raw[block * rows : (block + 1) * rows]
+        out = buffer[: len(piece)]
+        _copy_c_order(piece, out)
+        if swap:
+            out.byteswap(inplace=True)
+        return out.reshape(-1).view(np.uint8)
+
+    return fill
+
+
+def _tiled_fill(arr: np.ndarray, rows: int) -> Fill:
+    """Fills a buffer with block ``block`` by numpy copies, tile by tile."""
+    columns = max(1, TILE_BYTES // (rows * (arr.nbytes // len(arr) // arr.shape[1])))
+
+    def fill(block: int, buffer: np.ndarray) -> np.ndarray:
+        piece = arr[block * rows : (block + 1) * rows]
         out = buffer[: len(piece)]
         for column in range(0, arr.shape[1], columns):
             end = column + columns
             np.copyto(out[:, column:end], piece[:, column:end])
         return out.reshape(-1).view(np.uint8)
 
-    shared = (
-        arr.nbytes >= SHARED_MIN_BYTES
-        and len(starts) > 1
-        and HELPER_BUFFERS * rows * row_bytes <= BLOCK_BYTES  # no more memory than one block
-        and helper_useful()
-    )
-    count = HELPER_BUFFERS if shared else 1
-    buffers = [_block_buffer(arr, rows, canonical) for _ in range(count)]
-    if shared:
-        spare = functools.partial(_block_buffer, arr, rows, canonical)
-        yield from pieces_in_order(len(starts), fill, buffers, spare)
-        return
-    for block in range(len(starts)):
-        yield fill(block, buffers[0])
+    return fill
 
 
 def _block_buffer(arr: np.ndarray, rows: int, canonical: np.dtype) -> np.ndarray:

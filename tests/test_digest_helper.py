@@ -1,6 +1,7 @@
 """Large non-C-order arrays: the transposing copy shared with a helper thread digests the same.
 
-From ``SHARED_MIN_BYTES`` on, a helper thread copies blocks of a Fortran-order
+Without the C extension (``fleche._transpose``, switched off here), from
+``SHARED_MIN_BYTES`` on, a helper thread copies blocks of a Fortran-order
 array ahead while the calling thread hashes them in order (and copies those
 the helper has not claimed). The digest must be the C-order twin's whatever
 the dtype, the layout, the number of blocks, the helper's state (busy,
@@ -26,6 +27,7 @@ from fleche.digest import digest_raw
 @pytest.fixture
 def shared(monkeypatch):
     """Every transposing copy shared with the helper, in blocks of a few rows (many hand-overs)."""
+    monkeypatch.setattr(_digest_numpy, "_copy_c_order", None)
     monkeypatch.setattr(_digest_numpy, "SHARED_MIN_BYTES", 0)
     monkeypatch.setattr(_digest_numpy, "BLOCK_ROWS", (3, 2))
     monkeypatch.setattr(_digest_numpy, "TILE_BYTES", 256)
@@ -63,6 +65,7 @@ def test_any_blocks_and_buffers_digest_as_the_c_order_twin(shape, dtype, rows, b
     twin = np.frombuffer(rnd.randbytes(math.prod(shape) * np.dtype(dtype).itemsize), dtype=dtype)
     twin = twin.reshape(shape)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_digest_numpy, "_copy_c_order", None)
         patch.setattr(_digest_numpy, "SHARED_MIN_BYTES", 0)
         patch.setattr(_digest_numpy, "BLOCK_ROWS", (rows, rows))
         patch.setattr(_digest_numpy, "HELPER_BUFFERS", buffers)
