@@ -328,28 +328,47 @@ class SmallValues(StorageBackend):
 
 
 class HeldWithRecord:
-    """A miss's small result committed with its record: first in a value storage's bases.
+    """A miss's small values committed with its record: first in a value storage's bases.
 
     For a storage with :class:`SmallValues` whose writes all finish at once
     (files): ``save_staged`` (the result, saved by the cache right before
     the record, in the same thread) holds the small entries, and the record
     saved next by the same database commits them.  Arguments are written
-    when the call is prepared (``save_ahead`` is ``save``): the record may
-    be committed by another thread than the one that prepared it.
+    when the call is prepared, except for a caller that commits the call
+    itself (the decorator): :meth:`save_held` holds their entries too, and
+    :meth:`take_held` hands them to the prepared call, which carries them to
+    the thread that commits it (:meth:`give_held`): one transaction a miss.
     """
 
     def save_staged(self, staged: Staged) -> Digest:
         # docstring inherited: small entries held for this thread's next write to the
         # database: the record the cache saves next, in this thread, commits them with it
         # in one transaction (settle writes them first otherwise)
+        return self._holding(super().save_staged, staged)  # type: ignore[misc]
+
+    def save_held(self, value: Any, key: Digest) -> Digest:
+        """``save``, the small entries held for this thread's next record (see :meth:`take_held`)."""
+        return self._holding(self.save, value, key)  # type: ignore[attr-defined]
+
+    def _holding(self, save: Any, *arguments: Any) -> Digest:
         if self.database is None or self.inline_limit <= 0:  # type: ignore[attr-defined]
-            return super().save_staged(staged)  # type: ignore[misc]
+            return save(*arguments)
         before = getattr(_HOLDING, "on", False)
         _HOLDING.on = True
         try:
-            return super().save_staged(staged)  # type: ignore[misc]
+            return save(*arguments)
         finally:
             _HOLDING.on = before
+
+    def take_held(self) -> list[Any] | None:
+        """The entries this thread holds, taken away: to be committed by :meth:`give_held`, or dropped."""
+        database = self.database  # type: ignore[attr-defined]
+        return None if database is None else database.small_values().take_held()
+
+    def give_held(self, held: list[Any] | None) -> None:
+        """Hold ``held`` (from :meth:`take_held`, in any thread) for this thread's next record."""
+        if held:
+            self.database.small_values().give_held(held)  # type: ignore[attr-defined]
 
     def settle(self, keys: Iterable[Digest]) -> None:
         # docstring inherited: the record is saved elsewhere, the held entries written now

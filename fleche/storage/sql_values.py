@@ -106,6 +106,14 @@ class SmallValueTable:
         """Write the entries this thread holds now (see :meth:`put`)."""
         self.runtime.flush()
 
+    def take_held(self) -> list[Any] | None:
+        """The entries this thread holds (see :meth:`put`), taken away: to give, or to drop."""
+        return self.runtime.take_held()
+
+    def give_held(self, held: list[Any]) -> None:
+        """Hold entries taken by :meth:`take_held` (maybe in another thread) for this thread's next write."""
+        self.runtime.give_held(held)
+
     def get(self, key: str) -> bytes | None:
         """The bytes under ``key``; ``None`` if it has no row."""
         rows = self.runtime.read(self._get, {"key": key})
