@@ -10,6 +10,7 @@ record that cannot be stored costs a warning, never the user's result
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -143,22 +144,21 @@ class Cache(CacheBase):
         self.pins.pin(pinned)
         name = ""
         values = self.values
-        carried = self.holds and getattr(_COMMITTED_HERE, "on", False)
-        if carried:  # small entries held, carried by the prepared call to its record
-            save = values.save_held  # type: ignore[attr-defined]
+        held: list[Any] | None = None
+        if self.holds and getattr(_COMMITTED_HERE, "on", False):
+            held = []  # small entries' writes, carried by the prepared call to its record's
+            save = functools.partial(values.save_held, held=held)  # type: ignore[attr-defined]
         else:
             save = values.save_ahead if self.settles else values.save  # settled before the record
         try:
             for name, value in arguments.items():
                 save(value, record.arguments[name])
-        except BaseException as err:
+        except Exception as err:
             self.pins.unpin(pinned)
-            if carried:
-                values.take_held()  # type: ignore[attr-defined]  # dropped: no record follows
-            if isinstance(err, Exception):
-                raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
+            raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
+        except BaseException:
+            self.pins.unpin(pinned)
             raise
-        held = values.take_held() if carried else None  # type: ignore[attr-defined]
         return PreparedCall(record, key, self, (pinned, held))
 
     def _commit_prepared(

@@ -44,7 +44,8 @@ __all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "HeldWithRecord", "SmallValues", "
 INLINE_LIMIT = 2048
 #: What :meth:`SmallValues._keep_small` answers for an entry it kept in the database.
 KEPT: Any = object()
-#: ``on`` while a miss stores its values: small entries wait for the record's transaction.
+#: ``on`` while a miss stores its values: small entries wait for the record's transaction
+#: (``True``: held by this thread's connection; a list: collected there, see HeldWithRecord).
 _HOLDING = threading.local()
 #: Kinds whose size is their length: too large to inline is known without encoding them.
 _SIZED_BY_LENGTH = frozenset({bytes, str, bytearray})
@@ -335,40 +336,36 @@ class HeldWithRecord:
     the record, in the same thread) holds the small entries, and the record
     saved next by the same database commits them.  Arguments are written
     when the call is prepared, except for a caller that commits the call
-    itself (the decorator): :meth:`save_held` holds their entries too, and
-    :meth:`take_held` hands them to the prepared call, which carries them to
-    the thread that commits it (:meth:`give_held`): one transaction a miss.
+    itself (the decorator): :meth:`save_held` collects their entries in a
+    list that the prepared call carries to the thread that commits it
+    (:meth:`give_held`): one transaction a miss.
     """
 
     def save_staged(self, staged: Staged) -> Digest:
         # docstring inherited: small entries held for this thread's next write to the
         # database: the record the cache saves next, in this thread, commits them with it
         # in one transaction (settle writes them first otherwise)
-        return self._holding(super().save_staged, staged)  # type: ignore[misc]
-
-    def save_held(self, value: Any, key: Digest) -> Digest:
-        """``save``, the small entries held for this thread's next record (see :meth:`take_held`)."""
-        return self._holding(self.save, value, key)  # type: ignore[attr-defined]
-
-    def _holding(self, save: Any, *arguments: Any) -> Digest:
         if self.database is None or self.inline_limit <= 0:  # type: ignore[attr-defined]
-            return save(*arguments)
+            return super().save_staged(staged)  # type: ignore[misc]
         before = getattr(_HOLDING, "on", False)
         _HOLDING.on = True
         try:
-            return save(*arguments)
+            return super().save_staged(staged)  # type: ignore[misc]
         finally:
             _HOLDING.on = before
 
-    def take_held(self) -> list[Any] | None:
-        """The entries this thread holds, taken away: to be committed by :meth:`give_held`, or dropped."""
-        database = self.database  # type: ignore[attr-defined]
-        return None if database is None else database.small_values().take_held()
+    def save_held(self, value: Any, key: Digest, held: list[Any]) -> Digest:
+        """``save``, the small entries' writes appended to ``held`` instead (for :meth:`give_held`)."""
+        before = getattr(_HOLDING, "on", False)
+        _HOLDING.on = held
+        try:
+            return self.save(value, key)  # type: ignore[attr-defined]
+        finally:
+            _HOLDING.on = before
 
-    def give_held(self, held: list[Any] | None) -> None:
-        """Hold ``held`` (from :meth:`take_held`, in any thread) for this thread's next record."""
-        if held:
-            self.database.small_values().give_held(held)  # type: ignore[attr-defined]
+    def give_held(self, held: list[Any]) -> None:
+        """Hold the writes ``held`` collected (:meth:`save_held`, any thread) for this thread's next record."""
+        self.database.small_values().runtime.give_held(held)  # type: ignore[attr-defined]
 
     def settle(self, keys: Iterable[Digest]) -> None:
         # docstring inherited: the record is saved elsewhere, the held entries written now

@@ -284,12 +284,8 @@ class Runtime:
         if held:
             self._written(held)
 
-    def take_held(self) -> list[tuple[str, dict[str, Any]]] | None:
-        """The statements this thread holds (:meth:`hold`), taken away: none run with its next write."""
-        return self.local.__dict__.pop("held", None)
-
     def give_held(self, held: list[tuple[str, dict[str, Any]]]) -> None:
-        """Hold ``held`` (from :meth:`take_held`, maybe in another thread) for this thread's next write."""
+        """Hold the statements ``held`` (collected in any thread) for this thread's next write."""
         self.local.__dict__.setdefault("held", []).extend(held)
 
     def write(self, statement: str, parameters: dict[str, Any]) -> int:
