@@ -169,6 +169,28 @@ def test_a_damaged_small_value_is_a_miss_that_verify_finds_and_a_save_repairs(tm
     assert store.load_value(digest(81)) == 81  # rewritten
 
 
+def test_a_damaged_small_argument_is_repaired_by_a_call_that_is_committed(tmp_path):
+    store = from_config({"template": "sql", "root": str(tmp_path)})
+    table = store.calls.small_values()
+    store.values.save(7)
+    table.put(digest(7), table.get(digest(7))[:-3], replace=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(KeyError):
+            store.load_value(digest(7))  # found damaged: the next save replaces it
+
+    @fleche(cache=store)
+    def fails_once(x, fail):
+        if fail:
+            raise ValueError(x)
+        return x
+
+    with pytest.raises(ValueError):
+        fails_once(7, True)  # its repair was collected, and dropped with the call
+    assert fails_once(7, False) == 7
+    assert store.load_value(digest(7)) == 7  # repaired by the call that was committed
+
+
 def test_a_signed_store_refuses_an_unsigned_row(tmp_path, monkeypatch):
     table = {"template": "sql", "root": str(tmp_path)}
     with cache(from_config(table)):

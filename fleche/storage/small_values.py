@@ -143,7 +143,8 @@ class SmallValues(StorageBackend):
         damaged = self._damaged  # type: ignore[attr-defined]
         hold = getattr(_HOLDING, "on", False)
         self.database.small_values().put(key, head + payload, key in damaged, hold)
-        damaged.discard(key)
+        if type(hold) is not list:  # a collected repair runs only if its call is committed
+            damaged.discard(key)
         return KEPT
 
     def put(self, value: Any, key: Digest) -> Digest:
