@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .caches.core import prepare_committed_here
 from .call import DigestedCall
 from .digest import Digest
 from .metadata import record
@@ -82,7 +83,7 @@ class Computation:
             function._record_metadata,
         )
         try:
-            self.prepared = cache.prepare(draft, stored_arguments, key)
+            self.prepared = prepare_committed_here(cache, draft, stored_arguments, key)
         except Exception as err:  # worded by the cache: built only when it fails
             self.prepared = cache.save_guarded(
                 _raising(err),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fleche import Call, cache, fleche, from_config
+from fleche.caches.core import prepare_committed_here
 from fleche.digest import digest
 from fleche.errors import CorruptEntryWarning
 from fleche.storage import Sql, ValuePickleFile
@@ -36,7 +37,7 @@ def test_a_small_miss_writes_no_value_file_and_a_large_one_does(tmp_path):
     assert store.values.expand(str(digest(21))[:8]) == digest(21)
 
 
-def test_the_result_of_a_miss_is_committed_with_its_record(tmp_path):
+def test_the_values_of_a_miss_are_committed_with_its_record(tmp_path):
     store = from_config({"template": "sql", "root": str(tmp_path)})
     seen = []
 
@@ -46,10 +47,35 @@ def test_the_result_of_a_miss_is_committed_with_its_record(tmp_path):
         return x + 1
 
     keyed = fleche(cache=store)(body)
+    commits = store.calls._runtime().commits
     keyed(7)
-    assert seen == [(True, False)]  # the argument stored before the body runs
+    assert seen == [(False, False)]  # held for the record's transaction
+    assert store.calls._runtime().commits == commits + 1  # one transaction for the miss
     other = from_config({"template": "sql", "root": str(tmp_path)})
     assert other.load(keyed.digest(7)).result == 8 and other.load_value(digest(8)) == 8
+    assert other.load_value(digest(7)) == 7
+
+
+def test_a_prepared_call_stores_its_arguments_at_once(tmp_path):
+    store = from_config({"template": "sql", "root": str(tmp_path)})
+    prepared = store.prepare(Call(name="succ", module="tests", arguments={"x": 5}))
+    other = from_config({"template": "sql", "root": str(tmp_path)})
+    assert other.values.contains(digest(5))  # as documented: a remote server relies on it
+    prepared.abandon()
+
+
+def test_a_call_prepared_to_be_committed_elsewhere_carries_its_arguments(tmp_path):
+    store = from_config({"template": "sql", "root": str(tmp_path)})
+    call = Call(name="succ", module="tests", arguments={"x": 5})
+    record = call.digested()
+    prepared = prepare_committed_here(store, record, call.arguments, record.key())
+    other = from_config({"template": "sql", "root": str(tmp_path)})
+    assert not other.values.contains(digest(5))
+    worker = threading.Thread(target=prepared.commit, args=(6,))
+    worker.start()
+    worker.join()
+    loaded = other.load(prepared.key)
+    assert loaded.arguments == {"x": 5} and loaded.result == 6
 
 
 def test_a_call_prepared_in_one_thread_and_committed_in_another_is_whole(tmp_path):
@@ -74,6 +100,7 @@ def test_a_failed_call_leaves_no_record_and_the_next_miss_stores_its_values(tmp_
 
     with pytest.raises(ValueError):
         fails(-1)
+    assert not store.values.contains(digest(-1))  # held for a record that never came
     assert fails(3) == 3
     assert not store.contains(fails.digest(-1))
     assert store.load_value(digest(3)) == 3
@@ -140,6 +167,28 @@ def test_a_damaged_small_value_is_a_miss_that_verify_finds_and_a_save_repairs(tm
         assert square(9) == 81  # computed again
     assert any(issubclass(w.category, CorruptEntryWarning) for w in caught)
     assert store.load_value(digest(81)) == 81  # rewritten
+
+
+def test_a_damaged_small_argument_is_repaired_by_a_call_that_is_committed(tmp_path):
+    store = from_config({"template": "sql", "root": str(tmp_path)})
+    table = store.calls.small_values()
+    store.values.save(7)
+    table.put(digest(7), table.get(digest(7))[:-3], replace=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(KeyError):
+            store.load_value(digest(7))  # found damaged: the next save replaces it
+
+    @fleche(cache=store)
+    def fails_once(x, fail):
+        if fail:
+            raise ValueError(x)
+        return x
+
+    with pytest.raises(ValueError):
+        fails_once(7, True)  # its repair was collected, and dropped with the call
+    assert fails_once(7, False) == 7
+    assert store.load_value(digest(7)) == 7  # repaired by the call that was committed
 
 
 def test_a_signed_store_refuses_an_unsigned_row(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ record that cannot be stored costs a warning, never the user's result
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from .pins import Pins
 if TYPE_CHECKING:
     from ..storage.sql_newest import NewestFirst
 
-__all__ = ["GC_GRACE", "Cache", "memory_cache", "void_cache"]
+__all__ = ["GC_GRACE", "Cache", "memory_cache", "prepare_committed_here", "void_cache"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +64,16 @@ class Cache(CacheBase):
     pins: Pins = dataclasses.field(default_factory=Pins, init=False, repr=False, compare=False)
     #: Whether a miss settles the values saved ahead before its record (see :mod:`~fleche.storage.ahead`).
     settles: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
+    #: Whether the values' small entries may wait for the record's transaction (same database).
+    holds: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
             object.__setattr__(self, "ttl", seconds(self.ttl, "ttl"))
         values = self.values
-        settles = values.saves_ahead and not values.commits_with(self.calls)
-        object.__setattr__(self, "settles", settles)
+        holds = values.saves_ahead and values.commits_with(self.calls)
+        object.__setattr__(self, "settles", values.saves_ahead and not holds)
+        object.__setattr__(self, "holds", holds)
 
     def __reduce__(self) -> tuple[Any, ...]:
         options = {"ttl": self.ttl, "clock": self.clock}
@@ -131,6 +135,8 @@ class Cache(CacheBase):
         ``arguments`` the values.  The argument values stay pinned against
         :meth:`gc` until the returned call is committed or abandoned.
         ``prepare(call)`` with a plain call (the 0.22 form) digests it first.
+        Prepared by :func:`prepare_committed_here` (the decorator), small
+        values kept in the call database are stored with the record instead.
         """
         if arguments is None or key is None:
             record, arguments, key = sealed(record, arguments, key)
@@ -138,7 +144,12 @@ class Cache(CacheBase):
         self.pins.pin(pinned)
         name = ""
         values = self.values
-        save = values.save_ahead if self.settles else values.save  # settled before the record
+        held: list[Any] | None = None
+        if self.holds and getattr(_COMMITTED_HERE, "on", False):
+            held = []  # small entries' writes, carried by the prepared call to its record's
+            save = functools.partial(values.save_held, held=held)  # type: ignore[attr-defined]
+        else:
+            save = values.save_ahead if self.settles else values.save  # settled before the record
         try:
             for name, value in arguments.items():
                 save(value, record.arguments[name])
@@ -148,7 +159,7 @@ class Cache(CacheBase):
         except BaseException:
             self.pins.unpin(pinned)
             raise
-        return PreparedCall(record, key, self, pinned)
+        return PreparedCall(record, key, self, (pinned, held))
 
     def _commit_prepared(
         self, prepared: PreparedCall, result: Any, metadata: Mapping[str, Any]
@@ -161,9 +172,10 @@ class Cache(CacheBase):
             raise err.located("result") from None
         record = prepared.record
         result_key = staged.key
+        pinned, held = prepared.hold
         if prepared.open:  # pinned with the arguments, released with them when it is finished
             self.pins.pin([result_key])
-            prepared.hold.append(result_key)
+            pinned.append(result_key)
         self.values.save_staged(staged)
         if self.settles:  # arguments saved ahead: stored before the record names them
             self.values.settle(record.arguments.values())
@@ -172,10 +184,12 @@ class Cache(CacheBase):
             meta = {**meta, **metadata} if meta else metadata
         if self.ttl is not None or EXPIRY in meta:
             meta = stamp_expiry(meta, self.clock(), self.ttl)
+        if held:  # the arguments' small entries, in the record's transaction (in this thread)
+            self.values.give_held(held)  # type: ignore[attr-defined]
         return self.calls.save_keyed(record.completed(result_key, meta), prepared.key)
 
     def _release_prepared(self, prepared: PreparedCall) -> None:
-        self.pins.unpin(prepared.hold)
+        self.pins.unpin(prepared.hold[0])
 
     # -- reading -------------------------------------------------------------
 
@@ -323,6 +337,31 @@ class Cache(CacheBase):
         return verification.verify(
             self, fix=fix, progress=progress, since=since, since_last=since_last
         )
+
+
+#: ``on`` while :func:`prepare_committed_here` prepares a call in this thread.
+_COMMITTED_HERE = threading.local()
+
+
+def prepare_committed_here(
+    cache: CacheBase, record: DigestedCall, arguments: Mapping[str, Any], key: Digest
+) -> PreparedCall:
+    """``cache.prepare(record, arguments, key)`` for a caller that commits or abandons the call itself.
+
+    Nothing can read the call's arguments before its record then, so a
+    store that keeps small values in its call database writes them in the
+    record's transaction (at commit, in whichever thread) rather than in one
+    of their own before the body runs: one transaction a miss.  A call that
+    fails stores no small argument.  Any other ``prepare`` stores them at
+    once, as documented (a remote server commits calls prepared on a lost
+    connection by their key alone).
+    """
+    before = getattr(_COMMITTED_HERE, "on", False)
+    _COMMITTED_HERE.on = True
+    try:
+        return cache.prepare(record, arguments, key)
+    finally:
+        _COMMITTED_HERE.on = before
 
 
 def _rebuild(cls: type, values: ValueStorage, calls: CallStorage, options: dict[str, Any]) -> Cache:

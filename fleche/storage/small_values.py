@@ -44,7 +44,8 @@ __all__ = ["INLINE_LIMIT", "KEPT", "Encoded", "HeldWithRecord", "SmallValues", "
 INLINE_LIMIT = 2048
 #: What :meth:`SmallValues._keep_small` answers for an entry it kept in the database.
 KEPT: Any = object()
-#: ``on`` while a miss stores its values: small entries wait for the record's transaction.
+#: ``on`` while a miss stores its values: small entries wait for the record's transaction
+#: (``True``: held by this thread's connection; a list: collected there, see HeldWithRecord).
 _HOLDING = threading.local()
 #: Kinds whose size is their length: too large to inline is known without encoding them.
 _SIZED_BY_LENGTH = frozenset({bytes, str, bytearray})
@@ -142,7 +143,8 @@ class SmallValues(StorageBackend):
         damaged = self._damaged  # type: ignore[attr-defined]
         hold = getattr(_HOLDING, "on", False)
         self.database.small_values().put(key, head + payload, key in damaged, hold)
-        damaged.discard(key)
+        if type(hold) is not list:  # a collected repair runs only if its call is committed
+            damaged.discard(key)
         return KEPT
 
     def put(self, value: Any, key: Digest) -> Digest:
@@ -328,14 +330,16 @@ class SmallValues(StorageBackend):
 
 
 class HeldWithRecord:
-    """A miss's small result committed with its record: first in a value storage's bases.
+    """A miss's small values committed with its record: first in a value storage's bases.
 
     For a storage with :class:`SmallValues` whose writes all finish at once
     (files): ``save_staged`` (the result, saved by the cache right before
     the record, in the same thread) holds the small entries, and the record
     saved next by the same database commits them.  Arguments are written
-    when the call is prepared (``save_ahead`` is ``save``): the record may
-    be committed by another thread than the one that prepared it.
+    when the call is prepared, except for a caller that commits the call
+    itself (the decorator): :meth:`save_held` collects their entries in a
+    list that the prepared call carries to the thread that commits it
+    (:meth:`give_held`): one transaction a miss.
     """
 
     def save_staged(self, staged: Staged) -> Digest:
@@ -350,6 +354,19 @@ class HeldWithRecord:
             return super().save_staged(staged)  # type: ignore[misc]
         finally:
             _HOLDING.on = before
+
+    def save_held(self, value: Any, key: Digest, held: list[Any]) -> Digest:
+        """``save``, the small entries' writes appended to ``held`` instead (for :meth:`give_held`)."""
+        before = getattr(_HOLDING, "on", False)
+        _HOLDING.on = held
+        try:
+            return self.save(value, key)  # type: ignore[attr-defined]
+        finally:
+            _HOLDING.on = before
+
+    def give_held(self, held: list[Any]) -> None:
+        """Hold the writes ``held`` collected (:meth:`save_held`, any thread) for this thread's next record."""
+        self.database.small_values().runtime.give_held(held)  # type: ignore[attr-defined]
 
     def settle(self, keys: Iterable[Digest]) -> None:
         # docstring inherited: the record is saved elsewhere, the held entries written now

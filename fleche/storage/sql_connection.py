@@ -284,6 +284,10 @@ class Runtime:
         if held:
             self._written(held)
 
+    def give_held(self, held: list[tuple[str, dict[str, Any]]]) -> None:
+        """Hold the statements ``held`` (collected in any thread) for this thread's next write."""
+        self.local.__dict__.setdefault("held", []).extend(held)
+
     def write(self, statement: str, parameters: dict[str, Any]) -> int:
         """Run one changing statement (atomic by itself), again if it met a lock; rows changed.
 

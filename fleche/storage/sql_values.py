@@ -89,15 +89,20 @@ class SmallValueTable:
             + f" LIMIT {PAGE}"
         )
 
-    def put(self, key: str, data: bytes, replace: bool = False, hold: bool = False) -> None:
+    def put(
+        self, key: str, data: bytes, replace: bool = False, hold: bool | list[Any] = False
+    ) -> None:
         """Store ``data`` under ``key`` (kept if stored already, unless ``replace``): one statement.
 
         With ``hold``, the statement runs with this thread's next write on this
-        database, in its transaction (:meth:`~.sql_connection.Runtime.hold`).
+        database, in its transaction (:meth:`~.sql_connection.Runtime.hold`);
+        a list ``hold`` collects it instead (for :meth:`~.sql_connection.Runtime.give_held`).
         """
         parameters = {"key": key, "data": data, "stored": time.time()}
         statement = self._replace if replace else self._touch
-        if hold:
+        if type(hold) is list:
+            hold.append((statement, parameters))
+        elif hold:
             self.runtime.hold(statement, parameters)
         else:
             self.runtime.write(statement, parameters)
