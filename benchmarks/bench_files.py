@@ -118,16 +118,15 @@ def grown(root: Path) -> Cache:
     return cache
 
 
-def raw_floor(root: Path, inline: bool = False, two_commits: bool = False) -> Callable[[int], int]:
+def raw_floor(root: Path, inline: bool = False) -> Callable[[int], int]:
     """A miss's storage work done with no fleche code: what the design's miss costs at least.
 
     The lookup (one indexed SELECT), the argument's and the result's value
     files (create, write, rename) and the record's one INSERT into the
     same schema (its argument index filled by the same trigger), on the
     same SQLite settings as ``Sql``; ``inline``, rows of ``small_values``
-    instead of files, in one transaction with the record; ``two_commits``,
-    the argument's row committed alone first, as a miss of the default store
-    writes it (visible to other processes before the body runs).
+    instead of files, in one transaction with the record, as a decorated
+    miss of the default store writes them.
     """
     Sql(url=str(root / "calls.db"))  # the schema, made by fleche
     db = sqlite3.connect(root / "calls.db", isolation_level=None, check_same_thread=False)
@@ -153,12 +152,9 @@ def raw_floor(root: Path, inline: bool = False, two_commits: bool = False) -> Ca
     def miss(x: int) -> int:
         key, argument, result = (digest((kind, x)) for kind in ("key", "arg", "result"))
         db.execute("SELECT result, seal FROM calls WHERE key = ?", (key,)).fetchall()
-        if two_commits:  # the argument alone, then the result with the record
-            write(argument, pickle.dumps(x))
         if inline:  # the values and the record in one transaction
             db.execute("BEGIN IMMEDIATE")
-        if not two_commits:
-            write(argument, pickle.dumps(x))
+        write(argument, pickle.dumps(x))
         write(result, pickle.dumps(x + 1))
         db.execute(
             "INSERT INTO calls (key, name, module, unkeyed, created, result, arguments, meta, seal)"
@@ -211,10 +207,6 @@ def bench_misses(tmp: Path, n: int, clock: Callable[[], float] = time.perf_count
         "raw floor, small values in SQLite: no fleche code": (
             raw_floor(tmp / "mrawi", inline=True),
             "reference; lookup + 1 transaction: 2 value rows + 1 INSERT",
-        ),
-        "raw floor, small values in SQLite, two commits: no fleche code": (
-            raw_floor(tmp / "mrawc", inline=True, two_commits=True),
-            "reference; lookup + argument row + 1 transaction: result row + 1 INSERT",
         ),
     }
     # Short batches, many rounds, the same for every candidate: a batch is
