@@ -10,7 +10,6 @@ record that cannot be stored costs a warning, never the user's result
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -138,6 +137,12 @@ class Cache(CacheBase):
         Prepared by :func:`prepare_committed_here` (the decorator), small
         values kept in the call database are stored with the record instead.
         """
+        return self._prepare(record, arguments, key, getattr(_COMMITTED_HERE, "on", False))
+
+    def _prepare(
+        self, record: Any, arguments: Mapping[str, Any] | None, key: Digest | None, here: bool
+    ) -> PreparedCall:
+        """:meth:`prepare`; ``here``: the caller commits the call itself (see :func:`prepare_committed_here`)."""
         if arguments is None or key is None:
             record, arguments, key = sealed(record, arguments, key)
         pinned = list(record.arguments.values())
@@ -145,14 +150,17 @@ class Cache(CacheBase):
         name = ""
         values = self.values
         held: list[Any] | None = None
-        if self.holds and getattr(_COMMITTED_HERE, "on", False):
+        if self.holds and here:
             held = []  # small entries' writes, carried by the prepared call to its record's
-            save = functools.partial(values.save_held, held=held)  # type: ignore[attr-defined]
+            save = values.save_held  # type: ignore[attr-defined]
         else:
             save = values.save_ahead if self.settles else values.save  # settled before the record
         try:
             for name, value in arguments.items():
-                save(value, record.arguments[name])
+                if held is None:
+                    save(value, record.arguments[name])
+                else:
+                    save(value, record.arguments[name], held)
         except Exception as err:
             self.pins.unpin(pinned)
             raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err
@@ -356,6 +364,8 @@ def prepare_committed_here(
     once, as documented (a remote server commits calls prepared on a lost
     connection by their key alone).
     """
+    if type(cache) is Cache:  # told, not set in the thread: no thread-local flag on a miss
+        return cache._prepare(record, arguments, key, True)
     before = getattr(_COMMITTED_HERE, "on", False)
     _COMMITTED_HERE.on = True
     try:

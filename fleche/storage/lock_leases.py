@@ -28,6 +28,11 @@ LOCKS_AVAILABLE = fcntl is not None
 #: Lock files kept open beyond those with a lease held (a process may open many stores).
 IDLE_LOCK_FILES = 16
 
+# Bound once: two leases a miss.
+_offset = xxhash.xxh3_64_intdigest
+if fcntl is not None:
+    _lockf, _TRY_EXCLUSIVE, _UNLOCK = fcntl.lockf, fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_UN
+
 #: Lock file -> this process's descriptor of it, the most recently used last.
 _lock_files: dict[str, int] = {}
 #: (lock file, key) -> the token of the thread of this process that holds the lease.
@@ -90,22 +95,23 @@ class LockLeases:
     def acquire(self, key: str, duration: float) -> tuple[int, int] | None:
         # docstring inherited
         path = self._file
+        slot = (path, key)
         with _locks_guard:
-            if (path, key) in _locked:
+            if slot in _locked:
                 return None  # another thread of this process holds it
             fd = _lock_files.pop(path, None)
             if fd is None:
                 fd = _open_lock_file(path)
             else:
                 _lock_files[path] = fd  # now the most recently used
-            token = (fd, xxhash.xxh3_64_intdigest(key.encode()) >> 2)  # 62 bits: a valid offset
+            token = (fd, _offset(key.encode()) >> 2)  # 62 bits: a valid offset
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, token[1])
+                _lockf(fd, _TRY_EXCLUSIVE, 1, token[1])
             except OSError as err:
                 if err.errno in (errno.EACCES, errno.EAGAIN):
                     return None  # another process holds it
                 raise
-            _locked[path, key] = token
+            _locked[slot] = token
             return token
 
     def renew(self, key: str, token: tuple[int, int], duration: float) -> None:
@@ -118,5 +124,4 @@ class LockLeases:
         with _locks_guard:
             if _locked.get(slot) is token:
                 del _locked[slot]
-                fd, offset = token
-                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+                _lockf(token[0], _UNLOCK, 1, token[1])
