@@ -207,7 +207,7 @@ class Git(Recorder):
     BY_DIRECTORY = True
 
     def stop(self, token: str | None) -> dict[str, Any]:
-        where = (os.getcwd() if token is None else token, _git_dir(_GIT_DIR_KEY))
+        where = (os.getcwd() if token is None else token, os.environ.get("GIT_DIR"))
         state = _GIT_BY_DIRECTORY.get(where)
         if state is None:
             with _GIT_LOCK:  # concurrent first calls ask git once
@@ -216,14 +216,8 @@ class Git(Recorder):
         return state  # the same mapping for every call made there, as the environment's
 
 
-#: ``os.environ``'s own dict (encoded names and values; ``setenv`` and ``putenv`` through
-#: ``os.environ`` update it) read directly: ``os.environ.get`` runs three Python functions
-#: to encode the name, on every miss.  The raw value is a key as good as the decoded one.
-_git_dir = os.environ._data.get
-_GIT_DIR_KEY = os.environ.encodekey("GIT_DIR")
-
-#: (working directory, GIT_DIR as stored in the environment) -> the git state recorded there.
-_GIT_BY_DIRECTORY: dict[tuple[str, Any], dict[str, Any]] = {}
+#: (working directory, GIT_DIR) -> the git state recorded for calls made there.
+_GIT_BY_DIRECTORY: dict[tuple[str, str | None], dict[str, Any]] = {}
 _GIT_LOCK = threading.Lock()
 os.register_at_fork(after_in_child=lambda: globals().__setitem__("_GIT_LOCK", threading.Lock()))
 
