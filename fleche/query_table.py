@@ -75,7 +75,9 @@ class _Columns:
         rows = len(self.created)
         if not rows:
             return pandas.DataFrame()
-        table = {n: v + [_MISSING] * (rows - len(v)) for n, v in self.columns.items()}
+        table = self.columns
+        for column in table.values():  # padded in place: no copy of a million-row column
+            column.extend(repeat(_MISSING, rows - len(column)))
         created = pandas.to_datetime(pandas.Series(self.created), unit="s")
         out: dict[str, Any] = {}
         for name, values in table.items():  # created after result, where a row-built frame had it
