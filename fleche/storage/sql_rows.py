@@ -109,7 +109,9 @@ def _repeated(texts: Sequence[Any]) -> list[Any] | None:
     if distinct is None:
         return None
     by_text = dict(zip(unique, distinct, strict=True))
-    return Repeated(map(by_text.__getitem__, texts), texts, distinct)
+    # Each row's text kept as the first of its kind (the page's own strings are then freed).
+    first = {text: text for text in unique}
+    return Repeated(map(by_text.__getitem__, texts), list(map(first.__getitem__, texts)), distinct)
 
 
 def _checked(columns: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]] | None:
