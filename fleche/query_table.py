@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import is_, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from .call import LazyCall
 from .digest import Digest
-from .storage.record_page import as_digests, collector_paused
+from .storage.record_page import Repeated, as_digests, collector_paused, owned
 
 if TYPE_CHECKING:
     import pandas
@@ -39,6 +39,9 @@ _LOST: Any = object()
 _new = str.__new__
 _FIRST = ("key", "function")
 _values = methodcaller("values")
+_DICTS = frozenset({dict})
+#: Entries a table's cells may share (a container each row has its own of).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class _Columns:
@@ -72,7 +75,9 @@ class _Columns:
         rows = len(self.created)
         if not rows:
             return pandas.DataFrame()
-        table = {n: v + [_MISSING] * (rows - len(v)) for n, v in self.columns.items()}
+        table = self.columns
+        for column in table.values():  # padded in place: no copy of a million-row column
+            column.extend(repeat(_MISSING, rows - len(column)))
         created = pandas.to_datetime(pandas.Series(self.created), unit="s")
         out: dict[str, Any] = {}
         for name, values in table.items():  # created after result, where a row-built frame had it
@@ -124,7 +129,7 @@ def page_frame(
     """
     short = functools.cache(shrink) if shrink else _same
     table = _Columns()
-    with collector_paused():
+    with collector_paused(aged=True):
         loading = _fill(table, pages, short, shrink is not None, shown or _nothing)
         if loading and values_of is not None:
             _load_columns(table, loading, values_of)
@@ -206,7 +211,7 @@ def _keyed(column: list[Any]) -> list[bool] | None:
 
 def _functions(modules: Sequence[Any], names: Sequence[str]) -> list[str]:
     """The ``function`` column: ``module.name`` of each row (one string where a page has one function)."""
-    if len(set(modules)) == 1 and len(set(names)) == 1:
+    if names and modules.count(modules[0]) == len(modules) and names.count(names[0]) == len(names):
         return [f"{modules[0]}.{names[0]}"] * len(names)
     return list(map("{}.{}".format, modules, names))
 
@@ -242,7 +247,21 @@ def _block(page: Any) -> tuple[dict[str, list[Any]], set[str]] | None:
 
 
 def _metadata_columns(metadata: Sequence[Any]) -> dict[str, list[Any]] | None:
-    """``namespace.name`` columns of metadata mappings of one shape; ``None`` if shapes differ."""
+    """``namespace.name`` columns of metadata mappings of one shape; ``None`` if shapes differ.
+
+    A page's rows that share one document (:class:`~fleche.storage.record_page.Repeated`)
+    share its entries too, if none is a container (which each row must have its own of).
+    """
+    if type(metadata) is Repeated:
+        if not all(map(_flat, metadata.distinct)):
+            metadata = owned(metadata)
+        elif len(metadata.distinct) == 1:
+            rows, (document,) = len(metadata), metadata.distinct
+            return {
+                f"{namespace}.{name}": [value] * rows
+                for namespace, entries in document.items()
+                for name, value in entries.items()
+            }
     namespaces = set(map(tuple, metadata))
     if len(namespaces) != 1:
         return None
@@ -255,6 +274,14 @@ def _metadata_columns(metadata: Sequence[Any]) -> dict[str, list[Any]] | None:
         for name in next(iter(shapes)):
             columns[f"{namespace}.{name}"] = list(map(itemgetter(name), entries))
     return columns
+
+
+def _flat(document: dict[str, Any]) -> bool:
+    """Whether a metadata document maps namespaces to mappings of scalars (no container to share)."""
+    entries = document.values()
+    if not _DICTS.issuperset(map(type, entries)):
+        return False
+    return _SCALARS.issuperset(map(type, chain.from_iterable(map(_values, entries))))
 
 
 def _same(value: Any) -> Any:

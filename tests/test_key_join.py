@@ -30,6 +30,8 @@ def test_keys_that_are_not_digests_text_leave_the_join_to_the_caller():
     assert positions(keys, ["not a digest"]) is None
     assert positions(keys, [keys[0].upper()]) is None
     assert positions(["x" * 32], keys) is None
+    for odd in (keys[0].encode(), None, 32, list(keys[0])):  # not text, whatever its length
+        assert positions(keys, [keys[1], odd]) is None
 
 
 def test_nothing_scanned_finds_nothing():

@@ -85,6 +85,10 @@ def test_values_of_a_damaged_row_is_missing_and_warned_of(values):
     with pytest.warns(Warning):
         found = values.values_of(keys, MISSING)
     assert found == [MISSING if n == 7 else [n, n / 2] for n in range(len(keys))]
+    with pytest.warns(Warning):  # each cell that shows it, wherever the cells are
+        found = values.values_of([keys[7], *keys[::-1], keys[7]], MISSING)
+    assert found[0] is found[-1] is found[len(keys) - 7] is MISSING
+    assert found.count(MISSING) == 3 and found[1] == [len(keys) - 1, (len(keys) - 1) / 2]
 
 
 def test_values_of_compressed_entries_and_keys_in_capitals(tmp_path):

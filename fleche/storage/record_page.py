@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import json
 import marshal
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import compress, repeat
 from operator import attrgetter
 from typing import Any
@@ -24,9 +25,11 @@ from ..digest import Digest
 __all__ = [
     "Packed",
     "RecordPage",
+    "Repeated",
     "StoredCall",
     "as_digests",
     "collector_paused",
+    "owned",
     "packed",
     "unkeyed_sets",
 ]
@@ -153,18 +156,19 @@ class RecordPage:
         return record
 
     def _columns(self) -> tuple[Sequence[Any], ...]:
-        """The columns, in the order of :data:`_SETTERS` (a :class:`Packed` one unpacked for good)."""
+        """The columns, in the order of :data:`_SETTERS` (a :class:`Packed` one unpacked for good,
+        a :class:`Repeated` one made a document per row)."""
         metadata = self.metadata
         if type(metadata) is Packed:
             self.metadata = metadata.unpacked()
+        elif type(metadata) is Repeated:
+            self.metadata = metadata.owned()
         return _ALL_COLUMNS(self)
 
     def select(self, keep: Sequence[bool]) -> RecordPage:
         """The page of the records whose ``keep`` is true."""
         columns = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return RecordPage(
-            **{n: None if c is None else list(compress(c, keep)) for n, c in columns.items()}
-        )
+        return RecordPage(**{n: _selected(c, keep) for n, c in columns.items()})
 
     @classmethod
     def of(cls, records: Sequence[DigestedCall]) -> RecordPage:
@@ -177,12 +181,16 @@ class RecordPage:
 
 
 @contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(aged: bool = False) -> Iterator[None]:
     """The cycle collector paused (and then restored) while many objects are made.
 
     It would otherwise walk the ever larger heap of a long listing every few
     hundred objects, a third of its time; records and tables hold no cycles
-    to find.
+    to find.  Restored, it would walk every object made meanwhile at once,
+    as young: with ``aged`` (one large result, a table: 3-5% of its time at
+    a million calls) the young objects are moved to the oldest generation
+    instead, unwalked (``gc.freeze`` then ``gc.unfreeze``: a full collection
+    still walks them), unless the process keeps objects frozen itself.
     """
     paused = gc.isenabled()
     gc.disable()
@@ -190,6 +198,9 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if paused:
+            if aged and not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
@@ -224,6 +235,47 @@ class Packed(Sequence[Any]):
             with collector_paused():  # a page of new objects, as when the page was read
                 rows = self.rows = marshal.loads(self.data)
         return rows
+
+
+class Repeated(list[Any]):
+    """A column of JSON documents (metadata) in which the rows of one text share one decoded document.
+
+    The metadata of a page is often one document on every row (the same
+    tags, or none): decoded once per distinct text, it costs no parse, no
+    dict and no string per row, and a table makes its columns without a
+    step per row.  What only reads it (a table, the expiry of a listing)
+    reads it as it is; a record gets a document of its own, as a decode per
+    row gives it (:meth:`owned`), since its metadata may be changed.
+    """
+
+    __slots__ = ("texts", "distinct")
+
+    def __init__(self, rows: Iterable[Any], texts: Sequence[str], distinct: list[Any]) -> None:
+        super().__init__(rows)
+        #: Each row's text; the documents decoded, one per distinct text.
+        self.texts, self.distinct = texts, distinct
+
+    def owned(self) -> list[Any]:
+        """A document per row, none shared (one parse; each text was checked as one document)."""
+        return json.loads("[" + ",".join(self.texts) + "]")  # type: ignore[no-any-return]
+
+    def select(self, keep: Sequence[bool]) -> Repeated:
+        """The rows whose ``keep`` is true."""
+        rows = list(compress(self, keep))
+        return Repeated(rows, list(compress(self.texts, keep)), self.distinct)
+
+
+def owned(column: Sequence[Any]) -> Sequence[Any]:
+    """``column`` with a document of its own on every row (see :class:`Repeated`)."""
+    return column.owned() if type(column) is Repeated else column
+
+
+def _selected(column: Sequence[Any] | None, keep: Sequence[bool]) -> Any:
+    if column is None:
+        return None
+    if type(column) is Repeated:
+        return column.select(keep)
+    return list(compress(column, keep))
 
 
 def packed(column: Sequence[Any]) -> Sequence[Any]:

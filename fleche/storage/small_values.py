@@ -26,8 +26,8 @@ import dataclasses
 import heapq
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import compress, repeat
-from operator import is_, itemgetter
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..digest import Digest
@@ -215,34 +215,38 @@ class SmallValues(StorageBackend):
         at = positions(list(map(_first, rows)), keys)
         if at is None:  # a key that is not a digest's text
             return super().values_of(keys, missing)  # type: ignore[misc]
-        values = self._joined(rows, at, missing)
-        lost = list(compress(range(len(values)), map(is_, values, repeat(missing))))
+        values, lost = self._joined(rows, at, missing)
         if lost:  # in the backend, damaged, or with a part missing: read alone (warned of)
             found = super().load_many({keys[n] for n in lost})  # type: ignore[misc]
             for n in lost:
                 values[n] = found.get(keys[n], missing)
         return values
 
-    def _joined(self, rows: list[tuple[str, bytes]], at: Any, missing: Any) -> list[Any]:
-        """The value of the row at each index of ``at`` (-1: ``missing``), each row decoded once."""
+    def _joined(self, rows: list[Any], at: Any, missing: Any) -> tuple[list[Any], list[int]]:
+        """The value of the row at each index of ``at`` (-1: ``missing``), each row decoded once;
+        and the indices that are ``missing`` (found in numpy: no scan of the values)."""
         import numpy
 
         used = numpy.flatnonzero(numpy.bincount(at[at >= 0], minlength=len(rows)))
         chosen = rows if len(used) == len(rows) else list(map(rows.__getitem__, used.tolist()))
         entries = numpy.empty(len(rows) + 1, dtype=object)  # the last one: where at is -1
-        values = self._entries(chosen, missing)
+        values, unread = self._entries(chosen, missing)
         entries[used] = numpy.fromiter(values, dtype=object, count=len(values))
         entries[-1] = missing
-        return entries[at].tolist()
+        lost = (at < 0) | numpy.isin(at, used[unread]) if unread else at < 0
+        return entries[at].tolist(), numpy.flatnonzero(lost).tolist()
 
-    def _entries(self, rows: list[tuple[str, bytes]], missing: Any) -> list[Any]:
-        """The value of each row ``(key, bytes)``, in order; ``missing`` where it cannot be read here."""
+    def _entries(self, rows: list[tuple[str, bytes]], missing: Any) -> tuple[list[Any], list[int]]:
+        """The value of each row ``(key, bytes)``, in order, ``missing`` where it cannot be read
+        here; and the indices of those rows."""
         values: list[Any] = []
+        unread: list[int] = []
         decode, new = self._decode, str.__new__  # type: ignore[attr-defined]
         head = self._plain_head()  # type: ignore[attr-defined]
         for start in range(0, len(rows), _BATCH):
             batch = rows[start : start + _BATCH]
             forms = None if head is None else plain_values(batch, head)
+            plain = forms is not None  # then no row of the batch is missing
             if forms is None:  # decoded row by row where the page cannot be at once
                 decoded, left = ({}, batch) if head is None else plain_entries(batch, head)
                 for text, data in left:  # written otherwise (signed, compressed), or damaged
@@ -252,12 +256,15 @@ class SmallValues(StorageBackend):
                         continue
                 forms = list(map(decoded.get, map(_first, batch), repeat(missing)))
             if not _PLAIN.issuperset(map(type, forms)):
+                plain = False
                 forms = [
                     self._resolved(form, text, missing)
                     for form, (text, _) in zip(forms, batch, strict=True)
                 ]
+            if not plain:
+                unread += (start + n for n, form in enumerate(forms) if form is missing)
             values += forms
-        return values
+        return values, unread
 
     def _resolved(self, form: Any, text: str, missing: Any) -> Any:
         """:meth:`_resolve` of one row's entry; ``missing`` if a part of it cannot be read."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..call_record import DigestedCall
 from ..digest import Digest
-from .record_page import RecordPage, collector_paused, unkeyed_sets
+from .record_page import RecordPage, Repeated, collector_paused, owned, unkeyed_sets
 from .sql_metadata import join_metadata
 from .sql_seal import broken_seal, seal, seals
 
@@ -75,7 +75,7 @@ def decode(key: str, row: Sequence[Any]) -> DigestedCall:
     digests = list(given.values())
     if not all(type(d) is str and len(d) == 32 for d in digests) or not is_hex("".join(digests)):
         raise ValueError("an argument digest is not 32 hexadecimal characters")
-    decoded, damaged = _in_bulk([(None, key, *row)], [given], [_json(meta)])
+    decoded, damaged = _in_bulk([(v,) for v in (None, key, *row)], [given], [_json(meta)])
     if damaged:  # typed metadata that cannot be read
         raise damaged[0][1]
     return decoded.records()[0]
@@ -94,15 +94,35 @@ def _documents(texts: Sequence[Any]) -> list[Any] | None:
     return parsed
 
 
-def _checked(page: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]] | None:
-    """The argument and metadata documents of a page, if every row of it passes every check.
+def _repeated(texts: Sequence[Any]) -> list[Any] | None:
+    """The metadata documents of a page (see :func:`_documents`), each distinct text parsed once.
+
+    Mostly distinct, they are parsed as :func:`_documents` parses them;
+    else the rows of one text share one document (:class:`Repeated`).
+    """
+    if set(map(type, texts)) != _STR:
+        return _documents(texts)
+    unique = dict.fromkeys(texts)
+    if len(unique) * 2 > len(texts):
+        return _documents(texts)
+    distinct = _documents(list(unique))
+    if distinct is None:
+        return None
+    by_text = dict(zip(unique, distinct, strict=True))
+    # Each row's text kept as the first of its kind (the page's own strings are then freed).
+    first = {text: text for text in unique}
+    return Repeated(map(by_text.__getitem__, texts), list(map(first.__getitem__, texts)), distinct)
+
+
+def _checked(columns: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]] | None:
+    """The argument and metadata documents of a page (as columns), if every row passes every check.
 
     Each check runs over a whole column (in C, no Python code per row).
     """
-    _, keys, *_, results, given, meta, _, sealed = zip(*page, strict=True)
+    _, keys, *_, results, given, meta, _, sealed = columns
     if seals(keys, results) != list(sealed):
         return None
-    given, meta = _documents(given), _documents(meta)
+    given, meta = _documents(given), _repeated(meta)
     if given is None or meta is None:
         return None
     digests = list(chain.from_iterable(map(dict.values, given)))
@@ -120,20 +140,22 @@ Decoded = tuple[RecordPage, list[tuple[str, Exception]]]
 def decode_page(page: list[tuple[Any, ...]]) -> Decoded:
     """The rows of a page (``position, key, *ROW_COLUMNS``) decoded; see :data:`Decoded`."""
     with collector_paused():
-        documents = _checked(page) if page else None
+        columns = list(zip(*page, strict=True))  # transposed once, for the checks and the page
+        documents = _checked(columns) if page else None
         if documents is None:
             return _one_by_one(page)
-        return _in_bulk(page, *documents)
+        return _in_bulk(columns, *documents)
 
 
-def _in_bulk(page: list[tuple[Any, ...]], given: list[Any], meta: list[Any]) -> Decoded:
-    """The checked rows as a :class:`RecordPage` (no Python code per row where none is needed)."""
-    _, keys, names, modules, versions, codes, unkeyed, created, results, _, _, typed, _ = zip(
-        *page, strict=True
-    )
+def _in_bulk(columns: list[tuple[Any, ...]], given: list[Any], meta: list[Any]) -> Decoded:
+    """The checked rows (as columns) as a :class:`RecordPage` (no Python code per row where none is needed)."""
+    _, keys, names, modules, versions, codes, unkeyed, created, results, _, _, typed, _ = columns
     damaged: list[tuple[str, Exception]] = []
     dropped: set[int] = set()
-    for n in _typed_rows(typed):  # some metadata JSON cannot hold: put back (and checked) alone
+    rows = _typed_rows(typed)
+    if rows:  # joined in place: each row's own document
+        meta = list(owned(meta))
+    for n in rows:  # some metadata JSON cannot hold: put back (and checked) alone
         try:
             meta[n] = join_metadata(meta[n], typed[n])
         except Exception as err:
@@ -152,7 +174,7 @@ def _in_bulk(page: list[tuple[Any, ...]], given: list[Any], meta: list[Any]) -> 
         created=created,
     )
     if dropped:
-        decoded = decoded.select([n not in dropped for n in range(len(page))])
+        decoded = decoded.select([n not in dropped for n in range(len(keys))])
     return decoded, damaged
 
 
