@@ -9,6 +9,8 @@ Run:  PYTHONPATH=. python benchmarks/bench_scale.py [--sizes 10000,100000,100000
       [--layout default|files]  (the default store: call records and small values in
                SQLite, larger values as files; or ``files``: every value a pickle file,
                the layout of stores made before small values were kept in SQLite)
+      [--metadata tags|runtime]  (each call's metadata: the same tags on every call, or
+               also runtime entries of its own, as a decorated call records them)
 
 For each size N, a store holds N calls of ``simulate(x, group)``
 (``group = x % (N // 100)``, so a query by group returns 100 calls), each
@@ -62,6 +64,8 @@ ROWS: list[list[str]] = []
 CLOCK: list[Callable[[], float]] = [time.perf_counter]
 #: Values bigger than this many encoded bytes are files; ``--layout files`` sets it to 0.
 INLINE_LIMIT: list[int | None] = [None]
+#: Whether each call also records runtime entries of its own (``--metadata runtime``).
+RUNTIME: list[bool] = [False]
 #: How many runs each listing is timed as the best of (``--repeat``); ``None``: 3, or 1 above 100,000 calls.
 REPEAT: list[int | None] = [None]
 
@@ -89,6 +93,15 @@ def open_store(root: Path) -> Cache:
     return from_config({"template": "sql", "root": str(root), **limit})
 
 
+def metadata_of(x: int) -> dict[str, dict[str, object]]:
+    """The metadata of call ``x``: tags, and with ``--metadata runtime`` timings that differ per call."""
+    tags = {"tags": {"project": "scale"}}
+    if not RUNTIME[0]:
+        return tags
+    timings = {"started": 1.7e9 + x, "walltime": 1e-5 * (x % 97), "cputime": 1e-5 * (x % 89)}
+    return {"runtime": timings, **tags}
+
+
 def fill(root: Path, size: int) -> Cache:
     """The store of ``size`` calls under ``root``, filled now unless an earlier run did."""
     done = root / "filled"
@@ -103,7 +116,7 @@ def fill(root: Path, size: int) -> Cache:
             {"x": x, "group": x % groups},
             module="bench.scale",
             result=[x, x * 0.5],
-            metadata={"tags": {"project": "scale"}},
+            metadata=metadata_of(x),
         )
         store.save(call)
     done.write_text(str(size))
@@ -307,6 +320,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="runs of each listing, the best one shown")
     parser.add_argument("--cpu", action="store_true", help="time by CPU time, not the wall clock")
     parser.add_argument(
+        "--metadata",
+        choices=("tags", "runtime"),
+        default="tags",
+        help="the same tags on every call, or also runtime timings of each call's own",
+    )
+    parser.add_argument(
         "--layout",
         choices=("default", "files"),
         default="default",
@@ -316,7 +335,10 @@ def main() -> None:
     if options.cpu:
         CLOCK[0] = cpu_time
     REPEAT[0] = options.repeat
-    suffix = "" if options.layout == "default" else "-files"
+    suffix = ("" if options.layout == "default" else "-files") + (
+        "-runtime" if options.metadata == "runtime" else ""
+    )
+    RUNTIME[0] = options.metadata == "runtime"
     if options.layout == "files":
         INLINE_LIMIT[0] = 0
     base = Path(options.dir) if options.dir else Path(tempfile.mkdtemp(prefix="fleche-scale-"))
@@ -332,7 +354,7 @@ def main() -> None:
         if not options.dir:
             shutil.rmtree(base, ignore_errors=True)
     print_table(
-        f"A store of many calls ({options.layout} layout), with same-run references"
+        f"A store of many calls ({options.layout} layout, {options.metadata} metadata), with same-run references"
         + (" (CPU time)" if options.cpu else ""),
         ["calls", "operation", "fleche", "reference", "ratio", "entries/s"],
         ROWS,
