@@ -150,17 +150,15 @@ class Cache(CacheBase):
         name = ""
         values = self.values
         held: list[Any] | None = None
+        extra: tuple[Any, ...] = ()
         if self.holds and here:
             held = []  # small entries' writes, carried by the prepared call to its record's
-            save = values.save_held  # type: ignore[attr-defined]
+            save, extra = values.save_held, (held,)  # type: ignore[attr-defined]
         else:
             save = values.save_ahead if self.settles else values.save  # settled before the record
         try:
             for name, value in arguments.items():
-                if held is None:
-                    save(value, record.arguments[name])
-                else:
-                    save(value, record.arguments[name], held)
+                save(value, record.arguments[name], *extra)
         except Exception as err:
             self.pins.unpin(pinned)
             raise SaveError(f"argument {name!r}: {type(err).__name__}: {err}") from err

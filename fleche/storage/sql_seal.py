@@ -36,7 +36,7 @@ def seals(keys: Sequence[str], results: Sequence[str | None]) -> list[str]:
     """The seals of many rows at once, as :func:`seal` makes them (no Python call per row)."""
     if None in results:
         return list(map(seal, keys, results))
-    return list(map(_hexdigest, map(str.encode, map("=".join, zip(keys, results)))))
+    return list(map(_hexdigest, map(str.encode, map("=".join, zip(keys, results, strict=True)))))
 
 
 class BrokenSeal(ValueError):
