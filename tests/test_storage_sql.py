@@ -6,6 +6,7 @@ import dataclasses
 import math
 import multiprocessing
 import pickle
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -270,13 +271,25 @@ def _trigger_names(connection: Any) -> list[str]:
     return sorted(found.scalars())
 
 
-#: The insert trigger of the stores made before ``fleche_arguments_filled``, as it was.
-_OLD_INSERT_TRIGGER = (
-    "CREATE TRIGGER fleche_arguments_inserted AFTER INSERT ON calls BEGIN "
-    "DELETE FROM arguments WHERE call_key = new.key; "
-    "INSERT INTO arguments (call_key, name, value) "
-    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
+#: The argument index and its triggers as stores of layout 4 and before had them.
+_LAYOUT_4 = (
+    "CREATE TABLE arguments (call_key VARCHAR(32) NOT NULL, name TEXT NOT NULL, "
+    "value VARCHAR(32) NOT NULL, PRIMARY KEY (call_key, name), "
+    'FOREIGN KEY(call_key) REFERENCES calls ("key") ON DELETE CASCADE)',
+    "CREATE INDEX ix_arguments_value ON arguments (name, value)",
+    "CREATE TRIGGER fleche_arguments_filled AFTER INSERT ON calls BEGIN INSERT OR REPLACE "
+    "INTO arguments (call_key, name, value) SELECT new.key, given.key, given.value "
+    "FROM json_each(new.arguments) AS given; END",
+    "CREATE TRIGGER fleche_arguments_updated AFTER UPDATE OF arguments ON calls "
+    "WHEN old.arguments IS NOT new.arguments BEGIN DELETE FROM arguments WHERE call_key = new.key; "
+    "INSERT INTO arguments (call_key, name, value) SELECT new.key, given.key, given.value "
+    "FROM json_each(new.arguments) AS given; END",
+    "CREATE TRIGGER fleche_arguments_pruned AFTER INSERT ON calls WHEN EXISTS (SELECT 1 FROM "
+    "arguments WHERE call_key = new.key AND name NOT IN (SELECT key FROM json_each(new.arguments))) "
+    "BEGIN DELETE FROM arguments WHERE call_key = new.key AND name NOT IN "
+    "(SELECT key FROM json_each(new.arguments)); END",
 )
+_NEW_TRIGGERS = ["fleche_index_added", "fleche_index_changed", "fleche_index_removed"]
 
 
 def _argument_names(store: Sql, key: str) -> list[str]:
@@ -285,41 +298,106 @@ def _argument_names(store: Sql, key: str) -> list[str]:
         return sorted(connection.execute(query).scalars())
 
 
-def test_a_store_with_the_old_insert_trigger_gets_the_new_one_when_opened(tmp_path: Path) -> None:
+def _as_layout_4(path: Path, orphan: tuple[str, str, str]) -> None:
+    """Turn the SQLite store at ``path`` into one of layout 4, its index made from its records."""
+    with sqlite3.connect(path) as connection:
+        for name in _NEW_TRIGGERS:
+            connection.execute(f"DROP TRIGGER {name}")
+        connection.execute("DROP TABLE arguments")
+        for statement in _LAYOUT_4[:2]:
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO arguments SELECT calls.key, given.key, given.value "
+            "FROM calls, json_each(calls.arguments) AS given"
+        )
+        connection.execute("INSERT INTO arguments VALUES (?, ?, ?)", orphan)
+        for statement in _LAYOUT_4[2:]:
+            connection.execute(statement)
+        connection.execute("UPDATE fleche_schema SET version = 4")
+
+
+def test_a_layout_4_store_gets_the_new_argument_index_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
-    Sql(url=str(path)).save(_call(1))
-    with Sql(url=str(path)).session() as connection:  # as fleche made it before
-        for name in ("fleche_arguments_filled", "fleche_arguments_pruned"):
-            connection.exec_driver_sql(f"DROP TRIGGER {name}")
-        connection.exec_driver_sql(_OLD_INSERT_TRIGGER)
+    keys = [Sql(url=str(path)).save(_call(i)) for i in range(3)]
+    _as_layout_4(path, ("f" * 32, "i", str(digest(1))))  # a row left by a hand deletion
     store = Sql(url=str(path))
     with store.session() as connection:
-        assert _trigger_names(connection) == [
-            "fleche_arguments_filled",
-            "fleche_arguments_pruned",
-            "fleche_arguments_updated",
-        ]
-    key = store.save(_call(2))
-    assert _argument_names(store, key) == ["i", "x"]
-    assert [r.key() for r in store.query(QueryCall(arguments={"i": 2}))] == [key]
-
-
-def test_old_and_new_insert_triggers_together_fill_the_same_rows(tmp_path: Path) -> None:
-    store = Sql(url=str(tmp_path / "calls.db"))
-    with store.session() as connection:  # an older fleche opened the store since
-        connection.exec_driver_sql(_OLD_INSERT_TRIGGER)
-    keys = [store.save(_call(i)) for i in range(3)]
+        assert connection.execute(select(schema.c.version)).scalar() == SCHEMA_VERSION
+        assert _trigger_names(connection) == _NEW_TRIGGERS
+        (made,) = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'arguments'"
+        ).scalars()
+        assert "PRIMARY KEY (name, value, call_key)" in made and "WITHOUT ROWID" in made
+        assert connection.execute(select(func.count()).select_from(arguments)).scalar() == 6
     assert [_argument_names(store, key) for key in keys] == [["i", "x"]] * 3
     assert [r.key() for r in store.query(QueryCall(arguments={"i": 1}))] == [keys[1]]
+    key = store.save(_call(3))
+    assert _argument_names(store, key) == ["i", "x"]
+    store.evict(keys[0])
+    assert _argument_names(store, keys[0]) == []
+
+
+def test_a_layout_4_postgres_store_gets_the_new_argument_index_when_opened(tmp_path: Path) -> None:
+    store = postgres_calls(tmp_path)
+    keys = [store.save(_call(i)) for i in range(3)]
+    with store.session() as connection:  # the keys and indexes of layout 4
+        for step in (
+            "ALTER TABLE arguments DROP CONSTRAINT arguments_pkey",
+            "DROP INDEX ix_arguments_call",
+            "ALTER TABLE arguments ADD PRIMARY KEY (call_key, name)",
+            "CREATE INDEX ix_arguments_value ON arguments (name, value)",
+            "UPDATE fleche_schema SET version = 4",
+        ):
+            connection.exec_driver_sql(step)
+    opened = postgres_calls(tmp_path)
+    with opened.session() as connection:
+        assert connection.execute(select(schema.c.version)).scalar() == SCHEMA_VERSION
+        indexes = dict(
+            connection.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'arguments' "
+                "AND schemaname = current_schema()"
+            ).all()
+        )
+    assert sorted(indexes) == ["arguments_pkey", "ix_arguments_call"]
+    assert "(name, value, call_key)" in indexes["arguments_pkey"]
+    assert [r.key() for r in opened.query(QueryCall(arguments={"i": 1}))] == [keys[1]]
+    opened.put(_call(1).replace(arguments={"z": 9}), keys[1])
+    assert _argument_names(opened, keys[1]) == ["z"]
+    opened.evict(keys[0])
+    assert _argument_names(opened, keys[0]) == []
+
+
+def test_the_triggers_an_older_fleche_makes_again_fill_the_same_rows(tmp_path: Path) -> None:
+    store = Sql(url=str(tmp_path / "calls.db"))
+    with store.session() as connection:  # an older fleche opened the store since, and refused it
+        for statement in _LAYOUT_4[2:]:
+            connection.exec_driver_sql(statement)
+    keys = [store.save(_call(i)) for i in range(3)]
+    store.put(_call(1).replace(arguments={"z": 9}), keys[1])
+    assert [_argument_names(store, key) for key in keys] == [["i", "x"], ["z"], ["i", "x"]]
+    assert [r.key() for r in store.query(QueryCall(arguments={"i": 2}))] == [keys[2]]
+    assert list(store.query(QueryCall(arguments={"i": 1}))) == []
+    with Sql(url=str(tmp_path / "calls.db")).session() as connection:  # opened here again
+        assert _trigger_names(connection) == _NEW_TRIGGERS
 
 
 def test_a_new_sqlite_store_fills_arguments_without_a_delete(tmp_path: Path) -> None:
     store = Sql(url=str(tmp_path / "calls.db"))
     with store.session() as connection:
-        (filled,) = connection.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE name = 'fleche_arguments_filled'"
+        (added,) = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'fleche_index_added'"
         ).scalars()
-    assert "INSERT OR REPLACE" in filled and "DELETE" not in filled
+    assert "INSERT OR IGNORE" in added and "DELETE" not in added
+
+
+def test_a_damaged_argument_document_has_its_index_rows_removed(tmp_path: Path) -> None:
+    store = Sql(url=str(tmp_path / "calls.db"))
+    key, other = store.save(_call(1)), store.save(_call(2))
+    with sqlite3.connect(tmp_path / "calls.db") as connection:  # damaged by hand, index kept
+        connection.execute("DROP TRIGGER fleche_index_changed")
+        connection.execute("UPDATE calls SET arguments = '{broken' WHERE key = ?", (key,))
+    store.evict(key)
+    assert _argument_names(store, key) == [] and _argument_names(store, other) == ["i", "x"]
 
 
 def test_damaged_row_reads_as_a_miss(store: Sql) -> None:
@@ -354,7 +432,7 @@ def test_a_page_with_a_damaged_row_lists_the_others(store: Sql, damage: str) -> 
     with store.session() as connection:
         # SQLite's trigger would refuse to index malformed JSON: a hand edit without it.
         if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("DROP TRIGGER fleche_arguments_updated")
+            connection.exec_driver_sql("DROP TRIGGER fleche_index_changed")
         for key in keys[1:3]:  # two neighbours: their texts joined must not pass as others
             connection.execute(
                 update(calls).where(calls.c.key == key).values(arguments=_BAD_ARGUMENTS[damage])
@@ -539,7 +617,8 @@ def test_query_runs_a_bounded_number_of_statements(store: Sql) -> None:
 def test_a_template_sql_answers_exactly_is_read_in_pages(store: Sql) -> None:
     saved = [store.save(_call(i)) for i in range(300)]
     store.save(_call(5))  # saved again: it keeps its place
-    # In table order on SQLite (the order calls were first stored), in key order elsewhere.
+    # In table order on SQLite (the order calls were first stored), in key order elsewhere
+    # and for an argument template (the order of the argument index).
     order = saved if store.url.endswith(".db") else sorted(saved)
     threes = {k for i, k in enumerate(saved) if i % 7 == 3}
     seen = _count_statements(store)
@@ -547,7 +626,7 @@ def test_a_template_sql_answers_exactly_is_read_in_pages(store: Sql) -> None:
         patch.setattr("fleche.storage.sql_scan.PAGE", 70)
         assert [r.key() for r in store.query(QueryCall(name="simulate"))] == order
         found = [r.key() for r in store.query(QueryCall(arguments={"x": 3}))]
-    assert found == [k for k in order if k in threes]
+    assert found == sorted(threes)
     assert len(seen) == 5 + 1  # 300 records in pages of 70, one statement each; 43 in one
 
 

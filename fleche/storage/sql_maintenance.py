@@ -2,7 +2,8 @@
 
 ``fleche verify`` reads every record through the storage API; what it
 cannot see from there is found here: argument-index rows whose record is
-gone (a ``calls`` row deleted by hand with SQLite's foreign keys off) and
+gone (a ``calls`` row deleted by hand while what keeps the index was off: the
+SQLite store's triggers, PostgreSQL's foreign key) and
 records that still hold metadata an older fleche pickled (schema 1).
 """
 
@@ -72,7 +73,7 @@ def audit(session: Session, fix: bool = False) -> list[Finding]:
             _key(key),
             ORPHAN_ARGUMENTS,
             f"{count} argument-index rows of a record that is gone "
-            "(deleted by hand with foreign keys off?)",
+            "(deleted by hand with the index's triggers or foreign key off?)",
             fixable=True,
             fixed=fix,
         )

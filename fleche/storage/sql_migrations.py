@@ -18,6 +18,7 @@ from .sql_schema import (
     PAGE,
     ROW_COLUMNS,
     SCHEMA_VERSION,
+    arguments,
     calls,
     decode_row,
     expiry_column,
@@ -32,34 +33,40 @@ __all__ = ["check_schema"]
 # On SQLite the argument index is kept by the database itself, from the JSON
 # ``arguments`` column, so that a save is one statement, atomic by itself
 # (PostgreSQL gets the same from one statement of data-modifying CTEs).
-# Created if missing whenever a store is opened: stores made before have none.
-# Rows of the key left behind by a ``calls`` row deleted by hand with foreign
-# keys off would otherwise fail every later save: a new record replaces those
-# of its argument names and drops the others only when there are any (a
-# trigger of its own: its test costs a miss less than a DELETE); a changed one
-# drops all of the key's rows first.
-_FILL = (
-    "INTO arguments (call_key, name, value) "
-    "SELECT new.key, given.key, given.value FROM json_each(new.arguments) AS given; END"
+# Created if missing whenever a store is opened.  The index is keyed by
+# ``(name, value, call_key)``: a record's rows are found from its argument
+# documents, never by key (that would scan the index); only a document that
+# is not JSON (a damaged row) has its rows found by that scan.  A changed
+# record drops the rows of its new document too before adding them: the
+# update of an upsert overrides the trigger's ``OR IGNORE``, and a row left
+# by a hand edit must not fail the save.
+_ROWS_OF = "SELECT given.key, given.value, {row}.key FROM json_each({row}.arguments) AS given"
+_ADD = "INSERT OR IGNORE INTO arguments (name, value, call_key) " + _ROWS_OF.format(row="new")
+_DROP = (
+    "DELETE FROM arguments WHERE json_valid({row}.arguments) "
+    "AND (name, value, call_key) IN (" + _ROWS_OF + ")"
 )
-_OTHERS = (
-    "FROM arguments WHERE call_key = new.key "
-    "AND name NOT IN (SELECT key FROM json_each(new.arguments))"
+_DROP_OLD = (
+    _DROP.format(row="old")
+    + "; DELETE FROM arguments WHERE NOT json_valid(old.arguments) AND call_key = old.key"
 )
-_TRIGGERS = ("fleche_arguments_filled", "fleche_arguments_updated", "fleche_arguments_pruned")
+_TRIGGERS = ("fleche_index_added", "fleche_index_changed", "fleche_index_removed")
 _SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON calls "
-    "BEGIN INSERT OR REPLACE " + _FILL,
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[0]} AFTER INSERT ON calls BEGIN {_ADD}; END",
     f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[1]} AFTER UPDATE OF arguments ON calls "
-    "WHEN old.arguments IS NOT new.arguments BEGIN "
-    "DELETE FROM arguments WHERE call_key = new.key; INSERT " + _FILL,
-    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[2]} AFTER INSERT ON calls "
-    f"WHEN EXISTS (SELECT 1 {_OTHERS}) BEGIN DELETE {_OTHERS}; END",
+    f"WHEN old.arguments IS NOT new.arguments BEGIN {_DROP_OLD}; {_DROP.format(row='new')}; "
+    f"{_ADD}; END",
+    f"CREATE TRIGGER IF NOT EXISTS {_TRIGGERS[2]} AFTER DELETE ON calls BEGIN {_DROP_OLD}; END",
 )
-#: The insert trigger of stores made before ``fleche_arguments_filled`` (a DELETE, then
-#: an INSERT), dropped once that one exists: never a moment without one of them, and the
-#: two together fill the same rows (an older fleche may make it again).
-_RETIRED = "fleche_arguments_inserted"
+#: The triggers of the layouts before 5, which found a record's rows by key: dropped whenever
+#: a store is opened.  An older fleche makes them again before it refuses a store of layout 5;
+#: with them the index stays right, each save only scans it, until the store is opened here.
+_RETIRED = (
+    "fleche_arguments_inserted",
+    "fleche_arguments_filled",
+    "fleche_arguments_updated",
+    "fleche_arguments_pruned",
+)
 
 
 def check_schema(connection: Connection, where: str) -> None:
@@ -68,38 +75,37 @@ def check_schema(connection: Connection, where: str) -> None:
     ``where`` names the store in the error message.
     """
     tables.create_all(connection, checkfirst=True)
-    if connection.dialect.name == "sqlite":
-        for trigger in _SQLITE_TRIGGERS:
-            connection.exec_driver_sql(trigger)
-        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_RETIRED}")
     found = connection.execute(
         select(schema.c.version).where(schema.c.component == "calls")
     ).scalar()
-    if found is None:
-        connection.execute(schema.insert().values(component="calls", version=SCHEMA_VERSION))
-    elif found > SCHEMA_VERSION:
+    if found is not None and found > SCHEMA_VERSION:  # refused before anything is changed
         raise ConfigError(
             f"the call store at {where} has schema version {found}, but this fleche only knows "
             f"versions up to {SCHEMA_VERSION}; upgrade fleche to open it"
         )
+    if connection.dialect.name == "sqlite":
+        for retired in _RETIRED:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {retired}")
+        for trigger in _SQLITE_TRIGGERS:
+            connection.exec_driver_sql(trigger)
+    if found is None:
+        connection.execute(schema.insert().values(component="calls", version=SCHEMA_VERSION))
     elif found < SCHEMA_VERSION:
         if found <= 1:
             _migrate_from_1(connection, where)
         if found <= 2:
             _migrate_from_2(connection)
-        _migrate_from_3(connection)
+        if found <= 3:
+            _migrate_from_3(connection)
+        _migrate_from_4(connection)
         connection.execute(
             schema.update().where(schema.c.component == "calls").values(version=SCHEMA_VERSION)
         )
 
 
 def _migrate_from_1(connection: Connection, where: str) -> None:
-    """Add ``meta_typed`` and the new triggers; warn about records with pickled metadata."""
+    """Add ``meta_typed``; warn about records with pickled metadata."""
     _add_column(connection, "meta_typed", "TEXT")
-    if connection.dialect.name == "sqlite":
-        for name, trigger in zip(_TRIGGERS, _SQLITE_TRIGGERS, strict=True):
-            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-            connection.exec_driver_sql(trigger)
     legacy = connection.execute(
         select(func.count()).select_from(calls).where(calls.c.meta_extra.is_not(None))
     ).scalar()
@@ -162,6 +168,40 @@ def _migrate_from_3(connection: Connection) -> None:
             found.append({"row": key, "when": when})
     if found:
         connection.execute(store, found)
+
+
+# Layout 4 on PostgreSQL: primary key (call_key, name), an index on (name, value).
+_REKEY_POSTGRES = (
+    "ALTER TABLE arguments DROP CONSTRAINT IF EXISTS arguments_pkey",
+    "DROP INDEX IF EXISTS ix_arguments_value",
+    "ALTER TABLE arguments ADD PRIMARY KEY (name, value, call_key)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ix_arguments_call ON arguments (call_key, name)",
+)
+
+
+def _migrate_from_4(connection: Connection) -> None:
+    """Key the argument index by ``(name, value, call_key)``.
+
+    On SQLite the index is made again from every record's own argument
+    document (no rowid table, no second index, no foreign key: its triggers
+    keep it); rows left by records deleted by hand are not carried over.
+    Each step can run again: pysqlite commits DDL at once.
+    """
+    if connection.dialect.name != "sqlite":
+        for step in _REKEY_POSTGRES:
+            connection.exec_driver_sql(step)
+        return
+    for name in _TRIGGERS:  # not fired into the table while it is made again
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+    arguments.drop(connection, checkfirst=True)
+    arguments.create(connection)
+    connection.exec_driver_sql(
+        "INSERT OR IGNORE INTO arguments (name, value, call_key) SELECT given.key, given.value, "
+        "calls.key FROM calls, json_each(calls.arguments) AS given WHERE json_valid(calls.arguments) "
+        "ORDER BY 1, 2, 3"  # in the index's order: each row appended, none moved
+    )
+    for trigger in _SQLITE_TRIGGERS:
+        connection.exec_driver_sql(trigger)
 
 
 def _add_column(connection: Connection, name: str, sql_type: str) -> None:

@@ -4,12 +4,13 @@
 paths cannot afford the ORM); these declarative classes map the same
 tables, so a session can browse a store with the ORM::
 
+    import json
     from sqlalchemy.orm import Session
     from fleche.storage.sql import CallModel
 
     with Session(store.engine) as session:
         for call in session.query(CallModel).filter_by(name="simulate"):
-            print(call.key, {a.name: a.value for a in call.argument_rows})
+            print(call.key, json.loads(call.arguments))
 
 They are imported only when first named (``fleche.storage.sql`` loads
 them lazily), so opening a store never pays for the ORM.  Treat them as
@@ -38,13 +39,16 @@ class CallModel(Model):
     """One row of ``calls``: a whole call record (``key``, ``name``, ``module``, ``result``…).
 
     ``arguments`` is the JSON text ``{name: digest}`` the record is loaded
-    from; :attr:`argument_rows` are the rows of the argument index.
+    from; :attr:`argument_rows` are the rows of the argument index.  That
+    index is keyed by name and digest first: on SQLite, reading a call's
+    rows by its key scans it (so they are read only when asked for), where
+    ``arguments`` is in the row already.
     """
 
     __table__ = calls
 
     argument_rows: Mapped[list[ArgumentModel]] = relationship(
-        "ArgumentModel", viewonly=True, order_by=arguments.c.name, lazy="selectin"
+        "ArgumentModel", viewonly=True, order_by=arguments.c.name, lazy="select"
     )
 
     def __repr__(self) -> str:

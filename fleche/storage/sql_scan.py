@@ -144,14 +144,24 @@ def _build(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
 def _position(kind: str, shape: tuple[Any, ...], postgres: bool) -> Any:
     """What rows of ``kind`` are paged by (``None`` for a count).
 
-    On SQLite, rows in table order: the rowid of the calls, or with an
-    argument template that of the first argument's index rows, in which
-    order SQLite finds them (no sort; rows are not moved by a save).
+    On SQLite, rows in the order SQLite finds them (no sort; rows are not
+    moved by a save): the rowid of the calls, or with an argument template
+    the key of the first argument's index rows, which are in key order.
     """
     if kind in _PAGED and not postgres:
-        joined = [how for field, how in shape if field == "arguments" and how != "never"]
-        return literal_column(f"argument_{joined[0]}.rowid" if joined else "calls.rowid")
+        first = _first_argument(shape)
+        return literal_column("calls.rowid" if first is None else f"argument_{first}.call_key")
     return calls.c.key if kind in _PAGED else None
+
+
+def _first_argument(shape: tuple[Any, ...]) -> int | None:
+    """The first templated argument of a shape, whose index rows page the rows on SQLite."""
+    return next((how for field, how in shape if field == "arguments" and how != "never"), None)
+
+
+def _start(shape: tuple[Any, ...], postgres: bool) -> int | str:
+    """The position before every row of a shape: below every rowid, or below every key."""
+    return "" if postgres or _first_argument(shape) is not None else _FIRST
 
 
 def _split(how: str) -> Any:
@@ -199,7 +209,7 @@ def _paged(
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of a statement of ``kind`` for a shape and its parameters, a page at a time."""
     text = _text(runtime, kind, shape)
-    params["after"] = _FIRST if not runtime.statements.postgres else ""
+    params["after"] = _start(shape, runtime.statements.postgres)
     params["page"] = size = PAGE
     while True:
         page = runtime.read(text, params)
