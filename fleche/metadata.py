@@ -335,7 +335,8 @@ def record(recorders: tuple[Any, ...], call: Any = None) -> tuple[list[Any], Cal
     def stop() -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
         cwd = os.getcwd() if reads_directory else None  # one system call for all of them
-        for (stop_one, name), token, here in zip(stops, tokens, by_directory, strict=True):
+        # zip without strict= (a keyword makes it a slower call): one plan, its lengths equal.
+        for (stop_one, name), token, here in zip(stops, tokens, by_directory):  # noqa: B905
             entries = stop_one(cwd if here else token)
             if entries:
                 out[name] = {**out[name], **entries} if name in out else entries

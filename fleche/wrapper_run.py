@@ -73,10 +73,9 @@ class Computation:
         draft = DigestedCall.draft(
             function.name,
             function.module,
-            # Each raw digest as a Digest (what Digest.from_raw makes), with no Python call.
-            dict(
-                zip(digests, map(_new_str, _DIGESTS, map(bytes.hex, digests.values())), strict=True)
-            ),
+            # Each raw digest as a Digest (what Digest.from_raw makes), with no Python call;
+            # zip without strict=: a keyword makes it a slower call (0.2 us), the lengths match.
+            dict(zip(digests, map(_new_str, _DIGESTS, map(bytes.hex, digests.values())))),  # noqa: B905
             function.version,
             function.code,
             function.unkeyed,
