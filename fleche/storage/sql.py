@@ -189,7 +189,7 @@ class Sql(sql_scan.Scanning, CallStorage):
         if runtime.statements.postgres:  # its statement also writes the argument rows
             row["names"] = list(record.arguments)
             row["values"] = [str(v) for v in record.arguments.values()]
-        runtime.write(runtime.statements.save, row)
+        runtime.write(*runtime.statements.save(row))
         return key
 
     def get(self, key: Digest) -> DigestedCall:

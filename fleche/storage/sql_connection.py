@@ -35,6 +35,9 @@ from .sqlite_wal import enter_wal
 
 __all__ = ["Runtime", "resolve_url"]
 
+#: A statement's DB-API parameters: by name, or by position (a record's save on SQLite).
+Parameters = dict[str, Any] | tuple[Any, ...]
+
 _new_str = str.__new__
 
 #: Attempts at a write that hit a lock or a deadlock (after SQLite's own busy wait).
@@ -284,11 +287,11 @@ class Runtime:
         if held:
             self._written(held)
 
-    def give_held(self, held: list[tuple[str, dict[str, Any]]]) -> None:
+    def give_held(self, held: list[tuple[str, Parameters]]) -> None:
         """Hold the statements ``held`` (collected in any thread) for this thread's next write."""
         self.local.__dict__.setdefault("held", []).extend(held)
 
-    def write(self, statement: str, parameters: dict[str, Any]) -> int:
+    def write(self, statement: str, parameters: Parameters) -> int:
         """Run one changing statement (atomic by itself), again if it met a lock; rows changed.
 
         With statements held by this thread, they run first, in one transaction with it.
@@ -307,7 +310,7 @@ class Runtime:
                 raise
         return self._written(writes, 1)
 
-    def _written(self, writes: list[tuple[str, dict[str, Any]]], first: int = 0) -> int:
+    def _written(self, writes: list[tuple[str, Parameters]], first: int = 0) -> int:
         """:meth:`_attempt` again after a pause each time it meets a lock, from attempt ``first``."""
         for attempt in range(first, ATTEMPTS):
             if attempt:
@@ -319,7 +322,7 @@ class Runtime:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, writes: list[tuple[str, dict[str, Any]]]) -> int:
+    def _attempt(self, writes: list[tuple[str, Parameters]]) -> int:
         """Run ``writes`` once on this thread's connection: one statement, or a transaction of all.
 
         Returns the rows the last one changed; a failure is rolled back

@@ -45,6 +45,7 @@ from ..digest import Digest
 from ..errors import SaveError
 from ..expiry import EXPIRY
 from .sql_metadata import join_metadata, metadata_columns, plain_chunks, text_ok, to_json
+from .sql_positional import PositionalSave
 from .sql_seal import broken_seal, seal
 
 __all__ = [
@@ -193,7 +194,12 @@ class Statements:
 
         # Saving a record is one statement: the upsert (SQLite's triggers fill
         # the argument index), or on PostgreSQL the upsert and the argument rows.
-        self.save = _postgres_save(text(upsert)) if self.postgres else text(upsert)
+        #: A row of :func:`encode_record` -> the statement's text and parameters.
+        self.save: Callable[[dict[str, Any]], tuple[str, Any]]
+        if self.postgres:
+            self.save = functools.partial(_with_text, _postgres_save(text(upsert)))
+        else:
+            self.save = PositionalSave(upsert)
         self.load = text(select(*ROW_COLUMNS).where(calls.c.key == key))
         # The hit path: the result, one metadata namespace (JSON text or NULL),
         # the typed metadata (NULL unless some value JSON cannot hold) and the seal.
@@ -219,6 +225,10 @@ class Statements:
             )
             + f" LIMIT {PREFIX_PAGE}"
         )
+
+
+def _with_text(text: str, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return text, row
 
 
 @functools.cache
