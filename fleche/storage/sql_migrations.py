@@ -40,11 +40,12 @@ __all__ = ["check_schema"]
 # record drops the rows of its new document too before adding them: the
 # update of an upsert overrides the trigger's ``OR IGNORE``, and a row left
 # by a hand edit must not fail the save.
-_ROWS_OF = "SELECT given.key, given.value, {row}.key FROM json_each({row}.arguments) AS given"
-_ADD = "INSERT OR IGNORE INTO arguments (name, value, call_key) " + _ROWS_OF.format(row="new")
+_ROWS_OF = "SELECT given.key, given.value, {row}.key FROM {also}json_each({row}.arguments) AS given"
+_FILL = "INSERT OR IGNORE INTO arguments (name, value, call_key) " + _ROWS_OF
+_ADD = _FILL.format(row="new", also="")
 _DROP = (
     "DELETE FROM arguments WHERE json_valid({row}.arguments) "
-    "AND (name, value, call_key) IN (" + _ROWS_OF + ")"
+    "AND (name, value, call_key) IN (" + _ROWS_OF.format(row="{row}", also="") + ")"
 )
 _DROP_OLD = (
     _DROP.format(row="old")
@@ -195,11 +196,8 @@ def _migrate_from_4(connection: Connection) -> None:
         connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
     arguments.drop(connection, checkfirst=True)
     arguments.create(connection)
-    connection.exec_driver_sql(
-        "INSERT OR IGNORE INTO arguments (name, value, call_key) SELECT given.key, given.value, "
-        "calls.key FROM calls, json_each(calls.arguments) AS given WHERE json_valid(calls.arguments) "
-        "ORDER BY 1, 2, 3"  # in the index's order: each row appended, none moved
-    )
+    every = _FILL.format(row="calls", also="calls, ") + " WHERE json_valid(calls.arguments)"
+    connection.exec_driver_sql(every + " ORDER BY 1, 2, 3")  # in the index's order: rows appended
     for trigger in _SQLITE_TRIGGERS:
         connection.exec_driver_sql(trigger)
 
